@@ -1,0 +1,78 @@
+#include "agent/frame.h"
+
+#include <cstring>
+
+namespace cove::agent {
+namespace {
+
+void PutU32(uint32_t v, std::string* out) {
+  char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+               static_cast<char>(v >> 24)};
+  out->append(b, 4);
+}
+
+uint32_t GetU32(const char* p) {
+  auto u = reinterpret_cast<const unsigned char*>(p);
+  return uint32_t{u[0]} | uint32_t{u[1]} << 8 | uint32_t{u[2]} << 16 | uint32_t{u[3]} << 24;
+}
+
+}  // namespace
+
+void EncodeFrame(uint32_t channel, FrameType type, std::string_view payload, std::string* out) {
+  PutU32(static_cast<uint32_t>(payload.size() + 5), out);
+  PutU32(channel, out);
+  out->push_back(static_cast<char>(type));
+  out->append(payload);
+}
+
+std::string EncodeFrame(uint32_t channel, FrameType type, std::string_view payload) {
+  std::string out;
+  out.reserve(kFrameHeaderSize + payload.size());
+  EncodeFrame(channel, type, payload, &out);
+  return out;
+}
+
+Status FrameDecoder::Feed(std::string_view bytes) {
+  if (failed_) return MakeError(ErrorCode::kInvalidArgument, "frame stream already failed");
+  if (pos_ > 0 && pos_ == buf_.size()) {
+    buf_.clear();
+    pos_ = 0;
+  } else if (pos_ > (1 << 20) && pos_ > buf_.size() / 2) {
+    buf_.erase(0, pos_);
+    pos_ = 0;
+  }
+  buf_.append(bytes);
+  return Check();
+}
+
+Status FrameDecoder::Check() {
+  if (buffered() < 4) return OkStatus();
+  uint32_t size = GetU32(buf_.data() + pos_);
+  if (size < 5 || size - 5 > max_payload_) {
+    failed_ = true;
+    return MakeError(ErrorCode::kInvalidArgument, "bad frame size " + std::to_string(size));
+  }
+  if (buffered() >= 9) {
+    auto type = static_cast<uint8_t>(buf_[pos_ + 8]);
+    if (type < 1 || type > 5) {
+      failed_ = true;
+      return MakeError(ErrorCode::kInvalidArgument, "bad frame type " + std::to_string(type));
+    }
+  }
+  return OkStatus();
+}
+
+std::optional<Frame> FrameDecoder::Next() {
+  if (failed_ || buffered() < kFrameHeaderSize) return std::nullopt;
+  uint32_t size = GetU32(buf_.data() + pos_);
+  if (buffered() < 4 + size) return std::nullopt;
+  Frame f;
+  f.channel = GetU32(buf_.data() + pos_ + 4);
+  f.type = static_cast<FrameType>(buf_[pos_ + 8]);
+  f.payload.assign(buf_.data() + pos_ + 9, size - 5);
+  pos_ += 4 + size;
+  if (!Check().ok()) return f;  // the next header is bad; Feed will report it
+  return f;
+}
+
+}  // namespace cove::agent

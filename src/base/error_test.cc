@@ -1,0 +1,32 @@
+#include "base/error.h"
+
+#include <gtest/gtest.h>
+
+namespace cove {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2 != 0) return MakeError(ErrorCode::kInvalidArgument, "odd");
+  return x / 2;
+}
+
+Result<int> Quarter(int x) {
+  COVE_ASSIGN_OR_RETURN(int h, Half(x));
+  return Half(h);
+}
+
+TEST(ResultTest, PropagatesFirstError) {
+  EXPECT_EQ(*Quarter(8), 2);
+  auto r = Quarter(6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(ErrorTest, SysErrorMapsErrno) {
+  EXPECT_EQ(SysError("open", ENOENT).code, ErrorCode::kNotFound);
+  EXPECT_EQ(SysError("write", EDQUOT).code, ErrorCode::kResourceExhausted);
+  EXPECT_EQ(SysError("open x", ENOENT).ToString(), "open x: No such file or directory");
+}
+
+}  // namespace
+}  // namespace cove

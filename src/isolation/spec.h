@@ -1,0 +1,43 @@
+// SandboxSpec: everything the kernel set-up of one sandbox needs, as plain data.
+// No HTTP, JSON or database types here; manager/ fills it in.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cove::isolation {
+
+struct Limits {
+  uint32_t cpu_millis = 250;          // CPU quota in thousandths of a CPU (250 = 1/4 vCPU)
+  uint64_t memory_bytes = 1ull << 30;
+  uint64_t pids = 512;
+  uint64_t disk_bytes = 4'000'000'000;  // writable layer
+};
+
+// A read-only bind from the host into the sandbox root (e.g. /usr for the default image).
+struct HostBind {
+  std::string host_path;
+  std::string sandbox_path;
+};
+
+struct Image {
+  std::string lower_dir;           // read-only overlay lower layer (a directory on the host)
+  std::vector<HostBind> binds;     // mounted read-only over the merged root
+};
+
+struct SandboxSpec {
+  std::string id;                  // [a-z0-9-]{1,63}; also the hostname
+  uid_t host_id_base = 0;          // sandbox uid/gid 0..65535 map to base..base+65535
+  static constexpr uint32_t kIdRange = 65536;
+  Image image;
+  std::string sandbox_dir;         // host dir owned by coved: upper/, work/, root/ live here
+  Limits limits;
+  std::string agent_path;          // host path of the binary exec'd as pid 1 (via fd, not path)
+  std::vector<std::string> argv;   // argv of pid 1 (argv[0] included)
+  std::vector<std::string> env;    // "K=V" environment of pid 1
+};
+
+}  // namespace cove::isolation
