@@ -1,0 +1,276 @@
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "cli/commands.h"
+#include "cli/http_client.h"
+
+namespace cove::cli {
+namespace {
+
+// ---------------------------------------------------------------- SSE
+
+std::vector<SseEvent> ParseAll(const std::vector<std::string>& chunks) {
+  std::vector<SseEvent> out;
+  SseParser p([&](SseEvent e) { out.push_back(std::move(e)); });
+  for (const auto& c : chunks) EXPECT_TRUE(p.Feed(c).ok());
+  p.Finish();
+  return out;
+}
+
+TEST(SseParser, CloudflareStyleDataOnlyEvents) {
+  auto ev = ParseAll({"data: {\"type\":\"start\"}\n\ndata: {\"type\":\"complete\",\"exitCode\":3}\n\n"});
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].event, "");
+  EXPECT_EQ(ev[0].data, "{\"type\":\"start\"}");
+  EXPECT_EQ(ev[1].data, "{\"type\":\"complete\",\"exitCode\":3}");
+}
+
+TEST(SseParser, EventFieldMultiLineDataAndComments) {
+  auto ev = ParseAll({": keep-alive\nevent: stdout\ndata: a\ndata:b\ndata\nid: 7\nretry: 10\n\n"});
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].event, "stdout");
+  EXPECT_EQ(ev[0].data, "a\nb\n");  // "data" alone is an empty data line
+}
+
+TEST(SseParser, OnlyOneLeadingSpaceIsStripped) {
+  auto ev = ParseAll({"data:  two spaces\n\n"});
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, " two spaces");
+}
+
+TEST(SseParser, LineEndingsCrlfAndCr) {
+  auto ev = ParseAll({"data: x\r\n\r\ndata: y\r\rdata: z\n\n"});
+  ASSERT_EQ(ev.size(), 3u);
+  EXPECT_EQ(ev[0].data, "x");
+  EXPECT_EQ(ev[1].data, "y");
+  EXPECT_EQ(ev[2].data, "z");
+}
+
+TEST(SseParser, EverySplitPointGivesTheSameEvents) {
+  const std::string stream =
+      "\xEF\xBB\xBF" "data: {\"type\":\"stdout\",\"data\":\"h\xC3\xA9llo\\n\"}\r\n\r\n"
+      "event: e\r\ndata: 1\r\ndata: 2\r\n\r\n: c\n\ndata: last\n\n";
+  auto whole = ParseAll({stream});
+  ASSERT_EQ(whole.size(), 3u);
+  EXPECT_EQ(whole[0].data, "{\"type\":\"stdout\",\"data\":\"h\xC3\xA9llo\\n\"}");
+  EXPECT_EQ(whole[1].event, "e");
+  EXPECT_EQ(whole[1].data, "1\n2");
+  EXPECT_EQ(whole[2].data, "last");
+  for (size_t i = 0; i <= stream.size(); ++i) {
+    for (size_t j = i; j <= stream.size(); j += 7) {
+      auto parts = ParseAll({stream.substr(0, i), stream.substr(i, j - i), stream.substr(j)});
+      ASSERT_EQ(parts.size(), whole.size()) << "split at " << i << "," << j;
+      for (size_t k = 0; k < parts.size(); ++k) {
+        EXPECT_EQ(parts[k].data, whole[k].data);
+        EXPECT_EQ(parts[k].event, whole[k].event);
+      }
+    }
+  }
+  // One byte at a time.
+  std::vector<std::string> bytes;
+  for (char c : stream) bytes.emplace_back(1, c);
+  EXPECT_EQ(ParseAll(bytes).size(), 3u);
+}
+
+TEST(SseParser, UnterminatedLastEventIsDropped) {
+  auto ev = ParseAll({"data: a\n\ndata: b\n"});
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, "a");
+}
+
+TEST(SseParser, EventWithoutDataIsNotDispatched) {
+  auto ev = ParseAll({"event: ping\n\ndata: x\n\n"});
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].event, "");  // the event name is reset after each blank line
+  EXPECT_EQ(ev[0].data, "x");
+}
+
+TEST(SseParser, OverlongLineIsAnError) {
+  SseParser p([](SseEvent) {}, 16);
+  EXPECT_TRUE(p.Feed("data: 0123456").ok());
+  EXPECT_FALSE(p.Feed("789abcdef0123").ok());
+}
+
+// ---------------------------------------------------------------- quoting
+
+// Runs `sh -c "printf '%s\0' <joined>"` and splits its output at NULs: what
+// the shell in a sandbox will see as argv.
+std::vector<std::string> ShellSplit(const std::string& joined) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    std::string script = "printf '%s\\0' " + joined;
+    execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::vector<std::string> words;
+  size_t start = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '\0') {
+      words.push_back(out.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return words;
+}
+
+TEST(ShellQuote, SafeWordsStayBare) {
+  EXPECT_EQ(ShellQuote("ls"), "ls");
+  EXPECT_EQ(ShellQuote("-la"), "-la");
+  EXPECT_EQ(ShellQuote("/a/b.txt"), "/a/b.txt");
+  EXPECT_EQ(ShellQuote("K=V"), "K=V");
+}
+
+TEST(ShellQuote, SpecialWordsAreQuoted) {
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote("a b"), "'a b'");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(ShellQuote("$HOME"), "'$HOME'");
+  EXPECT_EQ(ShellJoin({"echo", "a b", ""}), "echo 'a b' ''");
+}
+
+TEST(ShellQuote, RoundTripsThroughARealShell) {
+  std::vector<std::string> argv = {
+      "plain", "", " ", "two words", "it's", "'", "''", "\"", "\\", "$HOME", "$(id)", "`id`",
+      "a;b", "a&&b", "a|b", "*", "?", "[a]", "~", "#comment", "!", "new\nline", "tab\there",
+      "{a,b}", "<in", ">out", "é ü 漢字", "--flag=x y", "%s", "-n"};
+  EXPECT_EQ(ShellSplit(ShellJoin(argv)), argv);
+
+  std::mt19937 rng(42);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::string> random(1 + rng() % 4);
+    for (auto& w : random) {
+      size_t len = rng() % 12;
+      for (size_t i = 0; i < len; ++i) w.push_back(static_cast<char>(1 + rng() % 127));
+    }
+    ASSERT_EQ(ShellSplit(ShellJoin(random)), random) << ShellJoin(random);
+  }
+}
+
+// ---------------------------------------------------------------- ID:PATH
+
+TEST(ParseRemotePath, RemoteForms) {
+  auto r = ParseRemotePath("sb-1:/workspace/a.txt");
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->id, "sb-1");
+  EXPECT_EQ((*r)->path, "/workspace/a.txt");
+
+  r = ParseRemotePath("box:rel/path:with:colons");
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ((*r)->id, "box");
+  EXPECT_EQ((*r)->path, "rel/path:with:colons");
+}
+
+TEST(ParseRemotePath, LocalForms) {
+  for (const char* local : {"file.txt", "/tmp/a:b", "./x:y", "dir/sub:z", "-"}) {
+    auto r = ParseRemotePath(local);
+    ASSERT_TRUE(r.ok()) << local;
+    EXPECT_FALSE(r->has_value()) << local;
+  }
+}
+
+TEST(ParseRemotePath, Errors) {
+  EXPECT_FALSE(ParseRemotePath("sb:").ok());
+  EXPECT_FALSE(ParseRemotePath(":/etc/passwd").ok());
+  EXPECT_FALSE(ParseRemotePath(":").ok());
+}
+
+TEST(ParseKeyValue, Forms) {
+  auto kv = ParseKeyValue("A=b=c");
+  ASSERT_TRUE(kv.ok());
+  EXPECT_EQ(kv->first, "A");
+  EXPECT_EQ(kv->second, "b=c");
+  kv = ParseKeyValue("EMPTY=");
+  ASSERT_TRUE(kv.ok());
+  EXPECT_EQ(kv->second, "");
+  EXPECT_FALSE(ParseKeyValue("noequals").ok());
+  EXPECT_FALSE(ParseKeyValue("=v").ok());
+}
+
+TEST(BaseName, Forms) {
+  EXPECT_EQ(BaseName("/a/b.txt"), "b.txt");
+  EXPECT_EQ(BaseName("/a/b/"), "b");
+  EXPECT_EQ(BaseName("rel"), "rel");
+  EXPECT_EQ(BaseName("/"), "");
+}
+
+// ---------------------------------------------------------------- base64
+
+TEST(Base64, RoundTripAllLengthsAndSplits) {
+  std::string data;
+  for (int i = 0; i < 300; ++i) data.push_back(static_cast<char>(i * 37 + 11));
+  for (size_t len = 0; len < 40; ++len) {
+    std::string in = data.substr(0, len);
+    std::string enc = Base64Encode(in);
+    EXPECT_EQ(enc.size() % 4, 0u);
+    for (size_t split = 0; split <= enc.size(); ++split) {
+      Base64Decoder d;
+      std::string out;
+      ASSERT_TRUE(d.Feed(enc.substr(0, split), &out).ok());
+      ASSERT_TRUE(d.Feed(enc.substr(split), &out).ok());
+      ASSERT_TRUE(d.Finish(&out).ok());
+      ASSERT_EQ(out, in) << "len " << len << " split " << split;
+    }
+  }
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+}
+
+TEST(Base64, ChunksEncodedSeparatelyWithPadding) {
+  Base64Decoder d;
+  std::string out;
+  for (const char* chunk : {"Zm8=", "YmE=", "cg=="}) ASSERT_TRUE(d.Feed(chunk, &out).ok());
+  ASSERT_TRUE(d.Finish(&out).ok());
+  EXPECT_EQ(out, "fobar");
+}
+
+TEST(Base64, Garbage) {
+  Base64Decoder d;
+  std::string out;
+  EXPECT_FALSE(d.Feed("ab$d", &out).ok());
+  Base64Decoder t;
+  EXPECT_TRUE(t.Feed("Zm9vY", &out).ok());
+  EXPECT_FALSE(t.Finish(&out).ok());
+}
+
+// ---------------------------------------------------------------- errors, URLs
+
+TEST(Errors, EnvelopeIsDecoded) {
+  Error e = ErrorFromResponse(
+      404, R"({"code":"SANDBOX_NOT_FOUND","message":"Sandbox \"x\" not found","httpStatus":404})");
+  EXPECT_EQ(e.code, ErrorCode::kNotFound);
+  EXPECT_EQ(ApiCode(e), "SANDBOX_NOT_FOUND");
+  EXPECT_EQ(DescribeError(e), "sandbox \"x\" not found (SANDBOX_NOT_FOUND)");
+}
+
+TEST(Errors, NonJsonBody) {
+  Error e = ErrorFromResponse(502, "Bad Gateway\nmore");
+  EXPECT_EQ(ApiCode(e), "");
+  EXPECT_EQ(DescribeError(e), "HTTP 502: Bad Gateway");
+}
+
+TEST(EscapeSegment, Forms) {
+  EXPECT_EQ(EscapeSegment("sb-1"), "sb-1");
+  EXPECT_EQ(EscapeSegment("../x"), "..%2Fx");
+  EXPECT_EQ(EscapeSegment(".."), "%2E%2E");
+  EXPECT_EQ(EscapeSegment("a b?#"), "a%20b%3F%23");
+}
+
+}  // namespace
+}  // namespace cove::cli

@@ -1,0 +1,125 @@
+// cove: command-line client of coved.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/commands.h"
+#include "sys/io.h"
+
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Trims surrounding whitespace (a token file usually ends with '\n').
+std::string Trim(std::string s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"cove: create and use sandboxes on a coved daemon", "cove"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand too
+
+  std::string url = Env("COVE_URL");
+  std::string token = Env("COVE_TOKEN");
+  std::string state_dir = Env("COVE_STATE_DIR");
+  bool json_out = false;
+  app.add_option("--url", url, "coved base URL (env COVE_URL; default http://127.0.0.1:7070)");
+  app.add_option("--token", token,
+                 "API token (env COVE_TOKEN; default: read STATE_DIR/api-token)");
+  app.add_option("--state-dir", state_dir,
+                 "coved state directory, to find the token (default /var/lib/cove)");
+  app.add_flag("--json", json_out, "print the server's JSON (for scripts)");
+
+  cove::cli::CreateOptions create;
+  auto* c_create = app.add_subcommand("create", "create a sandbox and print its id");
+  c_create->add_option("--id", create.id, "sandbox id (1-63 of [a-z0-9-]; default generated)");
+  c_create->add_option("--type", create.type, "instance type (lite, basic, standard-1..4)");
+  c_create->add_option("--image", create.image, "image name (default: the host-derived image)");
+  c_create->add_option("--env", create.env, "environment variable K=V (repeatable)");
+  c_create->add_option("--label", create.labels, "label K=V (repeatable)");
+
+  auto* c_ls = app.add_subcommand("ls", "list sandboxes");
+  std::string info_id;
+  auto* c_info = app.add_subcommand("info", "show one sandbox");
+  c_info->add_option("ID", info_id)->required();
+  std::vector<std::string> rm_ids;
+  auto* c_rm = app.add_subcommand("rm", "delete sandboxes (no error if absent)");
+  c_rm->add_option("ID", rm_ids)->required();
+
+  cove::cli::ExecOptions exec;
+  auto* c_exec = app.add_subcommand(
+      "exec", "run a command in a sandbox, stream its output, exit with its exit code");
+  c_exec->add_option("ID", exec.id)->required();
+  c_exec->add_option("CMD", exec.argv, "command and arguments (after --)")->required();
+  c_exec->add_option("--session", exec.session, "session id (shell state persists in it)");
+  c_exec->add_option("--cwd", exec.cwd, "working directory");
+  c_exec->add_option("--env", exec.env, "environment variable K=V (repeatable)");
+  c_exec->add_option("--timeout", exec.timeout_ms, "kill the command after MS milliseconds")
+      ->check(CLI::PositiveNumber);
+  c_exec->footer("Example: cove exec sb-1 -- bash -c 'echo $HOME | wc -c'");
+
+  std::string cp_src, cp_dst;
+  auto* c_cp = app.add_subcommand("cp", "copy a file into (LOCAL ID:PATH) or out of (ID:PATH LOCAL) a sandbox; - is stdin/stdout");
+  c_cp->add_option("SRC", cp_src)->required();
+  c_cp->add_option("DST", cp_dst)->required();
+
+  auto* c_image = app.add_subcommand("image", "manage images");
+  c_image->require_subcommand(1);
+  std::string image_name, image_source;
+  auto* c_import = c_image->add_subcommand("import", "import a root filesystem (tar or directory)");
+  c_import->add_option("NAME", image_name)->required();
+  c_import->add_option("SOURCE", image_source, "ROOTFS.tar[.gz|.zst] or a directory")->required();
+  auto* c_image_ls = c_image->add_subcommand("ls", "list images");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (url.empty()) url = "http://127.0.0.1:7070";
+  if (token.empty()) {
+    std::string dir = state_dir.empty() ? "/var/lib/cove" : state_dir;
+    auto t = cove::sys::ReadFile(dir + "/api-token", 4096);
+    // Unreadable: go on without one; coved's 401 then says what is missing.
+    if (t.ok()) token = Trim(*t);
+  }
+
+  auto cmds = cove::cli::Commands::Create({url, token, json_out});
+  cove::Result<int> rc = 0;
+  if (!cmds.ok()) {
+    rc = std::move(cmds).error();
+  } else {
+    auto& c = **cmds;
+    if (*c_create) rc = c.CreateSandbox(create);
+    else if (*c_ls) rc = c.List();
+    else if (*c_info) rc = c.Info(info_id);
+    else if (*c_rm) rc = c.Remove(rm_ids);
+    else if (*c_exec) rc = c.Exec(exec);
+    else if (*c_cp) rc = c.Copy(cp_src, cp_dst);
+    else if (*c_import) rc = c.ImageImport(image_name, image_source);
+    else if (*c_image_ls) rc = c.ImageList();
+  }
+  if (!rc.ok()) {
+    std::string msg = cove::cli::DescribeError(rc.error());
+    if (cove::cli::ApiCode(rc.error()) == "UNAUTHORIZED") {
+      msg += "; pass --token, set COVE_TOKEN, or make STATE_DIR/api-token readable";
+    }
+    std::fprintf(stderr, "cove: %s\n", msg.c_str());
+    // exec's own failures use 255 (as ssh does), to stay apart from the command's codes.
+    return *c_exec ? 255 : 1;
+  }
+  std::fflush(stdout);
+  return *rc;
+}
