@@ -229,7 +229,7 @@ std::string HumanBytes(const json& v) {
     ++u;
   }
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%g %s", n, units[u]);
+  std::snprintf(buf, sizeof buf, "%.4g %s", n, units[u]);
   return buf;
 }
 

@@ -1,0 +1,418 @@
+"""Helpers of the end-to-end suite: start/stop the real coved, call its API,
+parse SSE, and look for anything a sandbox left behind on the host."""
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+
+import requests
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("COVE_BUILD_DIR", os.path.join(REPO, "build"))
+COVED = os.path.join(BUILD, "bin", "coved")
+COVE = os.path.join(BUILD, "bin", "cove")
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def unique_id(prefix="e2e"):
+    """A sandbox id no other run uses (so leak checks can search for it)."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, lines=60):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()[-20000:]
+        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Coved:
+    """One real coved process on a free loopback port with its own state dir."""
+
+    def __init__(self, state_dir, log_path, port=None):
+        self.state_dir = str(state_dir)
+        self.log_path = str(log_path)
+        self.port = port or free_port()
+        self.proc = None
+        self.token = None
+        self.starts = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout=60):
+        if not os.path.exists(COVED):
+            raise RuntimeError(f"{COVED} does not exist: build it first (ninja -C build)")
+        os.makedirs(self.state_dir, exist_ok=True)
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== coved start #{self.starts + 1} on port {self.port} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [COVED, "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        token_file = os.path.join(self.state_dir, "api-token")
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"coved exited with {self.proc.returncode} at start:\n"
+                                   + tail(self.log_path))
+            if os.path.exists(token_file):
+                with open(token_file) as f:
+                    self.token = f.read().strip()
+                try:
+                    r = requests.get(self.url + "/v1/sandboxes", timeout=5,
+                                     headers={"Authorization": f"Bearer {self.token}"})
+                    if r.status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
+            time.sleep(0.05)
+        self.kill9()
+        raise RuntimeError(f"coved did not answer within {timeout}s:\n" + tail(self.log_path))
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Signals coved and waits for it; returns its exit status."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"coved did not exit within {timeout}s of signal {sig}")
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class ApiError(AssertionError):
+    pass
+
+
+class Api:
+    """A thin client over requests; records every sandbox id it has seen."""
+
+    def __init__(self, coved):
+        self.coved = coved
+        self.http = requests.Session()
+        self.seen_ids = set()
+        self.seen_pids = set()
+
+    @property
+    def headers(self):
+        return {"Authorization": f"Bearer {self.coved.token}"}
+
+    def url(self, path):
+        return self.coved.url + path
+
+    def request(self, method, path, *, json_body=None, data=None, headers=None, auth=True,
+                timeout=120, stream=False):
+        h = dict(self.headers) if auth else {}
+        if headers:
+            h.update(headers)
+        r = self.http.request(method, self.url(path), json=json_body, data=data, headers=h,
+                              timeout=timeout, stream=stream)
+        if not stream:
+            self._remember(r)
+        return r
+
+    def _remember(self, r):
+        try:
+            body = r.json()
+        except ValueError:
+            return
+        items = []
+        if isinstance(body, dict):
+            items = body.get("sandboxes", [body]) if "sandboxes" in body else [body]
+        for s in items:
+            if isinstance(s, dict) and isinstance(s.get("id"), str) and "state" in s:
+                self.seen_ids.add(s["id"])
+                if isinstance(s.get("pid"), int) and s["pid"] > 0:
+                    self.seen_pids.add(s["pid"])
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, json_body=body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    # -- lifecycle
+    def create(self, expect=201, **fields):
+        if "id" in fields:
+            self.seen_ids.add(fields["id"])
+        r = self.post("/v1/sandboxes", fields)
+        if expect is not None and r.status_code != expect:
+            raise ApiError(f"create {fields}: {r.status_code} {r.text}")
+        return r.json()
+
+    def info(self, sid):
+        r = self.get(f"/v1/sandboxes/{sid}")
+        if r.status_code != 200:
+            raise ApiError(f"info {sid}: {r.status_code} {r.text}")
+        return r.json()
+
+    def destroy(self, sid):
+        r = self.delete(f"/v1/sandboxes/{sid}")
+        if r.status_code != 200:
+            raise ApiError(f"delete {sid}: {r.status_code} {r.text}")
+        return r.json()
+
+    def list_ids(self):
+        r = self.get("/v1/sandboxes")
+        assert r.status_code == 200, r.text
+        return [s["id"] for s in r.json()["sandboxes"]]
+
+    # -- compatible API
+    def call(self, sid, route, body=None, expect=200, method="POST", timeout=120):
+        path = f"/v1/sandboxes/{sid}/api/{route}"
+        if method == "GET":
+            r = self.get(path, timeout=timeout)
+        else:
+            r = self.request(method, path, json_body=body, timeout=timeout)
+        if expect is not None and r.status_code != expect:
+            raise ApiError(f"{route} {body}: expected {expect}, got {r.status_code} {r.text}")
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") \
+            else r
+
+    def exec(self, sid, command, session=None, expect=200, timeout=120, **extra):
+        body = {"command": command}
+        if session is not None:
+            body["sessionId"] = session
+        body.update(extra)
+        return self.call(sid, "execute", body, expect=expect, timeout=timeout)
+
+    def sh(self, sid, command, **kw):
+        """Runs command sessionless; asserts exit 0; returns stdout."""
+        r = self.exec(sid, command, session="__DISABLE_SESSION__", **kw)
+        assert r["exitCode"] == 0, f"{command!r} -> {r}"
+        return r["stdout"]
+
+    def stream(self, sid, route, body, timeout=120):
+        """POSTs to an SSE route; returns the list of (parsed JSON) events."""
+        r = self.request("POST", f"/v1/sandboxes/{sid}/api/{route}", json_body=body,
+                         stream=True, timeout=timeout)
+        if r.status_code != 200:
+            text = r.text
+            raise ApiError(f"{route} {body}: {r.status_code} {text}")
+        assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+        return [json.loads(e["data"]) for e in sse_events(r)]
+
+    def alive(self, sid=None, timeout=30):
+        """coved answers, and (when sid is given) so does that sandbox."""
+        r = self.get("/v1/sandboxes", timeout=timeout)
+        assert r.status_code == 200, f"coved does not answer: {r.status_code} {r.text}"
+        if sid:
+            out = self.exec(sid, "echo alive", session="__DISABLE_SESSION__", timeout=timeout)
+            assert out["exitCode"] == 0 and out["stdout"] == "alive\n", out
+
+
+def sse_events(response):
+    """Parses a streaming requests response as SSE; yields {event, data} dicts."""
+    buf = b""
+    for chunk in response.iter_content(chunk_size=None):
+        buf += chunk
+        buf = buf.replace(b"\r\n", b"\n")
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            ev = {"event": "", "data": None}
+            lines = []
+            for line in block.decode().split("\n"):
+                if line.startswith(":"):
+                    continue
+                field, _, value = line.partition(":")
+                if value.startswith(" "):
+                    value = value[1:]
+                if field == "data":
+                    lines.append(value)
+                elif field == "event":
+                    ev["event"] = value
+            if lines:
+                ev["data"] = "\n".join(lines)
+                yield ev
+
+
+def assert_error(r, status, code=None):
+    """r is an error answer in the common envelope."""
+    assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text[:500]}"
+    body = r.json()
+    assert isinstance(body.get("message"), str) and body["message"], body
+    assert body.get("httpStatus") == status, body
+    assert isinstance(body.get("timestamp"), str), body
+    if code:
+        assert body.get("code") == code, body
+    return body
+
+
+# ---------------------------------------------------------------- host-side checks
+
+def mounts_mentioning(text):
+    with open("/proc/self/mountinfo") as f:
+        return [line.strip() for line in f if text in line]
+
+
+def cgroup_dirs_matching(ids):
+    """Directories under /sys/fs/cgroup whose name contains one of ids."""
+    found = []
+    if not ids:
+        return found
+    pattern = re.compile("|".join(re.escape(i) for i in ids))
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if pattern.search(d):
+                found.append(os.path.join(root, d))
+    return found
+
+
+def processes_matching(ids, text):
+    """Host pids whose cgroup path names one of ids, or whose command line contains text."""
+    found = []
+    pattern = re.compile("|".join(re.escape(i) for i in ids)) if ids else None
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{p}/cgroup") as f:
+                cg = f.read()
+        except OSError:
+            continue
+        if text and text in cmd:
+            found.append((int(p), cmd))
+        elif pattern and pattern.search(cg):
+            found.append((int(p), cmd))
+    return found
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+def leaks(state_dir, ids, pids):
+    """Everything a stopped coved left behind; [] when clean."""
+    problems = [f"mount left: {m}" for m in mounts_mentioning(state_dir)]
+    problems += [f"process left: {pid} {cmd}" for pid, cmd in processes_matching([], state_dir)]
+    return problems + leaks_of(ids, pids)
+
+
+def leaks_of(ids, pids):
+    """What is left of the sandboxes ids (with host pids) that were deleted or died."""
+    problems = []
+    for i in ids:
+        for m in mounts_mentioning("/" + i):
+            problems.append(f"mount left: {m}")
+    for d in cgroup_dirs_matching(ids):
+        problems.append(f"cgroup left: {d}")
+    for pid, cmd in processes_matching(ids, None):
+        problems.append(f"process left: {pid} {cmd}")
+    for pid in pids:
+        if pid_alive(pid):
+            problems.append(f"sandbox pid {pid} still alive")
+    return problems
+
+
+def wait_until(fn, timeout=10, interval=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+def host_uids(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:]]
+    return None
+
+
+def descendants(pid):
+    """pid and all its descendants on the host."""
+    children = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(p))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cgroup_limit(pid, controller):
+    """The host-side limit of controller ("memory", "pids", "cpu") applying to pid,
+    read from its cgroup (v1 hierarchy or v2 unified); None if not found."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.strip().split(":", 2) for line in f if line.strip()]
+    v1 = {"memory": ("memory", "memory.limit_in_bytes"), "pids": ("pids", "pids.max"),
+          "cpu": ("cpu", "cpu.cfs_quota_us")}
+    v2 = {"memory": "memory.max", "pids": "pids.max", "cpu": "cpu.max"}
+    for hid, ctrls, path in lines:
+        names = ctrls.split(",")
+        sub, fname = v1[controller]
+        if sub in names:
+            for mount in (f"/sys/fs/cgroup/{ctrls}", f"/sys/fs/cgroup/{sub}"):
+                p = os.path.join(mount + path, fname)
+                if os.path.exists(p):
+                    with open(p) as f:
+                        val = f.read().strip()
+                    if controller == "cpu":
+                        with open(os.path.join(mount + path, "cpu.cfs_period_us")) as f:
+                            return val + " " + f.read().strip()
+                    return val
+    for hid, ctrls, path in lines:
+        if hid == "0":
+            for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                p = os.path.join(mount + path, v2[controller])
+                if os.path.exists(p):
+                    with open(p) as f:
+                        return f.read().strip()
+    return None
