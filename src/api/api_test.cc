@@ -1,0 +1,67 @@
+#include <gtest/gtest.h>
+
+#include "api/errors.h"
+#include "api/fields.h"
+
+namespace cove::api {
+namespace {
+
+TEST(ErrorsTest, StatusTableMatchesReference) {
+  EXPECT_EQ(StatusForCode("FILE_NOT_FOUND"), 404);
+  EXPECT_EQ(StatusForCode("VALIDATION_FAILED"), 400);
+  EXPECT_EQ(StatusForCode("SESSION_ALREADY_EXISTS"), 409);
+  EXPECT_EQ(StatusForCode("FILE_TOO_LARGE"), 413);
+  EXPECT_EQ(StatusForCode("SESSION_TERMINATED"), 410);
+  EXPECT_EQ(StatusForCode("INTERPRETER_NOT_READY"), 503);
+  EXPECT_EQ(StatusForCode("SOMETHING_ELSE"), 500);
+}
+
+TEST(ErrorsTest, EnvelopeCarriesCodeStatusAndContext) {
+  HttpResponse r = ErrorResponse("FILE_NOT_FOUND", "File not found: /x", {{"path", "/x"}});
+  EXPECT_EQ(r.status, 404);
+  auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["code"], "FILE_NOT_FOUND");
+  EXPECT_EQ(j["httpStatus"], 404);
+  EXPECT_EQ(j["context"]["path"], "/x");
+  EXPECT_TRUE(j["timestamp"].is_string());
+}
+
+TEST(ErrorsTest, InternalErrorsMapToApiCodes) {
+  EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kNotFound, "x")).status, 404);
+  EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kAlreadyExists, "x")).status, 409);
+  EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kInvalidArgument, "x")).status, 400);
+}
+
+TEST(FieldsTest, ParsesOnlyObjects) {
+  Json j;
+  EXPECT_EQ(ParseJsonObject("", &j), "");
+  EXPECT_TRUE(j.is_object());
+  EXPECT_NE(ParseJsonObject("{not json", &j), "");
+  EXPECT_NE(ParseJsonObject("[1,2]", &j), "");
+  EXPECT_NE(ParseJsonObject(std::string("\x00\xff\xfe", 3), &j), "");
+}
+
+TEST(FieldsTest, KeepsFirstProblem) {
+  Json j = {{"path", 5}, {"recursive", "yes"}};
+  Fields f(j);
+  EXPECT_EQ(f.Str("path", true), "");
+  f.Bool("recursive");
+  EXPECT_FALSE(f.ok());
+  EXPECT_EQ(f.problem(), "field 'path' must be a string");
+}
+
+TEST(FieldsTest, RequiredAndRanges) {
+  Json j = {{"timeoutMs", -5}, {"env", {{"A", "1"}, {"B", 2}}}};
+  Fields f(j);
+  f.Str("command", true);
+  EXPECT_EQ(f.problem(), "missing required field 'command'");
+  Fields g(j);
+  EXPECT_FALSE(g.Int("timeoutMs", 1, 100).has_value());
+  EXPECT_EQ(g.problem(), "field 'timeoutMs' must be between 1 and 100");
+  Fields h(j);
+  EXPECT_TRUE(h.StrMap("env").empty());
+  EXPECT_EQ(h.problem(), "field 'env.B' must be a string");
+}
+
+}  // namespace
+}  // namespace cove::api

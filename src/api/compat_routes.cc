@@ -1,0 +1,395 @@
+// The Cloudflare-compatible container API under /v1/sandboxes/{id}: each route
+// validates its body, turns it into one cove-agent op, and shapes the answer
+// as the reference (shared/reference/cloudflare-container-api.md §2.3) says.
+#include <fmt/format.h>
+
+#include "api/errors.h"
+#include "api/fields.h"
+#include "api/routes.h"
+#include "base/time.h"
+
+namespace cove::api {
+namespace {
+
+constexpr int64_t kMaxFileBytes = 32 << 20;           // the reference's JSON file limit
+constexpr size_t kMaxBufferedOutput = 64 << 20;        // /api/execute collects at most this
+constexpr auto kOpTimeout = std::chrono::seconds(60);  // agent ops other than exec
+constexpr char kVersion[] = "cove-0.1.0";
+
+using Clock = AgentConnection::Clock;
+
+bool IsCode(const Json& v) {
+  if (!v.is_string()) return false;
+  const auto& s = v.get_ref<const std::string&>();
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!((c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9'))) return false;
+  return true;
+}
+
+std::string StrOf(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t IntOf(const Json& j, const char* key, int64_t fallback = 0) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
+bool BoolOf(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+// An agent error reply ({"error": {...}}), checked: the agent is not trusted.
+std::optional<Json> AgentError(const Json& reply) {
+  auto it = reply.find("error");
+  if (it == reply.end()) return std::nullopt;
+  Json e = *it;
+  std::string code = e.is_object() && IsCode(e["code"]) ? e["code"].get<std::string>() : "INTERNAL_ERROR";
+  std::string message = e.is_object() ? StrOf(e, "message") : "";
+  Json context = e.is_object() && e.contains("context") && e["context"].is_object() ? e["context"] : Json::object();
+  return ErrorBody(code, message.empty() ? code : message, context);
+}
+
+HttpResponse AgentErrorResponse(const Json& body) { return JsonResponse(body, body["httpStatus"].get<int>()); }
+
+std::string Sse(const Json& event) {
+  return "data: " + event.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
+
+// SSE events of /api/execute/stream and /api/read/stream, built outside the
+// coroutines (GCC 12 cannot keep JSON-literal temporaries in a coroutine frame).
+std::string SseExecStart(const Json& op) {
+  return Sse({{"type", "start"}, {"command", op["command"]}, {"timestamp", IsoNow()}});
+}
+std::string SseExecOutput(const Json& event) {
+  std::string type = StrOf(event, "type");
+  if (type != "stdout" && type != "stderr") return {};
+  return Sse({{"type", type}, {"data", StrOf(event, "data")}, {"timestamp", IsoNow()}});
+}
+std::string SseExecError(const std::string& message, const std::string& code) {
+  Json ev = {{"type", "error"}, {"data", message}, {"error", message}, {"timestamp", IsoNow()}};
+  if (!code.empty()) ev["code"] = code;
+  return Sse(ev);
+}
+std::string SseExecComplete(const Json& reply) {
+  Json ev = {{"type", "complete"}, {"exitCode", IntOf(reply, "exitCode", -1)}, {"timestamp", IsoNow()}};
+  if (BoolOf(reply, "timedOut")) ev["timedOut"] = true;
+  return Sse(ev);
+}
+std::string SseReadEvent(const Json& b) {
+  std::string type = StrOf(b, "type");
+  if (type == "metadata")
+    return Sse({{"type", "metadata"}, {"mimeType", StrOf(b, "mimeType")}, {"size", IntOf(b, "size")},
+                {"isBinary", BoolOf(b, "isBinary")},
+                {"encoding", StrOf(b, "encoding") == "base64" ? "base64" : "utf-8"}});
+  if (type == "chunk") return Sse({{"type", "chunk"}, {"data", StrOf(b, "data")}});
+  return {};
+}
+std::string SseReadError(const std::string& message, const std::string& code) {
+  Json ev = {{"type", "error"}, {"error", message}};
+  if (!code.empty()) ev["code"] = code;
+  return Sse(ev);
+}
+std::string SseReadComplete(const Json& reply) {
+  return Sse({{"type", "complete"}, {"bytesRead", IntOf(reply, "bytesRead")}});
+}
+
+HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body) {
+  HttpResponse res;
+  res.content_type = "text/event-stream";
+  res.headers = {{"Cache-Control", "no-cache"}};
+  res.stream = std::move(body);
+  return res;
+}
+
+Json Success(Json j) {
+  j["success"] = true;
+  j["timestamp"] = IsoNow();
+  return j;
+}
+
+// Copies the request's sessionId (if a string) into an agent op.
+void CopySession(Fields& f, Json* op) {
+  if (auto s = f.OptStr("sessionId")) (*op)["sessionId"] = *s;
+}
+
+// Sends one op and waits for its reply (events are ignored).
+Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op) {
+  co_return co_await agent->Request(op, kOpTimeout);
+}
+
+}  // namespace
+
+Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id, const std::string& rest) {
+  if (rest == "/" && req.method == "GET") {
+    HttpResponse res;
+    res.content_type = "text/plain; charset=utf-8";
+    res.body = "cove sandbox " + id + " is ready\n";
+    // Cloudflare's server answers "/" even before the container is up; we create it like getSandbox.
+    auto agent = co_await manager_->Agent(id, true);
+    if (!agent.ok()) co_return ErrorResponse(agent.error());
+    co_return res;
+  }
+  if (rest.rfind("/api/", 0) != 0) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
+  const std::string route = rest.substr(4);  // "/execute", "/read", ...
+
+  if (req.method == "GET" && route == "/ping")
+    co_return JsonResponse(Success({{"status", "healthy"}, {"message", "pong"}}));
+  if (req.method == "GET" && route == "/version") co_return JsonResponse(Success({{"version", kVersion}}));
+
+  Json body;
+  if (req.method == "POST") {
+    if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+  }
+  Fields f(body);
+  Json op;
+  // Build the agent op for the route; validation first, so bad input changes nothing.
+  enum class Kind { kSimple, kExec, kExecStream, kRead, kReadStream } kind = Kind::kSimple;
+  if (req.method == "POST" && route == "/session/create") {
+    op = {{"op", "session.create"}, {"id", f.Str("id", false, fmt::format("session_{}", NowUnixMs()))}};
+    if (body.contains("env")) op["env"] = f.StrMap("env");
+    if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
+    if (auto t = f.Int("commandTimeoutMs", 1, int64_t{1} << 40)) op["commandTimeoutMs"] = *t;
+  } else if (req.method == "POST" && route == "/session/delete") {
+    op = {{"op", "session.delete"}, {"id", f.Str("sessionId", true)}};
+  } else if (req.method == "GET" && route == "/session/list") {
+    op = {{"op", "session.list"}};
+  } else if (req.method == "POST" && (route == "/execute" || route == "/execute/stream")) {
+    op = {{"op", "exec"}, {"command", f.Str("command", true)}};
+    CopySession(f, &op);
+    if (body.contains("env")) op["env"] = f.StrMap("env");
+    if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
+    if (auto t = f.Int("timeoutMs", 1, int64_t{1} << 40)) op["timeoutMs"] = *t;
+    if (f.Bool("background"))
+      co_return ErrorResponse("NOT_IMPLEMENTED", "background processes are not available yet in cove");
+    kind = route == "/execute" ? Kind::kExec : Kind::kExecStream;
+  } else if (req.method == "POST" && (route == "/read" || route == "/read/stream")) {
+    op = {{"op", "file.read"}, {"path", f.Str("path", true)}};
+    CopySession(f, &op);
+    if (route == "/read") {
+      if (auto enc = f.OptStr("encoding")) {
+        if (*enc != "utf-8" && *enc != "utf8" && *enc != "base64")
+          f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
+        op["encoding"] = *enc == "base64" ? "base64" : "utf-8";
+      }
+      op["maxBytes"] = kMaxFileBytes;
+      kind = Kind::kRead;
+    } else {
+      kind = Kind::kReadStream;
+    }
+  } else if (req.method == "POST" && route == "/write") {
+    std::string path = f.Str("path", true);
+    if (!body.contains("content")) f.Fail("missing required field 'content'");
+    std::string content = f.Str("content");
+    std::string enc = f.Str("encoding", false, "utf-8");
+    if (enc == "utf8") enc = "utf-8";
+    if (enc != "utf-8" && enc != "base64") f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
+    if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+    int64_t size = enc == "base64" ? static_cast<int64_t>(content.size() / 4 * 3) : static_cast<int64_t>(content.size());
+    if (size > kMaxFileBytes)
+      co_return ErrorResponse("FILE_TOO_LARGE", fmt::format("file content is {} bytes; the limit is {} bytes", size, kMaxFileBytes),
+                              {{"path", path}});
+    op = {{"op", "file.write"}, {"path", path}, {"content", std::move(content)}, {"encoding", enc}};
+    CopySession(f, &op);
+  } else if (req.method == "POST" && (route == "/delete" || route == "/exists")) {
+    op = {{"op", route == "/delete" ? "file.delete" : "file.exists"}, {"path", f.Str("path", true)}};
+    CopySession(f, &op);
+  } else if (req.method == "POST" && route == "/rename") {
+    op = {{"op", "file.rename"}, {"oldPath", f.Str("oldPath", true)}, {"newPath", f.Str("newPath", true)}};
+    CopySession(f, &op);
+  } else if (req.method == "POST" && route == "/move") {
+    op = {{"op", "file.move"}, {"sourcePath", f.Str("sourcePath", true)},
+          {"destinationPath", f.Str("destinationPath", true)}};
+    CopySession(f, &op);
+  } else if (req.method == "POST" && route == "/mkdir") {
+    op = {{"op", "file.mkdir"}, {"path", f.Str("path", true)}, {"recursive", f.Bool("recursive")}};
+    CopySession(f, &op);
+  } else if (req.method == "POST" && route == "/list-files") {
+    op = {{"op", "file.list"}, {"path", f.Str("path", true)}};
+    if (auto it = body.find("options"); it != body.end() && !it->is_null()) {
+      if (!it->is_object()) {
+        f.Fail("field 'options' must be an object");
+      } else {
+        Fields of(*it);
+        op["recursive"] = of.Bool("recursive");
+        op["includeHidden"] = of.Bool("includeHidden");
+        if (!of.ok()) f.Fail("options: " + of.problem());
+      }
+    }
+    CopySession(f, &op);
+  } else {
+    co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
+  }
+  if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+
+  auto agent_r = co_await manager_->Agent(id, true);
+  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
+  std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
+
+  switch (kind) {
+    case Kind::kExec: co_return co_await Execute(agent, op);
+    case Kind::kExecStream: co_return ExecuteStream(agent, op);
+    case Kind::kRead: co_return co_await Read(agent, op);
+    case Kind::kReadStream: co_return ReadStream(agent, op);
+    case Kind::kSimple: break;
+  }
+
+  auto reply = co_await Call(agent, op);
+  if (!reply.ok()) co_return ErrorResponse(reply.error());
+  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
+  const Json& r = *reply;
+  const std::string o = op["op"];
+  if (o == "session.create") {
+    std::string sid = op["id"];
+    co_return JsonResponse(Success({{"id", sid}, {"message", "Session created"}, {"data", {{"id", sid}}},
+                                    {"containerPlacementId", nullptr}}));
+  }
+  if (o == "session.delete") co_return JsonResponse(Success({{"sessionId", op["id"]}}));
+  if (o == "session.list") {
+    Json list = r.contains("sessions") && r["sessions"].is_array() ? r["sessions"] : Json::array();
+    co_return JsonResponse(Success({{"data", list}}));
+  }
+  if (o == "file.write" || o == "file.delete") co_return JsonResponse(Success({{"path", op["path"]}}));
+  if (o == "file.exists") co_return JsonResponse(Success({{"path", op["path"]}, {"exists", BoolOf(r, "exists")}}));
+  if (o == "file.rename")
+    co_return JsonResponse(Success({{"path", op["oldPath"]}, {"newPath", op["newPath"]}}));
+  if (o == "file.move")
+    co_return JsonResponse(Success({{"path", op["sourcePath"]}, {"newPath", op["destinationPath"]}}));
+  if (o == "file.mkdir")
+    co_return JsonResponse(Success({{"path", op["path"]}, {"recursive", op["recursive"]}}));
+  // file.list
+  Json files = r.contains("files") && r["files"].is_array() ? r["files"] : Json::array();
+  size_t count = files.size();
+  co_return JsonResponse(Success({{"path", op["path"]}, {"files", std::move(files)}, {"count", count}}));
+}
+
+Task<HttpResponse> CompatRoutes::Execute(std::shared_ptr<AgentConnection> agent, Json op) {
+  auto call_r = agent->Start(op);
+  if (!call_r.ok()) co_return ErrorResponse(call_r.error());
+  auto call = std::move(*call_r);
+  auto deadline = op.contains("timeoutMs") ? Clock::now() + std::chrono::milliseconds(op["timeoutMs"].get<int64_t>()) +
+                                                 std::chrono::seconds(10)
+                                           : Clock::time_point::max();
+  std::string out, err;
+  bool truncated = false;
+  int64_t started = NowUnixMs();
+  for (;;) {
+    auto m = co_await call->Next(deadline);
+    if (!m.ok()) co_return ErrorResponse(m.error());
+    if (!m->final) {
+      std::string type = StrOf(m->body, "type");
+      std::string* dst = type == "stdout" ? &out : type == "stderr" ? &err : nullptr;
+      if (!dst) continue;
+      std::string data = StrOf(m->body, "data");
+      if (out.size() + err.size() + data.size() > kMaxBufferedOutput) {
+        truncated = true;
+        continue;
+      }
+      *dst += data;
+      continue;
+    }
+    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
+    int64_t code = IntOf(m->body, "exitCode", -1);
+    if (BoolOf(m->body, "timedOut"))
+      err += fmt::format("{}Command timed out after {}ms", err.empty() || err.back() == '\n' ? "" : "\n",
+                         op["timeoutMs"].get<int64_t>());
+    Json res = Success({{"exitCode", code}, {"stdout", std::move(out)}, {"stderr", std::move(err)},
+                        {"command", op["command"]}, {"duration", NowUnixMs() - started}});
+    res["success"] = code == 0;
+    if (op.contains("sessionId")) res["sessionId"] = op["sessionId"];
+    if (truncated) res["truncated"] = true;
+    co_return JsonResponse(res);
+  }
+}
+
+HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op) {
+  return SseResponse([agent, op](BodyStream& out) -> Task<void> {
+    auto call_r = agent->Start(op);
+    if (!call_r.ok()) {
+      co_await out.Write(SseExecError(call_r.error().message, ""));
+      co_return;
+    }
+    auto call = std::move(*call_r);
+    out.OnClientGone([call] { call->Cancel(); });
+    co_await out.Write(SseExecStart(op));
+    for (;;) {
+      auto m = co_await call->Next();
+      if (!m.ok()) {
+        co_await out.Write(SseExecError(m.error().message, ""));
+        co_return;
+      }
+      if (!m->final) {
+        if (!co_await out.Write(SseExecOutput(m->body))) co_return;
+        continue;
+      }
+      if (auto e = AgentError(m->body)) {
+        co_await out.Write(SseExecError((*e)["message"], (*e)["code"]));
+        co_return;
+      }
+      co_await out.Write(SseExecComplete(m->body));
+      co_return;
+    }
+  });
+}
+
+Task<HttpResponse> CompatRoutes::Read(std::shared_ptr<AgentConnection> agent, Json op) {
+  auto call_r = agent->Start(op);
+  if (!call_r.ok()) co_return ErrorResponse(call_r.error());
+  auto call = std::move(*call_r);
+  auto deadline = Clock::now() + kOpTimeout;
+  Json meta = Json::object();
+  std::string content;
+  for (;;) {
+    auto m = co_await call->Next(deadline);
+    if (!m.ok()) co_return ErrorResponse(m.error());
+    if (m->final) {
+      if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
+      break;
+    }
+    std::string type = StrOf(m->body, "type");
+    if (type == "metadata") meta = m->body;
+    if (type == "chunk") {
+      content += StrOf(m->body, "data");
+      if (content.size() > kMaxFileBytes * 2)
+        co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
+    }
+  }
+  bool binary = BoolOf(meta, "isBinary");
+  co_return JsonResponse(Success({{"path", op["path"]},
+                                  {"content", std::move(content)},
+                                  {"encoding", StrOf(meta, "encoding") == "base64" ? "base64" : "utf-8"},
+                                  {"isBinary", binary},
+                                  {"mimeType", StrOf(meta, "mimeType")},
+                                  {"size", IntOf(meta, "size")}}));
+}
+
+HttpResponse CompatRoutes::ReadStream(std::shared_ptr<AgentConnection> agent, Json op) {
+  return SseResponse([agent, op](BodyStream& out) -> Task<void> {
+    auto call_r = agent->Start(op);
+    if (!call_r.ok()) {
+      co_await out.Write(SseReadError(call_r.error().message, ""));
+      co_return;
+    }
+    auto call = std::move(*call_r);
+    out.OnClientGone([call] { call->Cancel(); });
+    for (;;) {
+      auto m = co_await call->Next(Clock::now() + kOpTimeout);
+      if (!m.ok()) {
+        co_await out.Write(SseReadError(m.error().message, ""));
+        co_return;
+      }
+      if (m->final) {
+        auto e = AgentError(m->body);
+        co_await out.Write(e ? SseReadError((*e)["message"], (*e)["code"]) : SseReadComplete(m->body));
+        co_return;
+      }
+      std::string ev = SseReadEvent(m->body);
+      if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
+    }
+  });
+}
+
+}  // namespace cove::api

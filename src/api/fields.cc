@@ -1,0 +1,94 @@
+#include "api/fields.h"
+
+#include <fmt/format.h>
+
+namespace cove::api {
+
+std::string ParseJsonObject(const std::string& body, Json* out) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    *out = Json::object();
+    return {};
+  }
+  *out = Json::parse(body, nullptr, false);
+  if (out->is_discarded()) return "request body is not valid JSON";
+  if (!out->is_object()) return "request body must be a JSON object";
+  return {};
+}
+
+const Json* Fields::Find(const char* key, bool required) {
+  auto it = o_.find(key);
+  if (it == o_.end() || it->is_null()) {
+    if (required) Fail(fmt::format("missing required field '{}'", key));
+    return nullptr;
+  }
+  return &*it;
+}
+
+std::string Fields::Str(const char* key, bool required, std::string fallback) {
+  const Json* v = Find(key, required);
+  if (!v) return fallback;
+  if (!v->is_string()) {
+    Fail(fmt::format("field '{}' must be a string", key));
+    return fallback;
+  }
+  if (required && v->get_ref<const std::string&>().empty()) {
+    Fail(fmt::format("field '{}' must not be empty", key));
+    return fallback;
+  }
+  return v->get<std::string>();
+}
+
+std::optional<std::string> Fields::OptStr(const char* key) {
+  const Json* v = Find(key, false);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) {
+    Fail(fmt::format("field '{}' must be a string", key));
+    return std::nullopt;
+  }
+  return v->get<std::string>();
+}
+
+bool Fields::Bool(const char* key, bool fallback) {
+  const Json* v = Find(key, false);
+  if (!v) return fallback;
+  if (!v->is_boolean()) {
+    Fail(fmt::format("field '{}' must be a boolean", key));
+    return fallback;
+  }
+  return v->get<bool>();
+}
+
+std::optional<int64_t> Fields::Int(const char* key, int64_t min, int64_t max) {
+  const Json* v = Find(key, false);
+  if (!v) return std::nullopt;
+  if (!v->is_number_integer() && !(v->is_number_float() && v->get<double>() == static_cast<int64_t>(v->get<double>()))) {
+    Fail(fmt::format("field '{}' must be an integer", key));
+    return std::nullopt;
+  }
+  double d = v->get<double>();
+  if (d < static_cast<double>(min) || d > static_cast<double>(max)) {
+    Fail(fmt::format("field '{}' must be between {} and {}", key, min, max));
+    return std::nullopt;
+  }
+  return v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(d);
+}
+
+std::map<std::string, std::string> Fields::StrMap(const char* key) {
+  std::map<std::string, std::string> out;
+  const Json* v = Find(key, false);
+  if (!v) return out;
+  if (!v->is_object()) {
+    Fail(fmt::format("field '{}' must be an object of strings", key));
+    return out;
+  }
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    if (!it.value().is_string()) {
+      Fail(fmt::format("field '{}.{}' must be a string", key, it.key()));
+      return {};
+    }
+    out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
+}  // namespace cove::api

@@ -1,0 +1,52 @@
+// Plain HTTP request/response types between the Beast server (http_server.cc,
+// the only Beast TU) and the API handlers, so that handlers stay cheap to compile.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "manager/asio.h"
+
+namespace cove::api {
+
+struct HttpRequest {
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // as sent: path + query
+  std::string path;                            // decoded path without the query
+  std::map<std::string, std::string> query;    // decoded query parameters
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;                            // in memory, or:
+  std::string body_file;                       // path of the spooled body (large uploads)
+
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// The body of a streamed (chunked) response.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Sends one chunk; false once the client is gone.
+  virtual Task<bool> Write(std::string data) = 0;
+  // Called (once) if the client disconnects while the stream is open.
+  virtual void OnClientGone(std::function<void()> fn) = 0;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the body is produced by this function as chunks (SSE).
+  std::function<Task<void>(BodyStream&)> stream;
+};
+
+using Handler = std::function<Task<HttpResponse>(HttpRequest&)>;
+
+}  // namespace cove::api

@@ -1,0 +1,40 @@
+// HttpServer: HTTP/1.1 with keep-alive and chunked streaming on one io executor.
+// Bodies up to max_body_bytes are read into memory; requests for which
+// spool_to_file(request head) is true may send up to max_spooled_bytes, written
+// to a temporary file in spool_dir (deleted after the handler returns).
+// Oversized bodies get 413, malformed requests 400; both close the connection.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/http.h"
+#include "base/error.h"
+
+namespace cove::api {
+
+struct HttpServerOptions {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 7070;
+  size_t max_body_bytes = 64 << 20;
+  uint64_t max_spooled_bytes = 16ull << 30;
+  std::string spool_dir = "/tmp";
+  std::function<bool(const HttpRequest&)> spool_to_file;
+};
+
+class HttpServer {
+ public:
+  // Binds and listens now (so errors are reported at start-up); serves after Start().
+  static Result<std::unique_ptr<HttpServer>> Listen(asio::any_io_executor ex, HttpServerOptions options,
+                                                    Handler handler);
+  ~HttpServer();
+  void Start();
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cove::api

@@ -1,0 +1,146 @@
+// coved: the cove host daemon. Wiring, configuration and signals only.
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+
+#include "api/http_server.h"
+#include "api/routes.h"
+#include "base/log.h"
+#include "manager/images.h"
+#include "manager/isolation_runtime.h"
+#include "manager/manager.h"
+#include "manager/store.h"
+#include "sys/io.h"
+
+namespace cove {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Config {
+  std::string listen = "127.0.0.1:7070";
+  std::string state_dir = "/var/lib/cove";
+  std::string token;
+  std::string agent_path;
+  std::string log_level = "info";
+  uint32_t id_base = 1u << 20;
+};
+
+Result<std::string> LoadOrCreateToken(const Config& c) {
+  if (!c.token.empty()) return c.token;
+  if (const char* env = getenv("COVE_TOKEN"); env && *env) return std::string(env);
+  std::string path = c.state_dir + "/api-token";
+  if (auto existing = sys::ReadFile(path, 4096); existing.ok()) {
+    std::string t = *existing;
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+    if (!t.empty()) return t;
+  }
+  unsigned char raw[32];
+  if (getrandom(raw, sizeof raw, 0) != sizeof raw) return SysError("getrandom");
+  std::string token;
+  for (unsigned char b : raw) token += fmt::format("{:02x}", b);
+  COVE_TRY(sys::WriteFileAtomic(path, token + "\n", 0600));
+  log::Info("created API token in {}", path);
+  return token;
+}
+
+std::string DefaultAgentPath() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path() / "cove-agent").string();
+}
+
+int Run(const Config& c) {
+  if (c.log_level == "debug") log::SetLevel(log::Level::kDebug);
+  size_t colon = c.listen.rfind(':');
+  if (colon == std::string::npos) {
+    log::Error("--listen must be HOST:PORT, got {}", c.listen);
+    return 2;
+  }
+  std::error_code ec;
+  fs::create_directories(c.state_dir, ec);
+  if (ec || ::chmod(c.state_dir.c_str(), 0711) != 0) {
+    log::Error("cannot create state directory {}: {}", c.state_dir, ec ? ec.message() : strerror(errno));
+    return 1;
+  }
+  auto token = LoadOrCreateToken(c);
+  if (!token.ok()) {
+    log::Error("cannot set up the API token: {}", token.error().ToString());
+    return 1;
+  }
+  auto store = Store::Open(c.state_dir + "/cove.db");
+  if (!store.ok()) {
+    log::Error("{}", store.error().ToString());
+    return 1;
+  }
+
+  asio::io_context io(1);
+  Images images(io.get_executor(), c.state_dir + "/images");
+  if (auto s = images.Init(); !s.ok()) {
+    log::Error("cannot prepare images: {}", s.error().ToString());
+    return 1;
+  }
+  std::string agent = c.agent_path.empty() ? DefaultAgentPath() : c.agent_path;
+  if (::access(agent.c_str(), X_OK) != 0) {
+    log::Error("cove-agent not found at {} (use --agent)", agent);
+    return 1;
+  }
+  auto runtime = IsolationRuntime::Open(c.state_dir, agent, c.id_base, &images);
+  if (!runtime.ok()) {
+    log::Error("cannot set up isolation: {}", runtime.error().ToString());
+    return 1;
+  }
+  Manager manager(io.get_executor(), store->get(), runtime->get());
+  manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
+  api::Api api(&manager, &images, *token);
+
+  api::HttpServerOptions hopts;
+  hopts.listen_host = c.listen.substr(0, colon);
+  if (hopts.listen_host.size() > 2 && hopts.listen_host.front() == '[')
+    hopts.listen_host = hopts.listen_host.substr(1, hopts.listen_host.size() - 2);
+  hopts.listen_port = static_cast<uint16_t>(std::stoi(c.listen.substr(colon + 1)));
+  hopts.spool_dir = c.state_dir + "/tmp";
+  fs::create_directories(hopts.spool_dir, ec);
+  hopts.spool_to_file = &api::Api::WantsSpooledBody;
+  auto server = api::HttpServer::Listen(io.get_executor(), hopts,
+                                        [&api](api::HttpRequest& req) { return api.Handle(req); });
+  if (!server.ok()) {
+    log::Error("{}", server.error().ToString());
+    return 1;
+  }
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    log::Info("signal {}: stopping; sandboxes keep running and are adopted at the next start", sig);
+    io.stop();
+  });
+  asio::co_spawn(io, [&]() -> Task<void> {
+    co_await manager.Adopt();
+    (*server)->Start();
+    log::Info("coved listening on {}:{} (state {}, token in {}/api-token)", hopts.listen_host, (*server)->port(),
+              c.state_dir, c.state_dir);
+  }, asio::detached);
+  io.run();
+  return 0;
+}
+
+}  // namespace
+}  // namespace cove
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  cove::Config c;
+  CLI::App app{"coved: the cove sandbox daemon"};
+  app.add_option("--listen", c.listen, "HOST:PORT to serve the API on")->capture_default_str();
+  app.add_option("--state-dir", c.state_dir, "directory for coved's state")->capture_default_str();
+  app.add_option("--token", c.token, "API bearer token (default: COVE_TOKEN, else STATE/api-token)");
+  app.add_option("--agent", c.agent_path, "path of cove-agent (default: next to coved)");
+  app.add_option("--id-base", c.id_base, "first host uid/gid of sandbox id ranges")->capture_default_str();
+  app.add_option("--log-level", c.log_level, "debug|info")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  return cove::Run(c);
+}

@@ -1,0 +1,201 @@
+#include "manager/agent_connection.h"
+
+#include "base/log.h"
+
+namespace cove {
+
+using agent::FrameType;
+
+namespace {
+// Built outside the coroutine: GCC 12 cannot keep the literal's array temporaries in a frame.
+Json HelloRequest() { return Json{{"op", "hello"}}; }
+}  // namespace
+
+AgentConnection::Call::Call(std::shared_ptr<AgentConnection> conn, uint32_t channel)
+    : conn_(conn), channel_(channel), signal_(conn->socket_.get_executor()) {}
+
+AgentConnection::Call::~Call() {
+  if (auto conn = conn_.lock()) {
+    if (!replied_ && !error_ && conn->alive_)
+      conn->Send(agent::EncodeFrame(channel_, FrameType::kCancel, ""));
+    conn->Forget(channel_);
+    if (queued_bytes_ > 0) conn->drained_signal_.Notify();
+  }
+}
+
+void AgentConnection::Call::Cancel() {
+  if (cancelled_ || replied_ || error_) return;
+  cancelled_ = true;
+  if (auto conn = conn_.lock(); conn && conn->alive_)
+    conn->Send(agent::EncodeFrame(channel_, FrameType::kCancel, ""));
+}
+
+void AgentConnection::Call::Push(Message m) {
+  if (m.final) replied_ = true;
+  queued_bytes_ += m.wire_bytes;
+  queue_.push_back(std::move(m));
+  signal_.Notify();
+}
+
+void AgentConnection::Call::Fail(Error e) {
+  if (!replied_) error_ = std::move(e);
+  signal_.Notify();
+}
+
+Task<Result<AgentConnection::Message>> AgentConnection::Call::Next(Clock::time_point deadline) {
+  for (;;) {
+    if (!queue_.empty()) {
+      Message m = std::move(queue_.front());
+      queue_.pop_front();
+      size_t before = queued_bytes_;
+      queued_bytes_ -= std::min(queued_bytes_, m.wire_bytes);
+      if (before >= kMaxQueuedPerCall && queued_bytes_ < kMaxQueuedPerCall)
+        if (auto conn = conn_.lock()) conn->drained_signal_.Notify();
+      if (m.final) finished_ = true;
+      co_return m;
+    }
+    if (finished_) co_return MakeError(ErrorCode::kFailedPrecondition, "call already finished");
+    if (error_) {
+      finished_ = true;
+      co_return *error_;
+    }
+    if (!co_await signal_.Wait(deadline) && queue_.empty() && !error_)
+      co_return MakeError(ErrorCode::kTimeout, "agent did not answer in time");
+  }
+}
+
+AgentConnection::AgentConnection(asio::any_io_executor ex, std::string sandbox_id)
+    : socket_(ex), sandbox_id_(std::move(sandbox_id)), outbox_signal_(ex), drained_signal_(ex) {}
+
+AgentConnection::~AgentConnection() { Close(); }
+
+Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
+    asio::any_io_executor ex, std::string socket_path, std::string sandbox_id,
+    Clock::duration timeout) {
+  std::shared_ptr<AgentConnection> conn(new AgentConnection(ex, std::move(sandbox_id)));
+  boost::system::error_code ec;
+  co_await conn->socket_.async_connect(asio::local::stream_protocol::endpoint(socket_path),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return SysError("connect to agent socket " + socket_path, ec.value());
+  asio::co_spawn(ex, conn->ReadLoop(), asio::detached);
+  asio::co_spawn(ex, conn->WriteLoop(), asio::detached);
+  auto hello = co_await conn->Request(HelloRequest(), timeout);
+  if (!hello.ok()) {
+    conn->Close();
+    co_return Error{hello.error().code, 0, "agent hello failed: " + hello.error().message, {}};
+  }
+  conn->hello_ = std::move(*hello);
+  co_return conn;
+}
+
+Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json& request,
+                                                                       std::string_view extra) {
+  if (!alive_) return MakeError(ErrorCode::kUnavailable, "agent connection is closed");
+  uint32_t channel = next_channel_++;
+  if (next_channel_ == 0) next_channel_ = 1;
+  std::shared_ptr<Call> call(new Call(shared_from_this(), channel));
+  calls_[channel] = call.get();
+  std::string payload = request.dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string frame = agent::EncodeFrame(channel, FrameType::kRequest, payload);
+  if (!extra.empty()) agent::EncodeFrame(channel, FrameType::kData, extra, &frame);
+  Send(std::move(frame));
+  return call;
+}
+
+Task<Result<Json>> AgentConnection::Request(const Json& request, Clock::duration timeout) {
+  auto call = Start(request);
+  if (!call.ok()) co_return std::move(call).error();
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto m = co_await (*call)->Next(deadline);
+    if (!m.ok()) co_return std::move(m).error();
+    if (m->final) co_return std::move(m->body);
+  }
+}
+
+void AgentConnection::Send(std::string bytes) {
+  outbox_.push_back(std::move(bytes));
+  outbox_signal_.Notify();
+}
+
+Task<void> AgentConnection::WriteLoop() {
+  auto self = shared_from_this();
+  while (alive_) {
+    if (outbox_.empty()) {
+      co_await outbox_signal_.Wait();
+      continue;
+    }
+    std::string bytes = std::move(outbox_.front());
+    outbox_.pop_front();
+    boost::system::error_code ec;
+    co_await asio::async_write(socket_, asio::buffer(bytes),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      Fail(SysError("write to agent", ec.value()));
+      co_return;
+    }
+  }
+}
+
+Task<void> AgentConnection::ReadLoop() {
+  auto self = shared_from_this();
+  std::vector<char> buf(64 * 1024);
+  while (alive_) {
+    boost::system::error_code ec;
+    size_t n = co_await socket_.async_read_some(asio::buffer(buf),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      Fail(ec == asio::error::eof ? MakeError(ErrorCode::kUnavailable, "agent closed the connection")
+                                  : SysError("read from agent", ec.value()));
+      co_return;
+    }
+    if (auto s = decoder_.Feed(std::string_view(buf.data(), n)); !s.ok()) {
+      Fail(Error{ErrorCode::kInternal, 0, "agent protocol violation: " + s.error().message, {}});
+      co_return;
+    }
+    while (auto frame = decoder_.Next()) {
+      if (frame->type != FrameType::kEvent && frame->type != FrameType::kReply) {
+        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: unexpected frame type"));
+        co_return;
+      }
+      Json body = Json::parse(frame->payload, nullptr, false);
+      if (!body.is_object()) {
+        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: payload is not a JSON object"));
+        co_return;
+      }
+      auto it = calls_.find(frame->channel);
+      if (it == calls_.end()) continue;  // a call its owner abandoned
+      Call* call = it->second;
+      bool final = frame->type == FrameType::kReply;
+      call->Push(Message{final, std::move(body), frame->payload.size()});
+      if (final) calls_.erase(it);
+      // Backpressure: stop reading while this call holds too much unread output.
+      while (alive_ && final == false && calls_.count(frame->channel) &&
+             call->queued_bytes_ >= kMaxQueuedPerCall)
+        co_await drained_signal_.Wait();
+    }
+  }
+}
+
+void AgentConnection::Fail(Error e) {
+  if (!alive_) return;
+  log::Warn("sandbox {}: agent connection failed: {}", sandbox_id_, e.ToString());
+  for (auto& [_, call] : calls_) call->Fail(e);
+  calls_.clear();
+  Close();
+  if (on_failure_) on_failure_(e);
+}
+
+void AgentConnection::Close() {
+  if (!alive_) return;
+  alive_ = false;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  outbox_signal_.Notify();
+  drained_signal_.Notify();
+  for (auto& [_, call] : calls_)
+    call->Fail(MakeError(ErrorCode::kUnavailable, "agent connection is closed"));
+  calls_.clear();
+}
+
+}  // namespace cove

@@ -1,0 +1,111 @@
+// AgentConnection: coved's end of the framed stream to one sandbox's cove-agent.
+//
+// Everything the agent sends is hostile input: frames are bounded
+// (agent::kMaxAgentFrame), payloads must be JSON objects, and any violation
+// closes the connection and reports it through the failure callback (the
+// manager then marks that sandbox failed). A call whose consumer is slow
+// pauses reading from this agent only (bounded queue), never other sandboxes.
+//
+// Threading: every method runs on the connection's executor (coved's io thread).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/frame.h"
+#include "base/error.h"
+#include "manager/async_signal.h"
+
+namespace cove {
+
+using Json = nlohmann::json;
+
+class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
+ public:
+  using Clock = AsyncSignal::Clock;
+
+  // One message of a call: an event, or the final reply.
+  struct Message {
+    bool final = false;
+    Json body;
+    size_t wire_bytes = 0;  // payload size on the wire, for the queue bound
+  };
+
+  // One request/answer channel. Destroying an unfinished call cancels it.
+  class Call {
+   public:
+    ~Call();
+    // The next event or the reply, in order. After the reply, or once the
+    // connection is lost (kUnavailable) or the deadline passes (kTimeout), no more.
+    Task<Result<Message>> Next(Clock::time_point deadline = Clock::time_point::max());
+    // Asks the agent to stop the work; the reply still arrives.
+    void Cancel();
+    bool finished() const { return finished_; }
+
+   private:
+    friend class AgentConnection;
+    Call(std::shared_ptr<AgentConnection> conn, uint32_t channel);
+    void Push(Message m);
+    void Fail(Error e);
+
+    std::weak_ptr<AgentConnection> conn_;
+    uint32_t channel_;
+    std::deque<Message> queue_;
+    size_t queued_bytes_ = 0;
+    bool finished_ = false;   // reply consumed, or failed
+    bool replied_ = false;    // reply received
+    bool cancelled_ = false;
+    std::optional<Error> error_;
+    AsyncSignal signal_;
+  };
+
+  // Connects to the agent's listening socket and checks it answers `hello`.
+  static Task<Result<std::shared_ptr<AgentConnection>>> Connect(asio::any_io_executor ex,
+                                                                 std::string socket_path,
+                                                                 std::string sandbox_id,
+                                                                 Clock::duration timeout);
+  ~AgentConnection();
+
+  // Called once when the connection fails (protocol violation or EOF).
+  void SetFailureHandler(std::function<void(const Error&)> fn) { on_failure_ = std::move(fn); }
+
+  // Opens a channel with `request` (a JSON object with "op").
+  Result<std::shared_ptr<Call>> Start(const Json& request, std::string_view extra_payload = {});
+  // Sends a request and waits for its reply, skipping events.
+  Task<Result<Json>> Request(const Json& request, Clock::duration timeout);
+
+  bool alive() const { return alive_; }
+  const Json& hello() const { return hello_; }
+  void Close();
+
+  // Bytes a call may hold unread before reading from this agent pauses.
+  static constexpr size_t kMaxQueuedPerCall = 8 << 20;
+
+ private:
+  AgentConnection(asio::any_io_executor ex, std::string sandbox_id);
+  Task<void> ReadLoop();
+  Task<void> WriteLoop();
+  void Send(std::string bytes);
+  void Fail(Error e);
+  void Forget(uint32_t channel) { calls_.erase(channel); }
+
+  asio::local::stream_protocol::socket socket_;
+  std::string sandbox_id_;
+  agent::FrameDecoder decoder_{agent::kMaxAgentFrame};
+  std::map<uint32_t, Call*> calls_;
+  uint32_t next_channel_ = 1;
+  std::deque<std::string> outbox_;
+  AsyncSignal outbox_signal_;
+  AsyncSignal drained_signal_;  // a call's queue shrank
+  bool alive_ = true;
+  Json hello_;
+  std::function<void(const Error&)> on_failure_;
+};
+
+}  // namespace cove

@@ -1,0 +1,155 @@
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "agent/frame.h"
+#include "manager/agent_connection.h"
+#include "manager/instance_types.h"
+#include "manager/sandbox_id.h"
+#include "manager/store.h"
+
+namespace cove {
+namespace {
+
+TEST(SandboxIdTest, AcceptsDnsLabelsOnly) {
+  EXPECT_EQ(CheckSandboxId("my-box-1"), "");
+  EXPECT_NE(CheckSandboxId(""), "");
+  EXPECT_NE(CheckSandboxId(std::string(64, 'a')), "");
+  EXPECT_EQ(CheckSandboxId(std::string(63, 'a')), "");
+  EXPECT_NE(CheckSandboxId("Upper"), "");
+  EXPECT_NE(CheckSandboxId("../x"), "");
+  EXPECT_NE(CheckSandboxId("a_b"), "");
+  EXPECT_EQ(CheckSandboxId(NewSandboxId()), "");
+}
+
+TEST(InstanceTypesTest, CloudflareTable) {
+  auto lite = LimitsOf("lite");
+  ASSERT_TRUE(lite);
+  EXPECT_EQ(lite->memory_bytes, 256u << 20);
+  EXPECT_EQ(LimitsOf("basic")->cpu_millis, 250u);
+  EXPECT_EQ(LimitsOf("standard-4")->cpu_millis, 4000u);
+  EXPECT_FALSE(LimitsOf("huge"));
+}
+
+TEST(StoreTest, RecordsSurviveReopen) {
+  auto dir = std::filesystem::temp_directory_path() / ("cove-store-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "cove.db").string();
+  {
+    auto store = Store::Open(path);
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    SandboxRecord r;
+    r.id = "abc";
+    r.state = SandboxState::kRunning;
+    r.labels = {{"team", "x"}};
+    r.pid = 42;
+    ASSERT_TRUE((*store)->PutSandbox(r).ok());
+    r.id = "def";
+    ASSERT_TRUE((*store)->PutSandbox(r).ok());
+    ASSERT_TRUE((*store)->RemoveSandbox("def").ok());
+    ASSERT_TRUE((*store)->PutSetting("k", "v").ok());
+  }
+  auto store = Store::Open(path);
+  ASSERT_TRUE(store.ok());
+  auto all = (*store)->LoadSandboxes();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].id, "abc");
+  EXPECT_EQ((*all)[0].state, SandboxState::kRunning);
+  EXPECT_EQ((*all)[0].labels.at("team"), "x");
+  EXPECT_EQ((*all)[0].pid, 42);
+  EXPECT_EQ(*(*store)->GetSetting("k"), "v");
+  EXPECT_EQ((*store)->GetSetting("nope").error().code, ErrorCode::kNotFound);
+  std::filesystem::remove_all(dir);
+}
+
+// A lying agent: whatever it sends that breaks the protocol closes the
+// connection and fails pending calls, without hanging or crashing coved.
+class HostileAgentTest : public ::testing::Test {
+ protected:
+  // Runs one Request against a peer that answers with `reply_bytes`.
+  Result<Json> RequestAgainst(const std::string& reply_bytes, bool* failure_reported) {
+    auto dir = std::filesystem::temp_directory_path() / ("cove-agent-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    std::string sock = (dir / "a.sock").string();
+    asio::io_context io;
+    asio::local::stream_protocol::acceptor acc(io, asio::local::stream_protocol::endpoint(sock));
+    std::optional<Result<Json>> result;
+    asio::co_spawn(io, [&]() -> Task<void> {
+      auto peer = co_await acc.async_accept(asio::use_awaitable);
+      // Answer hello properly, then send the hostile bytes on the next channel.
+      std::vector<char> buf(4096);
+      co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
+      std::string hello = agent::EncodeFrame(1, agent::FrameType::kReply, "{\"version\":\"t\"}");
+      co_await asio::async_write(peer, asio::buffer(hello), asio::use_awaitable);
+      co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
+      co_await asio::async_write(peer, asio::buffer(reply_bytes), asio::use_awaitable);
+      asio::steady_timer t(io, std::chrono::seconds(3));
+      boost::system::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }, asio::detached);
+    asio::co_spawn(io, [&]() -> Task<void> {
+      auto conn = co_await AgentConnection::Connect(io.get_executor(), sock, "t", std::chrono::seconds(2));
+      if (!conn.ok()) {
+        result = std::move(conn).error();
+        io.stop();
+        co_return;
+      }
+      (*conn)->SetFailureHandler([&](const Error&) { *failure_reported = true; });
+      Json req = Json::object();
+      req["op"] = "exists";
+      result = co_await (*conn)->Request(req, std::chrono::seconds(2));
+      io.stop();
+    }, asio::detached);
+    io.run();
+    std::filesystem::remove_all(dir);
+    return std::move(*result);
+  }
+};
+
+TEST_F(HostileAgentTest, OversizedFrameFailsTheConnection) {
+  std::string huge(agent::kFrameHeaderSize, '\0');
+  huge[0] = '\xff';
+  huge[1] = '\xff';
+  huge[2] = '\xff';
+  huge[3] = '\x7f';
+  bool failed = false;
+  auto r = RequestAgainst(huge, &failed);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(failed);
+}
+
+TEST_F(HostileAgentTest, NonJsonPayloadFailsTheConnection) {
+  bool failed = false;
+  auto r = RequestAgainst(agent::EncodeFrame(2, agent::FrameType::kReply, "not json"), &failed);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(failed);
+}
+
+TEST_F(HostileAgentTest, WrongDirectionFrameFailsTheConnection) {
+  bool failed = false;
+  auto r = RequestAgainst(agent::EncodeFrame(2, agent::FrameType::kRequest, "{}"), &failed);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(failed);
+}
+
+TEST_F(HostileAgentTest, SilenceTimesOutWithoutFailingTheConnection) {
+  bool failed = false;
+  auto r = RequestAgainst("", &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+  EXPECT_FALSE(failed);
+}
+
+TEST_F(HostileAgentTest, ValidReplyIsDelivered) {
+  bool failed = false;
+  auto r = RequestAgainst(agent::EncodeFrame(2, agent::FrameType::kReply, "{\"exists\":true}"), &failed);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ((*r)["exists"], true);
+  EXPECT_FALSE(failed);
+}
+
+}  // namespace
+}  // namespace cove

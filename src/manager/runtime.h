@@ -1,0 +1,33 @@
+// Runtime: the kernel side of a sandbox's life, as blocking calls that the
+// manager runs on its worker threads. The isolation-backed implementation is
+// IsolationRuntime (isolation_runtime.h).
+#pragma once
+
+#include <string>
+
+#include "base/error.h"
+#include "manager/sandbox_record.h"
+
+namespace cove {
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+
+  struct Started {
+    int pid = 0;
+    uint64_t start_ticks = 0;
+  };
+  // Builds the sandbox (layer, cgroups, namespaces) and starts cove-agent as
+  // its pid 1, listening on AgentSocketPath(record). On failure nothing is left.
+  virtual Result<Started> Start(const SandboxRecord& record) = 0;
+  // True when the sandbox's pid 1 recorded in `record` is still running.
+  virtual bool IsAlive(const SandboxRecord& record) = 0;
+  // Kills every process of the sandbox and removes its cgroups, layer and
+  // directories. Idempotent; safe after a crash of coved at any point.
+  virtual Status Destroy(const SandboxRecord& record) = 0;
+  // Path of the unix socket on which the sandbox's agent listens.
+  virtual std::string AgentSocketPath(const SandboxRecord& record) = 0;
+};
+
+}  // namespace cove

@@ -1,0 +1,63 @@
+#include "manager/sandbox_record.h"
+
+namespace cove {
+
+const char* SandboxStateName(SandboxState s) {
+  switch (s) {
+    case SandboxState::kCreating: return "creating";
+    case SandboxState::kRunning: return "running";
+    case SandboxState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+nlohmann::json SandboxRecord::ToJson() const {
+  return {{"id", id},
+          {"image", image},
+          {"instanceType", instance_type},
+          {"limits",
+           {{"cpuMillis", limits.cpu_millis},
+            {"memoryBytes", limits.memory_bytes},
+            {"pids", limits.pids},
+            {"diskBytes", limits.disk_bytes}}},
+          {"env", env},
+          {"labels", labels},
+          {"user", user},
+          {"createdMs", created_ms},
+          {"state", SandboxStateName(state)},
+          {"failure", failure},
+          {"slot", slot},
+          {"pid", pid},
+          {"startTicks", start_ticks}};
+}
+
+Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
+  SandboxRecord r;
+  try {
+    r.id = j.at("id").get<std::string>();
+    r.image = j.at("image").get<std::string>();
+    r.instance_type = j.at("instanceType").get<std::string>();
+    const auto& l = j.at("limits");
+    r.limits.cpu_millis = l.at("cpuMillis").get<uint32_t>();
+    r.limits.memory_bytes = l.at("memoryBytes").get<uint64_t>();
+    r.limits.pids = l.at("pids").get<uint64_t>();
+    r.limits.disk_bytes = l.at("diskBytes").get<uint64_t>();
+    r.env = j.at("env").get<std::map<std::string, std::string>>();
+    r.labels = j.at("labels").get<std::map<std::string, std::string>>();
+    r.user = j.at("user").get<std::string>();
+    r.created_ms = j.at("createdMs").get<int64_t>();
+    std::string state = j.at("state").get<std::string>();
+    r.state = state == "running"    ? SandboxState::kRunning
+              : state == "creating" ? SandboxState::kCreating
+                                    : SandboxState::kFailed;
+    r.failure = j.at("failure").get<std::string>();
+    r.slot = j.at("slot").get<uint32_t>();
+    r.pid = j.at("pid").get<int>();
+    r.start_ticks = j.at("startTicks").get<uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string("bad sandbox record: ") + e.what());
+  }
+  return r;
+}
+
+}  // namespace cove

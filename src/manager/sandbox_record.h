@@ -1,0 +1,38 @@
+// SandboxRecord: what coved persists about one sandbox, so that a restarted
+// coved can adopt it (or clean up after it).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "base/error.h"
+#include "isolation/spec.h"
+
+namespace cove {
+
+enum class SandboxState { kCreating, kRunning, kFailed };
+const char* SandboxStateName(SandboxState s);
+
+struct SandboxRecord {
+  std::string id;
+  std::string image = "default";
+  std::string instance_type = "basic";
+  isolation::Limits limits;
+  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> labels;
+  std::string user = "root";  // default user of sessions: "root" or "user"
+  int64_t created_ms = 0;
+  SandboxState state = SandboxState::kCreating;
+  std::string failure;        // why it failed, when state == kFailed
+  uint32_t slot = 0;          // selects the host uid/gid range
+  int pid = 0;                // host pid of the sandbox's pid 1 (cove-agent)
+  uint64_t start_ticks = 0;   // its start time, to tell a reused pid apart
+
+  nlohmann::json ToJson() const;
+  static Result<SandboxRecord> FromJson(const nlohmann::json& j);
+};
+
+}  // namespace cove
