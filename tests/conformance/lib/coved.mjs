@@ -1,0 +1,139 @@
+// Starts the real coved on a free loopback port with a temporary state dir, and
+// checks after it stopped that nothing it made is left on the host.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(HERE, '..', '..', '..');
+export const COVED = join(process.env.COVE_BUILD_DIR ?? join(REPO, 'build'), 'bin', 'coved');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+export class Coved {
+  constructor() {
+    this.base = mkdtempSync(join(tmpdir(), 'cove-conformance-'));
+    this.stateDir = join(this.base, 'state');
+    this.logPath = join(this.base, 'coved.log');
+    this.proc = null;
+    this.exited = null;
+  }
+
+  get url() { return `http://127.0.0.1:${this.port}`; }
+
+  async start(timeoutMs = 60000) {
+    if (!existsSync(COVED)) throw new Error(`${COVED} does not exist: build it first`);
+    this.port = await freePort();
+    const log = openSync(this.logPath, 'a');
+    this.proc = spawn(COVED, ['--listen', `127.0.0.1:${this.port}`, '--state-dir', this.stateDir],
+                      { stdio: ['ignore', log, log], detached: true });
+    this.exited = new Promise((res) => this.proc.once('exit', (code, sig) => res({ code, sig })));
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`coved exited at start:\n${this.logTail()}`);
+      const tokenFile = join(this.stateDir, 'api-token');
+      if (existsSync(tokenFile)) {
+        this.token = readFileSync(tokenFile, 'utf8').trim();
+        try {
+          const r = await fetch(`${this.url}/v1/sandboxes`,
+                                { headers: { Authorization: `Bearer ${this.token}` } });
+          if (r.status === 200) return;
+        } catch { /* not listening yet */ }
+      }
+      await sleep(50);
+    }
+    this.proc.kill('SIGKILL');
+    throw new Error(`coved did not answer within ${timeoutMs} ms:\n${this.logTail()}`);
+  }
+
+  async api(method, path, body) {
+    const r = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let json;
+    try { json = JSON.parse(text); } catch { json = undefined; }
+    return { status: r.status, json, text };
+  }
+
+  // Deletes every sandbox, stops coved with SIGTERM, and returns the list of leftovers.
+  async shutdown() {
+    const problems = [];
+    const ids = new Set();
+    if (this.proc && this.proc.exitCode === null) {
+      const list = await this.api('GET', '/v1/sandboxes');
+      for (const s of list.json?.sandboxes ?? []) ids.add(s.id);
+      for (const id of ids) {
+        const r = await this.api('DELETE', `/v1/sandboxes/${id}`);
+        if (r.status !== 200) problems.push(`DELETE ${id}: ${r.status} ${r.text}`);
+      }
+      this.proc.kill('SIGTERM');
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 30000);
+      const { code, sig } = await this.exited;
+      clearTimeout(timer);
+      if (code !== 0) problems.push(`coved exited with code ${code} signal ${sig} on SIGTERM`);
+    }
+    for (let i = 0; i < 50; i++) {
+      const left = leftovers(this.stateDir, [...ids]);
+      if (left.length === 0) return problems;
+      if (i === 49) problems.push(...left);
+      await sleep(200);
+    }
+    return problems;
+  }
+
+  logTail(lines = 40) {
+    try {
+      return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch { return '(no log)'; }
+  }
+}
+
+// Mounts naming the state dir, cgroup directories and processes of the given sandbox ids.
+export function leftovers(stateDir, ids) {
+  const out = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    if (line.includes(stateDir) || ids.some((id) => line.includes(`/${id}`))) {
+      out.push(`mount left: ${line}`);
+    }
+  }
+  const walk = (dir, depth) => {
+    if (depth > 8) return;
+    let entries;
+    try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return; }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = join(dir, e.name);
+      if (ids.some((id) => e.name.includes(id))) out.push(`cgroup left: ${p}`);
+      walk(p, depth + 1);
+    }
+  };
+  if (ids.length) walk('/sys/fs/cgroup', 0);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      const cg = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      if (cmd.includes(stateDir) || ids.some((id) => cg.includes(id))) {
+        out.push(`process left: ${pid} ${cmd}`);
+      }
+    } catch { /* gone */ }
+  }
+  return out;
+}
