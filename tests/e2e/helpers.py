@@ -70,7 +70,8 @@ class Coved:
         self.proc = subprocess.Popen(
             [COVED, "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("COVE_")})
         log.close()
         self.starts += 1
         deadline = time.monotonic() + timeout

@@ -39,8 +39,10 @@ export class Coved {
     if (!existsSync(COVED)) throw new Error(`${COVED} does not exist: build it first`);
     this.port = await freePort();
     const log = openSync(this.logPath, 'a');
+    const env = Object.fromEntries(Object.entries(process.env)
+      .filter(([k]) => !k.startsWith('COVE_')));
     this.proc = spawn(COVED, ['--listen', `127.0.0.1:${this.port}`, '--state-dir', this.stateDir],
-                      { stdio: ['ignore', log, log], detached: true });
+                      { stdio: ['ignore', log, log], detached: true, env });
     this.exited = new Promise((res) => this.proc.once('exit', (code, sig) => res({ code, sig })));
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
