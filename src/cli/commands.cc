@@ -337,8 +337,11 @@ Result<int> Commands::CreateSandbox(const CreateOptions& o) {
     COVE_ASSIGN_OR_RETURN(req["labels"], KeyValues(o.labels));
   }
   std::string body = req.dump();
-  Progress progress("creating sandbox");
-  auto r = http_->Json("POST", "/v1/sandboxes", &body, &progress);
+  Result<std::string> r = std::string();
+  {
+    Progress progress("creating sandbox");
+    r = http_->Json("POST", "/v1/sandboxes", &body, &progress);
+  }
   if (!r.ok()) {
     Error e = std::move(r).error();
     if (ApiCode(e) == "SANDBOX_ALREADY_EXISTS" && !o.id.empty()) {
@@ -620,10 +623,12 @@ Result<int> Commands::Download(const RemotePath& remote, const std::string& loca
     }
     return true;
   };
-  Progress progress("downloading " + BaseName(remote.path));
-  json req = {{"path", remote.path}};
-  COVE_TRY(http_->Stream(SandboxPath(remote.id, "/api/read/stream"), req.dump(), on_event,
-                         &progress));
+  {
+    Progress progress("downloading " + BaseName(remote.path));
+    json req = {{"path", remote.path}};
+    COVE_TRY(http_->Stream(SandboxPath(remote.id, "/api/read/stream"), req.dump(), on_event,
+                           &progress));
+  }
   if (failure) return *failure;
   if (!complete) {
     return MakeError(ErrorCode::kUnavailable, "file stream ended before it was complete");
@@ -680,13 +685,16 @@ Result<int> Commands::ImageImport(const std::string& name, const std::string& so
   body.fd = fd.get();
   body.size = static_cast<uint64_t>(st.st_size);
   body.content_type = "application/x-tar";
-  Progress progress("importing image " + name);
-  COVE_ASSIGN_OR_RETURN(Response r, http_->Request("POST", "/v1/images/" + EscapeSegment(name),
-                                                   &body, &progress));
+  Result<Response> r = Response();
+  {
+    Progress progress("importing image " + name);
+    r = http_->Request("POST", "/v1/images/" + EscapeSegment(name), &body, &progress);
+  }
+  if (!r.ok()) return std::move(r).error();
   if (opts_.json) {
-    PrintJson(r.body);
+    PrintJson(r->body);
   } else {
-    COVE_ASSIGN_OR_RETURN(json j, ParseJson(r.body));
+    COVE_ASSIGN_OR_RETURN(json j, ParseJson(r->body));
     std::puts(Str(j, "name").c_str());
   }
   return 0;

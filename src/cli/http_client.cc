@@ -135,8 +135,9 @@ void Progress::Update(uint64_t sent, uint64_t received) {
   char secs[32];
   std::snprintf(secs, sizeof secs, " %.1fs", static_cast<double>(now - start_ns_) / 1e9);
   line += secs;
-  if (sent > 0) line += "  sent " + HumanBytes(sent);
-  if (received > 0) line += "  received " + HumanBytes(received);
+  // Byte counts only when there is a transfer worth watching.
+  if (sent >= 64 * 1024) line += "  sent " + HumanBytes(sent);
+  if (received >= 64 * 1024) line += "  received " + HumanBytes(received);
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
 }

@@ -206,7 +206,7 @@ def test_cannot_reach_coved_api(api, victim, coved):
 
 
 def test_sandbox_root_is_not_host_root(api, victim):
-    run(api, victim, "nohup sleep 300 >/dev/null 2>&1 &")
+    api.exec(victim, "nohup sleep 300 >/dev/null 2>&1 &", session="bg")
     assert run(api, victim, "id -u")["stdout"] == "0\n"
     pid = api.info(victim)["pid"]
     procs = descendants(pid)
