@@ -62,6 +62,13 @@ Status FrameDecoder::Check() {
   return OkStatus();
 }
 
+void FrameDecoder::ShrinkIfIdle() {
+  if (buffered() == 0 && buf_.capacity() > (1 << 20)) {
+    std::string().swap(buf_);
+    pos_ = 0;
+  }
+}
+
 std::optional<Frame> FrameDecoder::Next() {
   if (failed_ || buffered() < kFrameHeaderSize) return std::nullopt;
   uint32_t size = GetU32(buf_.data() + pos_);

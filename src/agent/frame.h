@@ -51,6 +51,8 @@ class FrameDecoder {
   Status Feed(std::string_view bytes);
   // The next complete frame, if any.
   std::optional<Frame> Next();
+  // Releases the buffer's memory when nothing is buffered (after a large frame).
+  void ShrinkIfIdle();
   // Bytes buffered but not yet returned as frames.
   size_t buffered() const { return buf_.size() - pos_; }
 

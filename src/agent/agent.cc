@@ -1,0 +1,1015 @@
+#include "agent/agent.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "agent/proc.h"
+#include "base/log.h"
+#include "base/time.h"
+#include "sys/io.h"
+
+namespace cove::agent {
+namespace {
+
+constexpr size_t kReadChunk = 64 << 10;
+constexpr int kMarkerFd = 9;
+// Commands longer than this go to the shell through a script file, because
+// bash reads a pipe one byte per read(2).
+constexpr size_t kInlineCommandMax = 8 << 10;
+constexpr const char* kNoSession = "__DISABLE_SESSION__";
+
+const std::vector<std::pair<std::string, std::string>> kDefaultEnv = {
+    {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    {"HOME", "/root"},
+    {"TERM", "xterm-256color"},
+    {"LANG", "C.UTF-8"},
+};
+
+int ExitCodeOf(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}
+
+bool MakePipe(UniqueFd* r, UniqueFd* w, bool nonblock_read) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return false;
+  r->Reset(p[0]);
+  w->Reset(p[1]);
+  if (nonblock_read) fcntl(p[0], F_SETFL, O_NONBLOCK);
+  return true;
+}
+
+bool IsDir(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string ReadSmallFile(const char* path) {
+  auto r = sys::ReadFile(path, 4 << 20);
+  return r.ok() ? *r : std::string();
+}
+
+// Parses a JSON object of string values; false on anything else.
+bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
+                  json* err) {
+  auto it = req.find(key);
+  if (it == req.end() || it->is_null()) return true;
+  if (!it->is_object()) {
+    *err = ValidationError(std::string("field '") + key + "' must be an object of strings", key);
+    return false;
+  }
+  for (auto& [k, v] : it->items()) {
+    if (!IsShellName(k)) {
+      *err = ValidationError("invalid environment variable name '" + k + "'", key);
+      return false;
+    }
+    if (v.is_string()) {
+      std::string s = v.get<std::string>();
+      if (s.find('\0') != std::string::npos) {
+        *err = ValidationError("environment value of '" + k + "' contains NUL", key);
+        return false;
+      }
+      out->emplace_back(k, std::move(s));
+    } else if (v.is_number() || v.is_boolean()) {
+      out->emplace_back(k, v.dump());
+    } else {
+      *err = ValidationError("environment value of '" + k + "' must be a string", key);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {
+  start_ns_ = MonotonicNs();
+  devnull_.Reset(open("/dev/null", O_RDWR | O_CLOEXEC));
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  sigfd_.Reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  loop_.Watch(sigfd_.get(), EPOLLIN, [this](uint32_t) { OnSignal(); });
+  loop_.Watch(cfg_.listen_fd, EPOLLIN, [this](uint32_t) { OnAccept(); });
+}
+
+Agent::~Agent() = default;
+
+int Agent::Run() {
+  if (!loop_.ok() || !sigfd_) {
+    log::Error("cove-agent: cannot set up epoll/signalfd: {}", strerror(errno));
+    return 1;
+  }
+  log::Info("cove-agent {} pid {} workspace {}", kAgentVersion, getpid(), cfg_.workspace);
+  while (!stop_) {
+    // Streaming file reads run between polls while the connection keeps up.
+    bool busy = false;
+    if (!reads_.empty() && !Blocked()) {
+      ReadTask t = std::move(reads_.front());
+      reads_.pop_front();
+      if (Live(t.chan)) {
+        auto reply = t.reader->Step([&](std::string ev) { Event(t.chan, ev); }, 1 << 20);
+        if (reply) {
+          Reply(t.chan, *reply);
+        } else {
+          reads_.push_back(std::move(t));
+        }
+      }
+      busy = !reads_.empty();
+    }
+    Flush();
+    loop_.RunOnce(busy ? 0 : -1);
+    Flush();
+  }
+  Shutdown();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Connection
+
+void Agent::OnAccept() {
+  int fd = accept4(cfg_.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) return;
+  if (conn_) DropConnection("replaced by a new connection");
+  conn_.Reset(fd);
+  ++gen_;
+  decoder_ = std::make_unique<FrameDecoder>(kMaxCovedFrame);
+  out_.clear();
+  out_off_ = 0;
+  conn_tok_ = loop_.Watch(fd, EPOLLIN, [this](uint32_t ev) { OnConnEvent(ev); });
+  log::Info("coved connected");
+}
+
+void Agent::DropConnection(const char* why) {
+  if (!conn_) return;
+  log::Info("coved connection closed: {}", why);
+  loop_.Unwatch(conn_tok_);
+  conn_tok_ = 0;
+  conn_.Reset();
+  ++gen_;  // every channel of the old connection is now dead
+  decoder_.reset();
+  open_.clear();
+  std::string().swap(out_);
+  out_off_ = 0;
+  // Output paused for backpressure flows (and is discarded) again.
+  for (uint64_t t : paused_) loop_.Resume(t);
+  paused_.clear();
+  reads_.clear();
+  malloc_trim(0);
+}
+
+void Agent::OnConnEvent(uint32_t events) {
+  uint64_t gen = gen_;
+  if (events & EPOLLOUT) Flush();
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+  char buf[kReadChunk];
+  for (int i = 0; i < 16 && conn_ && gen == gen_; ++i) {
+    ssize_t n = read(conn_.get(), buf, sizeof buf);
+    if (n == 0) return DropConnection("EOF");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      return DropConnection(strerror(errno));
+    }
+    if (auto s = decoder_->Feed(std::string_view(buf, static_cast<size_t>(n))); !s.ok()) {
+      // Frames decoded before the bad header are still served.
+      while (auto f = decoder_->Next()) {
+        HandleFrame(std::move(*f));
+        if (gen != gen_) return;
+      }
+      return DropConnection(s.error().message.c_str());
+    }
+    while (gen == gen_) {
+      auto f = decoder_->Next();
+      if (!f) break;
+      HandleFrame(std::move(*f));
+    }
+  }
+  if (conn_ && gen == gen_) decoder_->ShrinkIfIdle();
+}
+
+void Agent::HandleFrame(Frame f) {
+  Chan c{gen_, f.channel};
+  switch (f.type) {
+    case FrameType::kRequest: {
+      if (open_.count(f.channel)) return DropConnection("request on an open channel");
+      open_[f.channel] = nullptr;
+      json req = json::parse(f.payload, nullptr, false);
+      f.payload = std::string();
+      if (req.is_discarded() || !req.is_object())
+        return Reply(c, ErrorReply("VALIDATION_FAILED", "request is not a JSON object"));
+      HandleRequest(c, req);
+      return;
+    }
+    case FrameType::kCancel: {
+      auto it = open_.find(f.channel);
+      if (it != open_.end() && it->second) {
+        auto fn = it->second;
+        fn();
+      }
+      return;
+    }
+    case FrameType::kData:
+      // No op takes raw data (yet): ignored.
+      log::Debug("ignoring data frame on channel {}", f.channel);
+      return;
+    default:
+      return DropConnection("agent-bound frame of a coved-bound type");
+  }
+}
+
+void Agent::SendFrame(const Chan& c, FrameType t, std::string_view payload) {
+  if (!Live(c)) return;
+  if (payload.size() > kMaxAgentFrame) {
+    log::Error("dropping oversized frame ({} bytes) on channel {}", payload.size(), c.id);
+    if (t != FrameType::kReply) return;
+    std::string e = Dump(ErrorReply("INTERNAL_ERROR", "reply too large"));
+    EncodeFrame(c.id, t, e, &out_);
+  } else {
+    EncodeFrame(c.id, t, payload, &out_);
+  }
+  if (Pending() >= (256 << 10)) Flush();
+}
+
+void Agent::Reply(const Chan& c, const json& j) {
+  if (!Live(c)) return;
+  open_.erase(c.id);
+  SendFrame(c, FrameType::kReply, Dump(j));
+}
+
+void Agent::SetCancel(const Chan& c, std::function<void()> fn) {
+  if (!Live(c)) return;
+  auto it = open_.find(c.id);
+  if (it != open_.end()) it->second = std::move(fn);
+}
+
+void Agent::Flush() {
+  if (!conn_) return;
+  while (out_off_ < out_.size()) {
+    ssize_t n = send(conn_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      DropConnection(strerror(errno));
+      return;
+    }
+    out_off_ += static_cast<size_t>(n);
+  }
+  if (out_off_ == out_.size()) {
+    if (out_.capacity() > (4 << 20)) {
+      std::string().swap(out_);
+      malloc_trim(0);
+    } else {
+      out_.clear();
+    }
+    out_off_ = 0;
+  } else if (out_off_ > (1 << 20) && out_off_ > out_.size() / 2) {
+    out_.erase(0, out_off_);
+    out_off_ = 0;
+  }
+  loop_.Modify(conn_tok_, out_.empty() ? uint32_t{EPOLLIN} : uint32_t{EPOLLIN | EPOLLOUT});
+  if (!paused_.empty() && Pending() < cfg_.out_low) {
+    for (uint64_t t : paused_) loop_.Resume(t);
+    paused_.clear();
+  }
+}
+
+void Agent::HandleRequest(const Chan& c, const json& req) {
+  auto op_it = req.find("op");
+  if (op_it == req.end() || !op_it->is_string())
+    return Reply(c, ValidationError("missing field 'op'", "op"));
+  const std::string& op = op_it->get_ref<const std::string&>();
+  if (op == "hello") {
+    json ids = json::array();
+    for (auto& [id, s] : sessions_) ids.push_back(id);
+    return Reply(c, json{{"version", kAgentVersion},
+                         {"pid", getpid()},
+                         {"sessions", ids},
+                         {"uptimeMs", (MonotonicNs() - start_ns_) / 1000000}});
+  }
+  if (op == "exec") return HandleExec(c, req);
+  if (op == "session.create") return Reply(c, CreateSession(req));
+  if (op == "session.delete") return Reply(c, DeleteSession(req));
+  if (op == "session.list") {
+    json ids = json::array();
+    for (auto& [id, s] : sessions_) ids.push_back(id);
+    return Reply(c, json{{"sessions", ids}});
+  }
+  if (op.rfind("file.", 0) == 0) {
+    json err;
+    std::string sid;
+    if (!GetString(req, "sessionId", false, &sid, &err)) return Reply(c, err);
+    FileCtx ctx = MakeFileCtx(req);
+    if (op == "file.read") {
+      auto r = FileReader::Open(ctx, req);
+      if (auto* e = std::get_if<json>(&r)) return Reply(c, *e);
+      reads_.push_back(ReadTask{c, std::move(std::get<0>(r))});
+      uint64_t gen = c.gen;
+      uint32_t id = c.id;
+      SetCancel(c, [this, gen, id] {
+        for (auto it = reads_.begin(); it != reads_.end(); ++it) {
+          if (it->chan.gen == gen && it->chan.id == id) {
+            Chan ch = it->chan;
+            reads_.erase(it);
+            Reply(ch, json{{"type", "complete"}, {"bytesRead", 0}, {"cancelled", true}});
+            return;
+          }
+        }
+      });
+      return;
+    }
+    if (op == "file.write") return Reply(c, FileWrite(ctx, req));
+    if (op == "file.delete") return Reply(c, FileDelete(ctx, req));
+    if (op == "file.rename") return Reply(c, FileRename(ctx, req));
+    if (op == "file.move") return Reply(c, FileMove(ctx, req));
+    if (op == "file.mkdir") return Reply(c, FileMkdir(ctx, req));
+    if (op == "file.exists") return Reply(c, FileExists(ctx, req));
+    if (op == "file.list") {
+      return Reply(c, FileList(ctx, req, [&](std::string ev) { Event(c, ev); }));
+    }
+  }
+  Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
+}
+
+// ---------------------------------------------------------------------------
+// Output
+
+bool Agent::PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max) {
+  char buf[kReadChunk];
+  ssize_t n;
+  do {
+    n = read(fd, buf, std::min(max, sizeof buf));
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return false;
+  if (n < 0) return errno == EAGAIN;
+  if (!c || !Live(*c)) return true;  // nobody to tell: discard
+  std::string ev;
+  ev.reserve(static_cast<size_t>(n) + 64);
+  ev += "{\"type\":\"";
+  ev += type;
+  ev += "\",\"data\":\"";
+  size_t before = ev.size();
+  dec->Append(std::string_view(buf, static_cast<size_t>(n)), &ev);
+  if (ev.size() == before) return true;
+  ev += "\"}";
+  Event(*c, ev);
+  return true;
+}
+
+void Agent::Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c) {
+  if (fd < 0) return;
+  int avail = 0;
+  if (ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0) return;
+  size_t left = static_cast<size_t>(avail);
+  while (left > 0) {
+    size_t want = std::min(left, kReadChunk);
+    if (!PumpOnce(fd, type, dec, c, want)) break;
+    left -= want;
+  }
+}
+
+void Agent::FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c) {
+  for (auto [dec, type] : {std::pair{out, "stdout"}, std::pair{err, "stderr"}}) {
+    if (!dec->has_pending()) continue;
+    std::string ev = std::string("{\"type\":\"") + type + "\",\"data\":\"";
+    dec->Finish(&ev);
+    ev += "\"}";
+    if (c) Event(*c, ev);
+  }
+}
+
+void Agent::OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec,
+                             const Chan* c) {
+  if (Blocked()) {
+    // Backpressure: stop reading until coved has taken most of our output.
+    loop_.Pause(*token);
+    paused_.push_back(*token);
+    return;
+  }
+  if (!PumpOnce(fd, type, dec, c, kReadChunk)) {
+    // EOF: every writer is gone. Stop watching; the fd is closed with its owner.
+    loop_.Unwatch(*token);
+    *token = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+bool Agent::ParseIdentity(const std::string& user, Identity* out, json* err) {
+  if (user.empty() || user == "root") return true;
+  std::string passwd = ReadSmallFile("/etc/passwd");
+  auto e = FindPasswd(passwd, user);
+  if (!e) {
+    if (user != "user") {
+      *err = ValidationError("unknown user '" + user + "'", "user");
+      return false;
+    }
+    e = PasswdEntry{"user", 1000, 1000, "/home/user", "/bin/bash"};
+  }
+  out->set = e->uid != 0 || e->gid != 0;
+  out->uid = e->uid;
+  out->gid = e->gid;
+  out->name = e->name;
+  out->home = e->home.empty() ? "/" : e->home;
+  out->groups = FindGroups(ReadSmallFile("/etc/group"), user);
+  if (std::find(out->groups.begin(), out->groups.end(), out->gid) == out->groups.end())
+    out->groups.push_back(out->gid);
+  return true;
+}
+
+std::vector<std::string> Agent::BuildEnv(const std::vector<std::pair<std::string, std::string>>& extra,
+                                         const Identity* ident) const {
+  std::vector<std::pair<std::string, std::string>> kv = kDefaultEnv;
+  auto set = [&](const std::string& k, const std::string& v) {
+    for (auto& p : kv) {
+      if (p.first == k) {
+        p.second = v;
+        return;
+      }
+    }
+    kv.emplace_back(k, v);
+  };
+  for (const auto& e : cfg_.env) {
+    size_t eq = e.find('=');
+    if (eq == std::string::npos) continue;
+    set(e.substr(0, eq), e.substr(eq + 1));
+  }
+  if (ident && !ident->name.empty()) {
+    set("HOME", ident->home);
+    set("USER", ident->name);
+    set("LOGNAME", ident->name);
+  }
+  for (const auto& [k, v] : extra) set(k, v);
+  std::vector<std::string> out;
+  out.reserve(kv.size());
+  for (auto& [k, v] : kv) out.push_back(k + "=" + v);
+  return out;
+}
+
+Agent::Session* Agent::GetOrCreateSession(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it != sessions_.end()) return it->second.get();
+  auto s = std::make_unique<Session>();
+  s->id = id;
+  s->spec.cwd = cfg_.workspace;
+  Session* p = s.get();
+  sessions_.emplace(id, std::move(s));
+  return p;
+}
+
+json Agent::CreateSession(const json& req) {
+  json err;
+  std::string id, cwd, user;
+  SessionSpec spec;
+  if (!GetString(req, "id", true, &id, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
+      !GetString(req, "user", false, &user, &err) || !GetEnvObject(req, "env", &spec.env, &err))
+    return err;
+  if (id.empty() || id == kNoSession) return ValidationError("invalid session id", "id");
+  if (sessions_.count(id))
+    return ErrorReply("SESSION_ALREADY_EXISTS", "session '" + id + "' already exists",
+                      json{{"sessionId", id}});
+  if (!ParseIdentity(user, &spec.ident, &err)) return err;
+  spec.cwd = cwd.empty() ? cfg_.workspace : ResolvePath(cfg_.workspace, cwd);
+  if (!IsDir(spec.cwd))
+    return ErrorReply("FILE_NOT_FOUND", "session cwd is not a directory: " + spec.cwd,
+                      json{{"path", spec.cwd}, {"operation", "session.create"}});
+  Session* s = GetOrCreateSession(id);
+  s->spec = std::move(spec);
+  if (auto st = SpawnShell(s); !st.ok()) {
+    sessions_.erase(id);
+    return ErrorReply("COMMAND_EXECUTION_ERROR", "cannot start session shell: " + st.error().ToString(),
+                      json{{"sessionId", id}});
+  }
+  return json{{"id", id}};
+}
+
+json Agent::DeleteSession(const json& req) {
+  json err;
+  std::string id;
+  if (!GetString(req, "id", false, &id, &err)) return err;
+  if (id.empty() && !GetString(req, "sessionId", true, &id, &err)) return err;
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return json{{"id", id}, {"existed", false}};
+  Session* s = it->second.get();
+  CloseShell(s, true);
+  json gone = ErrorReply("SESSION_DESTROYED", "session '" + id + "' was deleted", json{{"sessionId", id}});
+  if (s->cur) Reply(s->cur->chan, gone);
+  for (auto& j : s->queue) Reply(j.chan, gone);
+  if (s->timer) loop_.CancelTimer(s->timer);
+  if (!s->cmd_file.empty()) unlink(s->cmd_file.c_str());
+  sessions_.erase(it);
+  return json{{"id", id}};
+}
+
+Status Agent::SpawnShell(Session* s) {
+  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w, mark_r, mark_w;
+  if (!MakePipe(&in_r, &in_w, false) || !MakePipe(&out_r, &out_w, true) ||
+      !MakePipe(&err_r, &err_w, true) || !MakePipe(&mark_r, &mark_w, true))
+    return SysError("pipe2");
+  fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+  SpawnSpec sp;
+  s->bash = !cfg_.bash.empty();
+  sp.path = s->bash ? cfg_.bash : cfg_.sh;
+  sp.argv = s->bash ? std::vector<std::string>{"bash", "--norc", "--noprofile"}
+                    : std::vector<std::string>{"sh"};
+  sp.env = BuildEnv(s->spec.env, &s->spec.ident);
+  sp.cwd = IsDir(s->spec.cwd) ? s->spec.cwd : (IsDir(cfg_.workspace) ? cfg_.workspace : "/");
+  sp.fds = {{in_r.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {mark_w.get(), kMarkerFd}};
+  if (s->spec.ident.set) {
+    sp.set_ids = true;
+    sp.uid = s->spec.ident.uid;
+    sp.gid = s->spec.ident.gid;
+    sp.groups = s->spec.ident.groups;
+  }
+  COVE_ASSIGN_OR_RETURN(pid_t pid, Spawn(sp));
+  s->pid = pid;
+  s->in = std::move(in_w);
+  s->out = std::move(out_r);
+  s->err = std::move(err_r);
+  s->mark = std::move(mark_r);
+  s->mark_buf.clear();
+  std::string id = s->id;
+  children_[pid] = [this, id](int status) { OnShellExit(id, status); };
+  s->out_tok = loop_.Watch(s->out.get(), EPOLLIN, [this, id](uint32_t) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Session* x = it->second.get();
+    OnOutputReadable(&x->out_tok, x->out.get(), "stdout", &x->out_dec, x->cur ? &x->cur->chan : nullptr);
+  });
+  s->err_tok = loop_.Watch(s->err.get(), EPOLLIN, [this, id](uint32_t) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Session* x = it->second.get();
+    OnOutputReadable(&x->err_tok, x->err.get(), "stderr", &x->err_dec, x->cur ? &x->cur->chan : nullptr);
+  });
+  s->mark_tok = loop_.Watch(s->mark.get(), EPOLLIN, [this, id](uint32_t) { OnMarker(id); });
+  if (s->bash) {
+    std::string init = "shopt -s expand_aliases 2>/dev/null\n";
+    ssize_t unused = write(s->in.get(), init.data(), init.size());
+    (void)unused;
+  }
+  return OkStatus();
+}
+
+void Agent::CloseShell(Session* s, bool kill) {
+  if (s->pid > 0) {
+    if (kill) {
+      KillDescendants(s->pid, 0);
+      ::kill(s->pid, SIGKILL);
+    }
+    // Its exit status is no longer ours to report: reap it as an orphan.
+    children_.erase(s->pid);
+  }
+  s->pid = -1;
+  loop_.Unwatch(s->out_tok);
+  loop_.Unwatch(s->err_tok);
+  loop_.Unwatch(s->mark_tok);
+  s->out_tok = s->err_tok = s->mark_tok = 0;
+  s->in.Reset();
+  s->out.Reset();
+  s->err.Reset();
+  s->mark.Reset();
+  s->mark_buf.clear();
+}
+
+void Agent::StartNext(Session* s) {
+  while (!s->cur && !s->queue.empty()) {
+    if (s->pid < 0) {
+      if (auto st = SpawnShell(s); !st.ok()) {
+        ExecJob j = std::move(s->queue.front());
+        s->queue.pop_front();
+        Reply(j.chan, ErrorReply("COMMAND_EXECUTION_ERROR",
+                                 "cannot start session shell: " + st.error().ToString(),
+                                 json{{"sessionId", s->id}}));
+        continue;
+      }
+    }
+    s->cur = std::move(s->queue.front());
+    s->queue.pop_front();
+    ExecJob& j = *s->cur;
+    s->cur_seq = ++s->seq;
+    s->kill = Kill::kNone;
+    s->out_dec = Utf8JsonStream();
+    s->err_dec = Utf8JsonStream();
+
+    std::string body;  // what eval runs
+    if (j.command.size() > kInlineCommandMax) {
+      std::string dir = RunDir();
+      std::string path = dir + "/cmd-" + std::to_string(getpid()) + "-" + std::to_string(s->cur_seq) +
+                         "-" + std::to_string(reinterpret_cast<uintptr_t>(s) & 0xffffff);
+      UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400));
+      if (!fd || !sys::WriteAll(fd.get(), j.command).ok()) {
+        unlink(path.c_str());
+        Reply(j.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "cannot stage command script"));
+        s->cur.reset();
+        continue;
+      }
+      if (s->spec.ident.set && fchown(fd.get(), s->spec.ident.uid, s->spec.ident.gid) != 0) {
+        // The shell then cannot read it and reports the error itself.
+      }
+      s->cmd_file = path;
+      body = s->bash ? "builtin eval \"$(< " + ShellQuote(path) + ")\""
+                     : "eval \"$(cat " + ShellQuote(path) + ")\"";
+    } else {
+      body = (s->bash ? "builtin eval " : "eval ") + ShellQuote(j.command);
+    }
+    if (j.has_cwd || !j.env.empty()) {
+      // Per-command cwd/env: a subshell, so nothing persists.
+      std::string pre;
+      if (j.has_cwd) pre += "cd -- " + ShellQuote(j.cwd) + " || exit 1; ";
+      for (auto& [k, v] : j.env) pre += "export " + k + "=" + ShellQuote(v) + "; ";
+      body = "( " + pre + body + "\n)";
+    }
+    std::string line = "{ " + body + "\n} </dev/null " + std::to_string(kMarkerFd) + ">&-; " +
+                       (s->bash ? "builtin printf" : "printf") + " '%s %s\\n' " +
+                       std::to_string(s->cur_seq) + " \"$?\" >&" + std::to_string(kMarkerFd) + "\n";
+    s->start_ticks = BootTicksNow();
+    s->started_ns = MonotonicNs();
+    // The shell has consumed everything written before (it printed the last
+    // marker), so the pipe is empty and this small write does not block.
+    if (!sys::WriteAll(s->in.get(), line).ok()) {
+      // The shell is gone; its SIGCHLD completes this command.
+    }
+    std::string id = s->id;
+    if (j.timeout_ms > 0) {
+      s->timer = loop_.AddTimer(s->started_ns + static_cast<int64_t>(j.timeout_ms) * 1000000,
+                                [this, id] { KillSessionCommand(id, Kill::kTimeout); });
+    }
+    uint64_t gen = j.chan.gen;
+    uint32_t cid = j.chan.id;
+    SetCancel(j.chan, [this, id, cid, gen] { CancelSessionJob(id, cid, gen); });
+  }
+}
+
+void Agent::OnMarker(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  char buf[256];
+  ssize_t n = read(s->mark.get(), buf, sizeof buf);
+  if (n <= 0) {
+    if (n == 0 || errno != EAGAIN) {
+      // The shell closed it (exiting); its SIGCHLD does the rest.
+      loop_.Unwatch(s->mark_tok);
+      s->mark_tok = 0;
+    }
+    return;
+  }
+  s->mark_buf.append(buf, static_cast<size_t>(n));
+  size_t nl;
+  while ((nl = s->mark_buf.find('\n')) != std::string::npos) {
+    std::string line = s->mark_buf.substr(0, nl);
+    s->mark_buf.erase(0, nl + 1);
+    unsigned long long seq = 0;
+    int code = 0;
+    if (sscanf(line.c_str(), "%llu %d", &seq, &code) != 2) continue;
+    if (s->cur && seq == s->cur_seq) CompleteSession(s, code, false, false);
+  }
+}
+
+void Agent::CompleteSession(Session* s, int code, bool terminated, bool reset) {
+  if (!s->cur) return;
+  Chan c = s->cur->chan;
+  Drain(s->out.get(), "stdout", &s->out_dec, &c);
+  Drain(s->err.get(), "stderr", &s->err_dec, &c);
+  FinishStreams(&s->out_dec, &s->err_dec, &c);
+  json r = {{"type", "complete"}, {"exitCode", code}};
+  if (s->kill == Kill::kTimeout) {
+    r["exitCode"] = 124;
+    r["timedOut"] = true;
+  } else if (s->kill == Kill::kCancel) {
+    r["exitCode"] = 130;
+    r["cancelled"] = true;
+  }
+  if (terminated) r["sessionTerminated"] = true;
+  if (reset) r["sessionReset"] = true;
+  r["durationMs"] = (MonotonicNs() - s->started_ns) / 1000000;
+  Reply(c, r);
+  if (s->timer) loop_.CancelTimer(s->timer);
+  s->timer = 0;
+  if (!s->cmd_file.empty()) {
+    unlink(s->cmd_file.c_str());
+    s->cmd_file.clear();
+  }
+  s->cur.reset();
+  s->kill = Kill::kNone;
+  StartNext(s);
+}
+
+void Agent::OnShellExit(const std::string& id, int status) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  s->pid = -1;  // already reaped
+  if (s->cur) {
+    Chan c = s->cur->chan;
+    Drain(s->out.get(), "stdout", &s->out_dec, &c);
+    Drain(s->err.get(), "stderr", &s->err_dec, &c);
+  }
+  bool killed = s->kill != Kill::kNone;
+  CloseShell(s, false);
+  if (s->cur) {
+    // A timed-out/cancelled command whose shell died is a reset; otherwise
+    // the command ended the shell (`exit 3`).
+    CompleteSession(s, ExitCodeOf(status), !killed, killed);
+  } else {
+    StartNext(s);
+  }
+}
+
+void Agent::KillSessionCommand(const std::string& id, Kill why) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  if (!s->cur || s->pid < 0) return;
+  if (s->timer) loop_.CancelTimer(s->timer);
+  s->kill = why;
+  KillDescendants(s->pid, s->start_ticks);
+  // If the shell itself is busy (a builtin loop), no marker comes: replace it.
+  s->timer = loop_.AddTimer(MonotonicNs() + cfg_.kill_grace_ms * 1000000, [this, id] { OnKillGrace(id); });
+}
+
+void Agent::OnKillGrace(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  s->timer = 0;
+  if (!s->cur) return;
+  log::Info("session {}: shell did not finish after kill; replacing it", id);
+  Chan c = s->cur->chan;
+  Drain(s->out.get(), "stdout", &s->out_dec, &c);
+  Drain(s->err.get(), "stderr", &s->err_dec, &c);
+  CloseShell(s, true);
+  CompleteSession(s, 137, false, true);
+}
+
+void Agent::CancelSessionJob(const std::string& id, uint32_t chan_id, uint64_t gen) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session* s = it->second.get();
+  if (s->cur && s->cur->chan.id == chan_id && s->cur->chan.gen == gen) {
+    if (s->kill == Kill::kNone) KillSessionCommand(id, Kill::kCancel);
+    return;
+  }
+  for (auto q = s->queue.begin(); q != s->queue.end(); ++q) {
+    if (q->chan.id == chan_id && q->chan.gen == gen) {
+      Chan c = q->chan;
+      s->queue.erase(q);
+      Reply(c, json{{"type", "complete"}, {"exitCode", 130}, {"cancelled", true}});
+      return;
+    }
+  }
+}
+
+std::string Agent::SessionCwd(const std::string& session_id) {
+  if (session_id.empty() || session_id == kNoSession) return cfg_.workspace;
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) {
+    // Created on first use; a shell starts with the first exec.
+    return GetOrCreateSession(session_id)->spec.cwd;
+  }
+  Session* s = it->second.get();
+  if (s->pid > 0) {
+    std::string cwd = ProcessCwd(s->pid);
+    if (!cwd.empty() && cwd[0] == '/') return cwd;
+  }
+  return s->spec.cwd;
+}
+
+FileCtx Agent::MakeFileCtx(const json& req) {
+  FileCtx ctx;
+  std::string sid;
+  json err;
+  GetString(req, "sessionId", false, &sid, &err);
+  ctx.base = SessionCwd(sid);
+  if (!sid.empty()) {
+    auto it = sessions_.find(sid);
+    if (it != sessions_.end() && it->second->spec.ident.set)
+      ctx.owner = std::pair{it->second->spec.ident.uid, it->second->spec.ident.gid};
+  }
+  return ctx;
+}
+
+// ---------------------------------------------------------------------------
+// Exec
+
+void Agent::HandleExec(const Chan& c, const json& req) {
+  json err;
+  ExecJob job;
+  job.chan = c;
+  std::string sid;
+  std::optional<uint64_t> timeout;
+  if (!GetString(req, "command", true, &job.command, &err) ||
+      !GetString(req, "sessionId", false, &sid, &err) || !GetEnvObject(req, "env", &job.env, &err) ||
+      !GetUint(req, "timeoutMs", &timeout, &err))
+    return Reply(c, err);
+  if (req.contains("cwd") && !req["cwd"].is_null()) {
+    if (!GetString(req, "cwd", true, &job.cwd, &err)) return Reply(c, err);
+    job.has_cwd = !job.cwd.empty();
+  }
+  if (job.command.find('\0') != std::string::npos)
+    return Reply(c, ValidationError("command contains a NUL byte", "command"));
+  if (job.cwd.find('\0') != std::string::npos)
+    return Reply(c, ValidationError("cwd contains a NUL byte", "cwd"));
+  job.timeout_ms = timeout.value_or(0);
+  if (sid.empty() || sid == kNoSession) return RunSessionless(std::move(job));
+  Session* s = GetOrCreateSession(sid);
+  s->queue.push_back(std::move(job));
+  uint64_t gen = c.gen;
+  uint32_t cid = c.id;
+  SetCancel(c, [this, sid, cid, gen] { CancelSessionJob(sid, cid, gen); });
+  StartNext(s);
+}
+
+void Agent::RunSessionless(ExecJob job) {
+  UniqueFd out_r, out_w, err_r, err_w;
+  if (!MakePipe(&out_r, &out_w, true) || !MakePipe(&err_r, &err_w, true))
+    return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "pipe2 failed"));
+  SpawnSpec sp;
+  if (!cfg_.bash.empty()) {
+    sp.path = cfg_.bash;
+    sp.argv = {"bash", "-c", job.command};
+  } else {
+    sp.path = cfg_.sh;
+    sp.argv = {"sh", "-c", job.command};
+  }
+  sp.env = BuildEnv(job.env, nullptr);
+  sp.cwd = job.has_cwd ? ResolvePath(cfg_.workspace, job.cwd)
+                       : (IsDir(cfg_.workspace) ? cfg_.workspace : "/");
+  sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}};
+  auto pid = Spawn(sp);
+  if (!pid.ok()) {
+    if (pid.error().sys_errno != 0 && pid.error().message.rfind("chdir", 0) == 0) {
+      // Like the session path (`cd` in a subshell): exit 1 with a message.
+      std::string msg = "cove-agent: cd: " + sp.cwd + ": " + strerror(pid.error().sys_errno) + "\n";
+      std::string ev = "{\"type\":\"stderr\",\"data\":\"";
+      AppendJsonUtf8(msg, &ev);
+      ev += "\"}";
+      Event(job.chan, ev);
+      return Reply(job.chan, json{{"type", "complete"}, {"exitCode", 1}, {"durationMs", 0}});
+    }
+    return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR",
+                                      "cannot start command: " + pid.error().ToString()));
+  }
+  auto p = std::make_unique<Proc>();
+  uint64_t id = next_proc_++;
+  p->id = id;
+  p->pid = *pid;
+  p->chan = job.chan;
+  p->out = std::move(out_r);
+  p->err = std::move(err_r);
+  p->started_ns = MonotonicNs();
+  Proc* raw = p.get();
+  procs_.emplace(id, std::move(p));
+  children_[raw->pid] = [this, id](int status) { OnProcExit(id, status); };
+  raw->out_tok = loop_.Watch(raw->out.get(), EPOLLIN, [this, id](uint32_t) {
+    auto it = procs_.find(id);
+    if (it == procs_.end()) return;
+    Proc* x = it->second.get();
+    OnOutputReadable(&x->out_tok, x->out.get(), "stdout", &x->out_dec, &x->chan);
+  });
+  raw->err_tok = loop_.Watch(raw->err.get(), EPOLLIN, [this, id](uint32_t) {
+    auto it = procs_.find(id);
+    if (it == procs_.end()) return;
+    Proc* x = it->second.get();
+    OnOutputReadable(&x->err_tok, x->err.get(), "stderr", &x->err_dec, &x->chan);
+  });
+  if (job.timeout_ms > 0) {
+    raw->timer = loop_.AddTimer(raw->started_ns + static_cast<int64_t>(job.timeout_ms) * 1000000,
+                                [this, id] { KillProc(id, Kill::kTimeout); });
+  }
+  SetCancel(job.chan, [this, id] { KillProc(id, Kill::kCancel); });
+}
+
+void Agent::KillProc(uint64_t id, Kill why) {
+  auto it = procs_.find(id);
+  if (it == procs_.end()) return;
+  Proc* p = it->second.get();
+  if (p->kill == Kill::kNone) p->kill = why;
+  // Its own process group (setsid), plus anything that left the group.
+  KillDescendants(p->pid, 0);
+  ::kill(-p->pid, SIGKILL);
+}
+
+void Agent::OnProcExit(uint64_t id, int status) {
+  auto it = procs_.find(id);
+  if (it == procs_.end()) return;
+  Proc* p = it->second.get();
+  Drain(p->out.get(), "stdout", &p->out_dec, &p->chan);
+  Drain(p->err.get(), "stderr", &p->err_dec, &p->chan);
+  FinishStreams(&p->out_dec, &p->err_dec, &p->chan);
+  json r = {{"type", "complete"}, {"exitCode", ExitCodeOf(status)}};
+  if (p->kill == Kill::kTimeout) {
+    r["exitCode"] = 124;
+    r["timedOut"] = true;
+  } else if (p->kill == Kill::kCancel) {
+    r["exitCode"] = 130;
+    r["cancelled"] = true;
+  }
+  r["durationMs"] = (MonotonicNs() - p->started_ns) / 1000000;
+  Reply(p->chan, r);
+  if (p->timer) loop_.CancelTimer(p->timer);
+  loop_.Unwatch(p->out_tok);
+  loop_.Unwatch(p->err_tok);
+  procs_.erase(it);
+}
+
+// ---------------------------------------------------------------------------
+// Children, signals, shutdown
+
+void Agent::OnSignal() {
+  signalfd_siginfo si;
+  bool chld = false;
+  while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    if (si.ssi_signo == SIGCHLD) {
+      chld = true;
+    } else {
+      log::Info("signal {}: shutting down", si.ssi_signo);
+      stop_ = true;
+    }
+  }
+  if (chld) ReapChildren();
+}
+
+void Agent::ReapChildren() {
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    auto it = children_.find(pid);
+    if (it == children_.end()) continue;  // an orphan (or a shell we gave up on)
+    auto fn = std::move(it->second);
+    children_.erase(it);
+    fn(status);
+  }
+}
+
+void Agent::Shutdown() {
+  Flush();
+  for (auto& [id, s] : sessions_) CloseShell(s.get(), true);
+  for (auto& [id, p] : procs_) {
+    KillDescendants(p->pid, 0);
+    ::kill(-p->pid, SIGKILL);
+  }
+  if (getpid() == 1) {
+    // Everything in the sandbox gets a chance to exit cleanly.
+    ::kill(-1, SIGTERM);
+    int64_t deadline = MonotonicNs() + 2000000000LL;
+    while (MonotonicNs() < deadline) {
+      pid_t r = waitpid(-1, nullptr, WNOHANG);
+      if (r < 0 && errno == ECHILD) break;
+      if (r == 0) usleep(10000);
+    }
+    ::kill(-1, SIGKILL);
+  }
+  ReapChildren();
+  if (!run_dir_.empty()) {
+    // Leftover scripts of killed commands.
+    std::string cmd = run_dir_;
+    DIR* d = opendir(cmd.c_str());
+    if (d) {
+      while (dirent* e = readdir(d)) {
+        if (strncmp(e->d_name, "cmd-", 4) == 0) unlink((cmd + "/" + e->d_name).c_str());
+      }
+      closedir(d);
+    }
+  }
+}
+
+std::string Agent::RunDir() {
+  if (!run_dir_.empty()) return run_dir_;
+  std::vector<std::string> candidates;
+  if (!cfg_.run_dir.empty()) candidates.push_back(cfg_.run_dir);
+  candidates.push_back("/run/cove-agent");
+  candidates.push_back("/tmp/.cove-agent-" + std::to_string(getpid()));
+  for (const auto& c : candidates) {
+    mkdir(c.c_str(), 0711);
+    struct stat st;
+    if (lstat(c.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+        access(c.c_str(), W_OK) == 0) {
+      chmod(c.c_str(), 0711);
+      run_dir_ = c;
+      return run_dir_;
+    }
+  }
+  run_dir_ = "/tmp";
+  return run_dir_;
+}
+
+}  // namespace cove::agent

@@ -1,0 +1,195 @@
+// Agent: cove-agent's state and its single epoll loop (no threads).
+//
+// It serves one coved connection at a time on a listening socket, runs
+// sessions (persistent shells), sessionless commands and file operations
+// (docs/agent-protocol.md), and reaps every child and orphan. All work
+// outlives the connection: when it drops, output and replies of running
+// work are discarded, and a new connection sees the same sessions.
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/files.h"
+#include "agent/frame.h"
+#include "agent/loop.h"
+#include "agent/reply.h"
+#include "agent/util.h"
+#include "sys/unique_fd.h"
+
+namespace cove::agent {
+
+inline constexpr const char* kAgentVersion = "0.1.0";
+
+struct AgentConfig {
+  int listen_fd = 3;              // listening unix stream socket (borrowed for life)
+  std::string workspace = "/workspace";
+  std::vector<std::string> env;   // base environment of every child, "K=V"
+  std::string bash;               // path of bash, or "" if none
+  std::string sh = "/bin/sh";
+  std::string run_dir;            // private dir for large command scripts ("" = auto)
+  size_t out_high = 8 << 20;      // pause command output above this many unsent bytes
+  size_t out_low = 2 << 20;       // resume below
+  int64_t kill_grace_ms = 300;    // after killing a command's processes, wait this
+                                  // long for the shell before replacing it
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentConfig cfg);
+  ~Agent();
+  // Runs until SIGTERM/SIGINT/SIGHUP. Returns the process exit code.
+  int Run();
+
+ private:
+  struct Chan {
+    uint64_t gen = 0;  // connection generation the channel belongs to
+    uint32_t id = 0;
+  };
+  struct Identity {
+    bool set = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+    std::string name, home;
+  };
+  struct SessionSpec {
+    std::vector<std::pair<std::string, std::string>> env;
+    std::string cwd;
+    Identity ident;
+  };
+  struct ExecJob {
+    Chan chan;
+    std::string command;
+    std::vector<std::pair<std::string, std::string>> env;
+    std::string cwd;
+    bool has_cwd = false;
+    uint64_t timeout_ms = 0;
+  };
+  enum class Kill { kNone, kTimeout, kCancel };
+  struct Session {
+    std::string id;
+    SessionSpec spec;
+    pid_t pid = -1;
+    bool bash = true;
+    UniqueFd in, out, err, mark;
+    uint64_t out_tok = 0, err_tok = 0, mark_tok = 0;
+    std::string mark_buf;
+    uint64_t seq = 0;
+    std::deque<ExecJob> queue;
+    std::optional<ExecJob> cur;
+    uint64_t cur_seq = 0;
+    Kill kill = Kill::kNone;
+    uint64_t timer = 0;
+    unsigned long long start_ticks = 0;
+    int64_t started_ns = 0;
+    Utf8JsonStream out_dec, err_dec;
+    std::string cmd_file;
+  };
+  struct Proc {  // a sessionless command
+    uint64_t id = 0;
+    pid_t pid = -1;
+    Chan chan;
+    UniqueFd out, err;
+    uint64_t out_tok = 0, err_tok = 0;
+    Utf8JsonStream out_dec, err_dec;
+    uint64_t timer = 0;
+    Kill kill = Kill::kNone;
+    int64_t started_ns = 0;
+  };
+  struct ReadTask {
+    Chan chan;
+    std::unique_ptr<FileReader> reader;
+  };
+
+  // Connection.
+  void OnAccept();
+  void DropConnection(const char* why);
+  void OnConnEvent(uint32_t events);
+  void HandleFrame(Frame f);
+  void HandleRequest(const Chan& c, const json& req);
+  bool Live(const Chan& c) const { return conn_.valid() && c.gen == gen_; }
+  void SendFrame(const Chan& c, FrameType t, std::string_view payload);
+  void Event(const Chan& c, std::string_view payload) { SendFrame(c, FrameType::kEvent, payload); }
+  void Reply(const Chan& c, const json& j);
+  void Flush();
+  size_t Pending() const { return out_.size() - out_off_; }
+  bool Blocked() const { return conn_.valid() && Pending() > cfg_.out_high; }
+  void SetCancel(const Chan& c, std::function<void()> fn);
+
+  // Output pipes.
+  // Reads up to `max` bytes from fd (one read) and emits them as `type`
+  // events on c. Returns false on EOF or error.
+  bool PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max);
+  // Reads everything currently buffered in fd (FIONREAD), emitting it.
+  void Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c);
+  void FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c);
+  void OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec,
+                        const Chan* c);
+
+  // Sessions.
+  Session* GetOrCreateSession(const std::string& id);
+  json CreateSession(const json& req);
+  json DeleteSession(const json& req);
+  bool ParseIdentity(const std::string& user, Identity* out, json* err);
+  std::vector<std::string> BuildEnv(const std::vector<std::pair<std::string, std::string>>& extra,
+                                    const Identity* ident) const;
+  Status SpawnShell(Session* s);
+  void CloseShell(Session* s, bool kill);
+  void StartNext(Session* s);
+  void OnMarker(const std::string& id);
+  void CompleteSession(Session* s, int code, bool terminated, bool reset);
+  void OnShellExit(const std::string& id, int status);
+  void KillSessionCommand(const std::string& id, Kill why);
+  void OnKillGrace(const std::string& id);
+  void CancelSessionJob(const std::string& id, uint32_t chan_id, uint64_t gen);
+  std::string SessionCwd(const std::string& session_id);
+  FileCtx MakeFileCtx(const json& req);
+
+  // Sessionless commands.
+  void RunSessionless(ExecJob job);
+  void OnProcExit(uint64_t id, int status);
+  void KillProc(uint64_t id, Kill why);
+
+  // Exec request.
+  void HandleExec(const Chan& c, const json& req);
+
+  // Children and signals.
+  void OnSignal();
+  void ReapChildren();
+  void Shutdown();
+
+  std::string RunDir();
+
+  AgentConfig cfg_;
+  EventLoop loop_;
+  UniqueFd sigfd_;
+  UniqueFd devnull_;
+  int64_t start_ns_ = 0;
+  bool stop_ = false;
+
+  UniqueFd conn_;
+  uint64_t conn_tok_ = 0;
+  uint64_t gen_ = 0;
+  std::unique_ptr<FrameDecoder> decoder_;
+  std::string out_;
+  size_t out_off_ = 0;
+  std::unordered_map<uint32_t, std::function<void()>> open_;  // open channels -> cancel
+  std::vector<uint64_t> paused_;
+
+  std::map<std::string, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<uint64_t, std::unique_ptr<Proc>> procs_;
+  uint64_t next_proc_ = 1;
+  std::deque<ReadTask> reads_;
+  std::unordered_map<pid_t, std::function<void(int)>> children_;
+  std::string run_dir_;
+};
+
+}  // namespace cove::agent

@@ -1,0 +1,727 @@
+// Integration tests: the real cove-agent binary as a plain child process
+// (not in a sandbox), with a listening socket in a temp dir as fd 3 and
+// COVE_AGENT_WORKSPACE in a temp dir, driven through frames.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "agent/frame.h"
+#include "agent/util.h"
+#include "base/time.h"
+
+namespace cove::agent {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+struct Result {
+  std::vector<json> events;
+  json reply;
+  std::string Stream(const char* type) const {
+    std::string s;
+    for (auto& e : events)
+      if (e.value("type", "") == type) s += e.value("data", "");
+    return s;
+  }
+  std::string Out() const { return Stream("stdout"); }
+  std::string Err() const { return Stream("stderr"); }
+  std::string Code() const { return reply.contains("error") ? reply["error"].value("code", "") : ""; }
+};
+
+class Client {
+ public:
+  explicit Client(const std::string& path) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~Client() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  void SendRaw(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  uint32_t Send(const json& req) {
+    uint32_t ch = ++next_;
+    SendRaw(EncodeFrame(ch, FrameType::kRequest, req.dump()));
+    return ch;
+  }
+  void Cancel(uint32_t ch) { SendRaw(EncodeFrame(ch, FrameType::kCancel, "")); }
+
+  // Next frame, or nullopt on EOF/timeout.
+  std::optional<Frame> Recv(int timeout_ms = 20000) {
+    for (;;) {
+      if (auto f = dec_.Next()) {
+        EXPECT_LE(f->payload.size(), kMaxAgentFrame);
+        return f;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, timeout_ms) <= 0) return std::nullopt;
+      char buf[1 << 16];
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) return std::nullopt;
+      if (!dec_.Feed(std::string_view(buf, static_cast<size_t>(n))).ok()) return std::nullopt;
+    }
+  }
+  // Collects events and the reply of channel ch (frames of other channels are kept).
+  Result Wait(uint32_t ch, int timeout_ms = 20000) {
+    Result r;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      // Frames for ch that arrived while waiting for another channel.
+      auto it = stash_.find(ch);
+      if (it != stash_.end() && !it->second.empty()) {
+        Frame f = std::move(it->second.front());
+        it->second.erase(it->second.begin());
+        json j = json::parse(f.payload, nullptr, false);
+        EXPECT_FALSE(j.is_discarded()) << f.payload;
+        if (f.type == FrameType::kReply) {
+          r.reply = j;
+          return r;
+        }
+        r.events.push_back(j);
+        continue;
+      }
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - std::chrono::steady_clock::now())
+                                      .count());
+      auto f = Recv(std::max(left, 0));
+      if (!f) {
+        ADD_FAILURE() << "no reply on channel " << ch;
+        return r;
+      }
+      stash_[f->channel].push_back(std::move(*f));
+    }
+  }
+  Result Call(const json& req, int timeout_ms = 20000) { return Wait(Send(req), timeout_ms); }
+
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  uint32_t next_ = 0;
+  FrameDecoder dec_{kMaxAgentFrame};
+  std::map<uint32_t, std::vector<Frame>> stash_;
+};
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(0); }
+  void TearDown() override { Stop(); }
+
+  void Start(rlim_t fsize_limit) {
+    char tmpl[] = "/tmp/cove-agent-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ws_ = dir_ + "/ws";
+    fs::create_directories(ws_);
+    sock_ = dir_ + "/agent.sock";
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, sock_.c_str(), sizeof a.sun_path - 1);
+    ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(listen(ls, 8), 0);
+    std::string env_ws = "COVE_AGENT_WORKSPACE=" + ws_;
+    std::string env_run = "COVE_AGENT_RUNDIR=" + dir_ + "/run";
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      if (ls == 3) {
+        fcntl(3, F_SETFD, 0);
+      } else {
+        dup2(ls, 3);
+      }
+      if (fsize_limit) {
+        rlimit rl{fsize_limit, fsize_limit};
+        setrlimit(RLIMIT_FSIZE, &rl);
+      }
+      setenv("COVE_AGENT_WORKSPACE", ws_.c_str(), 1);
+      setenv("COVE_AGENT_RUNDIR", (dir_ + "/run").c_str(), 1);
+      setenv("COVE_SECRET_INTERNAL", "must-not-leak", 1);
+      setenv("SANDBOX_VAR", "from-agent-env", 1);
+      unsetenv("TERM");
+      unsetenv("LANG");
+      unsetenv("HOME");
+      execl(COVE_AGENT_BIN, "cove-agent", nullptr);
+      _exit(127);
+    }
+    close(ls);
+    c_ = std::make_unique<Client>(sock_);
+    ASSERT_TRUE(c_->ok());
+  }
+
+  void Stop() {
+    c_.reset();
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int st;
+      waitpid(pid_, &st, 0);
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "agent exit status " << st;
+      pid_ = -1;
+    }
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  bool AgentAlive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  std::string ReadFile(const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  }
+  json Exec(const std::string& cmd, const std::string& session = "s") {
+    return json{{"op", "exec"}, {"command", cmd}, {"sessionId", session}};
+  }
+  long AgentRssKb() {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+  }
+
+  std::string dir_, ws_, sock_;
+  pid_t pid_ = -1;
+  std::unique_ptr<Client> c_;
+};
+
+TEST_F(AgentTest, Hello) {
+  auto r = c_->Call({{"op", "hello"}});
+  EXPECT_EQ(r.reply["version"], "0.1.0");
+  EXPECT_EQ(r.reply["pid"], pid_);
+  EXPECT_TRUE(r.reply["sessions"].is_array());
+  EXPECT_TRUE(r.reply["uptimeMs"].is_number());
+}
+
+TEST_F(AgentTest, SessionPersistsCwdEnvFunctionsAliases) {
+  fs::create_directories(ws_ + "/sub");
+  auto r = c_->Call(Exec("pwd"));
+  EXPECT_EQ(r.Out(), ws_ + "\n");
+  EXPECT_EQ(r.reply["exitCode"], 0);
+  c_->Call(Exec("cd sub && export FOO=bar && greet() { echo hi \"$1\"; }; alias ll='echo aliased'"));
+  r = c_->Call(Exec("pwd; echo $FOO; greet you; ll"));
+  EXPECT_EQ(r.Out(), ws_ + "/sub\nbar\nhi you\naliased\n");
+  // A syntax error does not desynchronise the shell.
+  r = c_->Call(Exec("if then fi'"));
+  EXPECT_NE(r.reply["exitCode"], 0);
+  EXPECT_NE(r.Err(), "");
+  r = c_->Call(Exec("echo still $FOO"));
+  EXPECT_EQ(r.Out(), "still bar\n");
+  // Exit codes, and commands that try to read stdin get EOF.
+  r = c_->Call(Exec("cat; (exit 7)"));
+  EXPECT_EQ(r.reply["exitCode"], 7);
+  r = c_->Call({{"op", "session.list"}});
+  EXPECT_EQ(r.reply["sessions"], json::array({"s"}));
+}
+
+TEST_F(AgentTest, DefaultEnvironment) {
+  auto r = c_->Call(Exec("echo $TERM $LANG $HOME $SANDBOX_VAR ${COVE_SECRET_INTERNAL:-none}; echo $PATH"));
+  // Defaults, overridden by the agent's own environment (PATH here).
+  EXPECT_EQ(r.Out(), "xterm-256color C.UTF-8 /root from-agent-env none\n" + std::string(getenv("PATH")) + "\n");
+  r = c_->Call({{"op", "exec"}, {"command", "echo ${COVE_SECRET_INTERNAL:-none} $SANDBOX_VAR"}});
+  EXPECT_EQ(r.Out(), "none from-agent-env\n");
+  // session.create env and per-command env.
+  r = c_->Call({{"op", "session.create"}, {"id", "e"}, {"env", {{"A", "1"}, {"B", "two words"}}}});
+  EXPECT_EQ(r.reply["id"], "e");
+  r = c_->Call({{"op", "exec"}, {"command", "echo $A/$B/$C"}, {"sessionId", "e"}, {"env", {{"C", "3"}}}});
+  EXPECT_EQ(r.Out(), "1/two words/3\n");
+  r = c_->Call(Exec("echo $A/$B/$C", "e"));
+  EXPECT_EQ(r.Out(), "1/two words/\n");
+}
+
+TEST_F(AgentTest, PerCommandCwdDoesNotPersist) {
+  fs::create_directories(ws_ + "/d");
+  auto r = c_->Call({{"op", "exec"}, {"command", "pwd; cd /"}, {"sessionId", "s"}, {"cwd", "d"}});
+  EXPECT_EQ(r.Out(), ws_ + "/d\n");
+  r = c_->Call(Exec("pwd"));
+  EXPECT_EQ(r.Out(), ws_ + "\n");
+  r = c_->Call({{"op", "exec"}, {"command", "pwd"}, {"sessionId", "s"}, {"cwd", "/nonexistent"}});
+  EXPECT_EQ(r.reply["exitCode"], 1);
+  r = c_->Call({{"op", "exec"}, {"command", "pwd"}, {"cwd", "/nonexistent"}});
+  EXPECT_EQ(r.reply["exitCode"], 1);
+  EXPECT_NE(r.Err().find("nonexistent"), std::string::npos);
+}
+
+TEST_F(AgentTest, ExitTerminatesSessionThenFreshShell) {
+  c_->Call(Exec("export X=1; cd /"));
+  auto r = c_->Call(Exec("echo bye; exit 3"));
+  EXPECT_EQ(r.Out(), "bye\n");
+  EXPECT_EQ(r.reply["exitCode"], 3);
+  EXPECT_EQ(r.reply["sessionTerminated"], true);
+  r = c_->Call(Exec("echo x$X; pwd"));
+  EXPECT_EQ(r.Out(), "x\n" + ws_ + "\n");
+  EXPECT_EQ(r.reply["exitCode"], 0);
+  EXPECT_FALSE(r.reply.contains("sessionTerminated"));
+}
+
+TEST_F(AgentTest, TimeoutKillsCommandSessionSurvives) {
+  c_->Call(Exec("export KEEP=yes"));
+  std::string pidfile = dir_ + "/sleep.pid";
+  auto t0 = MonotonicNs();
+  auto r = c_->Call({{"op", "exec"},
+                     {"command", "sleep 100 & echo $! > " + pidfile + "; wait"},
+                     {"sessionId", "s"},
+                     {"timeoutMs", 300}});
+  auto ms = (MonotonicNs() - t0) / 1000000;
+  EXPECT_EQ(r.reply["exitCode"], 124);
+  EXPECT_EQ(r.reply["timedOut"], true);
+  EXPECT_FALSE(r.reply.contains("sessionReset"));
+  EXPECT_GE(ms, 250);
+  EXPECT_LT(ms, 3000);
+  pid_t sleeper = std::stoi(ReadFile(pidfile));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_NE(kill(sleeper, 0), 0) << "sleep survived the timeout";
+  r = c_->Call(Exec("echo $KEEP"));
+  EXPECT_EQ(r.Out(), "yes\n");
+  // Sessionless timeout.
+  r = c_->Call({{"op", "exec"}, {"command", "sleep 100"}, {"timeoutMs", 200}});
+  EXPECT_EQ(r.reply["exitCode"], 124);
+  EXPECT_EQ(r.reply["timedOut"], true);
+}
+
+TEST_F(AgentTest, StuckShellIsReplaced) {
+  c_->Call(Exec("export GONE=1"));
+  auto r = c_->Call({{"op", "exec"}, {"command", "while :; do :; done"}, {"sessionId", "s"}, {"timeoutMs", 200}});
+  EXPECT_EQ(r.reply["exitCode"], 124);
+  EXPECT_EQ(r.reply["timedOut"], true);
+  EXPECT_EQ(r.reply["sessionReset"], true);
+  r = c_->Call(Exec("echo ok${GONE}"));
+  EXPECT_EQ(r.Out(), "ok\n");
+  EXPECT_EQ(r.reply["exitCode"], 0);
+}
+
+TEST_F(AgentTest, CancelStopsCommand) {
+  uint32_t ch = c_->Send(Exec("echo started; sleep 100"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  c_->Cancel(ch);
+  auto r = c_->Wait(ch, 5000);
+  EXPECT_EQ(r.reply["cancelled"], true);
+  EXPECT_EQ(r.Out(), "started\n");
+  // Queued behind a running command, cancelled before it starts.
+  uint32_t a = c_->Send(Exec("sleep 0.5; echo first"));
+  uint32_t b = c_->Send(Exec("echo second"));
+  c_->Cancel(b);
+  auto rb = c_->Wait(b, 5000);
+  EXPECT_EQ(rb.reply["cancelled"], true);
+  EXPECT_EQ(rb.Out(), "");
+  auto ra = c_->Wait(a, 5000);
+  EXPECT_EQ(ra.Out(), "first\n");
+  // Sessionless.
+  ch = c_->Send({{"op", "exec"}, {"command", "sleep 100"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  c_->Cancel(ch);
+  r = c_->Wait(ch, 5000);
+  EXPECT_EQ(r.reply["cancelled"], true);
+}
+
+TEST_F(AgentTest, StdoutStderrOrder) {
+  auto r = c_->Call(Exec("echo a; sleep 0.05; echo b >&2; sleep 0.05; echo c"));
+  ASSERT_EQ(r.events.size(), 3u) << json(r.events).dump();
+  EXPECT_EQ(r.events[0], (json{{"type", "stdout"}, {"data", "a\n"}}));
+  EXPECT_EQ(r.events[1], (json{{"type", "stderr"}, {"data", "b\n"}}));
+  EXPECT_EQ(r.events[2], (json{{"type", "stdout"}, {"data", "c\n"}}));
+  // Back to back, each stream keeps its own order.
+  r = c_->Call(Exec("echo a; echo b >&2; echo c"));
+  EXPECT_EQ(r.Out(), "a\nc\n");
+  EXPECT_EQ(r.Err(), "b\n");
+}
+
+TEST_F(AgentTest, LargeOutputFullyReceived) {
+  for (std::string sid : {"s", ""}) {
+    json req = {{"op", "exec"}, {"command", "head -c 10000000 /dev/zero | tr '\\0' x; echo -n END"}};
+    if (!sid.empty()) req["sessionId"] = sid;
+    auto r = c_->Call(req, 60000);
+    std::string out = r.Out();
+    EXPECT_EQ(out.size(), 10000003u);
+    EXPECT_EQ(out.substr(out.size() - 4), "xEND");
+    EXPECT_EQ(out.find_first_not_of('x'), 10000000u);
+    EXPECT_EQ(r.reply["exitCode"], 0);
+  }
+}
+
+TEST_F(AgentTest, Utf8AcrossReadsAndInvalidBytes) {
+  std::string euro;
+  for (int i = 0; i < 100000; ++i) euro += "\xE2\x82\xAC";  // 300000 bytes: reads split characters
+  { std::ofstream(ws_ + "/euro.txt", std::ios::binary) << euro; }
+  auto r = c_->Call(Exec("cat euro.txt"));
+  EXPECT_EQ(r.Out(), euro);
+  r = c_->Call(Exec("printf 'a\\377b\\n'"));
+  EXPECT_EQ(r.Out(), "a\xEF\xBF\xBD" "b\n");
+}
+
+TEST_F(AgentTest, LargeCommandGoesThroughScript) {
+  std::string payload(20000, 'q');
+  auto r = c_->Call(Exec("X=" + payload + "; echo ${#X}; cd /tmp"));
+  EXPECT_EQ(r.Out(), "20000\n");
+  r = c_->Call(Exec("pwd"));
+  EXPECT_EQ(r.Out(), "/tmp\n");  // ran in the session shell, not a subshell
+  EXPECT_TRUE(fs::is_empty(dir_ + "/run"));
+}
+
+TEST_F(AgentTest, SessionCreateDeleteErrors) {
+  auto r = c_->Call({{"op", "session.create"}, {"id", "a"}});
+  EXPECT_EQ(r.reply["id"], "a");
+  r = c_->Call({{"op", "session.create"}, {"id", "a"}});
+  EXPECT_EQ(r.Code(), "SESSION_ALREADY_EXISTS");
+  r = c_->Call({{"op", "session.create"}, {"id", "b"}, {"cwd", "/nonexistent"}});
+  EXPECT_EQ(r.Code(), "FILE_NOT_FOUND");
+  r = c_->Call({{"op", "session.create"}, {"id", 5}});
+  EXPECT_EQ(r.Code(), "VALIDATION_FAILED");
+  uint32_t ch = c_->Send(Exec("sleep 100", "a"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  r = c_->Call({{"op", "session.delete"}, {"id", "a"}});
+  EXPECT_EQ(r.reply["id"], "a");
+  auto running = c_->Wait(ch, 5000);
+  EXPECT_EQ(running.Code(), "SESSION_DESTROYED");
+  r = c_->Call({{"op", "session.list"}});
+  EXPECT_EQ(r.reply["sessions"], json::array());
+}
+
+TEST_F(AgentTest, UserSession) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  auto r = c_->Call({{"op", "session.create"}, {"id", "u"}, {"user", "user"}, {"cwd", "/tmp"}});
+  ASSERT_EQ(r.reply["id"], "u") << r.reply.dump();
+  r = c_->Call(Exec("id -u; echo $HOME $USER", "u"));
+  EXPECT_EQ(r.Out(), "1000\n/home/user user\n");
+  r = c_->Call({{"op", "session.create"}, {"id", "v"}, {"user", "no-such-user"}});
+  EXPECT_EQ(r.Code(), "VALIDATION_FAILED");
+}
+
+TEST_F(AgentTest, FileRoundTripUtf8AndBinary) {
+  auto r = c_->Call({{"op", "file.write"}, {"path", "dir/sub/t.txt"}, {"content", "h\xC3\xA9llo\n"}});
+  EXPECT_EQ(r.reply["path"], ws_ + "/dir/sub/t.txt");
+  EXPECT_EQ(ReadFile(ws_ + "/dir/sub/t.txt"), "h\xC3\xA9llo\n");
+  r = c_->Call({{"op", "file.read"}, {"path", "dir/sub/t.txt"}});
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_EQ(r.events[0], (json{{"type", "metadata"}, {"mimeType", "text/plain"}, {"size", 7},
+                               {"isBinary", false}, {"encoding", "utf-8"}}));
+  EXPECT_EQ(r.events[1]["data"], "h\xC3\xA9llo\n");
+  EXPECT_EQ(r.reply, (json{{"type", "complete"}, {"bytesRead", 7}}));
+
+  std::string bin(300000, '\0');
+  std::mt19937 rng(42);
+  for (auto& ch : bin) ch = static_cast<char>(rng());
+  r = c_->Call({{"op", "file.write"}, {"path", "/" + ws_.substr(1) + "/b.png"}, {"content", Base64Encode(bin)},
+                {"encoding", "base64"}});
+  ASSERT_FALSE(r.reply.contains("error")) << r.reply.dump();
+  EXPECT_EQ(ReadFile(ws_ + "/b.png"), bin);
+  r = c_->Call({{"op", "file.read"}, {"path", "b.png"}});
+  ASSERT_GE(r.events.size(), 2u);
+  EXPECT_EQ(r.events[0]["mimeType"], "image/png");
+  EXPECT_EQ(r.events[0]["isBinary"], true);
+  EXPECT_EQ(r.events[0]["encoding"], "base64");
+  std::string got;
+  for (size_t i = 1; i < r.events.size(); ++i) {
+    EXPECT_EQ(r.events[i]["type"], "chunk");
+    EXPECT_LE(r.events[i]["data"].get<std::string>().size(), 65536u);
+    got += *Base64Decode(r.events[i]["data"].get<std::string>());
+  }
+  EXPECT_EQ(got, bin);
+  EXPECT_EQ(r.reply["bytesRead"], 300000);
+
+  // Text file asked as base64; binary without extension; NUL makes it binary.
+  r = c_->Call({{"op", "file.read"}, {"path", "dir/sub/t.txt"}, {"encoding", "base64"}});
+  EXPECT_EQ(r.events[0]["encoding"], "base64");
+  EXPECT_EQ(*Base64Decode(r.events[1]["data"].get<std::string>()), "h\xC3\xA9llo\n");
+  c_->Call({{"op", "file.write"}, {"path", "nul"}, {"content", std::string("a\0b", 3)}});
+  r = c_->Call({{"op", "file.read"}, {"path", "nul"}});
+  EXPECT_EQ(r.events[0]["mimeType"], "application/octet-stream");
+  EXPECT_EQ(r.events[0]["isBinary"], true);
+  // Empty file.
+  c_->Call({{"op", "file.write"}, {"path", "empty.txt"}, {"content", ""}});
+  r = c_->Call({{"op", "file.read"}, {"path", "empty.txt"}});
+  EXPECT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.reply["bytesRead"], 0);
+  // A large text file arrives in chunks that split no character.
+  std::string big;
+  while (big.size() < 1000000) big += "l\xC3\xADnea \xE2\x82\xAC\n";
+  { std::ofstream(ws_ + "/big.txt", std::ios::binary) << big; }
+  r = c_->Call({{"op", "file.read"}, {"path", "big.txt"}});
+  std::string text;
+  for (size_t i = 1; i < r.events.size(); ++i) text += r.events[i]["data"].get<std::string>();
+  EXPECT_EQ(text, big);
+  EXPECT_GT(r.events.size(), 10u);
+}
+
+TEST_F(AgentTest, FileReadLimitsAndErrors) {
+  c_->Call({{"op", "file.write"}, {"path", "f.txt"}, {"content", std::string(1000, 'a')}});
+  auto r = c_->Call({{"op", "file.read"}, {"path", "f.txt"}, {"maxBytes", 999}});
+  EXPECT_EQ(r.Code(), "FILE_TOO_LARGE");
+  EXPECT_TRUE(r.events.empty());
+  r = c_->Call({{"op", "file.read"}, {"path", "f.txt"}, {"maxBytes", 1000}});
+  EXPECT_EQ(r.reply["bytesRead"], 1000);
+  EXPECT_EQ(c_->Call({{"op", "file.read"}, {"path", "missing"}}).Code(), "FILE_NOT_FOUND");
+  EXPECT_EQ(c_->Call({{"op", "file.read"}, {"path", "."}}).Code(), "IS_DIRECTORY");
+  EXPECT_EQ(c_->Call({{"op", "file.read"}, {"path", "f.txt/x"}}).Code(), "NOT_DIRECTORY");
+  EXPECT_EQ(c_->Call({{"op", "file.read"}, {"path", "f.txt"}, {"encoding", "latin1"}}).Code(),
+            "VALIDATION_FAILED");
+  EXPECT_EQ(c_->Call({{"op", "file.read"}}).Code(), "VALIDATION_FAILED");
+  // Pseudo-files report size 0 but have content.
+  r = c_->Call({{"op", "file.read"}, {"path", "/proc/self/status"}});
+  EXPECT_GT(r.reply["bytesRead"].get<int>(), 0);
+}
+
+TEST_F(AgentTest, FileWriteErrorsAndExistingMode) {
+  c_->Call({{"op", "file.write"}, {"path", "plain"}, {"content", "x"}});
+  EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", "plain/child"}, {"content", "x"}}).Code(), "NOT_DIRECTORY");
+  fs::create_directories(ws_ + "/adir");
+  EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", "adir"}, {"content", "x"}}).Code(), "IS_DIRECTORY");
+  EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", "p"}, {"content", "!!"}, {"encoding", "base64"}}).Code(),
+            "VALIDATION_FAILED");
+  EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", "p"}}).Code(), "VALIDATION_FAILED");
+  EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", 3}, {"content", "x"}}).Code(), "VALIDATION_FAILED");
+  chmod((ws_ + "/plain").c_str(), 0750);
+  c_->Call({{"op", "file.write"}, {"path", "plain"}, {"content", "new"}});
+  struct stat st;
+  ASSERT_EQ(stat((ws_ + "/plain").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0750u);
+  EXPECT_EQ(ReadFile(ws_ + "/plain"), "new");
+  // Writing through a symlink replaces the target, not the link.
+  symlink("plain", (ws_ + "/link").c_str());
+  c_->Call({{"op", "file.write"}, {"path", "link"}, {"content", "via link"}});
+  EXPECT_TRUE(fs::is_symlink(ws_ + "/link"));
+  EXPECT_EQ(ReadFile(ws_ + "/plain"), "via link");
+}
+
+class AgentFsizeTest : public AgentTest {
+ protected:
+  void SetUp() override { Start(1 << 20); }
+};
+
+TEST_F(AgentFsizeTest, FailedWriteLeavesOldContent) {
+  auto r = c_->Call({{"op", "file.write"}, {"path", "keep.txt"}, {"content", "old"}});
+  ASSERT_FALSE(r.reply.contains("error"));
+  r = c_->Call({{"op", "file.write"}, {"path", "keep.txt"}, {"content", std::string(2 << 20, 'n')}});
+  EXPECT_EQ(r.Code(), "FILE_TOO_LARGE") << r.reply.dump();
+  EXPECT_EQ(ReadFile(ws_ + "/keep.txt"), "old");
+  size_t entries = 0;
+  for (auto& e : fs::directory_iterator(ws_)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1u) << "temporary file left behind";
+}
+
+TEST_F(AgentTest, FileOps) {
+  // mkdir
+  auto r = c_->Call({{"op", "file.mkdir"}, {"path", "m/n/o"}, {"recursive", true}});
+  EXPECT_EQ(r.reply, (json{{"path", ws_ + "/m/n/o"}, {"recursive", true}}));
+  EXPECT_TRUE(fs::is_directory(ws_ + "/m/n/o"));
+  EXPECT_EQ(c_->Call({{"op", "file.mkdir"}, {"path", "m"}}).Code(), "FILE_EXISTS");
+  EXPECT_EQ(c_->Call({{"op", "file.mkdir"}, {"path", "x/y"}}).Code(), "FILE_NOT_FOUND");
+  EXPECT_FALSE(c_->Call({{"op", "file.mkdir"}, {"path", "m"}, {"recursive", true}}).reply.contains("error"));
+  EXPECT_EQ(c_->Call({{"op", "file.mkdir"}, {"path", "m"}, {"recursive", "yes"}}).Code(), "VALIDATION_FAILED");
+  // exists
+  EXPECT_EQ(c_->Call({{"op", "file.exists"}, {"path", "m/n"}}).reply["exists"], true);
+  EXPECT_EQ(c_->Call({{"op", "file.exists"}, {"path", "nope"}}).reply["exists"], false);
+  // rename
+  c_->Call({{"op", "file.write"}, {"path", "a.txt"}, {"content", "A"}});
+  r = c_->Call({{"op", "file.rename"}, {"oldPath", "a.txt"}, {"newPath", "b.txt"}});
+  EXPECT_EQ(r.reply, (json{{"path", ws_ + "/a.txt"}, {"newPath", ws_ + "/b.txt"}}));
+  EXPECT_EQ(ReadFile(ws_ + "/b.txt"), "A");
+  EXPECT_FALSE(fs::exists(ws_ + "/a.txt"));
+  EXPECT_EQ(c_->Call({{"op", "file.rename"}, {"oldPath", "a.txt"}, {"newPath", "c.txt"}}).Code(), "FILE_NOT_FOUND");
+  EXPECT_EQ(c_->Call({{"op", "file.rename"}, {"oldPath", "a.txt"}}).Code(), "VALIDATION_FAILED");
+  // move (into a directory, like mv)
+  r = c_->Call({{"op", "file.move"}, {"sourcePath", "b.txt"}, {"destinationPath", "m/n"}});
+  EXPECT_EQ(r.reply["newPath"], ws_ + "/m/n/b.txt");
+  EXPECT_EQ(ReadFile(ws_ + "/m/n/b.txt"), "A");
+  r = c_->Call({{"op", "file.move"}, {"sourcePath", "m/n/b.txt"}, {"destinationPath", "/tmp/../" + ws_.substr(1) + "/c.txt"}});
+  EXPECT_EQ(r.reply["newPath"], ws_ + "/c.txt");
+  // delete
+  EXPECT_EQ(c_->Call({{"op", "file.delete"}, {"path", "m"}}).Code(), "IS_DIRECTORY");
+  EXPECT_EQ(c_->Call({{"op", "file.delete"}, {"path", "zzz"}}).Code(), "FILE_NOT_FOUND");
+  r = c_->Call({{"op", "file.delete"}, {"path", "c.txt"}});
+  EXPECT_EQ(r.reply["path"], ws_ + "/c.txt");
+  EXPECT_FALSE(fs::exists(ws_ + "/c.txt"));
+}
+
+TEST_F(AgentTest, FileList) {
+  c_->Call({{"op", "file.write"}, {"path", "d/f.txt"}, {"content", "12345"}});
+  c_->Call({{"op", "file.write"}, {"path", "d/.hidden"}, {"content", "h"}});
+  c_->Call({{"op", "file.write"}, {"path", "d/sub/g.sh"}, {"content", "#!/bin/sh\n"}});
+  chmod((ws_ + "/d/sub/g.sh").c_str(), 0755);
+  symlink("f.txt", (ws_ + "/d/ln").c_str());
+  auto r = c_->Call({{"op", "file.list"}, {"path", "d"}});
+  EXPECT_EQ(r.reply["path"], ws_ + "/d");
+  auto files = r.reply["files"];
+  ASSERT_EQ(files.size(), 3u) << files.dump();
+  EXPECT_EQ(files[0]["name"], "f.txt");
+  EXPECT_EQ(files[0]["absolutePath"], ws_ + "/d/f.txt");
+  EXPECT_EQ(files[0]["relativePath"], "f.txt");
+  EXPECT_EQ(files[0]["type"], "file");
+  EXPECT_EQ(files[0]["size"], 5);
+  EXPECT_EQ(files[0]["mode"], "rw-r--r--");
+  EXPECT_EQ(files[0]["permissions"], (json{{"readable", true}, {"writable", true}, {"executable", false}}));
+  std::string mod = files[0]["modifiedAt"];
+  EXPECT_EQ(mod.size(), 24u);
+  EXPECT_EQ(mod.back(), 'Z');
+  EXPECT_EQ(files[1]["name"], "ln");
+  EXPECT_EQ(files[1]["type"], "symlink");
+  EXPECT_EQ(files[2]["name"], "sub");
+  EXPECT_EQ(files[2]["type"], "directory");
+  EXPECT_EQ(r.reply["count"], 3);
+
+  r = c_->Call({{"op", "file.list"}, {"path", "d"}, {"options", {{"recursive", true}, {"includeHidden", true}}}});
+  std::vector<std::string> rel;
+  for (auto& f : r.reply["files"]) rel.push_back(f["relativePath"]);
+  EXPECT_EQ(rel, (std::vector<std::string>{".hidden", "f.txt", "ln", "sub", "sub/g.sh"}));
+  EXPECT_EQ(r.reply["files"][4]["mode"], "rwxr-xr-x");
+  EXPECT_EQ(r.reply["files"][4]["permissions"]["executable"], true);
+
+  EXPECT_EQ(c_->Call({{"op", "file.list"}, {"path", "d/f.txt"}}).Code(), "NOT_DIRECTORY");
+  EXPECT_EQ(c_->Call({{"op", "file.list"}, {"path", "nope"}}).Code(), "FILE_NOT_FOUND");
+}
+
+TEST_F(AgentTest, FileListLargeDirectoryIsBatched) {
+  fs::create_directories(ws_ + "/many");
+  for (int i = 0; i < 5000; ++i) std::ofstream(ws_ + "/many/file-with-a-long-name-" + std::to_string(i));
+  auto r = c_->Call({{"op", "file.list"}, {"path", "many"}});
+  size_t total = r.reply["files"].size();
+  for (auto& e : r.events) {
+    EXPECT_EQ(e["type"], "files");
+    total += e["files"].size();
+  }
+  EXPECT_EQ(total, 5000u);
+  EXPECT_EQ(r.reply["count"], 5000);
+}
+
+TEST_F(AgentTest, RelativePathsUseSessionCwd) {
+  fs::create_directories(ws_ + "/here");
+  c_->Call(Exec("cd here"));
+  auto r = c_->Call({{"op", "file.write"}, {"path", "x.txt"}, {"content", "1"}, {"sessionId", "s"}});
+  EXPECT_EQ(r.reply["path"], ws_ + "/here/x.txt");
+  r = c_->Call({{"op", "file.exists"}, {"path", "x.txt"}});  // no session: workspace
+  EXPECT_EQ(r.reply["exists"], false);
+}
+
+TEST_F(AgentTest, ReconnectKeepsSessions) {
+  c_->Call(Exec("export MEM=kept"));
+  c_->Send(Exec("sleep 0.5; echo lost-reply"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  c_ = std::make_unique<Client>(sock_);  // replaces (and closes) the old connection
+  ASSERT_TRUE(c_->ok());
+  auto r = c_->Call({{"op", "hello"}});
+  EXPECT_EQ(r.reply["sessions"], json::array({"s"}));
+  // Queued behind the command of the old connection, which still runs.
+  r = c_->Call(Exec("echo $MEM"));
+  EXPECT_EQ(r.Out(), "kept\n");
+  // A second connection replaces the first.
+  Client second(sock_);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second.Call({{"op", "session.list"}}).reply["sessions"], json::array({"s"}));
+  EXPECT_FALSE(c_->Recv(500).has_value());  // the old one was closed
+}
+
+TEST_F(AgentTest, MalformedInputNeverCrashes) {
+  c_->SendRaw(EncodeFrame(1, FrameType::kRequest, "not json"));
+  auto r = c_->Wait(1);
+  EXPECT_EQ(r.Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(2, FrameType::kRequest, "[1,2]"));
+  EXPECT_EQ(c_->Wait(2).Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(3, FrameType::kRequest, "{\"op\":\"nope\"}"));
+  EXPECT_EQ(c_->Wait(3).Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(4, FrameType::kRequest, "{\"op\":\"exec\",\"command\":42}"));
+  EXPECT_EQ(c_->Wait(4).Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(5, FrameType::kRequest, "{\"op\":\"exec\",\"command\":\"x\",\"env\":{\"A B\":\"1\"}}"));
+  EXPECT_EQ(c_->Wait(5).Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(6, FrameType::kRequest, "{\"op\":\"exec\",\"command\":\"x\",\"timeoutMs\":-1}"));
+  EXPECT_EQ(c_->Wait(6).Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(7, FrameType::kRequest, "{\"op\":\"hello\",\"x\":\"\xff\xfe\"}"));
+  EXPECT_EQ(c_->Wait(7).Code(), "VALIDATION_FAILED");  // invalid UTF-8 is not JSON
+  c_->SendRaw(EncodeFrame(99, FrameType::kCancel, ""));  // cancel of nothing: ignored
+  // A bad header drops the connection, the agent lives on.
+  c_->SendRaw(std::string("\x02\x00\x00\x00\x01\x00\x00\x00\x01", 9));
+  EXPECT_FALSE(c_->Recv(2000).has_value());
+  EXPECT_TRUE(AgentAlive());
+  c_ = std::make_unique<Client>(sock_);
+  EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
+  // An agent-to-coved frame type from coved drops the connection too.
+  c_->SendRaw(EncodeFrame(1, FrameType::kReply, "{}"));
+  EXPECT_FALSE(c_->Recv(2000).has_value());
+  // So does a request on a channel that is still open.
+  c_ = std::make_unique<Client>(sock_);
+  c_->SendRaw(EncodeFrame(1, FrameType::kRequest, Exec("sleep 0.3").dump()));
+  c_->SendRaw(EncodeFrame(1, FrameType::kRequest, Exec("true").dump()));
+  EXPECT_FALSE(c_->Recv(2000).has_value());
+  c_ = std::make_unique<Client>(sock_);
+  EXPECT_EQ(c_->Call(Exec("echo fine")).Out(), "fine\n");
+  // Random garbage.
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    Client g(sock_);
+    std::string junk(1000, '\0');
+    for (auto& ch : junk) ch = static_cast<char>(rng());
+    g.SendRaw(junk);
+  }
+  c_ = std::make_unique<Client>(sock_);
+  EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
+  EXPECT_TRUE(AgentAlive());
+}
+
+TEST_F(AgentTest, ReapsOrphans) {
+  // The shell exits at once; its background sleep is re-parented to the agent.
+  auto r = c_->Call({{"op", "exec"}, {"command", "sleep 0.3 >/dev/null 2>&1 & echo $!"}});
+  pid_t orphan = std::stoi(r.Out());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::string stat = ReadFile("/proc/" + std::to_string(orphan) + "/stat");
+  ASSERT_FALSE(stat.empty());
+  // Field 4 (ppid) is the agent.
+  auto after = stat.substr(stat.rfind(')') + 2);
+  int ppid = 0;
+  char state = 0;
+  sscanf(after.c_str(), "%c %d", &state, &ppid);
+  EXPECT_EQ(ppid, pid_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_TRUE(ReadFile("/proc/" + std::to_string(orphan) + "/stat").empty()) << "orphan not reaped";
+  // Own children are still attributed correctly meanwhile.
+  r = c_->Call({{"op", "exec"}, {"command", "exit 9"}});
+  EXPECT_EQ(r.reply["exitCode"], 9);
+}
+
+TEST_F(AgentTest, BackpressureBoundsMemory) {
+  // Flood without reading: the agent must stop reading the pipe, not buffer.
+  uint32_t ch = c_->Send({{"op", "exec"}, {"command", "yes flood-flood-flood | head -c 300000000"}, {"sessionId", "f"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  long rss = AgentRssKb();
+  EXPECT_LT(rss, 48 * 1024) << "agent buffered output unboundedly";
+  // Another session still runs meanwhile (its reply queues behind the flood).
+  c_->Send(Exec("echo other", "g"));
+  c_->Cancel(ch);
+  auto r = c_->Wait(ch, 60000);
+  EXPECT_EQ(r.reply["cancelled"], true);
+}
+
+}  // namespace
+}  // namespace cove::agent

@@ -1,0 +1,69 @@
+// File operations of cove-agent (docs/agent-protocol.md, file.*). Each takes
+// the request JSON and returns the reply JSON (an ErrorReply on failure).
+// Paths are resolved lexically against FileCtx::base; the agent runs them
+// with its own credentials (root in a sandbox).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "agent/reply.h"
+#include "agent/util.h"
+#include "sys/unique_fd.h"
+
+namespace cove::agent {
+
+struct FileCtx {
+  std::string base;  // absolute directory for relative paths
+  // Owner for files and directories the op creates (a non-root session).
+  std::optional<std::pair<uid_t, gid_t>> owner;
+};
+
+// Emits one event payload (a serialised JSON object) on the op's channel.
+using EmitFn = std::function<void(std::string payload)>;
+
+json FileWrite(const FileCtx& ctx, const json& req);
+json FileDelete(const FileCtx& ctx, const json& req);
+json FileRename(const FileCtx& ctx, const json& req);  // oldPath/newPath
+json FileMove(const FileCtx& ctx, const json& req);    // sourcePath/destinationPath
+json FileMkdir(const FileCtx& ctx, const json& req);
+// Large listings are sent in {type:"files", files:[...]} events first.
+json FileList(const FileCtx& ctx, const json& req, const EmitFn& emit);
+json FileExists(const FileCtx& ctx, const json& req);
+
+// Largest total of entries one file.list returns (then truncated:true).
+inline constexpr size_t kMaxListEntries = 200000;
+
+// file.read, produced incrementally so a large file never blocks the agent
+// or buffers unboundedly: Step() emits up to about `budget` bytes of events.
+class FileReader {
+ public:
+  // Validates the request and opens the file; on failure returns the error reply.
+  static std::variant<std::unique_ptr<FileReader>, json> Open(const FileCtx& ctx, const json& req);
+  // Emits metadata/chunk events; returns the final reply once done.
+  std::optional<json> Step(const EmitFn& emit, size_t budget);
+
+ private:
+  FileReader() = default;
+  bool Read(uint64_t off, size_t n, std::string* out);
+
+  UniqueFd fd_;
+  std::string path_;
+  std::string memory_;  // whole content for files whose st_size is 0 (procfs)
+  bool in_memory_ = false;
+  uint64_t size_ = 0;
+  std::string requested_;  // "", "utf-8" or "base64"
+  enum class Phase { kScan, kSend } phase_ = Phase::kScan;
+  uint64_t off_ = 0;
+  TextDetector detector_;
+  bool base64_ = false;
+  Utf8JsonStream text_;
+};
+
+}  // namespace cove::agent

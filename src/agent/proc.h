@@ -1,0 +1,50 @@
+// Process helpers of cove-agent: spawning children with an exact fd layout,
+// and finding/killing a process's descendants through /proc.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+
+namespace cove::agent {
+
+struct SpawnSpec {
+  std::string path;                  // executable (absolute)
+  std::vector<std::string> argv;
+  std::vector<std::string> env;      // "K=V"
+  std::string cwd;                   // chdir before exec; failure is reported
+  // (source fd in the agent, fd number in the child). Sources stay open in
+  // the agent; everything else is closed in the child (all agent fds are
+  // O_CLOEXEC).
+  std::vector<std::pair<int, int>> fds;
+  bool setsid = true;
+  bool set_ids = false;  // switch to uid/gid/groups below
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+// fork+exec. Returns the pid once the child has exec'd; an exec or chdir
+// failure is returned as an error (the child is reaped).
+Result<pid_t> Spawn(const SpawnSpec& spec);
+
+struct ProcInfo {
+  pid_t pid;
+  unsigned long long start_ticks;  // /proc/PID/stat field 22
+};
+// All descendants of `root` (not root itself), from one /proc scan.
+std::vector<ProcInfo> Descendants(pid_t root);
+// SIGKILLs descendants of `root` started at or after `min_start_ticks`
+// (0 = all), rescanning a few times to catch processes forked meanwhile.
+// Returns how many were signalled.
+int KillDescendants(pid_t root, unsigned long long min_start_ticks);
+// Current time in /proc start_ticks units (clock ticks since boot).
+unsigned long long BootTicksNow();
+// The cwd of pid, or "" if unreadable.
+std::string ProcessCwd(pid_t pid);
+
+}  // namespace cove::agent
