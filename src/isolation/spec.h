@@ -11,10 +11,10 @@
 namespace cove::isolation {
 
 struct Limits {
-  uint32_t cpu_millis = 250;          // CPU quota in thousandths of a CPU (250 = 1/4 vCPU)
-  uint64_t memory_bytes = 1ull << 30;
-  uint64_t pids = 512;
-  uint64_t disk_bytes = 4'000'000'000;  // writable layer
+  uint32_t cpu_millis = 250;          // CPU quota in thousandths of a CPU (250 = 1/4 vCPU); 0 = none
+  uint64_t memory_bytes = 1ull << 30; // 0 = none
+  uint64_t pids = 512;                // 0 = none
+  uint64_t disk_bytes = 4'000'000'000;  // writable layer; 0 = none
 };
 
 // A read-only bind from the host into the sandbox root (e.g. /usr for the default image).
@@ -35,9 +35,18 @@ struct SandboxSpec {
   Image image;
   std::string sandbox_dir;         // host dir owned by coved: upper/, work/, root/ live here
   Limits limits;
-  std::string agent_path;          // host path of the binary exec'd as pid 1 (via fd, not path)
+  std::string agent_path;          // host path of the binary exec'd as pid 1 (via fd, not path);
+                                   // empty: argv[0] is looked up inside the sandbox (cove-jail)
   std::vector<std::string> argv;   // argv of pid 1 (argv[0] included)
   std::vector<std::string> env;    // "K=V" environment of pid 1
+
+  // Added by isolation/ (defaults keep the original meaning):
+  std::string cwd = "/";           // working directory of pid 1 inside the sandbox
+  bool inherit_stdio = false;      // pid 1 gets the caller's fds 0-2; otherwise /dev/null
+  bool die_with_parent = false;    // SIGKILL pid 1 when the launching thread dies (cove-jail);
+                                   // coved leaves it off so sandboxes survive a daemon restart
+  int netns_fd = -1;               // borrowed; >= 0: join this pre-made network namespace (from
+                                   // coved's pool) instead of creating one with only loopback
 };
 
 }  // namespace cove::isolation

@@ -1,6 +1,7 @@
 #include "sys/project_quota.h"
 
 #include <linux/fs.h>
+#include <linux/dqblk_xfs.h>
 #include <linux/quota.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -58,4 +59,14 @@ Result<uint64_t> ProjectUsageBytes(int fs_fd, uint32_t projid) {
   return static_cast<uint64_t>(d.dqb_curspace);
 }
 
+}  // namespace cove::sys
+
+namespace cove::sys {
+bool ProjectQuotaEnforced(int fs_fd) {
+  fs_quota_statv st;
+  std::memset(&st, 0, sizeof st);
+  st.qs_version = FS_QSTATV_VERSION1;
+  if (::syscall(SYS_quotactl_fd, fs_fd, QCMD(Q_XGETQSTATV, PRJQUOTA), 0, &st) != 0) return false;
+  return (st.qs_flags & FS_QUOTA_PDQ_ENFD) != 0;
+}
 }  // namespace cove::sys

@@ -24,3 +24,8 @@ Status SetProjectQuota(int fs_fd, uint32_t projid, const ProjectQuota& q);
 Result<uint64_t> ProjectUsageBytes(int fs_fd, uint32_t projid);
 
 }  // namespace cove::sys
+
+namespace cove::sys {
+// True if the file system that fs_fd lives on enforces project quotas.
+bool ProjectQuotaEnforced(int fs_fd);
+}  // namespace cove::sys

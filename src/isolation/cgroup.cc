@@ -1,0 +1,484 @@
+#include "isolation/cgroup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <thread>
+
+#include "base/log.h"
+#include "isolation/validate.h"
+#include "sys/fs.h"
+#include "sys/io.h"
+
+namespace cove::isolation {
+
+namespace {
+
+constexpr const char* kV1Wanted[] = {"cpu", "cpuacct", "memory", "pids", "freezer"};
+constexpr const char* kV1Required[] = {"cpu", "cpuacct", "memory", "pids"};
+
+std::vector<std::string_view> Split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i <= s.size()) {
+    size_t j = s.find(sep, i);
+    if (j == std::string_view::npos) j = s.size();
+    out.push_back(s.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string Unescape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool ok = true;
+      for (size_t k = 1; k <= 3; ++k) {
+        char c = s[i + k];
+        if (c < '0' || c > '7') ok = false;
+        v = v * 8 + (c - '0');
+      }
+      if (ok) {
+        out.push_back(static_cast<char>(v));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+struct MountEntry {
+  std::string root, mount_point, fstype;
+  std::vector<std::string> super_opts;
+};
+
+std::vector<MountEntry> ParseMountinfo(std::string_view text) {
+  std::vector<MountEntry> out;
+  for (std::string_view line : Split(text, '\n')) {
+    if (line.empty()) continue;
+    auto f = Split(line, ' ');
+    auto dash = std::find(f.begin(), f.end(), std::string_view("-"));
+    if (f.size() < 7 || dash == f.end() || dash + 3 > f.end() || dash - f.begin() < 6) continue;
+    MountEntry m;
+    m.root = Unescape(f[3]);
+    m.mount_point = Unescape(f[4]);
+    m.fstype = std::string(*(dash + 1));
+    for (auto o : Split(*(dash + 3), ',')) m.super_opts.emplace_back(o);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Joins a mount point with the process's cgroup path relative to the mount root.
+std::string JoinCgroupPath(const MountEntry& m, std::string_view own) {
+  std::string_view rel = own;
+  if (m.root != "/" && rel.substr(0, m.root.size()) == m.root) rel.remove_prefix(m.root.size());
+  std::string out = m.mount_point;
+  if (!rel.empty() && rel != "/") {
+    if (rel.front() != '/') out += '/';
+    out += rel;
+  }
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+bool Has(const std::vector<std::string>& v, std::string_view x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+Status WriteCg(const CgroupLayout& layout, const std::string& dir, const char* file,
+               std::string_view value) {
+  std::string path = dir + "/" + file;
+  int flags = O_WRONLY | O_CLOEXEC | (layout.fake_fs ? (O_CREAT | O_TRUNC) : 0);
+  UniqueFd fd(::open(path.c_str(), flags, 0644));
+  if (!fd) return SysError("open " + path);
+  if (::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+    return SysError("write " + path + " = " + std::string(value));
+  return OkStatus();
+}
+
+Result<std::string> ReadCg(const std::string& dir, const char* file) {
+  return sys::ReadFile(dir + "/" + file, 1 << 20);
+}
+
+uint64_t ParseU64(std::string_view s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
+  uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+// Value of "key N" in a flat-keyed file such as cpu.stat or memory.events.
+uint64_t KeyedValue(std::string_view text, std::string_view key) {
+  for (auto line : Split(text, '\n')) {
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ')
+      return ParseU64(line.substr(key.size() + 1));
+  }
+  return 0;
+}
+
+std::vector<pid_t> ParsePids(std::string_view text) {
+  std::vector<pid_t> out;
+  for (auto line : Split(text, '\n')) {
+    if (line.empty()) continue;
+    pid_t p = 0;
+    if (std::from_chars(line.data(), line.data() + line.size(), p).ec == std::errc() && p > 0)
+      out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<CgroupLayout> ParseCgroupLayout(std::string_view proc_self_cgroup, std::string_view mountinfo,
+                                       bool unified_root_has_controllers) {
+  std::vector<MountEntry> mounts = ParseMountinfo(mountinfo);
+  // hierarchy lines: id:controllers:path
+  std::string v2_own;
+  std::vector<std::pair<std::vector<std::string>, std::string>> v1_own;
+  for (auto line : Split(proc_self_cgroup, '\n')) {
+    if (line.empty()) continue;
+    size_t a = line.find(':');
+    size_t b = line.find(':', a + 1);
+    if (a == std::string_view::npos || b == std::string_view::npos) continue;
+    std::string_view ctrls = line.substr(a + 1, b - a - 1);
+    std::string path(line.substr(b + 1));
+    if (line.substr(0, a) == "0" && ctrls.empty()) {
+      v2_own = path;
+      continue;
+    }
+    std::vector<std::string> cs;
+    for (auto c : Split(ctrls, ',')) cs.emplace_back(c);
+    v1_own.emplace_back(std::move(cs), std::move(path));
+  }
+
+  const MountEntry* unified = nullptr;
+  for (const auto& m : mounts)
+    if (m.fstype == "cgroup2" && (unified == nullptr || m.mount_point == "/sys/fs/cgroup")) unified = &m;
+
+  CgroupLayout layout;
+  if (unified) {
+    layout.unified_mount = unified->mount_point;
+    for (const auto& o : unified->super_opts) {
+      if (o == "rw" || o == "ro") continue;
+      if (!layout.unified_options.empty()) layout.unified_options += ',';
+      layout.unified_options += o;
+    }
+  }
+  if (unified && unified->mount_point == "/sys/fs/cgroup" && unified_root_has_controllers &&
+      !v2_own.empty()) {
+    layout.version = CgroupVersion::kV2;
+    layout.hierarchies.push_back({JoinCgroupPath(*unified, v2_own), {}, true});
+    return layout;
+  }
+
+  layout.version = CgroupVersion::kV1;
+  std::set<std::string> seen_mounts;
+  for (const char* want : kV1Wanted) {
+    const MountEntry* mount = nullptr;
+    for (const auto& m : mounts)
+      if (m.fstype == "cgroup" && Has(m.super_opts, want)) { mount = &m; break; }
+    const std::string* own = nullptr;
+    for (const auto& [cs, path] : v1_own)
+      if (Has(cs, want)) { own = &path; break; }
+    if (mount == nullptr || own == nullptr) {
+      if (std::find_if(std::begin(kV1Required), std::end(kV1Required),
+                       [&](const char* r) { return std::string_view(r) == want; }) != std::end(kV1Required))
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         std::string("cgroup v1 controller not mounted: ") + want);
+      continue;
+    }
+    if (!seen_mounts.insert(mount->mount_point).second) continue;  // co-mounted (cpu,cpuacct)
+    CgroupLayout::Hierarchy h;
+    h.parent = JoinCgroupPath(*mount, *own);
+    for (const char* c : kV1Wanted)
+      if (Has(mount->super_opts, c)) h.controllers.emplace_back(c);
+    layout.hierarchies.push_back(std::move(h));
+  }
+  if (unified && !v2_own.empty())
+    layout.hierarchies.push_back({JoinCgroupPath(*unified, v2_own), {}, true});
+  return layout;
+}
+
+Result<CgroupLayout> DetectCgroupLayout() {
+  COVE_ASSIGN_OR_RETURN(std::string self, sys::ReadFile("/proc/self/cgroup"));
+  COVE_ASSIGN_OR_RETURN(std::string mi, sys::ReadFile("/proc/self/mountinfo", 4 << 20));
+  bool controllers = false;
+  struct statfs sf;
+  if (::statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == 0x63677270 /* CGROUP2_SUPER_MAGIC */) {
+    auto c = sys::ReadFile("/sys/fs/cgroup/cgroup.controllers");
+    controllers = c.ok() && c->find_first_not_of(" \n") != std::string::npos;
+  }
+  return ParseCgroupLayout(self, mi, controllers);
+}
+
+// ---- SandboxCgroup ----
+
+Status SandboxCgroup::Attach(pid_t pid, bool already_in_clone_into) {
+  std::string p = std::to_string(pid);
+  for (size_t h = 0; h < dirs_.size(); ++h) {
+    if (already_in_clone_into && layout_.hierarchies[h].unified && clone_into_) continue;
+    COVE_TRY(WriteCg(layout_, dirs_[h], "cgroup.procs", p));
+  }
+  return OkStatus();
+}
+
+Result<std::vector<pid_t>> SandboxCgroup::Pids() const {
+  std::set<pid_t> all;
+  for (const auto& d : dirs_) {
+    auto t = ReadCg(d, "cgroup.procs");
+    if (!t.ok()) {
+      if (t.error().sys_errno == ENOENT && !layout_.fake_fs) continue;  // already removed
+      if (layout_.fake_fs) continue;
+      return std::move(t).error();
+    }
+    for (pid_t p : ParsePids(*t)) all.insert(p);
+  }
+  return std::vector<pid_t>(all.begin(), all.end());
+}
+
+Status SandboxCgroup::KillAll() {
+  bool killed_by_kernel = false;
+  for (size_t h = 0; h < dirs_.size(); ++h) {
+    if (!layout_.hierarchies[h].unified) continue;
+    if (!sys::PathExists(dirs_[h])) continue;
+    if (auto s = WriteCg(layout_, dirs_[h], "cgroup.kill", "1"); s.ok()) killed_by_kernel = true;
+    else log::Debug("cgroup.kill in {}: {}", dirs_[h], s.error().ToString());
+  }
+  if (layout_.fake_fs) return OkStatus();
+  // v1 only, or cgroup.kill missing: freeze (so forks cannot race the kill), kill, thaw.
+  const std::string* freezer = nullptr;
+  for (size_t h = 0; h < dirs_.size(); ++h)
+    if (Has(layout_.hierarchies[h].controllers, "freezer") && sys::PathExists(dirs_[h])) freezer = &dirs_[h];
+  for (int round = 0; round < 10; ++round) {
+    COVE_ASSIGN_OR_RETURN(std::vector<pid_t> pids, Pids());
+    if (pids.empty()) return OkStatus();
+    if (killed_by_kernel && round == 0) {
+      // cgroup.kill is asynchronous; processes still exiting are listed for a moment.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    if (freezer) (void)WriteCg(layout_, *freezer, "freezer.state", "FROZEN");
+    for (pid_t p : pids) ::kill(p, SIGKILL);
+    if (freezer) (void)WriteCg(layout_, *freezer, "freezer.state", "THAWED");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return OkStatus();
+}
+
+Status SandboxCgroup::Remove(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  COVE_TRY(KillAll());
+  int spins = 0;
+  for (;;) {
+    bool all_gone = true;
+    for (size_t i = dirs_.size(); i-- > 0;) {
+      const std::string& d = dirs_[i];
+      if (layout_.fake_fs) {
+        COVE_TRY(sys::RemoveTree(d));
+        continue;
+      }
+      if (::rmdir(d.c_str()) == 0 || errno == ENOENT) continue;
+      all_gone = false;
+      if (errno != EBUSY) return SysError("rmdir " + d);
+    }
+    if (all_gone) {
+      clone_into_.Reset();
+      return OkStatus();
+    }
+    if (std::chrono::steady_clock::now() > deadline)
+      return Error{ErrorCode::kTimeout, EBUSY, "cgroup of " + id_ + " did not empty in time", {}};
+    if (++spins % 20 == 0) (void)KillAll();
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+}
+
+Result<CgroupUsage> SandboxCgroup::ReadUsage() const {
+  CgroupUsage u;
+  for (size_t h = 0; h < dirs_.size(); ++h) {
+    const auto& hi = layout_.hierarchies[h];
+    const std::string& d = dirs_[h];
+    if (layout_.version == CgroupVersion::kV2) {
+      if (auto t = ReadCg(d, "cpu.stat"); t.ok()) u.cpu_usage_ns = KeyedValue(*t, "usage_usec") * 1000;
+      if (auto t = ReadCg(d, "memory.current"); t.ok()) u.memory_current_bytes = ParseU64(*t);
+      if (auto t = ReadCg(d, "memory.peak"); t.ok()) u.memory_peak_bytes = ParseU64(*t);
+      if (auto t = ReadCg(d, "pids.current"); t.ok()) u.pids_current = ParseU64(*t);
+      if (auto t = ReadCg(d, "memory.events"); t.ok()) u.oom_kills = KeyedValue(*t, "oom_kill");
+      continue;
+    }
+    if (Has(hi.controllers, "cpuacct"))
+      if (auto t = ReadCg(d, "cpuacct.usage"); t.ok()) u.cpu_usage_ns = ParseU64(*t);
+    if (Has(hi.controllers, "memory")) {
+      if (auto t = ReadCg(d, "memory.usage_in_bytes"); t.ok()) u.memory_current_bytes = ParseU64(*t);
+      if (auto t = ReadCg(d, "memory.max_usage_in_bytes"); t.ok()) u.memory_peak_bytes = ParseU64(*t);
+      if (auto t = ReadCg(d, "memory.oom_control"); t.ok()) u.oom_kills = KeyedValue(*t, "oom_kill");
+    }
+    if (Has(hi.controllers, "pids"))
+      if (auto t = ReadCg(d, "pids.current"); t.ok()) u.pids_current = ParseU64(*t);
+  }
+  return u;
+}
+
+// ---- CgroupManager ----
+
+Result<CgroupManager> CgroupManager::OpenHost() {
+  COVE_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
+  CgroupManager m(std::move(layout));
+  COVE_TRY(m.Init());
+  return m;
+}
+
+namespace {
+// Remounting cgroup2 replaces all of its root flags: keep the current ones.
+Status EnableFavorDynmods(const CgroupLayout& layout) {
+  if (layout.unified_mount.empty()) return OkStatus();
+  for (auto o : Split(layout.unified_options, ','))
+    if (o == "favordynmods") return OkStatus();
+  std::string opts = layout.unified_options.empty() ? "favordynmods" : layout.unified_options + ",favordynmods";
+  if (::mount(nullptr, layout.unified_mount.c_str(), nullptr, MS_REMOUNT, opts.c_str()) != 0)
+    return SysError("remount " + layout.unified_mount + " with " + opts);
+  log::Info("cgroup2 at {} now has favordynmods (fast cgroup migration)", layout.unified_mount);
+  return OkStatus();
+}
+}  // namespace
+
+Status CgroupManager::Init(bool tune_host) {
+  if (tune_host && !layout_.fake_fs) {
+    if (auto s = EnableFavorDynmods(layout_); !s.ok())
+      log::Warn("cgroup tuning skipped: {}", s.error().ToString());
+  }
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    const auto& hi = layout_.hierarchies[h];
+    if (layout_.version == CgroupVersion::kV2) {
+      const char* enable = "+cpu +memory +pids";
+      Status s = WriteCg(layout_, hi.parent, "cgroup.subtree_control", enable);
+      if (!s.ok() && s.error().sys_errno == EBUSY) {
+        // "No internal processes": coved's own cgroup holds processes. Move them to a leaf.
+        std::string leaf = hi.parent + "/coved";
+        if (::mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) return SysError("mkdir " + leaf);
+        COVE_ASSIGN_OR_RETURN(std::string procs, ReadCg(hi.parent, "cgroup.procs"));
+        for (pid_t p : ParsePids(procs)) (void)WriteCg(layout_, leaf, "cgroup.procs", std::to_string(p));
+        s = WriteCg(layout_, hi.parent, "cgroup.subtree_control", enable);
+      }
+      COVE_TRY(s);
+      std::string cove = CoveDir(h);
+      if (::mkdir(cove.c_str(), 0755) != 0 && errno != EEXIST) return SysError("mkdir " + cove);
+      COVE_TRY(WriteCg(layout_, cove, "cgroup.subtree_control", enable));
+      continue;
+    }
+    std::string cove = CoveDir(h);
+    if (::mkdir(cove.c_str(), 0755) != 0 && errno != EEXIST) return SysError("mkdir " + cove);
+  }
+  return OkStatus();
+}
+
+Result<SandboxCgroup> CgroupManager::Create(const std::string& id, const Limits& limits) const {
+  COVE_TRY(ValidateSandboxId(id));
+  SandboxCgroup cg;
+  cg.id_ = id;
+  cg.layout_ = layout_;
+  cg.dirs_.reserve(layout_.hierarchies.size());
+  bool ok = false;
+  auto rollback = [&] {
+    if (ok) return;
+    for (size_t i = cg.dirs_.size(); i-- > 0;) {
+      if (layout_.fake_fs) (void)sys::RemoveTree(cg.dirs_[i]);
+      else ::rmdir(cg.dirs_[i].c_str());
+    }
+  };
+  struct Guard { decltype(rollback)& f; ~Guard() { f(); } } guard{rollback};
+
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    std::string dir = CoveDir(h) + "/" + id;
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      if (errno == EEXIST) return Error{ErrorCode::kAlreadyExists, EEXIST, "cgroup exists: " + dir, {}};
+      return SysError("mkdir " + dir);
+    }
+    cg.dirs_.push_back(dir);
+    const auto& hi = layout_.hierarchies[h];
+    const std::string quota = std::to_string(std::max<uint64_t>(1000, uint64_t{limits.cpu_millis} * 100));
+    if (layout_.version == CgroupVersion::kV2) {
+      COVE_TRY(WriteCg(layout_, dir, "cpu.max",
+                       limits.cpu_millis ? quota + " 100000" : std::string("max 100000")));
+      COVE_TRY(WriteCg(layout_, dir, "memory.max",
+                       limits.memory_bytes ? std::to_string(limits.memory_bytes) : "max"));
+      if (auto s = WriteCg(layout_, dir, "memory.swap.max", "0"); !s.ok() && s.error().sys_errno != ENOENT)
+        return std::move(s).error();
+      COVE_TRY(WriteCg(layout_, dir, "pids.max", limits.pids ? std::to_string(limits.pids) : "max"));
+      continue;
+    }
+    if (hi.unified) continue;
+    if (Has(hi.controllers, "cpu") && limits.cpu_millis) {
+      COVE_TRY(WriteCg(layout_, dir, "cpu.cfs_period_us", "100000"));
+      COVE_TRY(WriteCg(layout_, dir, "cpu.cfs_quota_us", quota));
+    }
+    if (Has(hi.controllers, "memory") && limits.memory_bytes) {
+      std::string m = std::to_string(limits.memory_bytes);
+      COVE_TRY(WriteCg(layout_, dir, "memory.limit_in_bytes", m));
+      // No swap beyond the limit (memsw = memory + swap), if swap accounting exists.
+      if (layout_.fake_fs || sys::PathExists(dir + "/memory.memsw.limit_in_bytes"))
+        COVE_TRY(WriteCg(layout_, dir, "memory.memsw.limit_in_bytes", m));
+    }
+    if (Has(hi.controllers, "pids") && limits.pids)
+      COVE_TRY(WriteCg(layout_, dir, "pids.max", std::to_string(limits.pids)));
+  }
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    if (!layout_.hierarchies[h].unified || layout_.fake_fs) continue;
+    cg.clone_into_.Reset(::open(cg.dirs_[h].c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!cg.clone_into_) return SysError("open " + cg.dirs_[h]);
+  }
+  ok = true;
+  return cg;
+}
+
+Result<SandboxCgroup> CgroupManager::Adopt(const std::string& id) const {
+  COVE_TRY(ValidateSandboxId(id));
+  SandboxCgroup cg;
+  cg.id_ = id;
+  cg.layout_ = layout_;
+  bool any = false;
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    std::string dir = CoveDir(h) + "/" + id;
+    any = any || sys::PathExists(dir);
+    cg.dirs_.push_back(dir);
+  }
+  if (!any) return Error{ErrorCode::kNotFound, ENOENT, "no cgroup for sandbox " + id, {}};
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    if (!layout_.hierarchies[h].unified || layout_.fake_fs) continue;
+    cg.clone_into_.Reset(::open(cg.dirs_[h].c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  }
+  return cg;
+}
+
+Result<std::vector<std::string>> CgroupManager::List() const {
+  std::set<std::string> ids;
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    std::string cove = CoveDir(h);
+    DIR* d = ::opendir(cove.c_str());
+    if (d == nullptr) {
+      if (errno == ENOENT) continue;
+      return SysError("opendir " + cove);
+    }
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+      if (ValidateSandboxId(e->d_name).ok()) ids.insert(e->d_name);
+    }
+    ::closedir(d);
+  }
+  return std::vector<std::string>(ids.begin(), ids.end());
+}
+
+}  // namespace cove::isolation
