@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "agent/json_parse.h"
 #include "agent/proc.h"
 #include "base/log.h"
 #include "base/time.h"
@@ -164,6 +165,7 @@ void Agent::DropConnection(const char* why) {
   ++gen_;  // every channel of the old connection is now dead
   decoder_.reset();
   open_.clear();
+  pending_writes_.clear();
   std::string().swap(out_);
   out_off_ = 0;
   // Output paused for backpressure flows (and is discarded) again.
@@ -209,11 +211,11 @@ void Agent::HandleFrame(Frame f) {
     case FrameType::kRequest: {
       if (open_.count(f.channel)) return DropConnection("request on an open channel");
       open_[f.channel] = nullptr;
-      json req = json::parse(f.payload, nullptr, false);
-      f.payload = std::string();
-      if (req.is_discarded() || !req.is_object())
+      auto req = ParseJson(f.payload);
+      std::string().swap(f.payload);  // free it now (move-assign would keep the buffer)
+      if (!req || !req->is_object())
         return Reply(c, ErrorReply("VALIDATION_FAILED", "request is not a JSON object"));
-      HandleRequest(c, req);
+      HandleRequest(c, *req);
       return;
     }
     case FrameType::kCancel: {
@@ -224,10 +226,17 @@ void Agent::HandleFrame(Frame f) {
       }
       return;
     }
-    case FrameType::kData:
-      // No op takes raw data (yet): ignored.
-      log::Debug("ignoring data frame on channel {}", f.channel);
-      return;
+    case FrameType::kData: {
+      // Only file.write with contentInData takes data: one frame, the content.
+      auto it = pending_writes_.find(f.channel);
+      if (it == pending_writes_.end()) {
+        log::Debug("ignoring data frame on channel {}", f.channel);
+        return;
+      }
+      PendingWrite w = std::move(it->second);
+      pending_writes_.erase(it);
+      return Reply(c, FileWrite(w.ctx, w.req, &f.payload));
+    }
     default:
       return DropConnection("agent-bound frame of a coved-bound type");
   }
@@ -289,7 +298,7 @@ void Agent::Flush() {
   }
 }
 
-void Agent::HandleRequest(const Chan& c, const json& req) {
+void Agent::HandleRequest(const Chan& c, json& req) {
   auto op_it = req.find("op");
   if (op_it == req.end() || !op_it->is_string())
     return Reply(c, ValidationError("missing field 'op'", "op"));
@@ -333,7 +342,19 @@ void Agent::HandleRequest(const Chan& c, const json& req) {
       });
       return;
     }
-    if (op == "file.write") return Reply(c, FileWrite(ctx, req));
+    if (op == "file.write") {
+      if (auto it = req.find("contentInData"); it != req.end() && it->is_boolean() && it->get<bool>()) {
+        // The content follows as a data frame on this channel.
+        pending_writes_[c.id] = PendingWrite{std::move(ctx), std::move(req)};
+        uint32_t id = c.id;
+        SetCancel(c, [this, c, id] {
+          if (pending_writes_.erase(id))
+            Reply(c, ErrorReply("OPERATION_INTERRUPTED", "file.write cancelled before its data arrived"));
+        });
+        return;
+      }
+      return Reply(c, FileWrite(ctx, req));
+    }
     if (op == "file.delete") return Reply(c, FileDelete(ctx, req));
     if (op == "file.rename") return Reply(c, FileRename(ctx, req));
     if (op == "file.move") return Reply(c, FileMove(ctx, req));

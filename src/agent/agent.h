@@ -104,6 +104,10 @@ class Agent {
     Kill kill = Kill::kNone;
     int64_t started_ns = 0;
   };
+  struct PendingWrite {  // file.write waiting for its data frame
+    FileCtx ctx;
+    json req;
+  };
   struct ReadTask {
     Chan chan;
     std::unique_ptr<FileReader> reader;
@@ -114,7 +118,7 @@ class Agent {
   void DropConnection(const char* why);
   void OnConnEvent(uint32_t events);
   void HandleFrame(Frame f);
-  void HandleRequest(const Chan& c, const json& req);
+  void HandleRequest(const Chan& c, json& req);
   bool Live(const Chan& c) const { return conn_.valid() && c.gen == gen_; }
   void SendFrame(const Chan& c, FrameType t, std::string_view payload);
   void Event(const Chan& c, std::string_view payload) { SendFrame(c, FrameType::kEvent, payload); }
@@ -183,6 +187,7 @@ class Agent {
   size_t out_off_ = 0;
   std::unordered_map<uint32_t, std::function<void()>> open_;  // open channels -> cancel
   std::vector<uint64_t> paused_;
+  std::unordered_map<uint32_t, PendingWrite> pending_writes_;
 
   std::map<std::string, std::unique_ptr<Session>> sessions_;
   std::unordered_map<uint64_t, std::unique_ptr<Proc>> procs_;

@@ -492,6 +492,21 @@ TEST_F(AgentTest, FileReadLimitsAndErrors) {
   EXPECT_GT(r.reply["bytesRead"].get<int>(), 0);
 }
 
+TEST_F(AgentTest, FileWriteContentInDataFrame) {
+  std::string bin(2 << 20, '\0');
+  for (size_t i = 0; i < bin.size(); ++i) bin[i] = static_cast<char>(i * 7);
+  uint32_t ch = c_->Send({{"op", "file.write"}, {"path", "raw.bin"}, {"contentInData", true}});
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, bin));
+  auto r = c_->Wait(ch);
+  EXPECT_EQ(r.reply["path"], ws_ + "/raw.bin");
+  EXPECT_EQ(ReadFile(ws_ + "/raw.bin"), bin);
+  // Cancelled before its data arrives: nothing written.
+  ch = c_->Send({{"op", "file.write"}, {"path", "never.bin"}, {"contentInData", true}});
+  c_->Cancel(ch);
+  EXPECT_EQ(c_->Wait(ch).Code(), "OPERATION_INTERRUPTED");
+  EXPECT_FALSE(fs::exists(ws_ + "/never.bin"));
+}
+
 TEST_F(AgentTest, FileWriteErrorsAndExistingMode) {
   c_->Call({{"op", "file.write"}, {"path", "plain"}, {"content", "x"}});
   EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", "plain/child"}, {"content", "x"}}).Code(), "NOT_DIRECTORY");

@@ -233,22 +233,32 @@ struct Lister {
 
 }  // namespace
 
-json FileWrite(const FileCtx& ctx, const json& req) {
+json FileWrite(const FileCtx& ctx, json& req, const std::string* data_frame) {
   json err;
-  std::string path_in, content, encoding;
-  if (!GetPath(req, "path", &path_in, &err) || !GetString(req, "content", true, &content, &err) ||
-      !GetString(req, "encoding", false, &encoding, &err))
+  std::string path_in, encoding;
+  bool in_data = false;
+  if (!GetPath(req, "path", &path_in, &err) || !GetString(req, "encoding", false, &encoding, &err) ||
+      !GetBool(req, "contentInData", &in_data, &err))
     return err;
-  std::string data;
+  if (in_data) {
+    if (!data_frame) return ValidationError("contentInData needs a data frame", "contentInData");
+    return WriteFileData(ctx, path_in, *data_frame);
+  }
+  auto it = req.find("content");
+  if (it == req.end() || !it->is_string()) return ValidationError("missing string field 'content'", "content");
+  // Take the (possibly huge) string out of the request instead of copying it.
+  std::string content = std::move(it->get_ref<std::string&>());
   if (encoding == "base64") {
     auto d = Base64Decode(content);
+    std::string().swap(content);
     if (!d) return ValidationError("content is not valid base64", "content");
-    data = std::move(*d);
-  } else if (encoding.empty() || encoding == "utf-8" || encoding == "utf8") {
-    data = std::move(content);
-  } else {
-    return ValidationError("encoding must be 'utf-8' or 'base64'", "encoding");
+    return WriteFileData(ctx, path_in, *d);
   }
+  if (encoding.empty() || encoding == "utf-8" || encoding == "utf8") return WriteFileData(ctx, path_in, content);
+  return ValidationError("encoding must be 'utf-8' or 'base64'", "encoding");
+}
+
+json WriteFileData(const FileCtx& ctx, const std::string& path_in, std::string_view data) {
   const std::string op = "file.write";
   std::string path = Resolve(ctx, path_in);
   std::string target = path;

@@ -28,7 +28,11 @@ struct FileCtx {
 // Emits one event payload (a serialised JSON object) on the op's channel.
 using EmitFn = std::function<void(std::string payload)>;
 
-json FileWrite(const FileCtx& ctx, const json& req);
+// `content` is moved out of req. With contentInData:true the raw content is
+// the op's data frame (`data_frame`, null until it arrives).
+json FileWrite(const FileCtx& ctx, json& req, const std::string* data_frame = nullptr);
+// Atomically replaces path (relative to ctx.base) with data.
+json WriteFileData(const FileCtx& ctx, const std::string& path, std::string_view data);
 json FileDelete(const FileCtx& ctx, const json& req);
 json FileRename(const FileCtx& ctx, const json& req);  // oldPath/newPath
 json FileMove(const FileCtx& ctx, const json& req);    // sourcePath/destinationPath

@@ -42,7 +42,13 @@ Status FrameDecoder::Feed(std::string_view bytes) {
     pos_ = 0;
   }
   buf_.append(bytes);
-  return Check();
+  Status st = Check();
+  if (st.ok() && buffered() >= 4) {
+    // A large frame: grow the buffer once to its final size, not by doubling.
+    size_t need = pos_ + 4 + GetU32(buf_.data() + pos_);
+    if (need > buf_.capacity() && need - pos_ > (64 << 10)) buf_.reserve(need);
+  }
+  return st;
 }
 
 Status FrameDecoder::Check() {
@@ -76,6 +82,14 @@ std::optional<Frame> FrameDecoder::Next() {
   Frame f;
   f.channel = GetU32(buf_.data() + pos_ + 4);
   f.type = static_cast<FrameType>(buf_[pos_ + 8]);
+  if (buf_.size() == pos_ + 4 + size && size > (1 << 20)) {
+    // The buffer ends with this large frame: hand it over instead of copying.
+    f.payload = std::move(buf_);
+    f.payload.erase(0, pos_ + kFrameHeaderSize);
+    buf_ = std::string();
+    pos_ = 0;
+    return f;
+  }
   f.payload.assign(buf_.data() + pos_ + 9, size - 5);
   pos_ += 4 + size;
   if (!Check().ok()) return f;  // the next header is bad; Feed will report it

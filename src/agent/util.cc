@@ -162,6 +162,30 @@ bool CheckText(std::string_view sv, bool final, size_t* tail) {
 }
 }  // namespace
 
+bool IsValidUtf8(std::string_view sv) {
+  auto s = reinterpret_cast<const unsigned char*>(sv.data());
+  size_t n = sv.size(), i = 0;
+  while (i < n) {
+    // ASCII fast path, 8 bytes at a time.
+    while (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    if (s[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    bool valid, incomplete;
+    size_t len = ClassifySeq(s, n, i, &valid, &incomplete);
+    if (!valid) return false;
+    i += len;
+  }
+  return true;
+}
+
 bool IsText(std::string_view s) {
   size_t tail;
   return CheckText(s, true, &tail);

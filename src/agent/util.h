@@ -38,6 +38,8 @@ class Utf8JsonStream {
   std::string carry_;
 };
 
+// Whether `s` is entirely valid UTF-8 (NUL allowed).
+bool IsValidUtf8(std::string_view s);
 // Whether `s` is entirely valid UTF-8 with no NUL byte ("text").
 bool IsText(std::string_view s);
 

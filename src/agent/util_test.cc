@@ -1,5 +1,10 @@
 #include "agent/util.h"
 
+#include <functional>
+#include <random>
+
+#include "agent/json_parse.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -164,6 +169,84 @@ TEST(PasswdTest, FindsUsersAndGroups) {
   std::string group = "wheel:x:10:root,user\nusers:x:100:\ndocker:x:999:user\n";
   EXPECT_EQ(FindGroups(group, "user"), (std::vector<gid_t>{10, 999}));
   EXPECT_TRUE(FindGroups(group, "nobody").empty());
+}
+
+}  // namespace
+}  // namespace cove::agent
+
+namespace cove::agent {
+namespace {
+
+TEST(ParseJsonTest, AgreesWithNlohmann) {
+  const char* valid[] = {
+      "{}", "[]", "0", "-0", "1.5e3", "-12", "18446744073709551615", "-9223372036854775808",
+      "true", "false", "null", "\"\"", " {\"a\" : [1, 2.25, \"x\", {\"b\": null}] } ",
+      "\"\\u00e9\\ud83d\\ude00\\n\\t\\\"\\\\\\/\\b\\f\\r\"", "\"h\xC3\xA9llo\"",
+      "{\"op\":\"exec\",\"command\":\"echo hi\",\"env\":{\"A\":\"1\"},\"timeoutMs\":500}",
+      "{\"a\":1,\"a\":2}", "[[[[[[[[[[1]]]]]]]]]]", "123456789012345678901234567890",
+  };
+  for (const char* v : valid) {
+    auto mine = ParseJson(v);
+    auto ref = nlohmann::json::parse(v, nullptr, false);
+    ASSERT_FALSE(ref.is_discarded()) << v;
+    ASSERT_TRUE(mine.has_value()) << v;
+    EXPECT_EQ(*mine, ref) << v;
+    EXPECT_EQ(mine->dump(), ref.dump()) << v;
+  }
+  const char* invalid[] = {
+      "", " ", "{", "}", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "01", "1.", ".5", "-", "1e",
+      "+1", "tru", "nul", "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"",
+      "\"\\ud800\\u0041\"", "\"a\nb\"", "\"\xFF\"", "\"\xC3\"", "{} {}", "[1] x", "'a'",
+      "NaN", "1e400", "[1 2]", "{\"a\":1,}",
+  };
+  for (const char* v : invalid) {
+    EXPECT_FALSE(ParseJson(v).has_value()) << v;
+    EXPECT_TRUE(nlohmann::json::parse(v, nullptr, false).is_discarded()) << v;
+  }
+  EXPECT_FALSE(ParseJson(std::string(1000, '[') + std::string(1000, ']')).has_value());  // too deep
+  EXPECT_FALSE(ParseJson(std::string("\"a\0b\"", 5)).has_value());
+}
+
+TEST(ParseJsonTest, RoundTripsRandomDocuments) {
+  std::mt19937 rng(1);
+  auto rand_string = [&] {
+    std::string s;
+    int n = static_cast<int>(rng() % 20);
+    for (int i = 0; i < n; ++i) {
+      switch (rng() % 4) {
+        case 0: s.push_back(static_cast<char>(rng() % 128)); break;
+        case 1: s += "\xC3\xA9"; break;
+        case 2: s += "\xF0\x9F\x98\x80"; break;
+        default: s.push_back(static_cast<char>('a' + rng() % 26));
+      }
+    }
+    return s;
+  };
+  std::function<nlohmann::json(int)> gen = [&](int depth) -> nlohmann::json {
+    switch (depth > 4 ? rng() % 4 : rng() % 6) {
+      case 0: return rand_string();
+      case 1: return static_cast<int64_t>(rng()) - (1ll << 31);
+      case 2: return static_cast<double>(rng()) / 7.0;
+      case 3: return rng() % 2 == 0;
+      case 4: {
+        nlohmann::json a = nlohmann::json::array();
+        for (int i = static_cast<int>(rng() % 5); i > 0; --i) a.push_back(gen(depth + 1));
+        return a;
+      }
+      default: {
+        nlohmann::json o = nlohmann::json::object();
+        for (int i = static_cast<int>(rng() % 5); i > 0; --i) o[rand_string()] = gen(depth + 1);
+        return o;
+      }
+    }
+  };
+  for (int i = 0; i < 300; ++i) {
+    nlohmann::json doc = gen(0);
+    std::string text = doc.dump(i % 2 ? 2 : -1);
+    auto mine = ParseJson(text);
+    ASSERT_TRUE(mine.has_value()) << text;
+    EXPECT_EQ(mine->dump(), nlohmann::json::parse(text).dump()) << text;
+  }
 }
 
 }  // namespace

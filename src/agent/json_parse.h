@@ -1,0 +1,20 @@
+// ParseJson: a strict, allocation-frugal JSON parser producing nlohmann::json.
+//
+// nlohmann's own parser keeps two growing copies of every token (its token
+// buffer and the raw token string for error messages), so a 44 MB string
+// field (a 32 MiB file.write in base64) costs ~200 MB of peak memory. This
+// parser sizes each string exactly once. It accepts exactly RFC 8259 JSON
+// (UTF-8 validated, no trailing garbage, nesting depth <= 128) and returns
+// nullopt for anything else.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string_view>
+
+namespace cove::agent {
+
+std::optional<nlohmann::json> ParseJson(std::string_view text);
+
+}  // namespace cove::agent
