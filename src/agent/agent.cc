@@ -498,9 +498,12 @@ json Agent::CreateSession(const json& req) {
   json err;
   std::string id, cwd, user;
   SessionSpec spec;
+  std::optional<uint64_t> timeout;
   if (!GetString(req, "id", true, &id, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
-      !GetString(req, "user", false, &user, &err) || !GetEnvObject(req, "env", &spec.env, &err))
+      !GetString(req, "user", false, &user, &err) || !GetEnvObject(req, "env", &spec.env, &err) ||
+      !GetUint(req, "commandTimeoutMs", &timeout, &err))
     return err;
+  spec.default_timeout_ms = std::min<uint64_t>(timeout.value_or(0), 365ull * 24 * 3600 * 1000);
   if (id.empty() || id == kNoSession) return ValidationError("invalid session id", "id");
   if (sessions_.count(id))
     return ErrorReply("SESSION_ALREADY_EXISTS", "session '" + id + "' already exists",
@@ -610,7 +613,7 @@ void Agent::CloseShell(Session* s, bool kill) {
 }
 
 void Agent::StartNext(Session* s) {
-  while (!s->cur && !s->queue.empty()) {
+  while (!s->exiting && !s->cur && !s->queue.empty()) {
     if (s->pid < 0) {
       if (auto st = SpawnShell(s); !st.ok()) {
         ExecJob j = std::move(s->queue.front());
@@ -668,8 +671,9 @@ void Agent::StartNext(Session* s) {
       // The shell is gone; its SIGCHLD completes this command.
     }
     std::string id = s->id;
-    if (j.timeout_ms > 0) {
-      s->timer = loop_.AddTimer(s->started_ns + static_cast<int64_t>(j.timeout_ms) * 1000000,
+    uint64_t timeout = j.timeout_ms.value_or(s->spec.default_timeout_ms);
+    if (timeout > 0) {
+      s->timer = loop_.AddTimer(s->started_ns + static_cast<int64_t>(timeout) * 1000000,
                                 [this, id] { KillSessionCommand(id, Kill::kTimeout); });
     }
     uint64_t gen = j.chan.gen;
@@ -682,16 +686,17 @@ void Agent::OnMarker(const std::string& id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session* s = it->second.get();
-  char buf[256];
-  ssize_t n = read(s->mark.get(), buf, sizeof buf);
-  if (n <= 0) {
-    if (n == 0 || errno != EAGAIN) {
-      // The shell closed it (exiting); its SIGCHLD does the rest.
-      loop_.Unwatch(s->mark_tok);
-      s->mark_tok = 0;
-    }
-    return;
+  if (!ReadMarkers(s)) {
+    // The shell closed it (exiting); its SIGCHLD does the rest.
+    loop_.Unwatch(s->mark_tok);
+    s->mark_tok = 0;
   }
+}
+
+bool Agent::ReadMarkers(Session* s) {
+  char buf[256];
+  ssize_t n = s->mark ? read(s->mark.get(), buf, sizeof buf) : 0;
+  if (n <= 0) return n < 0 && errno == EAGAIN;
   s->mark_buf.append(buf, static_cast<size_t>(n));
   size_t nl;
   while ((nl = s->mark_buf.find('\n')) != std::string::npos) {
@@ -702,6 +707,7 @@ void Agent::OnMarker(const std::string& id) {
     if (sscanf(line.c_str(), "%llu %d", &seq, &code) != 2) continue;
     if (s->cur && seq == s->cur_seq) CompleteSession(s, code, false, false);
   }
+  return true;
 }
 
 void Agent::CompleteSession(Session* s, int code, bool terminated, bool reset) {
@@ -738,6 +744,13 @@ void Agent::OnShellExit(const std::string& id, int status) {
   if (it == sessions_.end()) return;
   Session* s = it->second.get();
   s->pid = -1;  // already reaped
+  // A command that finished just before the shell died completes normally.
+  s->exiting = true;
+  while (s->mark && ReadMarkers(s) && s->cur) {
+    int avail = 0;
+    if (ioctl(s->mark.get(), FIONREAD, &avail) != 0 || avail == 0) break;
+  }
+  s->exiting = false;
   if (s->cur) {
     Chan c = s->cur->chan;
     Drain(s->out.get(), "stdout", &s->out_dec, &c);
@@ -848,7 +861,8 @@ void Agent::HandleExec(const Chan& c, const json& req) {
     return Reply(c, ValidationError("command contains a NUL byte", "command"));
   if (job.cwd.find('\0') != std::string::npos)
     return Reply(c, ValidationError("cwd contains a NUL byte", "cwd"));
-  job.timeout_ms = timeout.value_or(0);
+  constexpr uint64_t kMaxTimeoutMs = 365ull * 24 * 3600 * 1000;  // no overflow below
+  if (timeout) job.timeout_ms = std::min(*timeout, kMaxTimeoutMs);
   if (sid.empty() || sid == kNoSession) return RunSessionless(std::move(job));
   Session* s = GetOrCreateSession(sid);
   s->queue.push_back(std::move(job));
@@ -911,8 +925,8 @@ void Agent::RunSessionless(ExecJob job) {
     Proc* x = it->second.get();
     OnOutputReadable(&x->err_tok, x->err.get(), "stderr", &x->err_dec, &x->chan);
   });
-  if (job.timeout_ms > 0) {
-    raw->timer = loop_.AddTimer(raw->started_ns + static_cast<int64_t>(job.timeout_ms) * 1000000,
+  if (job.timeout_ms.value_or(0) > 0) {
+    raw->timer = loop_.AddTimer(raw->started_ns + static_cast<int64_t>(*job.timeout_ms) * 1000000,
                                 [this, id] { KillProc(id, Kill::kTimeout); });
   }
   SetCancel(job.chan, [this, id] { KillProc(id, Kill::kCancel); });

@@ -64,6 +64,7 @@ class Agent {
     std::vector<std::pair<std::string, std::string>> env;
     std::string cwd;
     Identity ident;
+    uint64_t default_timeout_ms = 0;  // for exec without timeoutMs (0 = none)
   };
   struct ExecJob {
     Chan chan;
@@ -71,7 +72,7 @@ class Agent {
     std::vector<std::pair<std::string, std::string>> env;
     std::string cwd;
     bool has_cwd = false;
-    uint64_t timeout_ms = 0;
+    std::optional<uint64_t> timeout_ms;
   };
   enum class Kill { kNone, kTimeout, kCancel };
   struct Session {
@@ -82,6 +83,7 @@ class Agent {
     UniqueFd in, out, err, mark;
     uint64_t out_tok = 0, err_tok = 0, mark_tok = 0;
     std::string mark_buf;
+    bool exiting = false;  // in OnShellExit: start nothing
     uint64_t seq = 0;
     std::deque<ExecJob> queue;
     std::optional<ExecJob> cur;
@@ -149,6 +151,8 @@ class Agent {
   void CloseShell(Session* s, bool kill);
   void StartNext(Session* s);
   void OnMarker(const std::string& id);
+  // Reads available completion markers; false on EOF/error.
+  bool ReadMarkers(Session* s);
   void CompleteSession(Session* s, int code, bool terminated, bool reset);
   void OnShellExit(const std::string& id, int status);
   void KillSessionCommand(const std::string& id, Kill why);

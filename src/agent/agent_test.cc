@@ -141,7 +141,7 @@ class AgentTest : public ::testing::Test {
   void SetUp() override { Start(0); }
   void TearDown() override { Stop(); }
 
-  void Start(rlim_t fsize_limit) {
+  void Start(rlim_t fsize_limit, const char* shell = nullptr) {
     char tmpl[] = "/tmp/cove-agent-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -172,6 +172,7 @@ class AgentTest : public ::testing::Test {
       setenv("COVE_AGENT_RUNDIR", (dir_ + "/run").c_str(), 1);
       setenv("COVE_SECRET_INTERNAL", "must-not-leak", 1);
       setenv("SANDBOX_VAR", "from-agent-env", 1);
+      if (shell) setenv("COVE_AGENT_SHELL", shell, 1);
       unsetenv("TERM");
       unsetenv("LANG");
       unsetenv("HOME");
@@ -527,6 +528,41 @@ TEST_F(AgentTest, FileWriteErrorsAndExistingMode) {
   c_->Call({{"op", "file.write"}, {"path", "link"}, {"content", "via link"}});
   EXPECT_TRUE(fs::is_symlink(ws_ + "/link"));
   EXPECT_EQ(ReadFile(ws_ + "/plain"), "via link");
+}
+
+TEST_F(AgentTest, SessionDefaultCommandTimeout) {
+  auto r = c_->Call({{"op", "session.create"}, {"id", "t"}, {"commandTimeoutMs", 200}});
+  ASSERT_EQ(r.reply["id"], "t");
+  r = c_->Call(Exec("sleep 10", "t"));
+  EXPECT_EQ(r.reply["timedOut"], true);
+  r = c_->Call({{"op", "exec"}, {"command", "sleep 0.4; echo ok"}, {"sessionId", "t"}, {"timeoutMs", 5000}});
+  EXPECT_EQ(r.Out(), "ok\n");
+}
+
+// Images without bash: sessions fall back to POSIX sh.
+class AgentShTest : public AgentTest {
+ protected:
+  void SetUp() override { Start(0, "/bin/sh"); }
+};
+
+TEST_F(AgentShTest, SessionsWorkWithPlainSh) {
+  fs::create_directories(ws_ + "/sub");
+  c_->Call(Exec("cd sub; export FOO=bar; f() { echo fn \"$1\"; }"));
+  auto r = c_->Call(Exec("pwd; echo $FOO; f x; echo err >&2; (exit 4)"));
+  EXPECT_EQ(r.Out(), ws_ + "/sub\nbar\nfn x\n");
+  EXPECT_EQ(r.Err(), "err\n");
+  EXPECT_EQ(r.reply["exitCode"], 4);
+  r = c_->Call({{"op", "exec"}, {"command", "echo $X; pwd"}, {"sessionId", "s"}, {"env", {{"X", "it's"}}}, {"cwd", "/"}});
+  EXPECT_EQ(r.Out(), "it's\n/\n");
+  std::string payload(20000, 'q');
+  r = c_->Call(Exec("X=" + payload + "; echo ${#X}"));
+  EXPECT_EQ(r.Out(), "20000\n");
+  r = c_->Call({{"op", "exec"}, {"command", "sleep 100"}, {"sessionId", "s"}, {"timeoutMs", 200}});
+  EXPECT_EQ(r.reply["timedOut"], true);
+  r = c_->Call(Exec("exit 3"));
+  EXPECT_EQ(r.reply["sessionTerminated"], true);
+  r = c_->Call(Exec("echo again"));
+  EXPECT_EQ(r.Out(), "again\n");
 }
 
 class AgentFsizeTest : public AgentTest {

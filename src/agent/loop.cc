@@ -17,7 +17,7 @@ uint64_t EventLoop::Watch(int fd, uint32_t events, Handler h) {
   ev.events = events;
   ev.data.u64 = token;
   if (epoll_ctl(ep_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return 0;
-  watches_.emplace(token, Watcher{fd, events, false, std::move(h)});
+  watches_.emplace(token, Watcher{fd, events, false, std::make_shared<Handler>(std::move(h))});
   return token;
 }
 
@@ -80,9 +80,9 @@ void EventLoop::RunOnce(int max_wait_ms) {
   for (int i = 0; i < n; ++i) {
     auto it = watches_.find(evs[i].data.u64);
     if (it == watches_.end()) continue;
-    // Copy: the handler may unwatch itself (destroying the std::function).
-    Handler h = it->second.handler;
-    h(evs[i].events);
+    // Keep the handler alive: it may unwatch itself.
+    std::shared_ptr<Handler> h = it->second.handler;
+    (*h)(evs[i].events);
   }
   int64_t now = MonotonicNs();
   while (!timers_.empty() && timers_.begin()->first <= now) {

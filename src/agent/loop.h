@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <unordered_map>
 
 #include "sys/unique_fd.h"
@@ -43,7 +44,7 @@ class EventLoop {
     int fd;
     uint32_t events;
     bool paused;
-    Handler handler;
+    std::shared_ptr<Handler> handler;  // shared: a running handler survives its own Unwatch
   };
   UniqueFd ep_;
   uint64_t next_token_ = 1;

@@ -4,6 +4,7 @@
 //   COVE_AGENT_WORKSPACE  default cwd of sessions and commands (default /workspace)
 //   COVE_AGENT_RUNDIR     private directory for staged command scripts (default /run/cove-agent)
 //   COVE_AGENT_LOG        debug|info|warn|error (default info)
+//   COVE_AGENT_SHELL      session shell override (tests; default bash, else /bin/sh)
 // Every other variable is passed on to sessions and commands; COVE_* ones are not.
 #include <fcntl.h>
 #include <malloc.h>
@@ -83,13 +84,22 @@ int main() {
     if (strncmp(*e, "COVE_", 5) == 0) continue;
     cfg.env.emplace_back(*e);
   }
-  for (const char* p : {"/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"}) {
-    if (Executable(p)) {
-      cfg.bash = p;
-      break;
+  if (const char* sh = getenv("COVE_AGENT_SHELL"); sh && *sh) {
+    // Test override: a path whose name contains "bash" is used as bash.
+    if (strstr(sh, "bash")) {
+      cfg.bash = sh;
+    } else {
+      cfg.sh = sh;
     }
+  } else {
+    for (const char* p : {"/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"}) {
+      if (Executable(p)) {
+        cfg.bash = p;
+        break;
+      }
+    }
+    if (!Executable(cfg.sh)) cfg.sh = "/usr/bin/sh";
   }
-  if (!Executable(cfg.sh)) cfg.sh = "/usr/bin/sh";
   if (!cfg.workspace.empty() && cfg.workspace[0] == '/') mkdir(cfg.workspace.c_str(), 0755);
 
   cove::agent::Agent agent(std::move(cfg));
