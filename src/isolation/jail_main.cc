@@ -4,7 +4,8 @@
 // path it can see: normal exit, set-up failure, SIGINT/SIGTERM/SIGHUP.
 //
 //   cove-jail --id ID [--image-dir DIR] [--state DIR] [--memory BYTES] [--pids N]
-//             [--cpu-millis N] [--disk BYTES] [--cwd DIR] [--env K=V]... -- CMD ARGS...
+//             [--cpu-millis N] [--disk BYTES] [--cwd DIR] [--env K=V]... [--agent PATH]
+//             -- CMD ARGS...
 //
 // Exit codes: the command's, 128+N if it died of signal N, 125 set-up error,
 // 126 command not executable, 127 command not found.
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
   app.add_option("--disk", limits.disk_bytes, "writable layer quota in bytes (0 = none)");
   app.add_option("--cwd", cwd, "working directory inside the sandbox");
   app.add_option("--env", env_extra, "extra environment K=V (repeatable)");
+  std::string agent;
+  app.add_option("--agent", agent, "host binary exec'd as pid 1 through an fd (CMD is then its argv)");
   app.add_flag("--timings", timings, "print set-up timings to stderr");
   app.add_flag("--no-idmap", no_idmap, "do not use idmapped mounts for the image");
   app.add_option("cmd", cmd, "command and arguments (after --)")->required();
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
   spec.image = *image;
   spec.limits = limits;
   spec.argv = cmd;
+  spec.agent_path = agent;
   spec.cwd = cwd;
   spec.inherit_stdio = true;
   spec.die_with_parent = true;

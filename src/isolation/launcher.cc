@@ -25,6 +25,7 @@
 #include "isolation/id_range.h"
 #include "isolation/seccomp_filter.h"
 #include "isolation/validate.h"
+#include "sys/fs.h"
 #include "sys/process.h"
 
 namespace cove::isolation {
@@ -63,7 +64,7 @@ Status WriteProcFile(const std::string& path, const std::string& value) {
   return OkStatus();
 }
 
-Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pass_fds) {
+Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pass_fds, bool volatile_upper) {
   ChildPlan p;
   p.pass_fds = pass_fds;
   p.inherit_stdio = spec.inherit_stdio;
@@ -75,7 +76,8 @@ Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pas
   COVE_TRY(CheckOptionSafe(spec.sandbox_dir));
   COVE_TRY(CheckOptionSafe(spec.image.lower_dir));
   const std::string tail =
-      ",upperdir=" + spec.sandbox_dir + "/upper,workdir=" + spec.sandbox_dir + "/work,userxattr";
+      ",upperdir=" + spec.sandbox_dir + "/upper,workdir=" + spec.sandbox_dir + "/work,userxattr" +
+      (volatile_upper ? ",volatile" : "");
   p.overlay_opts = "lowerdir=" + spec.image.lower_dir + tail;
   p.overlay_opts_idmapped = "lowerdir=" + p.lower_stage + tail;
   for (const HostBind& b : spec.image.binds) {
@@ -227,7 +229,13 @@ Result<Launched> Launch(const SandboxSpec& spec, const std::vector<int>& pass_fd
     std::string path = spec.sandbox_dir + d;
     if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return SysError("mkdir " + path);
   }
-  COVE_ASSIGN_OR_RETURN(ChildPlan plan, BuildPlan(spec, pass_fds));
+  if (options.volatile_upper) {
+    // overlayfs leaves work/work/incompat/volatile behind and refuses to mount
+    // the layer again while it exists. Removing it accepts that writes from
+    // the last moments before a host crash may be lost (see launcher.h).
+    COVE_TRY(sys::RemoveTree(spec.sandbox_dir + "/work/work/incompat"));
+  }
+  COVE_ASSIGN_OR_RETURN(ChildPlan plan, BuildPlan(spec, pass_fds, options.volatile_upper));
 
   UniqueFd agent_fd;
   if (!spec.agent_path.empty()) {

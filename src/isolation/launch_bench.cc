@@ -1,0 +1,139 @@
+// isolation_launch_bench: how long creating and destroying a sandbox takes,
+// in-process as coved does it (cgroups, layer store and seccomp program set
+// up once). Prints a table; not a test.
+//
+//   isolation_launch_bench [iterations] [state_dir]
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+#include "isolation/cgroup.h"
+#include "isolation/default_image.h"
+#include "isolation/id_range.h"
+#include "isolation/layer_store.h"
+#include "isolation/runtime.h"
+#include "sys/fs.h"
+
+using namespace cove;
+using namespace cove::isolation;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Stats {
+  std::vector<double> v;
+  double P(double q) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
+  }
+};
+
+double Ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = argc > 1 ? std::atoi(argv[1]) : 100;
+  std::string state = argc > 2 ? argv[2] : "/tmp/cove-launch-bench";
+  log::SetLevel(log::Level::kWarn);
+  auto cg = CgroupManager::OpenHost();
+  auto ls = LayerStore::Open(state);
+  auto img = EnsureDefaultImage(state + "/images");
+  auto lease = IdSlotLease::Acquire(state + "/idslots", 4000);
+  if (!cg.ok() || !ls.ok() || !img.ok() || !lease.ok()) {
+    std::fprintf(stderr, "setup failed\n");
+    return 1;
+  }
+  IsolationHost host{&*cg, &*ls};
+
+  // A pooled network namespace, as coved's net/ layer will provide.
+  UniqueFd pooled;
+  std::thread([&] {
+    if (unshare(CLONE_NEWNET) == 0) pooled.Reset(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  }).join();
+
+  struct Variant {
+    const char* name;
+    bool pooled_netns;
+    bool idmap;
+  };
+  std::printf("%-30s %8s %8s %8s %8s | %8s %8s %8s %8s %8s | %8s %8s\n", "variant (ms)", "create50", "create90",
+              "create99", "exit50", "layer", "cgroup", "clone", "parent", "child", "destr50", "destr99");
+  for (Variant var : {Variant{"new netns, idmapped image", false, true},
+                      Variant{"pooled netns, idmapped image", true, true},
+                      Variant{"pooled netns, plain binds", true, false}}) {
+    Stats create, exited, destroy, layer, cgroup, clone, parent, child;
+    for (int i = 0; i < n; ++i) {
+      SandboxSpec spec;
+      spec.id = "bench-" + std::to_string(i);
+      spec.host_id_base = lease->host_id_base();
+      spec.image = *img;
+      spec.argv = {"/bin/true"};
+      spec.netns_fd = var.pooled_netns ? pooled.get() : -1;
+      CreateOptions::Timings t;
+      CreateOptions co;
+      co.idmap_image = var.idmap;
+      co.timings = &t;
+      auto t0 = Clock::now();
+      auto rt = SandboxRuntime::Create(host, spec, {}, co);
+      auto t1 = Clock::now();
+      if (!rt.ok()) {
+        std::fprintf(stderr, "create: %s\n", rt.error().ToString().c_str());
+        return 1;
+      }
+      (void)rt->WaitExit(std::chrono::seconds(10));
+      auto t2 = Clock::now();
+      auto d = rt->Destroy();
+      auto t3 = Clock::now();
+      if (!d.ok()) {
+        std::fprintf(stderr, "destroy: %s\n", d.error().ToString().c_str());
+        return 1;
+      }
+      create.v.push_back(Ms(t0, t1));
+      exited.v.push_back(Ms(t0, t2));
+      destroy.v.push_back(Ms(t2, t3));
+      layer.v.push_back(t.layer_us / 1000);
+      cgroup.v.push_back(t.cgroup_us / 1000);
+      clone.v.push_back(t.launch.clone_us / 1000);
+      parent.v.push_back(t.launch.parent_us / 1000);
+      child.v.push_back(t.launch.child_us / 1000);
+    }
+    std::printf("%-30s %8.2f %8.2f %8.2f %8.2f | %8.2f %8.2f %8.2f %8.2f %8.2f | %8.2f %8.2f\n", var.name,
+                create.P(0.5), create.P(0.9), create.P(0.99), exited.P(0.5), layer.P(0.5), cgroup.P(0.5),
+                clone.P(0.5), parent.P(0.5), child.P(0.5), destroy.P(0.5), destroy.P(0.99));
+  }
+  // Baseline in the same run: bubblewrap with all namespaces running /bin/true.
+  Stats bw;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = Clock::now();
+    pid_t pid = fork();
+    if (pid == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 2);
+      execlp("bwrap", "bwrap", "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib64", "/lib64",
+             "--symlink", "usr/lib", "/lib", "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
+             "/bin/true", nullptr);
+      _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::printf("bwrap baseline unavailable (status %d)\n", st);
+      return 0;
+    }
+    bw.v.push_back(Ms(t0, Clock::now()));
+  }
+  std::printf("%-30s %8s %8s %8s %8.2f   (bwrap --unshare-all /bin/true, fork to exit)\n", "baseline: bubblewrap", "", "",
+              "", bw.P(0.5));
+  return 0;
+}
