@@ -246,6 +246,9 @@ void LoopbackUp(const ChildPlan& p) {
 void RunChild(ChildPlan& p) {
   ResetSignals();
   ::close(p.parent_sync_fd);
+  // A session of its own, away from the launcher's terminal and process group
+  // (cove-jail keeps them so that an interactive command has its terminal).
+  if (!p.inherit_stdio) ::setsid();
   if (p.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
   // 1. File descriptors: lift everything we need above the range 3..3+n.
