@@ -334,9 +334,10 @@ Result<CgroupUsage> SandboxCgroup::ReadUsage() const {
 
 // ---- CgroupManager ----
 
-Result<CgroupManager> CgroupManager::OpenHost() {
+Result<CgroupManager> CgroupManager::OpenHost(const std::string& group) {
+  COVE_TRY(ValidateSandboxId(group));
   COVE_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
-  CgroupManager m(std::move(layout));
+  CgroupManager m(std::move(layout), group);
   COVE_TRY(m.Init());
   return m;
 }

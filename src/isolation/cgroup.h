@@ -1,6 +1,6 @@
 // Per-sandbox cgroups behind one interface for cgroup v1 and v2.
 //
-// Sandbox cgroups are "cove/<id>" below coved's OWN cgroup in every hierarchy
+// Sandbox cgroups are "<group>/<id>" (group "cove") below coved's OWN cgroup in every hierarchy
 // used (read from /proc/self/cgroup), so a nested daemon (as here, where the
 // memory cgroup is /process_api/...) still works and the memory limit OOM-kills
 // inside the sandbox, never coved.
@@ -95,9 +95,12 @@ class SandboxCgroup {
 
 class CgroupManager {
  public:
-  explicit CgroupManager(CgroupLayout layout) : layout_(std::move(layout)) {}
+  // `group` names the parent dir of all sandbox cgroups in each hierarchy
+  // ("cove" for coved; cove-jail uses its own so it never touches coved's).
+  explicit CgroupManager(CgroupLayout layout, std::string group = "cove")
+      : layout_(std::move(layout)), group_(std::move(group)) {}
   // Detects the host's layout and runs Init().
-  static Result<CgroupManager> OpenHost();
+  static Result<CgroupManager> OpenHost(const std::string& group = "cove");
 
   // Creates the "cove" parents and, on v2, enables cpu/memory/pids for them
   // (moving coved into a leaf "<own>/coved" if its own cgroup holds processes).
@@ -117,8 +120,9 @@ class CgroupManager {
   const CgroupLayout& layout() const { return layout_; }
 
  private:
-  std::string CoveDir(size_t h) const { return layout_.hierarchies[h].parent + "/cove"; }
+  std::string CoveDir(size_t h) const { return layout_.hierarchies[h].parent + "/" + group_; }
   CgroupLayout layout_;
+  std::string group_;
 };
 
 }  // namespace cove::isolation

@@ -24,6 +24,19 @@ std::string IdMapLine(uid_t base) {
   return "0 " + std::to_string(base) + " " + std::to_string(kIdRangeSize) + "\n";
 }
 
+Result<IdSlotLease> IdSlotLease::AcquireExact(const std::string& lock_dir, uint32_t slot) {
+  COVE_ASSIGN_OR_RETURN(uid_t base, HostIdBaseForSlot(slot));
+  COVE_TRY(sys::MkdirAll(lock_dir, 0700));
+  std::string path = lock_dir + "/" + std::to_string(slot) + ".lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return SysError("open " + path);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Error{ErrorCode::kAlreadyExists, EWOULDBLOCK, "id slot in use", {}};
+    return SysError("flock " + path);
+  }
+  return IdSlotLease(std::move(fd), slot, base);
+}
+
 Result<IdSlotLease> IdSlotLease::Acquire(const std::string& lock_dir, uint32_t hint) {
   COVE_TRY(sys::MkdirAll(lock_dir, 0700));
   for (uint32_t i = 0; i < kIdSlotCount; ++i) {

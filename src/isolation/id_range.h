@@ -31,13 +31,20 @@ inline bool InRange(uid_t base, uid_t host) {
 // The line written to /proc/<pid>/uid_map and gid_map: "0 <base> 65536\n".
 std::string IdMapLine(uid_t base);
 
+// Where every cove process on a host (coved, cove-jail, tests) claims id slots,
+// so that no two sandboxes ever share host ids.
+inline constexpr const char* kDefaultIdSlotLockDir = "/run/cove/idslots";
+
 // An exclusive claim on one slot among processes sharing `lock_dir`
-// (flock on lock_dir/<slot>.lock); released when destroyed. coved assigns
-// slots from its database instead; this serves cove-jail and tests.
+// (flock on lock_dir/<slot>.lock); released when destroyed (or when the
+// holder dies). coved holds one per sandbox for the sandbox's life and, after
+// a restart, re-claims the persisted slots with AcquireExact.
 class IdSlotLease {
  public:
   // Tries slots starting at hint % kIdSlotCount; kResourceExhausted if none free.
   static Result<IdSlotLease> Acquire(const std::string& lock_dir, uint32_t hint);
+  // Claims exactly `slot`; kAlreadyExists if another holder has it.
+  static Result<IdSlotLease> AcquireExact(const std::string& lock_dir, uint32_t slot);
   uid_t host_id_base() const { return base_; }
   uint32_t slot() const { return slot_; }
 

@@ -48,6 +48,10 @@ TEST(IdRangeTest, LeasesAreExclusiveAndReleased) {
   auto c = IdSlotLease::Acquire(dir, 7);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->slot(), 7u);
+  EXPECT_EQ(IdSlotLease::AcquireExact(dir, 8).error().code, ErrorCode::kAlreadyExists);
+  auto d = IdSlotLease::AcquireExact(dir, 9);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->host_id_base(), *HostIdBaseForSlot(9));
   (void)sys::RemoveTree(dir);
 }
 

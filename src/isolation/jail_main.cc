@@ -87,13 +87,15 @@ int main(int argc, char** argv) {
   if (!id_lock || flock(id_lock.get(), LOCK_EX | LOCK_NB) != 0)
     return Fail(MakeError(ErrorCode::kAlreadyExists, "sandbox id " + id + " is in use by another cove-jail"));
 
-  auto cgroups = CgroupManager::OpenHost();
+  auto cgroups = CgroupManager::OpenHost("cove-jail");
   if (!cgroups.ok()) return Fail(cgroups.error());
   auto layers = LayerStore::Open(state);
   if (!layers.ok()) return Fail(layers.error());
   auto image = EnsureDefaultImage(image_dir);
   if (!image.ok()) return Fail(image.error());
-  auto lease = IdSlotLease::Acquire(state + "/idslots", static_cast<uint32_t>(std::hash<std::string>{}(id)));
+  // Host ids are claimed where coved claims them too; start high, coved starts low.
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir,
+                                    kIdSlotCount / 2 + static_cast<uint32_t>(std::hash<std::string>{}(id) % 4096));
   if (!lease.ok()) return Fail(lease.error());
   IsolationHost host{&*cgroups, &*layers};
   (void)SandboxRuntime::CleanUp(host, PersistedSandbox{id, -1, 0, 0});

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   auto cg = CgroupManager::OpenHost();
   auto ls = LayerStore::Open(state);
   auto img = EnsureDefaultImage(state + "/images");
-  auto lease = IdSlotLease::Acquire(state + "/idslots", 4000);
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 4000);
   if (!cg.ok() || !ls.ok() || !img.ok() || !lease.ok()) {
     std::fprintf(stderr, "setup failed\n");
     return 1;

@@ -123,7 +123,7 @@ class Sandbox : public ::testing::Test {
     RunResult r;
     std::string id = NewId();
     if (id_out) *id_out = id;
-    auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 100);
+    auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 100);
     EXPECT_TRUE(lease.ok());
     if (!lease.ok()) return r;
     int p[2];
@@ -320,7 +320,7 @@ TEST_F(Sandbox, NetworkIsOnlyLoopback) {
 
 TEST_F(Sandbox, SandboxRootIsNotHostRoot) {
   std::string id;
-  auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 200);
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 200);
   ASSERT_TRUE(lease.ok());
   id = NewId();
   auto rt = SandboxRuntime::Create(host(), Spec(id, {"/bin/sleep", "30"}, lease->host_id_base()), {});
@@ -394,7 +394,7 @@ TEST_F(Sandbox, AgentIsExecutedFromTheHostThroughAnFd) {
   ASSERT_TRUE(sys::CopyFile("/usr/bin/echo", dir + "/fake-agent", 0755).ok());
   auto [code, out] = std::pair<int, std::string>{0, ""};
   {
-    auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 700);
+    auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 700);
     ASSERT_TRUE(lease.ok());
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
@@ -426,7 +426,7 @@ TEST_F(Sandbox, AgentIsExecutedFromTheHostThroughAnFd) {
 }
 
 TEST_F(Sandbox, LaunchErrorsArePreciseAndLeaveNothing) {
-  auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 300);
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 300);
   ASSERT_TRUE(lease.ok());
   auto rt = SandboxRuntime::Create(host(), Spec(NewId(), {"no-such-command-xyz"}, lease->host_id_base()), {});
   ASSERT_FALSE(rt.ok());
@@ -441,7 +441,7 @@ TEST_F(Sandbox, LaunchErrorsArePreciseAndLeaveNothing) {
 }
 
 TEST_F(Sandbox, AdoptAfterRestartAndCleanUp) {
-  auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 400);
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 400);
   ASSERT_TRUE(lease.ok());
   std::string id = NewId();
   PersistedSandbox rec;
@@ -479,7 +479,7 @@ TEST_F(Sandbox, JoinsAPreMadeNetworkNamespace) {
   char want[64] = {}, mine_before[64] = {}, mine_after[64] = {};
   ASSERT_GT(readlink(("/proc/self/fd/" + std::to_string(netns.get())).c_str(), want, sizeof want), 0);
   readlink("/proc/thread-self/ns/net", mine_before, sizeof mine_before);
-  auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 500);
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 500);
   ASSERT_TRUE(lease.ok());
   int p[2];
   ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
@@ -501,7 +501,7 @@ TEST_F(Sandbox, JoinsAPreMadeNetworkNamespace) {
 TEST_F(Sandbox, RelaunchOnTheSameLayerKeepsData) {
   // A second Launch on an existing layer (a sandbox resumed after it stopped)
   // sees the first one's files, despite overlayfs' volatile marker.
-  auto lease = IdSlotLease::Acquire(*state_ + "/idslots", 600);
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 600);
   ASSERT_TRUE(lease.ok());
   std::string id = NewId();
   auto dir = layers_->CreateLayer(id, 0, lease->host_id_base(), LayerSeed{true, id});
@@ -549,10 +549,18 @@ std::pair<int, std::string> RunJail(const std::string& state, const std::vector<
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out.ok() ? *out : ""};
 }
 
+bool JailCgroupExists(const std::string& id) {
+  auto m = CgroupManager::OpenHost("cove-jail");
+  return m.ok() && m->Adopt(id).ok();
+}
+
 TEST_F(Sandbox, JailRunsCommandsAndPropagatesStatus) {
-  auto [code, out] = RunJail(*state_, {"--id", NewId(), "--", "sh", "-c", "echo hi; hostname >/dev/null; exit 7"});
+  std::string id = NewId();
+  auto [code, out] = RunJail(*state_, {"--id", id, "--", "sh", "-c", "echo hi; hostname >/dev/null; exit 7"});
   EXPECT_EQ(code, 7);
   EXPECT_EQ(out, "hi\n");
+  EXPECT_FALSE(JailCgroupExists(id));
+  EXPECT_FALSE(sys::PathExists(layers_->LayerDir(id)));
   std::tie(code, out) = RunJail(*state_, {"--id", NewId(), "--", "no-such-cmd"});
   EXPECT_EQ(code, 127) << out;
   std::tie(code, out) = RunJail(*state_, {"--id", NewId(), "--memory", "67108864", "--", "python3", "-c",
@@ -581,6 +589,7 @@ TEST_F(Sandbox, JailCleansUpOnSignal) {
   EXPECT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 128 + SIGTERM);
   EXPECT_FALSE(sys::PathExists(layers_->LayerDir(id)));
+  EXPECT_FALSE(JailCgroupExists(id));
 }
 
 // ---- the layer store leaves no mount or loop device behind ----
