@@ -148,13 +148,15 @@ struct HttpServer::Impl {
       stream.expires_after(kIdleTimeout);
       http::request_parser<http::empty_body> head;
       head.header_limit(64 * 1024);
-      head.body_limit(boost::none);
+      head.body_limit(std::numeric_limits<std::uint64_t>::max());
       boost::system::error_code ec;
       co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != beast::error::timeout &&
-            ec != asio::error::connection_reset)
+            ec != asio::error::connection_reset) {
+          log::Debug("bad request header: {}", ec.message());
           co_await SendSimple(stream, 400, ErrorJson(400, "BAD_REQUEST", "malformed HTTP request"), false);
+        }
         break;
       }
       HttpRequest req;

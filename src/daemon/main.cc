@@ -27,7 +27,6 @@ struct Config {
   std::string token;
   std::string agent_path;
   std::string log_level = "info";
-  uint32_t id_base = 1u << 20;
 };
 
 Result<std::string> LoadOrCreateToken(const Config& c) {
@@ -89,7 +88,7 @@ int Run(const Config& c) {
     log::Error("cove-agent not found at {} (use --agent)", agent);
     return 1;
   }
-  auto runtime = IsolationRuntime::Open(c.state_dir, agent, c.id_base, &images);
+  auto runtime = IsolationRuntime::Open(c.state_dir, agent, &images);
   if (!runtime.ok()) {
     log::Error("cannot set up isolation: {}", runtime.error().ToString());
     return 1;
@@ -139,7 +138,6 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", c.state_dir, "directory for coved's state")->capture_default_str();
   app.add_option("--token", c.token, "API bearer token (default: COVE_TOKEN, else STATE/api-token)");
   app.add_option("--agent", c.agent_path, "path of cove-agent (default: next to coved)");
-  app.add_option("--id-base", c.id_base, "first host uid/gid of sandbox id ranges")->capture_default_str();
   app.add_option("--log-level", c.log_level, "debug|info")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   return cove::Run(c);

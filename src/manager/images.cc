@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "isolation/default_image.h"
+#include "isolation/image_import.h"
 #include "manager/off_thread.h"
 
 namespace cove {
@@ -13,13 +14,6 @@ namespace cove {
 namespace fs = std::filesystem;
 
 namespace {
-bool ValidImageName(const std::string& name) {
-  if (name.empty() || name.size() > 63 || name == "." || name == "..") return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')) return false;
-  return true;
-}
-
 int64_t MtimeMs(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return 0;
@@ -38,9 +32,9 @@ Status Images::Init() {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     std::string name = e.path().filename();
-    if (name == "default" || !ValidImageName(name) || !fs::is_directory(e.path() / "rootfs")) continue;
+    if (!isolation::ValidateImageName(name).ok() || !e.is_directory()) continue;
     isolation::Image img;
-    img.lower_dir = (e.path() / "rootfs").string();
+    img.lower_dir = e.path().string();
     images_[name] = {ImageInfo{name, MtimeMs(img.lower_dir)}, std::move(img)};
   }
   return OkStatus();
@@ -66,13 +60,12 @@ Result<isolation::Image> Images::Resolve(const std::string& name) const {
 }
 
 Task<Result<ImageInfo>> Images::Import(std::string name, std::string tar_path) {
-  if (!ValidImageName(name))
-    co_return MakeError(ErrorCode::kInvalidArgument, "image name must be 1-63 characters of [a-z0-9._-]");
   if (Exists(name)) co_return MakeError(ErrorCode::kAlreadyExists, "image " + name + " already exists");
-  auto result = co_await OffThread<Result<isolation::Image>>(
-      worker_, ex_, [this, name, tar_path] { return isolation::ImportImage(dir_, name, tar_path); });
+  if (auto s = isolation::ValidateImageName(name); !s.ok()) co_return std::move(s).error();
+  auto import = [this, name, tar_path] { return isolation::ImportImage(dir_, name, tar_path); };
+  auto result = co_await OffThread<Result<isolation::Image>>(worker_, ex_, import);
   if (!result.ok()) co_return std::move(result).error();
-  ImageInfo info{name, MtimeMs(*result.lower_dir)};
+  ImageInfo info{name, MtimeMs(result->lower_dir)};
   std::lock_guard lock(mu_);
   images_[name] = {info, std::move(*result)};
   co_return info;

@@ -43,14 +43,21 @@ Task<void> Manager::Adopt() {
     log::Error("cannot load sandbox records: {}", records.error().ToString());
     co_return;
   }
+  std::vector<std::string> known;
+  for (const auto& r : *records) known.push_back(r.id);
+  auto clean = [this, known] {
+    runtime_->CleanLeftovers(known);
+    return true;
+  };
+  co_await OffThread<bool>(pool_, ex_, clean);
   for (auto& r : *records) {
     auto entry = std::make_shared<Entry>(ex_);
     entry->record = r;
     entries_[r.id] = entry;
     if (r.state == SandboxState::kFailed) continue;
     used_slots_.insert(r.slot);
-    bool alive = r.state == SandboxState::kRunning &&
-                 co_await OffThread<bool>(pool_, ex_, [this, r] { return runtime_->IsAlive(r); });
+    auto is_alive = [this, r] { return runtime_->IsAlive(r); };
+    bool alive = r.state == SandboxState::kRunning && co_await OffThread<bool>(pool_, ex_, is_alive);
     if (alive) {
       auto agent = co_await ConnectAgent(entry);
       if (agent.ok()) {
@@ -64,7 +71,8 @@ Task<void> Manager::Adopt() {
                             : "its processes ended while coved was not running");
     }
     SandboxRecord copy = entry->record;
-    auto s = co_await OffThread<Status>(pool_, ex_, [this, copy] { return runtime_->Destroy(copy); });
+    auto destroy = [this, copy] { return runtime_->Destroy(copy); };
+    auto s = co_await OffThread<Status>(pool_, ex_, destroy);
     if (!s.ok()) log::Error("sandbox {}: cleanup failed: {}", r.id, s.error().ToString());
     used_slots_.erase(r.slot);
   }
@@ -103,7 +111,8 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
 Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
   Persist(entry->record);  // a crash from here on is cleaned up by Adopt
   SandboxRecord copy = entry->record;
-  auto started = co_await OffThread<Result<Runtime::Started>>(pool_, ex_, [this, copy] { return runtime_->Start(copy); });
+  auto start = [this, copy] { return runtime_->Start(copy); };
+  auto started = co_await OffThread<Result<Runtime::Started>>(pool_, ex_, start);
   Result<std::shared_ptr<AgentConnection>> agent = MakeError(ErrorCode::kCancelled, "destroyed while creating");
   if (started.ok() && !entry->destroying) {
     entry->record.pid = started->pid;
@@ -115,7 +124,8 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
                                                             : MakeError(ErrorCode::kCancelled, "destroyed while creating");
     if (started.ok()) {
       SandboxRecord rec = entry->record;
-      co_await OffThread<Status>(pool_, ex_, [this, rec] { return runtime_->Destroy(rec); });
+      auto destroy = [this, rec] { return runtime_->Destroy(rec); };
+      co_await OffThread<Status>(pool_, ex_, destroy);
     }
     used_slots_.erase(entry->record.slot);
     if (auto it = entries_.find(entry->record.id); it != entries_.end() && it->second == entry)
@@ -199,7 +209,8 @@ Task<Status> Manager::Destroy(std::string id) {
   if (entry->agent) entry->agent->Close();
   if (entry->pid_watch) entry->pid_watch->close();
   SandboxRecord rec = entry->record;
-  auto s = co_await OffThread<Status>(pool_, ex_, [this, rec] { return runtime_->Destroy(rec); });
+  auto destroy = [this, rec] { return runtime_->Destroy(rec); };
+  auto s = co_await OffThread<Status>(pool_, ex_, destroy);
   if (!s.ok()) {
     log::Error("sandbox {}: destroy failed: {}", id, s.error().ToString());
     entry->destroying = false;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "manager/sandbox_record.h"
@@ -28,6 +29,8 @@ class Runtime {
   virtual Status Destroy(const SandboxRecord& record) = 0;
   // Path of the unix socket on which the sandbox's agent listens.
   virtual std::string AgentSocketPath(const SandboxRecord& record) = 0;
+  // Removes what sandboxes not in known_ids left behind (after a crash).
+  virtual void CleanLeftovers(const std::vector<std::string>& known_ids) = 0;
 };
 
 }  // namespace cove

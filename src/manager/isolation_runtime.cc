@@ -1,0 +1,147 @@
+#include "manager/isolation_runtime.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "base/log.h"
+#include "isolation/id_range.h"
+
+namespace cove {
+
+IsolationRuntime::IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers,
+                                   std::string run_dir, std::string agent_path, Images* images)
+    : cgroups_(std::move(cgroups)),
+      layers_(std::move(layers)),
+      run_dir_(std::move(run_dir)),
+      agent_path_(std::move(agent_path)),
+      images_(images) {
+  host_.cgroups = &cgroups_;
+  host_.layers = &layers_;
+}
+
+Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::string& state_dir,
+                                                                 std::string agent_path, Images* images) {
+  COVE_ASSIGN_OR_RETURN(auto cgroups, isolation::CgroupManager::OpenHost());
+  COVE_ASSIGN_OR_RETURN(auto layers, isolation::LayerStore::Open(state_dir));
+  std::string run_dir = state_dir + "/run";
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir, ec);
+  if (ec || ::chmod(run_dir.c_str(), 0700) != 0) return SysError("create " + run_dir);
+  return std::unique_ptr<IsolationRuntime>(
+      new IsolationRuntime(std::move(cgroups), std::move(layers), run_dir, std::move(agent_path), images));
+}
+
+std::string IsolationRuntime::AgentSocketPath(const SandboxRecord& record) {
+  // Short and in a directory only root can enter; unix socket paths are limited to 107 bytes.
+  return run_dir_ + "/" + std::to_string(record.slot) + ".sock";
+}
+
+isolation::PersistedSandbox IsolationRuntime::Persisted(const SandboxRecord& record) const {
+  isolation::PersistedSandbox p;
+  p.id = record.id;
+  p.pid = record.pid > 0 ? record.pid : -1;
+  p.start_time_ticks = record.start_ticks;
+  p.host_id_base = isolation::HostIdBaseForSlot(record.slot).ok() ? *isolation::HostIdBaseForSlot(record.slot) : 0;
+  return p;
+}
+
+namespace {
+
+// A listening unix socket bound at path (replacing a stale file).
+Result<UniqueFd> ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path)
+    return MakeError(ErrorCode::kInvalidArgument, "agent socket path too long: " + path);
+  std::copy(path.begin(), path.end(), addr.sun_path);
+  ::unlink(path.c_str());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return SysError("socket");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return SysError("bind " + path);
+  if (::listen(fd.get(), 8) != 0) return SysError("listen " + path);
+  return fd;
+}
+
+}  // namespace
+
+Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
+  COVE_ASSIGN_OR_RETURN(isolation::Image image, images_->Resolve(record.image));
+  COVE_ASSIGN_OR_RETURN(uid_t base, isolation::HostIdBaseForSlot(record.slot));
+  isolation::SandboxSpec spec;
+  spec.id = record.id;
+  spec.host_id_base = base;
+  spec.image = std::move(image);
+  spec.limits = record.limits;
+  spec.agent_path = agent_path_;
+  spec.argv = {"cove-agent"};
+  for (const auto& [k, v] : record.env)
+    if (k.rfind("COVE_", 0) != 0) spec.env.push_back(k + "=" + v);
+  if (record.user == "user") spec.env.push_back("COVE_AGENT_USER=user");
+
+  std::string socket_path = AgentSocketPath(record);
+  COVE_ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
+  isolation::CreateOptions options;
+  options.default_layout = record.image == "default";
+  auto rt = isolation::SandboxRuntime::Create(host_, std::move(spec), {listener.get()}, options);
+  if (!rt.ok()) {
+    ::unlink(socket_path.c_str());
+    return std::move(rt).error();
+  }
+  Started started{rt->pid(), rt->persisted().start_time_ticks};
+  std::lock_guard lock(mu_);
+  live_.insert_or_assign(record.id, std::move(*rt));
+  return started;
+}
+
+bool IsolationRuntime::IsAlive(const SandboxRecord& record) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = live_.find(record.id); it != live_.end()) {
+      auto exited = it->second.PollExit();
+      return exited.ok() && !exited->has_value();
+    }
+  }
+  auto rt = isolation::SandboxRuntime::Adopt(host_, Persisted(record));
+  if (!rt.ok()) return false;
+  std::lock_guard lock(mu_);
+  live_.insert_or_assign(record.id, std::move(*rt));
+  return true;
+}
+
+Status IsolationRuntime::Destroy(const SandboxRecord& record) {
+  std::optional<isolation::SandboxRuntime> rt;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = live_.find(record.id); it != live_.end()) {
+      rt.emplace(std::move(it->second));
+      live_.erase(it);
+    }
+  }
+  Status s = rt ? rt->Destroy() : isolation::SandboxRuntime::CleanUp(host_, Persisted(record));
+  ::unlink(AgentSocketPath(record).c_str());
+  return s;
+}
+
+void IsolationRuntime::CleanLeftovers(const std::vector<std::string>& known_ids) {
+  auto residues = isolation::SandboxRuntime::ListResidues(host_);
+  if (!residues.ok()) {
+    log::Warn("cannot list leftover sandboxes: {}", residues.error().ToString());
+    return;
+  }
+  for (const auto& id : *residues) {
+    if (std::find(known_ids.begin(), known_ids.end(), id) != known_ids.end()) continue;
+    isolation::PersistedSandbox p;
+    p.id = id;
+    if (auto s = isolation::SandboxRuntime::CleanUp(host_, p); !s.ok())
+      log::Warn("cannot clean up leftovers of sandbox {}: {}", id, s.error().ToString());
+    else
+      log::Info("cleaned up leftovers of sandbox {}", id);
+  }
+}
+
+}  // namespace cove

@@ -1,0 +1,46 @@
+// IsolationRuntime: the Runtime built on isolation/ (namespaces, overlay
+// layers with quotas, cgroups, seccomp). Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "isolation/cgroup.h"
+#include "isolation/layer_store.h"
+#include "isolation/runtime.h"
+#include "manager/images.h"
+#include "manager/runtime.h"
+#include "sys/unique_fd.h"
+
+namespace cove {
+
+class IsolationRuntime : public Runtime {
+ public:
+  // state_dir: coved's state directory (layers/ and run/ are created in it).
+  static Result<std::unique_ptr<IsolationRuntime>> Open(const std::string& state_dir, std::string agent_path,
+                                                        Images* images);
+
+  Result<Started> Start(const SandboxRecord& record) override;
+  bool IsAlive(const SandboxRecord& record) override;
+  Status Destroy(const SandboxRecord& record) override;
+  std::string AgentSocketPath(const SandboxRecord& record) override;
+  void CleanLeftovers(const std::vector<std::string>& known_ids) override;
+
+ private:
+  IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,
+                   std::string agent_path, Images* images);
+  isolation::PersistedSandbox Persisted(const SandboxRecord& record) const;
+
+  isolation::CgroupManager cgroups_;
+  isolation::LayerStore layers_;
+  isolation::IsolationHost host_;
+  std::string run_dir_;
+  std::string agent_path_;
+  Images* images_;
+  std::mutex mu_;
+  std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process
+};
+
+}  // namespace cove
