@@ -98,7 +98,18 @@ int main(int argc, char** argv) {
                                     kIdSlotCount / 2 + static_cast<uint32_t>(std::hash<std::string>{}(id) % 4096));
   if (!lease.ok()) return Fail(lease.error());
   IsolationHost host{&*cgroups, &*layers};
-  (void)SandboxRuntime::CleanUp(host, PersistedSandbox{id, -1, 0, 0});
+  // Residues of jails that died without cleaning up (SIGKILL): an id whose
+  // lock nobody holds is stale. Ours is stale too, since we hold its lock.
+  if (auto ids = SandboxRuntime::ListResidues(host); ids.ok()) {
+    for (const std::string& other : *ids) {
+      UniqueFd l;
+      if (other != id) {
+        l.Reset(open((state + "/jail-" + other + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!l || flock(l.get(), LOCK_EX | LOCK_NB) != 0) continue;
+      }
+      (void)SandboxRuntime::CleanUp(host, PersistedSandbox{other, -1, 0, 0});
+    }
+  }
 
   SandboxSpec spec;
   spec.id = id;
@@ -154,5 +165,5 @@ int main(int argc, char** argv) {
     Fail(s.error());
     if (code == 0) code = 125;
   }
-  return code;
+  return code;  // (lock files stay: unlinking a lock file another jail has open would split the lock)
 }
