@@ -22,6 +22,7 @@
 #include "isolation/cgroup.h"
 #include "isolation/default_image.h"
 #include "isolation/id_range.h"
+#include "isolation/image_import.h"
 #include "isolation/layer_store.h"
 #include "isolation/runtime.h"
 #include "sys/fs.h"
@@ -522,6 +523,57 @@ TEST_F(Sandbox, RelaunchOnTheSameLayerKeepsData) {
     ASSERT_TRUE(cg->Remove().ok());
   }
   ASSERT_TRUE(layers_->RemoveLayer(id).ok());
+}
+
+TEST_F(Sandbox, ImportedImageRunsAStaticAgent) {
+  // A rootfs tarball imported as an image: no host binds, nothing of the host
+  // visible; a static agent from the host runs as pid 1 on it.
+  char tmpl[] = "/tmp/cove-rootfs-XXXXXX";
+  std::string src = mkdtemp(tmpl);
+  ASSERT_TRUE(sys::MkdirAll(src + "/etc", 0755).ok());
+  ASSERT_TRUE(sys::WriteFileAs(src + "/etc/marker", "imported", 0644, 0, 0).ok());
+  ASSERT_EQ(symlink("/etc", (src + "/proc-link").c_str()), 0);
+  std::string tar = src + ".tar";
+  ASSERT_EQ(system(("tar -C " + src + " -cf " + tar + " .").c_str()), 0);
+  std::string name = "imp-" + std::to_string(getpid());
+  auto img = ImportImage(*state_ + "/images", name, tar);
+  ASSERT_TRUE(img.ok()) << img.error().ToString();
+  auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 800);
+  ASSERT_TRUE(lease.ok());
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd rd(p[0]), wr(p[1]);
+  std::string id = NewId();
+  SandboxSpec spec = Spec(id, {"probe", "/etc/marker", "/usr/bin/bash", "/proc/self", "/dev/null", "/workspace"},
+                          lease->host_id_base());
+  spec.image = *img;
+  spec.agent_path = COVE_STATIC_PROBE_PATH;
+  CreateOptions co;
+  co.default_layout = false;
+  auto rt = SandboxRuntime::Create(host(), spec, {wr.get()}, co);
+  ASSERT_TRUE(rt.ok()) << rt.error().ToString();
+  wr.Reset();
+  auto out = sys::ReadAll(rd.get(), 4096);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, "uid=0 host=" + id + "\n/etc/marker:yes\n/usr/bin/bash:no\n/proc/self:yes\n/dev/null:yes\n/workspace:no\n");
+  auto st = rt->WaitExit(10s);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 0);
+  ASSERT_TRUE(rt->Destroy().ok());
+
+  // An image whose /proc is a symlink to the host's / must not get procfs
+  // (or anything) mounted through it: the launch is refused.
+  ASSERT_EQ(symlink("/", (src + "/proc").c_str()), 0);
+  ASSERT_EQ(system(("tar -C " + src + " -cf " + tar + " .").c_str()), 0);
+  auto evil = ImportImage(*state_ + "/images", name + "-evil", tar);
+  ASSERT_TRUE(evil.ok()) << evil.error().ToString();
+  spec.id = NewId();
+  spec.image = *evil;
+  auto bad = SandboxRuntime::Create(host(), spec, {}, co);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().context.at("step"), "mkdir /proc") << bad.error().ToString();
+  (void)sys::RemoveTree(src);
+  unlink(tar.c_str());
 }
 
 // ---- cove-jail end to end ----

@@ -7,6 +7,9 @@
 //   restart:  for each persisted record: Adopt(host, rec); if it fails, CleanUp(host, rec)
 //             then for each id in ListResidues(host) not in the records: CleanUp(host, {id})
 //
+// Dropping a SandboxRuntime leaves the sandbox running (it must survive a
+// coved restart); Destroy() ends it. While coved is the parent, keep the
+// object until pid 1 is reaped (WaitExit/PollExit/Destroy), or it stays a zombie.
 // Objects are not thread-safe; different sandboxes may be used from different threads.
 #pragma once
 
