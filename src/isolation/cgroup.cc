@@ -95,6 +95,16 @@ std::string JoinCgroupPath(const MountEntry& m, std::string_view own) {
   return out;
 }
 
+// Space/newline separated words (cgroup.controllers).
+std::vector<std::string> Words(std::string_view text) {
+  std::vector<std::string> out;
+  for (auto w : Split(text, ' ')) {
+    while (!w.empty() && w.back() == '\n') w.remove_suffix(1);
+    if (!w.empty()) out.emplace_back(w);
+  }
+  return out;
+}
+
 bool Has(const std::vector<std::string>& v, std::string_view x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
@@ -364,7 +374,18 @@ Status CgroupManager::Init(bool tune_host) {
   for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
     const auto& hi = layout_.hierarchies[h];
     if (layout_.version == CgroupVersion::kV2) {
-      const char* enable = "+cpu +memory +pids";
+      // Enable what the parent offers of cpu, memory, pids.
+      std::string enable;
+      auto offered = ReadCg(hi.parent, "cgroup.controllers");
+      for (const char* c : {"cpu", "memory", "pids"}) {
+        if (!offered.ok() || !Has(Words(*offered), c)) {
+          log::Warn("cgroup v2 controller {} not available in {}: its limit is not enforced", c, hi.parent);
+          continue;
+        }
+        if (!enable.empty()) enable += ' ';
+        enable += std::string("+") + c;
+      }
+      if (enable.empty()) return MakeError(ErrorCode::kFailedPrecondition, "no cgroup v2 controllers in " + hi.parent);
       Status s = WriteCg(layout_, hi.parent, "cgroup.subtree_control", enable);
       if (!s.ok() && s.error().sys_errno == EBUSY) {
         // "No internal processes": coved's own cgroup holds processes. Move them to a leaf.

@@ -175,6 +175,15 @@ TEST_F(FakeV2Test, UnlimitedValuesAndRemoveAndAdopt) {
   EXPECT_TRUE(m.List()->empty());
 }
 
+TEST_F(FakeV2Test, EnablesOnlyOfferedControllers) {
+  ASSERT_TRUE(sys::WriteFileAs(parent_ + "/cgroup.controllers", "memory pids io\n", 0644, getuid(), getgid()).ok());
+  CgroupManager m(layout_);
+  ASSERT_TRUE(m.Init().ok());
+  EXPECT_EQ(Read(parent_ + "/cgroup.subtree_control"), "+memory +pids");
+  ASSERT_TRUE(sys::WriteFileAs(parent_ + "/cgroup.controllers", "io\n", 0644, getuid(), getgid()).ok());
+  EXPECT_EQ(CgroupManager(layout_).Init().error().code, ErrorCode::kFailedPrecondition);
+}
+
 TEST_F(FakeV2Test, RejectsBadIds) {
   CgroupManager m(layout_);
   ASSERT_TRUE(m.Init().ok());
