@@ -774,9 +774,10 @@ void Agent::KillSessionCommand(const std::string& id, Kill why) {
   if (!s->cur || s->pid < 0) return;
   if (s->timer) loop_.CancelTimer(s->timer);
   s->kill = why;
+  s->kill_started_ns = MonotonicNs();
+  s->quiet_rounds = 0;
   KillDescendants(s->pid, s->start_ticks);
-  // If the shell itself is busy (a builtin loop), no marker comes: replace it.
-  s->timer = loop_.AddTimer(MonotonicNs() + cfg_.kill_grace_ms * 1000000, [this, id] { OnKillGrace(id); });
+  s->timer = loop_.AddTimer(MonotonicNs() + cfg_.kill_check_ms * 1000000, [this, id] { OnKillGrace(id); });
 }
 
 void Agent::OnKillGrace(const std::string& id) {
@@ -785,7 +786,21 @@ void Agent::OnKillGrace(const std::string& id) {
   Session* s = it->second.get();
   s->timer = 0;
   if (!s->cur) return;
-  log::Info("session {}: shell did not finish after kill; replacing it", id);
+  // Still no marker. Kill whatever the command started since; when nothing
+  // is left for several checks (the shell itself is busy in a builtin loop
+  // or blocked in a builtin), or after a bound, replace the shell.
+  if (KillDescendants(s->pid, s->start_ticks) > 0) {
+    s->quiet_rounds = 0;
+  } else {
+    ++s->quiet_rounds;
+  }
+  bool give_up = s->quiet_rounds >= cfg_.kill_quiet_rounds ||
+                 MonotonicNs() - s->kill_started_ns >= cfg_.kill_max_ms * 1000000;
+  if (!give_up) {
+    s->timer = loop_.AddTimer(MonotonicNs() + cfg_.kill_check_ms * 1000000, [this, id] { OnKillGrace(id); });
+    return;
+  }
+  log::Info("session {}: shell did not finish the killed command; replacing it", id);
   Chan c = s->cur->chan;
   Drain(s->out.get(), "stdout", &s->out_dec, &c);
   Drain(s->err.get(), "stderr", &s->err_dec, &c);

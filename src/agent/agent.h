@@ -37,8 +37,13 @@ struct AgentConfig {
   std::string run_dir;            // private dir for large command scripts ("" = auto)
   size_t out_high = 8 << 20;      // pause command output above this many unsent bytes
   size_t out_low = 2 << 20;       // resume below
-  int64_t kill_grace_ms = 300;    // after killing a command's processes, wait this
-                                  // long for the shell before replacing it
+  // After killing a timed-out/cancelled command's processes, the shell is
+  // checked every kill_check_ms; it is replaced when it has had no new
+  // processes for kill_quiet_rounds checks without finishing the command
+  // (a builtin loop), or after kill_max_ms in any case.
+  int64_t kill_check_ms = 100;
+  int kill_quiet_rounds = 4;
+  int64_t kill_max_ms = 3000;
 };
 
 class Agent {
@@ -90,6 +95,8 @@ class Agent {
     uint64_t cur_seq = 0;
     Kill kill = Kill::kNone;
     uint64_t timer = 0;
+    int64_t kill_started_ns = 0;
+    int quiet_rounds = 0;
     unsigned long long start_ticks = 0;
     int64_t started_ns = 0;
     Utf8JsonStream out_dec, err_dec;

@@ -766,7 +766,10 @@ TEST_F(AgentTest, BackpressureBoundsMemory) {
   uint32_t ch = c_->Send({{"op", "exec"}, {"command", "yes flood-flood-flood | head -c 300000000"}, {"sessionId", "f"}});
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   long rss = AgentRssKb();
+#ifndef __SANITIZE_ADDRESS__  // ASan's quarantine and shadow memory inflate RSS
   EXPECT_LT(rss, 48 * 1024) << "agent buffered output unboundedly";
+#endif
+  (void)rss;
   // Another session still runs meanwhile (its reply queues behind the flood).
   c_->Send(Exec("echo other", "g"));
   c_->Cancel(ch);
