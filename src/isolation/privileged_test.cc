@@ -668,6 +668,15 @@ TEST(LayerStoreLifecycle, UnmountReleasesLoopDeviceAndMount) {
     ASSERT_EQ(stat((*dir + "/upper/tmp").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 01777u);
     EXPECT_EQ(*ls->List(), std::vector<std::string>{"lifecycle"});
+    ASSERT_TRUE(sys::WriteFileAs(*dir + "/upper/f", std::string(3 << 20, 'x'), 0644, 0, 0).ok());
+    {
+      UniqueFd fd(open(dir->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      syncfs(fd.get());
+    }
+    auto used = ls->UsageBytes("lifecycle");
+    ASSERT_TRUE(used.ok()) << used.error().ToString();
+    EXPECT_GE(*used, 3u << 20);
+    EXPECT_LT(*used, 4u << 20);
     ASSERT_TRUE(ls->RemoveLayer("lifecycle").ok());
     EXPECT_TRUE(ls->List()->empty());
     // Re-opening finds the mounted store instead of mounting it twice.
