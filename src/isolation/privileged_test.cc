@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -574,6 +575,39 @@ TEST_F(Sandbox, ImportedImageRunsAStaticAgent) {
   EXPECT_EQ(bad.error().context.at("step"), "mkdir /proc") << bad.error().ToString();
   (void)sys::RemoveTree(src);
   unlink(tar.c_str());
+}
+
+TEST_F(Sandbox, ConcurrentCreatesAreIndependent) {
+  // 16 threads create, run and destroy sandboxes at once (coved creates
+  // concurrently); every one must see its own hostname and nothing may leak.
+  constexpr int kThreads = 16, kEach = 3;
+  std::atomic<int> ok{0};
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 1000 + t * 10);
+        if (!lease.ok()) { errors[t] = lease.error().ToString(); return; }
+        std::string id = "priv-" + std::to_string(getpid()) + "-c" + std::to_string(t) + "-" + std::to_string(i);
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) return;
+        UniqueFd rd(p[0]), wr(p[1]);
+        auto rt = SandboxRuntime::Create(host(), Spec(id, {"/bin/sh", "-c", "hostname >&3"}, lease->host_id_base()),
+                                         {wr.get()});
+        if (!rt.ok()) { errors[t] = rt.error().ToString(); return; }
+        wr.Reset();
+        auto out = sys::ReadAll(rd.get(), 4096);
+        auto st = rt->WaitExit(30s);
+        auto d = rt->Destroy();
+        if (out.ok() && *out == id + "\n" && st.ok() && *st == 0 && d.ok()) ++ok;
+        else errors[t] = "bad result for " + id + ": " + (out.ok() ? *out : out.error().ToString());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), kThreads * kEach);
+  for (const auto& e : errors) EXPECT_EQ(e, "");
 }
 
 // ---- cove-jail end to end ----
