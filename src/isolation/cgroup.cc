@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <set>
 #include <thread>
 
@@ -23,7 +24,10 @@ namespace cove::isolation {
 namespace {
 
 constexpr const char* kV1Wanted[] = {"cpu", "cpuacct", "memory", "pids", "freezer"};
-constexpr const char* kV1Required[] = {"cpu", "cpuacct", "memory", "pids"};
+// With a (controller-less) cgroup2 mount beside v1, its cpu.stat gives CPU
+// usage and cgroup.kill kills: cpuacct and freezer are then not needed, and
+// every hierarchy less is a mkdir, an attach and an rmdir less per sandbox.
+bool NeededWithUnified(std::string_view c) { return c == "cpu" || c == "memory" || c == "pids"; }
 
 std::vector<std::string_view> Split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
@@ -196,8 +200,11 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view proc_self_cgroup, std::s
   }
 
   layout.version = CgroupVersion::kV1;
+  const bool with_unified = unified != nullptr && !v2_own.empty();
   std::set<std::string> seen_mounts;
   for (const char* want : kV1Wanted) {
+    const bool required = std::string_view(want) != "freezer";
+    if (with_unified && !NeededWithUnified(want)) continue;
     const MountEntry* mount = nullptr;
     for (const auto& m : mounts)
       if (m.fstype == "cgroup" && Has(m.super_opts, want)) { mount = &m; break; }
@@ -205,8 +212,7 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view proc_self_cgroup, std::s
     for (const auto& [cs, path] : v1_own)
       if (Has(cs, want)) { own = &path; break; }
     if (mount == nullptr || own == nullptr) {
-      if (std::find_if(std::begin(kV1Required), std::end(kV1Required),
-                       [&](const char* r) { return std::string_view(r) == want; }) != std::end(kV1Required))
+      if (required)
         return MakeError(ErrorCode::kFailedPrecondition,
                          std::string("cgroup v1 controller not mounted: ") + want);
       continue;
@@ -215,11 +221,11 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view proc_self_cgroup, std::s
     CgroupLayout::Hierarchy h;
     h.parent = JoinCgroupPath(*mount, *own);
     for (const char* c : kV1Wanted)
-      if (Has(mount->super_opts, c)) h.controllers.emplace_back(c);
+      if (Has(mount->super_opts, c) && (!with_unified || NeededWithUnified(c) || std::string_view(c) == "cpuacct"))
+        h.controllers.emplace_back(c);
     layout.hierarchies.push_back(std::move(h));
   }
-  if (unified && !v2_own.empty())
-    layout.hierarchies.push_back({JoinCgroupPath(*unified, v2_own), {}, true});
+  if (with_unified) layout.hierarchies.push_back({JoinCgroupPath(*unified, v2_own), {}, true});
   return layout;
 }
 
@@ -329,7 +335,11 @@ Result<CgroupUsage> SandboxCgroup::ReadUsage() const {
       if (auto t = ReadCg(d, "memory.events"); t.ok()) u.oom_kills = KeyedValue(*t, "oom_kill");
       continue;
     }
-    if (Has(hi.controllers, "cpuacct"))
+    if (hi.unified) {
+      if (auto t = ReadCg(d, "cpu.stat"); t.ok()) u.cpu_usage_ns = KeyedValue(*t, "usage_usec") * 1000;
+      continue;
+    }
+    if (Has(hi.controllers, "cpuacct") && u.cpu_usage_ns == 0)
       if (auto t = ReadCg(d, "cpuacct.usage"); t.ok()) u.cpu_usage_ns = ParseU64(*t);
     if (Has(hi.controllers, "memory")) {
       if (auto t = ReadCg(d, "memory.usage_in_bytes"); t.ok()) u.memory_current_bytes = ParseU64(*t);
@@ -343,6 +353,26 @@ Result<CgroupUsage> SandboxCgroup::ReadUsage() const {
 }
 
 // ---- CgroupManager ----
+
+std::string CgroupGroupForState(const std::string& state_dir) {
+  std::string dir = state_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir == "/var/lib/cove") return "cove";
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across builds and runs
+  for (unsigned char c : dir) h = (h ^ c) * 1099511628211ull;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "cove-%08x", static_cast<unsigned>(h ^ (h >> 32)));
+  return buf;
+}
+
+Status CgroupManager::RemoveGroup() const {
+  for (size_t h = 0; h < layout_.hierarchies.size(); ++h) {
+    std::string dir = CoveDir(h);
+    if (layout_.fake_fs) COVE_TRY(sys::RemoveTree(dir));
+    else if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) return SysError("rmdir " + dir);
+  }
+  return OkStatus();
+}
 
 Result<CgroupManager> CgroupManager::OpenHost(const std::string& group) {
   COVE_TRY(ValidateSandboxId(group));

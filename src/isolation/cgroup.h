@@ -93,6 +93,11 @@ class SandboxCgroup {
   UniqueFd clone_into_;
 };
 
+// The cgroup group for a coved state dir: "cove" for /var/lib/cove, else
+// "cove-<hash of the dir>", so that several cove instances on one host (tests,
+// staging) never see, adopt or remove each other's sandbox cgroups.
+std::string CgroupGroupForState(const std::string& state_dir);
+
 class CgroupManager {
  public:
   // `group` names the parent dir of all sandbox cgroups in each hierarchy
@@ -115,8 +120,10 @@ class CgroupManager {
   // it exists in no hierarchy; a partial one (some hierarchies) is returned
   // so that it can be removed.
   Result<SandboxCgroup> Adopt(const std::string& id) const;
-  // Ids that have a cove/<id> dir in any hierarchy.
+  // Ids that have a <group>/<id> dir in any hierarchy.
   Result<std::vector<std::string>> List() const;
+  // Removes the empty <group> dirs (tests, uninstall). EBUSY while sandboxes exist.
+  Status RemoveGroup() const;
   const CgroupLayout& layout() const { return layout_; }
 
  private:

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "isolation/validate.h"
 #include "sys/fs.h"
 #include "sys/io.h"
 
@@ -35,14 +36,28 @@ TEST(CgroupLayoutTest, V1PathsFollowOwnCgroupPerHierarchy) {
     for (const auto& c : h.controllers) byc[c] = h.parent;
   }
   EXPECT_EQ(byc["cpu"], "/sys/fs/cgroup/cpu");
-  EXPECT_EQ(byc["cpuacct"], "/sys/fs/cgroup/cpuacct");
   EXPECT_EQ(byc["memory"], "/sys/fs/cgroup/memory/process_api/abc");  // nested daemon
   EXPECT_EQ(byc["pids"], "/sys/fs/cgroup/pids");
-  EXPECT_EQ(byc["freezer"], "/sys/fs/cgroup/freezer");
   EXPECT_EQ(byc["unified"], "/sys/fs/cgroup/unified");
-  EXPECT_EQ(l->hierarchies.size(), 6u);
+  // cgroup2 beside v1 gives usage and kill: no cpuacct, no freezer hierarchies.
+  EXPECT_EQ(byc.count("cpuacct"), 0u);
+  EXPECT_EQ(byc.count("freezer"), 0u);
+  EXPECT_EQ(l->hierarchies.size(), 4u);
   EXPECT_EQ(l->unified_mount, "/sys/fs/cgroup/unified");
   EXPECT_EQ(l->unified_options, "nsdelegate");
+}
+
+TEST(CgroupLayoutTest, V1WithoutCgroup2UsesCpuacctAndFreezer) {
+  std::string mi = kMountinfoV1;
+  mi = mi.substr(0, mi.find("41 31 0:38"));
+  auto l = ParseCgroupLayout(kSelfV1, mi, false);
+  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  std::vector<std::string> all;
+  for (const auto& h : l->hierarchies) {
+    EXPECT_FALSE(h.unified);
+    all.insert(all.end(), h.controllers.begin(), h.controllers.end());
+  }
+  EXPECT_EQ(all, (std::vector<std::string>{"cpu", "cpuacct", "memory", "pids", "freezer"}));
 }
 
 TEST(CgroupLayoutTest, V1CoMountedCpuCpuacctIsOneHierarchy) {
@@ -90,6 +105,16 @@ TEST(CgroupLayoutTest, MountPointEscapes) {
   auto l = ParseCgroupLayout(self, mi, false);
   ASSERT_TRUE(l.ok());
   EXPECT_EQ(l->hierarchies[0].parent, "/a b/cpu");
+}
+
+TEST(CgroupGroupTest, PerStateDir) {
+  EXPECT_EQ(CgroupGroupForState("/var/lib/cove"), "cove");
+  EXPECT_EQ(CgroupGroupForState("/var/lib/cove/"), "cove");
+  std::string a = CgroupGroupForState("/tmp/e2e-1"), b = CgroupGroupForState("/tmp/e2e-2");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, CgroupGroupForState("/tmp/e2e-1"));
+  EXPECT_EQ(a.rfind("cove-", 0), 0u);
+  EXPECT_TRUE(ValidateSandboxId(a).ok());
 }
 
 class FakeV2Test : public ::testing::Test {

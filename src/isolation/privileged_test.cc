@@ -61,7 +61,8 @@ class Sandbox : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "privileged tests need root";
     char tmpl[] = "/tmp/cove-priv-XXXXXX";
     state_ = new std::string(mkdtemp(tmpl));
-    auto cg = CgroupManager::OpenHost();
+    // A group of our own: a coved on this host cleaning its leftovers must not see our sandboxes.
+    auto cg = CgroupManager::OpenHost("cove-test");
     ASSERT_TRUE(cg.ok()) << cg.error().ToString();
     cgroups_ = new CgroupManager(std::move(*cg));
     LayerStoreOptions lo;
@@ -89,20 +90,36 @@ class Sandbox : public ::testing::Test {
   }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP();
-    mounts_before_ = CountLines(Slurp("/proc/self/mountinfo"));
+    mounts_before_ = OurMounts();
   }
   void TearDown() override {
     if (geteuid() != 0) return;
     // Nothing of any sandbox is left: no cgroup, no layer, no host mount.
     // (Only ours: other cove processes on this host may have sandboxes of their own.)
+    const std::string mine = "priv-" + std::to_string(getpid()) + "-";
     auto res = SandboxRuntime::ListResidues(host());
     ASSERT_TRUE(res.ok());
-    const std::string mine = "priv-" + std::to_string(getpid()) + "-";
-    for (const auto& id : *res) EXPECT_NE(id.rfind(mine, 0), 0u) << "left behind: " << id;
-    EXPECT_EQ(CountLines(Slurp("/proc/self/mountinfo")), mounts_before_);
+    for (const auto& id : *res) EXPECT_NE(id.rfind(mine, 0), 0u) << "layer left behind: " << id;
+    auto cgs = cgroups_->List();
+    ASSERT_TRUE(cgs.ok());
+    for (const auto& id : *cgs) EXPECT_NE(id.rfind(mine, 0), 0u) << "cgroup left behind: " << id;
+    EXPECT_EQ(OurMounts(), mounts_before_) << Slurp("/proc/self/mountinfo");
   }
 
   static IsolationHost host() { return IsolationHost{cgroups_, layers_}; }
+  // cove-jail gets a state dir of its own (a jail cleans up every layer of its
+  // state that no jail holds), inside our btrfs so it needs no second image.
+  static std::string JailState() { return *state_ + "/layers/.jail"; }
+  static std::string JailLayerDir(const std::string& id) { return JailState() + "/layers/" + id; }
+  // Host mounts below our state dir (other processes on the host may mount
+  // elsewhere while we run): only the layer file system itself.
+  static int OurMounts() {
+    int n = 0;
+    std::istringstream in(Slurp("/proc/self/mountinfo"));
+    for (std::string line; std::getline(in, line);)
+      if (line.find(" " + *state_) != std::string::npos) ++n;
+    return n;
+  }
   static std::string NewId() {
     static int n = 0;
     return "priv-" + std::to_string(getpid()) + "-" + std::to_string(++n);
@@ -316,7 +333,7 @@ TEST_F(Sandbox, NetworkIsOnlyLoopback) {
                "python3 -c 'import socket\ntry:\n socket.create_connection((\"127.0.0.1\", " + port +
                "), timeout=2); print(\"connected\")\nexcept OSError as e: print(\"refused\")'; "
                "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 8080)); s.listen(); print(\"own-lo-ok\")'");
-  EXPECT_EQ(r.out, "lo\nrefused\nown-lo-ok\n");
+  EXPECT_EQ(r.out, "lo\nrefused\nown-lo-ok\n") << "status " << r.status;
   close(ls);
 }
 
@@ -348,7 +365,8 @@ TEST_F(Sandbox, ForkBombStopsAtPidsLimit) {
   Limits l;
   l.pids = 64;
   uint64_t peak = 0;
-  auto r = Run("(for i in $(seq 200); do sleep 30 & done) 2>/dev/null; sleep 1; echo still-here", l, nullptr,
+  // (After the bomb, forks fail: the shell only uses builtins and exec.)
+  auto r = Run("(for i in $(seq 200); do sleep 30 & done) 2>/dev/null; echo still-here; exec sleep 2", l, nullptr,
                [&](SandboxRuntime& rt) {
                  for (int i = 0; i < 30; ++i) {
                    auto u = rt.cgroup().ReadUsage();
@@ -376,6 +394,24 @@ TEST_F(Sandbox, MemoryHogIsKilledInsideOnly) {
   EXPECT_NE(r.out.find("rc=137"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("allocated"), std::string::npos) << r.out;
   EXPECT_GE(ooms, 1u);
+}
+
+TEST_F(Sandbox, CpuQuotaAndUsageAccounting) {
+  // A busy loop for 1 s of wall time under a 0.2 CPU quota uses ~0.2 s of CPU.
+  Limits l;
+  l.cpu_millis = 200;
+  CgroupUsage last;
+  auto r = Run("timeout 1 sh -c 'while :; do :; done'; echo done", l, nullptr, [&](SandboxRuntime& rt) {
+    for (int i = 0; i < 300; ++i) {
+      if (auto u = rt.cgroup().ReadUsage(); u.ok()) last = *u;
+      if (rt.PollExit().value().has_value()) break;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  EXPECT_EQ(r.out, "done\n");
+  EXPECT_GT(last.cpu_usage_ns, 100'000'000u);
+  EXPECT_LT(last.cpu_usage_ns, 400'000'000u);
+  EXPECT_GT(last.memory_current_bytes, 0u);
 }
 
 TEST_F(Sandbox, DiskFillStopsAtQuota) {
@@ -642,14 +678,14 @@ bool JailCgroupExists(const std::string& id) {
 
 TEST_F(Sandbox, JailRunsCommandsAndPropagatesStatus) {
   std::string id = NewId();
-  auto [code, out] = RunJail(*state_, {"--id", id, "--", "sh", "-c", "echo hi; hostname >/dev/null; exit 7"});
+  auto [code, out] = RunJail(JailState(), {"--id", id, "--", "sh", "-c", "echo hi; hostname >/dev/null; exit 7"});
   EXPECT_EQ(code, 7);
   EXPECT_EQ(out, "hi\n");
   EXPECT_FALSE(JailCgroupExists(id));
-  EXPECT_FALSE(sys::PathExists(layers_->LayerDir(id)));
-  std::tie(code, out) = RunJail(*state_, {"--id", NewId(), "--", "no-such-cmd"});
+  EXPECT_FALSE(sys::PathExists(JailLayerDir(id)));
+  std::tie(code, out) = RunJail(JailState(), {"--id", NewId(), "--", "no-such-cmd"});
   EXPECT_EQ(code, 127) << out;
-  std::tie(code, out) = RunJail(*state_, {"--id", NewId(), "--memory", "67108864", "--", "python3", "-c",
+  std::tie(code, out) = RunJail(JailState(), {"--id", NewId(), "--memory", "67108864", "--", "python3", "-c",
                                           "x = bytearray(512 << 20)"});
   EXPECT_EQ(code, 137) << out;  // OOM-killed inside; the jail survived to report it
 }
@@ -661,12 +697,12 @@ TEST_F(Sandbox, JailCleansUpOnSignal) {
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 1);
     dup2(devnull, 2);
-    execl(COVE_JAIL_PATH, COVE_JAIL_PATH, "--state", state_->c_str(), "--id", id.c_str(), "--", "sleep", "60",
-          nullptr);
+    std::string js = JailState();
+    execl(COVE_JAIL_PATH, COVE_JAIL_PATH, "--state", js.c_str(), "--id", id.c_str(), "--", "sleep", "60", nullptr);
     _exit(99);
   }
   // Wait until the sandbox exists, then interrupt the jail.
-  for (int i = 0; i < 200 && !sys::PathExists(layers_->LayerDir(id) + "/upper/workspace"); ++i)
+  for (int i = 0; i < 500 && !sys::PathExists(JailLayerDir(id) + "/upper/workspace"); ++i)
     std::this_thread::sleep_for(10ms);
   std::this_thread::sleep_for(50ms);
   kill(pid, SIGTERM);
@@ -674,7 +710,7 @@ TEST_F(Sandbox, JailCleansUpOnSignal) {
   waitpid(pid, &st, 0);
   EXPECT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 128 + SIGTERM);
-  EXPECT_FALSE(sys::PathExists(layers_->LayerDir(id)));
+  EXPECT_FALSE(sys::PathExists(JailLayerDir(id)));
   EXPECT_FALSE(JailCgroupExists(id));
 }
 
@@ -727,7 +763,7 @@ TEST(LayerStoreLifecycle, UnmountReleasesLoopDeviceAndMount) {
 
 TEST(CgroupHost, LeftoverCgroupsAreListedAndRemoved) {
   if (geteuid() != 0) GTEST_SKIP();
-  auto m = CgroupManager::OpenHost();
+  auto m = CgroupManager::OpenHost("cove-test-" + std::to_string(getpid()));
   ASSERT_TRUE(m.ok()) << m.error().ToString();
   std::string id = "leftover-" + std::to_string(getpid());
   {
@@ -744,6 +780,7 @@ TEST(CgroupHost, LeftoverCgroupsAreListedAndRemoved) {
   for (const auto& d : adopted->dirs()) EXPECT_FALSE(sys::PathExists(d)) << d;
   ids = m->List();
   EXPECT_EQ(std::find(ids->begin(), ids->end(), id), ids->end());
+  ASSERT_TRUE(m->RemoveGroup().ok());
 }
 
 }  // namespace

@@ -90,11 +90,7 @@ Status SandboxRuntime::CleanUp(const IsolationHost& host, const PersistedSandbox
 }
 
 Result<std::vector<std::string>> SandboxRuntime::ListResidues(const IsolationHost& host) {
-  COVE_ASSIGN_OR_RETURN(std::vector<std::string> a, host.cgroups->List());
-  COVE_ASSIGN_OR_RETURN(std::vector<std::string> b, host.layers->List());
-  std::set<std::string> all(a.begin(), a.end());
-  all.insert(b.begin(), b.end());
-  return std::vector<std::string>(all.begin(), all.end());
+  return host.layers->List();
 }
 
 Result<std::optional<int>> SandboxRuntime::PollExit() {

@@ -68,7 +68,11 @@ class SandboxRuntime {
   // Kills whatever is left of a sandbox (a live pid 1 only if its start time
   // matches) and removes its cgroup and layer. Idempotent; for crash leftovers.
   static Status CleanUp(const IsolationHost& host, const PersistedSandbox& record);
-  // Ids that still have a cgroup or a layer.
+  // Ids that have a layer in host.layers (i.e. belong to this coved's state
+  // dir). Create makes the layer before the cgroup and Destroy/CleanUp remove
+  // the cgroup before the layer, so every residue of ours has a layer; a
+  // cgroup without one belongs to another cove instance on the host and is
+  // never touched.
   static Result<std::vector<std::string>> ListResidues(const IsolationHost& host);
 
   const PersistedSandbox& persisted() const { return record_; }
