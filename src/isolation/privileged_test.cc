@@ -85,6 +85,7 @@ class Sandbox : public ::testing::Test {
       EXPECT_TRUE(sys::RemoveTree(*state_).ok());
       delete state_;
     }
+    if (cgroups_) (void)cgroups_->RemoveGroup();  // EBUSY if another test binary runs: fine
     delete cgroups_;
     delete image_;
   }
