@@ -105,7 +105,7 @@ Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {
   sigprocmask(SIG_BLOCK, &set, nullptr);
   sigfd_.Reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   loop_.Watch(sigfd_.get(), EPOLLIN, [this](uint32_t) { OnSignal(); });
-  loop_.Watch(cfg_.listen_fd, EPOLLIN, [this](uint32_t) { OnAccept(); });
+  listen_tok_ = loop_.Watch(cfg_.listen_fd, EPOLLIN, [this](uint32_t) { OnAccept(); });
 }
 
 Agent::~Agent() = default;
@@ -145,7 +145,15 @@ int Agent::Run() {
 
 void Agent::OnAccept() {
   int fd = accept4(cfg_.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) {
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // Out of fds: the socket stays readable, so back off instead of spinning.
+      log::Warn("accept: {}", strerror(errno));
+      loop_.Pause(listen_tok_);
+      loop_.AddTimer(MonotonicNs() + 100000000, [this] { loop_.Resume(listen_tok_); });
+    }
+    return;
+  }
   if (conn_) DropConnection("replaced by a new connection");
   conn_.Reset(fd);
   ++gen_;

@@ -190,6 +190,7 @@ class Agent {
   int64_t start_ns_ = 0;
   bool stop_ = false;
 
+  uint64_t listen_tok_ = 0;
   UniqueFd conn_;
   uint64_t conn_tok_ = 0;
   uint64_t gen_ = 0;
