@@ -480,6 +480,7 @@ Result<int> Commands::Exec(const ExecOptions& o) {
       if (msg.empty() && j.is_object()) msg = Str(j, "error");
       if (msg.empty() && j.is_object()) msg = Str(j, "message");
       failure = MakeError(ErrorCode::kInternal, "command failed: " + msg);
+      if (j.is_object() && !Str(j, "code").empty()) failure->context["code"] = Str(j, "code");
       return false;
     }
     return true;
@@ -619,6 +620,7 @@ Result<int> Commands::Download(const RemotePath& remote, const std::string& loca
       std::string msg = Str(j, "error");
       if (msg.empty()) msg = Str(j, "message");
       failure = MakeError(ErrorCode::kInternal, "reading " + remote.path + " failed: " + msg);
+      if (std::string code = Str(j, "code"); !code.empty()) failure->context["code"] = code;
       return false;
     }
     return true;

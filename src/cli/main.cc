@@ -82,10 +82,29 @@ int main(int argc, char** argv) {
   c_import->add_option("SOURCE", image_source, "ROOTFS.tar[.gz|.zst] or a directory")->required();
   auto* c_image_ls = c_image->add_subcommand("ls", "list images");
 
+  // Everything after the first "--" is the command of `cove exec`, passed on
+  // verbatim: CLI11 would otherwise rewrite some words (it strips "[...]").
+  int cli_argc = argc;
+  std::vector<std::string> command;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      cli_argc = i;
+      command.assign(argv + i + 1, argv + argc);
+      break;
+    }
+  }
+  if (cli_argc < argc) c_exec->get_option("CMD")->required(false);
   try {
-    app.parse(argc, argv);
+    app.parse(cli_argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (cli_argc < argc) {
+    if (!*c_exec) {
+      std::fprintf(stderr, "cove: \"--\" is only used by cove exec\n");
+      return 1;
+    }
+    exec.argv.insert(exec.argv.end(), command.begin(), command.end());
   }
 
   if (url.empty()) url = "http://127.0.0.1:7070";

@@ -11,7 +11,9 @@ import signal
 
 import pytest
 
-from helpers import Api, Coved, leaks, tail, unique_id, wait_until
+import shutil
+
+from helpers import Api, Coved, leaks, make_base_dir, tail, unique_id, unmount_under, wait_until
 
 _ACTIVE = []  # Coved instances whose logs are attached to failures
 
@@ -43,13 +45,14 @@ def _shutdown_and_check(coved, api):
     found = wait_until(lambda: not leaks(coved.state_dir, api.seen_ids, api.seen_pids), 10)
     if not found:
         problems += leaks(coved.state_dir, api.seen_ids, api.seen_pids)
+        unmount_under(coved.state_dir)
     return problems
 
 
 @pytest.fixture(scope="session")
-def coved(tmp_path_factory):
-    base = tmp_path_factory.mktemp("coved")
-    c = Coved(base / "state", base / "coved.log")
+def coved():
+    base = make_base_dir("cove-e2e-")
+    c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
     c.start()
     c._api = Api(c)
     _ACTIVE.append(c)
@@ -57,8 +60,10 @@ def coved(tmp_path_factory):
     api = c._api
     _ACTIVE.remove(c)
     problems = _shutdown_and_check(c, api)
+    if not problems:
+        shutil.rmtree(base, ignore_errors=True)
     assert not problems, "after the session:\n" + "\n".join(problems) + \
-        "\n--- coved log ---\n" + tail(c.log_path)
+        f"\n--- coved log ({c.log_path}) ---\n" + tail(c.log_path)
 
 
 @pytest.fixture(scope="session")
@@ -100,15 +105,17 @@ def sb(api):
 
 
 @pytest.fixture
-def coved_factory(tmp_path):
+def coved_factory():
     """Private coveds for tests that kill or restart the daemon.
 
     factory() -> (coved, api); at the end each is cleaned and checked like the
     session one."""
     made = []
+    base = make_base_dir("cove-e2e-restart-")
 
     def factory():
-        c = Coved(tmp_path / f"state{len(made)}", tmp_path / f"coved{len(made)}.log")
+        c = Coved(os.path.join(base, f"state{len(made)}"),
+                  os.path.join(base, f"coved{len(made)}.log"))
         c.start()
         a = Api(c)
         made.append((c, a))
@@ -126,6 +133,8 @@ def coved_factory(tmp_path):
             except RuntimeError as e:
                 problems.append(str(e))
         problems += _shutdown_and_check(c, a)
+    if not problems:
+        shutil.rmtree(base, ignore_errors=True)
     assert not problems, "\n".join(problems)
 
 

@@ -21,6 +21,24 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
+def make_base_dir(prefix):
+    """A fresh directory for a coved's state and log. Its parents must be
+    traversable by the sandboxes' mapped ids (pytest's own tmp dirs are 0700)."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("COVE_TEST_TMP", "/tmp"))
+    os.chmod(d, 0o711)
+    return d
+
+
+def unmount_under(path):
+    """Lazily unmounts whatever is still mounted under path (after a leak was
+    reported), so the machine is left clean; loop devices set to autoclear go too."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if path in line.split()[4]]
+    for p in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
 def unique_id(prefix="e2e"):
     """A sandbox id no other run uses (so leak checks can search for it)."""
     return f"{prefix}-{secrets.token_hex(4)}"

@@ -48,25 +48,28 @@ def markers(coved, request):
 
 def test_host_files_are_invisible(api, victim, markers, coved):
     secret, paths = markers
-    listing = " ".join(paths + [coved.state_dir, "/root", "/home", "/work",
-                                os.path.dirname(__file__)])
-    r = run(api, victim, f"cat {listing} 2>&1; ls -la {listing} 2>&1; "
-                         f"find / -xdev -name '.cove-attack-*' 2>/dev/null; "
-                         f"grep -rs HOST-SECRET- /root /home /tmp /workspace /etc /var /opt "
-                         f"2>/dev/null | head")
+    dirs = sorted({os.path.dirname(p) for p in paths} | {"/root", "/home", "/work"})
+    r = run(api, victim,
+            f"cat {' '.join(paths)} 2>/dev/null; "
+            f"for d in {' '.join(dirs)}; do ls -A $d 2>/dev/null; done; "
+            "find / -xdev -name '.cove-attack-*' 2>/dev/null; "
+            "grep -rs HOST-SECRET- /root /home /tmp /workspace /etc /var /opt 2>/dev/null | head")
     out = r["stdout"] + r["stderr"]
     assert secret not in out
     for p in paths:
-        assert os.path.basename(p) not in out, f"{p} is visible in the sandbox"
+        assert os.path.basename(p) not in out, f"{p} is listed in the sandbox"
     assert "api-token" not in out
     assert coved.token not in out
     for p in paths:
-        resp = api.post(f"/v1/sandboxes/{victim}/api/read", {"path": p})
-        assert secret not in resp.text
+        for route in ("read", "read/stream", "list-files"):
+            resp = api.post(f"/v1/sandboxes/{victim}/api/{route}",
+                            {"path": p if route != "list-files" else os.path.dirname(p)})
+            assert secret not in resp.text
+            assert route != "list-files" or os.path.basename(p) not in resp.text
     # the project tree is not in the image
-    r = run(api, victim, "test -e /work/main/CMakeLists.txt || test -e " +
-            os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                         "CMakeLists.txt") + "; echo $?")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = run(api, victim, f"test -e {repo}/CMakeLists.txt || test -e /work/main/CMakeLists.txt; "
+                         "echo $?")
     assert r["stdout"].strip() == "1"
 
 

@@ -87,7 +87,7 @@ def test_timeout_kills_command_and_session_survives(api, sb):
     api.exec(sb, "export KEEP=me", session=s)
     t0 = time.monotonic()
     r = api.post(f"/v1/sandboxes/{sb}/api/execute",
-                 {"command": f"echo started; exec -a {marker} sleep 60", "sessionId": s,
+                 {"command": f"echo started; bash -c 'exec -a {marker} sleep 60'", "sessionId": s,
                   "timeoutMs": 1000})
     took = time.monotonic() - t0
     assert took < 10, f"timeout of 1 s took {took:.1f}s"
