@@ -82,7 +82,7 @@ def test_environment_holds_no_secrets(api, victim, coved):
 def test_host_and_other_sandbox_processes_are_invisible(api, victim, make_sandbox, coved):
     other = make_sandbox()
     tag = unique_id("proc")
-    api.exec(other, f"nohup sh -c 'exec -a {tag} sleep 600' >/dev/null 2>&1 &", session="bg")
+    api.exec(other, f"nohup bash -c 'exec -a {tag} sleep 600' >/dev/null 2>&1 &", session="bg")
     r = run(api, victim, "for p in /proc/[0-9]*; do printf '%s ' \"${p#/proc/}\"; "
                          "tr '\\0' ' ' < $p/cmdline; echo; done")
     out = r["stdout"]

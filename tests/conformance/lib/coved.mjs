@@ -1,7 +1,9 @@
 // Starts the real coved on a free loopback port with a temporary state dir, and
 // checks after it stopped that nothing it made is left on the host.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -27,6 +29,7 @@ function freePort() {
 export class Coved {
   constructor() {
     this.base = mkdtempSync(join(tmpdir(), 'cove-conformance-'));
+    chmodSync(this.base, 0o711);  // sandboxes' mapped ids traverse it
     this.stateDir = join(this.base, 'state');
     this.logPath = join(this.base, 'coved.log');
     this.proc = null;
@@ -93,10 +96,16 @@ export class Coved {
     }
     for (let i = 0; i < 50; i++) {
       const left = leftovers(this.stateDir, [...ids]);
-      if (left.length === 0) return problems;
+      if (left.length === 0) break;
       if (i === 49) problems.push(...left);
       await sleep(200);
     }
+    // Reported above; now leave the machine clean (lazy unmount of what is left).
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const point = line.split(' ')[4];
+      if (point?.startsWith(this.base)) spawnSync('umount', ['-l', point]);
+    }
+    if (problems.length === 0) rmSync(this.base, { recursive: true, force: true });
     return problems;
   }
 
