@@ -20,9 +20,4 @@ constexpr uint64_t SandboxCapMask() {
   return m;
 }
 
-// Async-signal-safe (usable between clone and exec): drops every capability
-// outside SandboxCapMask() from the bounding set, clears ambient and
-// inheritable, and sets permitted = effective = the mask. Returns 0 or an errno.
-int ApplySandboxCapabilities();
-
 }  // namespace cove::isolation

@@ -1,9 +1,10 @@
 // Internal to the launcher: the code that runs in the sandbox's first process
-// between clone3 and exec, and the plan it follows.
+// between clone and exec, and the plan it follows.
 //
-// The plan is built completely by the parent before clone3. The child only
-// reads it and makes system calls: no allocation, no locks, no libc state,
-// because the parent may be multi-threaded and clone3 runs no atfork handlers.
+// The plan is built completely by the parent before the clone. The child
+// shares the parent's memory until exec (no page tables copied, however big
+// coved is), so it only reads the plan and makes raw system calls: no
+// allocation, no locks, no libc state, no errno.
 #pragma once
 
 #include <linux/filter.h>
@@ -63,9 +64,10 @@ struct ChildPlan {
   const sock_fprog* seccomp_personality = nullptr;  // second filter
 };
 
-// Runs the sandbox set-up and execs; never returns. Reports failure as a
-// ChildMsg{kError} on sync_fd, then exits 127. Writes only to the child's
-// own copy of `plan`.
-[[noreturn]] void RunChild(ChildPlan& plan);
+// Entry point of the child (clone(2) with CLONE_VM, on its own stack; `plan`
+// is a const ChildPlan*): runs the sandbox set-up and execs; never returns.
+// Reports failure as a ChildMsg{kError} on sync_fd, then exits 127. Reads
+// the plan, never writes shared memory, and never touches errno.
+[[noreturn]] int ChildMain(void* plan);
 
 }  // namespace cove::isolation::internal
