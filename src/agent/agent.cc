@@ -497,6 +497,8 @@ Agent::Session* Agent::GetOrCreateSession(const std::string& id) {
   auto s = std::make_unique<Session>();
   s->id = id;
   s->spec.cwd = cfg_.workspace;
+  json ignored;  // an unknown default user leaves the session as root
+  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &s->spec.ident, &ignored);
   Session* p = s.get();
   sessions_.emplace(id, std::move(s));
   return p;
@@ -516,7 +518,7 @@ json Agent::CreateSession(const json& req) {
   if (sessions_.count(id))
     return ErrorReply("SESSION_ALREADY_EXISTS", "session '" + id + "' already exists",
                       json{{"sessionId", id}});
-  if (!ParseIdentity(user, &spec.ident, &err)) return err;
+  if (!ParseIdentity(user.empty() ? cfg_.default_user : user, &spec.ident, &err)) return err;
   spec.cwd = cwd.empty() ? cfg_.workspace : ResolvePath(cfg_.workspace, cwd);
   if (!IsDir(spec.cwd))
     return ErrorReply("FILE_NOT_FOUND", "session cwd is not a directory: " + spec.cwd,
@@ -907,7 +909,16 @@ void Agent::RunSessionless(ExecJob job) {
     sp.path = cfg_.sh;
     sp.argv = {"sh", "-c", job.command};
   }
-  sp.env = BuildEnv(job.env, nullptr);
+  Identity ident;
+  json ignored;
+  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
+  sp.env = BuildEnv(job.env, ident.set ? &ident : nullptr);
+  if (ident.set) {
+    sp.set_ids = true;
+    sp.uid = ident.uid;
+    sp.gid = ident.gid;
+    sp.groups = ident.groups;
+  }
   sp.cwd = job.has_cwd ? ResolvePath(cfg_.workspace, job.cwd)
                        : (IsDir(cfg_.workspace) ? cfg_.workspace : "/");
   sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}};

@@ -31,6 +31,7 @@ inline constexpr const char* kAgentVersion = "0.1.0";
 struct AgentConfig {
   int listen_fd = 3;              // listening unix stream socket (borrowed for life)
   std::string workspace = "/workspace";
+  std::string default_user;       // user of implicit sessions and sessionless commands ("" = root)
   std::vector<std::string> env;   // base environment of every child, "K=V"
   std::string bash;               // path of bash, or "" if none
   std::string sh = "/bin/sh";

@@ -4,6 +4,7 @@
 //   COVE_AGENT_WORKSPACE  default cwd of sessions and commands (default /workspace)
 //   COVE_AGENT_RUNDIR     private directory for staged command scripts (default /run/cove-agent)
 //   COVE_AGENT_LOG        debug|info|warn|error (default info)
+//   COVE_AGENT_USER       user of implicit sessions and sessionless commands (default root)
 //   COVE_AGENT_SHELL      session shell override (tests; default bash, else /bin/sh)
 // Every other variable is passed on to sessions and commands; COVE_* ones are not.
 #include <fcntl.h>
@@ -80,6 +81,7 @@ int main() {
   }
   if (const char* w = getenv("COVE_AGENT_WORKSPACE"); w && *w) cfg.workspace = w;
   if (const char* r = getenv("COVE_AGENT_RUNDIR"); r && *r) cfg.run_dir = r;
+  if (const char* u = getenv("COVE_AGENT_USER"); u && *u) cfg.default_user = u;
   for (char** e = environ; *e; ++e) {
     if (strncmp(*e, "COVE_", 5) == 0) continue;
     cfg.env.emplace_back(*e);

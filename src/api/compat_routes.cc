@@ -6,6 +6,7 @@
 #include "api/errors.h"
 #include "api/fields.h"
 #include "api/routes.h"
+#include "base/base64.h"
 #include "base/time.h"
 
 namespace cove::api {
@@ -111,14 +112,30 @@ Json Success(Json j) {
   return j;
 }
 
-// Copies the request's sessionId (if a string) into an agent op.
+// Copies the request's sessionId into an agent op. Without one, requests use
+// the sandbox's "default" session, as in Cloudflare's server.
 void CopySession(Fields& f, Json* op) {
-  if (auto s = f.OptStr("sessionId")) (*op)["sessionId"] = *s;
+  auto s = f.OptStr("sessionId");
+  (*op)["sessionId"] = s && !s->empty() ? *s : "default";
 }
 
-// Sends one op and waits for its reply (events are ignored).
-Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op) {
-  co_return co_await agent->Request(op, kOpTimeout);
+// Sends one op (with optional raw data) and waits for its reply. A listing
+// may arrive in batches: events' "files" come before the reply's.
+Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op, const std::string& data) {
+  auto call = agent->Start(op, data);
+  if (!call.ok()) co_return std::move(call).error();
+  auto deadline = Clock::now() + kOpTimeout;
+  Json files = Json::array();
+  for (;;) {
+    auto m = co_await (*call)->Next(deadline);
+    if (!m.ok()) co_return std::move(m).error();
+    auto batch = m->body.find("files");
+    if (batch != m->body.end() && batch->is_array())
+      for (auto& f : *batch) files.push_back(std::move(f));
+    if (!m->final) continue;
+    if (!files.empty()) m->body["files"] = std::move(files);
+    co_return std::move(m->body);
+  }
 }
 
 }  // namespace
@@ -146,6 +163,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   }
   Fields f(body);
   Json op;
+  std::string data;  // raw payload sent after the op (file writes)
   // Build the agent op for the route; validation first, so bad input changes nothing.
   enum class Kind { kSimple, kExec, kExecStream, kRead, kReadStream } kind = Kind::kSimple;
   if (req.method == "POST" && route == "/session/create") {
@@ -192,7 +210,15 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (size > kMaxFileBytes)
       co_return ErrorResponse("FILE_TOO_LARGE", fmt::format("file content is {} bytes; the limit is {} bytes", size, kMaxFileBytes),
                               {{"path", path}});
-    op = {{"op", "file.write"}, {"path", path}, {"content", std::move(content)}, {"encoding", enc}};
+    if (enc == "base64") {
+      auto raw = Base64Decode(content);
+      if (!raw) co_return ErrorResponse("VALIDATION_FAILED", "field 'content' is not valid base64");
+      data = std::move(*raw);
+    } else {
+      data = std::move(content);
+    }
+    // The raw bytes follow as one Data frame: no second JSON escaping or base64 in the agent.
+    op = {{"op", "file.write"}, {"path", path}, {"contentInData", true}};
     CopySession(f, &op);
   } else if (req.method == "POST" && (route == "/delete" || route == "/exists")) {
     op = {{"op", route == "/delete" ? "file.delete" : "file.exists"}, {"path", f.Str("path", true)}};
@@ -237,7 +263,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     case Kind::kSimple: break;
   }
 
-  auto reply = co_await Call(agent, op);
+  auto reply = co_await Call(agent, op, data);
   if (!reply.ok()) co_return ErrorResponse(reply.error());
   if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
   const Json& r = *reply;

@@ -30,3 +30,30 @@ TEST(ErrorTest, SysErrorMapsErrno) {
 
 }  // namespace
 }  // namespace cove
+
+#include "base/base64.h"
+
+namespace cove {
+namespace {
+
+TEST(Base64Test, RoundTripsAllLengths) {
+  std::string data;
+  for (int i = 0; i < 300; ++i) {
+    auto enc = Base64Encode(data);
+    auto dec = Base64Decode(enc);
+    ASSERT_TRUE(dec.has_value()) << enc;
+    EXPECT_EQ(*dec, data);
+    data.push_back(static_cast<char>(i * 37));
+  }
+  EXPECT_EQ(Base64Encode("hi"), "aGk=");
+}
+
+TEST(Base64Test, RejectsGarbage) {
+  EXPECT_FALSE(Base64Decode("abc").has_value());
+  EXPECT_FALSE(Base64Decode("ab!d").has_value());
+  EXPECT_FALSE(Base64Decode("a=bc").has_value());
+  EXPECT_FALSE(Base64Decode("ab==cdef").has_value());
+}
+
+}  // namespace
+}  // namespace cove

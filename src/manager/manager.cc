@@ -54,8 +54,8 @@ Task<void> Manager::Adopt() {
     auto entry = std::make_shared<Entry>(ex_);
     entry->record = r;
     entries_[r.id] = entry;
+    used_slots_.insert(r.slot);  // failed ones too: their socket path is freed by Destroy
     if (r.state == SandboxState::kFailed) continue;
-    used_slots_.insert(r.slot);
     auto is_alive = [this, r] { return runtime_->IsAlive(r); };
     bool alive = r.state == SandboxState::kRunning && co_await OffThread<bool>(pool_, ex_, is_alive);
     if (alive) {
@@ -64,17 +64,17 @@ Task<void> Manager::Adopt() {
         log::Info("sandbox {}: adopted (pid {})", r.id, r.pid);
         continue;
       }
-      MarkFailed(entry, "could not reconnect to its agent after restart: " + agent.error().message);
+      MarkFailed(entry, "could not reconnect to its agent after restart: " + agent.error().message, false);
     } else {
-      MarkFailed(entry, r.state == SandboxState::kCreating
-                            ? "coved stopped while the sandbox was being created"
-                            : "its processes ended while coved was not running");
+      MarkFailed(entry,
+                 r.state == SandboxState::kCreating ? "coved stopped while the sandbox was being created"
+                                                    : "its processes ended while coved was not running",
+                 false);
     }
     SandboxRecord copy = entry->record;
     auto destroy = [this, copy] { return runtime_->Destroy(copy); };
     auto s = co_await OffThread<Status>(pool_, ex_, destroy);
     if (!s.ok()) log::Error("sandbox {}: cleanup failed: {}", r.id, s.error().ToString());
-    used_slots_.erase(r.slot);
   }
 }
 
@@ -118,6 +118,8 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
     entry->record.pid = started->pid;
     entry->record.start_ticks = started->start_ticks;
     agent = co_await ConnectAgent(entry);
+    if (agent.ok() && entry->record.state == SandboxState::kFailed)
+      agent = MakeError(ErrorCode::kUnavailable, "sandbox failed while starting: " + entry->record.failure);
   }
   if (!started.ok() || !agent.ok() || entry->destroying) {
     Error e = !started.ok() ? started.error() : !agent.ok() ? agent.error()
@@ -148,7 +150,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared
   if (!conn.ok()) co_return std::move(conn).error();
   std::weak_ptr<Entry> weak = entry;
   (*conn)->SetFailureHandler([this, weak](const Error& e) {
-    if (auto en = weak.lock(); en && !en->destroying) MarkFailed(en, "agent connection failed: " + e.message);
+    if (auto en = weak.lock(); en && !en->destroying) MarkFailed(en, "agent connection failed: " + e.message, true);
   });
   entry->agent = *conn;
   WatchPid(entry);
@@ -158,7 +160,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared
 void Manager::WatchPid(const std::shared_ptr<Entry>& entry) {
   int fd = static_cast<int>(syscall(SYS_pidfd_open, entry->record.pid, 0));
   if (fd < 0) {
-    MarkFailed(entry, "its pid 1 is gone");
+    MarkFailed(entry, "its pid 1 is gone", true);
     return;
   }
   entry->pid_watch = std::make_unique<asio::posix::stream_descriptor>(ex_, fd);
@@ -167,18 +169,29 @@ void Manager::WatchPid(const std::shared_ptr<Entry>& entry) {
                                [this, weak](const boost::system::error_code& ec) {
                                  auto en = weak.lock();
                                  if (ec || !en || en->destroying) return;
-                                 MarkFailed(en, "its pid 1 (cove-agent) exited");
+                                 MarkFailed(en, "its pid 1 (cove-agent) exited", true);
                                });
 }
 
-void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why) {
+void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, bool clean_up) {
   if (entry->record.state == SandboxState::kFailed) return;
   log::Warn("sandbox {}: failed: {}", entry->record.id, why);
   entry->record.state = SandboxState::kFailed;
   entry->record.failure = std::move(why);
   if (entry->agent) entry->agent->Close();
+  if (entry->pid_watch) entry->pid_watch->close();
   Persist(entry->record);
   entry->ready.Notify();
+  if (clean_up) asio::co_spawn(ex_, CleanUp(entry), asio::detached);
+}
+
+Task<void> Manager::CleanUp(std::shared_ptr<Entry> entry) {
+  // The record stays (state failed, with the reason) until the user deletes it;
+  // its processes, cgroups and layer go now. The id slot stays reserved until then.
+  SandboxRecord rec = entry->record;
+  auto destroy = [this, rec] { return runtime_->Destroy(rec); };
+  auto s = co_await OffThread<Status>(pool_, ex_, destroy);
+  if (!s.ok()) log::Error("sandbox {}: cleanup after failure: {}", rec.id, s.error().ToString());
 }
 
 std::optional<SandboxRecord> Manager::Get(const std::string& id) const {
@@ -214,7 +227,7 @@ Task<Status> Manager::Destroy(std::string id) {
   if (!s.ok()) {
     log::Error("sandbox {}: destroy failed: {}", id, s.error().ToString());
     entry->destroying = false;
-    MarkFailed(entry, "destroy failed: " + s.error().message);
+    MarkFailed(entry, "destroy failed: " + s.error().message, false);
     co_return s;
   }
   used_slots_.erase(rec.slot);

@@ -70,7 +70,10 @@ class Manager {
   Task<Result<SandboxRecord>> Launch(std::shared_ptr<Entry> entry);
   Task<Result<std::shared_ptr<AgentConnection>>> ConnectAgent(std::shared_ptr<Entry> entry);
   void WatchPid(const std::shared_ptr<Entry>& entry);
-  void MarkFailed(const std::shared_ptr<Entry>& entry, std::string why);
+  // Marks a sandbox failed (persisted, with the reason); clean_up also kills
+  // what is left of it and frees its cgroups and layer in the background.
+  void MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, bool clean_up);
+  Task<void> CleanUp(std::shared_ptr<Entry> entry);
   uint32_t AllocateSlot();
   void Persist(const SandboxRecord& r);
 
