@@ -75,7 +75,8 @@ std::string SseExecError(const std::string& message, const std::string& code) {
   if (!code.empty()) ev["code"] = code;
   return Sse(ev);
 }
-std::string SseExecComplete(const Json& reply) {
+std::string SseExecFinal(const Json& reply) {
+  if (auto e = AgentError(reply)) return SseExecError((*e)["message"], (*e)["code"]);
   Json ev = {{"type", "complete"}, {"exitCode", IntOf(reply, "exitCode", -1)}, {"timestamp", IsoNow()}};
   if (BoolOf(reply, "timedOut")) ev["timedOut"] = true;
   return Sse(ev);
@@ -94,7 +95,8 @@ std::string SseReadError(const std::string& message, const std::string& code) {
   if (!code.empty()) ev["code"] = code;
   return Sse(ev);
 }
-std::string SseReadComplete(const Json& reply) {
+std::string SseReadFinal(const Json& reply) {
+  if (auto e = AgentError(reply)) return SseReadError((*e)["message"], (*e)["code"]);
   return Sse({{"type", "complete"}, {"bytesRead", IntOf(reply, "bytesRead")}});
 }
 
@@ -351,11 +353,8 @@ HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent,
         if (!co_await out.Write(SseExecOutput(m->body))) co_return;
         continue;
       }
-      if (auto e = AgentError(m->body)) {
-        co_await out.Write(SseExecError((*e)["message"], (*e)["code"]));
-        co_return;
-      }
-      co_await out.Write(SseExecComplete(m->body));
+      std::string last = SseExecFinal(m->body);
+      co_await out.Write(std::move(last));
       co_return;
     }
   });
@@ -408,8 +407,8 @@ HttpResponse CompatRoutes::ReadStream(std::shared_ptr<AgentConnection> agent, Js
         co_return;
       }
       if (m->final) {
-        auto e = AgentError(m->body);
-        co_await out.Write(e ? SseReadError((*e)["message"], (*e)["code"]) : SseReadComplete(m->body));
+        std::string last = SseReadFinal(m->body);
+        co_await out.Write(std::move(last));
         co_return;
       }
       std::string ev = SseReadEvent(m->body);

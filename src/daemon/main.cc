@@ -124,6 +124,9 @@ int Run(const Config& c) {
               c.state_dir, c.state_dir);
   }, asio::detached);
   io.run();
+  if (manager.List().empty()) {
+    if (auto s = (*runtime)->ReleaseLayers(); !s.ok()) log::Warn("cannot unmount layers: {}", s.error().ToString());
+  }
   return 0;
 }
 

@@ -127,6 +127,8 @@ Status IsolationRuntime::Destroy(const SandboxRecord& record) {
   return s;
 }
 
+Status IsolationRuntime::ReleaseLayers() { return layers_.Unmount(); }
+
 void IsolationRuntime::CleanLeftovers(const std::vector<std::string>& known_ids) {
   auto residues = isolation::SandboxRuntime::ListResidues(host_);
   if (!residues.ok()) {

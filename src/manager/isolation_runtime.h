@@ -27,6 +27,9 @@ class IsolationRuntime : public Runtime {
   Status Destroy(const SandboxRecord& record) override;
   std::string AgentSocketPath(const SandboxRecord& record) override;
   void CleanLeftovers(const std::vector<std::string>& known_ids) override;
+  // Unmounts the layer file system when coved stops with no sandbox left, so
+  // an idle host keeps no mount of coved's (it is mounted again at start).
+  Status ReleaseLayers();
 
  private:
   IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,
