@@ -118,6 +118,44 @@ Status SeedDefaultLayout(const std::string& upper, uid_t base, const std::string
   return OkStatus();
 }
 
+// Layer file systems whose image file was deleted while mounted (a temporary
+// state dir removed without LayerStore::Unmount) can never be reused: detach
+// them so their loop devices go away. Running sandboxes on them keep working
+// until they end (MNT_DETACH).
+void DetachOrphanedLayerMounts() {
+  auto mi = sys::ReadFile("/proc/self/mountinfo", 4 << 20);
+  if (!mi.ok()) return;
+  size_t pos = 0;
+  while (pos < mi->size()) {
+    size_t end = mi->find('\n', pos);
+    if (end == std::string::npos) end = mi->size();
+    std::string_view line(mi->data() + pos, end - pos);
+    pos = end + 1;
+    // "... <mount point> <opts> ... - <fstype> /dev/loopN <super opts>"
+    size_t dash = line.find(" - ");
+    if (dash == std::string_view::npos) continue;
+    std::string_view tail = line.substr(dash + 3);
+    size_t sp1 = tail.find(' '), sp2 = tail.find(' ', sp1 + 1);
+    if (sp1 == std::string_view::npos || sp2 == std::string_view::npos) continue;
+    std::string_view source = tail.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (source.substr(0, 9) != "/dev/loop") continue;
+    size_t f = 0;
+    for (int i = 0; i < 4 && f != std::string_view::npos; ++i) f = line.find(' ', f + 1);
+    if (f == std::string_view::npos) continue;
+    size_t mp_end = line.find(' ', f + 1);
+    std::string mount_point(line.substr(f + 1, mp_end - f - 1));
+    if (mount_point.size() < 7 || mount_point.compare(mount_point.size() - 7, 7, "/layers") != 0) continue;
+    auto backing = sys::ReadFile("/sys/block/" + std::string(source.substr(5)) + "/loop/backing_file", 4096);
+    if (!backing.ok()) continue;
+    std::string_view b = *backing;
+    while (!b.empty() && b.back() == '\n') b.remove_suffix(1);
+    constexpr std::string_view kDeleted = "/layers.img (deleted)";
+    if (b.size() < kDeleted.size() || b.substr(b.size() - kDeleted.size()) != kDeleted) continue;
+    if (::umount2(mount_point.c_str(), MNT_DETACH) == 0)
+      log::Info("detached orphaned layer file system {} (its image was deleted)", mount_point);
+  }
+}
+
 }  // namespace
 
 Result<LayerStore> LayerStore::Open(const std::string& state_dir, const LayerStoreOptions& options) {
@@ -136,6 +174,7 @@ Result<LayerStore> LayerStore::Open(const std::string& state_dir, const LayerSto
   while (::flock(lock.get(), LOCK_EX) != 0)
     if (errno != EINTR) return SysError("flock " + lock_path);
 
+  DetachOrphanedLayerMounts();
   auto open_fs = [&]() -> Status {
     s.fs_fd_.Reset(::open(s.layers_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!s.fs_fd_) return SysError("open " + s.layers_dir_);

@@ -46,12 +46,14 @@ std::string Slurp(const std::string& path) {
   return r.ok() ? *r : std::string();
 }
 
-int CountLines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
-int BoundLoopDevices() {
+// Loop devices bound to `image` (other cove instances on the host come and go).
+int LoopDevicesOf(const std::string& image) {
   int n = 0;
-  for (int i = 0; i < 256; ++i)
-    if (sys::PathExists("/sys/block/loop" + std::to_string(i) + "/loop/backing_file")) ++n;
+  for (int i = 0; i < 1024; ++i) {
+    auto b = sys::ReadFile("/sys/block/loop" + std::to_string(i) + "/loop/backing_file", 4096);
+    if (b.ok() && b->rfind(image, 0) == 0) ++n;
+  }
   return n;
 }
 
@@ -719,10 +721,9 @@ TEST_F(Sandbox, JailCleansUpOnSignal) {
 
 TEST(LayerStoreLifecycle, UnmountReleasesLoopDeviceAndMount) {
   if (geteuid() != 0) GTEST_SKIP();
-  int loops_before = BoundLoopDevices();
-  int mounts_before = CountLines(Slurp("/proc/self/mountinfo"));
   char tmpl[] = "/tmp/cove-ls-XXXXXX";
   std::string state = mkdtemp(tmpl);
+  const std::string image = state + "/layers.img";
   {
     LayerStoreOptions o;
     o.image_bytes = 1ull << 30;
@@ -730,7 +731,7 @@ TEST(LayerStoreLifecycle, UnmountReleasesLoopDeviceAndMount) {
     auto ls = LayerStore::Open(state, o);
     ASSERT_TRUE(ls.ok()) << ls.error().ToString();
     EXPECT_TRUE(ls->quota_enforced());
-    EXPECT_EQ(BoundLoopDevices(), loops_before + 1);
+    EXPECT_EQ(LoopDevicesOf(image), 1);
     auto dir = ls->CreateLayer("lifecycle", 10 << 20, *HostIdBaseForSlot(900), LayerSeed{true, "lifecycle"});
     ASSERT_TRUE(dir.ok()) << dir.error().ToString();
     struct stat st;
@@ -753,13 +754,43 @@ TEST(LayerStoreLifecycle, UnmountReleasesLoopDeviceAndMount) {
     // Re-opening finds the mounted store instead of mounting it twice.
     auto again = LayerStore::Open(state, o);
     ASSERT_TRUE(again.ok());
-    EXPECT_EQ(BoundLoopDevices(), loops_before + 1);
+    EXPECT_EQ(LoopDevicesOf(image), 1);
     ASSERT_TRUE(ls->Unmount().ok());
   }
-  EXPECT_EQ(CountLines(Slurp("/proc/self/mountinfo")), mounts_before);
-  for (int i = 0; i < 100 && BoundLoopDevices() != loops_before; ++i) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(BoundLoopDevices(), loops_before);
+  EXPECT_EQ(Slurp("/proc/self/mountinfo").find(" " + state), std::string::npos);
+  for (int i = 0; i < 100 && LoopDevicesOf(image) != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(LoopDevicesOf(image), 0);
   EXPECT_TRUE(sys::RemoveTree(state).ok());
+}
+
+TEST(LayerStoreLifecycle, OrphanedMountsOfDeletedStateDirsAreDetached) {
+  // A temporary state dir removed while its layer file system was mounted:
+  // the next Open anywhere detaches it and the loop device goes away.
+  if (geteuid() != 0) GTEST_SKIP();
+  char tmpl[] = "/tmp/cove-orphan-XXXXXX";
+  std::string state = mkdtemp(tmpl);
+  LayerStoreOptions o;
+  o.image_bytes = 1ull << 30;
+  o.force_image = true;
+  {
+    auto ls = LayerStore::Open(state, o);
+    ASSERT_TRUE(ls.ok()) << ls.error().ToString();
+  }  // coved "exits" without unmounting
+  ASSERT_EQ(unlink((state + "/layers.img").c_str()), 0);
+  char tmpl2[] = "/tmp/cove-orphan2-XXXXXX";
+  std::string other = mkdtemp(tmpl2);
+  auto ls2 = LayerStore::Open(other, o);
+  ASSERT_TRUE(ls2.ok());
+  auto mp = sys::IsMountPoint(state + "/layers");
+  ASSERT_TRUE(mp.ok());
+  EXPECT_FALSE(*mp);
+  ASSERT_TRUE(ls2->Unmount().ok());
+  for (int i = 0; i < 200 && (LoopDevicesOf(state + "/layers.img") + LoopDevicesOf(other + "/layers.img")) != 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(LoopDevicesOf(state + "/layers.img"), 0);
+  EXPECT_EQ(LoopDevicesOf(other + "/layers.img"), 0);
+  EXPECT_TRUE(sys::RemoveTree(state).ok());
+  EXPECT_TRUE(sys::RemoveTree(other).ok());
 }
 
 TEST(CgroupHost, LeftoverCgroupsAreListedAndRemoved) {
