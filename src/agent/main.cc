@@ -40,6 +40,9 @@ void CloseFdsFrom(int first) {
 
 int main() {
   using cove::agent::AgentConfig;
+  // Not dumpable: processes in the sandbox (which lack CAP_SYS_PTRACE) cannot
+  // ptrace the agent, read its memory or take its fds through /proc/1.
+  prctl(PR_SET_DUMPABLE, 0);
   // Small, steady heap: big buffers are mmapped and returned when freed.
   mallopt(M_MMAP_THRESHOLD, 128 << 10);
   mallopt(M_TRIM_THRESHOLD, 256 << 10);

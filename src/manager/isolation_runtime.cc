@@ -26,7 +26,7 @@ IsolationRuntime::IsolationRuntime(isolation::CgroupManager cgroups, isolation::
 
 Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::string& state_dir,
                                                                  std::string agent_path, Images* images) {
-  COVE_ASSIGN_OR_RETURN(auto cgroups, isolation::CgroupManager::OpenHost());
+  COVE_ASSIGN_OR_RETURN(auto cgroups, isolation::CgroupManager::OpenHost(isolation::CgroupGroupForState(state_dir)));
   COVE_ASSIGN_OR_RETURN(auto layers, isolation::LayerStore::Open(state_dir));
   std::string run_dir = state_dir + "/run";
   std::error_code ec;
@@ -125,6 +125,26 @@ Status IsolationRuntime::Destroy(const SandboxRecord& record) {
   Status s = rt ? rt->Destroy() : isolation::SandboxRuntime::CleanUp(host_, Persisted(record));
   ::unlink(AgentSocketPath(record).c_str());
   return s;
+}
+
+Result<uint32_t> IsolationRuntime::ReserveSlot(uint32_t hint) {
+  COVE_ASSIGN_OR_RETURN(auto lease, isolation::IdSlotLease::Acquire(isolation::kDefaultIdSlotLockDir, hint));
+  uint32_t slot = lease.slot();
+  std::lock_guard lock(mu_);
+  slots_.insert_or_assign(slot, std::move(lease));
+  return slot;
+}
+
+Status IsolationRuntime::ClaimSlot(uint32_t slot) {
+  COVE_ASSIGN_OR_RETURN(auto lease, isolation::IdSlotLease::AcquireExact(isolation::kDefaultIdSlotLockDir, slot));
+  std::lock_guard lock(mu_);
+  slots_.insert_or_assign(slot, std::move(lease));
+  return OkStatus();
+}
+
+void IsolationRuntime::ReleaseSlot(uint32_t slot) {
+  std::lock_guard lock(mu_);
+  slots_.erase(slot);
 }
 
 Status IsolationRuntime::ReleaseLayers() { return layers_.Unmount(); }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "isolation/cgroup.h"
+#include "isolation/id_range.h"
 #include "isolation/layer_store.h"
 #include "isolation/runtime.h"
 #include "manager/images.h"
@@ -27,6 +28,9 @@ class IsolationRuntime : public Runtime {
   Status Destroy(const SandboxRecord& record) override;
   std::string AgentSocketPath(const SandboxRecord& record) override;
   void CleanLeftovers(const std::vector<std::string>& known_ids) override;
+  Result<uint32_t> ReserveSlot(uint32_t hint) override;
+  Status ClaimSlot(uint32_t slot) override;
+  void ReleaseSlot(uint32_t slot) override;
   // Unmounts the layer file system when coved stops with no sandbox left, so
   // an idle host keeps no mount of coved's (it is mounted again at start).
   Status ReleaseLayers();
@@ -44,6 +48,7 @@ class IsolationRuntime : public Runtime {
   Images* images_;
   std::mutex mu_;
   std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process
+  std::map<uint32_t, isolation::IdSlotLease> slots_;       // id slots held by this process
 };
 
 }  // namespace cove

@@ -30,11 +30,19 @@ void Manager::Persist(const SandboxRecord& r) {
     log::Error("sandbox {}: cannot persist its record: {}", r.id, s.error().ToString());
 }
 
-uint32_t Manager::AllocateSlot() {
-  uint32_t slot = 0;
-  while (used_slots_.count(slot)) ++slot;
-  used_slots_.insert(slot);
-  return slot;
+Result<uint32_t> Manager::AllocateSlot() {
+  uint32_t hint = 0;
+  while (used_slots_.count(hint)) ++hint;
+  for (;;) {
+    COVE_ASSIGN_OR_RETURN(uint32_t slot, runtime_->ReserveSlot(hint));
+    if (used_slots_.insert(slot).second) return slot;
+    hint = slot + 1;  // held by us already (a failed sandbox keeps its slot): look further
+  }
+}
+
+void Manager::FreeSlot(uint32_t slot) {
+  used_slots_.erase(slot);
+  runtime_->ReleaseSlot(slot);
 }
 
 Task<void> Manager::Adopt() {
@@ -55,6 +63,8 @@ Task<void> Manager::Adopt() {
     entry->record = r;
     entries_[r.id] = entry;
     used_slots_.insert(r.slot);  // failed ones too: their socket path is freed by Destroy
+    if (auto s = runtime_->ClaimSlot(r.slot); !s.ok())
+      log::Error("sandbox {}: cannot claim its id slot {} again: {}", r.id, r.slot, s.error().ToString());
     if (r.state == SandboxState::kFailed) continue;
     auto is_alive = [this, r] { return runtime_->IsAlive(r); };
     bool alive = r.state == SandboxState::kRunning && co_await OffThread<bool>(pool_, ex_, is_alive);
@@ -103,7 +113,9 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
   r.user = req.user;
   r.created_ms = NowUnixMs();
   r.state = SandboxState::kCreating;
-  r.slot = AllocateSlot();
+  auto slot = AllocateSlot();
+  if (!slot.ok()) co_return std::move(slot).error();
+  r.slot = *slot;
   entries_[r.id] = entry;
   co_return co_await Launch(entry);
 }
@@ -129,7 +141,7 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
       auto destroy = [this, rec] { return runtime_->Destroy(rec); };
       co_await OffThread<Status>(pool_, ex_, destroy);
     }
-    used_slots_.erase(entry->record.slot);
+    FreeSlot(entry->record.slot);
     if (auto it = entries_.find(entry->record.id); it != entries_.end() && it->second == entry)
       entries_.erase(it);
     (void)store_->RemoveSandbox(entry->record.id);
@@ -230,7 +242,7 @@ Task<Status> Manager::Destroy(std::string id) {
     MarkFailed(entry, "destroy failed: " + s.error().message, false);
     co_return s;
   }
-  used_slots_.erase(rec.slot);
+  FreeSlot(rec.slot);
   if (auto it2 = entries_.find(id); it2 != entries_.end() && it2->second == entry) entries_.erase(it2);
   if (auto st = store_->RemoveSandbox(id); !st.ok()) co_return st;
   log::Info("sandbox {}: destroyed", id);

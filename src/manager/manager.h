@@ -74,7 +74,10 @@ class Manager {
   // what is left of it and frees its cgroups and layer in the background.
   void MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, bool clean_up);
   Task<void> CleanUp(std::shared_ptr<Entry> entry);
-  uint32_t AllocateSlot();
+  // Reserves a host id slot (the lowest this coved does not use, or a later
+  // one another user of the host does not hold).
+  Result<uint32_t> AllocateSlot();
+  void FreeSlot(uint32_t slot);
   void Persist(const SandboxRecord& r);
 
   asio::any_io_executor ex_;

@@ -29,6 +29,13 @@ class Runtime {
   virtual Status Destroy(const SandboxRecord& record) = 0;
   // Path of the unix socket on which the sandbox's agent listens.
   virtual std::string AgentSocketPath(const SandboxRecord& record) = 0;
+  // Host id slots (each selects a sandbox's uid/gid range), shared with other
+  // users of the host (cove-jail, other coved instances). ReserveSlot takes the
+  // first free slot at or after hint; ClaimSlot takes exactly `slot` again
+  // (adoption after a restart); ReleaseSlot gives it back.
+  virtual Result<uint32_t> ReserveSlot(uint32_t hint) = 0;
+  virtual Status ClaimSlot(uint32_t slot) = 0;
+  virtual void ReleaseSlot(uint32_t slot) = 0;
   // Removes what sandboxes not in known_ids left behind (after a crash).
   virtual void CleanLeftovers(const std::vector<std::string>& known_ids) = 0;
 };
