@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <limits>
 
 namespace cove::agent {
 namespace {
@@ -404,11 +405,14 @@ std::vector<std::string_view> SplitFields(std::string_view line, char sep) {
   return f;
 }
 
+// A decimal uid/gid that fits T and is not (T)-1, which set*id() reads as
+// "leave unchanged" (a session meant to drop to a user would stay root).
 template <typename T>
 bool ParseId(std::string_view s, T* out) {
   unsigned long v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return false;
+  if (v >= static_cast<unsigned long>(std::numeric_limits<T>::max())) return false;
   *out = static_cast<T>(v);
   return true;
 }

@@ -171,6 +171,17 @@ TEST(PasswdTest, FindsUsersAndGroups) {
   EXPECT_TRUE(FindGroups(group, "nobody").empty());
 }
 
+TEST(PasswdTest, IdsThatDoNotFitAreRefused) {
+  // Truncated, 4294967296 would be uid 0; 4294967295 is (uid_t)-1, "unchanged" to setresuid.
+  EXPECT_FALSE(FindPasswd("user:x:4294967296:1000::/home/user:/bin/sh\n", "user").has_value());
+  EXPECT_FALSE(FindPasswd("user:x:4294967295:1000::/home/user:/bin/sh\n", "user").has_value());
+  EXPECT_FALSE(FindPasswd("user:x:1000:4294967295::/home/user:/bin/sh\n", "user").has_value());
+  auto u = FindPasswd("user:x:99999999999:1:x:/h:/s\nuser:x:4294967294:7::/home/user:/bin/sh\n", "user");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->uid, 4294967294u);
+  EXPECT_TRUE(FindGroups("g:x:4294967295:user\n", "user").empty());
+}
+
 }  // namespace
 }  // namespace cove::agent
 

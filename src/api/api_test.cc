@@ -65,3 +65,26 @@ TEST(FieldsTest, RequiredAndRanges) {
 
 }  // namespace
 }  // namespace cove::api
+
+namespace cove::api {
+namespace {
+
+TEST(FieldsTest, EnvNamesAreValidated) {
+  Json ok = {{"env", {{"PATH_2", "x"}, {"_a", ""}}}};
+  Fields f(ok);
+  EXPECT_EQ(f.EnvMap("env").size(), 2u);
+  EXPECT_TRUE(f.ok());
+  for (std::string bad : std::vector<std::string>{"", "1A", "A=B", "A B", std::string(256, 'A')}) {
+    Json j = {{"env", {{bad, "x"}}}};
+    Fields g(j);
+    EXPECT_TRUE(g.EnvMap("env").empty());
+    EXPECT_FALSE(g.ok()) << bad;
+  }
+  Json nul = {{"env", {{"A", std::string("a\0b", 3)}}}};
+  Fields h(nul);
+  h.EnvMap("env");
+  EXPECT_FALSE(h.ok());
+}
+
+}  // namespace
+}  // namespace cove::api

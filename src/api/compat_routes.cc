@@ -3,6 +3,8 @@
 // as the reference (shared/reference/cloudflare-container-api.md §2.3) says.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "api/errors.h"
 #include "api/fields.h"
 #include "api/routes.h"
@@ -123,8 +125,9 @@ void CopySession(Fields& f, Json* op) {
 
 // Sends one op (with optional raw data) and waits for its reply. A listing
 // may arrive in batches: events' "files" come before the reply's.
-Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op, const std::string& data) {
-  auto call = agent->Start(op, data);
+Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
+                        const std::optional<std::string>& data) {
+  auto call = agent->Start(op, data ? std::optional<std::string_view>(*data) : std::nullopt);
   if (!call.ok()) co_return std::move(call).error();
   auto deadline = Clock::now() + kOpTimeout;
   Json files = Json::array();
@@ -154,6 +157,18 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   }
   if (rest.rfind("/api/", 0) != 0) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
   const std::string route = rest.substr(4);  // "/execute", "/read", ...
+  static constexpr std::pair<std::string_view, std::string_view> kRoutes[] = {
+      {"/ping", "GET"},          {"/version", "GET"},      {"/session/list", "GET"},
+      {"/session/create", "POST"}, {"/session/delete", "POST"}, {"/execute", "POST"},
+      {"/execute/stream", "POST"}, {"/read", "POST"},        {"/read/stream", "POST"},
+      {"/write", "POST"},        {"/delete", "POST"},      {"/exists", "POST"},
+      {"/rename", "POST"},       {"/move", "POST"},        {"/mkdir", "POST"},
+      {"/list-files", "POST"}};
+  auto known = std::find_if(std::begin(kRoutes), std::end(kRoutes), [&](const auto& r) { return r.first == route; });
+  if (known == std::end(kRoutes)) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
+  if (known->second != req.method)
+    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " +
+                                                      std::string(known->second));
 
   if (req.method == "GET" && route == "/ping")
     co_return JsonResponse(Success({{"status", "healthy"}, {"message", "pong"}}));
@@ -165,12 +180,12 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   }
   Fields f(body);
   Json op;
-  std::string data;  // raw payload sent after the op (file writes)
+  std::optional<std::string> data;  // raw payload sent after the op (file writes)
   // Build the agent op for the route; validation first, so bad input changes nothing.
   enum class Kind { kSimple, kExec, kExecStream, kRead, kReadStream } kind = Kind::kSimple;
   if (req.method == "POST" && route == "/session/create") {
     op = {{"op", "session.create"}, {"id", f.Str("id", false, fmt::format("session_{}", NowUnixMs()))}};
-    if (body.contains("env")) op["env"] = f.StrMap("env");
+    if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
     if (auto t = f.Int("commandTimeoutMs", 1, int64_t{1} << 40)) op["commandTimeoutMs"] = *t;
   } else if (req.method == "POST" && route == "/session/delete") {
@@ -180,7 +195,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   } else if (req.method == "POST" && (route == "/execute" || route == "/execute/stream")) {
     op = {{"op", "exec"}, {"command", f.Str("command", true)}};
     CopySession(f, &op);
-    if (body.contains("env")) op["env"] = f.StrMap("env");
+    if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
     if (auto t = f.Int("timeoutMs", 1, int64_t{1} << 40)) op["timeoutMs"] = *t;
     if (f.Bool("background"))

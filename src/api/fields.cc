@@ -92,3 +92,26 @@ std::map<std::string, std::string> Fields::StrMap(const char* key) {
 }
 
 }  // namespace cove::api
+
+namespace cove::api {
+
+std::map<std::string, std::string> Fields::EnvMap(const char* key) {
+  auto env = StrMap(key);
+  for (const auto& [name, value] : env) {
+    bool ok = !name.empty() && name.size() <= 255 && !(name[0] >= '0' && name[0] <= '9');
+    for (char c : name)
+      ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    if (!ok) {
+      Fail(fmt::format("field '{}' has an invalid variable name '{}' (want [A-Za-z_][A-Za-z0-9_]*, at most 255)",
+                       key, name.substr(0, 64)));
+      return {};
+    }
+    if (value.find('\0') != std::string::npos) {
+      Fail(fmt::format("field '{}.{}' contains a NUL character", key, name));
+      return {};
+    }
+  }
+  return env;
+}
+
+}  // namespace cove::api

@@ -27,6 +27,9 @@ class Fields {
   bool Bool(const char* key, bool fallback = false);
   std::optional<int64_t> Int(const char* key, int64_t min, int64_t max);
   std::map<std::string, std::string> StrMap(const char* key);
+  // Environment variables: names [A-Za-z_][A-Za-z0-9_]* of at most 255
+  // characters, values without NUL.
+  std::map<std::string, std::string> EnvMap(const char* key);
 
   bool ok() const { return problem_.empty(); }
   const std::string& problem() const { return problem_; }

@@ -171,6 +171,11 @@ struct HttpServer::Impl {
       }
       bool keep_alive = h.keep_alive();
       bool spool = options.spool_to_file && options.spool_to_file(req);
+      if (auto length = head.content_length();
+          length && *length > (spool ? options.max_spooled_bytes : options.max_body_bytes)) {
+        co_await SendSimple(stream, 413, ErrorJson(413, "PAYLOAD_TOO_LARGE", "request body too large"), false);
+        break;
+      }
       std::string spooled;
       if (spool) {
         http::request_parser<http::file_body> p(std::move(head));

@@ -67,7 +67,7 @@ Task<HttpResponse> NativeRoutes::Sandboxes(HttpRequest& req, const std::string& 
       f.Fail(CheckSandboxId(""));
     cr.image = f.Str("image", false, "default");
     cr.instance_type = f.Str("instanceType");
-    cr.env = f.StrMap("env");
+    cr.env = f.EnvMap("env");
     cr.labels = f.StrMap("labels");
     cr.user = f.Str("user", false, "root");
     isolation::Limits limits = LimitsOf(cr.instance_type.empty() ? std::string(kDefaultInstanceType)

@@ -47,6 +47,18 @@ Result<std::string> LoadOrCreateToken(const Config& c) {
   return token;
 }
 
+// Sandboxes reach their layers and image as their own host ids: every parent
+// of the state directory must be searchable by others.
+std::string UnsearchableParent(const std::string& state_dir) {
+  fs::path p = fs::absolute(state_dir).lexically_normal();
+  for (fs::path dir = p.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH)) return dir.string();
+    if (dir == dir.root_path()) break;
+  }
+  return {};
+}
+
 std::string DefaultAgentPath() {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
@@ -64,6 +76,11 @@ int Run(const Config& c) {
   fs::create_directories(c.state_dir, ec);
   if (ec || ::chmod(c.state_dir.c_str(), 0711) != 0) {
     log::Error("cannot create state directory {}: {}", c.state_dir, ec ? ec.message() : strerror(errno));
+    return 1;
+  }
+  if (auto dir = UnsearchableParent(c.state_dir); !dir.empty()) {
+    log::Error("{} is not searchable by others (mode o-x): sandboxes could not reach their files under {}; "
+               "choose another --state-dir or chmod o+x {}", dir, c.state_dir, dir);
     return 1;
   }
   auto token = LoadOrCreateToken(c);

@@ -65,14 +65,15 @@ Task<Result<AgentConnection::Message>> AgentConnection::Call::Next(Clock::time_p
 }
 
 AgentConnection::AgentConnection(asio::any_io_executor ex, std::string sandbox_id)
-    : socket_(ex), sandbox_id_(std::move(sandbox_id)), outbox_signal_(ex), drained_signal_(ex) {}
+    : socket_(ex), sandbox_id_(std::move(sandbox_id)), outbox_signal_(ex), drained_signal_(ex), ping_timer_(ex) {}
 
 AgentConnection::~AgentConnection() { Close(); }
 
 Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
     asio::any_io_executor ex, std::string socket_path, std::string sandbox_id,
-    Clock::duration timeout) {
+    Clock::duration timeout, Clock::duration ping_interval) {
   std::shared_ptr<AgentConnection> conn(new AgentConnection(ex, std::move(sandbox_id)));
+  conn->ping_interval_ = ping_interval;
   boost::system::error_code ec;
   co_await conn->socket_.async_connect(asio::local::stream_protocol::endpoint(socket_path),
                                        asio::redirect_error(asio::use_awaitable, ec));
@@ -85,11 +86,12 @@ Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
     co_return Error{hello.error().code, 0, "agent hello failed: " + hello.error().message, {}};
   }
   conn->hello_ = std::move(*hello);
+  asio::co_spawn(ex, conn->PingLoop(), asio::detached);
   co_return conn;
 }
 
 Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json& request,
-                                                                       std::string_view extra) {
+                                                                       std::optional<std::string_view> data) {
   if (!alive_) return MakeError(ErrorCode::kUnavailable, "agent connection is closed");
   uint32_t channel = next_channel_++;
   if (next_channel_ == 0) next_channel_ = 1;
@@ -97,7 +99,7 @@ Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json
   calls_[channel] = call.get();
   std::string payload = request.dump(-1, ' ', false, Json::error_handler_t::replace);
   std::string frame = agent::EncodeFrame(channel, FrameType::kRequest, payload);
-  if (!extra.empty()) agent::EncodeFrame(channel, FrameType::kData, extra, &frame);
+  if (data) agent::EncodeFrame(channel, FrameType::kData, *data, &frame);
   Send(std::move(frame));
   return call;
 }
@@ -110,6 +112,19 @@ Task<Result<Json>> AgentConnection::Request(const Json& request, Clock::duration
     auto m = co_await (*call)->Next(deadline);
     if (!m.ok()) co_return std::move(m).error();
     if (m->final) co_return std::move(m->body);
+  }
+}
+
+Task<void> AgentConnection::PingLoop() {
+  auto self = shared_from_this();
+  while (alive_) {
+    ping_timer_.expires_after(ping_interval_);
+    boost::system::error_code ec;
+    co_await ping_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!alive_) break;
+    auto pong = co_await Request(HelloRequest(), ping_interval_);
+    if (!pong.ok() && pong.error().code == ErrorCode::kTimeout)
+      Fail(MakeError(ErrorCode::kTimeout, "agent stopped answering pings"));
   }
 }
 
@@ -193,6 +208,7 @@ void AgentConnection::Close() {
   socket_.close(ec);
   outbox_signal_.Notify();
   drained_signal_.Notify();
+  ping_timer_.cancel();
   for (auto& [_, call] : calls_)
     call->Fail(MakeError(ErrorCode::kUnavailable, "agent connection is closed"));
   calls_.clear();

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "agent/frame.h"
@@ -69,14 +70,16 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   static Task<Result<std::shared_ptr<AgentConnection>>> Connect(asio::any_io_executor ex,
                                                                  std::string socket_path,
                                                                  std::string sandbox_id,
-                                                                 Clock::duration timeout);
+                                                                 Clock::duration timeout,
+                                                                 Clock::duration ping_interval = kPingInterval);
   ~AgentConnection();
 
   // Called once when the connection fails (protocol violation or EOF).
   void SetFailureHandler(std::function<void(const Error&)> fn) { on_failure_ = std::move(fn); }
 
-  // Opens a channel with `request` (a JSON object with "op").
-  Result<std::shared_ptr<Call>> Start(const Json& request, std::string_view extra_payload = {});
+  // Opens a channel with `request` (a JSON object with "op"), followed by one
+  // Data frame holding `data` when given (even if empty).
+  Result<std::shared_ptr<Call>> Start(const Json& request, std::optional<std::string_view> data = std::nullopt);
   // Sends a request and waits for its reply, skipping events.
   Task<Result<Json>> Request(const Json& request, Clock::duration timeout);
 
@@ -86,11 +89,15 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
   // Bytes a call may hold unread before reading from this agent pauses.
   static constexpr size_t kMaxQueuedPerCall = 8 << 20;
+  // The agent is pinged every ping_interval; one that does not answer within
+  // as long again (stopped, stuck, or lying) fails the connection.
+  static constexpr Clock::duration kPingInterval = std::chrono::seconds(15);
 
  private:
   AgentConnection(asio::any_io_executor ex, std::string sandbox_id);
   Task<void> ReadLoop();
   Task<void> WriteLoop();
+  Task<void> PingLoop();
   void Send(std::string bytes);
   void Fail(Error e);
   void Forget(uint32_t channel) { calls_.erase(channel); }
@@ -103,6 +110,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   std::deque<std::string> outbox_;
   AsyncSignal outbox_signal_;
   AsyncSignal drained_signal_;  // a call's queue shrank
+  asio::steady_timer ping_timer_;
+  Clock::duration ping_interval_ = kPingInterval;
   bool alive_ = true;
   Json hello_;
   std::function<void(const Error&)> on_failure_;

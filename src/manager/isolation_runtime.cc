@@ -1,5 +1,7 @@
 #include "manager/isolation_runtime.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,15 +12,35 @@
 
 #include "base/log.h"
 #include "isolation/id_range.h"
+#include "sys/io.h"
 
 namespace cove {
 
+namespace {
+
+// A sealed memfd holding the agent binary: sandboxes exec this copy, so a
+// rebuild or upgrade of the file never changes a running coved's agent, and
+// inside a sandbox /proc/1/exe names no host path.
+Result<UniqueFd> SealedCopy(const std::string& path) {
+  COVE_ASSIGN_OR_RETURN(std::string bytes, sys::ReadFile(path, 256 << 20));
+  UniqueFd fd(::memfd_create("cove-agent", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) return SysError("memfd_create");
+  COVE_TRY(sys::WriteAll(fd.get(), bytes));
+  if (::fchmod(fd.get(), 0555) != 0) return SysError("chmod agent copy");
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return SysError("seal agent copy");
+  return fd;
+}
+
+}  // namespace
+
 IsolationRuntime::IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers,
-                                   std::string run_dir, std::string agent_path, Images* images)
+                                   std::string run_dir, UniqueFd agent, Images* images)
     : cgroups_(std::move(cgroups)),
       layers_(std::move(layers)),
       run_dir_(std::move(run_dir)),
-      agent_path_(std::move(agent_path)),
+      agent_(std::move(agent)),
+      agent_path_("/proc/self/fd/" + std::to_string(agent_.get())),
       images_(images) {
   host_.cgroups = &cgroups_;
   host_.layers = &layers_;
@@ -32,8 +54,9 @@ Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::stri
   std::error_code ec;
   std::filesystem::create_directories(run_dir, ec);
   if (ec || ::chmod(run_dir.c_str(), 0700) != 0) return SysError("create " + run_dir);
+  COVE_ASSIGN_OR_RETURN(UniqueFd agent, SealedCopy(agent_path));
   return std::unique_ptr<IsolationRuntime>(
-      new IsolationRuntime(std::move(cgroups), std::move(layers), run_dir, std::move(agent_path), images));
+      new IsolationRuntime(std::move(cgroups), std::move(layers), run_dir, std::move(agent), images));
 }
 
 std::string IsolationRuntime::AgentSocketPath(const SandboxRecord& record) {

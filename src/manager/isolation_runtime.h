@@ -37,14 +37,15 @@ class IsolationRuntime : public Runtime {
 
  private:
   IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,
-                   std::string agent_path, Images* images);
+                   UniqueFd agent, Images* images);
   isolation::PersistedSandbox Persisted(const SandboxRecord& record) const;
 
   isolation::CgroupManager cgroups_;
   isolation::LayerStore layers_;
   isolation::IsolationHost host_;
   std::string run_dir_;
-  std::string agent_path_;
+  UniqueFd agent_;          // sealed in-memory copy of cove-agent
+  std::string agent_path_;  // /proc/self/fd/N of agent_
   Images* images_;
   std::mutex mu_;
   std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process

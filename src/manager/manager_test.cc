@@ -70,7 +70,8 @@ TEST(StoreTest, RecordsSurviveReopen) {
 class HostileAgentTest : public ::testing::Test {
  protected:
   // Runs one Request against a peer that answers with `reply_bytes`.
-  Result<Json> RequestAgainst(const std::string& reply_bytes, bool* failure_reported) {
+  Result<Json> RequestAgainst(const std::string& reply_bytes, bool* failure_reported,
+                              std::chrono::milliseconds ping = std::chrono::seconds(15)) {
     auto dir = std::filesystem::temp_directory_path() / ("cove-agent-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     std::string sock = (dir / "a.sock").string();
@@ -91,7 +92,7 @@ class HostileAgentTest : public ::testing::Test {
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }, asio::detached);
     asio::co_spawn(io, [&]() -> Task<void> {
-      auto conn = co_await AgentConnection::Connect(io.get_executor(), sock, "t", std::chrono::seconds(2));
+      auto conn = co_await AgentConnection::Connect(io.get_executor(), sock, "t", std::chrono::seconds(2), ping);
       if (!conn.ok()) {
         result = std::move(conn).error();
         io.stop();
@@ -141,6 +142,15 @@ TEST_F(HostileAgentTest, SilenceTimesOutWithoutFailingTheConnection) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
   EXPECT_FALSE(failed);
+}
+
+TEST_F(HostileAgentTest, AgentThatStopsAnsweringPingsFails) {
+  // The peer answers hello, then nothing: the request below waits longer than
+  // two ping intervals, so the unanswered ping fails the connection first.
+  bool failed = false;
+  auto r = RequestAgainst("", &failed, std::chrono::milliseconds(200));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(failed);
 }
 
 TEST_F(HostileAgentTest, ValidReplyIsDelivered) {
