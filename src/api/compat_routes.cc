@@ -188,6 +188,10 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
     if (auto t = f.Int("commandTimeoutMs", 1, int64_t{1} << 40)) op["commandTimeoutMs"] = *t;
+    if (auto user = f.OptStr("user")) {  // cove extension: "root" or "user"
+      if (*user != "root" && *user != "user") f.Fail("field 'user' must be \"root\" or \"user\"");
+      op["user"] = *user;
+    }
   } else if (req.method == "POST" && route == "/session/delete") {
     op = {{"op", "session.delete"}, {"id", f.Str("sessionId", true)}};
   } else if (req.method == "GET" && route == "/session/list") {

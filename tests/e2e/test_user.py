@@ -32,3 +32,16 @@ def test_default_sandbox_runs_as_root(api):
         assert api.exec(sid, "id -u", session=unique_id("s"))["stdout"] == "0\n"
     finally:
         api.destroy(sid)
+
+
+def test_session_can_ask_for_user(api):
+    sid = unique_id("sess")
+    api.create(id=sid)
+    try:
+        api.call(sid, "session/create", {"id": "as-user", "user": "user"})
+        assert api.exec(sid, "id -u", session="as-user")["stdout"] == "1000\n"
+        assert api.exec(sid, "id -u", session="other")["stdout"] == "0\n"
+        r = api.call(sid, "session/create", {"id": "bad", "user": "admin"}, expect=400)
+        assert r["code"] == "VALIDATION_FAILED"
+    finally:
+        api.destroy(sid)
