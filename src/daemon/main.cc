@@ -142,7 +142,8 @@ int Run(const Config& c) {
   }, asio::detached);
   io.run();
   if (manager.List().empty()) {
-    if (auto s = (*runtime)->ReleaseLayers(); !s.ok()) log::Warn("cannot unmount layers: {}", s.error().ToString());
+    if (auto s = (*runtime)->ReleaseHostResources(); !s.ok())
+      log::Warn("cannot release coved's host resources: {}", s.error().ToString());
   }
   return 0;
 }

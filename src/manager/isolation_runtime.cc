@@ -170,7 +170,10 @@ void IsolationRuntime::ReleaseSlot(uint32_t slot) {
   slots_.erase(slot);
 }
 
-Status IsolationRuntime::ReleaseLayers() { return layers_.Unmount(); }
+Status IsolationRuntime::ReleaseHostResources() {
+  COVE_TRY(cgroups_.RemoveGroup());
+  return layers_.Unmount();
+}
 
 void IsolationRuntime::CleanLeftovers(const std::vector<std::string>& known_ids) {
   auto residues = isolation::SandboxRuntime::ListResidues(host_);

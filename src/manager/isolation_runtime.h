@@ -31,9 +31,10 @@ class IsolationRuntime : public Runtime {
   Result<uint32_t> ReserveSlot(uint32_t hint) override;
   Status ClaimSlot(uint32_t slot) override;
   void ReleaseSlot(uint32_t slot) override;
-  // Unmounts the layer file system when coved stops with no sandbox left, so
-  // an idle host keeps no mount of coved's (it is mounted again at start).
-  Status ReleaseLayers();
+  // When coved stops with no sandbox left: unmounts the layer file system and
+  // removes coved's cgroup group, so an idle host keeps nothing of coved's
+  // (both are set up again at the next start).
+  Status ReleaseHostResources();
 
  private:
   IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,

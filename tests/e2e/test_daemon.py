@@ -40,3 +40,33 @@ def test_agent_binary_path_is_not_visible_inside(api):
         assert os.path.dirname(COVED) not in out and "cove-agent " not in out.replace("memfd:cove-agent", "")
     finally:
         api.destroy(sid)
+
+
+def _group_name(state_dir):
+    """coved's cgroup group for a state dir: "cove-" + FNV-1a of the path, folded to 32 bits."""
+    h = 1469598103934665603
+    for c in state_dir.rstrip("/").encode():
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "cove-%08x" % ((h ^ (h >> 32)) & 0xFFFFFFFF)
+
+
+def _group_dirs(name):
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(root, name))
+        dirs[:] = [d for d in dirs if not d.startswith("cove")] if root.count("/") > 6 else dirs
+    return found
+
+
+def test_idle_coved_leaves_nothing_on_stop(coved_factory):
+    coved, api = coved_factory()
+    group = _group_name(coved.state_dir)
+    sid = unique_id("idle")
+    api.create(id=sid)
+    assert _group_dirs(group), f"coved's cgroup group {group} should exist while a sandbox runs"
+    api.destroy(sid)
+    assert coved.stop() == 0
+    with open("/proc/self/mountinfo") as f:
+        assert coved.state_dir not in f.read()
+    assert not _group_dirs(group)
