@@ -10,11 +10,14 @@
 //
 // Run as root, the target first moves into its own user namespace (root in it
 // = the first host uid of an id slot leased like a sandbox's, so host files
-// owned by real users are out of reach) and mount namespace with a private tmpfs on /tmp, /var/tmp and /dev/shm:
-// an extraction bug must not write to the fuzzing machine. libFuzzer builds
-// refuse to run as root without that sandbox.
+// owned by root or real users are out of reach) and mount namespace, with
+// private tmpfs mounts on /tmp, /var/tmp and /dev/shm: an extraction bug must
+// not write to the fuzzing machine. libFuzzer builds refuse to run as root
+// without that sandbox, and need their corpus and artifact directories
+// outside those three and writable by that unprivileged root (chmod 1777).
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -25,13 +28,19 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "fuzz.h"
 #include "isolation/id_range.h"
 #include "isolation/image_import.h"
 #include "sys/fs.h"
+#include "sys/io.h"
 
 namespace {
+
+// Made in the private /tmp, so that child processes of the fuzzer (-merge=1,
+// -fork) know they inherited the sandbox.
+constexpr const char* kPrivateTmpMarker = "/tmp/cove-fuzz-import-private";
 
 std::string g_work;  // holds images/, outside/ and src.tar only
 bool g_private_tmp = false;  // /tmp is our own tmpfs: it must hold g_work only
@@ -88,7 +97,15 @@ bool EnterSandbox() {
   for (const char* dir : {"/tmp", "/var/tmp", "/dev/shm"})
     if (::access(dir, F_OK) == 0 && ::mount("fuzz", dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777") != 0)
       return false;
-  return true;
+  return ::mkdir(kPrivateTmpMarker, 0755) == 0;
+}
+
+// True inside a user namespace other than the host's (with the marker: a
+// -merge=1 or -fork child of a fuzzer that already entered its sandbox).
+bool InChildUserNamespace() {
+  std::string map;
+  if (auto r = cove::sys::ReadFile("/proc/self/uid_map", 4096); r.ok()) map = *r;
+  return map.find("4294967295") == std::string::npos;
 }
 
 std::set<std::string> Entries(const std::string& dir) {
@@ -106,17 +123,73 @@ int NoDevices(const char*, const struct stat* st, int, struct FTW*) {
   return 0;
 }
 
+#ifdef COVE_LIBFUZZER
+// libFuzzer's directories (corpus dirs, -artifact_prefix): they must stay
+// visible (not under the private tmpfs mounts) and, for the first corpus dir and
+// the artifacts, writable by the namespace's root, an unprivileged host uid.
+struct FuzzerDirs {
+  std::vector<std::string> read, write;
+};
+
+FuzzerDirs DirsFromArgs(int argc, char** argv) {
+  FuzzerDirs d;
+  bool first = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("-artifact_prefix=", 0) == 0) {
+      std::string v = a.substr(17);
+      std::string dir = v.empty() || v.back() == '/' ? v : v.substr(0, v.rfind('/') + 1);
+      d.write.push_back(dir.empty() ? "." : dir);
+    } else if (!a.empty() && a[0] != '-') {
+      struct stat st;
+      bool is_dir = ::stat(a.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+      (is_dir && first ? d.write : d.read).push_back(a);
+      if (is_dir) first = false;
+    }
+  }
+  return d;
+}
+
+bool UnderMaskedDir(const std::string& path) {
+  char real[PATH_MAX];
+  std::string p = ::realpath(path.c_str(), real) ? real : path;
+  for (const char* m : {"/tmp", "/var/tmp", "/dev/shm"})
+    if (p == m || p.rfind(std::string(m) + "/", 0) == 0) return true;
+  return false;
+}
+#endif
+
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  (void)argc;
+  (void)argv;
   bool sandboxed = false;
-  if (::geteuid() == 0) {
+#ifdef COVE_LIBFUZZER
+  FuzzerDirs dirs = DirsFromArgs(*argc, *argv);
+  for (const auto* list : {&dirs.read, &dirs.write})
+    for (const std::string& d : *list)
+      if (UnderMaskedDir(d)) {
+        std::fprintf(stderr, "image_import: %s is under /tmp, /var/tmp or /dev/shm, which this target hides "
+                             "behind private tmpfs mounts; use directories elsewhere (docs/fuzzing.md)\n", d.c_str());
+        std::abort();
+      }
+#endif
+  if (InChildUserNamespace() && ::access(kPrivateTmpMarker, F_OK) == 0) {
+    sandboxed = true;  // inherited from the parent fuzzer process, with its private /tmp
+  } else if (::geteuid() == 0) {
     sandboxed = EnterSandbox();
 #ifdef COVE_LIBFUZZER
     if (!sandboxed) {
       std::fprintf(stderr, "image_import: cannot enter a user+mount namespace; refusing to fuzz as host root\n");
       std::abort();
     }
+    for (const std::string& d : dirs.write)
+      if (::access(d.c_str(), W_OK) != 0) {
+        std::fprintf(stderr, "image_import: %s must be writable by this fuzzer's root, an unprivileged host uid "
+                             "(chmod 1777 it; docs/fuzzing.md)\n", d.c_str());
+        std::abort();
+      }
 #endif
   }
   char tmpl[] = "/tmp/cove-fuzz-import-XXXXXX";
@@ -136,7 +209,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   FUZZ_CHECK(Entries(g_work) == (std::set<std::string>{"images", "outside", "src.tar"}));
   FUZZ_CHECK(Entries(g_work + "/outside").empty());
-  if (g_private_tmp) FUZZ_CHECK(Entries("/tmp") == std::set<std::string>{g_work.substr(5)});
+  if (g_private_tmp)  // our own tmpfs: only work dirs (ours, parent fuzzers') and libFuzzer's merge files
+    for (const std::string& e : Entries("/tmp"))
+      FUZZ_CHECK(e.rfind("cove-fuzz-import-", 0) == 0 || e.rfind("libFuzzerTemp.", 0) == 0);
   if (imported.ok()) {
     FUZZ_CHECK(imported->lower_dir == images + "/img");
     FUZZ_CHECK(Entries(images) == std::set<std::string>{"img"});

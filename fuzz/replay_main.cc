@@ -31,7 +31,6 @@ bool ReadFile(const std::string& path, std::string* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     struct stat st;
@@ -57,14 +56,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  for (const std::string& path : files) {
-    std::string data;
-    if (!ReadFile(path, &data)) {
-      std::fprintf(stderr, "replay: cannot read %s\n", path.c_str());
+  // Everything is read before the target initializes (it may hide parts of the
+  // file system from itself, as image_import does with /tmp).
+  std::vector<std::string> inputs(files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!ReadFile(files[i], &inputs[i])) {
+      std::fprintf(stderr, "replay: cannot read %s\n", files[i].c_str());
       return 2;
     }
-    std::fprintf(stderr, "replay: %s (%zu bytes)\n", path.c_str(), data.size());
-    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  }
+  if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::fprintf(stderr, "replay: %s (%zu bytes)\n", files[i].c_str(), inputs[i].size());
+    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(inputs[i].data()), inputs[i].size());
   }
   std::printf("replay: %zu inputs passed\n", files.size());
   return 0;
