@@ -110,11 +110,16 @@ Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
   COVE_ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
   isolation::CreateOptions options;
   options.default_layout = record.image == "default";
+  isolation::CreateOptions::Timings timings;
+  options.timings = &timings;
   auto rt = isolation::SandboxRuntime::Create(host_, std::move(spec), {listener.get()}, options);
   if (!rt.ok()) {
     ::unlink(socket_path.c_str());
     return std::move(rt).error();
   }
+  log::Debug("sandbox {}: created in {:.0f} us (layer {:.0f}, cgroup {:.0f}, clone {:.0f}, parent {:.0f}, child {:.0f})",
+             record.id, timings.total_us, timings.layer_us, timings.cgroup_us, timings.launch.clone_us,
+             timings.launch.parent_us, timings.launch.child_us);
   Started started{rt->pid(), rt->persisted().start_time_ticks};
   std::lock_guard lock(mu_);
   live_.insert_or_assign(record.id, std::move(*rt));

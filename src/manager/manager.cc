@@ -124,7 +124,9 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
   Persist(entry->record);  // a crash from here on is cleaned up by Adopt
   SandboxRecord copy = entry->record;
   auto start = [this, copy] { return runtime_->Start(copy); };
+  int64_t t0 = MonotonicNs();
   auto started = co_await OffThread<Result<Runtime::Started>>(pool_, ex_, start);
+  int64_t t1 = MonotonicNs();
   Result<std::shared_ptr<AgentConnection>> agent = MakeError(ErrorCode::kCancelled, "destroyed while creating");
   if (started.ok() && !entry->destroying) {
     entry->record.pid = started->pid;
@@ -151,7 +153,10 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
     co_return e;
   }
   entry->record.state = SandboxState::kRunning;
+  int64_t t2 = MonotonicNs();
   Persist(entry->record);
+  log::Debug("sandbox {}: running; start {} us, agent hello {} us, persist {} us", entry->record.id,
+             (t1 - t0) / 1000, (t2 - t1) / 1000, (MonotonicNs() - t2) / 1000);
   entry->ready.Notify();
   co_return entry->record;
 }
