@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "base/log.h"
 #include "isolation/id_range.h"
@@ -176,8 +177,14 @@ void IsolationRuntime::ReleaseSlot(uint32_t slot) {
 }
 
 Status IsolationRuntime::ReleaseHostResources() {
-  COVE_TRY(cgroups_.RemoveGroup());
-  return layers_.Unmount();
+  COVE_TRY(layers_.Unmount());
+  // A sandbox cgroup removed just before can keep its parent busy for a moment.
+  Status removed = cgroups_.RemoveGroup();
+  for (int i = 0; i < 40 && !removed.ok() && removed.error().sys_errno == EBUSY; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    removed = cgroups_.RemoveGroup();
+  }
+  return removed;
 }
 
 void IsolationRuntime::CleanLeftovers(const std::vector<std::string>& known_ids) {
