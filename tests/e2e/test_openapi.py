@@ -331,10 +331,14 @@ def test_sessions(api, contract, sb):
     _, out = call(api, contract, "POST", compat(sb, "session/create"),
                   {"id": unique_id("s"), "cwd": "/no/such/dir"}, expect=404)
     assert out["code"] == "FILE_NOT_FOUND"
+    _, as_user = call(api, contract, "POST", compat(sb, "session/create"),
+                      {"id": unique_id("s"), "user": "user"}, expect=200)
+    call(api, contract, "POST", compat(sb, "session/delete"), {"sessionId": as_user["id"]}, expect=200)
     _, generated = call(api, contract, "POST", compat(sb, "session/create"), {}, expect=200)
     assert generated["id"].startswith("session_")
     for bad in ({"env": {"A": 1}}, {"env": "x"}, {"env": {"1BAD": "x"}}, {"env": {"A-B": "x"}},
-                {"env": {"A": "nul\u0000"}}, {"commandTimeoutMs": 0}, {"cwd": 5}, {"id": []}):
+                {"env": {"A": "nul\u0000"}}, {"commandTimeoutMs": 0}, {"cwd": 5}, {"id": []},
+                {"user": "admin"}, {"user": 1}):
         _, out = call(api, contract, "POST", compat(sb, "session/create"), bad, expect=400)
         assert out["code"] == "VALIDATION_FAILED", (bad, out)
 
@@ -561,8 +565,11 @@ def test_transport_errors(coved, api, contract, sb):
 # ---------------------------------------------------------------- coverage and strictness
 
 def test_zz_every_route_was_exercised_and_schemas_are_strict(request, contract, spec):
-    module_tests = [i for i in request.session.items if i.module is request.module]
-    if any(i.name not in _RAN for i in module_tests if i is not request.node):
+    module = request.module
+    defined = {n for n, f in vars(module).items() if n.startswith("test_") and callable(f)}
+    selected = [i for i in request.session.items if i.module is module]
+    if {getattr(i, "originalname", i.name) for i in selected} != defined or \
+            any(i.name not in _RAN for i in selected if i is not request.node):
         pytest.skip("only meaningful after the whole module ran")
     missing = []
     for template, item in spec["paths"].items():
