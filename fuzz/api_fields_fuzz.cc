@@ -55,6 +55,14 @@ void ReadLikeRoutes(const Json& body) {
       FUZZ_CHECK(body[key][k].is_string() && body[key][k].get_ref<const std::string&>() == v);
     }
   }
+  {
+    Fields ef(body);  // environment names: only [A-Za-z_][A-Za-z0-9_]{0,254}, values without NUL
+    for (const auto& [k, v] : ef.EnvMap("env")) {
+      FUZZ_CHECK(!k.empty() && k.size() <= 255 && !(k[0] >= '0' && k[0] <= '9'));
+      for (char c : k) FUZZ_CHECK(c == '_' || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'));
+      FUZZ_CHECK(v.find('\0') == std::string::npos);
+    }
+  }
   // Nested objects, as "limits" (native create) and "options" (list-files) are read.
   for (const char* key : {"limits", "options"}) {
     auto it = body.find(key);

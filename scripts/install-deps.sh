@@ -15,7 +15,8 @@ PACKAGES=(
   # coved at run time: images, quotas, file types, mounts
   file e2fsprogs xfsprogs btrfs-progs util-linux procps ca-certificates curl
   # tests
-  bubblewrap python3 python3-pytest python3-pytest-timeout python3-requests tmux
+  bubblewrap python3 python3-pytest python3-pytest-timeout python3-requests python3-yaml
+  python3-jsonschema tmux
 )
 
 missing=()

@@ -88,3 +88,32 @@ TEST(FieldsTest, EnvNamesAreValidated) {
 
 }  // namespace
 }  // namespace cove::api
+
+namespace cove::api {
+namespace {
+
+TEST(FieldsTest, HugeAndFractionalNumbers) {
+  for (const char* text : {R"({"t":18461744073709551616})", R"({"t":1e300})", R"({"t":-1e300})",
+                           R"({"t":18446744073709551615})"}) {
+    Json j = Json::parse(text);
+    Fields f(j);
+    EXPECT_FALSE(f.Int("t", 1, int64_t{1} << 40).has_value()) << text;
+    EXPECT_EQ(f.problem(), "field 't' must be between 1 and 1099511627776") << text;
+  }
+  Json frac = {{"t", 2.5}};
+  Fields g(frac);
+  EXPECT_FALSE(g.Int("t", 1, 10).has_value());
+  EXPECT_EQ(g.problem(), "field 't' must be an integer");
+  Json whole = {{"t", 3.0}};
+  Fields h(whole);
+  EXPECT_EQ(h.Int("t", 1, 10), 3);
+}
+
+TEST(FieldsTest, DeepBodiesAreRefusedBeforeParsing) {
+  Json j;
+  EXPECT_NE(ParseJsonObject("{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}", &j), "");
+  EXPECT_NE(ParseJsonObject(std::string("{}\0junk", 7), &j), "");
+}
+
+}  // namespace
+}  // namespace cove::api

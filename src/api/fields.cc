@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "base/json_limits.h"
+
 namespace cove::api {
 
 std::string ParseJsonObject(const std::string& body, Json* out) {
@@ -9,6 +11,8 @@ std::string ParseJsonObject(const std::string& body, Json* out) {
     *out = Json::object();
     return {};
   }
+  if (!JsonWithinLimits(body))
+    return fmt::format("request body nests deeper than {} levels or holds a NUL byte", kMaxJsonDepth);
   *out = Json::parse(body, nullptr, false);
   if (out->is_discarded()) return "request body is not valid JSON";
   if (!out->is_object()) return "request body must be a JSON object";
@@ -61,16 +65,28 @@ bool Fields::Bool(const char* key, bool fallback) {
 std::optional<int64_t> Fields::Int(const char* key, int64_t min, int64_t max) {
   const Json* v = Find(key, false);
   if (!v) return std::nullopt;
-  if (!v->is_number_integer() && !(v->is_number_float() && v->get<double>() == static_cast<int64_t>(v->get<double>()))) {
-    Fail(fmt::format("field '{}' must be an integer", key));
-    return std::nullopt;
-  }
-  double d = v->get<double>();
-  if (d < static_cast<double>(min) || d > static_cast<double>(max)) {
+  auto out_of_range = [&] {
     Fail(fmt::format("field '{}' must be between {} and {}", key, min, max));
     return std::nullopt;
+  };
+  if (v->is_number_unsigned()) {
+    uint64_t u = v->get<uint64_t>();
+    if (max < 0 || u > static_cast<uint64_t>(max) || static_cast<int64_t>(u) < min) return out_of_range();
+    return static_cast<int64_t>(u);
   }
-  return v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(d);
+  if (v->is_number_integer()) {
+    int64_t i = v->get<int64_t>();
+    if (i < min || i > max) return out_of_range();
+    return i;
+  }
+  if (v->is_number_float()) {
+    // Range first: casting an out-of-range double is undefined.
+    double d = v->get<double>();
+    if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max))) return out_of_range();
+    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+  }
+  Fail(fmt::format("field '{}' must be an integer", key));
+  return std::nullopt;
 }
 
 std::map<std::string, std::string> Fields::StrMap(const char* key) {

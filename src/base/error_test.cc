@@ -57,3 +57,20 @@ TEST(Base64Test, RejectsGarbage) {
 
 }  // namespace
 }  // namespace cove
+
+#include "base/json_limits.h"
+
+namespace cove {
+namespace {
+
+TEST(JsonLimitsTest, RefusesDeepNestingAndNul) {
+  EXPECT_TRUE(JsonWithinLimits(R"({"a":[1,{"b":"[[[[["}]})", 3));
+  EXPECT_FALSE(JsonWithinLimits("[[[[1]]]]", 3));
+  EXPECT_TRUE(JsonWithinLimits("[[[1]]]", 3));
+  EXPECT_TRUE(JsonWithinLimits(R"(["\"[[[[[[[["])", 2));
+  EXPECT_FALSE(JsonWithinLimits(std::string_view("{}\0junk", 7)));
+  EXPECT_FALSE(JsonWithinLimits(std::string(100000, '[')));
+}
+
+}  // namespace
+}  // namespace cove

@@ -1,5 +1,6 @@
 #include "manager/agent_connection.h"
 
+#include "base/json_limits.h"
 #include "base/log.h"
 
 namespace cove {
@@ -173,9 +174,9 @@ Task<void> AgentConnection::ReadLoop() {
         Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: unexpected frame type"));
         co_return;
       }
-      Json body = Json::parse(frame->payload, nullptr, false);
+      Json body = JsonWithinLimits(frame->payload) ? Json::parse(frame->payload, nullptr, false) : Json();
       if (!body.is_object()) {
-        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: payload is not a JSON object"));
+        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: payload is not a JSON object within limits"));
         co_return;
       }
       auto it = calls_.find(frame->channel);

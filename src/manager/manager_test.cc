@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -53,6 +54,12 @@ TEST(StoreTest, RecordsSurviveReopen) {
   }
   auto store = Store::Open(path);
   ASSERT_TRUE(store.ok());
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    struct stat st {};
+    if (::stat((path + suffix).c_str(), &st) == 0) {
+      EXPECT_EQ(st.st_mode & 0777, 0600u) << suffix;
+    }
+  }
   auto all = (*store)->LoadSandboxes();
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 1u);
@@ -125,6 +132,16 @@ TEST_F(HostileAgentTest, OversizedFrameFailsTheConnection) {
 TEST_F(HostileAgentTest, NonJsonPayloadFailsTheConnection) {
   bool failed = false;
   auto r = RequestAgainst(agent::EncodeFrame(2, agent::FrameType::kReply, "not json"), &failed);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(failed);
+}
+
+TEST_F(HostileAgentTest, DeeplyNestedPayloadFailsTheConnection) {
+  // Copying or printing such a value would recurse a million levels deep.
+  std::string deep = R"({"error":{"code":"FILE_NOT_FOUND","message":"x","context":{"a":)" +
+                     std::string(500000, '[') + std::string(500000, ']') + "}}}";
+  bool failed = false;
+  auto r = RequestAgainst(agent::EncodeFrame(2, agent::FrameType::kReply, deep), &failed);
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(failed);
 }

@@ -1,6 +1,9 @@
 #include "manager/store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
@@ -20,6 +23,14 @@ struct Stmt {
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  // The records hold sandboxes' environments: only root may read them. SQLite
+  // gives its -wal and -shm files the mode of the database file.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return SysError("create database " + path);
+  int rc = ::fchmod(fd, 0600);
+  ::close(fd);
+  if (rc != 0) return SysError("chmod database " + path);
+  for (const char* suffix : {"-wal", "-shm"}) ::chmod((path + suffix).c_str(), 0600);
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
