@@ -170,9 +170,9 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " +
                                                       std::string(known->second));
 
-  if (req.method == "GET" && route == "/ping")
+  if (route == "/ping")
     co_return JsonResponse(Success({{"status", "healthy"}, {"message", "pong"}}));
-  if (req.method == "GET" && route == "/version") co_return JsonResponse(Success({{"version", kVersion}}));
+  if (route == "/version") co_return JsonResponse(Success({{"version", kVersion}}));
 
   Json body;
   if (req.method == "POST") {
@@ -183,7 +183,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   std::optional<std::string> data;  // raw payload sent after the op (file writes)
   // Build the agent op for the route; validation first, so bad input changes nothing.
   enum class Kind { kSimple, kExec, kExecStream, kRead, kReadStream } kind = Kind::kSimple;
-  if (req.method == "POST" && route == "/session/create") {
+  if (route == "/session/create") {
     op = {{"op", "session.create"}, {"id", f.Str("id", false, fmt::format("session_{}", NowUnixMs()))}};
     if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
@@ -192,11 +192,11 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
       if (*user != "root" && *user != "user") f.Fail("field 'user' must be \"root\" or \"user\"");
       op["user"] = *user;
     }
-  } else if (req.method == "POST" && route == "/session/delete") {
+  } else if (route == "/session/delete") {
     op = {{"op", "session.delete"}, {"id", f.Str("sessionId", true)}};
-  } else if (req.method == "GET" && route == "/session/list") {
+  } else if (route == "/session/list") {
     op = {{"op", "session.list"}};
-  } else if (req.method == "POST" && (route == "/execute" || route == "/execute/stream")) {
+  } else if (route == "/execute" || route == "/execute/stream") {
     op = {{"op", "exec"}, {"command", f.Str("command", true)}};
     CopySession(f, &op);
     if (body.contains("env")) op["env"] = f.EnvMap("env");
@@ -205,7 +205,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (f.Bool("background"))
       co_return ErrorResponse("NOT_IMPLEMENTED", "background processes are not available yet in cove");
     kind = route == "/execute" ? Kind::kExec : Kind::kExecStream;
-  } else if (req.method == "POST" && (route == "/read" || route == "/read/stream")) {
+  } else if (route == "/read" || route == "/read/stream") {
     op = {{"op", "file.read"}, {"path", f.Str("path", true)}};
     CopySession(f, &op);
     if (route == "/read") {
@@ -219,7 +219,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     } else {
       kind = Kind::kReadStream;
     }
-  } else if (req.method == "POST" && route == "/write") {
+  } else if (route == "/write") {
     std::string path = f.Str("path", true);
     if (!body.contains("content")) f.Fail("missing required field 'content'");
     std::string content = f.Str("content");
@@ -241,20 +241,20 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     // The raw bytes follow as one Data frame: no second JSON escaping or base64 in the agent.
     op = {{"op", "file.write"}, {"path", path}, {"contentInData", true}};
     CopySession(f, &op);
-  } else if (req.method == "POST" && (route == "/delete" || route == "/exists")) {
+  } else if (route == "/delete" || route == "/exists") {
     op = {{"op", route == "/delete" ? "file.delete" : "file.exists"}, {"path", f.Str("path", true)}};
     CopySession(f, &op);
-  } else if (req.method == "POST" && route == "/rename") {
+  } else if (route == "/rename") {
     op = {{"op", "file.rename"}, {"oldPath", f.Str("oldPath", true)}, {"newPath", f.Str("newPath", true)}};
     CopySession(f, &op);
-  } else if (req.method == "POST" && route == "/move") {
+  } else if (route == "/move") {
     op = {{"op", "file.move"}, {"sourcePath", f.Str("sourcePath", true)},
           {"destinationPath", f.Str("destinationPath", true)}};
     CopySession(f, &op);
-  } else if (req.method == "POST" && route == "/mkdir") {
+  } else if (route == "/mkdir") {
     op = {{"op", "file.mkdir"}, {"path", f.Str("path", true)}, {"recursive", f.Bool("recursive")}};
     CopySession(f, &op);
-  } else if (req.method == "POST" && route == "/list-files") {
+  } else if (route == "/list-files") {
     op = {{"op", "file.list"}, {"path", f.Str("path", true)}};
     if (auto it = body.find("options"); it != body.end() && !it->is_null()) {
       if (!it->is_object()) {
@@ -267,8 +267,6 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
       }
     }
     CopySession(f, &op);
-  } else {
-    co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
   }
   if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
 

@@ -67,7 +67,7 @@ std::string ErrorJson(int status, std::string_view code, std::string_view messag
 // Chunked body writer over a connection's stream.
 class ChunkedStream : public BodyStream {
  public:
-  ChunkedStream(beast::tcp_stream& stream, asio::any_io_executor ex) : stream_(stream), ex_(ex) {}
+  explicit ChunkedStream(beast::tcp_stream& stream) : stream_(stream) {}
 
   Task<bool> Write(std::string data) override {
     if (gone_ || data.empty()) co_return !gone_;
@@ -105,7 +105,6 @@ class ChunkedStream : public BodyStream {
     }
   }
   beast::tcp_stream& stream_;
-  asio::any_io_executor ex_;
   bool gone_ = false;
   std::function<void()> on_gone_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -237,7 +236,7 @@ struct HttpServer::Impl {
     http::response_serializer<http::empty_body> sr(out);
     co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return false;
-    ChunkedStream body(stream, ex);
+    ChunkedStream body(stream);
     co_await res.stream(body);
     if (body.gone()) co_return false;
     stream.socket().cancel(ec);  // the readability wait of OnClientGone
