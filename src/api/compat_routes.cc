@@ -131,9 +131,13 @@ Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Jso
   if (!call.ok()) co_return std::move(call).error();
   auto deadline = Clock::now() + kOpTimeout;
   Json files = Json::array();
+  size_t received = 0;
   for (;;) {
     auto m = co_await (*call)->Next(deadline);
     if (!m.ok()) co_return std::move(m).error();
+    received += m->wire_bytes;
+    if (received > kMaxBufferedOutput)
+      co_return MakeError(ErrorCode::kResourceExhausted, "the sandbox's answer is larger than 64 MiB");
     auto batch = m->body.find("files");
     if (batch != m->body.end() && batch->is_array())
       for (auto& f : *batch) files.push_back(std::move(f));

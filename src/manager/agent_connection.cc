@@ -202,7 +202,7 @@ void AgentConnection::Fail(Error e) {
   if (on_failure_) on_failure_(e);
 }
 
-void AgentConnection::Close() {
+void AgentConnection::Close(const std::string& reason) {
   if (!alive_) return;
   alive_ = false;
   boost::system::error_code ec;
@@ -211,7 +211,7 @@ void AgentConnection::Close() {
   drained_signal_.Notify();
   ping_timer_.cancel();
   for (auto& [_, call] : calls_)
-    call->Fail(MakeError(ErrorCode::kUnavailable, "agent connection is closed"));
+    call->Fail(MakeError(ErrorCode::kUnavailable, reason));
   calls_.clear();
 }
 

@@ -85,7 +85,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
   bool alive() const { return alive_; }
   const Json& hello() const { return hello_; }
-  void Close();
+  // Closes the connection; pending calls fail with kUnavailable and `reason`.
+  void Close(const std::string& reason = "agent connection is closed");
 
   // Bytes a call may hold unread before reading from this agent pauses.
   static constexpr size_t kMaxQueuedPerCall = 8 << 20;

@@ -195,7 +195,7 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
   log::Warn("sandbox {}: failed: {}", entry->record.id, why);
   entry->record.state = SandboxState::kFailed;
   entry->record.failure = std::move(why);
-  if (entry->agent) entry->agent->Close();
+  if (entry->agent) entry->agent->Close("sandbox " + entry->record.id + " failed: " + entry->record.failure);
   if (entry->pid_watch) entry->pid_watch->close();
   Persist(entry->record);
   entry->ready.Notify();
@@ -236,7 +236,7 @@ Task<Status> Manager::Destroy(std::string id) {
       co_await entry->ready.Wait();
     if (!entries_.count(id) || entries_[id] != entry) co_return OkStatus();
   }
-  if (entry->agent) entry->agent->Close();
+  if (entry->agent) entry->agent->Close("sandbox " + id + " was destroyed");
   if (entry->pid_watch) entry->pid_watch->close();
   SandboxRecord rec = entry->record;
   auto destroy = [this, rec] { return runtime_->Destroy(rec); };
