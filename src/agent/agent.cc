@@ -63,6 +63,8 @@ std::string ReadSmallFile(const char* path) {
   return r.ok() ? *r : std::string();
 }
 
+}  // namespace
+
 // Parses a JSON object of string values; false on anything else.
 bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
                   json* err) {
@@ -93,8 +95,6 @@ bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::s
   }
   return true;
 }
-
-}  // namespace
 
 Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {
   start_ns_ = MonotonicNs();
@@ -132,6 +132,7 @@ int Agent::Run() {
       }
       busy = !reads_.empty();
     }
+    if (bg_lagging_ && !Blocked()) PumpAllFollowers();
     Flush();
     loop_.RunOnce(busy ? 0 : -1);
     Flush();
@@ -180,6 +181,8 @@ void Agent::DropConnection(const char* why) {
   for (uint64_t t : paused_) loop_.Resume(t);
   paused_.clear();
   reads_.clear();
+  for (auto& [id, p] : bg_) p->followers.clear();
+  bg_lagging_ = false;
   malloc_trim(0);
 }
 
@@ -322,6 +325,7 @@ void Agent::HandleRequest(const Chan& c, json& req) {
   if (op == "exec") return HandleExec(c, req);
   if (op == "session.create") return Reply(c, CreateSession(req));
   if (op == "session.delete") return Reply(c, DeleteSession(req));
+  if (op.rfind("process.", 0) == 0) return HandleProcessOp(c, op, req);
   if (op == "session.list") {
     json ids = json::array();
     for (auto& [id, s] : sessions_) ids.push_back(id);
@@ -1033,6 +1037,11 @@ void Agent::Shutdown() {
   Flush();
   for (auto& [id, s] : sessions_) CloseShell(s.get(), true);
   for (auto& [id, p] : procs_) {
+    KillDescendants(p->pid, 0);
+    ::kill(-p->pid, SIGKILL);
+  }
+  for (auto& [id, p] : bg_) {
+    if (p->exited) continue;
     KillDescendants(p->pid, 0);
     ::kill(-p->pid, SIGKILL);
   }

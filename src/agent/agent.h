@@ -45,6 +45,11 @@ struct AgentConfig {
   int64_t kill_check_ms = 100;
   int kill_quiet_rounds = 4;
   int64_t kill_max_ms = 3000;
+  // Background processes (process.*): ring buffer per stream, and the time
+  // between SIGTERM (or the requested signal) and SIGKILL of process.kill.
+  size_t process_buffer = 1 << 20;
+  int64_t process_kill_grace_ms = 5000;
+  size_t max_finished_processes = 1024;
 };
 
 class Agent {
@@ -114,6 +119,41 @@ class Agent {
     Kill kill = Kill::kNone;
     int64_t started_ns = 0;
   };
+  // Background processes (process.start). Output is kept per stream in a
+  // ring of chunks that each end on a UTF-8 character boundary.
+  struct OutChunk {
+    uint64_t seq = 0;    // order across both streams of the process
+    uint64_t start = 0;  // offset of data[0] in the stream
+    std::string data;
+  };
+  struct OutRing {
+    std::deque<OutChunk> chunks;
+    uint64_t total = 0;  // bytes ever stored (offset of the end)
+    size_t size = 0;     // bytes held
+    std::string carry;   // incomplete UTF-8 tail of the last read
+    uint64_t dropped() const { return chunks.empty() ? total : chunks.front().start; }
+  };
+  struct Follower {  // a process.stream channel
+    Chan chan;
+    uint64_t pos[2] = {0, 0};  // stream offsets sent so far
+  };
+  struct BgProc {
+    std::string id, command, tag;
+    pid_t pid = -1;
+    std::string status = "running";
+    int64_t start_ms = 0, end_ms = 0;
+    std::optional<int> exit_code;
+    bool exited = false;    // reaped (or never started)
+    bool killed = false;    // by process.kill/killAll/timeout
+    bool timed_out = false;
+    int kill_sig = 0;
+    UniqueFd fd[2];
+    uint64_t tok[2] = {0, 0};
+    OutRing ring[2];
+    uint64_t seq = 0;
+    std::vector<Follower> followers;
+    uint64_t timer = 0;
+  };
   struct PendingWrite {  // file.write waiting for its data frame
     FileCtx ctx;
     json req;
@@ -177,6 +217,24 @@ class Agent {
   // Exec request.
   void HandleExec(const Chan& c, const json& req);
 
+  // Background processes (process.cc).
+  void HandleProcessOp(const Chan& c, const std::string& op, const json& req);
+  json StartBgProcess(const json& req);
+  json BgInfo(const BgProc& p) const;
+  void OnBgReadable(const std::string& id, int stream);
+  void BgAppend(BgProc* p, int stream, std::string_view data, bool raw);
+  void BgCloseStream(BgProc* p, int stream);
+  void OnBgExit(const std::string& id, int status);
+  void KillBg(BgProc* p, int sig, bool timeout);
+  // Sends followers what they have not seen; true if one is held back by
+  // connection backpressure.
+  bool PumpFollowers(BgProc* p);
+  bool PumpFollower(BgProc* p, Follower* f);  // false once it was answered
+  void PumpAllFollowers();
+  void BgLogs(const Chan& c, BgProc* p);
+  void EvictFinished();
+  void ReplyRaw(const Chan& c, std::string_view payload);
+
   // Children and signals.
   void OnSignal();
   void ReapChildren();
@@ -208,6 +266,11 @@ class Agent {
   std::deque<ReadTask> reads_;
   std::unordered_map<pid_t, std::function<void(int)>> children_;
   std::string run_dir_;
+
+  std::map<std::string, std::unique_ptr<BgProc>> bg_;
+  std::deque<std::string> bg_finished_;  // ids in the order they finished
+  bool bg_lagging_ = false;              // a follower waits for the connection
+  uint64_t bg_tags_ = 0;
 };
 
 }  // namespace cove::agent

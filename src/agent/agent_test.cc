@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "agent/frame.h"
@@ -775,6 +776,276 @@ TEST_F(AgentTest, BackpressureBoundsMemory) {
   c_->Cancel(ch);
   auto r = c_->Wait(ch, 60000);
   EXPECT_EQ(r.reply["cancelled"], true);
+}
+
+// --- Background processes (process.*) ---
+
+class AgentProcTest : public AgentTest {
+ protected:
+  void SetUp() override {
+    setenv("COVE_AGENT_PROCESS_BUFFER", "1048576", 1);
+    setenv("COVE_AGENT_KILL_GRACE_MS", "300", 1);
+    Start(0);
+    unsetenv("COVE_AGENT_PROCESS_BUFFER");
+    unsetenv("COVE_AGENT_KILL_GRACE_MS");
+  }
+  json Start(const std::string& cmd, const std::string& id = "") {
+    json req = {{"op", "process.start"}, {"command", cmd}};
+    if (!id.empty()) req["processId"] = id;
+    return c_->Call(req).reply;
+  }
+  using AgentTest::Start;
+  json Get(const std::string& id) { return c_->Call({{"op", "process.get"}, {"processId", id}}).reply; }
+  // Polls until the process is no longer running.
+  json WaitDone(const std::string& id, int timeout_ms = 20000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      json r = Get(id);
+      if (!r.contains("process") || r["process"]["status"] != "running") return r;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "process " << id << " still running";
+        return r;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  static bool PidExists(pid_t p) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
+    std::string s;
+    std::getline(f, s);
+    if (s.empty()) return false;
+    char state = s[s.rfind(')') + 2];
+    return state != 'Z' && state != 'X';
+  }
+};
+
+TEST_F(AgentProcTest, StartLogsGet) {
+  json r = Start("echo out; echo err >&2; pwd; echo $FOO", "p1");
+  EXPECT_EQ(r["processId"], "p1");
+  EXPECT_GT(r["pid"].get<int>(), 0);
+  EXPECT_EQ(r["command"], "echo out; echo err >&2; pwd; echo $FOO");
+  EXPECT_EQ(r["startTime"].get<std::string>().size(), 24u);  // 2026-01-01T00:00:00.000Z
+  json g = WaitDone("p1");
+  EXPECT_EQ(g["process"]["status"], "completed");
+  EXPECT_EQ(g["process"]["exitCode"], 0);
+  EXPECT_TRUE(g["process"].contains("endTime"));
+  auto l = c_->Call({{"op", "process.logs"}, {"processId", "p1"}}).reply;
+  EXPECT_EQ(l["processId"], "p1");
+  EXPECT_EQ(l["stdout"], "out\n" + ws_ + "\n\n");
+  EXPECT_EQ(l["stderr"], "err\n");
+  EXPECT_EQ(l["stdoutDropped"], 0);
+  // Default id, session cwd and env, request env.
+  c_->Call({{"op", "session.create"}, {"id", "s1"}, {"env", {{"FOO", "sess"}}}});
+  fs::create_directories(ws_ + "/sub");
+  c_->Call(Exec("cd sub", "s1"));
+  r = c_->Call({{"op", "process.start"}, {"command", "pwd; echo $FOO $BAR"}, {"sessionId", "s1"},
+                {"env", {{"BAR", "req"}}}}).reply;
+  std::string id = r["processId"];
+  EXPECT_TRUE(id.rfind("proc_", 0) == 0 && id.size() == 5 + 13 + 1 + 6) << id;
+  WaitDone(id);
+  EXPECT_EQ(c_->Call({{"op", "process.logs"}, {"processId", id}}).reply["stdout"], ws_ + "/sub\nsess req\n");
+  EXPECT_EQ(Get("nope")["error"]["code"], "PROCESS_NOT_FOUND");
+  EXPECT_EQ(c_->Call({{"op", "process.logs"}, {"processId", "nope"}}).Code(), "PROCESS_NOT_FOUND");
+}
+
+TEST_F(AgentProcTest, FailedAndErrorStatus) {
+  Start("exit 3", "f");
+  json g = WaitDone("f");
+  EXPECT_EQ(g["process"]["status"], "failed");
+  EXPECT_EQ(g["process"]["exitCode"], 3);
+  Start("kill -9 $$", "sig");
+  g = WaitDone("sig");
+  EXPECT_EQ(g["process"]["status"], "failed");
+  EXPECT_EQ(g["process"]["exitCode"], 137);
+  auto r = c_->Call({{"op", "process.start"}, {"command", "true"}, {"processId", "e"}, {"cwd", "/nonexistent-dir"}});
+  EXPECT_EQ(r.Code(), "COMMAND_EXECUTION_ERROR");
+  EXPECT_EQ(Get("e")["process"]["status"], "error");
+}
+
+TEST_F(AgentProcTest, DuplicateIdRefused) {
+  std::string marker = ws_ + "/count";
+  Start("echo x >> " + marker + "; sleep 30", "dup");
+  auto r = c_->Call({{"op", "process.start"}, {"command", "echo x >> " + marker}, {"processId", "dup"}});
+  EXPECT_EQ(r.Code(), "PROCESS_ALREADY_EXISTS");
+  EXPECT_NE(r.reply["error"]["message"].get<std::string>().find("already exists"), std::string::npos);
+  c_->Call({{"op", "process.kill"}, {"processId", "dup"}});
+  WaitDone("dup");
+  // Finished but not cleaned up: still taken.
+  EXPECT_EQ(c_->Call({{"op", "process.start"}, {"command", "true"}, {"processId", "dup"}}).Code(),
+            "PROCESS_ALREADY_EXISTS");
+  EXPECT_EQ(ReadFile(marker), "x\n");
+  EXPECT_EQ(c_->Call({{"op", "process.cleanup"}}).reply["cleanedCount"], 1);
+  EXPECT_EQ(Start("true", "dup")["processId"], "dup");
+}
+
+TEST_F(AgentProcTest, StreamBufferedLiveExit) {
+  std::string go = ws_ + "/go";
+  Start("echo before; while [ ! -e " + go + " ]; do sleep 0.02; done; echo after; echo e >&2; exit 4", "s");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
+  uint32_t ch2 = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::ofstream(go) << "";
+  for (uint32_t c : {ch, ch2}) {
+    auto r = c_->Wait(c);
+    EXPECT_EQ(r.Out(), "before\nafter\n");
+    EXPECT_EQ(r.Err(), "e\n");
+    EXPECT_EQ(r.reply["type"], "exit");
+    EXPECT_EQ(r.reply["exitCode"], 4);
+    EXPECT_EQ(r.reply["status"], "failed");
+  }
+  // After the exit: the buffer, then the exit at once.
+  auto r = c_->Call({{"op", "process.stream"}, {"processId", "s"}}, 2000);
+  EXPECT_EQ(r.Out(), "before\nafter\n");
+  EXPECT_EQ(r.reply["exitCode"], 4);
+  // Cancel ends a stream, not the process.
+  Start("sleep 30", "long");
+  ch = c_->Send({{"op", "process.stream"}, {"processId", "long"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  c_->Cancel(ch);
+  EXPECT_EQ(c_->Wait(ch).reply["type"], "cancelled");
+  EXPECT_EQ(Get("long")["process"]["status"], "running");
+}
+
+TEST_F(AgentProcTest, KillTreeLeavesNoOrphan) {
+  std::string pids = ws_ + "/pids";
+  // Everything ignores SIGTERM (inherited); the last sleep is double-forked
+  // (re-parented to the agent before the kill).
+  Start("trap '' TERM; sleep 1000 & echo $! >> " + pids + "; (sleep 1000 & echo $! >> " + pids +
+            "; wait) & setsid sleep 1000 & echo $! >> " + pids + "; (setsid sleep 1000 & echo $! >> " + pids +
+            ") ; wait",
+        "tree");
+  std::vector<pid_t> v;
+  for (int i = 0; i < 200 && v.size() < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    v.clear();
+    std::istringstream in(ReadFile(pids));
+    pid_t x;
+    while (in >> x) v.push_back(x);
+  }
+  ASSERT_EQ(v.size(), 4u);
+  for (pid_t x : v) EXPECT_TRUE(PidExists(x)) << x;
+  auto r = c_->Call({{"op", "process.kill"}, {"processId", "tree"}});
+  EXPECT_EQ(r.reply["processId"], "tree");
+  json g = WaitDone("tree");
+  EXPECT_EQ(g["process"]["status"], "killed");
+  // Nothing died of SIGTERM: SIGKILL after the grace.
+  EXPECT_EQ(g["process"]["exitCode"], 137);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (pid_t x : v) EXPECT_FALSE(PidExists(x)) << "orphan " << x << " survived";
+  // A plain SIGTERM kill: 143.
+  Start("sleep 1000", "t");
+  c_->Call({{"op", "process.kill"}, {"processId", "t"}});
+  g = WaitDone("t");
+  EXPECT_EQ(g["process"]["status"], "killed");
+  EXPECT_EQ(g["process"]["exitCode"], 143);
+  EXPECT_EQ(c_->Call({{"op", "process.kill"}, {"processId", "zz"}}).Code(), "PROCESS_NOT_FOUND");
+}
+
+TEST_F(AgentProcTest, KillAllAndListFilter) {
+  Start("sleep 100", "a");
+  Start("sleep 100", "b");
+  Start("true", "c");
+  WaitDone("c");
+  auto l = c_->Call({{"op", "process.list"}, {"status", "running"}}).reply["processes"];
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_EQ(l[0]["id"], "a");
+  EXPECT_EQ(l[1]["id"], "b");
+  EXPECT_EQ(c_->Call({{"op", "process.list"}}).reply["processes"].size(), 3u);
+  l = c_->Call({{"op", "process.list"}, {"status", "completed"}}).reply["processes"];
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0]["id"], "c");
+  EXPECT_EQ(c_->Call({{"op", "process.list"}, {"status", "bogus"}}).Code(), "VALIDATION_FAILED");
+  EXPECT_EQ(c_->Call({{"op", "process.killAll"}}).reply["cleanedCount"], 2);
+  WaitDone("a");
+  WaitDone("b");
+  EXPECT_EQ(c_->Call({{"op", "process.list"}, {"status", "killed"}}).reply["processes"].size(), 2u);
+  EXPECT_EQ(c_->Call({{"op", "process.list"}, {"status", "running"}}).reply["processes"].size(), 0u);
+  EXPECT_EQ(c_->Call({{"op", "process.killAll"}}).reply["cleanedCount"], 0);
+  EXPECT_EQ(c_->Call({{"op", "process.cleanup"}}).reply["cleanedCount"], 3);
+  EXPECT_EQ(c_->Call({{"op", "process.list"}}).reply["processes"].size(), 0u);
+}
+
+TEST_F(AgentProcTest, TimeoutKills) {
+  auto r = c_->Call({{"op", "process.start"}, {"command", "sleep 100"}, {"processId", "to"}, {"timeoutMs", 200}});
+  pid_t pid = r.reply["pid"];
+  json g = WaitDone("to", 5000);
+  EXPECT_EQ(g["process"]["status"], "killed");
+  EXPECT_EQ(g["process"]["exitCode"], 124);
+  EXPECT_FALSE(PidExists(pid));
+}
+
+TEST_F(AgentProcTest, FloodKeepsAgentResponsiveAndRingBounded) {
+  // 50 MB of output; nobody reads it.
+  Start("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 50000000; echo -n END", "flood");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
+  EXPECT_EQ(c_->Call({{"op", "exec"}, {"command", "echo hi"}}).Out(), "hi\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  json g = WaitDone("flood", 60000);
+  EXPECT_EQ(g["process"]["status"], "completed");
+  auto r = c_->Call({{"op", "process.logs"}, {"processId", "flood"}});
+  // Too large for one frame: events, then the reply.
+  std::string out = r.Out() + r.reply["stdout"].get<std::string>();
+  EXPECT_EQ(out.size(), 1048576u);
+  EXPECT_EQ(r.reply["stdoutDropped"], 50000003 - 1048576);
+  EXPECT_EQ(out.substr(out.size() - 3), "END");
+  // The newest bytes, contiguous.
+  std::string line = "0123456789abcdefghijklmnopqrstuvwxyz\n";
+  size_t nl = out.find('\n');
+  EXPECT_EQ(out.substr(nl + 1, line.size()), line);
+  // A stream reports the drop first.
+  auto s = c_->Call({{"op", "process.stream"}, {"processId", "flood"}});
+  ASSERT_FALSE(s.events.empty());
+  EXPECT_EQ(s.events[0]["type"], "dropped");
+  EXPECT_EQ(s.events[0]["stdout"], 50000003 - 1048576);
+  EXPECT_EQ(s.events[0]["stderr"], 0);
+  EXPECT_EQ(s.Out(), out);
+  EXPECT_EQ(s.reply["exitCode"], 0);
+#ifndef __SANITIZE_ADDRESS__
+  EXPECT_LT(AgentRssKb(), 48 * 1024);
+#endif
+}
+
+TEST_F(AgentProcTest, SlowFollowerIsBoundedNotBlocking) {
+  // A follower that does not read: the process still runs to completion
+  // and the agent's memory stays bounded.
+  std::string done = ws_ + "/done";
+  c_->Send({{"op", "process.start"}, {"command", "yes abcdefgh | head -c 60000000; touch " + done},
+            {"processId", "f2"}});
+  uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "f2"}});
+  for (int i = 0; i < 600 && !fs::exists(done); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(fs::exists(done)) << "the process was blocked by a slow follower";
+#ifndef __SANITIZE_ADDRESS__
+  EXPECT_LT(AgentRssKb(), 48 * 1024);
+#endif
+  auto r = c_->Wait(ch, 60000);
+  EXPECT_EQ(r.reply["type"], "exit");
+  EXPECT_EQ(r.reply["exitCode"], 0);
+  uint64_t dropped = 0;
+  for (auto& e : r.events)
+    if (e["type"] == "dropped") dropped += e["stdout"].get<uint64_t>();
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(r.Out().size() + dropped, 60000000u);
+}
+
+TEST_F(AgentProcTest, SurvivesSessionDeleteAndReconnect) {
+  c_->Call({{"op", "session.create"}, {"id", "s"}});
+  auto r = c_->Call({{"op", "process.start"}, {"command", "sleep 0.8; echo alive"}, {"processId", "bg"}, {"sessionId", "s"}});
+  pid_t pid = r.reply["pid"];
+  EXPECT_EQ(c_->Call({{"op", "session.delete"}, {"id", "s"}}).reply["id"], "s");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(PidExists(pid));
+  c_ = std::make_unique<Client>(sock_);  // replaces the connection
+  ASSERT_TRUE(c_->ok());
+  EXPECT_TRUE(PidExists(pid));
+  c_->Close();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  c_ = std::make_unique<Client>(sock_);
+  json g = WaitDone("bg");
+  EXPECT_EQ(g["process"]["status"], "completed");
+  EXPECT_EQ(c_->Call({{"op", "process.logs"}, {"processId", "bg"}}).reply["stdout"], "alive\n");
 }
 
 }  // namespace

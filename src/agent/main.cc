@@ -6,6 +6,8 @@
 //   COVE_AGENT_LOG        debug|info|warn|error (default info)
 //   COVE_AGENT_USER       user of implicit sessions and sessionless commands (default root)
 //   COVE_AGENT_SHELL      session shell override (tests; default bash, else /bin/sh)
+//   COVE_AGENT_PROCESS_BUFFER  bytes kept per stream of a background process (default 1 MiB)
+//   COVE_AGENT_KILL_GRACE_MS   process.kill: SIGTERM to SIGKILL delay (default 5000)
 // Every other variable is passed on to sessions and commands; COVE_* ones are not.
 #include <fcntl.h>
 #include <malloc.h>
@@ -85,6 +87,14 @@ int main() {
   if (const char* w = getenv("COVE_AGENT_WORKSPACE"); w && *w) cfg.workspace = w;
   if (const char* r = getenv("COVE_AGENT_RUNDIR"); r && *r) cfg.run_dir = r;
   if (const char* u = getenv("COVE_AGENT_USER"); u && *u) cfg.default_user = u;
+  if (const char* b = getenv("COVE_AGENT_PROCESS_BUFFER"); b && *b) {
+    long long v = atoll(b);
+    if (v > 0) cfg.process_buffer = static_cast<size_t>(v);
+  }
+  if (const char* g = getenv("COVE_AGENT_KILL_GRACE_MS"); g && *g) {
+    long long v = atoll(g);
+    if (v >= 0) cfg.process_kill_grace_ms = v;
+  }
   for (char** e = environ; *e; ++e) {
     if (strncmp(*e, "COVE_", 5) == 0) continue;
     cfg.env.emplace_back(*e);

@@ -161,6 +161,40 @@ int KillDescendants(pid_t root, unsigned long long min_start_ticks) {
   return killed;
 }
 
+unsigned long long StartTicksOf(pid_t pid) {
+  StatLine s;
+  std::string name = std::to_string(pid);
+  return ReadStat(name.c_str(), &s) ? s.start : 0;
+}
+
+std::vector<ProcInfo> ProcessesWithEnv(const std::string& kv) {
+  std::vector<ProcInfo> out;
+  DIR* d = opendir("/proc");
+  if (!d) return out;
+  std::string needle = std::string(1, '\0') + kv + std::string(1, '\0');
+  std::string buf;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::string path = std::string("/proc/") + e->d_name + "/environ";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    buf.assign(1, '\0');
+    char tmp[16384];
+    for (;;) {
+      ssize_t n = ::read(fd, tmp, sizeof tmp);
+      if (n <= 0 || buf.size() > (1 << 20)) break;
+      buf.append(tmp, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    if (buf.back() != '\0') buf.push_back('\0');
+    if (buf.find(needle) == std::string::npos) continue;
+    StatLine s;
+    if (ReadStat(e->d_name, &s)) out.push_back(ProcInfo{static_cast<pid_t>(atoi(e->d_name)), s.start});
+  }
+  closedir(d);
+  return out;
+}
+
 unsigned long long BootTicksNow() {
   static const long hz = sysconf(_SC_CLK_TCK);
   timespec ts{};

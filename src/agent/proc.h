@@ -42,6 +42,10 @@ std::vector<ProcInfo> Descendants(pid_t root);
 // (0 = all), rescanning a few times to catch processes forked meanwhile.
 // Returns how many were signalled.
 int KillDescendants(pid_t root, unsigned long long min_start_ticks);
+// start_ticks of pid, or 0 if it does not exist.
+unsigned long long StartTicksOf(pid_t pid);
+// Processes whose environment contains the entry `kv` ("K=V"), from one /proc scan.
+std::vector<ProcInfo> ProcessesWithEnv(const std::string& kv);
 // Current time in /proc start_ticks units (clock ticks since boot).
 unsigned long long BootTicksNow();
 // The cwd of pid, or "" if unreadable.

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace cove::agent {
 
@@ -99,6 +101,11 @@ inline bool GetPath(const json& req, const char* key, std::string* out, json* er
   }
   return true;
 }
+
+// An optional object of environment variables (string, number or boolean
+// values; names must be shell names). Defined in agent.cc.
+bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
+                  json* err);
 
 // Serialises a reply/event: compact, invalid UTF-8 replaced.
 inline std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }

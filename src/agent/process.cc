@@ -1,0 +1,534 @@
+// Background processes of cove-agent: process.start/list/get/kill/killAll/
+// logs/stream/cleanup (docs/agent-protocol.md, "Background processes").
+//
+// A background process is `bash -c CMD` in its own session and process
+// group, a direct child of the agent. Its pipes are always read: output goes
+// into a bounded ring per stream (newest kept), so a flooding process never
+// waits for anyone; process.stream followers read from the ring and are told
+// how much they missed when they fall behind by more than the ring.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "agent/agent.h"
+#include "agent/proc.h"
+#include "base/log.h"
+#include "base/time.h"
+
+namespace cove::agent {
+namespace {
+
+constexpr size_t kChunkMax = 64 << 10;  // raw bytes per ring chunk and per event
+constexpr const char* kNoSession = "__DISABLE_SESSION__";
+constexpr const char* kStreamName[2] = {"stdout", "stderr"};
+
+int ExitCodeOf(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}
+
+bool IsDirPath(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string DefaultProcessId() {
+  static const char kAlnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char rnd[6] = {};
+  if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof rnd)) {
+    uint64_t x = static_cast<uint64_t>(MonotonicNs()) * 0x9E3779B97F4A7C15ull;
+    for (auto& b : rnd) {
+      b = static_cast<unsigned char>(x >> 56);
+      x *= 0x9E3779B97F4A7C15ull;
+      x += 7;
+    }
+  }
+  std::string id = "proc_" + std::to_string(NowUnixMs()) + "_";
+  for (unsigned char b : rnd) id += kAlnum[b % 36];
+  return id;
+}
+
+bool ValidStatus(const std::string& s) {
+  return s == "running" || s == "completed" || s == "failed" || s == "killed" || s == "error";
+}
+
+}  // namespace
+
+void Agent::ReplyRaw(const Chan& c, std::string_view payload) {
+  if (!Live(c)) return;
+  open_.erase(c.id);
+  SendFrame(c, FrameType::kReply, payload);
+}
+
+json Agent::BgInfo(const BgProc& p) const {
+  json j = {{"id", p.id},
+            {"pid", p.pid > 0 ? json(p.pid) : json(nullptr)},
+            {"command", p.command},
+            {"status", p.status},
+            {"startTime", IsoTimestamp(p.start_ms)}};
+  if (p.exited) j["endTime"] = IsoTimestamp(p.end_ms);
+  if (p.exit_code) j["exitCode"] = *p.exit_code;
+  return j;
+}
+
+void Agent::HandleProcessOp(const Chan& c, const std::string& op, const json& req) {
+  json err;
+  if (op == "process.start") return Reply(c, StartBgProcess(req));
+  if (op == "process.list") {
+    std::string want;
+    if (!GetString(req, "status", false, &want, &err)) return Reply(c, err);
+    if (!want.empty() && !ValidStatus(want))
+      return Reply(c, ValidationError("invalid status '" + want + "'", "status"));
+    std::vector<const BgProc*> v;
+    for (auto& [id, p] : bg_)
+      if (want.empty() || p->status == want) v.push_back(p.get());
+    std::stable_sort(v.begin(), v.end(),
+                     [](const BgProc* a, const BgProc* b) { return a->start_ms < b->start_ms; });
+    json arr = json::array();
+    for (const BgProc* p : v) arr.push_back(BgInfo(*p));
+    return Reply(c, json{{"processes", std::move(arr)}});
+  }
+  if (op == "process.killAll") {
+    int n = 0;
+    for (auto& [id, p] : bg_) {
+      if (p->exited || p->killed) continue;
+      KillBg(p.get(), SIGTERM, false);
+      ++n;
+    }
+    return Reply(c, json{{"cleanedCount", n}});
+  }
+  if (op == "process.cleanup") {
+    int n = 0;
+    for (auto it = bg_.begin(); it != bg_.end();) {
+      if (!it->second->exited) {
+        ++it;
+        continue;
+      }
+      BgProc* p = it->second.get();
+      PumpFollowers(p);
+      for (auto& f : p->followers)
+        Reply(f.chan, json{{"type", "exit"}, {"exitCode", p->exit_code ? json(*p->exit_code) : json(nullptr)},
+                           {"status", p->status}});
+      for (int i = 0; i < 2; ++i) loop_.Unwatch(p->tok[i]);
+      if (p->timer) loop_.CancelTimer(p->timer);
+      it = bg_.erase(it);
+      ++n;
+    }
+    bg_finished_.clear();
+    return Reply(c, json{{"cleanedCount", n}});
+  }
+  std::string id;
+  if (!GetString(req, "processId", true, &id, &err)) return Reply(c, err);
+  auto it = bg_.find(id);
+  if (it == bg_.end() || (op != "process.get" && op != "process.kill" && op != "process.logs" &&
+                          op != "process.stream")) {
+    if (op != "process.get" && op != "process.kill" && op != "process.logs" && op != "process.stream")
+      return Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
+    return Reply(c, ErrorReply("PROCESS_NOT_FOUND", "process '" + id + "' not found", json{{"processId", id}}));
+  }
+  BgProc* p = it->second.get();
+  if (op == "process.get") return Reply(c, json{{"process", BgInfo(*p)}});
+  if (op == "process.kill") {
+    std::optional<uint64_t> sig;
+    if (!GetUint(req, "signal", &sig, &err)) return Reply(c, err);
+    if (sig && (*sig < 1 || *sig > 64)) return Reply(c, ValidationError("invalid signal number", "signal"));
+    if (!p->exited) KillBg(p, sig ? static_cast<int>(*sig) : SIGTERM, false);
+    return Reply(c, json{{"processId", id}});
+  }
+  if (op == "process.logs") return BgLogs(c, p);
+  // process.stream
+  p->followers.push_back(Follower{c});
+  uint64_t gen = c.gen;
+  uint32_t cid = c.id;
+  SetCancel(c, [this, id, gen, cid] {
+    auto it = bg_.find(id);
+    if (it == bg_.end()) return;
+    auto& fs = it->second->followers;
+    for (auto f = fs.begin(); f != fs.end(); ++f) {
+      if (f->chan.gen == gen && f->chan.id == cid) {
+        Chan ch = f->chan;
+        fs.erase(f);
+        Reply(ch, json{{"type", "cancelled"}});
+        return;
+      }
+    }
+  });
+  PumpFollowers(p);
+}
+
+json Agent::StartBgProcess(const json& req) {
+  json err;
+  std::string command, id, sid, cwd;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::optional<uint64_t> timeout;
+  if (!GetString(req, "command", true, &command, &err) || !GetString(req, "processId", false, &id, &err) ||
+      !GetString(req, "sessionId", false, &sid, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
+      !GetEnvObject(req, "env", &env, &err) || !GetUint(req, "timeoutMs", &timeout, &err))
+    return err;
+  if (command.empty()) return ValidationError("command is empty", "command");
+  if (command.find('\0') != std::string::npos)
+    return ValidationError("command contains a NUL byte", "command");
+  if (cwd.find('\0') != std::string::npos) return ValidationError("cwd contains a NUL byte", "cwd");
+  if (id.size() > 256 || id.find('\0') != std::string::npos)
+    return ValidationError("invalid processId", "processId");
+  if (id.empty()) {
+    do id = DefaultProcessId();
+    while (bg_.count(id));
+  }
+  if (bg_.count(id))
+    return ErrorReply("PROCESS_ALREADY_EXISTS", "process '" + id + "' already exists",
+                      json{{"processId", id}});
+
+  // The session's identity, env and current cwd; sandbox defaults without one.
+  Identity ident;
+  std::vector<std::pair<std::string, std::string>> full_env;
+  std::string base;
+  if (sid.empty() || sid == kNoSession) {
+    json ignored;
+    if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
+    base = IsDirPath(cfg_.workspace) ? cfg_.workspace : "/";
+  } else {
+    base = SessionCwd(sid);  // creates an unknown session, like file ops
+    Session* s = GetOrCreateSession(sid);
+    ident = s->spec.ident;
+    full_env = s->spec.env;
+  }
+  for (auto& kv : env) full_env.push_back(std::move(kv));
+  std::string dir = cwd.empty() ? base : ResolvePath(base, cwd);
+  if (cwd.empty() && !IsDirPath(dir)) dir = IsDirPath(cfg_.workspace) ? cfg_.workspace : "/";
+
+  auto p = std::make_unique<BgProc>();
+  p->id = id;
+  p->command = command;
+  p->start_ms = NowUnixMs();
+  p->tag = "COVE_PROCESS_TAG=" + std::to_string(getpid()) + "." + std::to_string(++bg_tags_);
+
+  int pr[2][2];
+  UniqueFd w[2];
+  for (int i = 0; i < 2; ++i) {
+    if (pipe2(pr[i], O_CLOEXEC) != 0) return ErrorReply("COMMAND_EXECUTION_ERROR", "pipe2 failed");
+    p->fd[i].Reset(pr[i][0]);
+    w[i].Reset(pr[i][1]);
+    fcntl(pr[i][0], F_SETFL, O_NONBLOCK);
+  }
+  SpawnSpec sp;
+  if (!cfg_.bash.empty()) {
+    sp.path = cfg_.bash;
+    sp.argv = {"bash", "-c", command};
+  } else {
+    sp.path = cfg_.sh;
+    sp.argv = {"sh", "-c", command};
+  }
+  sp.env = BuildEnv(full_env, &ident);
+  sp.env.push_back(p->tag);
+  if (ident.set) {
+    sp.set_ids = true;
+    sp.uid = ident.uid;
+    sp.gid = ident.gid;
+    sp.groups = ident.groups;
+  }
+  sp.cwd = dir;
+  sp.fds = {{devnull_.get(), 0}, {w[0].get(), 1}, {w[1].get(), 2}};
+  sp.setsid = true;
+  auto pid = Spawn(sp);
+  if (!pid.ok()) {
+    // Kept (status "error") so that get/list show what happened.
+    p->status = "error";
+    p->exited = true;
+    p->end_ms = p->start_ms;
+    for (auto& f : p->fd) f.Reset();
+    std::string msg = "cannot start process: " + pid.error().ToString();
+    bg_.emplace(id, std::move(p));
+    bg_finished_.push_back(id);
+    EvictFinished();
+    return ErrorReply("COMMAND_EXECUTION_ERROR", msg, json{{"processId", id}, {"cwd", dir}});
+  }
+  p->pid = *pid;
+  BgProc* raw = p.get();
+  bg_.emplace(id, std::move(p));
+  children_[raw->pid] = [this, id](int status) { OnBgExit(id, status); };
+  for (int i = 0; i < 2; ++i)
+    raw->tok[i] = loop_.Watch(raw->fd[i].get(), EPOLLIN, [this, id, i](uint32_t) { OnBgReadable(id, i); });
+  if (timeout.value_or(0) > 0) {
+    uint64_t ms = std::min<uint64_t>(*timeout, 365ull * 24 * 3600 * 1000);
+    raw->timer = loop_.AddTimer(MonotonicNs() + static_cast<int64_t>(ms) * 1000000, [this, id] {
+      auto it = bg_.find(id);
+      if (it == bg_.end()) return;
+      it->second->timer = 0;
+      KillBg(it->second.get(), SIGTERM, true);
+    });
+  }
+  log::Info("process {} started: pid {}", id, raw->pid);
+  return json{{"processId", id}, {"pid", raw->pid}, {"command", command}, {"startTime", IsoTimestamp(raw->start_ms)}};
+}
+
+void Agent::OnBgReadable(const std::string& id, int i) {
+  auto it = bg_.find(id);
+  if (it == bg_.end()) return;
+  BgProc* p = it->second.get();
+  char buf[kChunkMax];
+  ssize_t n = read(p->fd[i].get(), buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    BgCloseStream(p, i);
+  } else {
+    BgAppend(p, i, std::string_view(buf, static_cast<size_t>(n)), false);
+  }
+  if (!p->followers.empty()) PumpFollowers(p);
+}
+
+void Agent::BgCloseStream(BgProc* p, int i) {
+  loop_.Unwatch(p->tok[i]);
+  p->tok[i] = 0;
+  p->fd[i].Reset();
+  if (!p->ring[i].carry.empty()) {
+    std::string tail = std::move(p->ring[i].carry);
+    p->ring[i].carry.clear();
+    BgAppend(p, i, tail, true);  // replaced by U+FFFD when sent
+  }
+}
+
+void Agent::BgAppend(BgProc* p, int i, std::string_view data, bool raw) {
+  OutRing& r = p->ring[i];
+  std::string joined;
+  std::string_view part = data;
+  if (!raw) {
+    if (!r.carry.empty()) {
+      joined = r.carry;
+      joined.append(data);
+      part = joined;
+    }
+    size_t k = CompleteUtf8Prefix(part);
+    std::string carry(part.substr(k));
+    part = part.substr(0, k);
+    r.carry = std::move(carry);
+  }
+  if (part.empty()) return;
+  // Appending to the newest chunk (of both streams) keeps the order.
+  if (!r.chunks.empty() && r.chunks.back().seq == p->seq && r.chunks.back().data.size() + part.size() <= kChunkMax) {
+    r.chunks.back().data.append(part);
+  } else {
+    r.chunks.push_back(OutChunk{++p->seq, r.total, std::string(part)});
+  }
+  r.total += part.size();
+  r.size += part.size();
+  size_t cap = std::max<size_t>(cfg_.process_buffer, 1);
+  while (r.size > cap && !r.chunks.empty()) {
+    OutChunk& f = r.chunks.front();
+    size_t excess = r.size - cap;
+    if (f.data.size() <= excess) {
+      r.size -= f.data.size();
+      r.chunks.pop_front();
+      continue;
+    }
+    // Cut the oldest chunk on a character boundary.
+    size_t cut = excess;
+    while (cut < f.data.size() && (static_cast<unsigned char>(f.data[cut]) & 0xC0) == 0x80) ++cut;
+    if (cut >= f.data.size()) {
+      r.size -= f.data.size();
+      r.chunks.pop_front();
+      continue;
+    }
+    f.data.erase(0, cut);
+    f.start += cut;
+    r.size -= cut;
+  }
+}
+
+void Agent::OnBgExit(const std::string& id, int status) {
+  auto it = bg_.find(id);
+  if (it == bg_.end()) return;
+  BgProc* p = it->second.get();
+  // Output written before the exit is still in the pipes.
+  for (int i = 0; i < 2; ++i) {
+    if (!p->fd[i]) continue;
+    int avail = 0;
+    if (ioctl(p->fd[i].get(), FIONREAD, &avail) != 0) continue;
+    char buf[kChunkMax];
+    while (avail > 0) {
+      ssize_t n = read(p->fd[i].get(), buf, std::min<size_t>(sizeof buf, static_cast<size_t>(avail)));
+      if (n <= 0) break;
+      BgAppend(p, i, std::string_view(buf, static_cast<size_t>(n)), false);
+      avail -= static_cast<int>(n);
+    }
+  }
+  p->exited = true;
+  p->end_ms = NowUnixMs();
+  int code = ExitCodeOf(status);
+  if (p->killed) {
+    p->status = "killed";
+    p->exit_code = p->timed_out ? 124 : (WIFSIGNALED(status) ? code : 128 + p->kill_sig);
+  } else {
+    p->status = code == 0 ? "completed" : "failed";
+    p->exit_code = code;
+  }
+  if (p->timer) loop_.CancelTimer(p->timer);
+  p->timer = 0;
+  log::Info("process {} (pid {}) {}: exit code {}", id, p->pid, p->status, *p->exit_code);
+  bg_finished_.push_back(id);
+  PumpFollowers(p);
+  EvictFinished();
+}
+
+void Agent::KillBg(BgProc* p, int sig, bool timeout) {
+  if (p->exited) return;
+  if (!p->killed) {
+    p->killed = true;
+    p->kill_sig = sig;
+    p->timed_out = timeout;
+  }
+  if (p->timer) loop_.CancelTimer(p->timer);
+  p->timer = 0;
+  // The whole tree: the process group, every descendant (also those that
+  // left the group with setsid) and everything that carries its tag (also
+  // daemons that were re-parented to us).
+  std::vector<ProcInfo> snap = {ProcInfo{p->pid, StartTicksOf(p->pid)}};
+  for (auto& d : Descendants(p->pid)) snap.push_back(d);
+  for (auto& d : ProcessesWithEnv(p->tag)) snap.push_back(d);
+  ::kill(-p->pid, sig);
+  for (auto& x : snap) ::kill(x.pid, sig);
+  pid_t pid = p->pid;
+  std::string id = p->id, tag = p->tag;
+  loop_.AddTimer(MonotonicNs() + cfg_.process_kill_grace_ms * 1000000, [this, id, pid, tag, snap] {
+    auto it = bg_.find(id);
+    bool alive = it != bg_.end() && it->second->pid == pid && !it->second->exited;
+    for (int round = 0; round < 3; ++round) {
+      std::vector<ProcInfo> targets;
+      if (alive) {
+        ::kill(-pid, SIGKILL);
+        targets.push_back(ProcInfo{pid, 0});
+        for (auto& d : Descendants(pid)) targets.push_back(d);
+      }
+      for (auto& x : snap) {
+        if (x.start_ticks == 0 || StartTicksOf(x.pid) != x.start_ticks) continue;
+        targets.push_back(x);
+        for (auto& d : Descendants(x.pid)) targets.push_back(d);
+      }
+      for (auto& d : ProcessesWithEnv(tag)) targets.push_back(d);
+      int n = 0;
+      for (auto& x : targets)
+        if (::kill(x.pid, SIGKILL) == 0) ++n;
+      if (n == 0) break;
+    }
+  });
+}
+
+bool Agent::PumpFollower(BgProc* p, Follower* f) {
+  if (!Live(f->chan)) return false;
+  uint64_t dropped[2];
+  bool any = false;
+  for (int i = 0; i < 2; ++i) {
+    uint64_t first = p->ring[i].dropped();
+    dropped[i] = first > f->pos[i] ? first - f->pos[i] : 0;
+    if (dropped[i]) {
+      f->pos[i] = first;
+      any = true;
+    }
+  }
+  if (any) Event(f->chan, Dump(json{{"type", "dropped"}, {"stdout", dropped[0]}, {"stderr", dropped[1]}}));
+  for (;;) {
+    if (!Live(f->chan)) return false;
+    if (Blocked()) return true;
+    const OutChunk* best = nullptr;
+    int bi = -1;
+    for (int i = 0; i < 2; ++i) {
+      auto& ch = p->ring[i].chunks;
+      uint64_t pos = f->pos[i];
+      auto c = std::partition_point(ch.begin(), ch.end(),
+                                    [pos](const OutChunk& x) { return x.start + x.data.size() <= pos; });
+      if (c != ch.end() && (!best || c->seq < best->seq)) {
+        best = &*c;
+        bi = i;
+      }
+    }
+    if (!best) break;
+    size_t off = f->pos[bi] > best->start ? static_cast<size_t>(f->pos[bi] - best->start) : 0;
+    std::string ev;
+    ev.reserve(best->data.size() - off + 40);
+    ev += "{\"type\":\"";
+    ev += kStreamName[bi];
+    ev += "\",\"data\":\"";
+    AppendJsonUtf8(std::string_view(best->data).substr(off), &ev);
+    ev += "\"}";
+    f->pos[bi] = best->start + best->data.size();
+    Event(f->chan, ev);
+  }
+  if (!p->exited) return true;
+  Reply(f->chan, json{{"type", "exit"},
+                      {"exitCode", p->exit_code ? json(*p->exit_code) : json(nullptr)},
+                      {"status", p->status}});
+  return false;
+}
+
+bool Agent::PumpFollowers(BgProc* p) {
+  for (size_t i = 0; i < p->followers.size();) {
+    if (PumpFollower(p, &p->followers[i])) {
+      ++i;
+    } else {
+      p->followers.erase(p->followers.begin() + static_cast<long>(i));
+    }
+  }
+  bool lag = !p->followers.empty() && Blocked();
+  if (lag) bg_lagging_ = true;
+  return lag;
+}
+
+void Agent::PumpAllFollowers() {
+  bg_lagging_ = false;
+  for (auto& [id, p] : bg_) {
+    if (!p->followers.empty()) PumpFollowers(p.get());
+    if (Blocked()) {
+      bg_lagging_ = true;
+      return;
+    }
+  }
+}
+
+void Agent::BgLogs(const Chan& c, BgProc* p) {
+  std::string text[2];
+  for (int i = 0; i < 2; ++i)
+    for (auto& ch : p->ring[i].chunks) AppendJsonUtf8(ch.data, &text[i]);
+  std::string tail = "\",\"stdoutDropped\":" + std::to_string(p->ring[0].dropped()) +
+                     ",\"stderrDropped\":" + std::to_string(p->ring[1].dropped()) + "}";
+  std::string head = "{\"processId\":" + Dump(json(p->id)) + ",\"stdout\":\"";
+  if (head.size() + text[0].size() + text[1].size() + tail.size() + 32 <= kMaxAgentFrame) {
+    ReplyRaw(c, head + text[0] + "\",\"stderr\":\"" + text[1] + tail);
+    return;
+  }
+  // Too large for one frame: the output comes as events, oldest first per stream.
+  for (int i = 0; i < 2; ++i) {
+    for (auto& ch : p->ring[i].chunks) {
+      std::string ev = std::string("{\"type\":\"") + kStreamName[i] + "\",\"data\":\"";
+      AppendJsonUtf8(ch.data, &ev);
+      ev += "\"}";
+      Event(c, ev);
+    }
+  }
+  ReplyRaw(c, head + "\",\"stderr\":\"" + tail);
+}
+
+void Agent::EvictFinished() {
+  while (bg_finished_.size() > cfg_.max_finished_processes) {
+    std::string id = bg_finished_.front();
+    bg_finished_.pop_front();
+    auto it = bg_.find(id);
+    if (it == bg_.end() || !it->second->exited) continue;
+    BgProc* p = it->second.get();
+    for (auto& f : p->followers)
+      Reply(f.chan, json{{"type", "exit"}, {"exitCode", p->exit_code ? json(*p->exit_code) : json(nullptr)},
+                         {"status", p->status}});
+    for (int i = 0; i < 2; ++i) loop_.Unwatch(p->tok[i]);
+    bg_.erase(it);
+  }
+}
+
+}  // namespace cove::agent
