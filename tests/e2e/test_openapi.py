@@ -22,10 +22,17 @@ import jsonschema
 import pytest
 import yaml
 
-from helpers import REPO, sse_events, unique_id
+from helpers import REPO, sse_events, unique_id, wait_until
 
 SPEC_PATH = os.path.join(REPO, "api", "openapi.yaml")
 METHODS = ("get", "put", "post", "delete", "patch")
+PARAM = re.compile(r"\{([A-Za-z]+)\}")
+
+
+def fill(template, sid, name="default", process="p1"):
+    """A concrete path for a spec template."""
+    values = {"id": sid, "name": name, "processId": process}
+    return PARAM.sub(lambda m: values[m.group(1)], template)
 
 
 # ---------------------------------------------------------------- the contract
@@ -49,12 +56,17 @@ class Contract:
         self.samples = {}        # schema $ref -> a valid 2xx JSON body
         self._patterns = []
         for template in spec["paths"]:
-            rx = "^" + re.sub(r"\\\{[a-z]+\\\}", "[^/]+", re.escape(template)) + "$"
+            rx = "^" + re.sub(r"\\\{[A-Za-z]+\\\}", "[^/]+", re.escape(template)) + "$"
             self._patterns.append((re.compile(rx), template))
 
     def template_of(self, path):
+        """The spec template of a path; as in OpenAPI, a concrete path
+        (/process/list) wins over a templated one (/process/{processId})."""
         path = path.split("?", 1)[0]
         matches = [t for rx, t in self._patterns if rx.match(path)]
+        assert matches, f"{path}: no spec template"
+        fewest = min(len(PARAM.findall(t)) for t in matches)
+        matches = [t for t in matches if len(PARAM.findall(t)) == fewest]
         assert len(matches) == 1, f"{path}: spec templates {matches}"
         return matches[0]
 
@@ -163,7 +175,7 @@ def test_spec_is_well_formed(spec):
         root["components"] = spec["components"]
         jsonschema.Draft202012Validator.check_schema(root)
     for template, item in spec["paths"].items():
-        params = set(re.findall(r"\{([a-z]+)\}", template))
+        params = set(PARAM.findall(template))
         declared = {_resolve(spec, p)["name"] for p in item.get("parameters", [])}
         assert params == declared, f"{template}: path parameters {params} vs declared {declared}"
         for method in METHODS:
@@ -180,7 +192,7 @@ def test_spec_is_well_formed(spec):
 
 def test_every_route_refuses_a_missing_or_wrong_token(api, contract, spec):
     for template, item in spec["paths"].items():
-        path = template.replace("{id}", "openapi-noauth").replace("{name}", "openapi-noauth")
+        path = fill(template, "openapi-noauth", "openapi-noauth", "openapi-noauth")
         for method in METHODS:
             if method not in item:
                 continue
@@ -253,7 +265,7 @@ def test_bad_ids_are_400_on_every_sandbox_route(api, contract, spec):
     for template, item in spec["paths"].items():
         if "{id}" not in template:
             continue
-        path = template.replace("{id}", "Bad_Id")
+        path = fill(template, "Bad_Id")
         for method in METHODS:
             if method in item and "400" in item[method]["responses"]:
                 body = {} if method == "post" else None
@@ -367,9 +379,20 @@ def test_execute(api, contract, sb):
     _, out = call(api, contract, "POST", compat(sb, "execute"),
                   {"command": "sleep 5", "sessionId": "__DISABLE_SESSION__", "timeoutMs": 300}, expect=200)
     assert out["exitCode"] == 124 and "timed out" in out["stderr"]
-    _, out = call(api, contract, "POST", compat(sb, "execute"), {"command": "true", "background": True},
-                  expect=501)
-    assert out["code"] == "NOT_IMPLEMENTED"
+    # background: starts a process and answers like /api/process/start.
+    pid = unique_id("oa-bg")
+    _, out = call(api, contract, "POST", compat(sb, "execute"),
+                  {"command": "echo bg", "background": True, "processId": pid}, expect=200)
+    contract.validate(out, {"$ref": "#/components/schemas/ProcessStartResponse"}, "execute background")
+    assert out["processId"] == pid and out["command"] == "echo bg" and out["pid"] > 0
+    assert wait_until(lambda: call(api, contract, "GET", compat(sb, f"process/{pid}"),
+                                   expect=200)[1]["process"]["status"] == "completed", 20)
+    _, out = call(api, contract, "POST", compat(sb, "execute"),
+                  {"command": "true", "background": True, "processId": pid}, expect=409)
+    assert out["code"] == "PROCESS_ALREADY_EXISTS"
+    _, out = call(api, contract, "POST", compat(sb, "execute"),
+                  {"command": "true", "background": True, "processId": "a/b"}, expect=400)
+    assert out["code"] == "VALIDATION_FAILED"
     for raw in ("{", "[1]", "{}", '{"command": ""}', '{"command": 1}', '{"command": "true", "env": {"A": []}}',
                 '{"command": "true", "timeoutMs": "5"}', '{"command": "true", "timeoutMs": -1}',
                 '{"command": "true", "background": "yes"}', '{"command": "true", "cwd": false}',
@@ -390,7 +413,11 @@ def test_execute_stream(api, contract, sb):
     for body in ({}, {"command": 5}):
         _, out = call(api, contract, "POST", path, body, expect=400)
         assert out["code"] == "VALIDATION_FAILED"
-    _, out = call(api, contract, "POST", path, {"command": "true", "background": True}, expect=501)
+    # background is ignored: the command runs as a stream all the same.
+    r = api.request("POST", path, json_body={"command": "echo fg", "background": True}, stream=True)
+    events = contract.check(r, "POST", path)
+    assert events[-1]["type"] == "complete" and events[-1]["exitCode"] == 0, events
+    assert "".join(e["data"] for e in events if e["type"] == "stdout") == "fg\n"
 
 
 def test_files(api, contract, sb):
@@ -481,17 +508,136 @@ def test_compat_routes_refuse_bodies_that_are_not_json_objects(api, contract, sb
     for template, item in spec["paths"].items():
         if "/api/" not in template or "200" not in item.get("post", {}).get("responses", {}):
             continue
-        path = template.replace("{id}", sb)
+        path = fill(template, sb)
         for raw in ("{", "[]", "true", '{"path": "/x"} trailing'):
             _, out = call(api, contract, "POST", path, raw=raw, expect=400)
             assert out["code"] == "VALIDATION_FAILED", (path, raw, out)
+
+
+def test_processes(api, contract, make_sandbox):
+    sb = make_sandbox()   # its own sandbox: list and kill-all see only this test's processes
+    p = lambda rest: compat(sb, "process/" + rest)  # noqa: E731
+
+    def status_of(pid):
+        return call(api, contract, "GET", p(pid), expect=200)[1]["process"]["status"]
+
+    # start: with every field; a generated id; a duplicate id; bad input.
+    _, out = call(api, contract, "POST", p("start"),
+                  {"command": "echo out; echo err >&2; echo $OA_VAR; pwd; exit 3", "processId": "oa-done",
+                   "env": {"OA_VAR": "v"}, "cwd": "/tmp", "sessionId": "__DISABLE_SESSION__",
+                   "encoding": "utf-8", "autoCleanup": True}, expect=200)
+    assert out["processId"] == "oa-done" and out["pid"] > 0 and out["command"].startswith("echo out")
+    _, gen = call(api, contract, "POST", p("start"), {"command": "true"}, expect=200)
+    assert re.fullmatch(r"proc_[0-9]+_[a-z0-9]{6}", gen["processId"]), gen
+    _, run = call(api, contract, "POST", p("start"),
+                  {"command": "sleep 60", "processId": "oa-run", "sessionId": "oa-s", "timeoutMs": 120000},
+                  expect=200)
+    _, out = call(api, contract, "POST", p("start"), {"command": "true", "processId": "oa-run"}, expect=409)
+    assert out["code"] == "PROCESS_ALREADY_EXISTS"
+    for raw in ("{}", '{"command": ""}', '{"command": 1}', '{"command": "true", "processId": ""}',
+                '{"command": "true", "processId": "a b"}', '{"command": "true", "processId": "a/b"}',
+                '{"command": "true", "processId": 5}', '{"command": "true", "processId": "' + "x" * 129 + '"}',
+                '{"command": "true", "timeoutMs": 0}', '{"command": "true", "env": {"A": 1}}',
+                '{"command": "true", "cwd": 1}', '{"command": "true", "autoCleanup": "yes"}',
+                '{"command": "true", "encoding": 8}', '{"command": "true", "sessionId": []}'):
+        _, out = call(api, contract, "POST", p("start"), raw=raw, expect=400)
+        assert out["code"] == "VALIDATION_FAILED", (raw, out)
+    # A process that cannot start is 500 and listed with status error.
+    _, out = call(api, contract, "POST", p("start"),
+                  {"command": "true", "processId": "oa-nocwd", "cwd": "/no/such/dir"}, expect=500)
+    _, out = call(api, contract, "GET", p("oa-nocwd"), expect=200)
+    assert out["process"]["status"] == "error" and out["process"]["pid"] == 0, out
+
+    # get and logs of a finished process, and of a running one.
+    assert wait_until(lambda: status_of("oa-done") == "failed", 20), status_of("oa-done")
+    assert wait_until(lambda: status_of(gen["processId"]) == "completed", 20)
+    _, out = call(api, contract, "GET", p("oa-done"), expect=200)
+    done = out["process"]
+    assert done["id"] == "oa-done" and done["exitCode"] == 3 and done["endTime"] >= done["startTime"], done
+    _, logs = call(api, contract, "GET", p("oa-done/logs"), expect=200)
+    assert logs["processId"] == "oa-done" and logs["stdout"] == "out\nv\n/tmp\n" and logs["stderr"] == "err\n"
+    assert logs["stdoutDropped"] == 0 and logs["stderrDropped"] == 0
+    _, out = call(api, contract, "GET", p("oa-run"), expect=200)
+    assert out["process"]["status"] == "running" and out["process"]["pid"] == run["pid"]
+    assert "exitCode" not in out["process"] and "endTime" not in out["process"]
+    _, logs = call(api, contract, "GET", p("oa-run/logs"), expect=200)
+    assert logs["stdout"] == "" and logs["stderr"] == ""
+
+    # list, all and by status.
+    _, out = call(api, contract, "GET", p("list"), expect=200)
+    assert sorted(x["id"] for x in out["processes"]) == sorted(["oa-done", gen["processId"], "oa-run", "oa-nocwd"])
+    _, out = call(api, contract, "GET", p("list?status=running"), expect=200)
+    assert [x["id"] for x in out["processes"]] == ["oa-run"]
+    _, out = call(api, contract, "GET", p("list?status=failed"), expect=200)
+    assert [x["id"] for x in out["processes"]] == ["oa-done"]
+    for bad in ("bogus", "RUNNING", ""):
+        status, out = call(api, contract, "GET", p(f"list?status={bad}"))
+        if bad == "":
+            assert status == 200, out   # an empty filter is no filter
+        else:
+            assert status == 400 and out["code"] == "VALIDATION_FAILED", (bad, out)
+
+    # stream: a finished process gives its held output and exit at once; a
+    # running one its output live, then exit.
+    r = api.request("GET", p("oa-done/stream"), stream=True)
+    events = contract.check(r, "GET", p("oa-done/stream"))
+    assert events[0]["type"] == "process_info" and events[0]["processId"] == "oa-done", events
+    assert events[0]["status"] == "failed" and events[0]["command"] == done["command"]
+    assert events[-1]["type"] == "exit" and events[-1]["exitCode"] == 3, events
+    assert events[-1]["data"] == "Process completed with exit code 3"
+    assert "".join(e["data"] for e in events if e["type"] == "stdout") == "out\nv\n/tmp\n"
+    assert "".join(e["data"] for e in events if e["type"] == "stderr") == "err\n"
+    call(api, contract, "POST", p("start"), {"command": "echo a; sleep 0.5; echo b >&2", "processId": "oa-live"},
+         expect=200)
+    r = api.request("GET", p("oa-live/stream"), stream=True)
+    events = contract.check(r, "GET", p("oa-live/stream"))
+    assert [e["type"] for e in events if e["type"] != "dropped"] == ["process_info", "stdout", "stderr", "exit"], events
+    assert events[-1]["exitCode"] == 0
+
+    # timeoutMs kills the process: killed, exit code 124.
+    call(api, contract, "POST", p("start"), {"command": "sleep 60", "processId": "oa-timeout", "timeoutMs": 300},
+         expect=200)
+    assert wait_until(lambda: status_of("oa-timeout") == "killed", 20), status_of("oa-timeout")
+    assert call(api, contract, "GET", p("oa-timeout"), expect=200)[1]["process"]["exitCode"] == 124
+
+    # kill one: 200 at once, then killed with exit code 143; again (already ended): 200.
+    _, out = call(api, contract, "DELETE", p("oa-run"), expect=200)
+    assert out["processId"] == "oa-run"
+    assert wait_until(lambda: status_of("oa-run") == "killed", 20), status_of("oa-run")
+    assert call(api, contract, "GET", p("oa-run"), expect=200)[1]["process"]["exitCode"] == 143
+    call(api, contract, "DELETE", p("oa-run"), expect=200)
+    call(api, contract, "DELETE", p("oa-done"), expect=200)
+
+    # kill-all: counts the running processes only.
+    for pid in ("oa-k1", "oa-k2"):
+        call(api, contract, "POST", p("start"), {"command": "sleep 60", "processId": pid}, expect=200)
+    _, out = call(api, contract, "DELETE", p("kill-all"), expect=200)
+    assert out["cleanedCount"] == 2, out
+    assert wait_until(lambda: status_of("oa-k1") == "killed" and status_of("oa-k2") == "killed", 20)
+    _, out = call(api, contract, "DELETE", p("kill-all"), expect=200)
+    assert out["cleanedCount"] == 0, out
+    _, out = call(api, contract, "GET", p("list?status=running"), expect=200)
+    assert out["processes"] == []
+
+    # unknown processes: 404 PROCESS_NOT_FOUND on every per-process route.
+    for method, rest in (("GET", "nope"), ("DELETE", "nope"), ("GET", "nope/logs"), ("GET", "nope/stream")):
+        _, out = call(api, contract, method, p(rest), expect=404)
+        assert out["code"] == "PROCESS_NOT_FOUND" and out["context"] == {"processId": "nope"}, (method, rest, out)
+
+    # other methods: 405 METHOD_NOT_ALLOWED (before the sandbox is asked).
+    for method, rest in (("GET", "start"), ("DELETE", "start"), ("POST", "list"), ("DELETE", "list"),
+                         ("GET", "kill-all"), ("POST", "kill-all"), ("POST", "oa-done"), ("PUT", "oa-done"),
+                         ("DELETE", "oa-done/logs"), ("POST", "oa-done/stream"), ("PATCH", "nope/logs")):
+        _, out = call(api, contract, method, p(rest), {} if method != "GET" else None, expect=405)
+        assert out["code"] == "METHOD_NOT_ALLOWED", (method, rest, out)
+    api.alive(sb)
 
 
 # ---------------------------------------------------------------- outside the routes
 
 def test_wrong_methods_are_405(api, contract, sb, spec):
     for template, item in spec["paths"].items():
-        path = template.replace("{id}", sb).replace("{name}", "default")
+        path = fill(template, sb)
         for method in METHODS:
             if method in item and "405" in item[method]["responses"]:
                 _, out = call(api, contract, method.upper(), path, {} if method != "get" else None, expect=405)
@@ -503,7 +649,10 @@ def test_unknown_routes_are_404(api, contract, sb):
     envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for method, path in (("GET", "/v1/nothing"), ("GET", "/"), ("POST", compat(sb, "no-such-route")),
                          ("GET", compat(sb, "commands")), ("POST", f"/v1/sandboxes/{sb}/"),
-                         ("GET", f"/v1/sandboxes/{sb}/other"), ("GET", "/v1/images/x/y")):
+                         ("GET", f"/v1/sandboxes/{sb}/other"), ("GET", "/v1/images/x/y"),
+                         ("GET", compat(sb, "process/a/b")), ("DELETE", compat(sb, "process/a/b")),
+                         ("GET", compat(sb, "process/p1/logs/x")), ("GET", compat(sb, "process/")),
+                         ("POST", compat(sb, "process/start/x"))):
         r = api.request(method, path, json_body={} if method == "POST" else None)
         assert r.status_code == 404, (method, path, r.status_code, r.text)
         body = r.json()
