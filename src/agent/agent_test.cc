@@ -868,6 +868,8 @@ TEST_F(AgentProcTest, DuplicateIdRefused) {
   auto r = c_->Call({{"op", "process.start"}, {"command", "echo x >> " + marker}, {"processId", "dup"}});
   EXPECT_EQ(r.Code(), "PROCESS_ALREADY_EXISTS");
   EXPECT_NE(r.reply["error"]["message"].get<std::string>().find("already exists"), std::string::npos);
+  for (int i = 0; i < 500 && ReadFile(marker).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the refused start would have run by now
   c_->Call({{"op", "process.kill"}, {"processId", "dup"}});
   WaitDone("dup");
   // Finished but not cleaned up: still taken.
