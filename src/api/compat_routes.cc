@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/fields.h"
 #include "api/routes.h"
@@ -14,53 +15,8 @@
 namespace cove::api {
 namespace {
 
-constexpr int64_t kMaxFileBytes = 32 << 20;           // the reference's JSON file limit
-constexpr size_t kMaxBufferedOutput = 64 << 20;        // /api/execute collects at most this
-constexpr auto kOpTimeout = std::chrono::seconds(60);  // agent ops other than exec
+constexpr int64_t kMaxFileBytes = 32 << 20;  // the reference's JSON file limit
 constexpr char kVersion[] = "cove-0.1.0";
-
-using Clock = AgentConnection::Clock;
-
-bool IsCode(const Json& v) {
-  if (!v.is_string()) return false;
-  const auto& s = v.get_ref<const std::string&>();
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s)
-    if (!((c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9'))) return false;
-  return true;
-}
-
-std::string StrOf(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-int64_t IntOf(const Json& j, const char* key, int64_t fallback = 0) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
-}
-
-bool BoolOf(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
-
-// An agent error reply ({"error": {...}}), checked: the agent is not trusted.
-std::optional<Json> AgentError(const Json& reply) {
-  auto it = reply.find("error");
-  if (it == reply.end()) return std::nullopt;
-  Json e = *it;
-  std::string code = e.is_object() && IsCode(e["code"]) ? e["code"].get<std::string>() : "INTERNAL_ERROR";
-  std::string message = e.is_object() ? StrOf(e, "message") : "";
-  Json context = e.is_object() && e.contains("context") && e["context"].is_object() ? e["context"] : Json::object();
-  return ErrorBody(code, message.empty() ? code : message, context);
-}
-
-HttpResponse AgentErrorResponse(const Json& body) { return JsonResponse(body, body["httpStatus"].get<int>()); }
-
-std::string Sse(const Json& event) {
-  return "data: " + event.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
-}
 
 // SSE events of /api/execute/stream and /api/read/stream, built outside the
 // coroutines (GCC 12 cannot keep JSON-literal temporaries in a coroutine frame).
@@ -102,49 +58,11 @@ std::string SseReadFinal(const Json& reply) {
   return Sse({{"type", "complete"}, {"bytesRead", IntOf(reply, "bytesRead")}});
 }
 
-HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body) {
-  HttpResponse res;
-  res.content_type = "text/event-stream";
-  res.headers = {{"Cache-Control", "no-cache"}};
-  res.stream = std::move(body);
-  return res;
-}
-
-Json Success(Json j) {
-  j["success"] = true;
-  j["timestamp"] = IsoNow();
-  return j;
-}
-
 // Copies the request's sessionId into an agent op. Without one, requests use
 // the sandbox's "default" session, as in Cloudflare's server.
 void CopySession(Fields& f, Json* op) {
   auto s = f.OptStr("sessionId");
   (*op)["sessionId"] = s && !s->empty() ? *s : "default";
-}
-
-// Sends one op (with optional raw data) and waits for its reply. A listing
-// may arrive in batches: events' "files" come before the reply's.
-Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
-                        const std::optional<std::string>& data) {
-  auto call = agent->Start(op, data ? std::optional<std::string_view>(*data) : std::nullopt);
-  if (!call.ok()) co_return std::move(call).error();
-  auto deadline = Clock::now() + kOpTimeout;
-  Json files = Json::array();
-  size_t received = 0;
-  for (;;) {
-    auto m = co_await (*call)->Next(deadline);
-    if (!m.ok()) co_return std::move(m).error();
-    received += m->wire_bytes;
-    if (received > kMaxBufferedOutput)
-      co_return MakeError(ErrorCode::kResourceExhausted, "the sandbox's answer is larger than 64 MiB");
-    auto batch = m->body.find("files");
-    if (batch != m->body.end() && batch->is_array())
-      for (auto& f : *batch) files.push_back(std::move(f));
-    if (!m->final) continue;
-    if (!files.empty()) m->body["files"] = std::move(files);
-    co_return std::move(m->body);
-  }
 }
 
 }  // namespace
@@ -168,6 +86,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
       {"/write", "POST"},        {"/delete", "POST"},      {"/exists", "POST"},
       {"/rename", "POST"},       {"/move", "POST"},        {"/mkdir", "POST"},
       {"/list-files", "POST"}};
+  if (route.rfind("/process/", 0) == 0) co_return co_await Processes(req, id, route);
   auto known = std::find_if(std::begin(kRoutes), std::end(kRoutes), [&](const auto& r) { return r.first == route; });
   if (known == std::end(kRoutes)) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
   if (known->second != req.method)
@@ -206,9 +125,14 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
     if (auto t = f.Int("timeoutMs", 1, int64_t{1} << 40)) op["timeoutMs"] = *t;
-    if (f.Bool("background"))
-      co_return ErrorResponse("NOT_IMPLEMENTED", "background processes are not available yet in cove");
     kind = route == "/execute" ? Kind::kExec : Kind::kExecStream;
+    if (route == "/execute" && f.Bool("background")) {  // answers like /api/process/start
+      Json start = ProcessStartOp(f, body);
+      if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+      auto agent_r = co_await manager_->Agent(id, true);
+      if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
+      co_return co_await StartProcess(std::move(*agent_r), std::move(start));
+    }
   } else if (route == "/read" || route == "/read/stream") {
     op = {{"op", "file.read"}, {"path", f.Str("path", true)}};
     CopySession(f, &op);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "api/fields.h"
 #include "api/http.h"
 #include "manager/images.h"
 #include "manager/manager.h"
@@ -35,6 +36,11 @@ class CompatRoutes {
   static HttpResponse ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op);
   static Task<HttpResponse> Read(std::shared_ptr<AgentConnection> agent, Json op);
   static HttpResponse ReadStream(std::shared_ptr<AgentConnection> agent, Json op);
+  // process_routes.cc
+  Task<HttpResponse> Processes(HttpRequest& req, const std::string& id, const std::string& route);
+  static Json ProcessStartOp(Fields& f, const Json& body);
+  static Task<HttpResponse> StartProcess(std::shared_ptr<AgentConnection> agent, Json op);
+  static Task<HttpResponse> StreamProcess(std::shared_ptr<AgentConnection> agent, std::string pid);
   Manager* manager_;
 };
 

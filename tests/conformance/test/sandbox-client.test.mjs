@@ -296,3 +296,54 @@ describe('files', () => {
     });
   });
 });
+
+describe('processes', () => {
+  async function waitFor(fn, timeoutMs = 15000) {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await fn();
+      if (v) return v;
+      if (Date.now() > end) throw new Error('timed out waiting');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  it('startProcess, getProcess, getProcessLogs, listProcesses', async () => {
+    const started = await client.processes.startProcess('echo hello; echo oops >&2', 'p1', { processId: 'conf-p1' });
+    assert.equal(started.success, true);
+    assert.equal(started.processId, 'conf-p1');
+    assert.ok(started.pid > 0);
+    const done = await waitFor(async () => {
+      const r = await client.processes.getProcess('conf-p1');
+      return r.process.status === 'completed' ? r : null;
+    });
+    assert.equal(done.process.exitCode, 0);
+    const logs = await client.processes.getProcessLogs('conf-p1');
+    assert.equal(logs.stdout, 'hello\n');
+    assert.equal(logs.stderr, 'oops\n');
+    const list = await client.processes.listProcesses();
+    assert.ok(list.processes.some((p) => p.id === 'conf-p1'));
+  });
+
+  it('streamProcessLogs replays, follows and ends with exit', async () => {
+    await client.processes.startProcess('echo one; sleep 0.3; echo two', 'p1', { processId: 'conf-p2' });
+    const evs = await events(await client.processes.streamProcessLogs('conf-p2'));
+    assert.equal(evs[0].type, 'process_info');
+    assert.equal(evs.filter((e) => e.type === 'stdout').map((e) => e.data).join(''), 'one\ntwo\n');
+    assert.equal(evs.at(-1).type, 'exit');
+    assert.equal(evs.at(-1).exitCode, 0);
+  });
+
+  it('killProcess and killAllProcesses', async () => {
+    await client.processes.startProcess('sleep 60', 'p1', { processId: 'conf-k1' });
+    await client.processes.startProcess('sleep 60', 'p1', { processId: 'conf-k2' });
+    await client.processes.killProcess('conf-k1');
+    await waitFor(async () => (await client.processes.getProcess('conf-k1')).process.status === 'killed');
+    const all = await client.processes.killAllProcesses();
+    assert.equal(all.cleanedCount, 1);
+    await rejectsWith(client.processes.getProcess('conf-none'), (e) => {
+      assert.equal(e.code, 'PROCESS_NOT_FOUND');
+      assert.equal(e.httpStatus, 404);
+    });
+  });
+});

@@ -1,0 +1,103 @@
+#include "api/agent_reply.h"
+
+#include "api/errors.h"
+#include "base/time.h"
+
+namespace cove::api {
+namespace {
+
+bool IsCode(const Json& v) {
+  if (!v.is_string()) return false;
+  const auto& s = v.get_ref<const std::string&>();
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!((c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9'))) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string StrOf(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t IntOf(const Json& j, const char* key, int64_t fallback) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
+bool BoolOf(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+// An agent error reply ({"error": {...}}), checked: the agent is not trusted.
+std::optional<Json> AgentError(const Json& reply) {
+  auto it = reply.find("error");
+  if (it == reply.end()) return std::nullopt;
+  Json e = *it;
+  std::string code = e.is_object() && IsCode(e["code"]) ? e["code"].get<std::string>() : "INTERNAL_ERROR";
+  std::string message = e.is_object() ? StrOf(e, "message") : "";
+  Json context = e.is_object() && e.contains("context") && e["context"].is_object() ? e["context"] : Json::object();
+  return ErrorBody(code, message.empty() ? code : message, context);
+}
+
+HttpResponse AgentErrorResponse(const Json& envelope) {
+  return JsonResponse(envelope, envelope["httpStatus"].get<int>());
+}
+
+std::string Sse(const Json& event) {
+  return "data: " + event.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
+
+HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body) {
+  HttpResponse res;
+  res.content_type = "text/event-stream";
+  res.headers = {{"Cache-Control", "no-cache"}};
+  res.stream = std::move(body);
+  return res;
+}
+
+Json Success(Json j) {
+  j["success"] = true;
+  j["timestamp"] = IsoNow();
+  return j;
+}
+
+Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
+                        const std::optional<std::string>& data) {
+  auto call = agent->Start(op, data ? std::optional<std::string_view>(*data) : std::nullopt);
+  if (!call.ok()) co_return std::move(call).error();
+  auto deadline = Clock::now() + kOpTimeout;
+  Json files = Json::array();
+  std::string output[2];  // stdout, stderr parts sent ahead of the reply
+  size_t received = 0;
+  for (;;) {
+    auto m = co_await (*call)->Next(deadline);
+    if (!m.ok()) co_return std::move(m).error();
+    received += m->wire_bytes;
+    if (received > kMaxBufferedOutput)
+      co_return MakeError(ErrorCode::kResourceExhausted, "the sandbox's answer is larger than 64 MiB");
+    Json& b = m->body;
+    if (!m->final) {
+      if (auto batch = b.find("files"); batch != b.end() && batch->is_array())
+        for (auto& f : *batch) files.push_back(std::move(f));
+      std::string type = StrOf(b, "type");
+      if (type == "stdout" || type == "stderr") output[type == "stderr"] += StrOf(b, "data");
+      continue;
+    }
+    if (!files.empty()) {
+      if (auto rest = b.find("files"); rest != b.end() && rest->is_array())
+        for (auto& f : *rest) files.push_back(std::move(f));
+      b["files"] = std::move(files);
+    }
+    for (int i = 0; i < 2; ++i) {
+      const char* key = i == 0 ? "stdout" : "stderr";
+      if (!output[i].empty()) b[key] = output[i] + StrOf(b, key);
+    }
+    co_return std::move(b);
+  }
+}
+
+}  // namespace cove::api

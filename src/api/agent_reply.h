@@ -1,0 +1,44 @@
+// Helpers shared by the compatible routes: reading agent replies (which are
+// untrusted), calling the agent, and shaping success and SSE answers.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+#include "api/http.h"
+#include "manager/agent_connection.h"
+
+namespace cove::api {
+
+using Json = nlohmann::json;
+using Clock = AgentConnection::Clock;
+
+inline constexpr size_t kMaxBufferedOutput = 64 << 20;        // what one answer may accumulate
+inline constexpr auto kOpTimeout = std::chrono::seconds(60);  // agent ops other than exec
+
+// Typed reads of agent JSON with defaults (wrong types read as the default).
+std::string StrOf(const Json& j, const char* key);
+int64_t IntOf(const Json& j, const char* key, int64_t fallback = 0);
+bool BoolOf(const Json& j, const char* key);
+
+// An agent error reply ({"error": {...}}) as coved's error envelope, checked:
+// codes must look like codes, context must be an object.
+std::optional<Json> AgentError(const Json& reply);
+HttpResponse AgentErrorResponse(const Json& envelope);
+
+// One SSE event: "data: <json>\n\n".
+std::string Sse(const Json& event);
+HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body);
+// Adds success:true and a timestamp.
+Json Success(Json j);
+
+// Sends one op (with optional raw data) and waits for its reply, within
+// kOpTimeout and kMaxBufferedOutput. Large answers arrive partly as events
+// first: their "files" arrays and stdout/stderr data are put in front of the
+// reply's "files", "stdout" and "stderr".
+Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
+                        const std::optional<std::string>& data = std::nullopt);
+
+}  // namespace cove::api

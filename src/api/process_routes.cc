@@ -1,0 +1,200 @@
+// Background processes of the compatible API (reference routes #20-#26):
+// /api/process/start, list, kill-all, {id}, {id}/logs, {id}/stream, and
+// /api/execute with background:true. The processes live in cove-agent.
+#include <fmt/format.h>
+
+#include "api/agent_reply.h"
+#include "api/errors.h"
+#include "api/fields.h"
+#include "api/routes.h"
+#include "base/time.h"
+
+namespace cove::api {
+namespace {
+
+// A process record from the agent, rebuilt field by field (the agent is not trusted).
+Json ProcessInfo(const Json& p) {
+  Json out = {{"id", StrOf(p, "id")}, {"pid", IntOf(p, "pid")}, {"command", StrOf(p, "command")},
+              {"status", StrOf(p, "status")}, {"startTime", StrOf(p, "startTime")}};
+  if (auto end = StrOf(p, "endTime"); !end.empty()) out["endTime"] = end;
+  if (p.contains("exitCode") && p["exitCode"].is_number_integer()) out["exitCode"] = p["exitCode"];
+  return out;
+}
+
+std::string SseProcessInfo(const Json& info) {
+  return Sse({{"type", "process_info"}, {"processId", info["id"]}, {"command", info["command"]},
+              {"status", info["status"]}, {"timestamp", IsoNow()}});
+}
+
+std::string SseProcessEvent(const Json& event, const std::string& process_id) {
+  std::string type = StrOf(event, "type");
+  if (type == "stdout" || type == "stderr")
+    return Sse({{"type", type}, {"data", StrOf(event, "data")}, {"processId", process_id}, {"timestamp", IsoNow()}});
+  if (type == "dropped")  // older output no longer held in the process's buffers
+    return Sse({{"type", "dropped"}, {"stdout", IntOf(event, "stdout")}, {"stderr", IntOf(event, "stderr")},
+                {"processId", process_id}, {"timestamp", IsoNow()}});
+  return {};
+}
+
+std::string SseProcessFinal(const Json& reply, const std::string& process_id) {
+  if (auto e = AgentError(reply))
+    return Sse({{"type", "error"}, {"processId", process_id}, {"error", (*e)["message"]}, {"code", (*e)["code"]},
+                {"timestamp", IsoNow()}});
+  if (StrOf(reply, "type") != "exit") return {};
+  int64_t code = IntOf(reply, "exitCode", -1);
+  return Sse({{"type", "exit"}, {"processId", process_id}, {"exitCode", code},
+              {"data", fmt::format("Process completed with exit code {}", code)}, {"timestamp", IsoNow()}});
+}
+
+std::string SseProcessError(const std::string& message, const std::string& process_id) {
+  return Sse({{"type", "error"}, {"processId", process_id}, {"error", message}, {"timestamp", IsoNow()}});
+}
+
+bool ValidProcessId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id)
+    if (static_cast<unsigned char>(c) < 0x21 || c == '/' || c == 0x7f) return false;
+  return true;
+}
+
+}  // namespace
+
+Json CompatRoutes::ProcessStartOp(Fields& f, const Json& body) {
+  Json op = {{"op", "process.start"}, {"command", f.Str("command", true)}};
+  auto s = f.OptStr("sessionId");
+  op["sessionId"] = s && !s->empty() ? *s : "default";
+  if (auto pid = f.OptStr("processId")) {
+    if (!ValidProcessId(*pid)) f.Fail("field 'processId' must be 1-128 printable characters without '/' or spaces");
+    op["processId"] = *pid;
+  }
+  if (body.contains("env")) op["env"] = f.EnvMap("env");
+  if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
+  if (auto t = f.Int("timeoutMs", 1, int64_t{1} << 40)) op["timeoutMs"] = *t;
+  (void)f.OptStr("encoding");
+  (void)f.Bool("autoCleanup");
+  return op;
+}
+
+Task<HttpResponse> CompatRoutes::StartProcess(std::shared_ptr<AgentConnection> agent, Json op) {
+  auto reply = co_await Call(agent, op);
+  if (!reply.ok()) co_return ErrorResponse(reply.error());
+  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
+  co_return JsonResponse(Success({{"processId", StrOf(*reply, "processId")},
+                                  {"pid", IntOf(*reply, "pid")},
+                                  {"command", op["command"]}}));
+}
+
+Task<HttpResponse> CompatRoutes::Processes(HttpRequest& req, const std::string& id, const std::string& route) {
+  // route: "/process/start", "/process/list", "/process/kill-all", "/process/{pid}[/logs|/stream]"
+  std::string rest = route.substr(std::string("/process/").size());
+  std::string pid, tail;
+  if (size_t slash = rest.find('/'); slash != std::string::npos) {
+    pid = rest.substr(0, slash);
+    tail = rest.substr(slash);
+  } else {
+    pid = rest;
+  }
+  std::string want;  // the method the path accepts
+  Json op;
+  enum class Kind { kStart, kList, kKillAll, kGet, kKill, kLogs, kStream } kind;
+  if (pid == "start" && tail.empty()) {
+    want = "POST";
+    kind = Kind::kStart;
+  } else if (pid == "list" && tail.empty()) {
+    want = "GET";
+    kind = Kind::kList;
+    op = {{"op", "process.list"}};
+    if (auto it = req.query.find("status"); it != req.query.end()) op["status"] = it->second;
+  } else if (pid == "kill-all" && tail.empty()) {
+    want = "DELETE";
+    kind = Kind::kKillAll;
+    op = {{"op", "process.killAll"}};
+  } else if (ValidProcessId(pid) && (tail.empty() || tail == "/logs" || tail == "/stream")) {
+    kind = tail == "/logs" ? Kind::kLogs : tail == "/stream" ? Kind::kStream
+           : req.method == "DELETE" ? Kind::kKill : Kind::kGet;
+    want = kind == Kind::kKill ? "DELETE" : "GET";
+    if (tail.empty() && req.method == "DELETE") want = "DELETE";
+    const char* name = kind == Kind::kLogs ? "process.logs" : kind == Kind::kStream ? "process.stream"
+                       : kind == Kind::kKill ? "process.kill" : "process.get";
+    op = {{"op", name}, {"processId", pid}};
+  } else {
+    co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
+  }
+  if (req.method != want)
+    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " + want);
+  if (kind == Kind::kStart) {
+    Json body;
+    if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+    Fields f(body);
+    op = ProcessStartOp(f, body);
+    if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+  }
+
+  auto agent_r = co_await manager_->Agent(id, true);
+  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
+  std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
+  if (kind == Kind::kStart) co_return co_await StartProcess(agent, op);
+  if (kind == Kind::kStream) co_return co_await StreamProcess(agent, pid);
+
+  auto reply = co_await Call(agent, op);
+  if (!reply.ok()) co_return ErrorResponse(reply.error());
+  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
+  const Json& r = *reply;
+  switch (kind) {
+    case Kind::kList: {
+      Json list = Json::array();
+      if (r.contains("processes") && r["processes"].is_array())
+        for (const auto& p : r["processes"]) list.push_back(ProcessInfo(p));
+      co_return JsonResponse(Success({{"processes", std::move(list)}}));
+    }
+    case Kind::kKillAll: co_return JsonResponse(Success({{"cleanedCount", IntOf(r, "cleanedCount")}}));
+    case Kind::kGet: {
+      Json p = r.contains("process") && r["process"].is_object() ? ProcessInfo(r["process"]) : Json::object();
+      co_return JsonResponse(Success({{"process", std::move(p)}}));
+    }
+    case Kind::kKill: co_return JsonResponse(Success({{"processId", pid}}));
+    case Kind::kLogs:
+      co_return JsonResponse(Success({{"processId", pid}, {"stdout", StrOf(r, "stdout")}, {"stderr", StrOf(r, "stderr")},
+                                      {"stdoutDropped", IntOf(r, "stdoutDropped")},
+                                      {"stderrDropped", IntOf(r, "stderrDropped")}}));
+    default: break;
+  }
+  co_return ErrorResponse("INTERNAL_ERROR", "unhandled process route");
+}
+
+Task<HttpResponse> CompatRoutes::StreamProcess(std::shared_ptr<AgentConnection> agent, std::string pid) {
+  // The process must exist before the stream starts (a missing one is a plain 404).
+  Json get = {{"op", "process.get"}, {"processId", pid}};
+  auto info = co_await Call(agent, get);
+  if (!info.ok()) co_return ErrorResponse(info.error());
+  if (auto e = AgentError(*info)) co_return AgentErrorResponse(*e);
+  Json process = info->contains("process") && (*info)["process"].is_object() ? ProcessInfo((*info)["process"])
+                                                                            : Json::object();
+  Json op = {{"op", "process.stream"}, {"processId", pid}};
+  co_return SseResponse([agent, op, pid, process](BodyStream& out) -> Task<void> {
+    auto call_r = agent->Start(op);
+    if (!call_r.ok()) {
+      co_await out.Write(SseProcessError(call_r.error().message, pid));
+      co_return;
+    }
+    auto call = std::move(*call_r);
+    out.OnClientGone([call] { call->Cancel(); });
+    if (!co_await out.Write(SseProcessInfo(process))) co_return;
+    for (;;) {
+      auto m = co_await call->Next();
+      if (!m.ok()) {
+        co_await out.Write(SseProcessError(m.error().message, pid));
+        co_return;
+      }
+      if (m->final) {
+        std::string last = SseProcessFinal(m->body, pid);
+        co_await out.Write(std::move(last));
+        co_return;
+      }
+      std::string ev = SseProcessEvent(m->body, pid);
+      if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
+    }
+  });
+}
+
+}  // namespace cove::api
