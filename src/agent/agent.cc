@@ -183,6 +183,7 @@ void Agent::DropConnection(const char* why) {
   reads_.clear();
   for (auto& [id, p] : bg_) p->followers.clear();
   bg_lagging_ = false;
+  StopAllPortWatches();
   malloc_trim(0);
 }
 
@@ -326,6 +327,7 @@ void Agent::HandleRequest(const Chan& c, json& req) {
   if (op == "session.create") return Reply(c, CreateSession(req));
   if (op == "session.delete") return Reply(c, DeleteSession(req));
   if (op.rfind("process.", 0) == 0) return HandleProcessOp(c, op, req);
+  if (op == "port.watch") return StartPortWatch(c, req);
   if (op == "session.list") {
     json ids = json::array();
     for (auto& [id, s] : sessions_) ids.push_back(id);

@@ -154,6 +154,25 @@ class Agent {
     std::vector<Follower> followers;
     uint64_t timer = 0;
   };
+  // port.watch (watch.cc): polls 127.0.0.1:port until it accepts (tcp) or
+  // answers with a status in range (http).
+  struct PortWatch {
+    uint64_t id = 0;
+    Chan chan;
+    int port = 0;
+    bool http = true;
+    std::string path = "/";
+    int status_min = 200, status_max = 399;
+    std::string process_id;
+    int64_t interval_ms = 500;
+    int64_t attempt_start_ns = 0;
+    UniqueFd sock;           // the current attempt's socket
+    uint64_t tok = 0;        // its watch
+    uint64_t timeout = 0;    // its timeout timer
+    uint64_t next = 0;       // timer of the next attempt
+    bool connected = false;
+    std::string wbuf, rbuf;  // request left to send, response read so far
+  };
   struct PendingWrite {  // file.write waiting for its data frame
     FileCtx ctx;
     json req;
@@ -235,6 +254,16 @@ class Agent {
   void EvictFinished();
   void ReplyRaw(const Chan& c, std::string_view payload);
 
+  // Port watches (watch.cc).
+  void StartPortWatch(const Chan& c, const json& req);
+  void PortAttempt(uint64_t id);
+  void OnPortEvent(uint64_t id, uint32_t events);
+  void PortAttemptFailed(PortWatch* w);
+  void ClosePortAttempt(PortWatch* w);
+  void FinishPortWatch(uint64_t id, const json* reply);  // reply null: no reply (dead channel)
+  void OnBgExitWatches(const BgProc& p);
+  void StopAllPortWatches();
+
   // Children and signals.
   void OnSignal();
   void ReapChildren();
@@ -271,6 +300,9 @@ class Agent {
   std::deque<std::string> bg_finished_;  // ids in the order they finished
   bool bg_lagging_ = false;              // a follower waits for the connection
   uint64_t bg_tags_ = 0;
+
+  std::map<uint64_t, std::unique_ptr<PortWatch>> port_watches_;
+  uint64_t next_port_watch_ = 1;
 };
 
 }  // namespace cove::agent

@@ -1,7 +1,9 @@
 // Integration tests: the real cove-agent binary as a plain child process
 // (not in a sandbox), with a listening socket in a temp dir as fd 3 and
 // COVE_AGENT_WORKSPACE in a temp dir, driven through frames.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -1048,6 +1050,176 @@ TEST_F(AgentProcTest, SurvivesSessionDeleteAndReconnect) {
   json g = WaitDone("bg");
   EXPECT_EQ(g["process"]["status"], "completed");
   EXPECT_EQ(c_->Call({{"op", "process.logs"}, {"processId", "bg"}}).reply["stdout"], "alive\n");
+}
+
+// port.watch.
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A listening socket on 127.0.0.1:port (never accepts), or -1.
+int Listen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 128) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+size_t FdCount(pid_t pid) {
+  size_t n = 0;
+  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(AgentTest, PortWatchTcpReadyWhenListenerAppears) {
+  int port = FreeLoopbackPort();
+  uint32_t ch = c_->Send({{"op", "port.watch"}, {"port", port}, {"mode", "tcp"}, {"interval", 100}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  int ls = Listen(port);
+  ASSERT_GE(ls, 0);
+  auto r = c_->Wait(ch, 10000);
+  close(ls);
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0], (json{{"type", "watching"}, {"port", port}}));
+  EXPECT_EQ(r.reply, (json{{"type", "ready"}, {"port", port}}));
+}
+
+TEST_F(AgentTest, PortWatchHttpReadyOnlyWhenStatusInRange) {
+  if (system("command -v python3 >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
+  int port = FreeLoopbackPort();
+  std::string script = ws_ + "/srv.py";
+  std::ofstream(script) << R"PY(import http.server, sys
+n = 0
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global n
+        n += 1
+        code = 503 if n <= 3 else 200
+        print("request", n, self.path, code, flush=True)
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+)PY";
+  // A 503-only range never matches... until the server answers 200.
+  auto r = c_->Call({{"op", "process.start"}, {"command", "exec python3 srv.py " + std::to_string(port)},
+                     {"processId", "web"}});
+  ASSERT_EQ(r.reply["processId"], "web") << r.reply;
+  r = c_->Call({{"op", "port.watch"}, {"port", port}, {"path", "/health?x=1"}, {"processId", "web"},
+                {"interval", 100}},
+               20000);
+  EXPECT_EQ(r.reply, (json{{"type", "ready"}, {"port", port}, {"statusCode", 200}}));
+  std::string logs = c_->Call({{"op", "process.logs"}, {"processId", "web"}}).reply.value("stdout", "");
+  EXPECT_NE(logs.find("request 1 /health?x=1 503"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("request 4 /health?x=1 200"), std::string::npos) << logs;
+  // A custom range: 200 is outside 500-599, so only cancel ends the watch.
+  uint32_t ch = c_->Send({{"op", "port.watch"}, {"port", port}, {"statusMin", 500}, {"statusMax", 599},
+                          {"interval", 100}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  c_->Cancel(ch);
+  EXPECT_EQ(c_->Wait(ch).reply, (json{{"type", "cancelled"}}));
+  // statusMin/statusMax including 200 is ready at once.
+  r = c_->Call({{"op", "port.watch"}, {"port", port}, {"statusMin", 200}, {"statusMax", 200}});
+  EXPECT_EQ(r.reply["statusCode"], 200);
+  c_->Call({{"op", "process.kill"}, {"processId", "web"}, {"signal", 9}});
+}
+
+TEST_F(AgentTest, PortWatchProcessExited) {
+  int port = FreeLoopbackPort();
+  auto r = c_->Call({{"op", "process.start"}, {"command", "sleep 0.3; exit 7"}, {"processId", "p"}});
+  ASSERT_EQ(r.reply["processId"], "p");
+  r = c_->Call({{"op", "port.watch"}, {"port", port}, {"mode", "tcp"}, {"processId", "p"}, {"interval", 100}});
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0]["type"], "watching");
+  EXPECT_EQ(r.reply, (json{{"type", "process_exited"}, {"port", port}, {"exitCode", 7}}));
+  // Already exited: answered at once.
+  r = c_->Call({{"op", "port.watch"}, {"port", port}, {"processId", "p"}});
+  EXPECT_EQ(r.reply, (json{{"type", "process_exited"}, {"port", port}, {"exitCode", 7}}));
+  // Unknown process.
+  r = c_->Call({{"op", "port.watch"}, {"port", port}, {"processId", "nope"}});
+  EXPECT_EQ(r.Code(), "PROCESS_NOT_FOUND");
+  EXPECT_TRUE(r.events.empty());
+}
+
+TEST_F(AgentTest, PortWatchValidation) {
+  for (json bad : {json{{"op", "port.watch"}},
+                   json{{"op", "port.watch"}, {"port", 0}},
+                   json{{"op", "port.watch"}, {"port", 65536}},
+                   json{{"op", "port.watch"}, {"port", -1}},
+                   json{{"op", "port.watch"}, {"port", "80"}},
+                   json{{"op", "port.watch"}, {"port", 80.5}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"mode", "udp"}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"path", "health"}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"path", "/a b"}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"path", "/a\r\nX: y"}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"statusMin", 300}, {"statusMax", 200}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"statusMin", 99}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"statusMax", 600}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"interval", "fast"}},
+                   json{{"op", "port.watch"}, {"port", 80}, {"processId", 5}}}) {
+    auto r = c_->Call(bad);
+    EXPECT_EQ(r.Code(), "VALIDATION_FAILED") << bad;
+    EXPECT_TRUE(r.events.empty()) << bad;
+  }
+}
+
+TEST_F(AgentTest, PortWatchCancelLeaksNoFds) {
+  // Warm up (the agent's lazily opened fds), then count.
+  c_->Call({{"op", "hello"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  size_t base = FdCount(pid_);
+  int closed_port = FreeLoopbackPort();
+  int stuck_port = FreeLoopbackPort();
+  int ls = Listen(stuck_port);  // accepts into the backlog, never answers: attempts stay open
+  ASSERT_GE(ls, 0);
+  std::vector<uint32_t> chs;
+  for (int i = 0; i < 20; ++i) {
+    chs.push_back(c_->Send({{"op", "port.watch"}, {"port", stuck_port}, {"interval", 10000}}));
+    chs.push_back(c_->Send({{"op", "port.watch"}, {"port", closed_port}, {"mode", i % 2 ? "tcp" : "http"},
+                            {"interval", 100}}));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_GE(FdCount(pid_), base + 20);  // the stuck attempts hold their sockets
+  for (uint32_t ch : chs) c_->Cancel(ch);
+  for (uint32_t ch : chs) {
+    auto r = c_->Wait(ch);
+    EXPECT_EQ(r.reply, (json{{"type", "cancelled"}}));
+    ASSERT_EQ(r.events.size(), 1u);
+    EXPECT_EQ(r.events[0]["type"], "watching");
+  }
+  c_->Call({{"op", "hello"}});
+  EXPECT_EQ(FdCount(pid_), base);
+  // A dropped connection ends the watches too.
+  for (int i = 0; i < 10; ++i) c_->Send({{"op", "port.watch"}, {"port", stuck_port}, {"interval", 10000}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  c_ = std::make_unique<Client>(sock_);
+  ASSERT_TRUE(c_->ok());
+  c_->Call({{"op", "hello"}});
+  EXPECT_EQ(FdCount(pid_), base);
+  close(ls);
+  EXPECT_TRUE(AgentAlive());
 }
 
 }  // namespace

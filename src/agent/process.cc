@@ -376,6 +376,7 @@ void Agent::OnBgExit(const std::string& id, int status) {
   log::Info("process {} (pid {}) {}: exit code {}", id, p->pid, p->status, *p->exit_code);
   bg_finished_.push_back(id);
   PumpFollowers(p);
+  OnBgExitWatches(*p);
   EvictFinished();
 }
 

@@ -1,0 +1,249 @@
+// port.watch of cove-agent (docs/agent-protocol.md, "Port watches"): polls
+// 127.0.0.1:port from the event loop (non-blocking connect, epoll, timers)
+// until it accepts a connection (tcp) or answers an HTTP GET with a status
+// in range (http), or until the watched background process exits.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "agent/agent.h"
+#include "base/time.h"
+
+namespace cove::agent {
+namespace {
+
+constexpr size_t kMaxResponse = 8 << 10;  // bytes of a response read at most
+constexpr int64_t kMaxAttemptMs = 5000;
+
+// Optional integer field in [lo, hi].
+bool GetIntIn(const json& req, const char* key, int64_t lo, int64_t hi, std::optional<int64_t>* out,
+              json* err) {
+  auto it = req.find(key);
+  if (it == req.end() || it->is_null()) return true;
+  bool ok = false;
+  int64_t v = 0;
+  if (it->is_number_integer()) {
+    if (it->is_number_unsigned()) {
+      uint64_t u = it->get<uint64_t>();
+      ok = u <= static_cast<uint64_t>(hi);
+      v = static_cast<int64_t>(std::min<uint64_t>(u, static_cast<uint64_t>(hi)));
+    } else {
+      v = it->get<int64_t>();
+      ok = true;
+    }
+  } else if (it->is_number_float()) {
+    double d = it->get<double>();
+    ok = d == static_cast<double>(static_cast<int64_t>(d)) && d > -1e15 && d < 1e15;
+    v = ok ? static_cast<int64_t>(d) : 0;
+  }
+  if (!ok || v < lo || v > hi) {
+    *err = ValidationError(std::string("field '") + key + "' must be an integer from " + std::to_string(lo) +
+                               " to " + std::to_string(hi),
+                           key);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+// Status code of a status line "HTTP/x.y NNN ...", or -1 while incomplete
+// (more data may follow), or 0 if it is not one.
+int ParseStatusLine(const std::string& buf, bool eof) {
+  size_t eol = buf.find('\n');
+  if (eol == std::string::npos && !eof && buf.size() < kMaxResponse) return -1;
+  std::string_view line(buf.data(), eol == std::string::npos ? buf.size() : eol);
+  if (line.substr(0, 5) != "HTTP/") return 0;
+  size_t sp = line.find(' ');
+  if (sp == std::string_view::npos || sp + 4 > line.size()) return 0;
+  int code = 0;
+  for (size_t i = sp + 1; i < sp + 4; ++i) {
+    if (line[i] < '0' || line[i] > '9') return 0;
+    code = code * 10 + (line[i] - '0');
+  }
+  if (sp + 4 < line.size() && line[sp + 4] != ' ' && line[sp + 4] != '\r') return 0;
+  return code >= 100 ? code : 0;
+}
+
+}  // namespace
+
+void Agent::StartPortWatch(const Chan& c, const json& req) {
+  json err;
+  std::optional<int64_t> port, smin, smax, interval;
+  std::string mode = "http", path = "/", pid;
+  if (!req.contains("port") || req["port"].is_null())
+    return Reply(c, ValidationError("missing field 'port'", "port"));
+  if (!GetIntIn(req, "port", 1, 65535, &port, &err) || !GetString(req, "mode", false, &mode, &err) ||
+      !GetString(req, "path", false, &path, &err) || !GetIntIn(req, "statusMin", 100, 599, &smin, &err) ||
+      !GetIntIn(req, "statusMax", 100, 599, &smax, &err) ||
+      !GetIntIn(req, "interval", INT64_MIN / 2, INT64_MAX / 2, &interval, &err) ||
+      !GetString(req, "processId", false, &pid, &err))
+    return Reply(c, err);
+  if (mode != "http" && mode != "tcp")
+    return Reply(c, ValidationError("mode must be 'http' or 'tcp'", "mode"));
+  if (path.empty()) path = "/";
+  if (path[0] != '/' || path.size() > 2048 ||
+      std::any_of(path.begin(), path.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f; }))
+    return Reply(c, ValidationError("path must start with '/' and contain no spaces or control characters", "path"));
+  int lo = static_cast<int>(smin.value_or(200)), hi = static_cast<int>(smax.value_or(399));
+  if (lo > hi) return Reply(c, ValidationError("statusMin is greater than statusMax", "statusMin"));
+  const BgProc* proc = nullptr;
+  if (!pid.empty()) {
+    auto it = bg_.find(pid);
+    if (it == bg_.end())
+      return Reply(c, ErrorReply("PROCESS_NOT_FOUND", "process '" + pid + "' not found", json{{"processId", pid}}));
+    proc = it->second.get();
+  }
+
+  Event(c, Dump(json{{"type", "watching"}, {"port", *port}}));
+  if (proc && proc->exited) {
+    return Reply(c, json{{"type", "process_exited"},
+                         {"port", *port},
+                         {"exitCode", proc->exit_code ? json(*proc->exit_code) : json(nullptr)}});
+  }
+  auto w = std::make_unique<PortWatch>();
+  w->id = next_port_watch_++;
+  w->chan = c;
+  w->port = static_cast<int>(*port);
+  w->http = mode == "http";
+  w->path = path;
+  w->status_min = lo;
+  w->status_max = hi;
+  w->process_id = pid;
+  w->interval_ms = std::clamp<int64_t>(interval.value_or(500), 100, 10000);
+  uint64_t id = w->id;
+  port_watches_.emplace(id, std::move(w));
+  SetCancel(c, [this, id] {
+    json r{{"type", "cancelled"}};
+    FinishPortWatch(id, &r);
+  });
+  PortAttempt(id);
+}
+
+void Agent::PortAttempt(uint64_t id) {
+  auto it = port_watches_.find(id);
+  if (it == port_watches_.end()) return;
+  PortWatch* w = it->second.get();
+  w->next = 0;
+  w->attempt_start_ns = MonotonicNs();
+  w->connected = false;
+  w->rbuf.clear();
+  w->wbuf.clear();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return PortAttemptFailed(w);
+  w->sock.Reset(fd);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(w->port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int r;
+  do r = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  while (r != 0 && errno == EINTR);
+  if (r != 0 && errno != EINPROGRESS) return PortAttemptFailed(w);
+  if (w->http)
+    w->wbuf = "GET " + w->path + " HTTP/1.1\r\nHost: localhost:" + std::to_string(w->port) +
+              "\r\nConnection: close\r\n\r\n";
+  int64_t tmo = std::min<int64_t>(w->interval_ms, kMaxAttemptMs);
+  w->timeout = loop_.AddTimer(w->attempt_start_ns + tmo * 1000000, [this, id] {
+    auto it = port_watches_.find(id);
+    if (it == port_watches_.end()) return;
+    it->second->timeout = 0;
+    PortAttemptFailed(it->second.get());
+  });
+  w->tok = loop_.Watch(fd, EPOLLOUT, [this, id](uint32_t ev) { OnPortEvent(id, ev); });
+}
+
+void Agent::OnPortEvent(uint64_t id, uint32_t events) {
+  auto it = port_watches_.find(id);
+  if (it == port_watches_.end()) return;
+  PortWatch* w = it->second.get();
+  int fd = w->sock.get();
+  if (!w->connected) {
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) return PortAttemptFailed(w);
+    if (!(events & EPOLLOUT)) return PortAttemptFailed(w);
+    w->connected = true;
+    if (!w->http) {
+      json r{{"type", "ready"}, {"port", w->port}};
+      return FinishPortWatch(id, &r);
+    }
+  }
+  if (!w->wbuf.empty()) {
+    if (!(events & EPOLLOUT)) return PortAttemptFailed(w);
+    ssize_t n = send(fd, w->wbuf.data(), w->wbuf.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      return PortAttemptFailed(w);
+    }
+    w->wbuf.erase(0, static_cast<size_t>(n));
+    if (w->wbuf.empty()) loop_.Modify(w->tok, EPOLLIN);
+    return;
+  }
+  char buf[2048];
+  size_t room = kMaxResponse - w->rbuf.size();
+  ssize_t n = read(fd, buf, std::min(sizeof buf, room));
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n > 0) w->rbuf.append(buf, static_cast<size_t>(n));
+  int code = ParseStatusLine(w->rbuf, n <= 0);
+  if (code < 0) return;  // the status line is not complete yet
+  if (code > 0 && code >= w->status_min && code <= w->status_max) {
+    json r{{"type", "ready"}, {"port", w->port}, {"statusCode", code}};
+    return FinishPortWatch(id, &r);
+  }
+  PortAttemptFailed(w);
+}
+
+void Agent::ClosePortAttempt(PortWatch* w) {
+  loop_.Unwatch(w->tok);
+  w->tok = 0;
+  if (w->timeout) loop_.CancelTimer(w->timeout);
+  w->timeout = 0;
+  w->sock.Reset();
+  w->connected = false;
+  std::string().swap(w->rbuf);
+  std::string().swap(w->wbuf);
+}
+
+void Agent::PortAttemptFailed(PortWatch* w) {
+  ClosePortAttempt(w);
+  if (w->next) return;
+  int64_t at = std::max(w->attempt_start_ns + w->interval_ms * 1000000, MonotonicNs());
+  uint64_t id = w->id;
+  w->next = loop_.AddTimer(at, [this, id] { PortAttempt(id); });
+}
+
+void Agent::FinishPortWatch(uint64_t id, const json* reply) {
+  auto it = port_watches_.find(id);
+  if (it == port_watches_.end()) return;
+  std::unique_ptr<PortWatch> w = std::move(it->second);
+  port_watches_.erase(it);
+  ClosePortAttempt(w.get());
+  if (w->next) loop_.CancelTimer(w->next);
+  if (reply) Reply(w->chan, *reply);
+}
+
+void Agent::OnBgExitWatches(const BgProc& p) {
+  std::vector<uint64_t> ids;
+  for (auto& [id, w] : port_watches_)
+    if (w->process_id == p.id) ids.push_back(id);
+  for (uint64_t id : ids) {
+    int port = port_watches_[id]->port;
+    json r{{"type", "process_exited"},
+           {"port", port},
+           {"exitCode", p.exit_code ? json(*p.exit_code) : json(nullptr)}};
+    FinishPortWatch(id, &r);
+  }
+}
+
+void Agent::StopAllPortWatches() {
+  std::vector<uint64_t> ids;
+  for (auto& [id, w] : port_watches_) ids.push_back(id);
+  for (uint64_t id : ids) FinishPortWatch(id, nullptr);
+}
+
+}  // namespace cove::agent
