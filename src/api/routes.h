@@ -36,6 +36,10 @@ class CompatRoutes {
   static HttpResponse ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op);
   static Task<HttpResponse> Read(std::shared_ptr<AgentConnection> agent, Json op);
   static HttpResponse ReadStream(std::shared_ptr<AgentConnection> agent, Json op);
+  // git_routes.cc
+  Task<HttpResponse> GitCheckout(HttpRequest& req, const std::string& id);
+  // port_routes.cc
+  Task<HttpResponse> PortWatch(HttpRequest& req, const std::string& id);
   // process_routes.cc
   Task<HttpResponse> Processes(HttpRequest& req, const std::string& id, const std::string& route);
   static Json ProcessStartOp(Fields& f, const Json& body);

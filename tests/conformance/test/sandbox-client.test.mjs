@@ -347,3 +347,31 @@ describe('processes', () => {
     });
   });
 });
+
+describe('git and ports', () => {
+  it('git.checkout clones a repository (file:// inside the sandbox)', async () => {
+    await client.commands.execute(
+      'set -e; rm -rf /tmp/conf-origin; mkdir /tmp/conf-origin; cd /tmp/conf-origin; git init -q -b main; ' +
+      'git config user.email t@e; git config user.name t; echo hi > f; git add f; git commit -q -m one',
+      '__DISABLE_SESSION__');
+    const r = await client.git.checkout('file:///tmp/conf-origin', 'g1', { targetDir: '/workspace/conf-clone' });
+    assert.equal(r.success, true);
+    assert.equal(r.branch, 'main');
+    assert.equal(r.targetDir, '/workspace/conf-clone');
+    assert.equal((await client.commands.execute('cat /workspace/conf-clone/f', 'g1')).stdout, 'hi\n');
+    await rejectsWith(client.git.checkout('file:///tmp/conf-missing', 'g1', { targetDir: '/tmp/conf-x' }), (e) => {
+      assert.equal(e.code, 'GIT_REPOSITORY_NOT_FOUND');
+      assert.equal(e.httpStatus, 404);
+    });
+  });
+
+  it('ports.watchPort reports a server started as a process', async () => {
+    await client.processes.startProcess('exec python3 -m http.server 8090 --bind 127.0.0.1', 'p1',
+                                        { processId: 'conf-web' });
+    const evs = await events(await client.ports.watchPort({ port: 8090, mode: 'http', path: '/', interval: 100 }));
+    assert.equal(evs[0].type, 'watching');
+    assert.equal(evs.at(-1).type, 'ready');
+    assert.equal(evs.at(-1).statusCode, 200);
+    await client.processes.killProcess('conf-web');
+  });
+});

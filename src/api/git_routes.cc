@@ -1,0 +1,125 @@
+// /api/git/checkout (reference route #27): a `git clone` run in the sandbox
+// as an ordinary command of the caller's session, with git's failures mapped
+// to the reference's GIT_* codes (git's stderr and exit code in the context).
+#include <fmt/format.h>
+
+#include "api/agent_reply.h"
+#include "api/errors.h"
+#include "api/fields.h"
+#include "api/routes.h"
+
+namespace cove::api {
+namespace {
+
+constexpr int64_t kDefaultCloneTimeoutMs = 600000;  // Cloudflare's cloneTimeoutMs default
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+// Empty when url is a URL git should be given; else what is wrong.
+std::string CheckRepoUrl(const std::string& url) {
+  if (url.empty() || url.size() > 4096) return "repoUrl must be 1-4096 characters";
+  if (url[0] == '-') return "repoUrl must not start with '-'";
+  for (char c : url)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "repoUrl must not contain control characters";
+  for (const char* scheme : {"https://", "http://", "git://", "ssh://", "file://"})
+    if (url.rfind(scheme, 0) == 0) return url.size() > std::string(scheme).size() ? "" : "repoUrl has no host or path";
+  // scp-like syntax: user@host:path
+  size_t at = url.find('@'), colon = url.find(':');
+  if (at != std::string::npos && colon != std::string::npos && at < colon && colon + 1 < url.size()) return "";
+  return "repoUrl must be an https://, http://, git://, ssh:// or file:// URL, or user@host:path";
+}
+
+// "https://host/org/repo.git" -> "repo".
+std::string RepoName(const std::string& url) {
+  std::string s = url;
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  size_t cut = s.find_last_of("/:");
+  std::string name = cut == std::string::npos ? s : s.substr(cut + 1);
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".git") == 0) name.resize(name.size() - 4);
+  return name.empty() || name == "." || name == ".." ? "repo" : name;
+}
+
+// Maps git's stderr to the reference's codes.
+std::string GitErrorCode(const std::string& err) {
+  auto has = [&](const char* s) { return err.find(s) != std::string::npos; };
+  if (has("Remote branch") && has("not found")) return "GIT_BRANCH_NOT_FOUND";
+  if (has("Authentication failed") || has("could not read Username") || has("Permission denied (publickey)"))
+    return "GIT_AUTH_FAILED";
+  if (has("does not appear to be a git repository") || has("Repository not found") ||
+      (has("repository") && has("not found")) || has("does not exist"))
+    return "GIT_REPOSITORY_NOT_FOUND";
+  if (has("Could not resolve host") || has("unable to access") || has("Connection refused") ||
+      has("Network is unreachable") || has("timed out"))
+    return "GIT_NETWORK_ERROR";
+  return "GIT_OPERATION_FAILED";
+}
+
+}  // namespace
+
+Task<HttpResponse> CompatRoutes::GitCheckout(HttpRequest& req, const std::string& id) {
+  Json body;
+  if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+  Fields f(body);
+  std::string url = f.Str("repoUrl", true);
+  std::string branch = f.Str("branch");
+  std::string target = f.Str("targetDir");
+  auto depth = f.Int("depth", 1, 1 << 30);
+  int64_t timeout = f.Int("timeoutMs", 1, int64_t{1} << 40).value_or(kDefaultCloneTimeoutMs);
+  auto session = f.OptStr("sessionId");
+  if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+  if (auto why = CheckRepoUrl(url); !why.empty()) co_return ErrorResponse("INVALID_GIT_URL", why, {{"repoUrl", url}});
+  if (!branch.empty() && (branch[0] == '-' || branch.find_first_of(" \t\n~^:?*[\\") != std::string::npos))
+    co_return ErrorResponse("VALIDATION_FAILED", "branch is not a valid git branch name", {{"branch", branch}});
+  if (target.empty()) target = "/workspace/" + RepoName(url);
+  if (target.find('\0') != std::string::npos) co_return ErrorResponse("VALIDATION_FAILED", "targetDir contains NUL");
+
+  std::string cmd = "git clone --quiet --filter=blob:none";
+  if (!branch.empty()) cmd += " --branch " + ShellQuote(branch);
+  if (depth) cmd += fmt::format(" --depth {}", *depth);
+  cmd += " -- " + ShellQuote(url) + " " + ShellQuote(target) + " && git -C " + ShellQuote(target) +
+         " rev-parse --abbrev-ref HEAD";
+  Json op = {{"op", "exec"}, {"command", cmd}, {"timeoutMs", timeout},
+             {"sessionId", session && !session->empty() ? *session : "default"},
+             {"env", {{"GIT_TERMINAL_PROMPT", "0"}}}};
+
+  auto agent_r = co_await manager_->Agent(id, true);
+  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
+  auto call = (*agent_r)->Start(op);
+  if (!call.ok()) co_return ErrorResponse(call.error());
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout) + std::chrono::seconds(10);
+  std::string out, err;
+  for (;;) {
+    auto m = co_await (*call)->Next(deadline);
+    if (!m.ok()) co_return ErrorResponse(m.error());
+    if (!m->final) {
+      std::string type = StrOf(m->body, "type");
+      std::string& dst = type == "stdout" ? out : err;
+      if (dst.size() < (64 << 10)) dst += StrOf(m->body, "data");
+      continue;
+    }
+    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
+    int64_t code = IntOf(m->body, "exitCode", -1);
+    if (code != 0) {
+      bool timed_out = BoolOf(m->body, "timedOut");
+      std::string gcode = timed_out ? "GIT_OPERATION_FAILED" : GitErrorCode(err);
+      std::string first = err.substr(0, err.find('\n'));
+      std::string msg = timed_out ? fmt::format("git clone timed out after {}ms", timeout)
+                                  : fmt::format("git clone of {} failed: {}", url, first.empty() ? "exit " + std::to_string(code) : first);
+      co_return ErrorResponse(gcode, msg, {{"repoUrl", url}, {"branch", branch}, {"targetDir", target},
+                                           {"exitCode", code}, {"stderr", err}});
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    std::string checked_out = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+    co_return JsonResponse(Success({{"repoUrl", url}, {"branch", branch.empty() ? checked_out : branch},
+                                    {"targetDir", target}}));
+  }
+}
+
+}  // namespace cove::api
