@@ -133,6 +133,7 @@ int Agent::Run() {
       busy = !reads_.empty();
     }
     if (bg_lagging_ && !Blocked()) PumpAllFollowers();
+    if (fs_lagging_ && !Blocked()) PumpAllFsWatches();
     Flush();
     loop_.RunOnce(busy ? 0 : -1);
     Flush();
@@ -184,6 +185,7 @@ void Agent::DropConnection(const char* why) {
   for (auto& [id, p] : bg_) p->followers.clear();
   bg_lagging_ = false;
   StopAllPortWatches();
+  StopAllFsStreams();
   malloc_trim(0);
 }
 
@@ -328,6 +330,8 @@ void Agent::HandleRequest(const Chan& c, json& req) {
   if (op == "session.delete") return Reply(c, DeleteSession(req));
   if (op.rfind("process.", 0) == 0) return HandleProcessOp(c, op, req);
   if (op == "port.watch") return StartPortWatch(c, req);
+  if (op == "fs.watch") return StartFsWatch(c, req);
+  if (op == "fs.check") return FsCheck(c, req);
   if (op == "session.list") {
     json ids = json::array();
     for (auto& [id, s] : sessions_) ids.push_back(id);

@@ -173,6 +173,32 @@ class Agent {
     bool connected = false;
     std::string wbuf, rbuf;  // request left to send, response read so far
   };
+  // fs.watch / fs.check (fswatch.cc): one inotify fd per watch.
+  struct FsWatch {
+    uint64_t num = 0;
+    std::string id;          // watchId
+    Chan chan;               // fs.watch channel (unused for check watches)
+    bool check = false;      // a persistent fs.check watch
+    std::string key;         // its key in check_keys_
+    int64_t last_used_ns = 0;
+    std::string root;        // watched directory (absolute)
+    std::string file;        // watching one file: its name in root ("" = directory)
+    bool recursive = true;
+    uint32_t events = 0;     // bit per event type (kFsEv*)
+    std::vector<std::string> include, exclude;
+    UniqueFd ifd;
+    uint64_t tok = 0;
+    std::unordered_map<int, std::string> wds;  // wd -> directory path
+    std::unordered_map<std::string, int> dirs; // directory path -> wd
+    std::unordered_map<std::string, int64_t> recent;  // coalescing: "type\0path" -> ns
+    std::deque<std::string> queue;  // events not yet sent (backpressure)
+    uint64_t dropped = 0;
+    bool kernel_overflow = false;
+    // fs.check change log: cursor = events seen; changes remembered from floor.
+    uint64_t cursor = 0;
+    uint64_t floor = 0;  // cursors below this are expired
+    std::deque<uint64_t> log;
+  };
   struct PendingWrite {  // file.write waiting for its data frame
     FileCtx ctx;
     json req;
@@ -264,6 +290,21 @@ class Agent {
   void OnBgExitWatches(const BgProc& p);
   void StopAllPortWatches();
 
+  // File watches (fswatch.cc).
+  void StartFsWatch(const Chan& c, const json& req);
+  void FsCheck(const Chan& c, const json& req);
+  // Parses the common fields; on error returns false and sets *err.
+  bool ParseFsWatch(const json& req, bool check, FsWatch* w, json* err);
+  bool OpenFsWatch(FsWatch* w, json* err);
+  void AddFsDir(FsWatch* w, const std::string& dir, bool scan_events, int depth);
+  void RemoveFsDirTree(FsWatch* w, const std::string& dir);
+  void OnFsReadable(uint64_t num);
+  void FsEmit(FsWatch* w, const char* type, const std::string& path, bool is_dir);
+  bool PumpFsWatch(FsWatch* w);  // true if held back by backpressure
+  void PumpAllFsWatches();
+  void FinishFsWatch(uint64_t num, const json* reply);
+  void StopAllFsStreams();
+
   // Children and signals.
   void OnSignal();
   void ReapChildren();
@@ -303,6 +344,11 @@ class Agent {
 
   std::map<uint64_t, std::unique_ptr<PortWatch>> port_watches_;
   uint64_t next_port_watch_ = 1;
+
+  std::map<uint64_t, std::unique_ptr<FsWatch>> fs_watches_;
+  std::unordered_map<std::string, uint64_t> check_keys_;  // fs.check key -> watch num
+  uint64_t next_fs_watch_ = 1;
+  bool fs_lagging_ = false;
 };
 
 }  // namespace cove::agent

@@ -129,6 +129,25 @@ class Client {
     }
   }
   Result Call(const json& req, int timeout_ms = 20000) { return Wait(Send(req), timeout_ms); }
+  // Next frame of channel ch within timeout_ms (frames of other channels are stashed).
+  std::optional<Frame> NextOn(uint32_t ch, int timeout_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      auto it = stash_.find(ch);
+      if (it != stash_.end() && !it->second.empty()) {
+        Frame f = std::move(it->second.front());
+        it->second.erase(it->second.begin());
+        return f;
+      }
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - std::chrono::steady_clock::now())
+                                      .count());
+      if (left <= 0) return std::nullopt;
+      auto f = Recv(left);
+      if (!f) return std::nullopt;
+      stash_[f->channel].push_back(std::move(*f));
+    }
+  }
 
   int fd() const { return fd_; }
 
@@ -1220,6 +1239,281 @@ TEST_F(AgentTest, PortWatchCancelLeaksNoFds) {
   EXPECT_EQ(FdCount(pid_), base);
   close(ls);
   EXPECT_TRUE(AgentAlive());
+}
+
+
+// fs.watch / fs.check.
+struct WatchEv {
+  std::string type, path;
+  bool dir;
+};
+
+// Events (type:"event") received on ch within ms; `other` gets everything else.
+std::vector<WatchEv> Collect(Client& c, uint32_t ch, int ms, std::vector<json>* other = nullptr) {
+  std::vector<WatchEv> out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    if (left <= 0) break;
+    auto f = c.NextOn(ch, left);
+    if (!f) break;
+    json j = json::parse(f->payload);
+    if (f->type == FrameType::kEvent && j.value("type", "") == "event") {
+      EXPECT_EQ(j["timestamp"].get<std::string>().size(), 24u) << j;
+      out.push_back({j["eventType"], j["path"], j["isDirectory"]});
+    } else if (other) {
+      other->push_back(j);
+    }
+    if (f->type == FrameType::kReply) break;
+  }
+  return out;
+}
+
+bool Has(const std::vector<WatchEv>& evs, const std::string& type, const std::string& path, bool dir) {
+  for (auto& e : evs)
+    if (e.type == type && e.path == path && e.dir == dir) return true;
+  return false;
+}
+bool HasPath(const std::vector<WatchEv>& evs, const std::string& path) {
+  for (auto& e : evs)
+    if (e.path == path) return true;
+  return false;
+}
+
+std::string Dump(const std::vector<WatchEv>& evs) {
+  std::string s;
+  for (auto& e : evs) s += e.type + " " + e.path + (e.dir ? " (dir)" : "") + "\n";
+  return s;
+}
+
+class WatchTest : public AgentTest {
+ protected:
+  // Starts a watch and returns its channel after the watching event.
+  uint32_t StartWatch(json req) {
+    req["op"] = "fs.watch";
+    uint32_t ch = c_->Send(req);
+    auto f = c_->NextOn(ch, 5000);
+    EXPECT_TRUE(f.has_value());
+    if (f) {
+      json j = json::parse(f->payload);
+      EXPECT_EQ(f->type, FrameType::kEvent) << j;
+      EXPECT_EQ(j["type"], "watching") << j;
+      watch_id_ = j.value("watchId", "");
+      watch_path_ = j.value("path", "");
+    }
+    return ch;
+  }
+  void Sh(const std::string& cmd) { ASSERT_EQ(system(("cd " + ws_ + " && " + cmd).c_str()), 0) << cmd; }
+  json Stop(uint32_t ch) {
+    c_->Cancel(ch);
+    return c_->Wait(ch).reply;
+  }
+  std::string watch_id_, watch_path_;
+};
+
+TEST_F(WatchTest, CreateModifyDeleteMove) {
+  Sh("mkdir d && echo 1 > d/old");
+  uint32_t ch = StartWatch({{"path", "d"}});
+  EXPECT_EQ(watch_path_, ws_ + "/d");
+  EXPECT_FALSE(watch_id_.empty());
+  Sh("touch d/new && echo x >> d/new && mkdir d/sub && mv d/old d/renamed && rm d/new && rmdir d/sub && chmod 600 "
+     "d/renamed");
+  auto evs = Collect(*c_, ch, 500);
+  std::string d = ws_ + "/d";
+  EXPECT_TRUE(Has(evs, "create", d + "/new", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "modify", d + "/new", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", d + "/sub", true)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "move_from", d + "/old", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "move_to", d + "/renamed", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "delete", d + "/new", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "delete", d + "/sub", true)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "attrib", d + "/renamed", false)) << Dump(evs);
+  // Duplicates within the coalescing window are sent once.
+  size_t creates = 0;
+  for (auto& e : evs) creates += e.type == "create" && e.path == d + "/new";
+  EXPECT_EQ(creates, 1u);
+  EXPECT_EQ(Stop(ch), (json{{"type", "stopped"}, {"reason", "cancelled"}}));
+}
+
+TEST_F(WatchTest, RecursiveNewDirectories) {
+  uint32_t ch = StartWatch({{"path", ws_}});
+  Sh("mkdir -p a/b && echo x > a/b/f");
+  auto evs = Collect(*c_, ch, 400);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/a", true)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/a/b", true)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/a/b/f", false)) << Dump(evs);
+  // The new directories are watched now.
+  Sh("echo y > a/b/g && echo z >> a/b/f");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/a/b/g", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "modify", ws_ + "/a/b/f", false)) << Dump(evs);
+  Stop(ch);
+  // Non-recursive: nothing from subdirectories.
+  ch = StartWatch({{"path", ws_}, {"recursive", false}});
+  Sh("echo q > a/b/h && echo r > top");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/a/b/h")) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/top", false)) << Dump(evs);
+  Stop(ch);
+}
+
+TEST_F(WatchTest, IncludeExcludeAndEventsFilter) {
+  Sh("mkdir -p node_modules/x src/lib .git");
+  uint32_t ch = StartWatch({{"path", "."}});
+  Sh("echo 1 > node_modules/x/a.js && echo 1 > .git/HEAD && echo 1 > src/a.js && mkdir -p node_modules/y/z");
+  auto evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/src/a.js", false)) << Dump(evs);
+  for (auto& e : evs) {
+    EXPECT_EQ(e.path.find("node_modules"), std::string::npos) << Dump(evs);
+    EXPECT_EQ(e.path.find(".git"), std::string::npos) << Dump(evs);
+  }
+  Stop(ch);
+
+  ch = StartWatch({{"path", "."}, {"include", {"*.txt"}}});
+  Sh("echo 1 > src/a.txt && echo 1 > src/b.js && echo 1 > c.txt");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/src/a.txt", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/c.txt", false)) << Dump(evs);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/src/b.js")) << Dump(evs);
+  Stop(ch);
+
+  ch = StartWatch({{"path", "."}, {"include", {"**/*.js"}}});
+  Sh("echo 2 > src/lib/d.js && echo 2 > e.js && echo 2 > src/f.txt");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/src/lib/d.js", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/e.js", false)) << Dump(evs);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/src/f.txt")) << Dump(evs);
+  Stop(ch);
+
+  // An explicit exclude replaces the default one.
+  ch = StartWatch({{"path", "."}, {"exclude", {"src", "?.log"}}});
+  Sh("echo 3 > src/g && echo 3 > node_modules/x/b.js && echo 3 > a.log && echo 3 > ab.log");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/src/g")) << Dump(evs);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/a.log")) << Dump(evs);
+  EXPECT_TRUE(HasPath(evs, ws_ + "/node_modules/x/b.js")) << Dump(evs);
+  EXPECT_TRUE(HasPath(evs, ws_ + "/ab.log")) << Dump(evs);
+  Stop(ch);
+
+  // events filter.
+  ch = StartWatch({{"path", "."}, {"events", {"delete"}}});
+  Sh("echo 4 > h && rm h");
+  evs = Collect(*c_, ch, 300);
+  ASSERT_EQ(evs.size(), 1u) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "delete", ws_ + "/h", false)) << Dump(evs);
+  Stop(ch);
+
+  // A single file: its parent is watched and filtered.
+  Sh("echo 5 > one && echo 5 > two");
+  ch = StartWatch({{"path", "one"}});
+  EXPECT_EQ(watch_path_, ws_ + "/one");
+  Sh("echo 6 >> two && echo 6 >> one");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "modify", ws_ + "/one", false)) << Dump(evs);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/two")) << Dump(evs);
+  Sh("rm one");
+  std::vector<json> other;
+  evs = Collect(*c_, ch, 2000, &other);
+  EXPECT_TRUE(Has(evs, "delete", ws_ + "/one", false)) << Dump(evs);
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(other.back(), (json{{"type", "stopped"}, {"reason", "deleted"}}));
+}
+
+TEST_F(WatchTest, DeletedRootAndErrors) {
+  Sh("mkdir gone");
+  uint32_t ch = StartWatch({{"path", "gone"}});
+  Sh("rmdir gone");
+  std::vector<json> other;
+  auto evs = Collect(*c_, ch, 2000, &other);
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(other.back(), (json{{"type", "stopped"}, {"reason", "deleted"}}));
+
+  EXPECT_EQ(c_->Call({{"op", "fs.watch"}, {"path", "missing"}}).Code(), "FILE_NOT_FOUND");
+  EXPECT_EQ(c_->Call({{"op", "fs.check"}, {"path", "missing"}}).Code(), "FILE_NOT_FOUND");
+  for (json bad : {json{{"op", "fs.watch"}},
+                   json{{"op", "fs.watch"}, {"path", "."}, {"include", {"a"}}, {"exclude", {"b"}}},
+                   json{{"op", "fs.check"}, {"path", "."}, {"include", {"a"}}, {"exclude", {"b"}}},
+                   json{{"op", "fs.watch"}, {"path", "."}, {"include", "*.txt"}},
+                   json{{"op", "fs.watch"}, {"path", "."}, {"include", {"[ab].txt"}}},
+                   json{{"op", "fs.watch"}, {"path", "."}, {"events", {"open"}}},
+                   json{{"op", "fs.watch"}, {"path", "."}, {"recursive", "yes"}}}) {
+    auto r = c_->Call(bad);
+    EXPECT_EQ(r.Code(), "VALIDATION_FAILED") << bad;
+    EXPECT_TRUE(r.events.empty()) << bad;
+  }
+}
+
+TEST_F(WatchTest, CancelAndDropLeakNoFds) {
+  c_->Call({{"op", "hello"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  size_t base = FdCount(pid_);
+  Sh("mkdir -p t/a/b t/c");
+  for (int round = 0; round < 3; ++round) {
+    std::vector<uint32_t> chs;
+    for (int i = 0; i < 30; ++i) chs.push_back(StartWatch({{"path", "t"}}));
+    EXPECT_GE(FdCount(pid_), base + 30);
+    Sh("echo x > t/a/b/f");
+    for (uint32_t ch : chs) EXPECT_EQ(Stop(ch), (json{{"type", "stopped"}, {"reason", "cancelled"}}));
+    c_->Call({{"op", "hello"}});
+    EXPECT_EQ(FdCount(pid_), base);
+  }
+  for (int i = 0; i < 20; ++i) StartWatch({{"path", "t"}});
+  c_ = std::make_unique<Client>(sock_);
+  ASSERT_TRUE(c_->ok());
+  c_->Call({{"op", "hello"}});
+  EXPECT_EQ(FdCount(pid_), base);
+  EXPECT_TRUE(AgentAlive());
+}
+
+json With(json req, const std::string& since) {
+  req["since"] = since;
+  return req;
+}
+
+TEST_F(WatchTest, CheckCursor) {
+  Sh("mkdir w");
+  json req{{"op", "fs.check"}, {"path", "w"}};
+  auto r = c_->Call(req);
+  ASSERT_EQ(r.reply["status"], "unchanged") << r.reply;
+  std::string v = r.reply["version"];
+  ASSERT_NE(v.find(':'), std::string::npos);
+  r = c_->Call(With(req, v));
+  EXPECT_EQ(r.reply["status"], "unchanged") << r.reply;
+  EXPECT_EQ(r.reply["version"], v);
+  Sh("echo 1 > w/f");
+  r = c_->Call(With(req, v));
+  EXPECT_EQ(r.reply["status"], "changed") << r.reply;
+  std::string v2 = r.reply["version"];
+  EXPECT_NE(v2, v);
+  r = c_->Call(With(req, v2));
+  EXPECT_EQ(r.reply["status"], "unchanged") << r.reply;
+  // The old version still sees the change.
+  EXPECT_EQ(c_->Call(With(req, v)).reply["status"], "changed");
+  // Excluded paths do not count.
+  Sh("mkdir -p w/node_modules && echo 1 > w/node_modules/x");
+  r = c_->Call(With(req, v2));
+  EXPECT_EQ(r.reply["status"], "unchanged") << r.reply;
+  // A foreign watch id: restarted.
+  r = c_->Call(With(req, "bogus:3"));
+  EXPECT_EQ(r.reply["status"], "resync") << r.reply;
+  EXPECT_EQ(r.reply["reason"], "restarted");
+  // Another key (include) has its own watch; a version of another watch is restarted.
+  json req2 = req;
+  req2["include"] = {"*.txt"};
+  r = c_->Call(With(req2, v2));
+  EXPECT_EQ(r.reply["status"], "resync") << r.reply;
+  EXPECT_EQ(r.reply["reason"], "restarted");
+  std::string v3 = r.reply["version"];
+  Sh("echo 2 > w/g.js");
+  EXPECT_EQ(c_->Call(With(req2, v3)).reply["status"], "unchanged");
+  Sh("echo 2 > w/g.txt");
+  EXPECT_EQ(c_->Call(With(req2, v3)).reply["status"], "changed");
+  // Many changes overflow the change log: expired.
+  Sh("for i in $(seq 1 1200); do echo $i > w/n$i; done");
+  r = c_->Call(With(req, v2));
+  EXPECT_EQ(r.reply["status"], "resync") << r.reply;
+  EXPECT_EQ(r.reply["reason"], "expired");
 }
 
 }  // namespace
