@@ -2,6 +2,7 @@
 
 #include "api/errors.h"
 #include "api/routes.h"
+#include "api/ws_transport.h"
 #include "manager/sandbox_id.h"
 
 namespace cove::api {
@@ -38,7 +39,11 @@ bool Api::WantsSpooledBody(const HttpRequest& req) {
 }
 
 Task<HttpResponse> Api::Handle(HttpRequest& req) {
-  if (!TokenMatches(req.Header("authorization"), token_))
+  bool upgrade = req.Header("upgrade").find("ebsocket") != std::string::npos;
+  std::string authorization = req.Header("authorization");
+  // Browsers cannot set headers on a WebSocket: an upgrade may carry ?token= instead.
+  if (upgrade && authorization.empty() && req.query.count("token")) authorization = "Bearer " + req.query["token"];
+  if (!TokenMatches(authorization, token_))
     co_return ErrorResponse("UNAUTHORIZED", "missing or invalid bearer token");
   std::string id, rest;
   if (SplitPrefix(req.path, "/v1/sandboxes", &id, &rest)) {
@@ -47,6 +52,16 @@ Task<HttpResponse> Api::Handle(HttpRequest& req) {
         co_return ErrorResponse("VALIDATION_FAILED", why, {{"id", id}});
     }
     if (rest.empty()) co_return co_await native_.Sandboxes(req, id);
+    if (!id.empty() && (rest == "/ws" || rest == "/api/ws")) {
+      if (!upgrade) co_return ErrorResponse("VALIDATION_FAILED", "this route needs a WebSocket upgrade");
+      HttpResponse res;
+      std::string prefix = "/v1/sandboxes/" + id;
+      res.websocket = [this, prefix, authorization](WebSocket& ws) -> Task<void> {
+        std::function<Task<HttpResponse>(HttpRequest&)> handle = [this](HttpRequest& sub) { return Handle(sub); };
+        co_await ServeControlSocket(ws, handle, prefix, authorization);
+      };
+      co_return res;
+    }
     co_return co_await compat_.Handle(req, id, rest);
   }
   if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty())

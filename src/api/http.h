@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -38,6 +39,21 @@ class BodyStream {
   virtual void OnClientGone(std::function<void()> fn) = 0;
 };
 
+// One accepted WebSocket connection. Writes may be issued from several
+// coroutines: they are sent one at a time, in call order.
+class WebSocket {
+ public:
+  struct Message {
+    bool binary = false;
+    std::string data;
+  };
+  virtual ~WebSocket() = default;
+  // The next message; nullopt once the connection is closed.
+  virtual Task<std::optional<Message>> Read() = 0;
+  // Sends one message; false once the connection is closed.
+  virtual Task<bool> Write(std::string data, bool binary = false) = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
@@ -45,6 +61,9 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
   // When set, the body is produced by this function as chunks (SSE).
   std::function<Task<void>(BodyStream&)> stream;
+  // When set (and the request asked for a WebSocket upgrade), the server
+  // accepts the upgrade and runs this on the connection instead of answering.
+  std::function<Task<void>(WebSocket&)> websocket;
 };
 
 using Handler = std::function<Task<HttpResponse>(HttpRequest&)>;

@@ -1,4 +1,5 @@
 #include "api/http_server.h"
+#include "api/target.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -6,6 +7,7 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include "base/log.h"
 #include "manager/async_signal.h"
@@ -18,47 +20,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(120);
-
-int FromHex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string PercentDecode(std::string_view s, bool plus_is_space) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && FromHex(s[i + 1]) >= 0 &&
-        FromHex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(FromHex(s[i + 1]) * 16 + FromHex(s[i + 2])));
-      i += 2;
-    } else if (plus_is_space && s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-void SplitTarget(HttpRequest& req) {
-  std::string_view t = req.target;
-  size_t q = t.find('?');
-  req.path = PercentDecode(t.substr(0, q), false);
-  if (q == std::string_view::npos) return;
-  std::string_view rest = t.substr(q + 1);
-  while (!rest.empty()) {
-    size_t amp = rest.find('&');
-    std::string_view kv = rest.substr(0, amp);
-    size_t eq = kv.find('=');
-    req.query[PercentDecode(kv.substr(0, eq), true)] =
-        eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), true);
-    if (amp == std::string_view::npos) break;
-    rest.remove_prefix(amp + 1);
-  }
-}
 
 std::string ErrorJson(int status, std::string_view code, std::string_view message) {
   return fmt::format(R"({{"code":"{}","message":"{}","httpStatus":{}}})", code, message, status);
@@ -108,6 +69,60 @@ class ChunkedStream : public BodyStream {
   bool gone_ = false;
   std::function<void()> on_gone_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// A server-side WebSocket over an accepted connection.
+class BeastWebSocket : public WebSocket {
+ public:
+  BeastWebSocket(beast::tcp_stream stream, asio::any_io_executor ex) : ws_(std::move(stream)), idle_(ex) {
+    ws_.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(64 << 20);
+  }
+
+  Task<bool> Accept(const http::request<http::string_body>& req) {
+    boost::system::error_code ec;
+    co_await ws_.async_accept(req, asio::redirect_error(asio::use_awaitable, ec));
+    open_ = !ec;
+    co_return open_;
+  }
+
+  Task<std::optional<Message>> Read() override {
+    if (!open_) co_return std::nullopt;
+    beast::flat_buffer buf;
+    boost::system::error_code ec;
+    co_await ws_.async_read(buf, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      open_ = false;
+      co_return std::nullopt;
+    }
+    co_return Message{ws_.got_binary(), beast::buffers_to_string(buf.data())};
+  }
+
+  Task<bool> Write(std::string data, bool binary) override {
+    while (writing_ && open_) co_await idle_.Wait();
+    if (!open_) co_return false;
+    writing_ = true;
+    ws_.binary(binary);
+    boost::system::error_code ec;
+    co_await ws_.async_write(asio::buffer(data), asio::redirect_error(asio::use_awaitable, ec));
+    writing_ = false;
+    if (ec) open_ = false;
+    idle_.Notify();
+    co_return open_;
+  }
+
+  Task<void> Close() {
+    if (!open_) co_return;
+    open_ = false;
+    boost::system::error_code ec;
+    co_await ws_.async_close(beast::websocket::close_code::normal, asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+ private:
+  beast::websocket::stream<beast::tcp_stream> ws_;
+  AsyncSignal idle_;
+  bool writing_ = false;
+  bool open_ = false;
 };
 
 }  // namespace
@@ -176,6 +191,7 @@ struct HttpServer::Impl {
         break;
       }
       std::string spooled;
+      std::optional<http::request<http::string_body>> upgrade;  // kept for the WebSocket handshake
       if (spool) {
         http::request_parser<http::file_body> p(std::move(head));
         p.body_limit(options.max_spooled_bytes);
@@ -196,7 +212,10 @@ struct HttpServer::Impl {
         http::request_parser<http::string_body> p(std::move(head));
         p.body_limit(options.max_body_bytes);
         co_await http::async_read(stream, buffer, p, asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec) req.body = std::move(p.get().body());
+        if (!ec) {
+          if (beast::websocket::is_upgrade(p.get())) upgrade = p.get();
+          req.body = std::move(p.get().body());
+        }
       }
       if (ec) {
         if (!spooled.empty()) ::unlink(spooled.c_str());
@@ -209,6 +228,14 @@ struct HttpServer::Impl {
       stream.expires_never();
       HttpResponse res = co_await handler(req);
       if (!spooled.empty()) ::unlink(spooled.c_str());
+      if (res.websocket && upgrade) {
+        BeastWebSocket ws(std::move(stream), ex);
+        if (co_await ws.Accept(*upgrade)) {
+          co_await res.websocket(ws);
+          co_await ws.Close();
+        }
+        co_return;
+      }
       bool ok = co_await Respond(stream, res, keep_alive);
       if (!ok || !keep_alive) break;
     }

@@ -1,0 +1,145 @@
+#include "api/ws_transport.h"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+
+#include "api/target.h"
+#include "base/json_limits.h"
+#include "manager/async_signal.h"
+
+namespace cove::api {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+std::string ErrorFrame(const Json& id, const char* code, const std::string& message) {
+  Json f = {{"type", "error"}, {"code", code}, {"message", message}, {"status", 400}};
+  if (!id.is_null()) f["id"] = id;
+  return Dump(f);
+}
+
+std::string ResponseFrame(const Json& id, int status, const std::string& body, bool json_body) {
+  Json f = {{"type", "response"}, {"id", id}, {"status", status}, {"done", true}};
+  if (!body.empty()) {
+    Json parsed = json_body && JsonWithinLimits(body) ? Json::parse(body, nullptr, false) : Json();
+    f["body"] = parsed.is_discarded() || parsed.is_null() ? Json(body) : parsed;
+  }
+  return Dump(f);
+}
+
+std::string StreamFrame(const Json& id, const std::string& data) {
+  return Dump({{"type", "stream"}, {"id", id}, {"data", data}});
+}
+
+// What the requests of one socket share; it outlives them all.
+struct Mux {
+  explicit Mux(WebSocket& w, asio::any_io_executor ex) : ws(w), finished(ex) {}
+  WebSocket& ws;
+  std::map<std::string, std::function<void()>> cancels;  // by request id
+  int inflight = 0;
+  AsyncSignal finished;
+};
+
+// An SSE body turned into stream frames: each "data:" payload becomes one frame.
+class FrameStream : public BodyStream {
+ public:
+  FrameStream(std::shared_ptr<Mux> mux, Json id) : mux_(std::move(mux)), id_(std::move(id)) {}
+  Task<bool> Write(std::string chunk) override {
+    pending_ += chunk;
+    size_t end;
+    while ((end = pending_.find("\n\n")) != std::string::npos) {
+      std::string event = pending_.substr(0, end);
+      pending_.erase(0, end + 2);
+      if (event.rfind("data: ", 0) != 0) continue;
+      std::string frame = StreamFrame(id_, event.substr(6));
+      if (!co_await mux_->ws.Write(std::move(frame))) co_return false;
+    }
+    co_return true;
+  }
+  void OnClientGone(std::function<void()> fn) override { mux_->cancels[Key()] = std::move(fn); }
+  std::string Key() const { return id_.is_string() ? id_.get<std::string>() : id_.dump(); }
+
+ private:
+  std::shared_ptr<Mux> mux_;
+  Json id_;
+  std::string pending_;
+};
+
+Task<void> ServeOne(std::shared_ptr<Mux> mux, std::function<Task<HttpResponse>(HttpRequest&)> handle,
+                    HttpRequest sub, Json id) {
+  HttpResponse res = co_await handle(sub);
+  if (res.stream) {
+    FrameStream body(mux, id);
+    co_await res.stream(body);
+    mux->cancels.erase(body.Key());
+    std::string done = ResponseFrame(id, res.status, "", false);
+    co_await mux->ws.Write(std::move(done));
+  } else {
+    bool json = res.content_type.rfind("application/json", 0) == 0;
+    std::string frame = ResponseFrame(id, res.status, res.body, json);
+    co_await mux->ws.Write(std::move(frame));
+  }
+  if (--mux->inflight == 0) mux->finished.Notify();
+}
+
+}  // namespace
+
+Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(HttpRequest&)> handle,
+                              std::string prefix, std::string authorization) {
+  auto ex = co_await asio::this_coro::executor;
+  auto mux = std::make_shared<Mux>(ws, ex);
+  for (;;) {
+    auto msg = co_await ws.Read();
+    if (!msg) break;
+    Json frame = !msg->binary && JsonWithinLimits(msg->data) ? Json::parse(msg->data, nullptr, false) : Json();
+    if (!frame.is_object()) {
+      std::string err = ErrorFrame(nullptr, "PARSE_ERROR", "frames must be JSON objects");
+      co_await ws.Write(std::move(err));
+      continue;
+    }
+    Json id = frame.contains("id") && (frame["id"].is_string() || frame["id"].is_number()) ? frame["id"] : Json();
+    std::string type = frame.value("type", "");
+    if (type == "cancel") {
+      std::string key = id.is_string() ? id.get<std::string>() : id.dump();
+      if (auto it = mux->cancels.find(key); it != mux->cancels.end()) {
+        auto cancel = std::move(it->second);
+        mux->cancels.erase(it);
+        cancel();
+      }
+      continue;
+    }
+    const Json& method = frame.contains("method") ? frame["method"] : Json();
+    const Json& path = frame.contains("path") ? frame["path"] : Json();
+    if (type != "request" || id.is_null() || !method.is_string() || !path.is_string() ||
+        path.get_ref<const std::string&>().rfind('/', 0) != 0) {
+      std::string err = ErrorFrame(id, "INVALID_REQUEST", "a request needs type, id, method and a path starting with '/'");
+      co_await ws.Write(std::move(err));
+      continue;
+    }
+    HttpRequest sub;
+    sub.method = method.get<std::string>();
+    sub.target = prefix + path.get<std::string>();
+    SplitTarget(sub);
+    if (auto h = frame.find("headers"); h != frame.end() && h->is_object())
+      for (auto it = h->begin(); it != h->end(); ++it)
+        if (it.value().is_string()) {
+          std::string name = it.key();
+          for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          sub.headers[name] = it.value().get<std::string>();
+        }
+    sub.headers["authorization"] = authorization;
+    if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.body = Dump(*b);
+    ++mux->inflight;
+    asio::co_spawn(ex, ServeOne(mux, handle, std::move(sub), id), asio::detached);
+  }
+  // The socket is gone: stop the streams still running and wait for them.
+  auto cancels = std::move(mux->cancels);
+  for (auto& [_, cancel] : cancels) cancel();
+  while (mux->inflight > 0) co_await mux->finished.Wait();
+}
+
+}  // namespace cove::api

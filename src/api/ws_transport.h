@@ -1,0 +1,23 @@
+// The WebSocket control transport of the Cloudflare container API (reference
+// §2.6, `/ws` and `/api/ws`): request frames are served like HTTP requests
+// under the sandbox's prefix; streams come back as one frame per SSE event.
+//
+//   client: {"type":"request","id","method","path","body"?,"headers"?} | {"type":"cancel","id"}
+//   server: {"type":"response","id","status","body"?,"done":true}
+//           {"type":"stream","id","data":"<one SSE data payload>"} ... then a response frame
+//           {"type":"error","id"?,"code","message","status"}
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "api/http.h"
+
+namespace cove::api {
+
+// Serves frames until the socket closes. Every sub-request gets `prefix`
+// ("/v1/sandboxes/ID") before its path and the upgrade's authorization.
+Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(HttpRequest&)> handle,
+                              std::string prefix, std::string authorization);
+
+}  // namespace cove::api

@@ -1,0 +1,78 @@
+// Conformance: the real client's WebSocket transport (/ws, reference §2.6)
+// against coved. Node 20 has no global WebSocket: the `ws` package provides it.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+
+import { SandboxClient, parseSSEStream } from '@cloudflare/sandbox';
+import { WebSocket } from 'ws';
+
+import { Coved } from '../lib/coved.mjs';
+
+globalThis.WebSocket ??= WebSocket;
+
+const coved = new Coved();
+const SID = `conf-ws-${randomBytes(4).toString('hex')}`;
+let client;
+
+before(async () => {
+  await coved.start();
+  client = new SandboxClient({
+    transportMode: 'websocket',
+    wsUrl: `ws://127.0.0.1:${coved.port}/v1/sandboxes/${SID}/ws?token=${coved.token}`,
+    retryTimeoutMs: 5000,
+  });
+});
+
+after(async () => {
+  client?.destroy?.();
+  const problems = await coved.shutdown();
+  assert.deepEqual(problems, [], `leftovers:\n${problems.join('\n')}\n${coved.logTail()}`);
+});
+
+describe('websocket transport', () => {
+  it('commands, files and errors over one socket', async () => {
+    const r = await client.commands.execute('echo over-ws; export K=v', 'w1');
+    assert.equal(r.stdout, 'over-ws\n');
+    assert.equal((await client.commands.execute('echo $K', 'w1')).stdout, 'v\n');
+    await client.files.writeFile('/workspace/ws.txt', 'via socket', 'w1');
+    assert.equal((await client.files.readFile('/workspace/ws.txt', 'w1')).content, 'via socket');
+    await assert.rejects(client.files.readFile('/workspace/none.txt', 'w1'), (e) => e.code === 'FILE_NOT_FOUND');
+  });
+
+  it('streams come as one frame per event and end with the response', async () => {
+    const evs = [];
+    for await (const ev of parseSSEStream(await client.commands.executeStream('echo a; echo b >&2; exit 2', 'w1')))
+      evs.push(ev);
+    assert.equal(evs[0].type, 'start');
+    assert.equal(evs.at(-1).type, 'complete');
+    assert.equal(evs.at(-1).exitCode, 2);
+  });
+
+  it('a socket without the token is refused', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${coved.port}/v1/sandboxes/${SID}/ws`);
+    const status = await new Promise((res) => {
+      ws.on('unexpected-response', (_req, resp) => res(resp.statusCode));
+      ws.on('open', () => res('open'));
+      ws.on('error', () => {});
+    });
+    assert.equal(status, 401);
+  });
+
+  it('malformed frames get error frames, and the socket keeps serving', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${coved.port}/v1/sandboxes/${SID}/ws?token=${coved.token}`);
+    await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
+    const next = () => new Promise((res) => ws.once('message', (d) => res(JSON.parse(d.toString()))));
+    ws.send('not json');
+    assert.equal((await next()).code, 'PARSE_ERROR');
+    ws.send(JSON.stringify({ type: 'request', id: 'x' }));
+    assert.equal((await next()).code, 'INVALID_REQUEST');
+    ws.send(JSON.stringify({ type: 'request', id: 'p', method: 'GET', path: '/api/ping' }));
+    const pong = await next();
+    assert.equal(pong.type, 'response');
+    assert.equal(pong.id, 'p');
+    assert.equal(pong.status, 200);
+    assert.equal(pong.body.status, 'healthy');
+    ws.close();
+  });
+});
