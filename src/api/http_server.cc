@@ -177,7 +177,7 @@ struct HttpServer::Impl {
       const auto& h = head.get();
       req.method = std::string(h.method_string());
       req.target = std::string(h.target());
-      SplitTarget(req);
+      SplitTarget(req.target, &req.path, &req.query);
       for (const auto& f : h) {
         std::string name(f.name_string());
         for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -29,17 +29,16 @@ std::string PercentDecode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
-void SplitTarget(HttpRequest& req) {
-  std::string_view t = req.target;
+void SplitTarget(std::string_view t, std::string* path, std::map<std::string, std::string>* query) {
   size_t q = t.find('?');
-  req.path = PercentDecode(t.substr(0, q), false);
+  *path = PercentDecode(t.substr(0, q), false);
   if (q == std::string_view::npos) return;
   std::string_view rest = t.substr(q + 1);
   while (!rest.empty()) {
     size_t amp = rest.find('&');
     std::string_view kv = rest.substr(0, amp);
     size_t eq = kv.find('=');
-    req.query[PercentDecode(kv.substr(0, eq), true)] =
+    (*query)[PercentDecode(kv.substr(0, eq), true)] =
         eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), true);
     if (amp == std::string_view::npos) break;
     rest.remove_prefix(amp + 1);

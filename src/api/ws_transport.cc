@@ -123,7 +123,7 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     HttpRequest sub;
     sub.method = method.get<std::string>();
     sub.target = prefix + path.get<std::string>();
-    SplitTarget(sub);
+    SplitTarget(sub.target, &sub.path, &sub.query);
     if (auto h = frame.find("headers"); h != frame.end() && h->is_object())
       for (auto it = h->begin(); it != h->end(); ++it)
         if (it.value().is_string()) {
