@@ -194,6 +194,7 @@ class Agent {
     std::deque<std::string> queue;  // events not yet sent (backpressure)
     uint64_t dropped = 0;
     bool kernel_overflow = false;
+    std::vector<uint32_t> temp_cookies;  // renames of file.write's temp files
     // fs.check change log: cursor = events seen; changes remembered from floor.
     uint64_t cursor = 0;
     uint64_t floor = 0;  // cursors below this are expired

@@ -1516,5 +1516,52 @@ TEST_F(WatchTest, CheckCursor) {
   EXPECT_EQ(r.reply["reason"], "expired");
 }
 
+
+TEST_F(WatchTest, FileWriteIsOneModify) {
+  Sh("echo old > existing");
+  uint32_t ch = StartWatch({{"path", "."}});
+  ASSERT_TRUE(c_->Call({{"op", "file.write"}, {"path", "existing"}, {"content", "new"}}).reply.contains("path"));
+  ASSERT_TRUE(c_->Call({{"op", "file.write"}, {"path", "fresh"}, {"content", "x"}}).reply.contains("path"));
+  auto evs = Collect(*c_, ch, 300);
+  ASSERT_EQ(evs.size(), 2u) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "modify", ws_ + "/existing", false)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "modify", ws_ + "/fresh", false)) << Dump(evs);
+  Stop(ch);
+  // A single-file watch sees it too.
+  ch = StartWatch({{"path", "existing"}});
+  c_->Call({{"op", "file.write"}, {"path", "existing"}, {"content", "newer"}});
+  evs = Collect(*c_, ch, 300);
+  ASSERT_EQ(evs.size(), 1u) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "modify", ws_ + "/existing", false)) << Dump(evs);
+  Stop(ch);
+}
+
+TEST_F(WatchTest, SlowReaderOverflowIsBounded) {
+  // 2000 files with long names, touched 40 times: 80000 attrib events of
+  // ~350 bytes while nothing is read, so the connection backs up past its
+  // 8 MiB limit and the per-watch queue overflows.
+  std::string pre(200, 'n');
+  Sh("mkdir flood && cd flood && seq -f '" + pre + "%g' 1 2000 | xargs touch");
+  uint32_t ch = StartWatch({{"path", "flood"}, {"events", {"attrib"}}});
+  Sh("cd flood && for i in $(seq 1 40); do seq -f '" + pre + "%g' 1 2000 | xargs touch; sleep 0.03; done");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  long rss = AgentRssKb();
+  std::vector<json> other;
+  auto evs = Collect(*c_, ch, 3000, &other);
+  EXPECT_GT(evs.size(), 20000u);
+  EXPECT_LT(evs.size(), 80000u);
+  uint64_t dropped = 0;
+  for (auto& j : other)
+    if (j.value("type", "") == "overflow") dropped += j.value("dropped", 0);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_LT(rss, 200 * 1024);
+  // It still works afterwards.
+  Sh("touch flood/" + pre + "1");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_EQ(evs.size(), 1u);
+  EXPECT_EQ(Stop(ch), (json{{"type", "stopped"}, {"reason", "cancelled"}}));
+  EXPECT_TRUE(AgentAlive());
+}
+
 }  // namespace
 }  // namespace cove::agent

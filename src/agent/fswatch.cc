@@ -25,6 +25,13 @@ constexpr size_t kMaxCheckWatches = 64;
 constexpr size_t kMaxChangeLog = 1024;
 constexpr size_t kMaxGlobs = 64;
 constexpr int kMaxDepth = 64;
+constexpr int64_t kCheckIdleNs = 600'000'000'000;  // fs.check watches unused for 10 min end
+
+// file.write's temp files (".NAME.cove-XXXXXX", files.cc) are not reported;
+// renaming one over its target is reported as `modify` of the target.
+bool IsWriteTemp(std::string_view n) {
+  return n.size() > 13 && n[0] == '.' && n.compare(n.size() - 12, 6, ".cove-") == 0;
+}
 
 struct EvType {
   const char* name;
@@ -329,6 +336,21 @@ void Agent::OnFsReadable(uint64_t num) {
       if (!ev->len) continue;
       std::string path = Join(dir, ev->name);
       bool is_dir = ev->mask & IN_ISDIR;
+      if (!is_dir && IsWriteTemp(ev->name)) {
+        if ((ev->mask & IN_MOVED_FROM) && ev->cookie) {
+          if (w->temp_cookies.size() >= 64) w->temp_cookies.erase(w->temp_cookies.begin());
+          w->temp_cookies.push_back(ev->cookie);
+        }
+        continue;
+      }
+      if ((ev->mask & IN_MOVED_TO) && ev->cookie && !is_dir) {
+        auto tc = std::find(w->temp_cookies.begin(), w->temp_cookies.end(), ev->cookie);
+        if (tc != w->temp_cookies.end()) {
+          w->temp_cookies.erase(tc);
+          FsEmit(w, "modify", path, false);
+          continue;
+        }
+      }
       for (auto& t : kEvTypes) {
         if (!(ev->mask & t.mask)) continue;
         if (w->recursive && is_dir) {
@@ -449,6 +471,14 @@ void Agent::FsCheck(const Chan& c, const json& req) {
   w->check = true;
   std::string key = Dump(json{{"path", w->root}, {"recursive", w->recursive}, {"include", w->include},
                               {"exclude", w->exclude}});
+  // Idle check watches end (their versions then resync as restarted).
+  int64_t now = MonotonicNs();
+  std::vector<uint64_t> idle;
+  for (auto& [kk, n] : check_keys_) {
+    auto it = fs_watches_.find(n);
+    if (it != fs_watches_.end() && now - it->second->last_used_ns > kCheckIdleNs) idle.push_back(n);
+  }
+  for (uint64_t n : idle) FinishFsWatch(n, nullptr);
   FsWatch* cur = nullptr;
   auto k = check_keys_.find(key);
   if (k != check_keys_.end()) {
