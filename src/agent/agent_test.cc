@@ -1348,6 +1348,15 @@ TEST_F(WatchTest, RecursiveNewDirectories) {
   evs = Collect(*c_, ch, 300);
   EXPECT_TRUE(Has(evs, "create", ws_ + "/a/b/g", false)) << Dump(evs);
   EXPECT_TRUE(Has(evs, "modify", ws_ + "/a/b/f", false)) << Dump(evs);
+  // A directory moved within the tree is watched under its new name.
+  Sh("mv a c && echo n > c/b/new");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "move_from", ws_ + "/a", true)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "move_to", ws_ + "/c", true)) << Dump(evs);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/c/b/new", false)) << Dump(evs);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/a/b/new")) << Dump(evs);
+  Sh("mv c a");
+  Collect(*c_, ch, 100);
   Stop(ch);
   // Non-recursive: nothing from subdirectories.
   ch = StartWatch({{"path", ws_}, {"recursive", false}});
@@ -1563,5 +1572,23 @@ TEST_F(WatchTest, SlowReaderOverflowIsBounded) {
   EXPECT_TRUE(AgentAlive());
 }
 
+
+TEST_F(WatchTest, RelativeToSessionCwd) {
+  Sh("mkdir -p sub/x");
+  ASSERT_EQ(c_->Call({{"op", "session.create"}, {"id", "ws1"}, {"cwd", ws_ + "/sub"}}).reply["id"], "ws1");
+  uint32_t ch = StartWatch({{"path", "x"}, {"sessionId", "ws1"}});
+  EXPECT_EQ(watch_path_, ws_ + "/sub/x");
+  Sh("echo 1 > sub/x/f");
+  auto evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "create", ws_ + "/sub/x/f", false)) << Dump(evs);
+  Stop(ch);
+  auto r = c_->Call({{"op", "fs.check"}, {"path", "x"}, {"sessionId", "ws1"}});
+  EXPECT_EQ(r.reply["status"], "unchanged") << r.reply;
+  std::string v = r.reply["version"];
+  Sh("touch sub/x/g");
+  // The same key through an absolute path.
+  r = c_->Call({{"op", "fs.check"}, {"path", ws_ + "/sub/x"}, {"since", v}});
+  EXPECT_EQ(r.reply["status"], "changed") << r.reply;
+}
 }  // namespace
 }  // namespace cove::agent
