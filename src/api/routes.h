@@ -40,6 +40,8 @@ class CompatRoutes {
   Task<HttpResponse> GitCheckout(HttpRequest& req, const std::string& id);
   // port_routes.cc
   Task<HttpResponse> PortWatch(HttpRequest& req, const std::string& id);
+  // watch_routes.cc: /api/watch (check = false) and /api/watch/check
+  Task<HttpResponse> Watch(HttpRequest& req, const std::string& id, bool check);
   // process_routes.cc
   Task<HttpResponse> Processes(HttpRequest& req, const std::string& id, const std::string& route);
   static Json ProcessStartOp(Fields& f, const Json& body);

@@ -375,3 +375,30 @@ describe('git and ports', () => {
     await client.processes.killProcess('conf-web');
   });
 });
+
+describe('watch', () => {
+  it('watch sees a file written by another request; checkChanges cursors', async () => {
+    await client.files.mkdir('/workspace/conf-watch', 'w1', { recursive: true });
+    const stream = await client.watch.watch({ path: '/workspace/conf-watch', recursive: true });
+    const reader = parseSSEStream(stream)[Symbol.asyncIterator]();
+    const first = (await reader.next()).value;
+    assert.equal(first.type, 'watching');
+    await client.files.writeFile('/workspace/conf-watch/new.txt', 'x', 'w1');
+    let ev;
+    do { ev = (await reader.next()).value; } while (ev.type !== 'event');
+    assert.equal(ev.path, '/workspace/conf-watch/new.txt');
+    assert.equal(ev.isDirectory, false);
+    await reader.return?.();
+
+    const v0 = await client.watch.checkChanges({ path: '/workspace/conf-watch' });
+    assert.equal(v0.success, true);
+    assert.equal((await client.watch.checkChanges({ path: '/workspace/conf-watch', since: v0.version })).status,
+                 'unchanged');
+    await client.files.writeFile('/workspace/conf-watch/two.txt', 'y', 'w1');
+    await new Promise((r) => setTimeout(r, 200));
+    const changed = await client.watch.checkChanges({ path: '/workspace/conf-watch', since: v0.version });
+    assert.equal(changed.status, 'changed');
+    const stale = await client.watch.checkChanges({ path: '/workspace/conf-watch', since: 'bogus:1' });
+    assert.equal(stale.status, 'resync');
+  });
+});
