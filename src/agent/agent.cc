@@ -134,6 +134,7 @@ int Agent::Run() {
     }
     if (bg_lagging_ && !Blocked()) PumpAllFollowers();
     if (fs_lagging_ && !Blocked()) PumpAllFsWatches();
+    if (pty_lagging_ && !Blocked()) PumpAllPtys();
     Flush();
     loop_.RunOnce(busy ? 0 : -1);
     Flush();
@@ -184,6 +185,7 @@ void Agent::DropConnection(const char* why) {
   reads_.clear();
   for (auto& [id, p] : bg_) p->followers.clear();
   bg_lagging_ = false;
+  DropPtyClients();
   StopAllPortWatches();
   StopAllFsStreams();
   malloc_trim(0);
@@ -241,9 +243,11 @@ void Agent::HandleFrame(Frame f) {
       return;
     }
     case FrameType::kData: {
-      // Only file.write with contentInData takes data: one frame, the content.
+      // file.write with contentInData takes one frame, the content; an
+      // attached pty.attach channel takes keystrokes.
       auto it = pending_writes_.find(f.channel);
       if (it == pending_writes_.end()) {
+        if (PtyInput(f.channel, f.payload)) return;
         log::Debug("ignoring data frame on channel {}", f.channel);
         return;
       }
@@ -332,6 +336,7 @@ void Agent::HandleRequest(const Chan& c, json& req) {
   if (op == "port.watch") return StartPortWatch(c, req);
   if (op == "fs.watch") return StartFsWatch(c, req);
   if (op == "fs.check") return FsCheck(c, req);
+  if (op.rfind("pty.", 0) == 0) return HandlePtyOp(c, op, req);
   if (op == "session.list") {
     json ids = json::array();
     for (auto& [id, s] : sessions_) ids.push_back(id);
@@ -1048,6 +1053,10 @@ void Agent::Shutdown() {
   }
   for (auto& [id, p] : bg_) {
     if (p->exited) continue;
+    KillDescendants(p->pid, 0);
+    ::kill(-p->pid, SIGKILL);
+  }
+  for (auto& [id, p] : ptys_) {
     KillDescendants(p->pid, 0);
     ::kill(-p->pid, SIGKILL);
   }

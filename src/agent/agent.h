@@ -195,6 +195,8 @@ class Agent {
     uint64_t dropped = 0;
     bool kernel_overflow = false;
     std::vector<uint32_t> temp_cookies;  // renames of file.write's temp files
+    uint32_t dir_move_cookie = 0;        // a directory moved away, maybe within the tree
+    std::string dir_move_from;
     // fs.check change log: cursor = events seen; changes remembered from floor.
     uint64_t cursor = 0;
     uint64_t floor = 0;  // cursors below this are expired
@@ -207,6 +209,22 @@ class Agent {
   struct ReadTask {
     Chan chan;
     std::unique_ptr<FileReader> reader;
+  };
+  // PTY terminals (pty.cc): one per session id, created by the first pty.attach.
+  struct PtyClient {  // an attached channel
+    Chan chan;
+    std::deque<std::string> q;  // output not yet sent (raw bytes)
+    size_t qbytes = 0;
+    uint64_t dropped = 0;
+  };
+  struct Pty {
+    std::string sid;
+    pid_t pid = -1;
+    UniqueFd master;
+    uint64_t tok = 0;         // master watch (0 once the slave side hung up)
+    std::string ring;         // newest output (at most kPtyRing bytes)
+    std::string in;           // input waiting for the master to accept it
+    std::vector<PtyClient> clients;
   };
 
   // Connection.
@@ -299,12 +317,26 @@ class Agent {
   bool OpenFsWatch(FsWatch* w, json* err);
   void AddFsDir(FsWatch* w, const std::string& dir, bool scan_events, int depth);
   void RemoveFsDirTree(FsWatch* w, const std::string& dir);
+  void RenameFsDirTree(FsWatch* w, const std::string& from, const std::string& to);
   void OnFsReadable(uint64_t num);
   void FsEmit(FsWatch* w, const char* type, const std::string& path, bool is_dir);
   bool PumpFsWatch(FsWatch* w);  // true if held back by backpressure
   void PumpAllFsWatches();
   void FinishFsWatch(uint64_t num, const json* reply);
   void StopAllFsStreams();
+
+  // PTY terminals (pty.cc).
+  void HandlePtyOp(const Chan& c, const std::string& op, const json& req);
+  void PtyAttach(const Chan& c, const json& req);
+  bool PtyInput(uint32_t chan_id, std::string_view data);  // false: not a PTY channel
+  void OnPtyEvent(const std::string& sid, uint32_t events);
+  void PtyRead(Pty* p);
+  void PtyWatchMask(Pty* p);
+  bool PumpPty(Pty* p, bool force);  // true if held back by backpressure
+  void PumpAllPtys();
+  void OnPtyExit(const std::string& sid, int status);
+  void PtyDetach(const std::string& sid, uint64_t gen, uint32_t chan_id);
+  void DropPtyClients();
 
   // Children and signals.
   void OnSignal();
@@ -350,6 +382,10 @@ class Agent {
   std::unordered_map<std::string, uint64_t> check_keys_;  // fs.check key -> watch num
   uint64_t next_fs_watch_ = 1;
   bool fs_lagging_ = false;
+
+  std::map<std::string, std::unique_ptr<Pty>> ptys_;
+  std::unordered_map<uint32_t, std::string> pty_chans_;  // attached channel -> session id
+  bool pty_lagging_ = false;
 };
 
 }  // namespace cove::agent

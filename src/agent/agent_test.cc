@@ -1355,7 +1355,12 @@ TEST_F(WatchTest, RecursiveNewDirectories) {
   EXPECT_TRUE(Has(evs, "move_to", ws_ + "/c", true)) << Dump(evs);
   EXPECT_TRUE(Has(evs, "create", ws_ + "/c/b/new", false)) << Dump(evs);
   EXPECT_FALSE(HasPath(evs, ws_ + "/a/b/new")) << Dump(evs);
-  Sh("mv c a");
+  // Moved out of the tree: no longer watched.
+  Sh("mv c ../out && echo z > ../out/b/z");
+  evs = Collect(*c_, ch, 300);
+  EXPECT_TRUE(Has(evs, "move_from", ws_ + "/c", true)) << Dump(evs);
+  ASSERT_EQ(evs.size(), 1u) << Dump(evs);
+  Sh("mv ../out a");
   Collect(*c_, ch, 100);
   Stop(ch);
   // Non-recursive: nothing from subdirectories.
@@ -1590,5 +1595,165 @@ TEST_F(WatchTest, RelativeToSessionCwd) {
   r = c_->Call({{"op", "fs.check"}, {"path", ws_ + "/sub/x"}, {"since", v}});
   EXPECT_EQ(r.reply["status"], "changed") << r.reply;
 }
+
+// PTY terminals (pty.attach / pty.resize).
+class PtyTest : public AgentTest {
+ protected:
+  uint32_t Attach(const json& extra = json::object()) {
+    json req = {{"op", "pty.attach"}, {"sessionId", "t"}};
+    for (auto& [k, v] : extra.items()) req[k] = v;
+    return c_->Send(req);
+  }
+  void Input(uint32_t ch, std::string_view s) { c_->SendRaw(EncodeFrame(ch, FrameType::kData, s)); }
+  // Decoded output of ch until it contains `want` (or a reply / timeout).
+  std::string ReadUntil(uint32_t ch, const std::string& want, json* reply = nullptr, int ms = 10000) {
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (out.find(want) == std::string::npos) {
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - std::chrono::steady_clock::now()).count());
+      if (left <= 0) break;
+      auto f = c_->NextOn(ch, left);
+      if (!f) break;
+      json j = json::parse(f->payload, nullptr, false);
+      if (f->type == FrameType::kReply) {
+        if (reply) *reply = j;
+        break;
+      }
+      if (j.value("type", "") == "output" || j.value("type", "") == "replay")
+        out += *Base64Decode(j.value("data", ""));
+    }
+    return out;
+  }
+  // Expects replay then ready; returns the replayed bytes.
+  std::string Handshake(uint32_t ch) {
+    auto f = c_->NextOn(ch, 10000);
+    EXPECT_TRUE(f && f->type == FrameType::kEvent);
+    if (!f) return "";
+    json j = json::parse(f->payload);
+    EXPECT_EQ(j["type"], "replay");
+    std::string replay = *Base64Decode(j.value("data", ""));
+    f = c_->NextOn(ch, 10000);
+    EXPECT_TRUE(f && f->type == FrameType::kEvent);
+    if (f) {
+      EXPECT_EQ(json::parse(f->payload), (json{{"type", "ready"}}));
+    }
+    return replay;
+  }
+};
+
+TEST_F(PtyTest, EchoSizeResizeReplayDetachExit) {
+  c_->Call({{"op", "hello"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  size_t base = FdCount(pid_);
+
+  uint32_t a = Attach({{"cols", 120}, {"rows", 40}});
+  EXPECT_EQ(Handshake(a), "");
+  Input(a, "echo hi-from-$((1+1))-pty\r");
+  EXPECT_NE(ReadUntil(a, "hi-from-2-pty").find("hi-from-2-pty"), std::string::npos);
+  Input(a, "stty size; echo T=$TERM\r");
+  std::string o = ReadUntil(a, "T=xterm-256color\r");
+  EXPECT_NE(o.find("40 120"), std::string::npos) << o;
+
+  auto r = c_->Call({{"op", "pty.resize"}, {"sessionId", "t"}, {"cols", 100}, {"rows", 30}});
+  EXPECT_EQ(r.reply, json::object());
+  Input(a, "stty size; echo done-$((0+1))\r");
+  o = ReadUntil(a, "done-1\r");
+  EXPECT_NE(o.find("30 100"), std::string::npos) << o;
+  EXPECT_EQ(c_->Call({{"op", "pty.resize"}, {"sessionId", "nope"}, {"cols", 10}, {"rows", 10}}).Code(),
+            "PTY_NOT_FOUND");
+  EXPECT_EQ(c_->Call({{"op", "pty.resize"}, {"sessionId", "t"}, {"cols", 0}, {"rows", 10}}).Code(),
+            "VALIDATION_FAILED");
+
+  // A second attach replays earlier output; both get live output.
+  uint32_t b = Attach();
+  EXPECT_NE(Handshake(b).find("hi-from-2-pty"), std::string::npos);
+  Input(b, "echo both-$((2+2))\r");
+  EXPECT_NE(ReadUntil(a, "both-4").find("both-4"), std::string::npos);
+  EXPECT_NE(ReadUntil(b, "both-4").find("both-4"), std::string::npos);
+
+  // Cancel detaches one channel; the shell keeps running.
+  c_->Cancel(b);
+  auto rb = c_->Wait(b);
+  EXPECT_EQ(rb.reply, (json{{"type", "detached"}}));
+  Input(a, "echo still-$((3+3))\r");
+  EXPECT_NE(ReadUntil(a, "still-6").find("still-6"), std::string::npos);
+  uint32_t d = Attach({{"cols", 5000}});  // size ignored... but validated
+  EXPECT_EQ(c_->Wait(d).reply["error"]["code"], "VALIDATION_FAILED");
+  uint32_t e = Attach();
+  EXPECT_NE(Handshake(e).find("still-6"), std::string::npos);
+
+  // exit 3: every attached channel gets the exit reply; the PTY is gone.
+  Input(e, "exit 3\r");
+  json ra, re;
+  ReadUntil(a, "\x01never", &ra);
+  ReadUntil(e, "\x01never", &re);
+  EXPECT_EQ(ra, (json{{"type", "exit"}, {"code", 3}}));
+  EXPECT_EQ(re, (json{{"type", "exit"}, {"code", 3}}));
+  EXPECT_EQ(c_->Call({{"op", "pty.resize"}, {"sessionId", "t"}, {"cols", 10}, {"rows", 10}}).Code(),
+            "PTY_NOT_FOUND");
+  c_->Call({{"op", "hello"}});
+  EXPECT_EQ(FdCount(pid_), base);
+
+  // The next attach makes a new PTY (empty replay); detaching leaves no fds once it exits.
+  uint32_t f = Attach({{"shell", "sh"}});
+  EXPECT_EQ(Handshake(f), "");
+  Input(f, "echo new-$((4+4))\r");
+  EXPECT_NE(ReadUntil(f, "new-8").find("new-8"), std::string::npos);
+  c_->Cancel(f);
+  EXPECT_EQ(c_->Wait(f).reply, (json{{"type", "detached"}}));
+  uint32_t g = Attach();
+  Handshake(g);
+  Input(g, "kill -9 $$\r");
+  json rg;
+  ReadUntil(g, "\x01never", &rg);
+  EXPECT_EQ(rg, (json{{"type", "exit"}, {"code", 137}, {"signal", "SIGKILL"}}));
+  c_->Call({{"op", "hello"}});
+  EXPECT_EQ(FdCount(pid_), base);
+  EXPECT_TRUE(AgentAlive());
+}
+
+TEST_F(PtyTest, ValidationAndSessionCwdEnv) {
+  EXPECT_EQ(c_->Call({{"op", "session.create"}, {"id", "t"}, {"env", {{"PTYVAR", "pv"}}}}).reply["id"], "t");
+  EXPECT_EQ(c_->Call({{"op", "pty.attach"}}).Code(), "VALIDATION_FAILED");
+  EXPECT_EQ(c_->Call({{"op", "pty.attach"}, {"sessionId", "t"}, {"shell", "no-such-shell-xyz"}}).Code(),
+            "VALIDATION_FAILED");
+  EXPECT_EQ(c_->Call({{"op", "pty.attach"}, {"sessionId", "t"}, {"shell", "bin/sh"}}).Code(),
+            "VALIDATION_FAILED");
+  fs::create_directories(ws_ + "/sub");
+  EXPECT_EQ(c_->Call(Exec("cd sub", "t")).reply["exitCode"], 0);
+  uint32_t a = Attach();
+  Handshake(a);
+  Input(a, "echo \"[$PWD:$PTYVAR]\"\r");
+  std::string want = "[" + ws_ + "/sub:pv]";
+  std::string got = ReadUntil(a, want);
+  EXPECT_NE(got.find(want), std::string::npos) << got;
+  // Input larger than the PTY accepts (the shell is not reading) does not block the agent.
+  Input(a, "sleep 30\r");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Input(a, std::string(300000, 'x'));
+  EXPECT_EQ(c_->Call({{"op", "hello"}}, 5000).reply["version"].is_string(), true);
+  EXPECT_TRUE(AgentAlive());
+}
+
+TEST_F(PtyTest, FloodWithSlowReaderStaysResponsive) {
+  uint32_t a = Attach();
+  Handshake(a);
+  Input(a, "head -c 20000000 /dev/zero | base64 -w 100; echo flood-$((5+5))\r");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // not reading
+  Client other(sock_);
+  // A second connection replaces the first; the agent stays healthy and the PTY survives.
+  ASSERT_TRUE(other.ok());
+  auto h = other.Call({{"op", "hello"}}, 5000);
+  EXPECT_TRUE(h.reply["version"].is_string());
+  long rss = AgentRssKb();
+  EXPECT_LT(rss, 64 * 1024) << rss;
+  uint32_t b = other.Send({{"op", "pty.attach"}, {"sessionId", "t"}});
+  auto f = other.NextOn(b, 10000);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(json::parse(f->payload)["type"], "replay");
+  EXPECT_LE(Base64Decode(json::parse(f->payload)["data"].get<std::string>())->size(), 256u << 10);
+}
+
 }  // namespace
 }  // namespace cove::agent

@@ -129,7 +129,12 @@ std::string Relative(const std::string& root, const std::string& path) {
 }
 
 std::string Join(const std::string& dir, std::string_view name) {
-  return dir == "/" ? "/" + std::string(name) : dir + "/" + std::string(name);
+  std::string r;
+  r.reserve(dir.size() + 1 + name.size());
+  if (dir != "/") r.append(dir);
+  r.push_back('/');
+  r.append(name);
+  return r;
 }
 
 }  // namespace
@@ -254,6 +259,23 @@ void Agent::RemoveFsDirTree(FsWatch* w, const std::string& dir) {
   }
 }
 
+void Agent::RenameFsDirTree(FsWatch* w, const std::string& from, const std::string& to) {
+  std::string prefix = from + "/";
+  std::vector<std::pair<std::string, int>> moved;
+  for (auto it = w->dirs.begin(); it != w->dirs.end();) {
+    if (it->first == from || it->first.compare(0, prefix.size(), prefix) == 0) {
+      moved.emplace_back(to + it->first.substr(from.size()), it->second);
+      it = w->dirs.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [p, wd] : moved) {
+    w->wds[wd] = p;
+    w->dirs[p] = wd;
+  }
+}
+
 void Agent::FsEmit(FsWatch* w, const char* type, const std::string& path, bool is_dir) {
   std::string rel = Relative(w->root, path);
   if (!w->file.empty()) {
@@ -271,7 +293,9 @@ void Agent::FsEmit(FsWatch* w, const char* type, const std::string& path, bool i
   while (bit < 6 && strcmp(kEvTypes[bit].name, type) != 0) ++bit;
   if (!(w->events & (1u << bit))) return;
   int64_t now = MonotonicNs();
-  std::string key = std::string(type) + '\0' + path;
+  std::string key(type);
+  key.push_back('\0');
+  key.append(path);
   auto it = w->recent.find(key);
   if (it != w->recent.end() && now - it->second < kCoalesceNs) return;
   if (w->recent.size() > 4096)
@@ -354,7 +378,18 @@ void Agent::OnFsReadable(uint64_t num) {
       for (auto& t : kEvTypes) {
         if (!(ev->mask & t.mask)) continue;
         if (w->recursive && is_dir) {
-          if (t.mask == IN_MOVED_FROM) RemoveFsDirTree(w, path);
+          if (t.mask == IN_MOVED_FROM) {
+            // Kept until its move_to (a move within the tree keeps its watches).
+            if (w->dir_move_cookie) RemoveFsDirTree(w, w->dir_move_from);
+            w->dir_move_cookie = ev->cookie;
+            w->dir_move_from = path;
+          }
+          if (t.mask == IN_MOVED_TO && w->dir_move_cookie && ev->cookie == w->dir_move_cookie) {
+            RenameFsDirTree(w, w->dir_move_from, path);
+            w->dir_move_cookie = 0;
+            FsEmit(w, t.name, path, true);
+            continue;
+          }
           if ((t.mask == IN_CREATE || t.mask == IN_MOVED_TO) && !Excluded(w->exclude, Relative(w->root, path)) &&
               !w->dirs.count(path)) {
             FsEmit(w, t.name, path, true);
@@ -374,6 +409,10 @@ void Agent::OnFsReadable(uint64_t num) {
       }
     }
     if (static_cast<size_t>(n) < sizeof buf / 2) break;
+  }
+  if (w->dir_move_cookie) {  // moved out of the tree
+    RemoveFsDirTree(w, w->dir_move_from);
+    w->dir_move_cookie = 0;
   }
   if (w->check) {
     if (root_gone) FinishFsWatch(num, nullptr);
@@ -449,7 +488,8 @@ void Agent::StartFsWatch(const Chan& c, const json& req) {
   json err;
   if (!ParseFsWatch(req, false, w.get(), &err)) return Reply(c, err);
   w->num = next_fs_watch_++;
-  w->id = "w" + std::to_string(w->num);
+  w->id = std::to_string(w->num);
+  w->id.insert(0, 1, 'w');
   w->chan = c;
   if (!OpenFsWatch(w.get(), &err)) return Reply(c, err);
   uint64_t num = w->num;
@@ -493,7 +533,8 @@ void Agent::FsCheck(const Chan& c, const json& req) {
   bool created = false;
   if (!cur) {
     w->num = next_fs_watch_++;
-    w->id = "c" + std::to_string(w->num);
+    w->id = std::to_string(w->num);
+    w->id.insert(0, 1, 'c');
     w->key = key;
     if (!OpenFsWatch(w.get(), &err)) return Reply(c, err);
     if (check_keys_.size() >= kMaxCheckWatches) {  // evict the least recently used

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +59,7 @@ Result<pid_t> Spawn(const SpawnSpec& spec) {
     for (size_t i = 0; i < spec.fds.size(); ++i) {
       if (dup2(moved[i], spec.fds[i].second) < 0) ChildFail(err_w.get(), 1, errno);
     }
+    if (spec.ctty && ioctl(0, TIOCSCTTY, 0) != 0) ChildFail(err_w.get(), 1, errno);
     if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) ChildFail(err_w.get(), 2, errno);
     if (spec.set_ids) {
       if (setgroups(spec.groups.size(), spec.groups.data()) != 0 && errno != EPERM)

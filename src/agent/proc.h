@@ -22,6 +22,7 @@ struct SpawnSpec {
   // O_CLOEXEC).
   std::vector<std::pair<int, int>> fds;
   bool setsid = true;
+  bool ctty = false;     // make child fd 0 (a terminal) the controlling terminal (needs setsid)
   bool set_ids = false;  // switch to uid/gid/groups below
   uid_t uid = 0;
   gid_t gid = 0;

@@ -1,0 +1,383 @@
+// PTY terminals of cove-agent: pty.attach / pty.resize (docs/agent-protocol.md,
+// "PTY terminals"); coved's /ws/pty.
+//
+// One PTY per session id, created by the first attach: the shell runs as a
+// session leader with the PTY's slave side as its controlling terminal, in
+// the session's cwd, env and identity. The master is always read (output goes
+// into a ring of the newest kPtyRing bytes and into each attached channel's
+// bounded queue), so neither the shell nor the agent ever waits for coved.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "agent/agent.h"
+#include "agent/proc.h"
+#include "base/log.h"
+
+namespace cove::agent {
+namespace {
+
+constexpr size_t kPtyRing = 256 << 10;          // replay buffer per PTY
+constexpr size_t kPtyEvent = 32 << 10;          // raw bytes per output event
+constexpr size_t kPtyInputMax = 1 << 20;        // input waiting for the master
+constexpr size_t kPtyClientMax = 4 << 20;       // unsent output per channel
+constexpr const char* kNoSession = "__DISABLE_SESSION__";
+
+bool IsExecutable(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+}
+
+bool IsDirPath(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
+    default: return nullptr;
+  }
+}
+
+// Opens a PTY pair: master nonblocking, both O_CLOEXEC, slave O_NOCTTY.
+bool OpenPty(UniqueFd* master, UniqueFd* slave, std::string* err) {
+  int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  if (m < 0) {
+    *err = std::string("open /dev/ptmx: ") + strerror(errno);
+    return false;
+  }
+  master->Reset(m);
+  int unlock = 0;
+  if (ioctl(m, TIOCSPTLCK, &unlock) != 0) {  // unlockpt
+    *err = std::string("unlockpt: ") + strerror(errno);
+    return false;
+  }
+#ifdef TIOCGPTPEER
+  int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (s >= 0) {
+    slave->Reset(s);
+    return true;
+  }
+#endif
+  unsigned int n = 0;
+  if (ioctl(m, TIOCGPTN, &n) != 0) {  // ptsname
+    *err = std::string("ptsname: ") + strerror(errno);
+    return false;
+  }
+  std::string path = "/dev/pts/" + std::to_string(n);
+  int s2 = open(path.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (s2 < 0) {
+    *err = "open " + path + ": " + strerror(errno);
+    return false;
+  }
+  slave->Reset(s2);
+  return true;
+}
+
+bool GetSize(const json& req, const char* key, uint64_t dflt, bool required, uint16_t* out, json* err) {
+  std::optional<uint64_t> v;
+  if (!GetUint(req, key, &v, err)) return false;
+  if (!v) {
+    if (required) {
+      *err = ValidationError(std::string("missing field '") + key + "'", key);
+      return false;
+    }
+    v = dflt;
+  }
+  if (*v < 1 || *v > 1000) {
+    *err = ValidationError(std::string("field '") + key + "' must be 1-1000", key);
+    return false;
+  }
+  *out = static_cast<uint16_t>(*v);
+  return true;
+}
+
+}  // namespace
+
+void Agent::HandlePtyOp(const Chan& c, const std::string& op, const json& req) {
+  if (op == "pty.attach") return PtyAttach(c, req);
+  if (op != "pty.resize")
+    return Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
+  json err;
+  std::string sid;
+  uint16_t cols = 0, rows = 0;
+  if (!GetString(req, "sessionId", true, &sid, &err) || !GetSize(req, "cols", 0, true, &cols, &err) ||
+      !GetSize(req, "rows", 0, true, &rows, &err))
+    return Reply(c, err);
+  auto it = ptys_.find(sid);
+  if (it == ptys_.end())
+    return Reply(c, ErrorReply("PTY_NOT_FOUND", "no PTY for session '" + sid + "'", json{{"sessionId", sid}}));
+  winsize ws{};
+  ws.ws_col = cols;
+  ws.ws_row = rows;
+  if (ioctl(it->second->master.get(), TIOCSWINSZ, &ws) != 0)
+    return Reply(c, ErrorReply("INTERNAL_ERROR", std::string("TIOCSWINSZ: ") + strerror(errno)));
+  Reply(c, json::object());
+}
+
+void Agent::PtyAttach(const Chan& c, const json& req) {
+  json err;
+  std::string sid, shell;
+  uint16_t cols = 80, rows = 24;
+  if (!GetString(req, "sessionId", true, &sid, &err) || !GetString(req, "shell", false, &shell, &err) ||
+      !GetSize(req, "cols", 80, false, &cols, &err) || !GetSize(req, "rows", 24, false, &rows, &err))
+    return Reply(c, err);
+  if (sid.empty() || sid == kNoSession || sid.find('\0') != std::string::npos)
+    return Reply(c, ValidationError("invalid sessionId", "sessionId"));
+
+  Pty* p = nullptr;
+  auto it = ptys_.find(sid);
+  if (it != ptys_.end()) {
+    p = it->second.get();
+  } else {
+    std::string cwd = SessionCwd(sid);  // creates an unknown session, like file ops
+    if (!IsDirPath(cwd)) cwd = IsDirPath(cfg_.workspace) ? cfg_.workspace : "/";
+    Session* s = GetOrCreateSession(sid);
+    auto extra = s->spec.env;
+    extra.emplace_back("TERM", "xterm-256color");
+    std::vector<std::string> env = BuildEnv(extra, &s->spec.ident);
+
+    std::string path;
+    if (shell.empty()) {
+      path = cfg_.bash.empty() ? cfg_.sh : cfg_.bash;
+    } else if (shell.find('\0') != std::string::npos) {
+      return Reply(c, ValidationError("shell contains a NUL byte", "shell"));
+    } else if (shell[0] == '/') {
+      if (!IsExecutable(shell))
+        return Reply(c, ValidationError("shell '" + shell + "' is not an executable file", "shell"));
+      path = shell;
+    } else if (shell.find('/') != std::string::npos) {
+      return Reply(c, ValidationError("shell must be an absolute path or a name in PATH", "shell"));
+    } else {
+      std::string search;
+      for (const auto& e : env)
+        if (e.rfind("PATH=", 0) == 0) search = e.substr(5);
+      size_t pos = 0;
+      while (path.empty() && pos <= search.size()) {
+        size_t end = search.find(':', pos);
+        if (end == std::string::npos) end = search.size();
+        std::string d = search.substr(pos, end - pos);
+        if (!d.empty() && d[0] == '/' && IsExecutable(d + "/" + shell)) path = d + "/" + shell;
+        pos = end + 1;
+      }
+      if (path.empty()) return Reply(c, ValidationError("shell '" + shell + "' not found in PATH", "shell"));
+    }
+
+    UniqueFd master, slave;
+    std::string why;
+    if (!OpenPty(&master, &slave, &why)) return Reply(c, ErrorReply("PTY_ERROR", "cannot open a PTY: " + why));
+    winsize ws{};
+    ws.ws_col = cols;
+    ws.ws_row = rows;
+    ioctl(master.get(), TIOCSWINSZ, &ws);
+
+    SpawnSpec sp;
+    sp.path = path;
+    sp.argv = {BaseName(path)};
+    sp.env = std::move(env);
+    if (s->spec.ident.set) {
+      sp.set_ids = true;
+      sp.uid = s->spec.ident.uid;
+      sp.gid = s->spec.ident.gid;
+      sp.groups = s->spec.ident.groups;
+    }
+    sp.cwd = cwd;
+    sp.fds = {{slave.get(), 0}, {slave.get(), 1}, {slave.get(), 2}};
+    sp.setsid = true;
+    sp.ctty = true;
+    auto pid = Spawn(sp);
+    if (!pid.ok()) return Reply(c, ErrorReply("PTY_ERROR", "cannot start shell: " + pid.error().ToString()));
+    slave.Reset();
+
+    auto np = std::make_unique<Pty>();
+    p = np.get();
+    p->sid = sid;
+    p->pid = *pid;
+    p->master = std::move(master);
+    p->tok = loop_.Watch(p->master.get(), EPOLLIN, [this, sid](uint32_t ev) { OnPtyEvent(sid, ev); });
+    children_[*pid] = [this, sid](int status) { OnPtyExit(sid, status); };
+    ptys_.emplace(sid, std::move(np));
+  }
+
+  // Replay, ready, then live output (queued per channel from now on).
+  size_t n = std::min(p->ring.size(), kPtyRing);
+  Event(c, Dump(json{{"type", "replay"}, {"data", Base64Encode(std::string_view(p->ring).substr(p->ring.size() - n))}}));
+  Event(c, Dump(json{{"type", "ready"}}));
+  p->clients.push_back(PtyClient{c});
+  pty_chans_[c.id] = sid;
+  uint64_t gen = c.gen;
+  uint32_t cid = c.id;
+  SetCancel(c, [this, sid, gen, cid] { PtyDetach(sid, gen, cid); });
+}
+
+void Agent::PtyDetach(const std::string& sid, uint64_t gen, uint32_t chan_id) {
+  auto it = ptys_.find(sid);
+  if (it == ptys_.end()) return;
+  auto& cl = it->second->clients;
+  for (auto c = cl.begin(); c != cl.end(); ++c) {
+    if (c->chan.gen == gen && c->chan.id == chan_id) {
+      Chan ch = c->chan;
+      cl.erase(c);
+      pty_chans_.erase(chan_id);
+      Reply(ch, json{{"type", "detached"}});
+      return;
+    }
+  }
+}
+
+void Agent::DropPtyClients() {
+  for (auto& [sid, p] : ptys_) p->clients.clear();
+  pty_chans_.clear();
+  pty_lagging_ = false;
+}
+
+bool Agent::PtyInput(uint32_t chan_id, std::string_view data) {
+  auto ci = pty_chans_.find(chan_id);
+  if (ci == pty_chans_.end()) return false;
+  auto it = ptys_.find(ci->second);
+  if (it == ptys_.end()) return true;
+  Pty* p = it->second.get();
+  if (p->in.empty()) {
+    while (!data.empty()) {
+      ssize_t n = write(p->master.get(), data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) data = {};  // EIO: the slave side is gone
+        break;
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  if (!data.empty()) {
+    size_t room = kPtyInputMax - std::min(kPtyInputMax, p->in.size());
+    if (data.size() > room) log::Warn("pty {}: input buffer full, dropping {} bytes", p->sid, data.size() - room);
+    p->in.append(data.substr(0, room));
+  }
+  PtyWatchMask(p);
+  return true;
+}
+
+void Agent::PtyWatchMask(Pty* p) {
+  if (p->tok) loop_.Modify(p->tok, p->in.empty() ? uint32_t{EPOLLIN} : uint32_t{EPOLLIN | EPOLLOUT});
+}
+
+void Agent::OnPtyEvent(const std::string& sid, uint32_t events) {
+  auto it = ptys_.find(sid);
+  if (it == ptys_.end()) return;
+  Pty* p = it->second.get();
+  if ((events & EPOLLOUT) && !p->in.empty()) {
+    ssize_t n = write(p->master.get(), p->in.data(), p->in.size());
+    if (n > 0) p->in.erase(0, static_cast<size_t>(n));
+    else if (n < 0 && errno != EAGAIN && errno != EINTR) p->in.clear();
+    if (p->in.empty()) std::string().swap(p->in);
+    PtyWatchMask(p);
+  }
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) PtyRead(p);
+}
+
+void Agent::PtyRead(Pty* p) {
+  char buf[kPtyEvent];
+  for (int i = 0; i < 8; ++i) {
+    ssize_t n = read(p->master.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n < 0 && errno == EAGAIN) break;
+      // EIO: no process holds the slave side any more. Stop watching (HUP
+      // would repeat); the PTY goes when the shell is reaped.
+      loop_.Unwatch(p->tok);
+      p->tok = 0;
+      break;
+    }
+    std::string_view d(buf, static_cast<size_t>(n));
+    p->ring.append(d);
+    if (p->ring.size() > kPtyRing + (64 << 10)) p->ring.erase(0, p->ring.size() - kPtyRing);
+    for (auto& c : p->clients) {
+      if (!c.q.empty() && c.q.back().size() + d.size() <= kPtyEvent) {
+        c.q.back().append(d);  // coalesce small reads
+      } else {
+        c.q.emplace_back(d);
+      }
+      c.qbytes += d.size();
+      while (c.qbytes > kPtyClientMax && c.q.size() > 1) {  // slow channel: drop its oldest
+        c.qbytes -= c.q.front().size();
+        c.dropped += c.q.front().size();
+        c.q.pop_front();
+      }
+    }
+    if (static_cast<size_t>(n) < sizeof buf) break;
+  }
+  if (PumpPty(p, false)) pty_lagging_ = true;
+}
+
+bool Agent::PumpPty(Pty* p, bool force) {
+  bool lag = false;
+  for (auto& c : p->clients) {
+    while (!c.q.empty()) {
+      if (!force && Blocked()) {
+        lag = true;
+        break;
+      }
+      std::string d = std::move(c.q.front());
+      c.q.pop_front();
+      c.qbytes -= d.size();
+      Event(c.chan, Dump(json{{"type", "output"}, {"data", Base64Encode(d)}}));
+    }
+  }
+  return lag;
+}
+
+void Agent::PumpAllPtys() {
+  bool lag = false;
+  for (auto& [sid, p] : ptys_) lag |= PumpPty(p.get(), false);
+  pty_lagging_ = lag;
+}
+
+void Agent::OnPtyExit(const std::string& sid, int status) {
+  auto it = ptys_.find(sid);
+  if (it == ptys_.end()) return;
+  Pty* p = it->second.get();
+  // Output written just before the exit is still in the master.
+  if (p->tok) PtyRead(p);
+  PumpPty(p, true);
+  json r = {{"type", "exit"}};
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    r["code"] = 128 + sig;
+    const char* name = SignalName(sig);
+    r["signal"] = name ? json(name) : json(sig);
+  } else {
+    r["code"] = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+  }
+  for (auto& c : p->clients) {
+    pty_chans_.erase(c.chan.id);
+    Reply(c.chan, r);
+  }
+  loop_.Unwatch(p->tok);
+  // Whatever the shell left running on the terminal gets SIGHUP from the
+  // kernel when the master closes.
+  ptys_.erase(it);
+}
+
+}  // namespace cove::agent
