@@ -62,6 +62,7 @@ Task<HttpResponse> Api::Handle(HttpRequest& req) {
       };
       co_return res;
     }
+    if (!id.empty() && rest == "/ws/pty") co_return co_await compat_.Terminal(req, id);
     co_return co_await compat_.Handle(req, id, rest);
   }
   if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty())

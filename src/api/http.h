@@ -52,6 +52,8 @@ class WebSocket {
   virtual Task<std::optional<Message>> Read() = 0;
   // Sends one message; false once the connection is closed.
   virtual Task<bool> Write(std::string data, bool binary = false) = 0;
+  // Starts the closing handshake; a pending Read() then ends.
+  virtual Task<void> Close() = 0;
 };
 
 struct HttpResponse {

@@ -111,7 +111,7 @@ class BeastWebSocket : public WebSocket {
     co_return open_;
   }
 
-  Task<void> Close() {
+  Task<void> Close() override {
     if (!open_) co_return;
     open_ = false;
     boost::system::error_code ec;

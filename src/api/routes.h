@@ -29,6 +29,8 @@ class CompatRoutes {
   explicit CompatRoutes(Manager* manager) : manager_(manager) {}
   // rest: the path after /v1/sandboxes/{id} ("" or "/" or "/api/...").
   Task<HttpResponse> Handle(HttpRequest& req, const std::string& id, const std::string& rest);
+  // The terminal WebSocket of a sandbox (/v1/sandboxes/{id}/ws/pty).
+  Task<HttpResponse> Terminal(HttpRequest& req, const std::string& id);
 
  private:
   using Json = nlohmann::json;
