@@ -31,6 +31,12 @@ void AgentConnection::Call::Cancel() {
     conn->Send(agent::EncodeFrame(channel_, FrameType::kCancel, ""));
 }
 
+void AgentConnection::Call::SendData(std::string_view bytes) {
+  if (replied_ || error_) return;
+  if (auto conn = conn_.lock(); conn && conn->alive_)
+    conn->Send(agent::EncodeFrame(channel_, FrameType::kData, bytes));
+}
+
 void AgentConnection::Call::Push(Message m) {
   if (m.final) replied_ = true;
   queued_bytes_ += m.wire_bytes;

@@ -47,6 +47,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     Task<Result<Message>> Next(Clock::time_point deadline = Clock::time_point::max());
     // Asks the agent to stop the work; the reply still arrives.
     void Cancel();
+    // Sends raw bytes to the open request (a Data frame), e.g. terminal input.
+    void SendData(std::string_view bytes);
     bool finished() const { return finished_; }
 
    private:
