@@ -113,7 +113,6 @@ Task<HttpResponse> CompatRoutes::Processes(HttpRequest& req, const std::string& 
     kind = tail == "/logs" ? Kind::kLogs : tail == "/stream" ? Kind::kStream
            : req.method == "DELETE" ? Kind::kKill : Kind::kGet;
     want = kind == Kind::kKill ? "DELETE" : "GET";
-    if (tail.empty() && req.method == "DELETE") want = "DELETE";
     const char* name = kind == Kind::kLogs ? "process.logs" : kind == Kind::kStream ? "process.stream"
                        : kind == Kind::kKill ? "process.kill" : "process.get";
     op = {{"op", name}, {"processId", pid}};
