@@ -100,4 +100,26 @@ Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Jso
   }
 }
 
+Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& out, const SseMapping& map) {
+  out.OnClientGone([call] { call->Cancel(); });
+  if (!map.opening.empty() && !co_await out.Write(map.opening)) co_return;
+  for (;;) {
+    auto deadline = map.per_message_timeout ? Clock::now() + *map.per_message_timeout : Clock::time_point::max();
+    auto m = co_await call->Next(deadline);
+    std::string ev = !m.ok() ? map.error(m.error().message) : m->final ? map.final(m->body) : map.event(m->body);
+    bool last = !m.ok() || m->final;
+    if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
+    if (last) co_return;
+  }
+}
+
+Task<void> StartAndRelay(std::shared_ptr<AgentConnection> agent, Json op, BodyStream& out, const SseMapping& map) {
+  auto call = agent->Start(op);
+  if (!call.ok()) {
+    co_await out.Write(map.error(call.error().message));
+    co_return;
+  }
+  co_await RelayToSse(std::move(*call), out, map);
+}
+
 }  // namespace cove::api

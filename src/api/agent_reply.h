@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -33,6 +35,21 @@ std::string Sse(const Json& event);
 HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body);
 // Adds success:true and a timestamp.
 Json Success(Json j);
+
+// How one streamed op's messages become SSE events ("" sends nothing).
+struct SseMapping {
+  std::function<std::string(const Json& event)> event;
+  std::function<std::string(const Json& reply)> final;
+  std::function<std::string(const std::string& message)> error;  // the call failed or was lost
+  std::string opening;  // sent once the call is open, before any event
+  std::optional<Clock::duration> per_message_timeout;
+};
+
+// Relays an open call to `out` until its reply, its loss, or the client leaving
+// (which cancels the call in the agent).
+Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& out, const SseMapping& map);
+// Opens `op` on the agent, then relays it as above.
+Task<void> StartAndRelay(std::shared_ptr<AgentConnection> agent, Json op, BodyStream& out, const SseMapping& map);
 
 // Sends one op (with optional raw data) and waits for its reply, within
 // kOpTimeout and kMaxBufferedOutput. Large answers arrive partly as events

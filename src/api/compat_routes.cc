@@ -285,29 +285,10 @@ Task<HttpResponse> CompatRoutes::Execute(std::shared_ptr<AgentConnection> agent,
 }
 
 HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op) {
-  return SseResponse([agent, op](BodyStream& out) -> Task<void> {
-    auto call_r = agent->Start(op);
-    if (!call_r.ok()) {
-      co_await out.Write(SseExecError(call_r.error().message, ""));
-      co_return;
-    }
-    auto call = std::move(*call_r);
-    out.OnClientGone([call] { call->Cancel(); });
-    co_await out.Write(SseExecStart(op));
-    for (;;) {
-      auto m = co_await call->Next();
-      if (!m.ok()) {
-        co_await out.Write(SseExecError(m.error().message, ""));
-        co_return;
-      }
-      if (!m->final) {
-        if (!co_await out.Write(SseExecOutput(m->body))) co_return;
-        continue;
-      }
-      std::string last = SseExecFinal(m->body);
-      co_await out.Write(std::move(last));
-      co_return;
-    }
+  SseMapping map{SseExecOutput, SseExecFinal, [](const std::string& m) { return SseExecError(m, ""); },
+                 SseExecStart(op), std::nullopt};
+  return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
+    co_await StartAndRelay(agent, op, out, map);
   });
 }
 
@@ -343,28 +324,10 @@ Task<HttpResponse> CompatRoutes::Read(std::shared_ptr<AgentConnection> agent, Js
 }
 
 HttpResponse CompatRoutes::ReadStream(std::shared_ptr<AgentConnection> agent, Json op) {
-  return SseResponse([agent, op](BodyStream& out) -> Task<void> {
-    auto call_r = agent->Start(op);
-    if (!call_r.ok()) {
-      co_await out.Write(SseReadError(call_r.error().message, ""));
-      co_return;
-    }
-    auto call = std::move(*call_r);
-    out.OnClientGone([call] { call->Cancel(); });
-    for (;;) {
-      auto m = co_await call->Next(Clock::now() + kOpTimeout);
-      if (!m.ok()) {
-        co_await out.Write(SseReadError(m.error().message, ""));
-        co_return;
-      }
-      if (m->final) {
-        std::string last = SseReadFinal(m->body);
-        co_await out.Write(std::move(last));
-        co_return;
-      }
-      std::string ev = SseReadEvent(m->body);
-      if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
-    }
+  SseMapping map{SseReadEvent, SseReadFinal, [](const std::string& m) { return SseReadError(m, ""); }, "",
+                 kOpTimeout};
+  return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
+    co_await StartAndRelay(agent, op, out, map);
   });
 }
 

@@ -50,28 +50,11 @@ Task<HttpResponse> CompatRoutes::PortWatch(HttpRequest& req, const std::string& 
   auto agent_r = co_await manager_->Agent(id, true);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
-  co_return SseResponse([agent, op, port](BodyStream& out) -> Task<void> {
-    auto call_r = agent->Start(op);
-    if (!call_r.ok()) {
-      co_await out.Write(SsePortError(call_r.error().message, port));
-      co_return;
-    }
-    auto call = std::move(*call_r);
-    out.OnClientGone([call] { call->Cancel(); });
-    for (;;) {
-      auto m = co_await call->Next();
-      if (!m.ok()) {
-        co_await out.Write(SsePortError(m.error().message, port));
-        co_return;
-      }
-      if (m->final) {
-        std::string last = SsePortFinal(m->body, port);
-        co_await out.Write(std::move(last));
-        co_return;
-      }
-      std::string ev = SsePortEvent(m->body, port);
-      if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
-    }
+  SseMapping map{[port](const Json& e) { return SsePortEvent(e, port); },
+                 [port](const Json& r) { return SsePortFinal(r, port); },
+                 [port](const std::string& m) { return SsePortError(m, port); }, "", std::nullopt};
+  co_return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
+    co_await StartAndRelay(agent, op, out, map);
   });
 }
 

@@ -170,29 +170,12 @@ Task<HttpResponse> CompatRoutes::StreamProcess(std::shared_ptr<AgentConnection> 
   Json process = info->contains("process") && (*info)["process"].is_object() ? ProcessInfo((*info)["process"])
                                                                             : Json::object();
   Json op = {{"op", "process.stream"}, {"processId", pid}};
-  co_return SseResponse([agent, op, pid, process](BodyStream& out) -> Task<void> {
-    auto call_r = agent->Start(op);
-    if (!call_r.ok()) {
-      co_await out.Write(SseProcessError(call_r.error().message, pid));
-      co_return;
-    }
-    auto call = std::move(*call_r);
-    out.OnClientGone([call] { call->Cancel(); });
-    if (!co_await out.Write(SseProcessInfo(process))) co_return;
-    for (;;) {
-      auto m = co_await call->Next();
-      if (!m.ok()) {
-        co_await out.Write(SseProcessError(m.error().message, pid));
-        co_return;
-      }
-      if (m->final) {
-        std::string last = SseProcessFinal(m->body, pid);
-        co_await out.Write(std::move(last));
-        co_return;
-      }
-      std::string ev = SseProcessEvent(m->body, pid);
-      if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
-    }
+  SseMapping map{[pid](const Json& e) { return SseProcessEvent(e, pid); },
+                 [pid](const Json& r) { return SseProcessFinal(r, pid); },
+                 [pid](const std::string& m) { return SseProcessError(m, pid); }, SseProcessInfo(process),
+                 std::nullopt};
+  co_return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
+    co_await StartAndRelay(agent, op, out, map);
   });
 }
 

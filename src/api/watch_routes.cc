@@ -76,35 +76,13 @@ Task<HttpResponse> CompatRoutes::Watch(HttpRequest& req, const std::string& id, 
   auto call = std::move(*call_r);
   auto first = co_await call->Next(Clock::now() + kOpTimeout);
   if (!first.ok()) co_return ErrorResponse(first.error());
-  if (first->final) {
+  if (first->final) {  // refused, or ended at once
     if (auto e = AgentError(first->body)) co_return AgentErrorResponse(*e);
+    std::string last = SseWatchFinal(first->body);
+    co_return SseResponse([last](BodyStream& out) -> Task<void> { co_await out.Write(last); });
   }
-  Json watching = std::move(first->body);
-  bool ended = first->final;
-  co_return SseResponse([call, watching, ended](BodyStream& out) -> Task<void> {
-    out.OnClientGone([call] { call->Cancel(); });
-    if (ended) {
-      std::string last = SseWatchFinal(watching);
-      co_await out.Write(std::move(last));
-      co_return;
-    }
-    std::string head = SseWatchEvent(watching);
-    if (!co_await out.Write(std::move(head))) co_return;
-    for (;;) {
-      auto m = co_await call->Next();
-      if (!m.ok()) {
-        co_await out.Write(SseWatchError(m.error().message));
-        co_return;
-      }
-      if (m->final) {
-        std::string last = SseWatchFinal(m->body);
-        co_await out.Write(std::move(last));
-        co_return;
-      }
-      std::string ev = SseWatchEvent(m->body);
-      if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
-    }
-  });
+  SseMapping map{SseWatchEvent, SseWatchFinal, SseWatchError, SseWatchEvent(first->body), std::nullopt};
+  co_return SseResponse([call, map](BodyStream& out) -> Task<void> { co_await RelayToSse(call, out, map); });
 }
 
 }  // namespace cove::api

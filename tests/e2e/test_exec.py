@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from helpers import assert_error, sse_events, unique_id
+from helpers import assert_error, sse_events, unique_id, wait_until
 
 pytestmark = pytest.mark.exec
 
@@ -179,3 +179,22 @@ def test_many_sessions_and_commands_in_parallel(api, sb):
 def test_exec_rejects_bad_requests(api, sb):
     assert_error(api.post(f"/v1/sandboxes/{sb}/api/execute", {}), 400, "VALIDATION_FAILED")
     assert_error(api.post(f"/v1/sandboxes/{sb}/api/execute", {"command": ""}), 400)
+
+
+def test_stream_client_leaving_kills_the_command(api, make_sandbox):
+    """A client that disconnects from /api/execute/stream cancels the command."""
+    sid = make_sandbox()
+    r = api.request("POST", f"/v1/sandboxes/{sid}/api/execute/stream",
+                    json_body={"command": "echo started; sleep 1234", "sessionId": "__DISABLE_SESSION__"},
+                    stream=True, timeout=30)
+    chunks = r.iter_content(chunk_size=None)  # kept: dropping the iterator closes the connection
+    seen = b""
+    while b'"data":"started' not in seen:
+        seen += next(chunks)
+    count = "ps -eo args | grep -c '^sleep 1234$' || true"
+    assert wait_until(lambda: api.sh(sid, count).strip() == "1", 10)
+    r.close()
+    deadline = time.time() + 10
+    while api.sh(sid, count).strip() != "0":
+        assert time.time() < deadline, "the command outlived its client"
+        time.sleep(0.1)
