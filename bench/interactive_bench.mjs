@@ -3,8 +3,10 @@
 //   PTY keystroke to echo:  coved /ws/pty        vs a local PTY (script(1) + bash)
 //   file watch:             write -> /api/watch   vs write -> Node's fs.watch on the host
 //   process to completion:  /api/process/start + /stream until exit  vs Node spawn('true')
+//   log streaming:          a process printing as fast as it can, read through
+//                           /api/process/{id}/stream  vs the same command read from a host pipe
 //
-//   (cd tests/conformance && npm ci) && node bench/interactive_bench.mjs [--n 200]
+//   (cd tests/conformance && npm ci) && node bench/interactive_bench.mjs [--n 200] [--log-mb 200]
 // It starts its own coved (build/bin) with the conformance suite's launcher.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, watch, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ const require = createRequire(new URL('../tests/conformance/package.json', impor
 const { WebSocket } = require('ws');
 const { Coved } = await import('../tests/conformance/lib/coved.mjs');
 
+const LOG_MB = Number(process.argv[process.argv.indexOf('--log-mb') + 1]) || 200;
 const N = Number(process.argv[process.argv.indexOf('--n') + 1]) || 200;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const pct = (v, p) => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor(v.length * p))];
@@ -114,11 +117,35 @@ try {
     procHost.push(now() - t0);
   }
 
+  // Log throughput: the same flood read through coved's SSE stream and from a host pipe.
+  const FLOOD = `yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c ${LOG_MB * 1000000}`;
+  const t0 = now();
+  await post('/api/process/start', { command: FLOOD, processId: 'flood' });
+  const flood = sseReader(await fetch(`${coved.url}/v1/sandboxes/${sid}/api/process/flood/stream`, { headers: auth }));
+  let coveBytes = 0, coveDropped = 0;
+  for (let e = await flood(); e && e.type !== 'exit'; e = await flood()) {
+    if (e.type === 'stdout') coveBytes += Buffer.byteLength(e.data);
+    if (e.type === 'dropped') coveDropped += e.stdout;
+  }
+  const coveSecs = (now() - t0) / 1000;
+  const t1 = now();
+  let hostBytes = 0;
+  await new Promise((res) => {
+    const p = spawn('bash', ['-c', FLOOD], { stdio: ['ignore', 'pipe', 'ignore'] });
+    p.stdout.on('data', (d) => { hostBytes += d.length; });
+    p.on('close', res);
+  });
+  const hostSecs = (now() - t1) / 1000;
+
   console.log('| measure | n | cove p50 / p99 ms | baseline | baseline p50 / p99 ms |');
   console.log('|---|---|---|---|---|');
   row('PTY keystroke to echo', ptyCove, 'local PTY (script + bash)', ptyLocal);
   row('file write request to watch event', watchCove, 'host write to Node fs.watch event', watchHost);
   row('process start to completed (`true`)', procCove, 'Node spawn(`true`) to exit', procHost);
+  console.log();
+  console.log('| log streaming (MB/s) | cove: /api/process/{id}/stream | host: same command into a Node pipe |');
+  console.log('|---|---|---|');
+  console.log(`| ${LOG_MB} MB of \`yes\` output | ${(coveBytes / 1e6 / coveSecs).toFixed(0)} MB/s (${(coveBytes / 1e6).toFixed(1)} MB delivered, ${coveDropped} B dropped) | ${(hostBytes / 1e6 / hostSecs).toFixed(0)} MB/s |`);
 } finally {
   await coved.api('DELETE', `/v1/sandboxes/${sid}`);
   const problems = await coved.shutdown();
