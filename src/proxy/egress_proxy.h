@@ -1,0 +1,70 @@
+// coved's egress proxy: the only way out of a sealed sandbox. Two kinds of
+// listener on the host side of the sandboxes' veths:
+//   - explicit: HTTP/1.1 forward proxy (absolute-form requests and CONNECT),
+//     what HTTP_PROXY/HTTPS_PROXY in the sandbox point at;
+//   - transparent: TCP that the packet filter redirected (REDIRECT); the
+//     original destination comes from SO_ORIGINAL_DST. Port 80 is parsed as
+//     HTTP (Host header), 443 as TLS (SNI from the ClientHello, then tunnelled
+//     untouched), any other port is raw TCP allowed only by a rule that names
+//     host:port.
+// Every connection is attributed to a sandbox by its source address (the
+// packet filter drops spoofed sources), decided by that sandbox's policy
+// (policy.h) on the name AND the address the proxy resolves and connects to,
+// and denials are answered (HTTP 403 with a JSON/text reason for proxied HTTP,
+// a closed connection otherwise) and reported through the DenialSink.
+// Host, SNI and CONNECT target must agree (no domain fronting).
+// Runs on one io_context; bounded: header sizes, idle and connect timeouts,
+// connections per sandbox.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/error.h"
+#include "manager/asio.h"
+#include "proxy/policy.h"
+#include "proxy/resolver.h"
+
+namespace cove::proxy {
+
+// What the proxy knows about the sandbox behind a source address.
+struct SandboxEgress {
+  std::string sandbox_id;
+  std::shared_ptr<const EgressPolicy> policy;  // replaced (not mutated) on change
+};
+
+struct Denial {
+  std::string sandbox_id;
+  std::string destination;  // host:port as requested
+  std::string address;      // the resolved address, if any
+  std::string reason;       // Decision::reason or a protocol violation
+};
+
+struct EgressProxyOptions {
+  std::string bind_address = "0.0.0.0";
+  uint16_t explicit_port = 0;     // 0: any free port (read it back with explicit_port())
+  uint16_t transparent_port = 0;
+  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds idle_timeout{300000};
+  size_t max_header_bytes = 64 << 10;
+  size_t max_connections_per_sandbox = 256;
+};
+
+class EgressProxy {
+ public:
+  using SandboxLookup = std::function<std::optional<SandboxEgress>(const IpAddress& source)>;
+  using DenialSink = std::function<void(const Denial&)>;
+
+  static Result<std::unique_ptr<EgressProxy>> Start(asio::io_context& io, EgressProxyOptions options,
+                                                    std::shared_ptr<Resolver> resolver, SandboxLookup lookup,
+                                                    DenialSink denials);
+  virtual ~EgressProxy() = default;
+  virtual uint16_t explicit_port() const = 0;
+  virtual uint16_t transparent_port() const = 0;
+  // Stops accepting and closes every connection.
+  virtual void Stop() = 0;
+};
+
+}  // namespace cove::proxy
