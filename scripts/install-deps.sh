@@ -11,7 +11,9 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost-dev libboost-system-dev libboost-context-dev nlohmann-json3-dev libfmt-dev
   libcli11-dev libseccomp-dev libcap-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
-  libarchive-dev libzstd-dev libgtest-dev libgmock-dev
+  libarchive-dev libzstd-dev libgtest-dev libgmock-dev libnl-3-dev libnl-route-3-dev libnftables-dev
+  # coved at run time: sandbox networking
+  nftables iproute2
   # coved at run time: images, quotas, file types, mounts
   file e2fsprogs xfsprogs btrfs-progs util-linux procps ca-certificates curl
   # tests
