@@ -94,7 +94,8 @@ std::string DefaultNsswitch() {
          "protocols: files\nservices: files\nethers: files\nrpc: files\n";
 }
 
-Status SeedDefaultLayout(const std::string& upper, uid_t base, const std::string& hostname) {
+Status SeedDefaultLayout(const std::string& upper, uid_t base, const std::string& hostname,
+                         const std::string& nameserver) {
   const uid_t r = base, u = base + kUserUid;
   COVE_TRY(MkdirOwned(upper + "/workspace", 0755, r, r));
   COVE_TRY(MkdirOwned(upper + "/tmp", 01777, r, r));
@@ -112,8 +113,7 @@ Status SeedDefaultLayout(const std::string& upper, uid_t base, const std::string
                             "127.0.0.1\tlocalhost " + hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                             0644, r, r));
   COVE_TRY(sys::WriteFileAs(etc + "/hostname", hostname + "\n", 0644, r, r));
-  // Placeholder until coved's per-sandbox DNS answers on the sandbox side.
-  COVE_TRY(sys::WriteFileAs(etc + "/resolv.conf", "nameserver 127.0.0.1\n", 0644, r, r));
+  COVE_TRY(sys::WriteFileAs(etc + "/resolv.conf", "nameserver " + nameserver + "\n", 0644, r, r));
   COVE_TRY(sys::WriteFileAs(etc + "/nsswitch.conf", DefaultNsswitch(), 0644, r, r));
   return OkStatus();
 }
@@ -251,7 +251,7 @@ Result<std::string> LayerStore::CreateLayer(const std::string& id, uint64_t disk
   COVE_TRY(MkdirOwned(dir + "/work", 0700, r, r));
   COVE_TRY(MkdirOwned(dir + "/root", 0755, 0, 0));
   COVE_TRY(MkdirOwned(dir + "/lower", 0755, 0, 0));
-  if (seed.default_layout) COVE_TRY(SeedDefaultLayout(dir + "/upper", host_id_base, seed.hostname.empty() ? id : seed.hostname));
+  if (seed.default_layout) COVE_TRY(SeedDefaultLayout(dir + "/upper", host_id_base, seed.hostname.empty() ? id : seed.hostname, seed.nameserver));
   undo.Release();
   return dir;
 }

@@ -41,6 +41,7 @@ struct LayerSeed {
   // hosts, hostname, resolv.conf, nsswitch.conf), owned by the sandbox's ids.
   bool default_layout = true;
   std::string hostname;                // for /etc/hosts and /etc/hostname (the sandbox id)
+  std::string nameserver = "127.0.0.1";  // for /etc/resolv.conf
 };
 
 class LayerStore {

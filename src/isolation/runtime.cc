@@ -56,6 +56,7 @@ Result<SandboxRuntime> SandboxRuntime::Create(const IsolationHost& host, Sandbox
   LayerSeed seed;
   seed.default_layout = options.default_layout;
   seed.hostname = spec.id;
+  seed.nameserver = spec.nameserver;
   COVE_ASSIGN_OR_RETURN(spec.sandbox_dir,
                         host.layers->CreateLayer(spec.id, spec.limits.disk_bytes, spec.host_id_base, seed));
   ScopeExit remove_layer([&] { (void)host.layers->RemoveLayer(spec.id); });

@@ -47,6 +47,7 @@ struct SandboxSpec {
                                    // coved leaves it off so sandboxes survive a daemon restart
   int netns_fd = -1;               // borrowed; >= 0: join this pre-made network namespace (from
                                    // coved's pool) instead of creating one with only loopback
+  std::string nameserver = "127.0.0.1";  // /etc/resolv.conf of the default layout
 };
 
 }  // namespace cove::isolation

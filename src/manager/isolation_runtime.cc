@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "isolation/id_range.h"
+#include "base/scope_exit.h"
 #include "sys/io.h"
 
 namespace cove {
@@ -36,19 +37,21 @@ Result<UniqueFd> SealedCopy(const std::string& path) {
 }  // namespace
 
 IsolationRuntime::IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers,
-                                   std::string run_dir, UniqueFd agent, Images* images)
+                                   std::string run_dir, UniqueFd agent, Images* images, SandboxNetworks* networks)
     : cgroups_(std::move(cgroups)),
       layers_(std::move(layers)),
       run_dir_(std::move(run_dir)),
       agent_(std::move(agent)),
       agent_path_("/proc/self/fd/" + std::to_string(agent_.get())),
-      images_(images) {
+      images_(images),
+      networks_(networks) {
   host_.cgroups = &cgroups_;
   host_.layers = &layers_;
 }
 
 Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::string& state_dir,
-                                                                 std::string agent_path, Images* images) {
+                                                                 std::string agent_path, Images* images,
+                                                                 SandboxNetworks* networks) {
   COVE_ASSIGN_OR_RETURN(auto cgroups, isolation::CgroupManager::OpenHost(isolation::CgroupGroupForState(state_dir)));
   COVE_ASSIGN_OR_RETURN(auto layers, isolation::LayerStore::Open(state_dir));
   std::string run_dir = state_dir + "/run";
@@ -57,7 +60,7 @@ Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::stri
   if (ec || ::chmod(run_dir.c_str(), 0700) != 0) return SysError("create " + run_dir);
   COVE_ASSIGN_OR_RETURN(UniqueFd agent, SealedCopy(agent_path));
   return std::unique_ptr<IsolationRuntime>(
-      new IsolationRuntime(std::move(cgroups), std::move(layers), run_dir, std::move(agent), images));
+      new IsolationRuntime(std::move(cgroups), std::move(layers), run_dir, std::move(agent), images, networks));
 }
 
 std::string IsolationRuntime::AgentSocketPath(const SandboxRecord& record) {
@@ -107,6 +110,17 @@ Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
     if (k.rfind("COVE_", 0) != 0) spec.env.push_back(k + "=" + v);
   if (record.user == "user") spec.env.push_back("COVE_AGENT_USER=user");
 
+  std::optional<net::SandboxNetwork> network;
+  if (networks_) {
+    COVE_ASSIGN_OR_RETURN(network, TakeNetwork(record.slot));
+    spec.netns_fd = network->netns_fd();
+    spec.nameserver = network->addresses().HostText();
+    for (const auto& [k, v] : ProxyEnvironment(network->addresses(), networks_->options().ports.explicit_proxy))
+      spec.env.push_back(k + "=" + v);
+  }
+  // On failure the network goes too, firewall entry included.
+  ScopeExit drop_network([&] { if (network) networks_->Remove(record.slot); });
+
   std::string socket_path = AgentSocketPath(record);
   COVE_ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
   isolation::CreateOptions options;
@@ -122,6 +136,8 @@ Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
              record.id, timings.total_us, timings.layer_us, timings.cgroup_us, timings.launch.clone_us,
              timings.launch.parent_us, timings.launch.child_us);
   Started started{rt->pid(), rt->persisted().start_time_ticks};
+  if (network) network->Detach();  // the sandbox owns it now; Destroy removes it
+  drop_network.Release();
   std::lock_guard lock(mu_);
   live_.insert_or_assign(record.id, std::move(*rt));
   return started;
@@ -153,10 +169,19 @@ Status IsolationRuntime::Destroy(const SandboxRecord& record) {
   }
   Status s = rt ? rt->Destroy() : isolation::SandboxRuntime::CleanUp(host_, Persisted(record));
   ::unlink(AgentSocketPath(record).c_str());
+  if (networks_) networks_->Remove(record.slot);
   return s;
 }
 
 Result<uint32_t> IsolationRuntime::ReserveSlot(uint32_t hint) {
+  if (networks_) {
+    COVE_ASSIGN_OR_RETURN(auto reserved, networks_->Reserve(hint));
+    uint32_t slot = reserved.lease.slot();
+    std::lock_guard lock(mu_);
+    slots_.insert_or_assign(slot, std::move(reserved.lease));
+    reserved_networks_.insert_or_assign(slot, std::move(reserved.network));
+    return slot;
+  }
   COVE_ASSIGN_OR_RETURN(auto lease, isolation::IdSlotLease::Acquire(isolation::kDefaultIdSlotLockDir, hint));
   uint32_t slot = lease.slot();
   std::lock_guard lock(mu_);
@@ -172,8 +197,40 @@ Status IsolationRuntime::ClaimSlot(uint32_t slot) {
 }
 
 void IsolationRuntime::ReleaseSlot(uint32_t slot) {
+  std::optional<net::SandboxNetwork> unused;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = reserved_networks_.find(slot); it != reserved_networks_.end()) {
+      unused.emplace(std::move(it->second));
+      reserved_networks_.erase(it);
+    }
+  }
+  if (unused) networks_->Remove(slot);
+  unused.reset();
   std::lock_guard lock(mu_);
   slots_.erase(slot);
+}
+
+Result<net::SandboxNetwork> IsolationRuntime::TakeNetwork(uint32_t slot) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = reserved_networks_.find(slot); it != reserved_networks_.end()) {
+      net::SandboxNetwork n = std::move(it->second);
+      reserved_networks_.erase(it);
+      return n;
+    }
+  }
+  return networks_->BuildForSlot(slot);
+}
+
+Status IsolationRuntime::FinishAdoption() {
+  if (!networks_) return OkStatus();
+  std::vector<uint32_t> held;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [slot, _] : slots_) held.push_back(slot);
+  }
+  return networks_->Seal(held);
 }
 
 Status IsolationRuntime::ReleaseHostResources() {

@@ -13,6 +13,7 @@
 #include "isolation/runtime.h"
 #include "manager/images.h"
 #include "manager/runtime.h"
+#include "manager/sandbox_networks.h"
 #include "sys/unique_fd.h"
 
 namespace cove {
@@ -20,8 +21,9 @@ namespace cove {
 class IsolationRuntime : public Runtime {
  public:
   // state_dir: coved's state directory (layers/ and run/ are created in it).
+  // networks: null for sandboxes with loopback only; else borrowed, outlives this.
   static Result<std::unique_ptr<IsolationRuntime>> Open(const std::string& state_dir, std::string agent_path,
-                                                        Images* images);
+                                                        Images* images, SandboxNetworks* networks = nullptr);
 
   Result<Started> Start(const SandboxRecord& record) override;
   bool IsAlive(const SandboxRecord& record) override;
@@ -31,6 +33,7 @@ class IsolationRuntime : public Runtime {
   Result<uint32_t> ReserveSlot(uint32_t hint) override;
   Status ClaimSlot(uint32_t slot) override;
   void ReleaseSlot(uint32_t slot) override;
+  Status FinishAdoption() override;
   // When coved stops with no sandbox left: unmounts the layer file system and
   // removes coved's cgroup group, so an idle host keeps nothing of coved's
   // (both are set up again at the next start).
@@ -38,7 +41,9 @@ class IsolationRuntime : public Runtime {
 
  private:
   IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,
-                   UniqueFd agent, Images* images);
+                   UniqueFd agent, Images* images, SandboxNetworks* networks);
+  // The network for a sandbox about to start in `slot`: reserved with the slot, or built now.
+  Result<net::SandboxNetwork> TakeNetwork(uint32_t slot);
   isolation::PersistedSandbox Persisted(const SandboxRecord& record) const;
 
   isolation::CgroupManager cgroups_;
@@ -51,6 +56,8 @@ class IsolationRuntime : public Runtime {
   std::mutex mu_;
   std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process
   std::map<uint32_t, isolation::IdSlotLease> slots_;       // id slots held by this process
+  SandboxNetworks* networks_;
+  std::map<uint32_t, net::SandboxNetwork> reserved_networks_;  // by slot, until the sandbox starts
 };
 
 }  // namespace cove

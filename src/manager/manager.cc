@@ -86,6 +86,9 @@ Task<void> Manager::Adopt() {
     auto s = co_await OffThread<Status>(pool_, ex_, destroy);
     if (!s.ok()) log::Error("sandbox {}: cleanup failed: {}", r.id, s.error().ToString());
   }
+  auto finish = [this] { return runtime_->FinishAdoption(); };
+  auto sealed = co_await OffThread<Status>(pool_, ex_, finish);
+  if (!sealed.ok()) log::Error("cannot seal sandbox networks; new sandboxes will fail: {}", sealed.error().ToString());
 }
 
 Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {

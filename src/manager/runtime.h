@@ -38,6 +38,9 @@ class Runtime {
   virtual void ReleaseSlot(uint32_t slot) = 0;
   // Removes what sandboxes not in known_ids left behind (after a crash).
   virtual void CleanLeftovers(const std::vector<std::string>& known_ids) = 0;
+  // Called once the sandboxes that survived a restart hold their slots again,
+  // before new sandboxes are created (seals their networks).
+  virtual Status FinishAdoption() { return OkStatus(); }
 };
 
 }  // namespace cove
