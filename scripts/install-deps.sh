@@ -2,7 +2,8 @@
 # Installs what building cove, running coved and running its tests need, on
 # Debian 12 as root: the Debian packages below (only those missing; apt-get
 # update runs only when something is missing) and the npm packages of the
-# conformance suite (npm ci, only when package-lock.json changed). Idempotent.
+# terminal page (xterm.js, compiled into coved) and of the conformance suite
+# (npm ci, only when a package-lock.json changed). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ PACKAGES=(
   # tests
   bubblewrap python3 python3-pytest python3-pytest-timeout python3-requests python3-yaml
   python3-jsonschema tmux
+  chromium  # the terminal page's test in a real browser (tests/conformance, playwright-core)
 )
 
 missing=()
@@ -43,10 +45,12 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
   echo "install-deps: warning: node $(node --version) is older than 20.6; the conformance suite needs module.register" >&2
 fi
 
-# The conformance suite's packages: reinstall only when the lock file changed.
-conf=tests/conformance
-if [ ! -f "$conf/node_modules/.package-lock.json" ] ||
-   [ "$conf/package-lock.json" -nt "$conf/node_modules/.package-lock.json" ]; then
-  echo "install-deps: npm ci in $conf"
-  (cd "$conf" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# npm packages: xterm.js for the terminal page (read by CMake at build time) and
+# the conformance suite's; reinstall only when a lock file changed.
+for dir in web/terminal tests/conformance; do
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "install-deps: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done

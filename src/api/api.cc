@@ -2,6 +2,7 @@
 
 #include "api/errors.h"
 #include "api/routes.h"
+#include "api/terminal_page.h"
 #include "api/ws_transport.h"
 #include "manager/sandbox_id.h"
 
@@ -32,6 +33,17 @@ bool SplitPrefix(const std::string& path, std::string_view prefix, std::string* 
   return true;
 }
 
+// GET /v1/sandboxes/{id}/terminal: a page a browser navigates to, so it cannot
+// send a header either.
+bool IsTerminalPage(const HttpRequest& req) {
+  static constexpr std::string_view kPrefix = "/v1/sandboxes/", kSuffix = "/terminal";
+  std::string_view p = req.path;
+  if (req.method != "GET" || p.size() <= kPrefix.size() + kSuffix.size() || !p.starts_with(kPrefix) ||
+      !p.ends_with(kSuffix))
+    return false;
+  return p.substr(kPrefix.size(), p.size() - kPrefix.size() - kSuffix.size()).find('/') == std::string_view::npos;
+}
+
 }  // namespace
 
 bool Api::WantsSpooledBody(const HttpRequest& req) {
@@ -39,10 +51,14 @@ bool Api::WantsSpooledBody(const HttpRequest& req) {
 }
 
 Task<HttpResponse> Api::Handle(HttpRequest& req) {
+  // The terminal page's scripts and styles hold no secret: served to anyone.
+  if (req.path.starts_with(kTerminalAssetPrefix)) co_return TerminalAsset(req);
   bool upgrade = req.Header("upgrade").find("ebsocket") != std::string::npos;
   std::string authorization = req.Header("authorization");
-  // Browsers cannot set headers on a WebSocket: an upgrade may carry ?token= instead.
-  if (upgrade && authorization.empty() && req.query.count("token")) authorization = "Bearer " + req.query["token"];
+  // Browsers cannot set headers on a WebSocket or a navigation: an upgrade and
+  // the terminal page may carry ?token= instead.
+  if ((upgrade || IsTerminalPage(req)) && authorization.empty() && req.query.count("token"))
+    authorization = "Bearer " + req.query["token"];
   if (!TokenMatches(authorization, token_))
     co_return ErrorResponse("UNAUTHORIZED", "missing or invalid bearer token");
   std::string id, rest;
@@ -63,6 +79,7 @@ Task<HttpResponse> Api::Handle(HttpRequest& req) {
       co_return res;
     }
     if (!id.empty() && rest == "/ws/pty") co_return co_await compat_.Terminal(req, id);
+    if (!id.empty() && rest == "/terminal") co_return TerminalPage(req);
     co_return co_await compat_.Handle(req, id, rest);
   }
   if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty())

@@ -1,6 +1,7 @@
 // The HTTP routes of coved. Api::Handle authenticates and dispatches:
 //   /v1/sandboxes[/{id}], /v1/images[/{name}]    native lifecycle (native_routes.cc)
 //   /v1/sandboxes/{id}/...                        Cloudflare-compatible API (compat_routes.cc)
+//   /v1/sandboxes/{id}/terminal, /v1/terminal/*   the terminal page and its assets (terminal_page.cc)
 #pragma once
 
 #include <memory>

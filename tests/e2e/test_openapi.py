@@ -31,7 +31,7 @@ PARAM = re.compile(r"\{([A-Za-z]+)\}")
 
 def fill(template, sid, name="default", process="p1"):
     """A concrete path for a spec template."""
-    values = {"id": sid, "name": name, "processId": process}
+    values = {"id": sid, "name": name, "processId": process, "asset": "xterm.js"}
     return PARAM.sub(lambda m: values[m.group(1)], template)
 
 
@@ -183,7 +183,8 @@ def test_spec_is_well_formed(spec):
                 continue
             op = item[method]
             assert op.get("responses"), f"{method} {template} has no responses"
-            assert "401" in op["responses"], f"{method} {template}: every route can answer 401"
+            if op.get("security") != []:  # public: the terminal page's assets
+                assert "401" in op["responses"], f"{method} {template}: every route can answer 401"
             for status, resp in op["responses"].items():
                 resp = _resolve(spec, resp)
                 assert resp.get("description"), f"{method} {template} {status}: no description"
@@ -194,7 +195,7 @@ def test_every_route_refuses_a_missing_or_wrong_token(api, contract, spec):
     for template, item in spec["paths"].items():
         path = fill(template, "openapi-noauth", "openapi-noauth", "openapi-noauth")
         for method in METHODS:
-            if method not in item:
+            if method not in item or item[method].get("security") == []:
                 continue
             body = {} if method in ("post", "put", "patch") else None
             for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
@@ -631,6 +632,21 @@ def test_processes(api, contract, make_sandbox):
         _, out = call(api, contract, method, p(rest), {} if method != "GET" else None, expect=405)
         assert out["code"] == "METHOD_NOT_ALLOWED", (method, rest, out)
     api.alive(sb)
+
+
+# ---------------------------------------------------------------- terminal page
+
+def test_terminal_page(api, contract, sb):
+    _, html = call(api, contract, "GET", f"/v1/sandboxes/{sb}/terminal?session=s1", expect=200)
+    assert "/v1/terminal/terminal.js" in html and sb not in html
+    # A browser's navigation carries the token in the query instead of a header.
+    _, html = call(api, contract, "GET", f"/v1/sandboxes/{sb}/terminal?token={api.coved.token}", auth=False,
+                   expect=200)
+    assert api.coved.token not in html
+    for name in ("xterm.js", "xterm.css", "addon-fit.js", "terminal.js", "terminal.css"):
+        call(api, contract, "GET", f"/v1/terminal/{name}", auth=False, expect=200)
+    _, out = call(api, contract, "GET", "/v1/terminal/terminal.html", auth=False, expect=404)
+    assert out["code"] == "NOT_FOUND"
 
 
 # ---------------------------------------------------------------- outside the routes
