@@ -42,6 +42,7 @@ Result<uint32_t> Manager::AllocateSlot() {
 
 void Manager::FreeSlot(uint32_t slot) {
   used_slots_.erase(slot);
+  id_by_slot_.erase(slot);
   runtime_->ReleaseSlot(slot);
 }
 
@@ -63,6 +64,7 @@ Task<void> Manager::Adopt() {
     entry->record = r;
     entries_[r.id] = entry;
     used_slots_.insert(r.slot);  // failed ones too: their socket path is freed by Destroy
+    id_by_slot_[r.slot] = r.id;
     if (auto s = runtime_->ClaimSlot(r.slot); !s.ok())
       log::Error("sandbox {}: cannot claim its id slot {} again: {}", r.id, r.slot, s.error().ToString());
     if (r.state == SandboxState::kFailed) continue;
@@ -119,6 +121,8 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
   auto slot = AllocateSlot();
   if (!slot.ok()) co_return std::move(slot).error();
   r.slot = *slot;
+  r.egress = std::move(req.egress);
+  id_by_slot_[r.slot] = r.id;
   entries_[r.id] = entry;
   co_return co_await Launch(entry);
 }
@@ -255,6 +259,20 @@ Task<Status> Manager::Destroy(std::string id) {
   if (auto st = store_->RemoveSandbox(id); !st.ok()) co_return st;
   log::Info("sandbox {}: destroyed", id);
   co_return OkStatus();
+}
+
+std::optional<SandboxRecord> Manager::FindBySlot(uint32_t slot) const {
+  auto it = id_by_slot_.find(slot);
+  return it == id_by_slot_.end() ? std::nullopt : Get(it->second);
+}
+
+Status Manager::SetEgress(const std::string& id, nlohmann::json egress) {
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second->destroying)
+    return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
+  it->second->record.egress = std::move(egress);
+  Persist(it->second->record);
+  return OkStatus();
 }
 
 Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing) {

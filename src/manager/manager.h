@@ -30,6 +30,7 @@ struct CreateRequest {
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> labels;
   std::string user = "root";
+  nlohmann::json egress;  // egress policy (validated by the caller); null: default
 };
 
 class Manager {
@@ -45,6 +46,11 @@ class Manager {
   Task<Result<SandboxRecord>> Create(CreateRequest request);
   std::optional<SandboxRecord> Get(const std::string& id) const;
   std::vector<SandboxRecord> List() const;
+  // The sandbox whose network uses id slot `slot` (its source address).
+  std::optional<SandboxRecord> FindBySlot(uint32_t slot) const;
+  // Replaces a sandbox's egress policy (validated by the caller) and persists
+  // it; it applies to new connections at once. kNotFound for unknown ids.
+  Status SetEgress(const std::string& id, nlohmann::json egress);
   // Kills and removes the sandbox; ok when it does not exist.
   Task<Status> Destroy(std::string id);
 
@@ -86,6 +92,7 @@ class Manager {
   asio::thread_pool pool_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::set<uint32_t> used_slots_;
+  std::map<uint32_t, std::string> id_by_slot_;  // sandboxes that hold a slot
   std::function<bool(const std::string&)> image_exists_;
 };
 

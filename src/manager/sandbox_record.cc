@@ -28,7 +28,8 @@ nlohmann::json SandboxRecord::ToJson() const {
           {"failure", failure},
           {"slot", slot},
           {"pid", pid},
-          {"startTicks", start_ticks}};
+          {"startTicks", start_ticks},
+          {"egress", egress}};
 }
 
 Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
@@ -54,6 +55,7 @@ Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
     r.slot = j.at("slot").get<uint32_t>();
     r.pid = j.at("pid").get<int>();
     r.start_ticks = j.at("startTicks").get<uint64_t>();
+    if (j.contains("egress")) r.egress = j["egress"];  // absent in records of older versions
   } catch (const nlohmann::json::exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, std::string("bad sandbox record: ") + e.what());
   }

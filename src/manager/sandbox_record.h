@@ -30,6 +30,7 @@ struct SandboxRecord {
   uint32_t slot = 0;          // selects the host uid/gid range
   int pid = 0;                // host pid of the sandbox's pid 1 (cove-agent)
   uint64_t start_ticks = 0;   // its start time, to tell a reused pid apart
+  nlohmann::json egress;      // its egress policy as the API gave it; null: coved's default
 
   nlohmann::json ToJson() const;
   static Result<SandboxRecord> FromJson(const nlohmann::json& j);
