@@ -4,6 +4,7 @@
 // bounded by the code under test, never asserted with sleeps.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -315,8 +316,9 @@ class DnsResponderTest : public ::testing::Test {
     upstream.names["www.evil.test"].answers = {dns::AddressRecord("www.evil.test", Ip("203.0.113.66"), 60)};
     UpstreamResolverOptions ro;
     ro.servers = {upstream.address()};
-    auto resolver = UpstreamResolver::Create(io.get_executor(), ro);
-    ASSERT_TRUE(resolver.ok());
+    auto created = UpstreamResolver::Create(io.get_executor(), ro);
+    ASSERT_TRUE(created.ok());
+    resolver = *created;
 
     auto policy = EgressPolicy::FromJson(nlohmann::json::parse(R"({
       "enableInternet": false,
@@ -329,25 +331,38 @@ class DnsResponderTest : public ::testing::Test {
 
     DnsResponderOptions options;
     options.bind_address = "127.0.0.1";
-    auto lookup = [shared_policy](const IpAddress& source) -> std::optional<SandboxEgress> {
+    lookup = [shared_policy](const IpAddress& source) -> std::optional<SandboxEgress> {
       if (source.ToString() != "127.0.0.1") return std::nullopt;
       return SandboxEgress{"sb1", shared_policy};
     };
-    auto sink = [this](const DnsDenial& d) { denials.push_back(d); };
-    auto started = DnsResponder::Start(io, options, *resolver, lookup, sink);
-    ASSERT_TRUE(started.ok()) << started.error().message;
-    responder = std::move(*started);
+    responder = StartResponder(options);
+    ASSERT_NE(responder, nullptr);
     ASSERT_NE(responder->port(), 0);
   }
 
+  std::unique_ptr<DnsResponder> StartResponder(const DnsResponderOptions& options) {
+    auto sink = [this](const DnsDenial& d) { denials.push_back(d); };
+    auto started = DnsResponder::Start(io, options, resolver, lookup, sink);
+    EXPECT_TRUE(started.ok()) << started.error().message;
+    return started.ok() ? std::move(*started) : nullptr;
+  }
+
+  // Runs the io_context until `done` holds (bounded).
+  void RunUntil(const std::function<bool()>& done) {
+    Clock::time_point give_up = Clock::now() + 10s;
+    while (!done() && Clock::now() < give_up) io.run_one_for(100ms);
+    ASSERT_TRUE(done());
+  }
+
   // Sends one query over UDP from `from` and returns the reply (empty when none in 5 s).
-  Bytes AskUdp(const Bytes& query, const std::string& from = "127.0.0.1") {
+  Bytes AskUdp(const Bytes& query, const std::string& from = "127.0.0.1", uint16_t port = 0) {
+    if (port == 0) port = responder->port();
     auto ask = [&]() -> Task<Bytes> {
       udp::socket sock(io);
       sock.open(udp::v4());
       sock.bind(udp::endpoint(asio::ip::make_address(from), 0));
       CancelAt guard(sock, Clock::now() + 5s);
-      udp::endpoint server(asio::ip::make_address("127.0.0.1"), responder->port());
+      udp::endpoint server(asio::ip::make_address("127.0.0.1"), port);
       boost::system::error_code ec;
       co_await sock.async_send_to(asio::buffer(query), server, asio::redirect_error(asio::use_awaitable, ec));
       Bytes buf(4096);
@@ -356,6 +371,25 @@ class DnsResponderTest : public ::testing::Test {
       if (ec) n = 0;
       buf.resize(n);
       co_return buf;
+    };
+    return RunUntilDone(io, ask());
+  }
+
+  // Sends raw bytes over TCP and returns one length-prefixed reply (empty when the connection closed).
+  Bytes AskTcpRaw(const Bytes& raw) {
+    auto ask = [&]() -> Task<Bytes> {
+      tcp::socket sock(io);
+      CancelAt guard(sock, Clock::now() + 5s);
+      boost::system::error_code ec;
+      tcp::endpoint server(asio::ip::make_address("127.0.0.1"), responder->port());
+      co_await sock.async_connect(server, asio::redirect_error(asio::use_awaitable, ec));
+      co_await asio::async_write(sock, asio::buffer(raw), asio::redirect_error(asio::use_awaitable, ec));
+      uint8_t len[2] = {0, 0};
+      co_await asio::async_read(sock, asio::buffer(len), asio::redirect_error(asio::use_awaitable, ec));
+      Bytes reply(ec ? 0 : (size_t{len[0]} << 8 | len[1]));
+      co_await asio::async_read(sock, asio::buffer(reply), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) reply.clear();
+      co_return reply;
     };
     return RunUntilDone(io, ask());
   }
@@ -391,6 +425,8 @@ class DnsResponderTest : public ::testing::Test {
 
   asio::io_context io;
   FakeUpstream upstream{io};
+  std::shared_ptr<UpstreamResolver> resolver;
+  DnsResponder::SandboxLookup lookup;
   std::unique_ptr<DnsResponder> responder;
   std::vector<DnsDenial> denials;
   uint16_t next_id = 100;
@@ -484,6 +520,33 @@ TEST_F(DnsResponderTest, AnswersOverTcp) {
   auto a = dns::ParseUpstreamResponse(reply, id, "www.example.test", dns::kTypeA);
   ASSERT_TRUE(a.ok()) << a.error().message;
   EXPECT_EQ(a->addresses.size(), 2u);
+}
+
+TEST_F(DnsResponderTest, QueriesInFlightPerSandboxAreBounded) {
+  upstream.names["hang.example.test"].silent = true;
+  DnsResponderOptions options;
+  options.max_queries_per_sandbox = 1;
+  auto limited = StartResponder(options);
+  ASSERT_NE(limited, nullptr);
+  // The first query stays in flight (its upstream never answers)...
+  udp::socket first(io, udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  Bytes hang = *dns::BuildQuery(1, "hang.example.test", dns::kTypeA);
+  first.send_to(asio::buffer(hang), udp::endpoint(asio::ip::make_address("127.0.0.1"), limited->port()));
+  RunUntil([&] { return upstream.udp_queries == 1; });
+  // ...so the sandbox's next one is refused for now.
+  uint16_t id = 2;
+  Bytes reply = AskUdp(*dns::BuildQuery(id, "www.example.test", dns::kTypeA), "127.0.0.1", limited->port());
+  auto a = dns::ParseUpstreamResponse(reply, id, "www.example.test", dns::kTypeA);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->rcode, dns::Rcode::kServFail);
+}
+
+TEST_F(DnsResponderTest, OversizedTcpQueryClosesTheConnection) {
+  Bytes too_long = {0x13, 0x88};  // 5000 bytes announced, over max_tcp_message_bytes
+  too_long.resize(2 + 5000, 'a');
+  EXPECT_TRUE(AskTcpRaw(too_long).empty());
+  Bytes two = {0x00, 0x02, 0x12, 0x34};  // shorter than a header
+  EXPECT_TRUE(AskTcpRaw(two).empty());
 }
 
 TEST_F(DnsResponderTest, StopClosesTheListeners) {
