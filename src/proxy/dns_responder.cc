@@ -227,6 +227,8 @@ Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t m
   Bytes nothing;
   auto id = dns::MessageId(message);
   if (!id) co_return nothing;
+  // Never answer a response (QR set): two DNS servers could bounce errors forever.
+  if (message[2] & 0x80) co_return nothing;
   auto parsed = dns::ParseQuery(message);
   if (!parsed.ok()) {
     Bytes formerr = dns::BuildHeaderOnlyResponse(*id, dns::Rcode::kFormErr);

@@ -4,6 +4,8 @@
 //
 // Listens on UDP and TCP on one address:port. Each query is attributed to a
 // sandbox by its source address (the packet filter drops spoofed sources):
+//   - a message too short for a header, or a response (QR set): no answer;
+//   - a malformed query: FORMERR; an opcode other than QUERY: NOTIMP;
 //   - unknown source, non-IN class, other types than A/AAAA: REFUSED;
 //   - a name the policy allows on no port (Decide() on 443, 80 and every
 //     port a rule lists): NXDOMAIN, and an A query's denial is reported;

@@ -512,6 +512,26 @@ TEST_F(DnsResponderTest, MalformedQueryIsFormErr) {
   EXPECT_EQ(reply[0], 0x12);
   EXPECT_EQ(reply[1], 0x34);
   EXPECT_EQ(reply[3] & 0xF, static_cast<int>(dns::Rcode::kFormErr));
+
+  // A response sent to the responder is not answered; a query right after it is.
+  udp::socket client(io, udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  Bytes bounced = dns::BuildHeaderOnlyResponse(0x5555, dns::Rcode::kFormErr);
+  client.send_to(asio::buffer(bounced), udp::endpoint(asio::ip::make_address("127.0.0.1"), responder->port()));
+  Bytes query = *dns::BuildQuery(0x6666, "www.example.test", dns::kTypeA);
+  client.send_to(asio::buffer(query), udp::endpoint(asio::ip::make_address("127.0.0.1"), responder->port()));
+  Bytes first;
+  auto receive = [&]() -> Task<bool> {
+    CancelAt guard(client, Clock::now() + 5s);
+    Bytes buf(4096);
+    boost::system::error_code ec;
+    size_t n = co_await client.async_receive(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    buf.resize(ec ? 0 : n);
+    first = buf;
+    co_return true;
+  };
+  RunUntilDone(io, receive());
+  ASSERT_TRUE(dns::MessageId(first).has_value());
+  EXPECT_EQ(*dns::MessageId(first), 0x6666) << "the first reply is the query's, not one to the response";
 }
 
 TEST_F(DnsResponderTest, AnswersOverTcp) {
