@@ -10,10 +10,17 @@
 //   4. a host that matched allowedHosts                                  -> allow
 //   5. enableInternet                                                    -> allow
 //   6. otherwise                                                         -> deny
+// Steps 4 and 5 allow ports 80 and 443 only: any other port (raw TCP) needs
+// an allowing rule that lists it. A rule applies when its host pattern, its
+// ports and, when the destination's method/path are known, its methods and
+// path prefix match; with method/path unknown a rule that constrains them
+// applies tentatively (the caller sees rule->NeedsInterception() and decides
+// again once it has intercepted the request).
 // Whatever the order says, an address in a private, loopback, link-local,
 // multicast or otherwise non-global range (the host's own and other
-// sandboxes' among them) is denied unless an allowedHosts or rule entry names
-// that address's CIDR, or the exact host name, explicitly (not through '*').
+// sandboxes' among them) is denied unless an allowedHosts or allowing rule
+// entry names that address's CIDR (prefix length > 0), or the exact host
+// name, explicitly (not through '*').
 #pragma once
 
 #include <cstdint>
