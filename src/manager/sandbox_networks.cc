@@ -16,6 +16,7 @@ std::vector<std::pair<std::string, std::string>> ProxyEnvironment(const net::Vet
 Result<std::unique_ptr<SandboxNetworks>> SandboxNetworks::Open(NetworkOptions options) {
   COVE_ASSIGN_OR_RETURN(net::AddressPlan plan, net::AddressPlan::Parse(options.subnet));
   if (options.table.empty()) return MakeError(ErrorCode::kInvalidArgument, "network: firewall table name is empty");
+  options.ports.subnet = plan.cidr();
   return std::unique_ptr<SandboxNetworks>(new SandboxNetworks(std::move(options), plan));
 }
 

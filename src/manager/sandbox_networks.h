@@ -26,7 +26,7 @@ namespace cove {
 struct NetworkOptions {
   std::string subnet = "10.200.0.0/15";  // one /31 per id slot
   size_t pool_size = 4;                   // ready networks kept in advance
-  net::FirewallPorts ports;               // where the firewall sends sandboxes' traffic
+  net::FirewallConfig ports;               // where the firewall sends sandboxes' traffic (subnet: set by Open)
   std::string table;                      // nftables table of this coved ("cove_<hash of state dir>")
   std::string slot_lock_dir = isolation::kDefaultIdSlotLockDir;
 };

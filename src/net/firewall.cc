@@ -21,7 +21,7 @@ std::string ElementsScript(const char* verb, const std::string& table, const San
 
 }  // namespace
 
-std::string FirewallScript(const std::string& table, const FirewallPorts& p, const std::vector<SandboxLink>& links) {
+std::string FirewallScript(const std::string& table, const FirewallConfig& p, const std::vector<SandboxLink>& links) {
   std::string s = fmt::format(
       "add table inet {0}\n"
       "delete table inet {0}\n"
@@ -51,14 +51,16 @@ std::string FirewallScript(const std::string& table, const FirewallPorts& p, con
       "  chain output {{\n"
       "    type filter hook output priority filter; policy accept;\n"
       "    oifname @links meta skuid != 0 drop\n"
+      "    meta mark {4:#x} fib daddr type {{ local, broadcast, multicast }} reject\n"
+      "    meta mark {4:#x} ip daddr {5} reject\n"
       "  }}\n"
       "}}\n",
-      table, p.transparent_proxy, p.explicit_proxy, p.dns);
+      table, p.transparent_proxy, p.explicit_proxy, p.dns, p.upstream_mark, p.subnet);
   for (const auto& l : links) s += ElementsScript("add", table, l);
   return s;
 }
 
-Result<std::unique_ptr<Firewall>> Firewall::Install(std::string table, FirewallPorts ports,
+Result<std::unique_ptr<Firewall>> Firewall::Install(std::string table, FirewallConfig ports,
                                                     const std::vector<SandboxLink>& links) {
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
   if (!ctx) return MakeError(ErrorCode::kInternal, "nft_ctx_new failed");

@@ -9,7 +9,9 @@
 //     (IPv6, ICMP, other UDP, the host's own services) is dropped;
 //   - nothing is forwarded to or from a sandbox (no sandbox-to-sandbox
 //     traffic, no route out), and only root's sockets on the host may open
-//     connections to a sandbox (the preview router).
+//     connections to a sandbox (the preview router);
+//   - the proxy's upstream connections (upstream_mark) cannot reach the
+//     host's own addresses or the sandboxes.
 // Thread-safe.
 #pragma once
 
@@ -27,10 +29,14 @@ struct nft_ctx;
 
 namespace cove::net {
 
-struct FirewallPorts {
+struct FirewallConfig {
   uint16_t transparent_proxy = 0;
   uint16_t explicit_proxy = 0;
   uint16_t dns = 0;
+  // The proxy marks its upstream sockets with this: they are refused the
+  // host's own addresses and the sandboxes' subnet, whatever the policy says.
+  uint32_t upstream_mark = 0;
+  std::string subnet;  // the sandboxes' (AddressPlan) CIDR
 };
 
 struct SandboxLink {
@@ -40,14 +46,14 @@ struct SandboxLink {
 
 // The nft script that (re)creates table `table` with `links` in it; a pure
 // function, exposed for tests.
-std::string FirewallScript(const std::string& table, const FirewallPorts& ports,
+std::string FirewallScript(const std::string& table, const FirewallConfig& ports,
                            const std::vector<SandboxLink>& links);
 
 class Firewall {
  public:
   // Creates table `inet <table>` or atomically replaces an existing one (after
   // a restart of coved: the proxy's ports may have changed) with `links`.
-  static Result<std::unique_ptr<Firewall>> Install(std::string table, FirewallPorts ports,
+  static Result<std::unique_ptr<Firewall>> Install(std::string table, FirewallConfig ports,
                                                    const std::vector<SandboxLink>& links);
   ~Firewall();
 

@@ -96,7 +96,10 @@ in_addr Ip(const char* text) {
 
 class NetworkTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root"; }
+  static void SetUpTestSuite() {
+    ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << "needs root";
+    ASSERT_EQ(system("ip link set lo up"), 0);
+  }
   AddressPlan plan_ = *AddressPlan::Parse("10.200.0.0/16");
 };
 
@@ -127,7 +130,8 @@ TEST_F(NetworkTest, FirewallRedirectsEverythingToCovedAndDropsTheRest) {
   auto a = SandboxNetwork::Build(plan_, 20);
   auto b = SandboxNetwork::Build(plan_, 21);
   ASSERT_TRUE(a.ok() && b.ok());
-  auto fw = Firewall::Install("cove_nettest", {transparent, explicit_port, dns}, {{a->host_if(), a->addresses().sandbox}});
+  FirewallConfig config{transparent, explicit_port, dns, 0xc0fe, "10.200.0.0/16"};
+  auto fw = Firewall::Install("cove_nettest", config, {{a->host_if(), a->addresses().sandbox}});
   ASSERT_TRUE(fw.ok()) << fw.error().ToString();
   ASSERT_TRUE((*fw)->Add({b->host_if(), b->addresses().sandbox}).ok());
   const in_addr gw = a->addresses().host;
@@ -159,6 +163,23 @@ TEST_F(NetworkTest, FirewallRedirectsEverythingToCovedAndDropsTheRest) {
   }).ok());
   const in_addr forged = Ip("10.200.0.99");
   EXPECT_FALSE(ConnectFrom(a->netns_fd(), gw, explicit_port, &forged));
+
+  // Marked (proxy upstream) sockets reach neither the host's addresses nor sandboxes; others do.
+  auto marked_connect = [](in_addr dst, uint16_t port, uint32_t mark) {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (mark) ::setsockopt(s.get(), SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+    sockaddr_in sa = Addr(dst, port);
+    return ::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  };
+  EXPECT_TRUE(marked_connect(Ip("127.0.0.1"), api_port, 0));
+  EXPECT_TRUE(Readable(api.get(), 1000));
+  EXPECT_FALSE(marked_connect(Ip("127.0.0.1"), api_port, 0xc0fe));
+  EXPECT_FALSE(marked_connect(gw, api_port, 0xc0fe));
+  uint16_t in_b = 0;
+  UniqueFd b_server;
+  ASSERT_TRUE(RunInNetns(b->netns_fd(), [&] { b_server = Listen(SOCK_STREAM, &in_b); return OkStatus(); }).ok());
+  EXPECT_TRUE(marked_connect(b->addresses().sandbox, in_b, 0));  // the preview router may
+  EXPECT_FALSE(marked_connect(b->addresses().sandbox, in_b, 0xc0fe));
 
   // Removing a sandbox's link stops the redirect (the veth goes with it in real use).
   ASSERT_TRUE((*fw)->Remove({b->host_if(), b->addresses().sandbox}).ok());
