@@ -4,8 +4,21 @@
 
 #include <random>
 
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <thread>
+
 #include "cli/commands.h"
 #include "cli/http_client.h"
+#include "cli/shell_protocol.h"
+#include "cli/stdin_pump.h"
+#include "cli/terminal_mode.h"
 
 namespace cove::cli {
 namespace {
@@ -270,6 +283,181 @@ TEST(EscapeSegment, Forms) {
   EXPECT_EQ(EscapeSegment("../x"), "..%2Fx");
   EXPECT_EQ(EscapeSegment(".."), "%2E%2E");
   EXPECT_EQ(EscapeSegment("a b?#"), "a%20b%3F%23");
+}
+
+// ---------------------------------------------------------------- cove shell
+
+TEST(ShellProtocol, ParseBaseUrl) {
+  auto ep = ParseBaseUrl("http://127.0.0.1:7070");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_FALSE(ep->tls);
+  EXPECT_EQ(ep->host, "127.0.0.1");
+  EXPECT_EQ(ep->port, "7070");
+  EXPECT_EQ(ep->host_header, "127.0.0.1:7070");
+  EXPECT_EQ(ep->path_prefix, "");
+
+  ep = ParseBaseUrl("https://cove.example/base/");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_TRUE(ep->tls);
+  EXPECT_EQ(ep->host, "cove.example");
+  EXPECT_EQ(ep->port, "443");
+  EXPECT_EQ(ep->path_prefix, "/base");
+
+  ep = ParseBaseUrl("http://[::1]:8080/");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->host, "::1");
+  EXPECT_EQ(ep->port, "8080");
+  EXPECT_EQ(ep->host_header, "[::1]:8080");
+
+  EXPECT_EQ(ParseBaseUrl("http://h").value().port, "80");
+  EXPECT_FALSE(ParseBaseUrl("ftp://h").ok());
+  EXPECT_FALSE(ParseBaseUrl("http://:80").ok());
+  EXPECT_FALSE(ParseBaseUrl("http://h:8x").ok());
+  EXPECT_FALSE(ParseBaseUrl("http://u@h").ok());
+  EXPECT_FALSE(ParseBaseUrl("http://[::1").ok());
+}
+
+TEST(ShellProtocol, PtyTarget) {
+  WsEndpoint ep = ParseBaseUrl("http://h:1/p").value();
+  EXPECT_EQ(PtyTarget(ep, "sb-1", "shell", WindowSize{100, 30}),
+            "/p/v1/sandboxes/sb-1/ws/pty?sessionId=shell&cols=100&rows=30");
+  EXPECT_EQ(PtyTarget(ep, "sb-1", "a b&c", std::nullopt),
+            "/p/v1/sandboxes/sb-1/ws/pty?sessionId=a%20b%26c");
+}
+
+TEST(ShellProtocol, ResizeMessage) {
+  auto j = nlohmann::json::parse(ResizeMessage({120, 40}));
+  EXPECT_EQ(j, (nlohmann::json{{"type", "resize"}, {"cols", 120}, {"rows", 40}}));
+}
+
+TEST(ShellProtocol, ParseServerMessage) {
+  using Kind = ServerMessage::Kind;
+  EXPECT_EQ(ParseServerMessage(R"({"type":"ready"})").kind, Kind::kReady);
+
+  auto m = ParseServerMessage(R"({"type":"exit","code":7})");
+  EXPECT_EQ(m.kind, Kind::kExit);
+  EXPECT_EQ(m.exit_status, 7);
+  EXPECT_EQ(ParseServerMessage(R"({"type":"exit","code":137,"signal":"SIGKILL"})").exit_status,
+            137);
+  EXPECT_EQ(ParseServerMessage(R"({"type":"exit","signal":"SIGTERM"})").exit_status, 143);
+  EXPECT_EQ(ParseServerMessage(R"({"type":"exit","code":-1,"signal":9})").exit_status, 137);
+  EXPECT_EQ(ParseServerMessage(R"({"type":"exit","code":-1})").exit_status, 255);
+  EXPECT_EQ(ParseServerMessage(R"({"type":"exit","code":300})").exit_status, 255);
+
+  m = ParseServerMessage(R"({"type":"error","message":"no PTY"})");
+  EXPECT_EQ(m.kind, Kind::kError);
+  EXPECT_EQ(m.message, "no PTY");
+  EXPECT_EQ(ParseServerMessage(R"({"type":"error"})").message, "the terminal failed");
+
+  EXPECT_EQ(ParseServerMessage("not json").kind, Kind::kOther);
+  EXPECT_EQ(ParseServerMessage(R"({"type":"later"})").kind, Kind::kOther);
+  EXPECT_EQ(ParseServerMessage(R"([1,2])").kind, Kind::kOther);
+}
+
+TEST(TerminalMode, RawSettingsMatchCfmakeraw) {
+  termios in{};
+  in.c_iflag = ICRNL | IXON | BRKINT | IUTF8;
+  in.c_oflag = OPOST | ONLCR;
+  in.c_lflag = ICANON | ECHO | ISIG | IEXTEN | ECHOE;
+  in.c_cflag = CS7 | PARENB | CREAD;
+  termios expected = in;
+  cfmakeraw(&expected);
+  termios raw = RawSettings(in);
+  EXPECT_EQ(raw.c_iflag, expected.c_iflag);
+  EXPECT_EQ(raw.c_oflag, expected.c_oflag);
+  EXPECT_EQ(raw.c_lflag, expected.c_lflag);
+  EXPECT_EQ(raw.c_cflag, expected.c_cflag);
+  EXPECT_EQ(raw.c_cc[VMIN], 1);
+  EXPECT_EQ(raw.c_cc[VTIME], 0);
+}
+
+TEST(TerminalMode, RawTerminalRestoresOnDestruction) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  winsize ws{};
+  ws.ws_col = 91;
+  ws.ws_row = 17;
+  ASSERT_EQ(::ioctl(slave, TIOCSWINSZ, &ws), 0);
+  auto size = TerminalSize(slave);
+  ASSERT_TRUE(size);
+  EXPECT_EQ(size->cols, 91);
+  EXPECT_EQ(size->rows, 17);
+
+  termios before;
+  ASSERT_EQ(::tcgetattr(slave, &before), 0);
+  ASSERT_TRUE(before.c_lflag & ICANON);
+  {
+    auto raw = RawTerminal::Enter(slave);
+    ASSERT_TRUE(raw.ok() && raw->has_value());
+    termios now;
+    ASSERT_EQ(::tcgetattr(slave, &now), 0);
+    EXPECT_FALSE(now.c_lflag & (ICANON | ECHO | ISIG));
+    std::optional<RawTerminal> moved = std::move(*raw);  // still restores once
+  }
+  termios after;
+  ASSERT_EQ(::tcgetattr(slave, &after), 0);
+  EXPECT_EQ(after.c_lflag, before.c_lflag);
+  EXPECT_EQ(after.c_iflag, before.c_iflag);
+  EXPECT_EQ(after.c_oflag, before.c_oflag);
+
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  auto none = RawTerminal::Enter(pipe_fds[0]);  // not a terminal: nothing to do
+  EXPECT_TRUE(none.ok() && !none->has_value());
+  EXPECT_FALSE(TerminalSize(pipe_fds[0]));
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  ::close(slave);
+  ::close(master);
+}
+
+TEST(StdinPump, ChunksThenEndOfInputAndBackpressure) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::mutex mu;
+  std::string got;
+  std::atomic<bool> ended = false;
+  std::atomic<size_t> chunks = 0;
+  {
+    StdinPump pump(fds[0], [&](std::string chunk) {
+      std::lock_guard lock(mu);
+      if (chunk.empty()) {
+        ended = true;
+      } else {
+        got += chunk;
+        ++chunks;
+      }
+    }, /*max_in_flight=*/4);
+    ASSERT_EQ(::write(fds[1], "hello", 5), 5);
+    auto wait = [](auto pred) {
+      for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return pred();
+    };
+    ASSERT_TRUE(wait([&] { return chunks.load() == 1; }));
+    // Over the bound: nothing more is read until the bytes are consumed.
+    ASSERT_EQ(::write(fds[1], "world", 5), 5);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(chunks.load(), 1u);
+    pump.Consumed(5);
+    ASSERT_TRUE(wait([&] { return chunks.load() == 2; }));
+    pump.Consumed(5);
+    ::close(fds[1]);
+    ASSERT_TRUE(wait([&] { return ended.load(); }));
+  }
+  EXPECT_EQ(got, "helloworld");
+  ::close(fds[0]);
+}
+
+TEST(StdinPump, DestructionStopsAWaitingRead) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  { StdinPump pump(fds[0], [](std::string) {}); }  // joins without any input
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/scope_exit.h"
+#include "cli/shell_session.h"
 #include "sys/io.h"
 #include "sys/unique_fd.h"
 
@@ -717,6 +718,18 @@ Result<int> Commands::ImageList() {
   }
   PrintTable(rows);
   return 0;
+}
+
+Result<int> Commands::Shell(const std::string& id, const std::string& session) {
+  if (session.empty()) return MakeError(ErrorCode::kInvalidArgument, "--session must not be empty");
+  // The terminal route creates unknown sandboxes (it is on the compatible
+  // API); a typo must not.
+  COVE_TRY(RequireSandbox(id));
+  try {
+    return RunShell({opts_.url, opts_.token, id, session});
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInternal, std::string("terminal failed: ") + e.what());
+  }
 }
 
 }  // namespace cove::cli

@@ -97,6 +97,9 @@ class Commands {
   Result<int> Copy(const std::string& src, const std::string& dst);
   Result<int> ImageImport(const std::string& name, const std::string& source);
   Result<int> ImageList();
+  // An interactive terminal on the sandbox (shell_session.h); returns the
+  // shell's exit status.
+  Result<int> Shell(const std::string& id, const std::string& session);
 
  private:
   Commands(GlobalOptions opts, std::unique_ptr<HttpClient> http)

@@ -74,6 +74,15 @@ int main(int argc, char** argv) {
   c_cp->add_option("SRC", cp_src)->required();
   c_cp->add_option("DST", cp_dst)->required();
 
+  std::string shell_id, shell_session = "shell";
+  auto* c_shell = app.add_subcommand(
+      "shell", "open an interactive terminal in a sandbox; exits with the shell's status");
+  c_shell->add_option("ID", shell_id)->required();
+  c_shell->add_option("--session", shell_session,
+                      "terminal session (default \"shell\"); a session keeps its shell when "
+                      "cove is killed or disconnected, and attaching again resumes it");
+  c_shell->footer("Stdin from a pipe works too: printf 'ls\\n' | cove shell sb-1");
+
   auto* c_image = app.add_subcommand("image", "manage images");
   c_image->require_subcommand(1);
   std::string image_name, image_source;
@@ -127,6 +136,7 @@ int main(int argc, char** argv) {
     else if (*c_rm) rc = c.Remove(rm_ids);
     else if (*c_exec) rc = c.Exec(exec);
     else if (*c_cp) rc = c.Copy(cp_src, cp_dst);
+    else if (*c_shell) rc = c.Shell(shell_id, shell_session);
     else if (*c_import) rc = c.ImageImport(image_name, image_source);
     else if (*c_image_ls) rc = c.ImageList();
   }
