@@ -16,7 +16,7 @@ PACKAGES=(
   file e2fsprogs xfsprogs btrfs-progs util-linux procps ca-certificates curl
   # tests
   bubblewrap python3 python3-pytest python3-pytest-timeout python3-requests python3-yaml
-  python3-jsonschema tmux
+  python3-jsonschema tmux nftables libnftables-dev
 )
 
 missing=()

@@ -1,0 +1,12 @@
+// Conversions between the policy's IpAddress and Asio's address types.
+#pragma once
+
+#include "manager/asio.h"
+#include "proxy/policy.h"
+
+namespace cove::proxy {
+
+IpAddress FromAsioAddress(const asio::ip::address& address);
+asio::ip::address ToAsioAddress(const IpAddress& address);
+
+}  // namespace cove::proxy
