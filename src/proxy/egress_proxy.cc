@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 
 #include <algorithm>
+#include <limits>
 #include <unordered_map>
 #include <vector>
 
@@ -32,6 +33,9 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 constexpr size_t kRelayChunk = 16 << 10;
+// Bodies are streamed, never held: no limit. (Boost 1.74's parser treats
+// body_limit(boost::none) as a limit every length exceeds.)
+constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
 constexpr char kVia[] = "1.1 cove-egress";
 
 std::string Lower(std::string_view s) {
@@ -642,7 +646,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     while (!closed_) {
       http::request_parser<http::buffer_body> request_parser;
       request_parser.header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
-      request_parser.body_limit(boost::none);
+      request_parser.body_limit(kUnlimitedBody);
       error_code ec;
       co_await http::async_read_header(client_, client_buffer, request_parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
@@ -742,7 +746,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     while (true) {
       http::response_parser<http::buffer_body> response_parser;
       response_parser.header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
-      response_parser.body_limit(boost::none);
+      response_parser.body_limit(kUnlimitedBody);
       if (head) response_parser.skip(true);
       error_code ec;
       co_await http::async_read_header(upstream_, upstream_buffer, response_parser,
@@ -813,20 +817,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Touch();
       message.body().size = piece.size() - message.body().size;
       message.body().data = piece.data();
-      message.body().more = !parser.is_done();
-      if (message.body().size == 0 && message.body().more) continue;
+      // Always "more": the end of the body is written once, below (a last
+      // piece marked final would make the serializer end a chunked body twice).
+      message.body().more = true;
+      if (message.body().size == 0) continue;
       co_await http::async_write(to, serializer, asio::redirect_error(asio::use_awaitable, result.ec));
       if (result.ec == http::error::need_buffer) result.ec = {};
       if (result.ec) co_return result;
       Touch();
     }
-    if (!serializer.is_done()) {
-      message.body().data = nullptr;
-      message.body().size = 0;
-      message.body().more = false;
-      co_await http::async_write(to, serializer, asio::redirect_error(asio::use_awaitable, result.ec));
-      if (result.ec == http::error::need_buffer) result.ec = {};
-    }
+    message.body().data = nullptr;
+    message.body().size = 0;
+    message.body().more = false;
+    co_await http::async_write(to, serializer, asio::redirect_error(asio::use_awaitable, result.ec));
+    if (result.ec == http::error::need_buffer) result.ec = {};
     co_return result;
   }
 
