@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #include <future>
-#include <map>
 #include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "proxy/testing/fake_resolver.h"
 #include "proxy/testing/upstreams.h"
 
 namespace cove::proxy {
@@ -23,38 +23,13 @@ using namespace std::chrono_literals;
 using testing::ClosedWithoutData;
 using testing::ConnectTcp;
 using testing::EchoUpstream;
+using testing::FakeResolver;
 using testing::HttpMessage;
 using testing::HttpReader;
 using testing::HttpUpstream;
 using testing::SendAll;
 using testing::TlsExchange;
 using testing::TlsUpstream;
-
-// A fixed name -> addresses table; IP literals resolve to themselves.
-class FakeResolver : public Resolver {
- public:
-  void Add(const std::string& name, const std::string& address) {
-    std::lock_guard lock(mu_);
-    names_[name].push_back(*IpAddress::Parse(address));
-  }
-  Task<Result<std::vector<IpAddress>>> Resolve(std::string host, bool, std::chrono::milliseconds) override {
-    std::vector<IpAddress> found;
-    {
-      std::lock_guard lock(mu_);
-      auto it = names_.find(host);
-      if (it != names_.end()) found = it->second;
-    }
-    if (found.empty()) {
-      Error error = MakeError(ErrorCode::kNotFound, "no such name: " + host);
-      co_return error;
-    }
-    co_return found;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::vector<IpAddress>> names_;
-};
 
 HostPattern Pattern(const std::string& text) { return HostPattern{text}; }
 
