@@ -296,13 +296,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
         connect_timer_(client_.get_executor()),
         transparent_(transparent),
         source_(source),
-        sandbox_(std::move(sandbox)) {
-    ++state_->connections_per_sandbox[sandbox_.sandbox_id];
+        sandbox_(std::move(sandbox)),
+        counted_as_(sandbox_.sandbox_id) {
+    ++state_->connections_per_sandbox[counted_as_];
     Touch();
   }
 
   ~Connection() {
-    auto it = state_->connections_per_sandbox.find(sandbox_.sandbox_id);
+    auto it = state_->connections_per_sandbox.find(counted_as_);
     if (it != state_->connections_per_sandbox.end() && --it->second == 0) state_->connections_per_sandbox.erase(it);
     state_->live.erase(this);
   }
@@ -357,7 +358,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     error_code ec;
     tcp::endpoint local = client_.local_endpoint(ec);
     if (ec) co_return;
-    int family = local.address().is_v4() ? AF_INET : AF_INET6;
+    IpAddress local_address = FromAsioAddress(local.address());  // v4-mapped -> v4
+    int family = local_address.family;
     auto original = GetOriginalDestination(client_.native_handle(), family);
     if (!original.ok()) {
       log::Warn("egress proxy: no original destination for a transparent connection: {}",
@@ -365,7 +367,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_return;
     }
     // Not redirected: somebody connected to the transparent port itself.
-    if (original->port == local.port() && original->address == FromAsioAddress(local.address())) co_return;
+    if (original->port == local.port() && original->address == local_address) co_return;
     if (original->port == 80) {
       co_await ServeHttp(*original);
     } else if (original->port == 443) {
@@ -622,6 +624,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     size_t drained = 0;
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     deadline_ = std::min(deadline_, until);
+    idle_timer_.cancel();  // the watchdog re-arms for the nearer deadline
     while (!closed_ && drained < (1 << 20)) {
       size_t n = co_await client_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
@@ -671,6 +674,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_return;
       }
       bool has_body = !request_parser.is_done();
+      if (req.count(http::field::transfer_encoding) > 0 && !request_parser.chunked()) {
+        // Its body would be framed one way here and maybe another upstream.
+        co_await SendError(400, "Transfer-Encoding without chunked last", "cove egress proxy: bad request\n", false);
+        co_return;
+      }
       std::string problem;
       std::optional<uint16_t> transparent_port;
       if (original) transparent_port = original->port;
@@ -804,6 +812,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     co_await http::async_write_header(to, serializer, asio::redirect_error(asio::use_awaitable, result.ec));
     if (result.ec) co_return result;
     Touch();
+    // No body (HEAD answers, 1xx, 204, 304, length 0): the header is all, even
+    // when it names a chunked body.
+    if (parser.is_done()) co_return result;
     std::vector<char> piece(kRelayChunk);
     while (!parser.is_done()) {
       message.body().data = piece.data();
@@ -899,7 +910,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point deadline_;
   bool transparent_;
   IpAddress source_;
-  SandboxEgress sandbox_;
+  SandboxEgress sandbox_;     // refreshed from the lookup before each decision
+  std::string counted_as_;    // the sandbox this connection counts against
   std::string upstream_key_;  // host:port the open upstream connection goes to
   IpAddress upstream_address_;
   uint64_t connect_attempt_ = 0;
@@ -985,8 +997,9 @@ class EgressProxyImpl : public EgressProxy {
     if (ec) return MakeError(ErrorCode::kInvalidArgument, "egress proxy: bad bind address " + state_->options.bind_address);
     COVE_TRY(OpenAcceptor(state_->explicit_acceptor, address, state_->options.explicit_port));
     COVE_TRY(OpenAcceptor(state_->transparent_acceptor, address, state_->options.transparent_port));
-    explicit_port_ = state_->explicit_acceptor.local_endpoint().port();
-    transparent_port_ = state_->transparent_acceptor.local_endpoint().port();
+    explicit_port_ = state_->explicit_acceptor.local_endpoint(ec).port();
+    if (!ec) transparent_port_ = state_->transparent_acceptor.local_endpoint(ec).port();
+    if (ec) return Error{ErrorCode::kInternal, ec.value(), "egress proxy: cannot read the listening ports", {}};
     asio::co_spawn(state_->io, AcceptLoop(state_, false), asio::detached);
     asio::co_spawn(state_->io, AcceptLoop(state_, true), asio::detached);
     return OkStatus();

@@ -63,7 +63,9 @@ class EgressProxy {
   virtual ~EgressProxy() = default;
   virtual uint16_t explicit_port() const = 0;
   virtual uint16_t transparent_port() const = 0;
-  // Stops accepting and closes every connection.
+  // Stops accepting and closes every connection. Call Stop() and destroy the
+  // proxy on the io_context's thread (or while it is not running), before
+  // the io_context is destroyed.
   virtual void Stop() = 0;
 };
 

@@ -247,6 +247,47 @@ TEST_F(EgressProxyTest, ResponseUntilEofIsRechunkedForTheClient) {
   EXPECT_EQ(up.connections(), 2);
 }
 
+TEST_F(EgressProxyTest, HeadAnswersCarryNoBodyEvenWhenChunked) {
+  HttpUpstream up("127.0.0.1", 0, [](const HttpMessage& request, int fd) {
+    if (request.start_line.rfind("HEAD", 0) == 0) {
+      SendAll(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    } else {
+      SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nget");
+    }
+  });
+  StartProxy();
+  int fd = Client();
+  std::string authority = "web.test:" + std::to_string(up.port());
+  ASSERT_TRUE(SendAll(fd, "HEAD http://" + authority + "/ HTTP/1.1\r\nHost: " + authority + "\r\n\r\n"));
+  HttpReader reader(fd);
+  auto head = reader.Read(true, /*head_request=*/true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status(), 200);
+  ASSERT_TRUE(SendAll(fd, Get(authority, "/")));
+  auto get = reader.Read(true);
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->body, "get");
+}
+
+TEST_F(EgressProxyTest, AmbiguousRequestFramingIsRejected) {
+  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  StartProxy();
+  std::string authority = "web.test:" + std::to_string(up.port());
+  for (const char* framing : {"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                              "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+                              "Transfer-Encoding: gzip\r\n",
+                              "Content-Length: 4\r\nContent-Length: 5\r\n"}) {
+    int fd = Client();
+    ASSERT_TRUE(SendAll(fd, "POST http://" + authority + "/ HTTP/1.1\r\nHost: " + authority + "\r\n" + framing +
+                                "\r\n0\r\n\r\n"));
+    HttpReader reader(fd);
+    auto response = reader.Read(true);
+    ASSERT_TRUE(response) << framing;
+    EXPECT_EQ(response->status(), 400) << framing;
+  }
+  EXPECT_EQ(up.requests().size(), 0u);
+}
+
 TEST_F(EgressProxyTest, AnswersExpectContinueOnceAllowed) {
   HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("got it"));
   StartProxy();
