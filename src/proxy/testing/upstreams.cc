@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 
 #include <openssl/bio.h>
@@ -44,6 +45,10 @@ bool FillSockaddr(const std::string& address, uint16_t port, sockaddr_storage* s
   return false;
 }
 
+// OpenSSL writes with write(2): a peer the proxy closed must not kill the
+// test with SIGPIPE (coved ignores it too).
+void IgnoreSigpipe() { signal(SIGPIPE, SIG_IGN); }
+
 void SetTimeouts(int fd) {
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -53,6 +58,7 @@ void SetTimeouts(int fd) {
 }  // namespace
 
 int ConnectTcp(const std::string& address, uint16_t port, const std::string& source) {
+  IgnoreSigpipe();
   sockaddr_storage sa;
   socklen_t len;
   if (!FillSockaddr(address, port, &sa, &len)) return -1;
@@ -213,6 +219,7 @@ std::optional<HttpMessage> HttpReader::Read(bool response, bool head_request) {
 Server::~Server() = default;
 
 bool Server::Listen(const std::string& address, uint16_t port) {
+  IgnoreSigpipe();
   sockaddr_storage sa;
   socklen_t len;
   if (!FillSockaddr(address, port, &sa, &len)) return false;
