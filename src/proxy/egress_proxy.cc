@@ -224,6 +224,19 @@ Decision DecideForProxy(const EgressPolicy& policy, const Destination& dest) {
   return decision;
 }
 
+// The protocol a request asks to switch to ("Connection: upgrade" plus
+// "Upgrade: websocket"), or empty.
+template <class Fields>
+std::string RequestedUpgrade(const Fields& fields) {
+  bool connection_upgrade = false;
+  for (auto token : http::token_list(fields[http::field::connection])) {
+    if (IEquals(std::string_view(token.data(), token.size()), "upgrade")) connection_upgrade = true;
+  }
+  auto upgrade = fields[http::field::upgrade];
+  if (!connection_upgrade || upgrade.empty()) return std::string();
+  return std::string(upgrade.data(), upgrade.size());
+}
+
 const char* StatusText(int status) {
   switch (status) {
     case 400: return "Bad Request";
@@ -554,12 +567,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // ---- tunnels ----
 
-  // Writes `initial` upstream, then relays bytes both ways until both sides
-  // are done; the connection closes when both directions ended.
-  Task<void> StartTunnel(std::string initial) {
+  // Writes `initial` upstream (and `initial_to_client` to the client), then
+  // relays bytes both ways until both sides are done; the connection closes
+  // when both directions ended.
+  Task<void> StartTunnel(std::string initial, std::string initial_to_client = std::string()) {
     if (!initial.empty()) {
       error_code ec;
       co_await asio::async_write(upstream_, asio::buffer(initial), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      Touch();
+    }
+    if (!initial_to_client.empty()) {
+      error_code ec;
+      co_await asio::async_write(client_, asio::buffer(initial_to_client),
+                                 asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
       Touch();
     }
@@ -716,10 +737,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
       bool expects_continue = IEquals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()),
                                       "100-continue");
+      std::string upgrade = RequestedUpgrade(req);
       req.erase(http::field::expect);
       req.target(target->origin_form);
       RewriteHopByHop(req);
       req.keep_alive(true);
+      if (!upgrade.empty()) {
+        // Upgrade is hop-by-hop, but the proxy carries it on: the switched
+        // protocol (WebSocket) then runs in a tunnel to the same destination.
+        req.set(http::field::connection, "Upgrade");
+        req.set(http::field::upgrade, upgrade);
+      }
       if (expects_continue && has_body) {
         // The proxy decided and reached the upstream: the client may send.
         std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -736,8 +764,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       bool head = req.method() == http::verb::head;
       bool keep_upstream = false;
-      bool client_ok = co_await RelayResponse(upstream_buffer, head, request_parser.get().version(), keep_client,
-                                              destination, &keep_upstream);
+      ResponseEnd end = co_await RelayResponse(upstream_buffer, head, request_parser.get().version(), keep_client,
+                                               destination, !upgrade.empty(), &keep_upstream);
+      if (end == ResponseEnd::kSwitchedProtocols) {
+        auto to_upstream = client_buffer.data();
+        std::string pending_to_upstream(static_cast<const char*>(to_upstream.data()), to_upstream.size());
+        auto to_client = upstream_buffer.data();
+        std::string pending_to_client(static_cast<const char*>(to_client.data()), to_client.size());
+        co_await StartTunnel(std::move(pending_to_upstream), std::move(pending_to_client));
+        co_return;
+      }
+      bool client_ok = end == ResponseEnd::kDone;
       if (!keep_upstream) {
         CloseUpstream();
         upstream_buffer.consume(upstream_buffer.size());
@@ -746,11 +783,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
+  enum class ResponseEnd { kDone, kClose, kSwitchedProtocols };
+
   // Relays the upstream's interim responses and its final response to the
-  // client. False when the client connection must end. `keep_client` is
+  // client. kClose when the client connection must end; kSwitchedProtocols
+  // after a 101 to a request that asked for an upgrade. `keep_client` is
   // cleared when the response cannot be framed for keep-alive.
-  Task<bool> RelayResponse(beast::flat_buffer& upstream_buffer, bool head, unsigned client_version,
-                           bool& keep_client, std::string destination, bool* keep_upstream) {
+  Task<ResponseEnd> RelayResponse(beast::flat_buffer& upstream_buffer, bool head, unsigned client_version,
+                                  bool& keep_client, std::string destination, bool upgrade_requested,
+                                  bool* keep_upstream) {
     while (true) {
       http::response_parser<http::buffer_body> response_parser;
       response_parser.header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
@@ -765,13 +806,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
           std::string reason = "upstream " + destination + " sent no valid response: " + ec.message();
           co_await SendError(502, reason, "cove egress proxy: " + reason + "\n", false);
         }
-        co_return false;
+        co_return ResponseEnd::kClose;
       }
       auto& res = response_parser.get();
       int status = res.result_int();
       if (status == 101) {
-        co_await SendError(502, "upgrade", "cove egress proxy: upstream switched protocols unasked\n", false);
-        co_return false;
+        std::string upgrade = RequestedUpgrade(res);
+        if (!upgrade_requested || upgrade.empty()) {
+          co_await SendError(502, "upgrade", "cove egress proxy: upstream switched protocols unasked\n", false);
+          co_return ResponseEnd::kClose;
+        }
+        *keep_upstream = false;
+        RewriteHopByHop(res);
+        res.set(http::field::connection, "Upgrade");
+        res.set(http::field::upgrade, upgrade);
+        RelayResult switched = co_await RelayMessage<false>(response_parser, upstream_, upstream_buffer, client_);
+        co_return switched.ec ? ResponseEnd::kClose : ResponseEnd::kSwitchedProtocols;
       }
       bool interim = status >= 100 && status < 200;
       bool body_until_eof = !response_parser.is_done() && !response_parser.chunked() &&
@@ -792,9 +842,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       RelayResult relayed = co_await RelayMessage<false>(response_parser, upstream_, upstream_buffer, client_);
       if (relayed.ec) {
         *keep_upstream = false;
-        co_return false;
+        co_return ResponseEnd::kClose;
       }
-      if (!interim) co_return true;
+      if (!interim) co_return ResponseEnd::kDone;
     }
   }
 

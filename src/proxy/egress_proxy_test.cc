@@ -288,6 +288,34 @@ TEST_F(EgressProxyTest, AmbiguousRequestFramingIsRejected) {
   EXPECT_EQ(up.requests().size(), 0u);
 }
 
+TEST_F(EgressProxyTest, UpgradesSwitchToATunnel) {
+  HttpUpstream up("127.0.0.1", 0, [](const HttpMessage&, int fd) {
+    SendAll(fd, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    char buf[256];
+    while (true) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0 || !SendAll(fd, std::string_view(buf, static_cast<size_t>(n)))) return;
+    }
+  });
+  StartProxy();
+  int fd = Client();
+  std::string authority = "web.test:" + std::to_string(up.port());
+  ASSERT_TRUE(SendAll(fd, Get(authority, "/ws", "Connection: Upgrade\r\nUpgrade: echo\r\n")));
+  HttpReader reader(fd);
+  HttpMessage head;
+  ASSERT_TRUE(reader.ReadHead(&head));
+  EXPECT_EQ(head.status(), 101);
+  EXPECT_EQ(head.Header("Upgrade"), "echo");
+  ASSERT_TRUE(SendAll(fd, "ping"));
+  char buf[4] = {};
+  ASSERT_EQ(recv(fd, buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "ping");
+  auto seen = up.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].Header("Upgrade"), "echo");
+  EXPECT_EQ(seen[0].Header("Connection"), "Upgrade");
+}
+
 TEST_F(EgressProxyTest, AnswersExpectContinueOnceAllowed) {
   HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("got it"));
   StartProxy();
