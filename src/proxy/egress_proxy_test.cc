@@ -228,6 +228,52 @@ TEST_F(EgressProxyTest, StreamsAResponseBeforeTheUpstreamFinishes) {
   EXPECT_EQ(reader.ReadChunk(), "");
 }
 
+// An origin that reports the first chunk of a request body as soon as it has
+// it, then reads the rest and answers with the whole body.
+class FirstChunkProbe : public testing::Server {
+ public:
+  FirstChunkProbe() {
+    if (Listen("127.0.0.1", 0)) StartAccepting();
+  }
+  ~FirstChunkProbe() override { StopServing(); }
+  std::promise<std::string> first;
+
+ private:
+  void Serve(int fd, int) override {
+    HttpReader reader(fd);
+    HttpMessage head;
+    if (!reader.ReadHead(&head)) return;
+    auto chunk = reader.ReadChunk();
+    if (!chunk) return;
+    first.set_value(*chunk);
+    std::string body = *chunk;
+    while (true) {
+      auto next = reader.ReadChunk();
+      if (!next) return;
+      if (next->empty()) break;
+      body += *next;
+    }
+    SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  }
+};
+
+TEST_F(EgressProxyTest, StreamsARequestBodyBeforeTheClientFinishes) {
+  FirstChunkProbe probe;
+  auto first = probe.first.get_future();
+  StartProxy();
+  int fd = Client();
+  std::string authority = "web.test:" + std::to_string(probe.port());
+  ASSERT_TRUE(SendAll(fd, "POST http://" + authority + "/up HTTP/1.1\r\nHost: " + authority +
+                              "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"));
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(first.get(), "first");
+  ASSERT_TRUE(SendAll(fd, "6\r\nsecond\r\n0\r\n\r\n"));
+  HttpReader reader(fd);
+  auto response = reader.Read(true);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "firstsecond");
+}
+
 TEST_F(EgressProxyTest, ResponseUntilEofIsRechunkedForTheClient) {
   HttpUpstream up("127.0.0.1", 0, [](const HttpMessage&, int fd) {
     SendAll(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
