@@ -21,6 +21,7 @@
 
 #include "base/log.h"
 #include "proxy/asio_address.h"
+#include "proxy/http_target.h"
 #include "proxy/original_dst.h"
 #include "proxy/tls_client_hello.h"
 
@@ -48,140 +49,10 @@ std::string Lower(std::string_view s) {
 
 bool IEquals(std::string_view a, std::string_view b) { return Lower(a) == Lower(b); }
 
-// "host:port", with an IPv6 literal in brackets.
-std::string HostPort(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
 // A reason fit for one header line: printable ASCII only.
 std::string HeaderSafe(std::string_view s) {
   std::string out;
   for (char c : s.substr(0, 512)) out.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
-  return out;
-}
-
-bool IsDnsName(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// A host and port as a request named them.
-struct Authority {
-  std::string host;  // lower-case, no trailing dot, IPv6 literal without brackets
-  uint16_t port = 0;
-};
-
-// Parses "host[:port]" (port required when default_port is 0).
-std::optional<Authority> ParseAuthority(std::string_view text, uint16_t default_port) {
-  Authority out;
-  std::string_view host;
-  std::string_view rest;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    host = text.substr(1, close - 1);
-    rest = text.substr(close + 1);
-    auto literal = IpAddress::Parse(std::string(host));
-    if (!literal || literal->family != AF_INET6) return std::nullopt;
-  } else {
-    size_t colon = text.find(':');
-    host = text.substr(0, colon);
-    rest = colon == std::string_view::npos ? std::string_view() : text.substr(colon);
-  }
-  if (rest.empty()) {
-    if (default_port == 0) return std::nullopt;
-    out.port = default_port;
-  } else {
-    if (rest.front() != ':' || rest.size() < 2 || rest.size() > 6) return std::nullopt;
-    uint32_t port = 0;
-    for (char c : rest.substr(1)) {
-      if (c < '0' || c > '9') return std::nullopt;
-      port = port * 10 + static_cast<uint32_t>(c - '0');
-    }
-    if (port == 0 || port > 65535) return std::nullopt;
-    out.port = static_cast<uint16_t>(port);
-  }
-  out.host = Lower(host);
-  if (!out.host.empty() && out.host.back() == '.') out.host.pop_back();
-  if (!IsDnsName(out.host) && !IpAddress::Parse(out.host)) return std::nullopt;
-  return out;
-}
-
-// Where one proxied HTTP request goes.
-struct HttpTarget {
-  Authority authority;
-  std::string origin_form;  // path and query
-};
-
-// Explicit listener: absolute-form "http://authority/path" whose Host header
-// (if any) names the same authority. Transparent listener: origin-form with a
-// Host header whose port (if any) is the original destination port.
-std::optional<HttpTarget> ParseHttpTarget(const http::request<http::buffer_body>& req,
-                                          std::optional<uint16_t> transparent_port, std::string* problem) {
-  HttpTarget out;
-  std::string_view target(req.target().data(), req.target().size());
-  if (req.count(http::field::host) > 1) {
-    *problem = "more than one Host header";
-    return std::nullopt;
-  }
-  std::optional<Authority> host_header;
-  if (req.count(http::field::host) == 1) {
-    auto value = req[http::field::host];
-    host_header = ParseAuthority(std::string_view(value.data(), value.size()), transparent_port.value_or(80));
-    if (!host_header) {
-      *problem = "bad Host header";
-      return std::nullopt;
-    }
-  }
-  if (transparent_port) {
-    if (target.empty() || target.front() != '/') {
-      *problem = "request target is not origin-form";
-      return std::nullopt;
-    }
-    if (!host_header) {
-      *problem = "no Host header";
-      return std::nullopt;
-    }
-    if (host_header->port != *transparent_port) {
-      *problem = "Host header port differs from the connection's destination port";
-      return std::nullopt;
-    }
-    out.authority = *host_header;
-    out.origin_form = std::string(target);
-    return out;
-  }
-  constexpr std::string_view kScheme = "http://";
-  if (target.size() < kScheme.size() || !IEquals(target.substr(0, kScheme.size()), kScheme)) {
-    *problem = "the proxy takes absolute-form http:// requests only (use CONNECT for https)";
-    return std::nullopt;
-  }
-  std::string_view rest = target.substr(kScheme.size());
-  size_t end = rest.find_first_of("/?#");
-  std::string_view authority_text = rest.substr(0, end);
-  if (authority_text.find('@') != std::string_view::npos) {
-    *problem = "user information in the request target";
-    return std::nullopt;
-  }
-  auto authority = ParseAuthority(authority_text, 80);
-  if (!authority) {
-    *problem = "bad authority in the request target";
-    return std::nullopt;
-  }
-  if (host_header && (host_header->host != authority->host || host_header->port != authority->port)) {
-    *problem = "Host header " + HostPort(host_header->host, host_header->port) + " differs from the request target " +
-               HostPort(authority->host, authority->port);
-    return std::nullopt;
-  }
-  out.authority = *authority;
-  std::string_view path = end == std::string_view::npos ? std::string_view() : rest.substr(end);
-  size_t fragment = path.find('#');
-  if (fragment != std::string_view::npos) path = path.substr(0, fragment);
-  out.origin_form = path.empty() || path.front() != '/' ? "/" + std::string(path) : std::string(path);
   return out;
 }
 
@@ -703,7 +574,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       std::string problem;
       std::optional<uint16_t> transparent_port;
       if (original) transparent_port = original->port;
-      auto target = ParseHttpTarget(req, transparent_port, &problem);
+      std::vector<std::string_view> host_headers;
+      for (auto it = req.find(http::field::host); it != req.end() && it->name() == http::field::host; ++it) {
+        host_headers.emplace_back(it->value().data(), it->value().size());
+      }
+      std::string_view target_text(req.target().data(), req.target().size());
+      auto target = ParseHttpTarget(target_text, host_headers, transparent_port, &problem);
       if (!target) {
         std::string destination(req.target().data(), std::min<size_t>(req.target().size(), 256));
         co_await DenyRequest(destination, "", problem, "request", 400, false);

@@ -100,7 +100,7 @@ class HttpUpstream : public Server {
   std::vector<HttpMessage> requests_;
 };
 
-// Echoes every byte back; writes `greeting` first if not empty.
+// Echoes every byte back.
 class EchoUpstream : public Server {
  public:
   EchoUpstream(const std::string& address, uint16_t port);
