@@ -2,7 +2,7 @@
 // namespace (a thread that unshared CLONE_NEWNET, lo up) where an nftables
 // rule redirects what the "sandbox" (source 127.0.0.3) sends to 127.0.0.2
 // ports 80, 443, 7000 and 7001 to the proxy's transparent port, the way
-// coved's packet filter will. Checks the original destination reaches the
+// coved's packet filter will (and SYNs to 127.0.0.9 vanish, for timeouts). Checks the original destination reaches the
 // decision: HTTP by Host, TLS by SNI, raw TCP by address and port.
 // Needs root and the nft command (Debian package nftables).
 #include <net/if.h>
@@ -40,6 +40,7 @@ using testing::TlsUpstream;
 
 constexpr char kSandbox[] = "127.0.0.3";   // the sandbox's source address
 constexpr char kInternet[] = "127.0.0.2";  // where the sandbox connects
+constexpr char kBlackHole[] = "127.0.0.9"; // drops every SYN
 
 bool LoopbackUp() {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -62,6 +63,12 @@ bool Redirect(uint16_t transparent_port) {
           << "    type nat hook output priority -100; policy accept;\n"
           << "    ip saddr " << kSandbox << " ip daddr " << kInternet
           << " tcp dport { 80, 443, 7000, 7001 } redirect to :" << transparent_port << "\n"
+          << "  }\n"
+          << "}\n"
+          << "table ip cove_egress_test_filter {\n"
+          << "  chain output {\n"
+          << "    type filter hook output priority 0; policy accept;\n"
+          << "    ip daddr " << kBlackHole << " tcp flags syn drop\n"
           << "  }\n"
           << "}\n";
   }
@@ -88,9 +95,11 @@ class TransparentProxyTest : public ::testing::Test {
       resolver_->Add("web.test", kInternet);
       resolver_->Add("tls.test", kInternet);
       resolver_->Add("evil.test", kInternet);
+      resolver_->Add("slow.test", kBlackHole);
       EgressPolicy policy;
       policy.denied_hosts = {HostPattern{"evil.test"}};
-      policy.allowed_hosts = {HostPattern{"web.test"}, HostPattern{"tls.test"}, HostPattern{kInternet}};
+      policy.allowed_hosts = {HostPattern{"web.test"}, HostPattern{"tls.test"}, HostPattern{"slow.test"},
+                              HostPattern{kInternet}};
       HostRule rule;
       rule.host = HostPattern{kInternet};
       rule.ports = {7000};
@@ -108,9 +117,11 @@ class TransparentProxyTest : public ::testing::Test {
       auto guard = asio::make_work_guard(io);
       EgressProxyOptions options;
       options.bind_address = "127.0.0.1";
+      options.connect_timeout = 300ms;
       auto proxy = EgressProxy::Start(io, options, resolver_, lookup, sink);
       ASSERT_TRUE(proxy.ok()) << proxy.error().ToString();
       transparent_port_ = (*proxy)->transparent_port();
+      explicit_port_ = (*proxy)->explicit_port();
       ASSERT_TRUE(Redirect(transparent_port_));
       std::thread io_thread([&] { io.run(); });
       body();
@@ -133,6 +144,7 @@ class TransparentProxyTest : public ::testing::Test {
 
   std::shared_ptr<FakeResolver> resolver_;
   uint16_t transparent_port_ = 0;
+  uint16_t explicit_port_ = 0;
   std::mutex mu_;
   std::vector<Denial> denials_;
 };
@@ -222,6 +234,22 @@ TEST_F(TransparentProxyTest, ConnectionsThatWereNotRedirectedAreClosed) {
     ASSERT_GE(fd, 0);
     SendAll(fd, "GET / HTTP/1.1\r\nHost: web.test\r\n\r\n");
     EXPECT_TRUE(ClosedWithoutData(fd));
+    close(fd);
+  });
+}
+
+TEST_F(TransparentProxyTest, UnansweredConnectsTimeOutWith502) {
+  InNamespace([&] {
+    int fd = ConnectTcp("127.0.0.1", explicit_port_, kSandbox);
+    ASSERT_GE(fd, 0);
+    auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(SendAll(fd, "GET http://slow.test/ HTTP/1.1\r\nHost: slow.test\r\n\r\n"));
+    HttpReader reader(fd);
+    auto response = reader.Read(true);
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status(), 502);
+    EXPECT_NE(response->body.find("timed out"), std::string::npos) << response->body;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
     close(fd);
   });
 }
