@@ -64,7 +64,10 @@ void RewriteHopByHop(Fields& fields) {
   std::vector<std::string> named;
   for (auto token : http::token_list(fields[http::field::connection])) named.emplace_back(token.data(), token.size());
   for (const auto& name : named) {
-    if (!IEquals(name, "transfer-encoding") && !IEquals(name, "content-length")) fields.erase(name);
+    // Framing and the target host are not the sender's to drop.
+    if (!IEquals(name, "transfer-encoding") && !IEquals(name, "content-length") && !IEquals(name, "host")) {
+      fields.erase(name);
+    }
   }
   for (auto field : {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
                      http::field::proxy_authorization, http::field::proxy_authenticate, http::field::te,
@@ -118,8 +121,6 @@ const char* StatusText(int status) {
   }
 }
 
-}  // namespace
-
 // What the proxy shares with its connections.
 class Connection;
 struct ProxyState {
@@ -151,8 +152,6 @@ struct ProxyState {
   }
 };
 
-namespace {
-
 // The outcome of deciding on and connecting to one destination.
 struct Admission {
   enum class Outcome { kAllowed, kDenied, kUnreachable };
@@ -166,8 +165,6 @@ struct RelayResult {
   error_code ec;
   bool reading_failed = false;  // the error came from the side being read
 };
-
-}  // namespace
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -266,7 +263,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ClientHelloScan scan = co_await ReadClientHello(hello);
     std::string literal = original.address.ToString();
     if (scan.outcome != ClientHelloScan::Outcome::kComplete) {
-      if (!closed_) state_->Report(MakeDenial(HostPort(literal, original.port), literal, "TLS: " + scan.problem));
+      // A connection that ended before its first byte is no denial.
+      if (!closed_ && !hello.empty()) {
+        state_->Report(MakeDenial(HostPort(literal, original.port), literal, "TLS: " + scan.problem));
+      }
       co_return;
     }
     std::string name = scan.server_name.value_or(literal);
@@ -325,7 +325,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                std::optional<IpAddress> preferred) {
     Admission result;
     auto current = state_->lookup(source_);
-    if (!current) {
+    if (!current || !current->policy) {
       result.reason = "the sandbox is gone";
       Close();
       co_return result;
@@ -821,7 +821,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         problem = "TLS server name " + *scan.server_name + " differs from the CONNECT host " + authority->host;
       }
       if (!problem.empty()) {
-        state_->Report(MakeDenial(destination, admission.address, problem));
+        if (!initial.empty()) state_->Report(MakeDenial(destination, admission.address, problem));
         co_return;
       }
     }
@@ -846,8 +846,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool tunnelling_ = false;
   int pumps_done_ = 0;
 };
-
-namespace {
 
 Task<void> AcceptLoop(std::shared_ptr<ProxyState> state, bool transparent) {
   tcp::acceptor& acceptor = transparent ? state->transparent_acceptor : state->explicit_acceptor;
