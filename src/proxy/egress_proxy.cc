@@ -158,6 +158,7 @@ struct Admission {
   Outcome outcome = Outcome::kDenied;
   std::string reason;
   std::string address;  // the address decided on, if any
+  bool reused = false;  // kAllowed on the connection that was already open
 };
 
 // How a relay of one message ended.
@@ -337,6 +338,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Destination dest{host, port, upstream_address_, method, path};
       Decision decision = DecideForProxy(policy, dest);
       result.address = upstream_address_.ToString();
+      result.reused = decision.allow;
       result.outcome = decision.allow ? Admission::Outcome::kAllowed : Admission::Outcome::kDenied;
       result.reason = decision.reason;
       co_return result;
@@ -630,18 +632,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_await asio::async_write(client_, asio::buffer(interim), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return;
       }
-      RelayResult sent = co_await RelayMessage<true>(request_parser, client_, client_buffer, upstream_);
-      if (sent.ec) {
-        if (!sent.reading_failed && !closed_) {
-          std::string reason = "upstream " + destination + " failed: " + sent.ec.message();
-          co_await SendError(502, reason, "cove egress proxy: " + reason + "\n", false);
-        }
-        co_return;
-      }
       bool head = req.method() == http::verb::head;
       bool keep_upstream = false;
-      ResponseEnd end = co_await RelayResponse(upstream_buffer, head, request_parser.get().version(), keep_client,
-                                               destination, !upgrade.empty(), &keep_upstream);
+      ResponseEnd end = ResponseEnd::kNoResponse;
+      // A kept-alive upstream connection may have been closed by the server
+      // meanwhile: a request without a body is sent again once on a new one.
+      bool may_retry = admission.reused && !has_body;
+      while (true) {
+        RelayResult sent = co_await RelayMessage<true>(request_parser, client_, client_buffer, upstream_);
+        if (sent.ec && sent.reading_failed) co_return;
+        if (!sent.ec) {
+          end = co_await RelayResponse(upstream_buffer, head, request_parser.get().version(), keep_client,
+                                       !upgrade.empty(), &keep_upstream);
+          if (end != ResponseEnd::kNoResponse) break;
+        }
+        if (closed_) co_return;
+        CloseUpstream();
+        upstream_buffer.consume(upstream_buffer.size());
+        if (may_retry) {
+          may_retry = false;
+          Admission again = co_await OpenUpstream(target->authority.host, target->authority.port, method,
+                                                  target->origin_form, preferred);
+          if (closed_) co_return;
+          if (again.outcome == Admission::Outcome::kAllowed) continue;
+        }
+        std::string reason = "upstream " + destination + " sent no response";
+        if (sent.ec) reason = "upstream " + destination + " failed: " + sent.ec.message();
+        std::string body = "cove egress proxy: " + reason + "\n";
+        co_await SendError(502, reason, std::move(body), false);
+        co_return;
+      }
       if (end == ResponseEnd::kSwitchedProtocols) {
         auto to_upstream = client_buffer.data();
         std::string pending_to_upstream(static_cast<const char*>(to_upstream.data()), to_upstream.size());
@@ -659,16 +679,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
-  enum class ResponseEnd { kDone, kClose, kSwitchedProtocols };
+  enum class ResponseEnd { kDone, kClose, kNoResponse, kSwitchedProtocols };
 
   // Relays the upstream's interim responses and its final response to the
-  // client. kClose when the client connection must end; kSwitchedProtocols
-  // after a 101 to a request that asked for an upgrade. `keep_client` is
-  // cleared when the response cannot be framed for keep-alive.
+  // client. kNoResponse when the upstream sent nothing valid before any byte
+  // went to the client (the caller answers); kClose when the client
+  // connection must end; kSwitchedProtocols after a 101 to a request that
+  // asked for an upgrade. `keep_client` is cleared when the response cannot be
+  // framed for keep-alive.
   Task<ResponseEnd> RelayResponse(beast::flat_buffer& upstream_buffer, bool head, unsigned client_version,
-                                  bool& keep_client, std::string destination, bool upgrade_requested,
-                                  bool* keep_upstream) {
-    while (true) {
+                                  bool& keep_client, bool upgrade_requested, bool* keep_upstream) {
+    for (bool first = true;; first = false) {
       http::response_parser<http::buffer_body> response_parser;
       response_parser.header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
       response_parser.body_limit(kUnlimitedBody);
@@ -677,13 +698,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_await http::async_read_header(upstream_, upstream_buffer, response_parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
       Touch();
-      if (ec) {
-        if (!closed_) {
-          std::string reason = "upstream " + destination + " sent no valid response: " + ec.message();
-          co_await SendError(502, reason, "cove egress proxy: " + reason + "\n", false);
-        }
-        co_return ResponseEnd::kClose;
-      }
+      if (ec) co_return first ? ResponseEnd::kNoResponse : ResponseEnd::kClose;
       auto& res = response_parser.get();
       int status = res.result_int();
       if (status == 101) {

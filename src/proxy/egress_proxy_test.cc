@@ -164,6 +164,26 @@ TEST_F(EgressProxyTest, KeepsBothConnectionsAlive) {
   EXPECT_EQ(up.connections(), 1);
 }
 
+TEST_F(EgressProxyTest, RetriesOnceWhenAKeptUpstreamConnectionWasClosed) {
+  HttpUpstream up("127.0.0.1", 0, [](const HttpMessage&, int fd) {
+    SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    shutdown(fd, SHUT_RDWR);  // says keep-alive, closes anyway
+  });
+  StartProxy();
+  int fd = Client();
+  std::string authority = "web.test:" + std::to_string(up.port());
+  HttpReader reader(fd);
+  for (const char* path : {"/one", "/two"}) {
+    ASSERT_TRUE(SendAll(fd, Get(authority, path)));
+    auto response = reader.Read(true);
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status(), 200);
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(up.requests().size(), 2u);
+  EXPECT_EQ(up.connections(), 2);
+}
+
 TEST_F(EgressProxyTest, RelaysChunkedRequestAndResponseBodies) {
   HttpUpstream up("127.0.0.1", 0, [](const HttpMessage&, int fd) {
     SendAll(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
