@@ -76,6 +76,11 @@ Task<HttpResponse> NativeRoutes::Sandboxes(HttpRequest& req, const std::string& 
     bool custom = false;
     ReadLimits(body, f, &limits, &custom);
     if (custom) cr.limits = limits;
+    if (auto e = body.find("egress"); e != body.end() && !e->is_null()) {
+      auto valid = EgressRoutes::Validate(*e);
+      if (valid.ok()) cr.egress = std::move(*valid);
+      else f.Fail("egress: " + valid.error().message);
+    }
     if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
     auto created = co_await manager_->Create(std::move(cr));
     if (!created.ok()) co_return ErrorResponse(created.error());

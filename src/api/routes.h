@@ -2,6 +2,7 @@
 //   /v1/sandboxes[/{id}], /v1/images[/{name}]    native lifecycle (native_routes.cc)
 //   /v1/sandboxes/{id}/...                        Cloudflare-compatible API (compat_routes.cc)
 //   /v1/sandboxes/{id}/terminal, /v1/terminal/*   the terminal page and its assets (terminal_page.cc)
+//   /v1/sandboxes/{id}/egress[/denials]           egress policy and denials (egress_routes.cc)
 #pragma once
 
 #include <memory>
@@ -11,6 +12,8 @@
 #include "api/http.h"
 #include "manager/images.h"
 #include "manager/manager.h"
+#include "proxy/denial_log.h"
+#include "proxy/sandbox_directory.h"
 
 namespace cove::api {
 
@@ -53,10 +56,29 @@ class CompatRoutes {
   Manager* manager_;
 };
 
+// egress_routes.cc: a sandbox's egress policy and its denials.
+class EgressRoutes {
+ public:
+  EgressRoutes(Manager* manager, proxy::SandboxDirectory* directory, proxy::DenialLog* denials, bool network_enabled)
+      : manager_(manager), directory_(directory), denials_(denials), network_enabled_(network_enabled) {}
+  // rest: "/egress" or "/egress/denials".
+  Task<HttpResponse> Handle(HttpRequest& req, const std::string& id, const std::string& rest);
+  // A policy from the API, normalized; kInvalidArgument says what is wrong.
+  static Result<nlohmann::json> Validate(const nlohmann::json& policy);
+
+ private:
+  using Json = nlohmann::json;
+  Json PolicyJson(const SandboxRecord& r);
+  Manager* manager_;
+  proxy::SandboxDirectory* directory_;
+  proxy::DenialLog* denials_;
+  bool network_enabled_;
+};
+
 class Api {
  public:
-  Api(Manager* manager, Images* images, std::string token)
-      : native_(manager, images), compat_(manager), token_(std::move(token)) {}
+  Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress)
+      : native_(manager, images), compat_(manager), egress_(egress), token_(std::move(token)) {}
   Task<HttpResponse> Handle(HttpRequest& req);
   // Whether the server should spool this request's body to a file (image uploads).
   static bool WantsSpooledBody(const HttpRequest& req);
@@ -64,6 +86,7 @@ class Api {
  private:
   NativeRoutes native_;
   CompatRoutes compat_;
+  EgressRoutes* egress_;
   std::string token_;
 };
 

@@ -10,6 +10,7 @@
 #include "api/http_server.h"
 #include "api/routes.h"
 #include "base/log.h"
+#include "daemon/egress.h"
 #include "manager/images.h"
 #include "manager/isolation_runtime.h"
 #include "manager/manager.h"
@@ -27,6 +28,8 @@ struct Config {
   std::string token;
   std::string agent_path;
   std::string log_level = "info";
+  std::string network = "none";
+  EgressConfig egress;
 };
 
 Result<std::string> LoadOrCreateToken(const Config& c) {
@@ -105,14 +108,30 @@ int Run(const Config& c) {
     log::Error("cove-agent not found at {} (use --agent)", agent);
     return 1;
   }
-  auto runtime = IsolationRuntime::Open(c.state_dir, agent, &images);
+  EgressConfig egress_config = c.egress;
+  egress_config.sealed = c.network == "sealed";
+  egress_config.state_dir = c.state_dir;
+  // The runtime needs the networks, the networks the proxy's ports, and the
+  // manager the runtime: the proxy finds sandboxes through the manager once it exists.
+  Manager* manager_ptr = nullptr;
+  auto find_by_slot = [&manager_ptr](uint32_t slot) {
+    return manager_ptr ? manager_ptr->FindBySlot(slot) : std::nullopt;
+  };
+  auto egress = Egress::Start(io, egress_config, find_by_slot);
+  if (!egress.ok()) {
+    log::Error("cannot set up sandbox networking: {}", egress.error().ToString());
+    return 1;
+  }
+  auto runtime = IsolationRuntime::Open(c.state_dir, agent, &images, (*egress)->networks());
   if (!runtime.ok()) {
     log::Error("cannot set up isolation: {}", runtime.error().ToString());
     return 1;
   }
   Manager manager(io.get_executor(), store->get(), runtime->get());
+  manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
-  api::Api api(&manager, &images, *token);
+  api::EgressRoutes egress_routes(&manager, (*egress)->directory(), (*egress)->denials(), (*egress)->sealed());
+  api::Api api(&manager, &images, *token, &egress_routes);
 
   api::HttpServerOptions hopts;
   hopts.listen_host = c.listen.substr(0, colon);
@@ -141,6 +160,8 @@ int Run(const Config& c) {
               c.state_dir, c.state_dir);
   }, asio::detached);
   io.run();
+  (*egress)->Shutdown(manager.List().empty());
+  manager_ptr = nullptr;
   if (manager.List().empty()) {
     if (auto s = (*runtime)->ReleaseHostResources(); !s.ok())
       log::Warn("cannot release coved's host resources: {}", s.error().ToString());
@@ -160,6 +181,13 @@ int main(int argc, char** argv) {
   app.add_option("--token", c.token, "API bearer token (default: COVE_TOKEN, else STATE/api-token)");
   app.add_option("--agent", c.agent_path, "path of cove-agent (default: next to coved)");
   app.add_option("--log-level", c.log_level, "debug|info")->capture_default_str();
+  app.add_option("--network", c.network, "sealed: each sandbox's only way out is coved's egress proxy; "
+                 "none: loopback only")->check(CLI::IsMember({"sealed", "none"}))->capture_default_str();
+  app.add_option("--network-subnet", c.egress.subnet, "IPv4 range of the sandboxes' veths (a /31 each)")
+      ->capture_default_str();
+  app.add_option("--network-pool", c.egress.pool_size, "sandbox networks kept ready")->capture_default_str();
+  app.add_option("--dns-server", c.egress.dns_servers, "upstream DNS server IP[:PORT] (repeatable; default: "
+                 "the nameservers of /etc/resolv.conf)");
   CLI11_PARSE(app, argc, argv);
   return cove::Run(c);
 }

@@ -50,6 +50,9 @@ struct EgressProxyOptions {
   std::chrono::milliseconds idle_timeout{300000};
   size_t max_header_bytes = 64 << 10;
   size_t max_connections_per_sandbox = 256;
+  // SO_MARK of upstream sockets (0: none); coved's firewall refuses marked
+  // sockets the host's own addresses and the sandboxes (net/firewall.h).
+  uint32_t upstream_mark = 0x636f7665;  // "cove"
 };
 
 class EgressProxy {
@@ -63,7 +66,9 @@ class EgressProxy {
   virtual ~EgressProxy() = default;
   virtual uint16_t explicit_port() const = 0;
   virtual uint16_t transparent_port() const = 0;
-  // Stops accepting and closes every connection.
+  // Stops accepting and closes every connection. Call Stop() and destroy the
+  // proxy on the io_context's thread (or while it is not running), before
+  // the io_context is destroyed.
   virtual void Stop() = 0;
 };
 

@@ -60,11 +60,18 @@ def tail(path, lines=60):
 
 
 class Coved:
-    """One real coved process on a free loopback port with its own state dir."""
+    """One real coved process on a free port with its own state dir.
 
-    def __init__(self, state_dir, log_path, port=None):
+    host: the address it listens on (loopback unless a test's own network
+    namespace is used); prefix: a command that coved runs under (nsenter);
+    args: more coved options."""
+
+    def __init__(self, state_dir, log_path, port=None, host="127.0.0.1", prefix=(), args=()):
         self.state_dir = str(state_dir)
         self.log_path = str(log_path)
+        self.host = host
+        self.prefix = list(prefix)
+        self.args = list(args)
         self.port = port or free_port()
         self.proc = None
         self.token = None
@@ -72,7 +79,7 @@ class Coved:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self):
@@ -86,7 +93,7 @@ class Coved:
         log.write(f"\n===== coved start #{self.starts + 1} on port {self.port} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [COVED, "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir],
+            self.prefix + [COVED, "--listen", f"{self.host}:{self.port}", "--state-dir", self.state_dir] + self.args,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("COVE_")})

@@ -1,0 +1,66 @@
+#include "daemon/egress.h"
+
+#include <functional>
+
+#include "base/log.h"
+#include "proxy/upstream_resolver.h"
+
+namespace cove {
+namespace {
+
+// One nftables table per state directory, so that several coveds share a host.
+std::string TableName(const std::string& state_dir) {
+  return fmt::format("cove_{:08x}", static_cast<uint32_t>(std::hash<std::string>{}(state_dir)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const EgressConfig& config,
+                                              proxy::SandboxDirectory::FindBySlot find_by_slot) {
+  std::unique_ptr<Egress> e(new Egress());
+  COVE_ASSIGN_OR_RETURN(net::AddressPlan plan, net::AddressPlan::Parse(config.subnet));
+  e->directory_ = std::make_unique<proxy::SandboxDirectory>(std::move(find_by_slot), plan, std::make_shared<proxy::EgressPolicy>());
+  if (!config.sealed) return e;
+
+  proxy::UpstreamResolverOptions ropts;
+  ropts.servers = config.dns_servers;
+  COVE_ASSIGN_OR_RETURN(auto resolver, proxy::UpstreamResolver::Create(io.get_executor(), ropts));
+  auto* directory = e->directory_.get();
+  auto* denials = &e->denials_;
+  auto lookup = [directory](const proxy::IpAddress& source) { return directory->Lookup(source); };
+
+  proxy::DnsResponderOptions dopts;
+  dopts.bind_address = "0.0.0.0";  // the firewall redirects sandboxes' DNS here; other sources are refused
+  auto dns_denied = [denials](const proxy::DnsDenial& d) {
+    denials->Record(proxy::Denial{d.sandbox_id, d.name, "", "DNS: " + d.reason});
+  };
+  COVE_ASSIGN_OR_RETURN(e->dns_, proxy::DnsResponder::Start(io, dopts, resolver, lookup, dns_denied));
+
+  proxy::EgressProxyOptions popts;
+  auto proxy_denied = [denials](const proxy::Denial& d) { denials->Record(d); };
+  COVE_ASSIGN_OR_RETURN(e->proxy_, proxy::EgressProxy::Start(io, popts, resolver, lookup, proxy_denied));
+
+  NetworkOptions nopts;
+  nopts.subnet = config.subnet;
+  nopts.pool_size = config.pool_size;
+  nopts.ports.transparent_proxy = e->proxy_->transparent_port();
+  nopts.ports.explicit_proxy = e->proxy_->explicit_port();
+  nopts.ports.dns = e->dns_->port();
+  nopts.ports.upstream_mark = popts.upstream_mark;
+  nopts.table = TableName(config.state_dir);
+  COVE_ASSIGN_OR_RETURN(e->networks_, SandboxNetworks::Open(nopts));
+  log::Info("sandbox network {} sealed by nftables table inet {}: proxy ports {} (transparent) and {} (explicit), DNS {}",
+            config.subnet, nopts.table, nopts.ports.transparent_proxy, nopts.ports.explicit_proxy, nopts.ports.dns);
+  return e;
+}
+
+Egress::~Egress() {
+  if (proxy_) proxy_->Stop();
+}
+
+void Egress::Shutdown(bool no_sandbox_left) {
+  if (proxy_) proxy_->Stop();
+  if (networks_) networks_->Shutdown(no_sandbox_left);
+}
+
+}  // namespace cove

@@ -1,0 +1,53 @@
+// Egress: coved's sealed sandbox networking, wired together: the sandboxes'
+// networks (namespaces, veths, firewall), coved's DNS for sandboxes, the
+// egress proxy, the policy directory and the denial log. With networking off
+// only the policy directory and the denial log exist (policies can still be
+// set; sandboxes then have loopback only).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "manager/asio.h"
+#include "manager/sandbox_networks.h"
+#include "proxy/denial_log.h"
+#include "proxy/dns_responder.h"
+#include "proxy/egress_proxy.h"
+#include "proxy/sandbox_directory.h"
+
+namespace cove {
+
+struct EgressConfig {
+  bool sealed = true;                   // --network sealed|none
+  std::string subnet = "10.200.0.0/15";
+  size_t pool_size = 4;
+  std::vector<std::string> dns_servers;  // empty: /etc/resolv.conf
+  std::string state_dir;                 // names the firewall table
+};
+
+class Egress {
+ public:
+  // Starts the DNS responder and the proxy on `io` (when sealed) and opens
+  // the networks. find_by_slot is called on the io thread.
+  static Result<std::unique_ptr<Egress>> Start(asio::io_context& io, const EgressConfig& config,
+                                               proxy::SandboxDirectory::FindBySlot find_by_slot);
+  ~Egress();
+
+  SandboxNetworks* networks() { return networks_.get(); }  // null when not sealed
+  proxy::SandboxDirectory* directory() { return directory_.get(); }
+  proxy::DenialLog* denials() { return &denials_; }
+  bool sealed() const { return networks_ != nullptr; }
+  // coved is stopping: pooled networks go, and the firewall table too when no sandbox is left.
+  void Shutdown(bool no_sandbox_left);
+
+ private:
+  Egress() = default;
+  proxy::DenialLog denials_;
+  std::unique_ptr<proxy::SandboxDirectory> directory_;
+  std::unique_ptr<proxy::DnsResponder> dns_;
+  std::unique_ptr<proxy::EgressProxy> proxy_;
+  std::unique_ptr<SandboxNetworks> networks_;
+};
+
+}  // namespace cove

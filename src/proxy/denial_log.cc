@@ -1,0 +1,26 @@
+#include "proxy/denial_log.h"
+
+#include "base/log.h"
+#include "base/time.h"
+
+namespace cove::proxy {
+
+void DenialLog::Record(const Denial& d) {
+  log::Info("sandbox {}: egress to {}{} denied: {}", d.sandbox_id, d.destination,
+            d.address.empty() ? "" : " (" + d.address + ")", d.reason);
+  PerSandbox& s = by_sandbox_[d.sandbox_id];
+  s.recent.push_back(Entry{NowUnixMs(), d});
+  if (s.recent.size() > per_sandbox_) s.recent.pop_front();
+  ++s.total;
+}
+
+std::vector<DenialLog::Entry> DenialLog::Recent(const std::string& sandbox_id, uint64_t* total) const {
+  auto it = by_sandbox_.find(sandbox_id);
+  *total = it == by_sandbox_.end() ? 0 : it->second.total;
+  if (it == by_sandbox_.end()) return {};
+  return {it->second.recent.begin(), it->second.recent.end()};
+}
+
+void DenialLog::Forget(const std::string& sandbox_id) { by_sandbox_.erase(sandbox_id); }
+
+}  // namespace cove::proxy

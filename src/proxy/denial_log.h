@@ -1,0 +1,38 @@
+// DenialLog: the egress denials of each sandbox, for the operator and the
+// API (the newest `per_sandbox` of each sandbox, with a total count). Every
+// denial is also logged once here. Single-threaded (coved's io thread).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "proxy/egress_proxy.h"
+
+namespace cove::proxy {
+
+class DenialLog {
+ public:
+  explicit DenialLog(size_t per_sandbox = 200) : per_sandbox_(per_sandbox) {}
+
+  struct Entry {
+    int64_t unix_ms = 0;
+    Denial denial;
+  };
+  void Record(const Denial& d);
+  // Newest last; `total` counts every denial since the sandbox's first.
+  std::vector<Entry> Recent(const std::string& sandbox_id, uint64_t* total) const;
+  void Forget(const std::string& sandbox_id);
+
+ private:
+  struct PerSandbox {
+    std::deque<Entry> recent;
+    uint64_t total = 0;
+  };
+  size_t per_sandbox_;
+  std::map<std::string, PerSandbox> by_sandbox_;
+};
+
+}  // namespace cove::proxy

@@ -1,0 +1,210 @@
+"""Sealed sandbox networking, attacked from inside a sandbox.
+
+coved runs in a network namespace of this module's own (netlab.NetLab) whose
+only peer is a fake internet on documentation addresses: no packet of these
+tests can leave the machine, even when sealing is broken."""
+
+import os
+import shutil
+
+import pytest
+
+from helpers import Api, Coved, make_base_dir, tail, unique_id
+from netlab.lab import NetLab
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0 or not shutil.which("nsenter"):
+        pytest.fail("network tests need root and nsenter")
+    base = make_base_dir("cove-e2e-net-")
+    lab = NetLab(base).up()
+    yield lab
+    lab.down()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def net(lab):
+    """(coved in the lab, its Api)."""
+    base = os.path.dirname(lab.ca_cert)
+    c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), host=lab.lab_addr,
+              prefix=lab.nsenter(), args=["--network", "sealed", "--dns-server", lab.WORLD_DNS])
+    c.start()
+    api = Api(c)
+    yield c, api
+    for sid in api.list_ids():
+        api.delete(f"/v1/sandboxes/{sid}")
+    rc = c.stop()
+    assert rc == 0, tail(c.log_path)
+    # Nothing of coved's is left in the lab: no veth, no firewall table.
+    links = lab_run(lab, "ip", "-o", "link")
+    assert " cv" not in links, links
+    assert "cove_" not in lab_run(lab, "nft", "list", "tables")
+
+
+def lab_run(lab, *cmd):
+    import subprocess
+    return subprocess.run(["ip", "netns", "exec", lab.lab, *cmd], capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def sbx(net):
+    _, api = net
+    sid = unique_id("net")
+    api.create(id=sid)
+    return sid
+
+
+def run(api, sid, command, timeout=60):
+    r = api.exec(sid, command, session="__DISABLE_SESSION__", timeout=timeout)
+    return r["exitCode"], r["stdout"], r["stderr"]
+
+
+def set_policy(api, sid, policy):
+    r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body=policy)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_sandbox_is_wired_to_coved_only(net, sbx):
+    _, api = net
+    code, out, _ = run(api, sbx, "echo $HTTP_PROXY; cat /etc/resolv.conf; cat /proc/sys/net/ipv6/conf/all/disable_ipv6")
+    proxy, resolv, v6 = out.splitlines()
+    assert proxy.startswith("http://10.20"), out
+    gateway = proxy[len("http://"):].rsplit(":", 1)[0]
+    assert resolv == f"nameserver {gateway}"
+    assert v6 == "1"
+
+
+def test_allowed_http_through_the_explicit_and_the_transparent_proxy(net, lab, sbx):
+    _, api = net
+    set_policy(api, sbx, {"enableInternet": True})
+    for flags in ("", "--noproxy '*'"):
+        code, out, err = run(api, sbx, f"curl -sS --max-time 10 {flags} http://allowed.test/hello?via={len(flags)}")
+        assert code == 0, err
+        assert '"server": "198.51.100.10"' in out
+    seen = [r for r in lab.world_requests() if r.get("path", "").startswith("/hello")]
+    assert {r["path"] for r in seen} == {"/hello?via=0", "/hello?via=13"}
+
+
+def test_denied_host_is_refused_everywhere_and_reported(net, lab, sbx):
+    _, api = net
+    set_policy(api, sbx, {"enableInternet": True, "deniedHosts": ["denied.test", "198.51.100.13"]})
+    code, out, _ = run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://denied.test/x")
+    assert out == "403"
+    code, out, _ = run(api, sbx, "getent hosts denied.test || echo nxdomain")
+    assert out.strip() == "nxdomain"
+    code, out, _ = run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 --noproxy '*' http://198.51.100.13/ip")
+    assert out in ("000", "403")
+    assert not [r for r in lab.world_requests() if r.get("server") == "198.51.100.13"]
+    r = api.get(f"/v1/sandboxes/{sbx}/egress/denials")
+    assert r.status_code == 200
+    assert any("denied.test" in d["destination"] for d in r.json()["denials"]), r.json()
+
+
+def test_policy_changes_apply_at_once(net, sbx):
+    _, api = net
+    set_policy(api, sbx, {"enableInternet": False, "allowedHosts": ["allowed.test"]})
+    assert run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://allowed.test/a")[1] == "200"
+    assert run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://other.test/a")[1] == "403"
+    set_policy(api, sbx, {"enableInternet": False, "allowedHosts": ["other.test"]})
+    assert run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://allowed.test/a")[1] == "403"
+    assert run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://other.test/a")[1] == "200"
+    assert api.request("DELETE", f"/v1/sandboxes/{sbx}/egress").json()["custom"] is False
+
+
+@pytest.mark.parametrize("target", [
+    "http://169.254.169.254/latest/meta-data/",   # cloud metadata
+    "http://127.0.0.1:1/",                        # the sandbox's own loopback: nothing there
+    "http://10.9.8.7/",                           # a private address
+])
+def test_non_global_destinations_are_denied(net, sbx, target):
+    _, api = net
+    for flags in ("", "--noproxy '*'"):
+        code, out, _ = run(api, sbx, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {flags} {target}")
+        assert out in ("000", "403"), (flags, target, out)
+
+
+def test_host_services_and_coved_api_are_unreachable(net, lab, sbx):
+    c, api = net
+    code, out, _ = run(api, sbx, "echo $HTTP_PROXY")
+    gateway = out.strip()[len("http://"):].rsplit(":", 1)[0]
+    for url in (f"http://{gateway}:{c.port}/v1/sandboxes", f"http://{lab.lab_addr}:{c.port}/v1/sandboxes",
+                f"http://198.51.100.1:{c.port}/v1/sandboxes"):
+        for flags in ("", "--noproxy '*'"):
+            code, out, _ = run(api, sbx, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {flags} {url}")
+            assert out in ("000", "403"), (url, flags, out)
+
+
+def test_other_sandboxes_are_unreachable(net, sbx):
+    _, api = net
+    other = unique_id("net-b")
+    api.create(id=other)
+    try:
+        api.exec(other, "python3 -m http.server 8000 >/dev/null 2>&1 &", session="srv")
+        code, out, _ = run(api, other, "echo $HTTP_PROXY")
+        addr = out.strip()[len("http://"):].rsplit(":", 1)[0]
+        # The sandbox side is the gateway + 1.
+        a, b, c3, d = map(int, addr.split("."))
+        peer = f"{a}.{b}.{c3}.{d + 1}"
+        for flags in ("", "--noproxy '*'"):
+            code, out, _ = run(api, sbx, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {flags} http://{peer}:8000/")
+            assert out in ("000", "403"), (flags, out)
+    finally:
+        api.delete(f"/v1/sandboxes/{other}")
+
+
+def test_udp_raw_packet_sockets_and_ipv6_go_nowhere(net, lab, sbx):
+    _, api = net
+    script = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('198.51.100.12', 9999)); print('udp-sent')
+for fam, typ, proto in ((socket.AF_INET, socket.SOCK_RAW, 1), (socket.AF_PACKET, socket.SOCK_RAW, 0)):
+    try:
+        socket.socket(fam, typ, proto); print('raw-open')
+    except PermissionError:
+        print('raw-denied')
+try:
+    socket.create_connection(('2001:db8::1', 80), timeout=3); print('v6-connected')
+except OSError:
+    print('v6-failed')
+"""
+    code, out, err = run(api, sbx, f"python3 -c {sh_quote(script)}")
+    assert out.split() == ["udp-sent", "raw-denied", "raw-denied", "v6-failed"], (out, err)
+    assert not [r for r in lab.world_requests() if r.get("tcp") == 9999 or r.get("server") == "198.51.100.12"]
+
+
+def test_root_in_the_sandbox_cannot_change_its_network(net, sbx):
+    _, api = net
+    for cmd in ("ip link set eth0 down", "ip addr add 10.200.99.1/32 dev eth0", "ip route del default",
+                "nft flush ruleset", "sysctl -w net.ipv6.conf.all.disable_ipv6=0"):
+        code, out, err = run(api, sbx, cmd + " 2>&1")
+        assert code != 0, (cmd, out)
+    code, out, _ = run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://allowed.test/still")
+    assert out == "200"
+
+
+def test_dns_is_answered_by_coved_only(net, lab, sbx):
+    _, api = net
+    set_policy(api, sbx, {"enableInternet": False, "allowedHosts": ["allowed.test"]})
+    try:
+        # A query sent straight to the world's DNS server is answered by coved (denied: NXDOMAIN).
+        code, out, _ = run(api, sbx, "getent hosts allowed.test; getent hosts other.test || echo other-nx")
+        assert "198.51.100.10" in out and "other-nx" in out
+        before = len([r for r in lab.world_requests() if r.get("dns") == "tunnel.other.test"])
+        script = ("import socket,struct;s=socket.socket(2,2);s.settimeout(3);"
+                  "q=struct.pack('>HHHHHH',7,256,1,0,0,0)+b'\\x06tunnel\\x05other\\x04test\\x00\\x00\\x01\\x00\\x01';"
+                  "s.sendto(q,('198.51.100.53',53));r=s.recv(512);print(r[3]&15)")
+        code, out, _ = run(api, sbx, f"python3 -c {sh_quote(script)}")
+        assert out.strip() == "3"  # NXDOMAIN from coved
+        after = len([r for r in lab.world_requests() if r.get("dns") == "tunnel.other.test"])
+        assert after == before  # the denied name never left coved
+    finally:
+        set_policy(api, sbx, {"enableInternet": True})
+
+
+def sh_quote(s):
+    return "'" + s.replace("'", "'\"'\"'") + "'"
