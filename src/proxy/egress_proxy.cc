@@ -701,7 +701,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_await http::async_read_header(upstream_, upstream_buffer, response_parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
       Touch();
-      if (ec) co_return first ? ResponseEnd::kNoResponse : ResponseEnd::kClose;
+      if (ec) {
+        ResponseEnd failed = first ? ResponseEnd::kNoResponse : ResponseEnd::kClose;
+        co_return failed;
+      }
       auto& res = response_parser.get();
       int status = res.result_int();
       if (status == 101) {
@@ -715,7 +718,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         res.set(http::field::connection, "Upgrade");
         res.set(http::field::upgrade, upgrade);
         RelayResult switched = co_await RelayMessage<false>(response_parser, upstream_, upstream_buffer, client_);
-        co_return switched.ec ? ResponseEnd::kClose : ResponseEnd::kSwitchedProtocols;
+        ResponseEnd switched_end = switched.ec ? ResponseEnd::kClose : ResponseEnd::kSwitchedProtocols;
+        co_return switched_end;
       }
       bool interim = status >= 100 && status < 200;
       bool body_until_eof = !response_parser.is_done() && !response_parser.chunked() &&
