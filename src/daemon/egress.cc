@@ -37,6 +37,10 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
   COVE_ASSIGN_OR_RETURN(e->dns_, proxy::DnsResponder::Start(io, dopts, resolver, lookup, dns_denied));
 
   proxy::EgressProxyOptions popts;
+  auto* dns = e->dns_.get();
+  popts.name_for_address = [dns](const std::string& sandbox_id, const proxy::IpAddress& address) {
+    return dns->NameForAddress(sandbox_id, address);
+  };
   auto proxy_denied = [denials](const proxy::Denial& d) { denials->Record(d); };
   COVE_ASSIGN_OR_RETURN(e->proxy_, proxy::EgressProxy::Start(io, popts, resolver, lookup, proxy_denied));
 

@@ -281,15 +281,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Task<void> ServeRawTcp(OriginalDestination original) {
-    std::string literal = original.address.ToString();
-    Admission admission = co_await OpenUpstream(literal, original.port, "", "", original.address);
+    std::string host = RawTcpName(original.address);
+    Admission admission = co_await OpenUpstream(host, original.port, "", "", original.address);
     if (admission.outcome != Admission::Outcome::kAllowed) {
       if (admission.outcome == Admission::Outcome::kDenied) {
-        state_->Report(MakeDenial(HostPort(literal, original.port), admission.address, admission.reason));
+        state_->Report(MakeDenial(HostPort(host, original.port), admission.address, admission.reason));
       }
       co_return;
     }
     co_await StartTunnel(std::string());
+  }
+
+  // The DNS name this sandbox got `address` from, else the address itself.
+  std::string RawTcpName(const IpAddress& address) {
+    if (state_->options.name_for_address) {
+      if (auto sandbox = state_->lookup(source_)) {
+        if (auto name = state_->options.name_for_address(sandbox->sandbox_id, address)) return *name;
+      }
+    }
+    return address.ToString();
   }
 
   // Reads from the client into `bytes` until it holds a ClientHello (or

@@ -53,6 +53,10 @@ struct EgressProxyOptions {
   // SO_MARK of upstream sockets (0: none); coved's firewall refuses marked
   // sockets the host's own addresses and the sandboxes (net/firewall.h).
   uint32_t upstream_mark = 0x636f7665;  // "cove"
+  // The name a sandbox looked up to get an address (coved's DNS remembers
+  // its answers): raw TCP to that address is decided on the name, so a rule
+  // can name "ssh.example.com" rather than its addresses. Optional.
+  std::function<std::optional<std::string>(const std::string& sandbox_id, const IpAddress& address)> name_for_address;
 };
 
 class EgressProxy {

@@ -208,3 +208,74 @@ def test_dns_is_answered_by_coved_only(net, lab, sbx):
 
 def sh_quote(s):
     return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def test_raw_tcp_needs_a_rule_naming_host_and_port(net, lab, sbx):
+    _, api = net
+    echo = ("import socket;s=socket.create_connection(('ssh.test',22),timeout=5);s.sendall(b'ping');"
+            "print(s.recv(4).decode())")
+    set_policy(api, sbx, {"enableInternet": True})
+    before = len([r for r in lab.world_requests() if r.get("tcp") == 22])
+    code, out, _ = run(api, sbx, f"python3 -c {sh_quote(echo)}")
+    assert "ping" not in out  # the proxy accepted the redirected connection, then closed it
+    assert len([r for r in lab.world_requests() if r.get("tcp") == 22]) == before
+    set_policy(api, sbx, {"enableInternet": True, "rules": [{"host": "ssh.test", "ports": [22]}]})
+    code, out, err = run(api, sbx, f"python3 -c {sh_quote(echo)}")
+    assert out.strip() == "ping", err
+    # The rule names the host: the same port on another host stays closed.
+    other = echo.replace("'ssh.test'", "'198.51.100.13'")
+    code, out, _ = run(api, sbx, f"python3 -c {sh_quote(other)}")
+    assert "ping" not in out
+    set_policy(api, sbx, {"enableInternet": True})
+
+
+def test_host_addresses_are_unreachable_even_on_allowed_ports(net, lab, sbx):
+    """A server of the host on port 80 of a 'global' address: the policy would
+    allow the port, the firewall refuses the proxy's upstream socket."""
+    import subprocess
+    _, api = net
+    server = subprocess.Popen(["ip", "netns", "exec", lab.lab, "python3", "-m", "http.server", "80",
+                               "--bind", lab.lab_addr], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+        time.sleep(0.5)
+        for flags in ("", "--noproxy '*'"):
+            code, out, _ = run(api, sbx, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {flags} "
+                                         f"http://{lab.lab_addr}/")
+            assert out in ("000", "403", "502"), (flags, out)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_connect_tricks_are_refused(net, lab, sbx):
+    _, api = net
+    set_policy(api, sbx, {"enableInternet": False, "allowedHosts": ["tls.test", "allowed.test"]})
+    try:
+        # CONNECT to a denied host by IP literal.
+        code, out, _ = run(api, sbx, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 -p -k https://198.51.100.13/")
+        assert out == "000"  # CONNECT answered 403: curl reports no HTTP code for the tunnelled request
+        # Domain fronting: CONNECT to an allowed name, TLS SNI naming another.
+        script = ("import socket,ssl,os;p=os.environ['HTTP_PROXY'][7:].rsplit(':',1);"
+                  "s=socket.create_connection((p[0],int(p[1])),timeout=5);"
+                  "s.sendall(b'CONNECT tls.test:443 HTTP/1.1\\r\\nHost: tls.test:443\\r\\n\\r\\n');"
+                  "print(s.recv(100).split(b'\\r\\n')[0].decode());"
+                  "c=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE;"
+                  "t=c.wrap_socket(s,server_hostname='other.test')\n")
+        code, out, _ = run(api, sbx, f"python3 -c {sh_quote(script)}")
+        assert "200" in out and code != 0, out  # tunnel opened, then cut at the fronted ClientHello
+        # A relayed CONNECT inside an allowed plain-HTTP tunnel reaches only that host.
+        before = len(lab.world_requests())
+        relay = ("import socket,os;p=os.environ['HTTP_PROXY'][7:].rsplit(':',1);"
+                 "s=socket.create_connection((p[0],int(p[1])),timeout=5);"
+                 "s.sendall(b'CONNECT allowed.test:80 HTTP/1.1\\r\\nHost: allowed.test:80\\r\\n\\r\\n');"
+                 "print(s.recv(100).split(b'\\r\\n')[0].decode());"
+                 "s.sendall(b'CONNECT denied.test:80 HTTP/1.1\\r\\nHost: denied.test:80\\r\\n\\r\\n');"
+                 "print(s.recv(300).split(b'\\r\\n')[0].decode())")
+        code, out, _ = run(api, sbx, f"python3 -c {sh_quote(relay)}")
+        assert out.splitlines()[0].endswith("200 Connection established") or " 200" in out.splitlines()[0], out
+        new = lab.world_requests()[before:]
+        assert all(r.get("server") == "198.51.100.10" for r in new if "server" in r), new
+        assert not [r for r in new if r.get("server") == "198.51.100.13"]
+    finally:
+        set_policy(api, sbx, {"enableInternet": True})
