@@ -28,7 +28,7 @@ struct Config {
   std::string token;
   std::string agent_path;
   std::string log_level = "info";
-  std::string network = "none";
+  std::string network = "sealed";
   EgressConfig egress;
 };
 
