@@ -189,7 +189,10 @@ double CreateAndRun(MiniHttp& h, const std::string& id) {
     return -1;
   }
   auto e = h.Call("POST", "/v1/sandboxes/" + id + "/api/execute", kTrueSessionless);
-  if (e.status != 200) return -1;
+  if (e.status != 200) {
+    fprintf(stderr, "first command in %s: %d %s\n", id.c_str(), e.status, e.body.c_str());
+    return -1;
+  }
   return Ms(Clock::now() - t0);
 }
 

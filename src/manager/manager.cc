@@ -1,5 +1,7 @@
 #include "manager/manager.h"
 
+#include <sys/wait.h>
+
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -181,6 +183,26 @@ Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared
   co_return *conn;
 }
 
+namespace {
+
+// " (status N)" or " (signal N)" of an exited child behind a pidfd, without
+// reaping it (the runtime does); empty when unknown (not our child).
+// True when the child behind pidfd has certainly not exited (false when it
+// has, or when it is not our child, e.g. adopted after a restart).
+bool StillRunning(int pidfd) {
+  siginfo_t si{};
+  return ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
+std::string ExitDescription(int pidfd) {
+  siginfo_t si{};
+  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) return "";
+  if (si.si_code == CLD_EXITED) return " (status " + std::to_string(si.si_status) + ")";
+  return " (signal " + std::to_string(si.si_status) + ")";
+}
+
+}  // namespace
+
 void Manager::WatchPid(const std::shared_ptr<Entry>& entry) {
   int fd = static_cast<int>(syscall(SYS_pidfd_open, entry->record.pid, 0));
   if (fd < 0) {
@@ -188,12 +210,21 @@ void Manager::WatchPid(const std::shared_ptr<Entry>& entry) {
     return;
   }
   entry->pid_watch = std::make_unique<asio::posix::stream_descriptor>(ex_, fd);
+  AwaitPidExit(entry);
+}
+
+void Manager::AwaitPidExit(const std::shared_ptr<Entry>& entry) {
   std::weak_ptr<Entry> weak = entry;
   entry->pid_watch->async_wait(asio::posix::stream_descriptor::wait_read,
                                [this, weak](const boost::system::error_code& ec) {
                                  auto en = weak.lock();
-                                 if (ec || !en || en->destroying) return;
-                                 MarkFailed(en, "its pid 1 (cove-agent) exited", true);
+                                 if (ec || !en || en->destroying || !en->pid_watch) return;
+                                 int fd = en->pid_watch->native_handle();
+                                 // The reactor may report a pidfd readable while the
+                                 // process still runs (seen under bursts of creates):
+                                 // believe only the kernel's wait state.
+                                 if (StillRunning(fd)) return AwaitPidExit(en);
+                                 MarkFailed(en, "its pid 1 (cove-agent) exited" + ExitDescription(fd), true);
                                });
 }
 

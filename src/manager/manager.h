@@ -76,6 +76,7 @@ class Manager {
   Task<Result<SandboxRecord>> Launch(std::shared_ptr<Entry> entry);
   Task<Result<std::shared_ptr<AgentConnection>>> ConnectAgent(std::shared_ptr<Entry> entry);
   void WatchPid(const std::shared_ptr<Entry>& entry);
+  void AwaitPidExit(const std::shared_ptr<Entry>& entry);
   // Marks a sandbox failed (persisted, with the reason); clean_up also kills
   // what is left of it and frees its cgroups and layer in the background.
   void MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, bool clean_up);
