@@ -649,6 +649,24 @@ def test_terminal_page(api, contract, sb):
     assert out["code"] == "NOT_FOUND"
 
 
+def test_egress(api, contract, sb):
+    _, out = call(api, contract, "GET", f"/v1/sandboxes/{sb}/egress", expect=200)
+    assert out["custom"] is False
+    policy = {"enableInternet": False, "allowedHosts": ["*.example.com"], "deniedHosts": ["10.0.0.0/8"],
+              "rules": [{"host": "git.example.com", "ports": [22]}]}
+    _, out = call(api, contract, "PUT", f"/v1/sandboxes/{sb}/egress", policy, expect=200)
+    assert out["custom"] is True and out["policy"]["allowedHosts"] == ["*.example.com"]
+    _, out = call(api, contract, "PUT", f"/v1/sandboxes/{sb}/egress", {"enableInternet": "yes"}, expect=400)
+    assert "enableInternet" in out["message"]
+    _, out = call(api, contract, "PUT", f"/v1/sandboxes/{sb}/egress", {"rules": [{"host": "x", "ports": [0]}]},
+                  expect=400)
+    _, out = call(api, contract, "GET", f"/v1/sandboxes/{sb}/egress/denials", expect=200)
+    assert out["total"] == len(out["denials"])
+    _, out = call(api, contract, "DELETE", f"/v1/sandboxes/{sb}/egress", expect=200)
+    assert out["custom"] is False
+    _, out = call(api, contract, "GET", "/v1/sandboxes/no-such-sandbox-here/egress", expect=404)
+
+
 # ---------------------------------------------------------------- outside the routes
 
 def test_wrong_methods_are_405(api, contract, sb, spec):
