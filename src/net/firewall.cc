@@ -42,6 +42,8 @@ std::string FirewallScript(const std::string& table, const FirewallConfig& p, co
       "    iifname @links tcp dport {{ {1}, {2}, {3} }} accept\n"
       "    iifname @links udp dport {3} accept\n"
       "    iifname @links drop\n"
+      "    tcp dport {{ {1}, {2}, {3} }} drop\n"
+      "    udp dport {3} drop\n"
       "  }}\n"
       "  chain forward {{\n"
       "    type filter hook forward priority filter; policy accept;\n"

@@ -6,7 +6,8 @@
 //     responder, every other TCP connection to the transparent proxy port,
 //     except connections to the explicit proxy port (HTTP_PROXY);
 //   - the host accepts from sandboxes only those ports; everything else
-//     (IPv6, ICMP, other UDP, the host's own services) is dropped;
+//     (IPv6, ICMP, other UDP, the host's own services) is dropped; and those
+//     ports accept nothing but sandboxes' traffic;
 //   - nothing is forwarded to or from a sandbox (no sandbox-to-sandbox
 //     traffic, no route out), and only root's sockets on the host may open
 //     connections to a sandbox (the preview router);

@@ -172,6 +172,18 @@ TEST_F(NetworkTest, FirewallRedirectsEverythingToCovedAndDropsTheRest) {
     return ::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
   };
   EXPECT_TRUE(marked_connect(Ip("127.0.0.1"), api_port, 0));
+  // coved's proxy ports take sandboxes' traffic only (not the host's, not other networks').
+  auto quick_connect = [](in_addr dst, uint16_t port) {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in sa = Addr(dst, port);
+    ::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    pollfd p{s.get(), POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    return ::poll(&p, 1, 300) == 1 && ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+  };
+  EXPECT_FALSE(quick_connect(Ip("127.0.0.1"), explicit_port));
+  EXPECT_FALSE(quick_connect(gw, transparent));
   EXPECT_TRUE(Readable(api.get(), 1000));
   EXPECT_FALSE(marked_connect(Ip("127.0.0.1"), api_port, 0xc0fe));
   EXPECT_FALSE(marked_connect(gw, api_port, 0xc0fe));
