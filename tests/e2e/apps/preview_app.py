@@ -8,6 +8,8 @@ Serves on 127.0.0.1:PORT (argv[1]), HTTP/1.1 with keep-alive:
   POST /echo        the request body back (Content-Length or chunked request)
   GET /conn         the id of the TCP connection (to see keep-alive upstream)
   GET /ws           WebSocket echo (text frames, prefixed with "echo:")
+  GET /             a page whose script opens /ws on its own origin, sends a
+                    message and shows the echo in #out (the Chromium test)
 """
 import base64
 import hashlib
@@ -17,6 +19,19 @@ import struct
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>preview</title></head>
+<body><div id="out">waiting</div>
+<script>
+const out = document.getElementById('out');
+const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
+ws.onopen = () => ws.send('hello-from-page');
+ws.onmessage = (e) => { out.textContent = e.data; };
+ws.onerror = () => { out.textContent = 'websocket error'; };
+</script></body></html>
+"""
 
 
 class Server(socketserver.ThreadingMixIn, HTTPServer):
@@ -40,7 +55,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/hello":
+        if self.path == "/":
+            self.send_body(PAGE, "text/html; charset=utf-8")
+        elif self.path == "/hello":
             seen = {k: self.headers.get(k) for k in ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
                                                      "Connection", "Keep-Alive", "Host")}
             self.send_body(b"hello from the sandbox", extra=[("X-Seen", json.dumps(seen))])
