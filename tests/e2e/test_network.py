@@ -208,3 +208,24 @@ def test_dns_is_answered_by_coved_only(net, lab, sbx):
 
 def sh_quote(s):
     return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def test_preview_urls_with_sealed_networking(net, sbx):
+    """The preview listener reaches servers on the sandbox's loopback and on its eth0 only."""
+    import requests
+    c, api = net
+    app = open(os.path.join(os.path.dirname(__file__), "apps", "preview_app.py")).read()
+    api.call(sbx, "write", {"path": "/tmp/preview_app.py", "content": app})
+    code, out, _ = run(api, sbx, "ip -4 -o addr show dev eth0")
+    assert code == 0, out
+    eth0 = out.split()[3].split("/")[0]
+    api.call(sbx, "process/start", {"command": "exec python3 /tmp/preview_app.py 8000", "processId": "lo"})
+    api.call(sbx, "process/start", {"command": f"exec python3 /tmp/preview_app.py 8001 {eth0}", "processId": "eth0"})
+    for port in (8000, 8001):
+        api.stream(sbx, "port-watch", {"port": port, "mode": "tcp", "interval": 100})
+        r = api.post(f"/v1/sandboxes/{sbx}/ports", {"port": port})
+        assert r.status_code == 201, r.text
+        host = r.json()["url"].split("//", 1)[1]
+        assert host.endswith(f".localhost:{c.preview_port}")
+        got = requests.get(f"http://{c.host}:{c.preview_port}/hello", headers={"Host": host}, timeout=30)
+        assert got.status_code == 200 and got.text == "hello from the sandbox", (port, got.status_code, got.text)

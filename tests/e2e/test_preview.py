@@ -276,3 +276,38 @@ def test_cli(api, coved, app):
     assert rc == 0, err
     rc, out, err = cove("port", "ls", unique_id("nope"))
     assert rc == 1 and "not found" in err
+
+
+def test_tls_listener(coved_factory, tmp_path):
+    """--preview-tls-cert/--preview-tls-key: the listener speaks TLS with that certificate."""
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=preview.test",
+                    "-addext", "subjectAltName=DNS:*.preview.test",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    c, a = coved_factory(args=["--preview-tls-cert", str(cert), "--preview-tls-key", str(key),
+                               "--preview-domain", "preview.test"])
+    sid = unique_id("pvt")
+    a.create(id=sid)
+    start_app(a, sid, 8600)
+    e = expose(a, sid, 8600)
+    assert e["url"] == f"https://8600-{sid}-{e['token']}.preview.test:{c.preview_port}"
+    host = e["url"].split("//", 1)[1]
+    ctx = ssl.create_default_context(cafile=str(cert))
+    conn = http.client.HTTPSConnection("127.0.0.1", c.preview_port, context=ctx, timeout=30)
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", c.preview_port), timeout=30),
+                                server_hostname=host.split(":")[0])
+    conn.request("GET", "/hello", headers={"Host": host})
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == b"hello from the sandbox"
+    seen = __import__("json").loads(r.getheader("X-Seen"))
+    assert seen["X-Forwarded-Proto"] == "https"
+    conn.close()
+    # Plain HTTP on the TLS listener gets nowhere.
+    s = socket.create_connection(("127.0.0.1", c.preview_port), timeout=10)
+    s.sendall(f"GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    try:
+        assert b"hello from the sandbox" not in s.recv(4096)
+    except ConnectionResetError:
+        pass
+    s.close()

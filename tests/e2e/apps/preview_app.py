@@ -1,6 +1,6 @@
 """A test server run inside a sandbox by tests/e2e/test_preview.py (stdlib only).
 
-Serves on 127.0.0.1:PORT (argv[1]), HTTP/1.1 with keep-alive:
+Serves on 127.0.0.1:PORT (argv[1]; argv[2]: another address to bind), HTTP/1.1 with keep-alive:
   GET /hello        "hello from the sandbox", with the request's X-Forwarded-* and
                     Connection headers echoed as JSON in the X-Seen header
   GET /chunked      three chunks, 0.3 s apart (Transfer-Encoding: chunked)
@@ -138,4 +138,4 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    Server((sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
