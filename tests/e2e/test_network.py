@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import Api, Coved, make_base_dir, tail, unique_id
+from helpers import Api, Coved, make_base_dir, tail, unique_id, wait_until
 from netlab.lab import NetLab
 
 pytestmark = pytest.mark.network
@@ -222,10 +222,12 @@ def test_preview_urls_with_sealed_networking(net, sbx):
     api.call(sbx, "process/start", {"command": "exec python3 /tmp/preview_app.py 8000", "processId": "lo"})
     api.call(sbx, "process/start", {"command": f"exec python3 /tmp/preview_app.py 8001 {eth0}", "processId": "eth0"})
     for port in (8000, 8001):
-        api.stream(sbx, "port-watch", {"port": port, "mode": "tcp", "interval": 100})
         r = api.post(f"/v1/sandboxes/{sbx}/ports", {"port": port})
         assert r.status_code == 201, r.text
         host = r.json()["url"].split("//", 1)[1]
         assert host.endswith(f".localhost:{c.preview_port}")
-        got = requests.get(f"http://{c.host}:{c.preview_port}/hello", headers={"Host": host}, timeout=30)
-        assert got.status_code == 200 and got.text == "hello from the sandbox", (port, got.status_code, got.text)
+
+        def get():
+            return requests.get(f"http://{c.host}:{c.preview_port}/hello", headers={"Host": host}, timeout=30)
+        assert wait_until(lambda: get().status_code == 200, 20), (port, get().status_code)
+        assert get().text == "hello from the sandbox"
