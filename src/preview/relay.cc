@@ -265,6 +265,7 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
   bool upstream_keep = KeepAlive(resp) && rframing->kind != BodyKind::kUntilClose;
   bool keep = client_keep && rframing->kind != BodyKind::kUntilClose;
   StripHopByHop(resp, false);
+  resp.version_minor = 1;  // this hop is HTTP/1.1 whatever the server speaks
   if (!keep) resp.Add("Connection", "close");
   else if (client_minor == 0) resp.Add("Connection", "keep-alive");
   std::string out = resp.SerializeResponse();
