@@ -1,6 +1,7 @@
 // Unit tests of the preview router's parsers: host routes, heads, chunked bodies.
 #include <gtest/gtest.h>
 
+#include "manager/sandbox_record.h"
 #include "preview/chunked_scanner.h"
 #include "preview/host_route.h"
 #include "preview/http_head.h"
@@ -109,6 +110,25 @@ TEST(ChunkedScanner, RejectsGarbage) {
     ChunkedScanner s;
     EXPECT_FALSE(s.Feed(t).ok()) << t;
   }
+}
+
+TEST(SandboxRecord, ExposedPortsRoundTrip) {
+  SandboxRecord r;
+  r.id = "sb";
+  r.ports.push_back({8000, "web", "tok_1", 1234});
+  r.ports.push_back({9000, "", "abc", 5678});
+  auto back = SandboxRecord::FromJson(r.ToJson());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_EQ(back->ports.size(), 2u);
+  EXPECT_EQ(back->ports[0].port, 8000);
+  EXPECT_EQ(back->ports[0].name, "web");
+  EXPECT_EQ(back->ports[0].token, "tok_1");
+  EXPECT_EQ(back->ports[1].created_ms, 5678);
+  auto old = r.ToJson();
+  old.erase("ports");  // records of older versions
+  auto legacy = SandboxRecord::FromJson(old);
+  ASSERT_TRUE(legacy.ok());
+  EXPECT_TRUE(legacy->ports.empty());
 }
 
 }  // namespace
