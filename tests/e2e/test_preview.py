@@ -116,7 +116,8 @@ def test_chunked_response_streams(coved, app):
         arrivals.append(time.monotonic() - t0)
         body += piece
     assert body == b"part0;part1;part2;"
-    assert arrivals[0] < 0.5 and arrivals[-1] >= 0.6, arrivals
+    # Each part as it was written (0.3 s apart), not all at once at the end.
+    assert len(arrivals) >= 3 and arrivals[-1] - arrivals[0] >= 0.45, arrivals
 
 
 def test_sse_arrives_incrementally(coved, app):
@@ -129,7 +130,8 @@ def test_sse_arrives_incrementally(coved, app):
         if line.startswith(b"data: "):
             events.append((time.monotonic() - t0, line))
     assert len(events) == 5
-    assert events[0][0] < 1.0 and events[-1][0] >= 2.0, events  # the first before the server finished
+    # The first event arrived long before the server finished (2 s later), not buffered.
+    assert events[-1][0] - events[0][0] >= 1.5, events
 
 
 def test_request_bodies(coved, app):
