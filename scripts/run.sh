@@ -2,7 +2,8 @@
 # Installs what is missing, builds cove, and starts coved in the background on its
 # defaults (API on 127.0.0.1:7070, state in /var/lib/cove); logs go to
 # /var/log/cove/coved.log. Running it again restarts coved on the new build.
-# Environment: COVE_LISTEN (host:port) and COVE_STATE_DIR override the defaults.
+# Environment: COVE_LISTEN (host:port), COVE_PREVIEW_LISTEN (host:port of the preview
+# URLs, default 127.0.0.1:7071) and COVE_STATE_DIR override the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ ninja -C build
 
 state_dir=${COVE_STATE_DIR:-/var/lib/cove}
 listen=${COVE_LISTEN:-127.0.0.1:7070}
+preview_listen=${COVE_PREVIEW_LISTEN:-127.0.0.1:7071}
 log_dir=/var/log/cove
 pid_file=/run/cove/coved.pid
 mkdir -p "$log_dir" /run/cove
@@ -26,6 +28,7 @@ fi
 args=()
 [ -n "${COVE_LISTEN:-}" ] && args+=(--listen "$listen")
 [ -n "${COVE_STATE_DIR:-}" ] && args+=(--state-dir "$state_dir")
+[ -n "${COVE_PREVIEW_LISTEN:-}" ] && args+=(--preview-listen "$preview_listen")
 setsid build/bin/coved "${args[@]}" >>"$log_dir/coved.log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$pid_file"
@@ -50,4 +53,5 @@ coved is running (pid $pid) on http://$listen
   log:    $log_dir/coved.log
   stop:   kill \$(cat $pid_file)
   CLI:    $(pwd)/build/bin/cove create   (reads the token file itself)
+  preview URLs: http://PORT-ID-TOKEN.localhost:${preview_listen##*:}   (cove port expose ID PORT)
 MSG

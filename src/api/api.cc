@@ -81,6 +81,8 @@ Task<HttpResponse> Api::Handle(HttpRequest& req) {
     if (!id.empty() && rest == "/ws/pty") co_return co_await compat_.Terminal(req, id);
     if (!id.empty() && rest == "/terminal") co_return TerminalPage(req);
     if (!id.empty() && (rest == "/egress" || rest == "/egress/denials")) co_return co_await egress_->Handle(req, id, rest);
+    if (!id.empty() && ports_ && (rest == "/ports" || rest.starts_with("/ports/")))
+      co_return co_await ports_->Handle(req, id, rest);
     co_return co_await compat_.Handle(req, id, rest);
   }
   if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty())

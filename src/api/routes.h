@@ -3,6 +3,7 @@
 //   /v1/sandboxes/{id}/...                        Cloudflare-compatible API (compat_routes.cc)
 //   /v1/sandboxes/{id}/terminal, /v1/terminal/*   the terminal page and its assets (terminal_page.cc)
 //   /v1/sandboxes/{id}/egress[/denials]           egress policy and denials (egress_routes.cc)
+//   /v1/sandboxes/{id}/ports[/{port}]             exposed ports, preview URLs (exposure_routes.cc)
 #pragma once
 
 #include <memory>
@@ -75,10 +76,30 @@ class EgressRoutes {
   bool network_enabled_;
 };
 
+// exposure_routes.cc: a sandbox's exposed ports and their preview URLs.
+class ExposureRoutes {
+ public:
+  struct Options {
+    std::string domain = "localhost";  // of the preview URLs
+    uint16_t listen_port = 7071;       // the preview listener's port
+    bool tls = false;
+    std::function<void(const std::string& id, uint16_t port)> on_unexposed;  // closes its connections
+  };
+  ExposureRoutes(Manager* manager, Options options) : manager_(manager), options_(std::move(options)) {}
+  // rest: "/ports" or "/ports/{port}".
+  Task<HttpResponse> Handle(HttpRequest& req, const std::string& id, const std::string& rest);
+
+ private:
+  using Json = nlohmann::json;
+  Json ExposureJson(const std::string& id, const PortExposure& e) const;
+  Manager* manager_;
+  Options options_;
+};
+
 class Api {
  public:
-  Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress)
-      : native_(manager, images), compat_(manager), egress_(egress), token_(std::move(token)) {}
+  Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress, ExposureRoutes* ports = nullptr)
+      : native_(manager, images), compat_(manager), egress_(egress), ports_(ports), token_(std::move(token)) {}
   Task<HttpResponse> Handle(HttpRequest& req);
   // Whether the server should spool this request's body to a file (image uploads).
   static bool WantsSpooledBody(const HttpRequest& req);
@@ -87,6 +108,7 @@ class Api {
   NativeRoutes native_;
   CompatRoutes compat_;
   EgressRoutes* egress_;
+  ExposureRoutes* ports_;
   std::string token_;
 };
 

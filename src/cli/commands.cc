@@ -732,4 +732,56 @@ Result<int> Commands::Shell(const std::string& id, const std::string& session) {
   }
 }
 
+// ---------------------------------------------------------------- ports
+
+namespace {
+
+Error SandboxNotFound(Error e, const std::string& id) {
+  if (ApiCode(e) == "SANDBOX_NOT_FOUND") e.message = "sandbox \"" + id + "\" not found";
+  return e;
+}
+
+}  // namespace
+
+Result<int> Commands::PortExpose(const PortExposeOptions& o) {
+  json req = {{"port", o.port}};
+  if (!o.name.empty()) req["name"] = o.name;
+  if (!o.token.empty()) req["token"] = o.token;
+  std::string body = req.dump();
+  auto r = http_->Json("POST", SandboxPath(o.id, "/ports"), &body);
+  if (!r.ok()) return SandboxNotFound(std::move(r).error(), o.id);
+  if (opts_.json) {
+    PrintJson(*r);
+    return 0;
+  }
+  COVE_ASSIGN_OR_RETURN(json j, ParseJson(*r));
+  std::puts(Str(j, "url").c_str());
+  return 0;
+}
+
+Result<int> Commands::PortList(const std::string& id) {
+  auto r = http_->Json("GET", SandboxPath(id, "/ports"), nullptr);
+  if (!r.ok()) return SandboxNotFound(std::move(r).error(), id);
+  if (opts_.json) {
+    PrintJson(*r);
+    return 0;
+  }
+  COVE_ASSIGN_OR_RETURN(json j, ParseJson(*r));
+  std::vector<std::vector<std::string>> rows = {{"PORT", "NAME", "URL"}};
+  if (auto it = j.find("ports"); it != j.end() && it->is_array()) {
+    for (const auto& p : *it) {
+      if (p.is_object()) rows.push_back({Str(p, "port"), Str(p, "name").empty() ? "-" : Str(p, "name"), Str(p, "url")});
+    }
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+Result<int> Commands::PortRemove(const std::string& id, long long port) {
+  auto r = http_->Json("DELETE", SandboxPath(id, "/ports/" + std::to_string(port)), nullptr);
+  if (!r.ok()) return SandboxNotFound(std::move(r).error(), id);
+  if (opts_.json) PrintJson(*r);
+  return 0;
+}
+
 }  // namespace cove::cli

@@ -84,6 +84,13 @@ struct ExecOptions {
   std::vector<std::string> argv;
 };
 
+struct PortExposeOptions {
+  std::string id;
+  long long port = 0;
+  std::string name;
+  std::string token;  // "": a random one
+};
+
 class Commands {
  public:
   static Result<std::unique_ptr<Commands>> Create(GlobalOptions opts);
@@ -100,6 +107,10 @@ class Commands {
   // An interactive terminal on the sandbox (shell_session.h); returns the
   // shell's exit status.
   Result<int> Shell(const std::string& id, const std::string& session);
+  // Preview URLs: `cove port expose` prints the URL; ls lists; rm removes.
+  Result<int> PortExpose(const PortExposeOptions& o);
+  Result<int> PortList(const std::string& id);
+  Result<int> PortRemove(const std::string& id, long long port);
 
  private:
   Commands(GlobalOptions opts, std::unique_ptr<HttpClient> http)

@@ -91,6 +91,23 @@ int main(int argc, char** argv) {
   c_import->add_option("SOURCE", image_source, "ROOTFS.tar[.gz|.zst] or a directory")->required();
   auto* c_image_ls = c_image->add_subcommand("ls", "list images");
 
+  auto* c_port = app.add_subcommand("port", "preview URLs: expose a sandbox's port through coved's preview listener");
+  c_port->require_subcommand(1);
+  cove::cli::PortExposeOptions expose;
+  auto* c_expose = c_port->add_subcommand("expose", "expose a port (1024-65535) and print its preview URL");
+  c_expose->add_option("ID", expose.id)->required();
+  c_expose->add_option("PORT", expose.port)->required();
+  c_expose->add_option("--name", expose.name, "a name for the exposure");
+  c_expose->add_option("--token", expose.token, "the URL's token (1-16 of [a-z0-9_]; default random)");
+  std::string port_ls_id;
+  auto* c_port_ls = c_port->add_subcommand("ls", "list a sandbox's exposed ports and their URLs");
+  c_port_ls->add_option("ID", port_ls_id)->required();
+  std::string port_rm_id;
+  long long port_rm_port = 0;
+  auto* c_port_rm = c_port->add_subcommand("rm", "stop exposing a port (its open connections close)");
+  c_port_rm->add_option("ID", port_rm_id)->required();
+  c_port_rm->add_option("PORT", port_rm_port)->required();
+
   // Everything after the first "--" is the command of `cove exec`, passed on
   // verbatim: CLI11 would otherwise rewrite some words (it strips "[...]").
   int cli_argc = argc;
@@ -139,6 +156,9 @@ int main(int argc, char** argv) {
     else if (*c_shell) rc = c.Shell(shell_id, shell_session);
     else if (*c_import) rc = c.ImageImport(image_name, image_source);
     else if (*c_image_ls) rc = c.ImageList();
+    else if (*c_expose) rc = c.PortExpose(expose);
+    else if (*c_port_ls) rc = c.PortList(port_ls_id);
+    else if (*c_port_rm) rc = c.PortRemove(port_rm_id, port_rm_port);
   }
   if (!rc.ok()) {
     std::string msg = cove::cli::DescribeError(rc.error());

@@ -15,6 +15,7 @@
 #include "manager/isolation_runtime.h"
 #include "manager/manager.h"
 #include "manager/store.h"
+#include "preview/preview_server.h"
 #include "sys/io.h"
 
 namespace cove {
@@ -30,7 +31,22 @@ struct Config {
   std::string log_level = "info";
   std::string network = "sealed";
   EgressConfig egress;
+  std::string preview_listen = "127.0.0.1:7071";
+  std::string preview_domain = "localhost";
+  std::string preview_tls_cert, preview_tls_key;
 };
+
+// "HOST:PORT" or "[V6]:PORT".
+bool SplitHostPort(const std::string& text, std::string* host, uint16_t* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size() || text.size() - colon > 6) return false;
+  std::string p = text.substr(colon + 1);
+  if (p.find_first_not_of("0123456789") != std::string::npos || std::stoul(p) > 65535) return false;
+  *host = text.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  *port = static_cast<uint16_t>(std::stoul(p));
+  return true;
+}
 
 Result<std::string> LoadOrCreateToken(const Config& c) {
   if (!c.token.empty()) return c.token;
@@ -131,7 +147,28 @@ int Run(const Config& c) {
   manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
   api::EgressRoutes egress_routes(&manager, (*egress)->directory(), (*egress)->denials(), (*egress)->sealed());
-  api::Api api(&manager, &images, *token, &egress_routes);
+  preview::PreviewOptions popts;
+  if (!SplitHostPort(c.preview_listen, &popts.listen_host, &popts.listen_port)) {
+    log::Error("--preview-listen must be HOST:PORT, got {}", c.preview_listen);
+    return 2;
+  }
+  popts.domain = c.preview_domain;
+  popts.tls_cert_file = c.preview_tls_cert;
+  popts.tls_key_file = c.preview_tls_key;
+  if ((*egress)->networks()) popts.plan = (*egress)->networks()->plan();
+  auto preview_server = preview::PreviewServer::Listen(io.get_executor(), popts,
+                                                       [&manager](const std::string& id) { return manager.Get(id); });
+  if (!preview_server.ok()) {
+    log::Error("{}", preview_server.error().ToString());
+    return 1;
+  }
+  api::ExposureRoutes::Options eopts;
+  eopts.domain = c.preview_domain;
+  eopts.listen_port = (*preview_server)->port();
+  eopts.tls = (*preview_server)->tls();
+  eopts.on_unexposed = [&preview_server](const std::string& id, uint16_t port) { (*preview_server)->Unexposed(id, port); };
+  api::ExposureRoutes exposure_routes(&manager, eopts);
+  api::Api api(&manager, &images, *token, &egress_routes, &exposure_routes);
 
   api::HttpServerOptions hopts;
   hopts.listen_host = c.listen.substr(0, colon);
@@ -156,6 +193,9 @@ int Run(const Config& c) {
   asio::co_spawn(io, [&]() -> Task<void> {
     co_await manager.Adopt();
     (*server)->Start();
+    (*preview_server)->Start();
+    log::Info("preview URLs: {}://PORT-ID-TOKEN.{}:{}", (*preview_server)->tls() ? "https" : "http",
+              c.preview_domain, (*preview_server)->port());
     log::Info("coved listening on {}:{} (state {}, token in {}/api-token)", hopts.listen_host, (*server)->port(),
               c.state_dir, c.state_dir);
   }, asio::detached);
@@ -188,6 +228,11 @@ int main(int argc, char** argv) {
   app.add_option("--network-pool", c.egress.pool_size, "sandbox networks kept ready")->capture_default_str();
   app.add_option("--dns-server", c.egress.dns_servers, "upstream DNS server IP[:PORT] (repeatable; default: "
                  "the nameservers of /etc/resolv.conf)");
+  app.add_option("--preview-listen", c.preview_listen, "HOST:PORT of the preview listener (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--preview-domain", c.preview_domain, "preview URLs are PORT-ID-TOKEN.DOMAIN")->capture_default_str();
+  app.add_option("--preview-tls-cert", c.preview_tls_cert, "PEM certificate chain: the preview listener speaks TLS");
+  app.add_option("--preview-tls-key", c.preview_tls_key, "PEM private key of --preview-tls-cert");
   CLI11_PARSE(app, argc, argv);
   return cove::Run(c);
 }

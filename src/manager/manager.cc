@@ -306,6 +306,15 @@ Status Manager::SetEgress(const std::string& id, nlohmann::json egress) {
   return OkStatus();
 }
 
+Status Manager::SetPorts(const std::string& id, std::vector<PortExposure> ports) {
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second->destroying)
+    return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
+  it->second->record.ports = std::move(ports);
+  Persist(it->second->record);
+  return OkStatus();
+}
+
 Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing) {
   auto it = entries_.find(id);
   if (it == entries_.end()) {

@@ -51,6 +51,9 @@ class Manager {
   // Replaces a sandbox's egress policy (validated by the caller) and persists
   // it; it applies to new connections at once. kNotFound for unknown ids.
   Status SetEgress(const std::string& id, nlohmann::json egress);
+  // Replaces a sandbox's exposed ports (validated by the caller) and persists
+  // them. kNotFound for unknown ids.
+  Status SetPorts(const std::string& id, std::vector<PortExposure> ports);
   // Kills and removes the sandbox; ok when it does not exist.
   Task<Status> Destroy(std::string id);
 

@@ -12,6 +12,9 @@ const char* SandboxStateName(SandboxState s) {
 }
 
 nlohmann::json SandboxRecord::ToJson() const {
+  nlohmann::json port_list = nlohmann::json::array();
+  for (const auto& p : ports)
+    port_list.push_back({{"port", p.port}, {"name", p.name}, {"token", p.token}, {"createdMs", p.created_ms}});
   return {{"id", id},
           {"image", image},
           {"instanceType", instance_type},
@@ -29,7 +32,8 @@ nlohmann::json SandboxRecord::ToJson() const {
           {"slot", slot},
           {"pid", pid},
           {"startTicks", start_ticks},
-          {"egress", egress}};
+          {"egress", egress},
+          {"ports", std::move(port_list)}};
 }
 
 Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
@@ -56,6 +60,16 @@ Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
     r.pid = j.at("pid").get<int>();
     r.start_ticks = j.at("startTicks").get<uint64_t>();
     if (j.contains("egress")) r.egress = j["egress"];  // absent in records of older versions
+    if (j.contains("ports")) {                         // likewise
+      for (const auto& p : j["ports"]) {
+        PortExposure e;
+        e.port = p.at("port").get<uint16_t>();
+        e.name = p.at("name").get<std::string>();
+        e.token = p.at("token").get<std::string>();
+        e.created_ms = p.at("createdMs").get<int64_t>();
+        r.ports.push_back(std::move(e));
+      }
+    }
   } catch (const nlohmann::json::exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, std::string("bad sandbox record: ") + e.what());
   }

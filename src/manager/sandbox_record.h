@@ -7,11 +7,20 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "isolation/spec.h"
 
 namespace cove {
+
+// A port of the sandbox reachable through coved's preview listener (docs/api.md).
+struct PortExposure {
+  uint16_t port = 0;
+  std::string name;
+  std::string token;  // [a-z0-9_]{1,16}, part of the preview URL's host name
+  int64_t created_ms = 0;
+};
 
 enum class SandboxState { kCreating, kRunning, kFailed };
 const char* SandboxStateName(SandboxState s);
@@ -31,6 +40,7 @@ struct SandboxRecord {
   int pid = 0;                // host pid of the sandbox's pid 1 (cove-agent)
   uint64_t start_ticks = 0;   // its start time, to tell a reused pid apart
   nlohmann::json egress;      // its egress policy as the API gave it; null: coved's default
+  std::vector<PortExposure> ports;  // exposed ports, in the order they were exposed
 
   nlohmann::json ToJson() const;
   static Result<SandboxRecord> FromJson(const nlohmann::json& j);

@@ -108,14 +108,14 @@ def sb(api):
 def coved_factory():
     """Private coveds for tests that kill or restart the daemon.
 
-    factory() -> (coved, api); at the end each is cleaned and checked like the
-    session one."""
+    factory(args=()) -> (coved, api), args: more coved options; at the end each
+    is cleaned and checked like the session one."""
     made = []
     base = make_base_dir("cove-e2e-restart-")
 
-    def factory():
+    def factory(args=()):
         c = Coved(os.path.join(base, f"state{len(made)}"),
-                  os.path.join(base, f"coved{len(made)}.log"))
+                  os.path.join(base, f"coved{len(made)}.log"), args=args)
         c.start()
         a = Api(c)
         made.append((c, a))

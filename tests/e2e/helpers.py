@@ -73,6 +73,7 @@ class Coved:
         self.prefix = list(prefix)
         self.args = list(args)
         self.port = port or free_port()
+        self.preview_port = free_port()  # the preview listener (--preview-listen)
         self.proc = None
         self.token = None
         self.starts = 0
@@ -93,7 +94,8 @@ class Coved:
         log.write(f"\n===== coved start #{self.starts + 1} on port {self.port} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            self.prefix + [COVED, "--listen", f"{self.host}:{self.port}", "--state-dir", self.state_dir] + self.args,
+            self.prefix + [COVED, "--listen", f"{self.host}:{self.port}", "--state-dir", self.state_dir,
+                           "--preview-listen", f"{self.host}:{self.preview_port}"] + self.args,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("COVE_")})

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import Api, Coved, make_base_dir, tail, unique_id
+from helpers import Api, Coved, make_base_dir, tail, unique_id, wait_until
 from netlab.lab import NetLab
 
 pytestmark = pytest.mark.network
@@ -279,3 +279,24 @@ def test_connect_tricks_are_refused(net, lab, sbx):
         assert not [r for r in new if r.get("server") == "198.51.100.13"]
     finally:
         set_policy(api, sbx, {"enableInternet": True})
+def test_preview_urls_with_sealed_networking(net, sbx):
+    """The preview listener reaches servers on the sandbox's loopback and on its eth0 only."""
+    import requests
+    c, api = net
+    app = open(os.path.join(os.path.dirname(__file__), "apps", "preview_app.py")).read()
+    api.call(sbx, "write", {"path": "/tmp/preview_app.py", "content": app})
+    code, out, _ = run(api, sbx, "ip -4 -o addr show dev eth0")
+    assert code == 0, out
+    eth0 = out.split()[3].split("/")[0]
+    api.call(sbx, "process/start", {"command": "exec python3 /tmp/preview_app.py 8000", "processId": "lo"})
+    api.call(sbx, "process/start", {"command": f"exec python3 /tmp/preview_app.py 8001 {eth0}", "processId": "eth0"})
+    for port in (8000, 8001):
+        r = api.post(f"/v1/sandboxes/{sbx}/ports", {"port": port})
+        assert r.status_code == 201, r.text
+        host = r.json()["url"].split("//", 1)[1]
+        assert host.endswith(f".localhost:{c.preview_port}")
+
+        def get():
+            return requests.get(f"http://{c.host}:{c.preview_port}/hello", headers={"Host": host}, timeout=30)
+        assert wait_until(lambda: get().status_code == 200, 20), (port, get().status_code)
+        assert get().text == "hello from the sandbox"

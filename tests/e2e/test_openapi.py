@@ -31,7 +31,7 @@ PARAM = re.compile(r"\{([A-Za-z]+)\}")
 
 def fill(template, sid, name="default", process="p1"):
     """A concrete path for a spec template."""
-    values = {"id": sid, "name": name, "processId": process, "asset": "xterm.js"}
+    values = {"id": sid, "name": name, "processId": process, "asset": "xterm.js", "port": "8000"}
     return PARAM.sub(lambda m: values[m.group(1)], template)
 
 
@@ -635,6 +635,28 @@ def test_processes(api, contract, make_sandbox):
 
 
 # ---------------------------------------------------------------- terminal page
+
+def test_exposed_ports(api, contract, sb):
+    base = f"/v1/sandboxes/{sb}/ports"
+    _, out = call(api, contract, "POST", base, {"port": 8765, "name": "web"}, expect=201)
+    assert out["port"] == 8765 and out["name"] == "web" and f"-{sb}-{out['token']}." in out["url"]
+    _, out = call(api, contract, "POST", base, {"port": 8765}, expect=409)
+    assert out["code"] == "PORT_ALREADY_EXPOSED"
+    _, out = call(api, contract, "POST", base, {"port": 22}, expect=400)
+    assert out["code"] == "INVALID_PORT"
+    _, listing = call(api, contract, "GET", base, expect=200)
+    assert [p["port"] for p in listing["ports"]] == [8765]
+    ghost = f"/v1/sandboxes/{unique_id('oa-ghost')}/ports"
+    call(api, contract, "GET", ghost, expect=404)
+    call(api, contract, "POST", ghost, {"port": 8765}, expect=404)
+    call(api, contract, "DELETE", ghost + "/8765", expect=404)
+    _, out = call(api, contract, "DELETE", f"{base}/8765", expect=200)
+    assert out == {"port": 8765, "deleted": True}
+    _, out = call(api, contract, "DELETE", f"{base}/8765", expect=404)
+    assert out["code"] == "PORT_NOT_EXPOSED"
+    _, out = call(api, contract, "DELETE", f"{base}/x", expect=400)
+    assert out["code"] == "INVALID_PORT"
+
 
 def test_terminal_page(api, contract, sb):
     _, html = call(api, contract, "GET", f"/v1/sandboxes/{sb}/terminal?session=s1", expect=200)

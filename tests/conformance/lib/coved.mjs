@@ -41,10 +41,12 @@ export class Coved {
   async start(timeoutMs = 60000) {
     if (!existsSync(COVED)) throw new Error(`${COVED} does not exist: build it first`);
     this.port = await freePort();
+    this.previewPort ??= await freePort();  // the preview listener (--preview-listen)
     const log = openSync(this.logPath, 'a');
     const env = Object.fromEntries(Object.entries(process.env)
       .filter(([k]) => !k.startsWith('COVE_')));
-    this.proc = spawn(COVED, ['--listen', `127.0.0.1:${this.port}`, '--state-dir', this.stateDir],
+    this.proc = spawn(COVED, ['--listen', `127.0.0.1:${this.port}`, '--state-dir', this.stateDir,
+                              '--preview-listen', `127.0.0.1:${this.previewPort}`],
                       { stdio: ['ignore', log, log], detached: true, env });
     this.exited = new Promise((res) => this.proc.once('exit', (code, sig) => res({ code, sig })));
     const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,53 @@
+// PreviewServer: coved's preview listener (--preview-listen). Routes each
+// request by its Host header ({port}-{id}-{token}.{domain}, host_route.h) to
+// the exposed port of a running sandbox and relays it (relay.cc): HTTP/1.1
+// with keep-alive, streamed and chunked bodies, Server-Sent Events (nothing
+// is buffered) and WebSocket upgrades (bytes relayed both ways after the
+// 101). Unknown sandboxes, unexposed ports and wrong tokens all get the same
+// 404. Bounded: request heads (64 KiB), idle time, connections per sandbox and
+// in all. Optional TLS on a configured certificate. Io thread only.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "manager/asio.h"
+#include "manager/sandbox_record.h"
+#include "net/address_plan.h"
+
+namespace cove::preview {
+
+struct PreviewOptions {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 7071;
+  std::string domain = "localhost";
+  std::string tls_cert_file;  // both set: the listener speaks TLS only
+  std::string tls_key_file;
+  size_t max_connections = 4096;
+  size_t max_connections_per_sandbox = 256;
+  std::optional<net::AddressPlan> plan;  // sealed networking: also try the sandbox's eth0 address
+};
+
+class PreviewServer {
+ public:
+  using Lookup = std::function<std::optional<SandboxRecord>(const std::string& id)>;
+  // Binds now (errors at start-up); serves after Start().
+  static Result<std::unique_ptr<PreviewServer>> Listen(asio::any_io_executor ex, PreviewOptions options, Lookup lookup);
+  ~PreviewServer();
+  void Start();
+  uint16_t port() const;
+  bool tls() const;
+  const std::string& domain() const;
+  // The exposure of `port` of sandbox `id` was removed: its connections close.
+  void Unexposed(const std::string& id, uint16_t port);
+
+ private:
+  struct Impl;
+  explicit PreviewServer(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cove::preview
