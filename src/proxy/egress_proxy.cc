@@ -33,7 +33,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
-constexpr size_t kRelayChunk = 16 << 10;
+constexpr size_t kRelayChunk = 64 << 10;
 // Bodies are streamed, never held: no limit. (Boost 1.74's parser treats
 // body_limit(boost::none) as a limit every length exceeds.)
 constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
@@ -774,6 +774,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // when it names a chunked body.
     if (parser.is_done()) co_return result;
     std::vector<char> piece(kRelayChunk);
+    // Beast reads at most the buffer's spare capacity (at least 512 bytes); a
+    // buffer_body leaves the buffer empty, so without room made here every
+    // read of the body would be 512 bytes.
+    from_buffer.reserve(std::min(kRelayChunk, from_buffer.max_size()));
     while (!parser.is_done()) {
       message.body().data = piece.data();
       message.body().size = piece.size();

@@ -65,7 +65,7 @@ class NetLab:
         sh("ip", "link", "add", "inet", "netns", self.lab, "type", "veth", "peer", "name", "eth0", "netns", self.world)
         sh("ip", "addr", "add", "198.51.100.1/24", "dev", "inet", ns=self.lab)
         sh("ip", "link", "set", "inet", "up", ns=self.lab)
-        for last in (10, 11, 12, 13, 53):
+        for last in (10, 11, 12, 13, 20, 53):
             sh("ip", "addr", "add", f"198.51.100.{last}/24", "dev", "eth0", ns=self.world)
         sh("ip", "link", "set", "eth0", "up", ns=self.world)
         self._make_certs()
@@ -89,7 +89,7 @@ class NetLab:
         sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
            "-keyout", self.world_key, "-out", csr, "-subj", "/CN=tls.test")
         with open(ext, "w") as f:
-            f.write("subjectAltName=DNS:tls.test,DNS:api.tls.test,IP:198.51.100.11\n")
+            f.write("subjectAltName=DNS:tls.test,DNS:api.tls.test,DNS:bench.test,IP:198.51.100.11,IP:198.51.100.20\n")
         sh("openssl", "x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", ca_key, "-CAcreateserial",
            "-out", self.world_cert, "-days", "2", "-extfile", ext)
 

@@ -28,6 +28,7 @@ ZONE = {
     "ssh.test": "198.51.100.12",
     "private.test": "10.9.8.7",
     "metadata.test": "169.254.169.254",
+    "bench.test": "198.51.100.20",  # bench/egress_bench.py's nginx
 }
 
 CERT, KEY, LOG = sys.argv[1:4]

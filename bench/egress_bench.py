@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""egress_bench: what coved's egress proxy costs, against direct access and a
+peer forward proxy (Debian's tinyproxy), in one run, in throw-away network
+namespaces (tests/e2e/netlab: nothing leaves the machine).
+
+  upstream: nginx in the fake internet (198.51.100.20, bench.test), 1 KiB and 1 MiB bodies
+  direct:      wrk in coved's namespace -> nginx
+  tinyproxy:   wrk in coved's namespace -> tinyproxy (explicit proxy) -> nginx
+  coved explicit:    wrk in a sandbox -> coved's explicit proxy (HTTP_PROXY) -> nginx
+  coved transparent: wrk in a sandbox -> bench.test:80/443, redirected by the firewall -> nginx
+
+Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
+connections. Keep-alive, and a new connection per request (Connection: close).
+Needs root, nginx-light, tinyproxy and wrk:
+  apt-get install nginx-light tinyproxy wrk && python3 bench/egress_bench.py [--seconds 5]
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+from helpers import Api, Coved, make_base_dir  # noqa: E402
+from netlab.lab import NetLab  # noqa: E402
+
+SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # e.g. "1m": one body size
+
+NGINX_CONF = """
+worker_processes 2; pid {dir}/nginx.pid; error_log {dir}/nginx.err; daemon off;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  server {{
+    listen 198.51.100.20:80; listen 198.51.100.20:443 ssl;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location = /1k {{ return 200 "{body}"; }}
+    location /1m {{ root {dir}; }}
+  }}
+}}
+"""
+
+TINYPROXY_CONF = """
+Port 8888
+Listen 127.0.0.1
+Timeout 600
+MaxClients 256
+LogLevel Critical
+DisableViaHeader Yes
+"""
+
+# wrk sends origin-form requests; a forward proxy needs absolute-form.
+# tinyproxy gets the address (its namespace has no DNS for bench.test), coved the name.
+ABSOLUTE_FORM = 'wrk.path = "http://{host}{path}"\nwrk.headers["Host"] = "{host}"\n'
+
+
+def parse_wrk(out):
+    def ms(text):
+        v, unit = float(re.match(r"([\d.]+)(\w+)", text).group(1)), re.match(r"[\d.]+(\w+)", text).group(1)
+        return v * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    mbs = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[mbs.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return {"p50": ms(lat["50"]), "p99": ms(lat["99"]), "rps": rps, "mbs": float(mbs.group(1)) * scale,
+            "errors": errors.group(0) if errors else ""}
+
+
+def main():
+    base = make_base_dir("cove-egress-bench-")
+    lab = NetLab(base).up()
+    procs = []
+    c = None
+    try:
+        with open(os.path.join(base, "1m"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        with open(os.path.join(base, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF.format(dir=base, cert=lab.world_cert, key=lab.world_key, body="x" * 1024))
+        procs.append(subprocess.Popen(["ip", "netns", "exec", lab.world, "nginx", "-c", os.path.join(base, "nginx.conf")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        with open(os.path.join(base, "tinyproxy.conf"), "w") as f:
+            f.write(TINYPROXY_CONF)
+        procs.append(subprocess.Popen(["ip", "netns", "exec", lab.lab, "tinyproxy", "-d", "-c",
+                                       os.path.join(base, "tinyproxy.conf")], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), host=lab.lab_addr,
+                  prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS])
+        c.start()
+        api = Api(c)
+        sid = "egress-bench"
+        api.create(id=sid, instanceType="standard-3")
+        proxy = api.exec(sid, "echo $HTTP_PROXY", session="__DISABLE_SESSION__")["stdout"].strip()
+        for size in ("1k", "1m"):
+            with open(os.path.join(base, f"abs{size}.lua"), "w") as f:
+                f.write(ABSOLUTE_FORM.format(host="198.51.100.20", path="/" + size))
+        time.sleep(0.5)
+
+        def in_lab(args):
+            return subprocess.run(["ip", "netns", "exec", lab.lab, "wrk"] + args, capture_output=True,
+                                  text=True).stdout
+
+        def in_sandbox(args):
+            cmd = "wrk " + " ".join(f"'{a}'" for a in args)
+            return api.exec(sid, cmd, session="__DISABLE_SESSION__", timeout=SECONDS * 4 + 60)["stdout"]
+
+        def paths(size):
+            return {
+                "direct": (in_lab, [], "http://198.51.100.20/" + size),
+                "tinyproxy (explicit)": (in_lab, ["-s", os.path.join(base, f"abs{size}.lua")], "http://127.0.0.1:8888"),
+                "coved explicit": (in_sandbox, None, None),  # filled below: the script is written into the sandbox
+                "coved transparent": (in_sandbox, [], "http://bench.test/" + size),
+            }
+
+        rows = []
+        for size in [x for x in ("1k", "1m") if not ONLY or x == ONLY]:
+            for keep in (True, False):
+                for name, (runner, extra, url) in paths(size).items():
+                    if name == "coved explicit":
+                        # The sandbox cannot see the host's files: the script goes in through the API.
+                        api.call(sid, "write", {"path": f"/tmp/abs{size}.lua",
+                                                "content": ABSOLUTE_FORM.format(host="bench.test", path="/" + size)})
+                        extra, url = ["-s", f"/tmp/abs{size}.lua"], proxy
+                    hdr = [] if keep else ["-H", "Connection: close"]
+                    lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                    thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                    rows.append((size, "keep-alive" if keep else "new connection", name, lat, thr))
+        # HTTPS: tunnelled untouched by coved (SNI checked), against direct.
+        for keep in (True, False):
+            hdr = [] if keep else ["-H", "Connection: close"]
+            for name, runner, url in (("direct", in_lab, "https://198.51.100.20/1k"),
+                                      ("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")):
+                lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + [url]))
+                thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + [url]))
+                rows.append(("1k https", "keep-alive" if keep else "new connection", name, lat, thr))
+
+        print(f"| body | connections | path | p50 ms (1 conn) | p99 ms (1 conn) | req/s (16 conns) | MB/s (16 conns) | vs direct |")
+        print("|---|---|---|---|---|---|---|---|")
+        direct = {}
+        for size, mode, name, lat, thr in rows:
+            if name == "direct":
+                direct[(size, mode)] = (lat, thr)
+            d_lat, d_thr = direct[(size, mode)]
+            rel = "" if name == "direct" else f"+{lat['p50'] - d_lat['p50']:.3f} ms p50, {100 * thr['rps'] / d_thr['rps']:.0f}% req/s"
+            err = f" ({lat['errors'] or thr['errors']})" if (lat['errors'] or thr['errors']) else ""
+            print(f"| {size} | {mode} | {name}{err} | {lat['p50']:.3f} | {lat['p99']:.3f} | {thr['rps']:.0f} | "
+                  f"{thr['mbs']:.1f} | {rel} |")
+    finally:
+        if c:
+            for sid in api.list_ids():
+                api.delete(f"/v1/sandboxes/{sid}")
+            c.stop()
+        for p in procs:  # nginx's workers are in its process group
+            os.killpg(p.pid, 9) if p.poll() is None else None
+            p.wait()
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()
