@@ -29,8 +29,15 @@ Result<UniqueFd> SealedCopy(const std::string& path) {
   if (!fd) return SysError("memfd_create");
   COVE_TRY(sys::WriteAll(fd.get(), bytes));
   if (::fchmod(fd.get(), 0555) != 0) return SysError("chmod agent copy");
-  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
-    return SysError("seal agent copy");
+  // F_SEAL_WRITE fails with EBUSY while the kernel still holds a transient
+  // reference to a page just written (seen once in a full test run): retry briefly.
+  int sealed = -1;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    sealed = ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+    if (sealed == 0 || errno != EBUSY) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (sealed != 0) return SysError("seal agent copy");
   return fd;
 }
 
