@@ -3,6 +3,7 @@
 //   /v1/sandboxes/{id}/...                        Cloudflare-compatible API (compat_routes.cc)
 //   /v1/sandboxes/{id}/terminal, /v1/terminal/*   the terminal page and its assets (terminal_page.cc)
 //   /v1/sandboxes/{id}/egress[/denials]           egress policy and denials (egress_routes.cc)
+//   /v1/secrets[/{name}]                          secrets for the egress proxy (secret_routes.cc)
 #pragma once
 
 #include <memory>
@@ -14,6 +15,7 @@
 #include "manager/manager.h"
 #include "proxy/denial_log.h"
 #include "proxy/sandbox_directory.h"
+#include "proxy/secret_store.h"
 
 namespace cove::api {
 
@@ -75,6 +77,17 @@ class EgressRoutes {
   bool network_enabled_;
 };
 
+// secret_routes.cc: coved's secrets (names in, values never out).
+class SecretRoutes {
+ public:
+  explicit SecretRoutes(proxy::SecretStore* store) : store_(store) {}
+  // name: "" for /v1/secrets.
+  Task<HttpResponse> Handle(HttpRequest& req, const std::string& name);
+
+ private:
+  proxy::SecretStore* store_;
+};
+
 class Api {
  public:
   Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress)
@@ -82,11 +95,14 @@ class Api {
   Task<HttpResponse> Handle(HttpRequest& req);
   // Whether the server should spool this request's body to a file (image uploads).
   static bool WantsSpooledBody(const HttpRequest& req);
+  // /v1/secrets[/{name}] (absent: 404 like any unknown route).
+  void SetSecretRoutes(SecretRoutes* secrets) { secrets_ = secrets; }
 
  private:
   NativeRoutes native_;
   CompatRoutes compat_;
   EgressRoutes* egress_;
+  SecretRoutes* secrets_ = nullptr;
   std::string token_;
 };
 

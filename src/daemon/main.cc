@@ -127,11 +127,14 @@ int Run(const Config& c) {
     log::Error("cannot set up isolation: {}", runtime.error().ToString());
     return 1;
   }
+  (*runtime)->SetTrustedCa((*egress)->ca_certificate_pem());
   Manager manager(io.get_executor(), store->get(), runtime->get());
   manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
   api::EgressRoutes egress_routes(&manager, (*egress)->directory(), (*egress)->denials(), (*egress)->sealed());
   api::Api api(&manager, &images, *token, &egress_routes);
+  api::SecretRoutes secret_routes((*egress)->secrets());
+  api.SetSecretRoutes(&secret_routes);
 
   api::HttpServerOptions hopts;
   hopts.listen_host = c.listen.substr(0, colon);
@@ -188,6 +191,8 @@ int main(int argc, char** argv) {
   app.add_option("--network-pool", c.egress.pool_size, "sandbox networks kept ready")->capture_default_str();
   app.add_option("--dns-server", c.egress.dns_servers, "upstream DNS server IP[:PORT] (repeatable; default: "
                  "the nameservers of /etc/resolv.conf)");
+  app.add_option("--upstream-ca", c.egress.upstream_ca, "PEM file of extra CAs that intercepted upstreams' "
+                 "certificates may chain to (besides /etc/ssl/certs)")->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
   return cove::Run(c);
 }
