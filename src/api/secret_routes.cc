@@ -32,6 +32,8 @@ Task<HttpResponse> SecretRoutes::Handle(HttpRequest& req, const std::string& nam
     Json body = {{"secrets", std::move(list)}};
     co_return JsonResponse(body);
   }
+  if (req.method != "GET" && req.method != "PUT" && req.method != "DELETE")
+    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path);
   if (!proxy::SecretStore::ValidName(name)) {
     Json context = {{"name", name.substr(0, 80)}};
     co_return ErrorResponse("VALIDATION_FAILED", "secret names are 1-64 characters of [A-Z0-9_]", context);
@@ -55,7 +57,6 @@ Task<HttpResponse> SecretRoutes::Handle(HttpRequest& req, const std::string& nam
     Json body = {{"name", name}, {"deleted", true}};
     co_return JsonResponse(body);
   }
-  if (req.method != "PUT") co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path);
   Json body;
   if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
   for (const auto& [key, unused] : body.items()) {
