@@ -8,8 +8,8 @@ the test's own, on documentation addresses, and serves
 
 Every request is appended to LOG (one JSON line, header values included), so
 a test can prove what an upstream received. The answer echoes header NAMES
-with a sha256 of each value, never the values: an echo would otherwise hand
-a secret the proxy injected back to the sandbox.  Usage: world.py CERT KEY LOG
+with a sha256 of each value (and of the query), never the values: an echo
+would otherwise hand a secret the proxy injected back to the sandbox.  Usage: world.py CERT KEY LOG
 """
 
 import hashlib
@@ -62,8 +62,10 @@ class Echo(http.server.BaseHTTPRequestHandler):
                  "method": self.command, "path": self.path, "headers": dict(self.headers.items()),
                  "body": body.decode(errors="replace")}
         record(entry)
+        path, _, query = self.path.partition("?")
         entry = dict(entry, headers={k: "sha256:" + hashlib.sha256(v.encode()).hexdigest()
-                                     for k, v in self.headers.items()})
+                                     for k, v in self.headers.items()},
+                     path=path + ("?sha256:" + hashlib.sha256(query.encode()).hexdigest() if query else ""))
         if self.path.startswith("/stream"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
