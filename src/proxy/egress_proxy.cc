@@ -108,7 +108,14 @@ class HopStream {
   auto async_read_some(const Buffers& buffers, Token&& token) {
     auto init = [this](auto handler, const Buffers& b) {
       if (tls_) {
-        tls_->async_read_some(b, std::move(handler));
+        // A peer that closes without close_notify ends its stream like EOF
+        // (what frames a body read until the connection closes).
+        auto ex = asio::get_associated_executor(handler, socket_.get_executor());
+        auto done = [h = std::move(handler)](error_code ec, size_t n) mutable {
+          if (ec == ssl::error::stream_truncated) ec = asio::error::eof;
+          std::move(h)(ec, n);
+        };
+        tls_->async_read_some(b, asio::bind_executor(ex, std::move(done)));
       } else {
         socket_.async_read_some(b, std::move(handler));
       }
