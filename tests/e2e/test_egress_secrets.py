@@ -193,6 +193,20 @@ def test_placeholder_is_replaced_for_its_host_and_blocked_elsewhere(net, lab, sb
             assert KEY_SECRET not in text and placeholder not in text, entry
 
 
+def test_a_host_bound_to_a_placeholder_is_intercepted_without_a_rule(net, lab, sbx):
+    _, api = net
+    set_policy(api, sbx, {"enableInternet": True})
+    try:
+        code, out, err = curl(api, sbx, "-v -H \"X-Api-Key: $API_KEY\" https://api.tls.test/bound")
+        assert code == 0, err
+        assert "cove egress CA" in err, err
+        seen = world(lab, "/bound")
+        assert seen[0]["headers"]["X-Api-Key"] == KEY_SECRET
+        assert "Authorization" not in seen[0]["headers"]  # no rule: nothing else added
+    finally:
+        set_policy(api, sbx, POLICY)
+
+
 def sandbox_pids(api, sid):
     pid = api.info(sid)["pid"]
     assert pid > 0
