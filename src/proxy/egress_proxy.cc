@@ -1,7 +1,9 @@
 // The egress proxy (egress_proxy.h): accept loops, sandbox attribution, the
 // explicit HTTP/1.1 forward proxy (absolute-form and CONNECT), the transparent
 // listener (HTTP on 80, TLS on 443, raw TCP elsewhere), decisions, denials and
-// byte relays. The only Boost.Beast file of the proxy.
+// byte relays, TLS interception (HopStream: the same HTTP relay over TLS on
+// both sides) and secrets in requests (ApplySecrets). The only Boost.Beast
+// file of the proxy.
 //
 // Every accepted socket is one Connection, owned by shared_ptrs held by its
 // coroutines (and by the watchdog that enforces the idle timeout); Stop() and
