@@ -665,3 +665,38 @@ TEST_F(EgressProxyTest, PutsSecretsIntoRequestsAndBlocksPlaceholdersElsewhere) {
 
 }  // namespace
 }  // namespace cove::proxy
+
+namespace cove::proxy {
+namespace {
+
+// A CONNECT whose rule needs interception: the proxy terminates TLS with a
+// leaf of its CA, reads the HTTP request inside, and connects to the
+// upstream over TLS that it verifies; a self-signed upstream fails: 502.
+TEST_F(EgressProxyTest, InterceptsTlsForRulesThatNeedItAndVerifiesTheUpstream) {
+  TlsUpstream tls("127.0.0.44", 443);
+  ASSERT_EQ(tls.port(), 443);
+  char dir[] = "/tmp/cove-proxy-ca-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto ca = CertificateAuthority::LoadOrCreate(std::string(dir) + "/ca");
+  ASSERT_TRUE(ca.ok());
+  EgressPolicy policy = *policy_;
+  HostRule inject;
+  inject.host = Pattern("tls.test");
+  inject.set_headers = {{"X-A", "b"}};
+  policy.rules.insert(policy.rules.begin(), inject);
+  SetPolicy(policy);
+  EgressProxyOptions options;
+  options.ca = *ca;
+  StartProxy(options);
+  int fd = Client();
+  EXPECT_EQ(Connect(fd, "tls.test:443").status(), 200);
+  auto answer = TlsExchange(fd, "tls.test", "GET /x HTTP/1.1\r\nHost: tls.test\r\n\r");
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "HTTP/1.1 502 Bad Gateway\r");
+  EXPECT_EQ((*ca)->minted(), 1u);
+  EXPECT_GE(tls.connections(), 1);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace cove::proxy
