@@ -108,6 +108,14 @@ def test_https_interception_injects_the_header(net, lab, sbx, flags):
     assert seen[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
 
 
+def test_python_trusts_the_interception_too(net, lab, sbx):
+    _, api = net
+    script = "import urllib.request; print(urllib.request.urlopen('https://api.tls.test/py', timeout=15).status)"
+    code, out, err = run(api, sbx, f"python3 -c {sh_quote(script)}")
+    assert (code, out.strip()) == (0, "200"), err
+    assert world(lab, "/py")[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+
+
 def test_http_injects_the_header(net, lab, sbx):
     _, api = net
     for flags in ("", "--noproxy '*'"):
