@@ -194,8 +194,23 @@ void RewriteHopByHop(Fields& fields) {
 // allowed only by a rule that lists the port.
 Decision DecideForProxy(const EgressPolicy& policy, const Destination& dest, bool can_intercept) {
   Decision decision = Decide(policy, dest);
-  if (!decision.allow || !dest.method.empty()) return decision;
   const HostRule* rule = decision.rule;
+  if (!decision.allow && dest.method.empty() && can_intercept && dest.port == 443 && rule && !rule->allow &&
+      (!rule->methods.empty() || !rule->path_prefix.empty())) {
+    // A rule that denies only some methods or paths: whether the rest may go
+    // is what the policy says without it; if so the proxy intercepts (the
+    // rule needs it) and decides each request.
+    EgressPolicy others = policy;
+    others.rules.erase(others.rules.begin() + (rule - policy.rules.data()));
+    Decision rest = DecideForProxy(others, dest, can_intercept);
+    if (rest.allow) {
+      rest.rule = rule;  // not into `others`: interception follows from it
+      rest.reason = "rule " + rule->host.text + " denies some requests: intercepted, decided per request";
+      return rest;
+    }
+    return decision;
+  }
+  if (!decision.allow || !dest.method.empty()) return decision;
   if (rule && rule->NeedsInterception()) {
     if (!can_intercept || dest.port != 443) {
       decision.allow = false;

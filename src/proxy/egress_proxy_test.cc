@@ -698,5 +698,37 @@ TEST_F(EgressProxyTest, InterceptsTlsForRulesThatNeedItAndVerifiesTheUpstream) {
   std::filesystem::remove_all(dir);
 }
 
+// A rule that denies one method: the tunnel is intercepted (not denied) and
+// that method alone gets 403.
+TEST_F(EgressProxyTest, ARuleDenyingSomeMethodsInterceptsAndDecidesPerRequest) {
+  TlsUpstream tls("127.0.0.44", 443);
+  ASSERT_EQ(tls.port(), 443);
+  char dir[] = "/tmp/cove-proxy-ca-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto ca = CertificateAuthority::LoadOrCreate(std::string(dir) + "/ca");
+  ASSERT_TRUE(ca.ok());
+  EgressPolicy policy = *policy_;
+  HostRule no_delete;
+  no_delete.host = Pattern("tls.test");
+  no_delete.methods = {"DELETE"};
+  no_delete.allow = false;
+  policy.rules.insert(policy.rules.begin(), no_delete);
+  SetPolicy(policy);
+  EgressProxyOptions options;
+  options.ca = *ca;
+  StartProxy(options);
+  int fd = Client();
+  EXPECT_EQ(Connect(fd, "tls.test:443").status(), 200);
+  auto answer = TlsExchange(fd, "tls.test", "DELETE /x HTTP/1.1\r\nHost: tls.test\r\n\r");
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "HTTP/1.1 403 Forbidden\r");
+  int fd2 = Client();
+  EXPECT_EQ(Connect(fd2, "tls.test:443").status(), 200);
+  auto get = TlsExchange(fd2, "tls.test", "GET /x HTTP/1.1\r\nHost: tls.test\r\n\r");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(*get, "HTTP/1.1 502 Bad Gateway\r");  // allowed; the self-signed upstream fails verification
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace cove::proxy
