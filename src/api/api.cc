@@ -85,6 +85,8 @@ Task<HttpResponse> Api::Handle(HttpRequest& req) {
       co_return co_await ports_->Handle(req, id, rest);
     co_return co_await compat_.Handle(req, id, rest);
   }
+  if (secrets_ && SplitPrefix(req.path, "/v1/secrets", &id, &rest) && rest.empty())
+    co_return co_await secrets_->Handle(req, id);
   if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty())
     co_return co_await native_.ImageRoutes(req, id);
   co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);

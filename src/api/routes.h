@@ -4,6 +4,7 @@
 //   /v1/sandboxes/{id}/terminal, /v1/terminal/*   the terminal page and its assets (terminal_page.cc)
 //   /v1/sandboxes/{id}/egress[/denials]           egress policy and denials (egress_routes.cc)
 //   /v1/sandboxes/{id}/ports[/{port}]             exposed ports, preview URLs (exposure_routes.cc)
+//   /v1/secrets[/{name}]                          secrets for the egress proxy (secret_routes.cc)
 #pragma once
 
 #include <memory>
@@ -15,6 +16,7 @@
 #include "manager/manager.h"
 #include "proxy/denial_log.h"
 #include "proxy/sandbox_directory.h"
+#include "proxy/secret_store.h"
 
 namespace cove::api {
 
@@ -96,10 +98,24 @@ class ExposureRoutes {
   Options options_;
 };
 
+// secret_routes.cc: coved's secrets (names in, values never out).
+class SecretRoutes {
+ public:
+  explicit SecretRoutes(proxy::SecretStore* store) : store_(store) {}
+  // name: "" for /v1/secrets.
+  Task<HttpResponse> Handle(HttpRequest& req, const std::string& name);
+
+ private:
+  proxy::SecretStore* store_;
+};
+
 class Api {
  public:
-  Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress, ExposureRoutes* ports = nullptr)
-      : native_(manager, images), compat_(manager), egress_(egress), ports_(ports), token_(std::move(token)) {}
+  // Optional route groups may be null (their routes are then 404 like any unknown route).
+  Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress, ExposureRoutes* ports = nullptr,
+      SecretRoutes* secrets = nullptr)
+      : native_(manager, images), compat_(manager), egress_(egress), ports_(ports), secrets_(secrets),
+        token_(std::move(token)) {}
   Task<HttpResponse> Handle(HttpRequest& req);
   // Whether the server should spool this request's body to a file (image uploads).
   static bool WantsSpooledBody(const HttpRequest& req);
@@ -109,6 +125,7 @@ class Api {
   CompatRoutes compat_;
   EgressRoutes* egress_;
   ExposureRoutes* ports_;
+  SecretRoutes* secrets_;
   std::string token_;
 };
 

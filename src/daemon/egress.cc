@@ -20,7 +20,9 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
   std::unique_ptr<Egress> e(new Egress());
   COVE_ASSIGN_OR_RETURN(net::AddressPlan plan, net::AddressPlan::Parse(config.subnet));
   e->directory_ = std::make_unique<proxy::SandboxDirectory>(std::move(find_by_slot), plan, std::make_shared<proxy::EgressPolicy>());
+  COVE_ASSIGN_OR_RETURN(e->secrets_, proxy::SecretStore::Open(config.state_dir + "/secrets.json"));
   if (!config.sealed) return e;
+  COVE_ASSIGN_OR_RETURN(e->ca_, proxy::CertificateAuthority::LoadOrCreate(config.state_dir + "/ca"));
 
   proxy::UpstreamResolverOptions ropts;
   ropts.servers = config.dns_servers;
@@ -41,6 +43,9 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
   popts.name_for_address = [dns](const std::string& sandbox_id, const proxy::IpAddress& address) {
     return dns->NameForAddress(sandbox_id, address);
   };
+  popts.ca = e->ca_;
+  popts.upstream_ca_file = config.upstream_ca;
+  popts.secrets = e->secrets_;
   auto proxy_denied = [denials](const proxy::Denial& d) { denials->Record(d); };
   COVE_ASSIGN_OR_RETURN(e->proxy_, proxy::EgressProxy::Start(io, popts, resolver, lookup, proxy_denied));
 

@@ -1,6 +1,7 @@
 // Egress: coved's sealed sandbox networking, wired together: the sandboxes'
 // networks (namespaces, veths, firewall), coved's DNS for sandboxes, the
-// egress proxy, the policy directory and the denial log. With networking off
+// egress proxy with its CA for TLS interception, the secrets, the policy
+// directory and the denial log. With networking off
 // only the policy directory and the denial log exist (policies can still be
 // set; sandboxes then have loopback only).
 #pragma once
@@ -23,7 +24,8 @@ struct EgressConfig {
   std::string subnet = "10.200.0.0/15";
   size_t pool_size = 4;
   std::vector<std::string> dns_servers;  // empty: /etc/resolv.conf
-  std::string state_dir;                 // names the firewall table
+  std::string state_dir;                 // names the firewall table; holds ca/ and secrets.json
+  std::string upstream_ca;               // --upstream-ca: extra CA file for intercepted upstreams
 };
 
 class Egress {
@@ -37,6 +39,9 @@ class Egress {
   SandboxNetworks* networks() { return networks_.get(); }  // null when not sealed
   proxy::SandboxDirectory* directory() { return directory_.get(); }
   proxy::DenialLog* denials() { return &denials_; }
+  proxy::SecretStore* secrets() { return secrets_.get(); }
+  // PEM of coved's interception CA, for sandboxes' trust stores (empty when not sealed).
+  std::string ca_certificate_pem() const { return ca_ ? ca_->certificate_pem() : std::string(); }
   bool sealed() const { return networks_ != nullptr; }
   // coved is stopping: pooled networks go, and the firewall table too when no sandbox is left.
   void Shutdown(bool no_sandbox_left);
@@ -45,6 +50,8 @@ class Egress {
   Egress() = default;
   proxy::DenialLog denials_;
   std::unique_ptr<proxy::SandboxDirectory> directory_;
+  std::shared_ptr<proxy::SecretStore> secrets_;
+  std::shared_ptr<proxy::CertificateAuthority> ca_;
   std::unique_ptr<proxy::DnsResponder> dns_;
   std::unique_ptr<proxy::EgressProxy> proxy_;
   std::unique_ptr<SandboxNetworks> networks_;

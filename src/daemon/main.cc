@@ -143,6 +143,7 @@ int Run(const Config& c) {
     log::Error("cannot set up isolation: {}", runtime.error().ToString());
     return 1;
   }
+  (*runtime)->SetTrustedCa((*egress)->ca_certificate_pem());
   Manager manager(io.get_executor(), store->get(), runtime->get());
   manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
@@ -168,7 +169,8 @@ int Run(const Config& c) {
   eopts.tls = (*preview_server)->tls();
   eopts.on_unexposed = [&preview_server](const std::string& id, uint16_t port) { (*preview_server)->Unexposed(id, port); };
   api::ExposureRoutes exposure_routes(&manager, eopts);
-  api::Api api(&manager, &images, *token, &egress_routes, &exposure_routes);
+  api::SecretRoutes secret_routes((*egress)->secrets());
+  api::Api api(&manager, &images, *token, &egress_routes, &exposure_routes, &secret_routes);
 
   api::HttpServerOptions hopts;
   hopts.listen_host = c.listen.substr(0, colon);
@@ -233,6 +235,8 @@ int main(int argc, char** argv) {
   app.add_option("--preview-domain", c.preview_domain, "preview URLs are PORT-ID-TOKEN.DOMAIN")->capture_default_str();
   app.add_option("--preview-tls-cert", c.preview_tls_cert, "PEM certificate chain: the preview listener speaks TLS");
   app.add_option("--preview-tls-key", c.preview_tls_key, "PEM private key of --preview-tls-cert");
+  app.add_option("--upstream-ca", c.egress.upstream_ca, "PEM file of extra CAs that intercepted upstreams' "
+                 "certificates may chain to (besides /etc/ssl/certs)")->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
   return cove::Run(c);
 }

@@ -118,6 +118,22 @@ Status SeedDefaultLayout(const std::string& upper, uid_t base, const std::string
   return OkStatus();
 }
 
+// coved's CA for the sandbox's TLS clients (LayerSeed::trusted_ca_pem).
+Status SeedTrust(const std::string& upper, uid_t base, const LayerSeed& seed) {
+  if (seed.trusted_ca_pem.empty()) return OkStatus();
+  const uid_t r = base;
+  COVE_TRY(MkdirOwned(upper + "/etc", 0755, r, r));
+  COVE_TRY(MkdirOwned(upper + "/etc/cove", 0755, r, r));
+  COVE_TRY(sys::WriteFileAs(upper + "/etc/cove/ca.crt", seed.trusted_ca_pem, 0644, r, r));
+  COVE_TRY(sys::WriteFileAs(upper + "/etc/cove/ca-bundle.crt", seed.ca_bundle_pem, 0644, r, r));
+  if (seed.default_layout) {
+    COVE_TRY(MkdirOwned(upper + "/etc/ssl", 0755, r, r));
+    COVE_TRY(MkdirOwned(upper + "/etc/ssl/certs", 0755, r, r));
+    COVE_TRY(sys::WriteFileAs(upper + "/etc/ssl/certs/ca-certificates.crt", seed.ca_bundle_pem, 0644, r, r));
+  }
+  return OkStatus();
+}
+
 // Layer file systems whose image file was deleted while mounted (a temporary
 // state dir removed without LayerStore::Unmount) can never be reused: detach
 // them so their loop devices go away. Running sandboxes on them keep working
@@ -252,6 +268,7 @@ Result<std::string> LayerStore::CreateLayer(const std::string& id, uint64_t disk
   COVE_TRY(MkdirOwned(dir + "/root", 0755, 0, 0));
   COVE_TRY(MkdirOwned(dir + "/lower", 0755, 0, 0));
   if (seed.default_layout) COVE_TRY(SeedDefaultLayout(dir + "/upper", host_id_base, seed.hostname.empty() ? id : seed.hostname, seed.nameserver));
+  COVE_TRY(SeedTrust(dir + "/upper", host_id_base, seed));
   undo.Release();
   return dir;
 }

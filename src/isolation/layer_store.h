@@ -42,6 +42,12 @@ struct LayerSeed {
   bool default_layout = true;
   std::string hostname;                // for /etc/hosts and /etc/hostname (the sandbox id)
   std::string nameserver = "127.0.0.1";  // for /etc/resolv.conf
+  // coved's interception CA (PEM) and a CA bundle (the host's plus that CA):
+  // written, for every image, to /etc/cove/ca.crt and /etc/cove/ca-bundle.crt,
+  // and for the default layout also as /etc/ssl/certs/ca-certificates.crt.
+  // Empty: none.
+  std::string trusted_ca_pem;
+  std::string ca_bundle_pem;
 };
 
 class LayerStore {

@@ -57,6 +57,8 @@ Result<SandboxRuntime> SandboxRuntime::Create(const IsolationHost& host, Sandbox
   seed.default_layout = options.default_layout;
   seed.hostname = spec.id;
   seed.nameserver = spec.nameserver;
+  seed.trusted_ca_pem = spec.trusted_ca_pem;
+  seed.ca_bundle_pem = spec.ca_bundle_pem;
   COVE_ASSIGN_OR_RETURN(spec.sandbox_dir,
                         host.layers->CreateLayer(spec.id, spec.limits.disk_bytes, spec.host_id_base, seed));
   ScopeExit remove_layer([&] { (void)host.layers->RemoveLayer(spec.id); });

@@ -48,6 +48,8 @@ struct SandboxSpec {
   int netns_fd = -1;               // borrowed; >= 0: join this pre-made network namespace (from
                                    // coved's pool) instead of creating one with only loopback
   std::string nameserver = "127.0.0.1";  // /etc/resolv.conf of the default layout
+  std::string trusted_ca_pem;             // coved's CA and a bundle with it: LayerSeed
+  std::string ca_bundle_pem;
 };
 
 }  // namespace cove::isolation

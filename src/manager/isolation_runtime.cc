@@ -103,6 +103,17 @@ Result<UniqueFd> ListenUnix(const std::string& path) {
 
 }  // namespace
 
+void IsolationRuntime::SetTrustedCa(std::string pem) {
+  trusted_ca_pem_ = std::move(pem);
+  ca_bundle_pem_.clear();
+  if (trusted_ca_pem_.empty()) return;
+  if (auto host = sys::ReadFile("/etc/ssl/certs/ca-certificates.crt", 16 << 20); host.ok()) {
+    ca_bundle_pem_ = std::move(*host);
+    if (!ca_bundle_pem_.empty() && ca_bundle_pem_.back() != '\n') ca_bundle_pem_.push_back('\n');
+  }
+  ca_bundle_pem_ += trusted_ca_pem_;
+}
+
 Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
   COVE_ASSIGN_OR_RETURN(isolation::Image image, images_->Resolve(record.image));
   COVE_ASSIGN_OR_RETURN(uid_t base, isolation::HostIdBaseForSlot(record.slot));
@@ -124,6 +135,11 @@ Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
     spec.nameserver = network->addresses().HostText();
     for (const auto& [k, v] : ProxyEnvironment(network->addresses(), networks_->options().ports.explicit_proxy))
       spec.env.push_back(k + "=" + v);
+    if (!trusted_ca_pem_.empty()) {
+      spec.trusted_ca_pem = trusted_ca_pem_;
+      spec.ca_bundle_pem = ca_bundle_pem_;
+      for (const auto& [k, v] : TrustEnvironment()) spec.env.push_back(k + "=" + v);
+    }
   }
   // On failure the network goes too, firewall entry included.
   ScopeExit drop_network([&] { if (network) networks_->Remove(record.slot); });

@@ -25,6 +25,10 @@ class IsolationRuntime : public Runtime {
   static Result<std::unique_ptr<IsolationRuntime>> Open(const std::string& state_dir, std::string agent_path,
                                                         Images* images, SandboxNetworks* networks = nullptr);
 
+  // coved's interception CA (PEM; empty: none): sandboxes with a sealed
+  // network get it in their trust store (LayerSeed) and TrustEnvironment().
+  // Call before the first Start.
+  void SetTrustedCa(std::string pem);
   Result<Started> Start(const SandboxRecord& record) override;
   bool IsAlive(const SandboxRecord& record) override;
   Status Destroy(const SandboxRecord& record) override;
@@ -57,6 +61,8 @@ class IsolationRuntime : public Runtime {
   std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process
   std::map<uint32_t, isolation::IdSlotLease> slots_;       // id slots held by this process
   SandboxNetworks* networks_;
+  std::string trusted_ca_pem_;  // SetTrustedCa
+  std::string ca_bundle_pem_;
   std::map<uint32_t, net::SandboxNetwork> reserved_networks_;  // by slot, until the sandbox starts
 };
 

@@ -13,6 +13,12 @@ std::vector<std::pair<std::string, std::string>> ProxyEnvironment(const net::Vet
           {"NO_PROXY", no_proxy}, {"no_proxy", no_proxy}};
 }
 
+std::vector<std::pair<std::string, std::string>> TrustEnvironment() {
+  const std::string bundle = "/etc/cove/ca-bundle.crt";
+  return {{"SSL_CERT_FILE", bundle}, {"REQUESTS_CA_BUNDLE", bundle}, {"CURL_CA_BUNDLE", bundle},
+          {"GIT_SSL_CAINFO", bundle}, {"NODE_EXTRA_CA_CERTS", "/etc/cove/ca.crt"}};
+}
+
 Result<std::unique_ptr<SandboxNetworks>> SandboxNetworks::Open(NetworkOptions options) {
   COVE_ASSIGN_OR_RETURN(net::AddressPlan plan, net::AddressPlan::Parse(options.subnet));
   if (options.table.empty()) return MakeError(ErrorCode::kInvalidArgument, "network: firewall table name is empty");

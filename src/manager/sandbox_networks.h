@@ -35,6 +35,11 @@ struct NetworkOptions {
 std::vector<std::pair<std::string, std::string>> ProxyEnvironment(const net::VethAddresses& addrs,
                                                                   uint16_t explicit_port);
 
+// The environment that makes TLS clients in a sandbox trust coved's CA
+// (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, GIT_SSL_CAINFO: the
+// bundle /etc/cove/ca-bundle.crt; NODE_EXTRA_CA_CERTS: /etc/cove/ca.crt).
+std::vector<std::pair<std::string, std::string>> TrustEnvironment();
+
 class SandboxNetworks {
  public:
   static Result<std::unique_ptr<SandboxNetworks>> Open(NetworkOptions options);

@@ -1,7 +1,9 @@
 // The egress proxy (egress_proxy.h): accept loops, sandbox attribution, the
 // explicit HTTP/1.1 forward proxy (absolute-form and CONNECT), the transparent
 // listener (HTTP on 80, TLS on 443, raw TCP elsewhere), decisions, denials and
-// byte relays. The only Boost.Beast file of the proxy.
+// byte relays, TLS interception (HopStream: the same HTTP relay over TLS on
+// both sides) and secrets in requests (ApplySecrets). The only Boost.Beast
+// file of the proxy.
 //
 // Every accepted socket is one Connection, owned by shared_ptrs held by its
 // coroutines (and by the watchdog that enforces the idle timeout); Stop() and
@@ -16,13 +18,17 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "base/log.h"
 #include "proxy/asio_address.h"
 #include "proxy/http_target.h"
 #include "proxy/original_dst.h"
+#include "proxy/secret_templates.h"
 #include "proxy/tls_client_hello.h"
 
 namespace cove::proxy {
@@ -32,6 +38,108 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
+
+namespace ssl = asio::ssl;
+
+// The next layer of an intercepted client's TLS stream: first the bytes the
+// proxy already read (the ClientHello it looked at), then the socket.
+class PrefixedSocket {
+ public:
+  using executor_type = tcp::socket::executor_type;
+  using lowest_layer_type = tcp::socket::lowest_layer_type;
+  PrefixedSocket(tcp::socket& socket, std::string prefix) : socket_(&socket), prefix_(std::move(prefix)) {}
+  executor_type get_executor() { return socket_->get_executor(); }
+  lowest_layer_type& lowest_layer() { return socket_->lowest_layer(); }
+  const lowest_layer_type& lowest_layer() const { return socket_->lowest_layer(); }
+
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    auto init = [this](auto handler, const Buffers& b) {
+      if (prefix_.empty()) {
+        socket_->async_read_some(b, std::move(handler));
+        return;
+      }
+      size_t n = asio::buffer_copy(b, asio::buffer(prefix_));
+      prefix_.erase(0, n);
+      auto ex = asio::get_associated_executor(handler, socket_->get_executor());
+      asio::post(ex, [h = std::move(handler), n]() mutable { std::move(h)(error_code(), n); });
+    };
+    return asio::async_initiate<Token, void(error_code, size_t)>(init, token, buffers);
+  }
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return socket_->async_write_some(buffers, std::forward<Token>(token));
+  }
+
+ private:
+  tcp::socket* socket_;
+  std::string prefix_;
+};
+
+using TlsStream = ssl::stream<PrefixedSocket>;
+
+// One side of a proxied connection: a TCP socket, and once TLS was set up on
+// it (interception), the TLS stream over it. Reads and writes go through TLS
+// when there is one. Must not move once TLS is started.
+class HopStream {
+ public:
+  using executor_type = tcp::socket::executor_type;
+  explicit HopStream(tcp::socket socket) : socket_(std::move(socket)) {}
+  explicit HopStream(const executor_type& ex) : socket_(ex) {}
+  HopStream(const HopStream&) = delete;
+  HopStream& operator=(const HopStream&) = delete;
+
+  executor_type get_executor() { return socket_.get_executor(); }
+  tcp::socket& socket() { return socket_; }
+  bool tls() const { return tls_ != nullptr; }
+  TlsStream& tls_stream() { return *tls_; }
+  // Starts TLS on the socket; `prefix` holds bytes already read from it.
+  TlsStream& StartTls(ssl::context& context, std::string prefix) {
+    tls_ = std::make_unique<TlsStream>(PrefixedSocket(socket_, std::move(prefix)), context);
+    return *tls_;
+  }
+  // A new, closed socket without TLS.
+  void Reset() {
+    tls_.reset();
+    error_code ignored;
+    socket_.close(ignored);
+    socket_ = tcp::socket(socket_.get_executor());
+  }
+
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    auto init = [this](auto handler, const Buffers& b) {
+      if (tls_) {
+        // A peer that closes without close_notify ends its stream like EOF
+        // (what frames a body read until the connection closes).
+        auto ex = asio::get_associated_executor(handler, socket_.get_executor());
+        auto done = [h = std::move(handler)](error_code ec, size_t n) mutable {
+          if (ec == ssl::error::stream_truncated) ec = asio::error::eof;
+          std::move(h)(ec, n);
+        };
+        tls_->async_read_some(b, asio::bind_executor(ex, std::move(done)));
+      } else {
+        socket_.async_read_some(b, std::move(handler));
+      }
+    };
+    return asio::async_initiate<Token, void(error_code, size_t)>(init, token, buffers);
+  }
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    auto init = [this](auto handler, const Buffers& b) {
+      if (tls_) {
+        tls_->async_write_some(b, std::move(handler));
+      } else {
+        socket_.async_write_some(b, std::move(handler));
+      }
+    };
+    return asio::async_initiate<Token, void(error_code, size_t)>(init, token, buffers);
+  }
+
+ private:
+  tcp::socket socket_;
+  std::unique_ptr<TlsStream> tls_;
+};
 
 constexpr size_t kRelayChunk = 64 << 10;
 // Bodies are streamed, never held: no limit. (Boost 1.74's parser treats
@@ -80,16 +188,34 @@ void RewriteHopByHop(Fields& fields) {
 }
 
 // Decide, plus what only the proxy knows: a tunnel (no method: CONNECT,
-// transparent TLS or raw TCP) cannot honour a rule that needs interception,
-// and a tunnel to a port other than 80/443 is raw TCP, allowed only by a rule
-// that lists the port.
-Decision DecideForProxy(const EgressPolicy& policy, const Destination& dest) {
+// transparent TLS or raw TCP) honours a rule that needs interception only on
+// port 443 and when the proxy can intercept (it then intercepts and decides
+// again per request), and a tunnel to a port other than 80/443 is raw TCP,
+// allowed only by a rule that lists the port.
+Decision DecideForProxy(const EgressPolicy& policy, const Destination& dest, bool can_intercept) {
   Decision decision = Decide(policy, dest);
-  if (!decision.allow || !dest.method.empty()) return decision;
   const HostRule* rule = decision.rule;
+  if (!decision.allow && dest.method.empty() && can_intercept && dest.port == 443 && rule && !rule->allow &&
+      (!rule->methods.empty() || !rule->path_prefix.empty())) {
+    // A rule that denies only some methods or paths: whether the rest may go
+    // is what the policy says without it; if so the proxy intercepts (the
+    // rule needs it) and decides each request.
+    EgressPolicy others = policy;
+    others.rules.erase(others.rules.begin() + (rule - policy.rules.data()));
+    Decision rest = DecideForProxy(others, dest, can_intercept);
+    if (rest.allow) {
+      rest.rule = rule;  // not into `others`: interception follows from it
+      rest.reason = "rule " + rule->host.text + " denies some requests: intercepted, decided per request";
+      return rest;
+    }
+    return decision;
+  }
+  if (!decision.allow || !dest.method.empty()) return decision;
   if (rule && rule->NeedsInterception()) {
-    decision.allow = false;
-    decision.reason = "the rule for " + rule->host.text + " needs TLS interception, which this proxy does not do";
+    if (!can_intercept || dest.port != 443) {
+      decision.allow = false;
+      decision.reason = "the rule for " + rule->host.text + " needs TLS interception (port 443, coved's CA)";
+    }
   } else if (dest.port != 80 && dest.port != 443 &&
              !(rule && std::find(rule->ports.begin(), rule->ports.end(), dest.port) != rule->ports.end())) {
     decision.allow = false;
@@ -134,6 +260,16 @@ struct ProxyState {
   bool stopped = false;
   std::unordered_map<std::string, size_t> connections_per_sandbox;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> live;
+  // Interception (options.ca set): the server side towards sandboxes (leaves
+  // minted per host), the client side towards upstreams (verifying).
+  std::unique_ptr<ssl::context> server_tls;
+  std::unique_ptr<ssl::context> client_tls;
+
+  bool can_intercept() const { return server_tls != nullptr; }
+  std::shared_ptr<const SecretSet> Secrets() const {
+    if (options.secrets) return options.secrets->Snapshot();
+    return std::make_shared<SecretSet>();
+  }
 
   ProxyState(asio::io_context& io_context, EgressProxyOptions opts, std::shared_ptr<Resolver> res,
              EgressProxy::SandboxLookup look, EgressProxy::DenialSink sink)
@@ -158,6 +294,8 @@ struct Admission {
   std::string reason;
   std::string address;  // the address decided on, if any
   bool reused = false;  // kAllowed on the connection that was already open
+  bool intercept = false;  // a tunnel (no method) the proxy must intercept
+  std::vector<std::pair<std::string, std::string>> set_headers;  // of the deciding rule
 };
 
 // How a relay of one message ended.
@@ -192,7 +330,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static Task<void> Run(std::shared_ptr<Connection> self) {
     asio::co_spawn(self->client_.get_executor(), Watchdog(self), asio::detached);
     error_code ignored;
-    self->client_.set_option(tcp::no_delay(true), ignored);
+    self->client_.socket().set_option(tcp::no_delay(true), ignored);
     if (self->transparent_) {
       co_await self->ServeTransparent();
     } else {
@@ -205,8 +343,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (closed_) return;
     closed_ = true;
     error_code ignored;
-    client_.close(ignored);
-    upstream_.close(ignored);
+    client_.socket().close(ignored);
+    upstream_.socket().close(ignored);
     idle_timer_.cancel();
     connect_timer_.cancel();
   }
@@ -237,11 +375,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Task<void> ServeTransparent() {
     error_code ec;
-    tcp::endpoint local = client_.local_endpoint(ec);
+    tcp::endpoint local = client_.socket().local_endpoint(ec);
     if (ec) co_return;
     IpAddress local_address = FromAsioAddress(local.address());  // v4-mapped -> v4
     int family = local_address.family;
-    auto original = GetOriginalDestination(client_.native_handle(), family);
+    auto original = GetOriginalDestination(client_.socket().native_handle(), family);
     if (!original.ok()) {
       log::Warn("egress proxy: no original destination for a transparent connection: {}",
                 original.error().ToString());
@@ -277,7 +415,48 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       co_return;
     }
+    if (admission.intercept) {
+      co_await Intercept(name, original.port, std::move(hello), original.address);
+      co_return;
+    }
     co_await StartTunnel(std::move(hello));
+  }
+
+  // ---- interception ----
+
+  // Terminates the sandbox's TLS (already allowed to host:port, `initial`
+  // being what it sent so far) with a leaf of coved's CA for `host`, then
+  // serves the HTTP requests inside, each decided on its own and sent over a
+  // new, verified TLS connection to the upstream.
+  Task<void> Intercept(std::string host, uint16_t port, std::string initial, std::optional<IpAddress> preferred) {
+    CloseUpstream();
+    auto leaf = state_->options.ca->LeafFor(host);
+    if (!leaf.ok()) {
+      log::Warn("egress proxy: no certificate for {}: {}", host, leaf.error().ToString());
+      co_return;
+    }
+    TlsStream& tls = client_.StartTls(*state_->server_tls, std::move(initial));
+    SSL* ssl = tls.native_handle();
+    if (SSL_use_certificate(ssl, (*leaf)->certificate) != 1 || SSL_use_PrivateKey(ssl, (*leaf)->key) != 1) {
+      log::Warn("egress proxy: cannot use the certificate for {}", host);
+      co_return;
+    }
+    error_code ec;
+    co_await tls.async_handshake(ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    Touch();
+    if (closed_) co_return;
+    if (ec) {
+      std::string reason = "TLS interception: handshake with the sandbox failed (does it trust coved's CA?): " +
+                           ec.message();
+      state_->Report(MakeDenial(HostPort(host, port), "", reason));
+      co_return;
+    }
+    intercepting_ = true;
+    intercept_host_ = host;
+    OriginalDestination inside;
+    inside.port = port;
+    if (preferred) inside.address = *preferred;  // otherwise 0.0.0.0: no preference
+    co_await ServeHttp(inside);
   }
 
   Task<void> ServeRawTcp(OriginalDestination original) {
@@ -343,13 +522,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     sandbox_ = std::move(*current);
     const EgressPolicy& policy = *sandbox_.policy;
     std::string key = HostPort(host, port);
-    if (upstream_.is_open() && upstream_key_ == key) {
+    if (upstream_.socket().is_open() && upstream_key_ == key) {
       Destination dest{host, port, upstream_address_, method, path};
-      Decision decision = DecideForProxy(policy, dest);
+      Decision decision = DecideForProxy(policy, dest, state_->can_intercept());
       result.address = upstream_address_.ToString();
       result.reused = decision.allow;
       result.outcome = decision.allow ? Admission::Outcome::kAllowed : Admission::Outcome::kDenied;
       result.reason = decision.reason;
+      if (decision.allow) Describe(result, decision, host, port, method);
       co_return result;
     }
     CloseUpstream();
@@ -361,7 +541,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (closed_) co_return result;
       if (!resolved.ok()) {
         Destination dest{host, port, std::nullopt, method, path};
-        Decision decision = DecideForProxy(policy, dest);
+        Decision decision = DecideForProxy(policy, dest, state_->can_intercept());
         if (!decision.allow) {
           result.reason = decision.reason;
           co_return result;
@@ -380,7 +560,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string connect_error;
     for (const IpAddress& address : addresses) {
       Destination dest{host, port, address, method, path};
-      Decision decision = DecideForProxy(policy, dest);
+      Decision decision = DecideForProxy(policy, dest, state_->can_intercept());
       if (!decision.allow) {
         if (!first_denial) {
           first_denial.emplace();
@@ -391,12 +571,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       error_code ec = co_await ConnectUpstream(address, port);
       if (closed_) co_return result;
+      if (!ec && intercepting_) {
+        std::string problem = co_await UpstreamTls(host);
+        if (closed_) co_return result;
+        if (!problem.empty()) {
+          CloseUpstream();
+          result.outcome = Admission::Outcome::kUnreachable;
+          result.address = address.ToString();
+          result.reason = problem;
+          co_return result;
+        }
+      }
       if (!ec) {
         upstream_key_ = key;
         upstream_address_ = address;
         result.outcome = Admission::Outcome::kAllowed;
         result.address = address.ToString();
         result.reason = decision.reason;
+        Describe(result, decision, host, port, method);
         co_return result;
       }
       connect_error = "cannot connect to " + HostPort(address.ToString(), port) + ": " + ec.message();
@@ -412,42 +604,81 @@ class Connection : public std::enable_shared_from_this<Connection> {
     co_return result;
   }
 
+  // What an allowed decision asks of the proxy: the rule's header templates,
+  // and for a tunnel whether to intercept it (a rule that needs it, or a host
+  // bound to a placeholder secret).
+  void Describe(Admission& admission, const Decision& decision, const std::string& host, uint16_t port,
+                const std::string& method) {
+    if (decision.rule) admission.set_headers = decision.rule->set_headers;
+    if (!method.empty() || port != 443 || !state_->can_intercept()) return;
+    admission.intercept = (decision.rule && decision.rule->NeedsInterception()) || state_->Secrets()->BindsHost(host);
+  }
+
+  // TLS to the upstream of an intercepted connection, verified against the
+  // system's and the operator's CAs for `host`. Empty, or what failed.
+  Task<std::string> UpstreamTls(const std::string& host) {
+    TlsStream& tls = upstream_.StartTls(*state_->client_tls, std::string());
+    SSL* ssl = tls.native_handle();
+    bool literal = IpAddress::Parse(host).has_value();
+    if (!literal) SSL_set_tlsext_host_name(ssl, host.c_str());
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+    }
+    tls.set_verify_mode(ssl::verify_peer);
+    error_code ec;
+    co_await tls.async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+    Touch();
+    if (!ec) co_return std::string();
+    long verify = SSL_get_verify_result(ssl);
+    std::string problem;
+    if (verify != X509_V_OK) {
+      problem = "upstream " + host + ": certificate verification failed: " + X509_verify_cert_error_string(verify);
+    } else {
+      problem = "upstream " + host + ": TLS handshake failed: " + ec.message();
+    }
+    co_return problem;
+  }
+
   Task<error_code> ConnectUpstream(IpAddress address, uint16_t port) {
-    upstream_ = tcp::socket(client_.get_executor());
+    upstream_.Reset();
     uint64_t attempt = ++connect_attempt_;
     connect_timer_.expires_after(state_->options.connect_timeout);
     auto on_timeout = [self = shared_from_this(), attempt](error_code ec) {
       if (ec || self->connect_attempt_ != attempt) return;
       self->connect_timed_out_ = true;
       error_code ignored;
-      self->upstream_.cancel(ignored);
+      self->upstream_.socket().cancel(ignored);
     };
     connect_timer_.async_wait(std::move(on_timeout));
     connect_timed_out_ = false;
     tcp::endpoint endpoint(ToAsioAddress(address), port);
     error_code ec;
-    upstream_.open(endpoint.protocol(), ec);
+    upstream_.socket().open(endpoint.protocol(), ec);
     uint32_t mark = state_->options.upstream_mark;
-    if (!ec && mark && ::setsockopt(upstream_.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
+    if (!ec && mark && ::setsockopt(upstream_.socket().native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
       ec = error_code(errno, boost::system::system_category());
-    if (!ec) co_await upstream_.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) co_await upstream_.socket().async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
     ++connect_attempt_;
     connect_timer_.cancel();
     Touch();
     if (ec && connect_timed_out_) ec = asio::error::timed_out;
     if (ec) {
       error_code ignored;
-      upstream_.close(ignored);
+      upstream_.socket().close(ignored);
     } else {
       error_code ignored;
-      upstream_.set_option(tcp::no_delay(true), ignored);
+      upstream_.socket().set_option(tcp::no_delay(true), ignored);
     }
     co_return ec;
   }
 
   void CloseUpstream() {
     error_code ignored;
-    upstream_.close(ignored);
+    upstream_.Reset();
     upstream_key_.clear();
   }
 
@@ -478,8 +709,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // One direction of a tunnel: read, then write it all, then read again.
   static Task<void> Pump(std::shared_ptr<Connection> self, bool client_to_upstream) {
-    tcp::socket& from = client_to_upstream ? self->client_ : self->upstream_;
-    tcp::socket& to = client_to_upstream ? self->upstream_ : self->client_;
+    HopStream& from = client_to_upstream ? self->client_ : self->upstream_;
+    HopStream& to = client_to_upstream ? self->upstream_ : self->client_;
     std::vector<char> buffer(kRelayChunk);
     while (true) {
       error_code ec;
@@ -487,7 +718,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       self->Touch();
       if (ec == asio::error::eof) {
         error_code ignored;
-        to.shutdown(tcp::socket::shutdown_send, ignored);
+        to.socket().shutdown(tcp::socket::shutdown_send, ignored);
         break;
       }
       if (ec) {
@@ -526,7 +757,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // rather than a reset, then close.
   Task<void> LingeringClose() {
     error_code ec;
-    client_.shutdown(tcp::socket::shutdown_send, ec);
+    client_.socket().shutdown(tcp::socket::shutdown_send, ec);
     std::vector<char> buffer(8192);
     size_t drained = 0;
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -545,6 +776,64 @@ class Connection : public std::enable_shared_from_this<Connection> {
     state_->Report(MakeDenial(destination, address, reason));
     std::string body = "cove egress proxy: " + what + " denied: " + reason + "\n";
     co_await SendError(status, reason, std::move(body), keep_alive);
+  }
+
+  // Puts secrets into a request the proxy sees (plain HTTP, intercepted
+  // HTTPS): placeholders of secrets bound to the destination host are
+  // replaced in header values and the target; then the deciding rule's
+  // header templates are set. Returns why the request must not go (a
+  // placeholder for another host: an exfiltration attempt; a template naming
+  // a missing secret), or empty.
+  std::string ApplySecrets(http::request<http::buffer_body>& req, HttpTarget& target,
+                           const std::vector<std::pair<std::string, std::string>>& set_headers) {
+    auto secrets = state_->Secrets();
+    const std::string& host = target.authority.host;
+    if (secrets->HasPlaceholders()) {
+      std::vector<std::pair<std::string, std::vector<std::string>>> rewritten;
+      for (const auto& field : req) {
+        std::string value(field.value().data(), field.value().size());
+        PlaceholderOutcome out = ReplacePlaceholders(value, host, *secrets);
+        if (!out.exfiltration.empty()) {
+          return "exfiltration attempt: the placeholder of secret " + out.exfiltration + " was sent to " + host +
+                 ", a host it is not bound to";
+        }
+        if (!out.replaced) continue;
+        std::string name(field.name_string().data(), field.name_string().size());
+        auto it = std::find_if(rewritten.begin(), rewritten.end(),
+                               [&](const auto& e) { return IEquals(e.first, name); });
+        if (it == rewritten.end()) {
+          rewritten.emplace_back(name, std::vector<std::string>());
+          it = rewritten.end() - 1;
+        }
+        it->second.push_back(std::move(value));
+      }
+      PlaceholderOutcome in_target = ReplacePlaceholders(target.origin_form, host, *secrets);
+      if (!in_target.exfiltration.empty()) {
+        return "exfiltration attempt: the placeholder of secret " + in_target.exfiltration + " was sent to " + host +
+               ", a host it is not bound to";
+      }
+      for (const auto& [name, values] : rewritten) {
+        // Fields with the name but without a placeholder keep their values.
+        std::vector<std::string> all;
+        size_t next = 0;
+        for (auto it = req.find(name); it != req.end() && IEquals(std::string_view(it->name_string().data(), it->name_string().size()), name);
+             ++it) {
+          std::string value(it->value().data(), it->value().size());
+          all.push_back(value.find("cove-placeholder-") != std::string::npos && next < values.size() ? values[next++]
+                                                                                                   : value);
+        }
+        req.erase(name);
+        for (const auto& v : all) req.insert(name, v);
+      }
+    }
+    for (const auto& [name, tmpl] : set_headers) {
+      auto value = ExpandSecretTemplate(tmpl, *secrets);
+      if (!value.ok()) return "setHeaders " + name + ": " + value.error().message + " (request not sent)";
+      if (value->find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
+        return "setHeaders " + name + ": the value is not fit for a header (request not sent)";
+      req.set(name, *value);
+    }
+    return std::string();
   }
 
   // Serves HTTP/1.1 requests on the client connection until either side
@@ -601,9 +890,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (has_body) co_await LingeringClose();
         co_return;
       }
+      if (intercepting_ && (target->authority.host != intercept_host_ || target->authority.port != original->port)) {
+        std::string destination = HostPort(target->authority.host, target->authority.port);
+        co_await DenyRequest(destination, "", "Host differs from the TLS server name " + intercept_host_, "request",
+                             400, false);
+        if (has_body) co_await LingeringClose();
+        co_return;
+      }
       bool keep_client = request_parser.keep_alive();
       std::string method(req.method_string().data(), req.method_string().size());
       std::string destination = HostPort(target->authority.host, target->authority.port);
+      std::string scheme = intercepting_ ? "https://" : "http://";
       std::optional<IpAddress> preferred;
       if (original) preferred = original->address;
       Admission admission =
@@ -612,12 +909,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (admission.outcome != Admission::Outcome::kAllowed) {
         bool keep = keep_client && !has_body;
         if (admission.outcome == Admission::Outcome::kDenied) {
-          std::string what = method + " http://" + destination + target->origin_form;
+          std::string what = method + " " + scheme + destination + target->origin_form;
           co_await DenyRequest(destination, admission.address, admission.reason, what, 403, keep);
         } else {
           std::string body = "cove egress proxy: " + admission.reason + "\n";
           co_await SendError(502, admission.reason, std::move(body), keep);
         }
+        if (has_body) {
+          co_await LingeringClose();
+          co_return;
+        }
+        if (!keep) co_return;
+        continue;
+      }
+
+      std::string secret_problem = ApplySecrets(req, *target, admission.set_headers);
+      if (!secret_problem.empty()) {
+        bool keep = keep_client && !has_body;
+        std::string what = method + " " + scheme + destination + target->origin_form;
+        co_await DenyRequest(destination, admission.address, secret_problem, what, 403, keep);
         if (has_body) {
           co_await LingeringClose();
           co_return;
@@ -759,8 +1069,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Streams one message (header, then body pieces as they arrive) from `from`
   // to `to`; reads the next piece only after the previous one was written.
   template <bool kIsRequest>
-  Task<RelayResult> RelayMessage(http::parser<kIsRequest, http::buffer_body>& parser, tcp::socket& from,
-                                 beast::flat_buffer& from_buffer, tcp::socket& to) {
+  Task<RelayResult> RelayMessage(http::parser<kIsRequest, http::buffer_body>& parser, HopStream& from,
+                                 beast::flat_buffer& from_buffer, HopStream& to) {
     RelayResult result;
     auto& message = parser.get();
     http::serializer<kIsRequest, http::buffer_body> serializer(message);
@@ -860,13 +1170,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!initial.empty()) state_->Report(MakeDenial(destination, admission.address, problem));
         co_return;
       }
+      if (admission.intercept) {
+        co_await Intercept(authority->host, authority->port, std::move(initial), std::nullopt);
+        co_return;
+      }
     }
     co_await StartTunnel(std::move(initial));
   }
 
   std::shared_ptr<ProxyState> state_;
-  tcp::socket client_;
-  tcp::socket upstream_;
+  HopStream client_;
+  HopStream upstream_;
   asio::steady_timer idle_timer_;
   asio::steady_timer connect_timer_;
   std::chrono::steady_clock::time_point deadline_;
@@ -880,6 +1194,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool connect_timed_out_ = false;
   bool closed_ = false;
   bool tunnelling_ = false;
+  bool intercepting_ = false;       // client_ speaks TLS with coved's leaf for intercept_host_
+  std::string intercept_host_;
   int pumps_done_ = 0;
 };
 
@@ -927,6 +1243,30 @@ Status OpenAcceptor(tcp::acceptor& acceptor, const asio::ip::address& address, u
     return Error{ErrorCode::kUnavailable, ec.value(),
                  "egress proxy: cannot listen on " + address.to_string() + ":" + std::to_string(port), {}};
   }
+  return OkStatus();
+}
+
+// The TLS contexts of interception: towards sandboxes (TLS 1.2+, the leaf is
+// set per connection) and towards upstreams (verifying against the system's
+// trust store and the operator's extra CA file).
+Status SetUpInterception(ProxyState& state) {
+  error_code ec;
+  state.server_tls = std::make_unique<ssl::context>(ssl::context::tls_server);
+  state.server_tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                                ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  state.client_tls = std::make_unique<ssl::context>(ssl::context::tls_client);
+  state.client_tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                                ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  state.client_tls->set_default_verify_paths(ec);
+  state.client_tls->add_verify_path("/etc/ssl/certs", ec);  // hashed directory (Debian); missing is fine
+  if (::access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0)
+    state.client_tls->load_verify_file("/etc/ssl/certs/ca-certificates.crt", ec);
+  const std::string& extra = state.options.upstream_ca_file;
+  if (!extra.empty()) {
+    state.client_tls->load_verify_file(extra, ec);
+    if (ec) return MakeError(ErrorCode::kInvalidArgument, "egress proxy: cannot load the upstream CA file " + extra + ": " + ec.message());
+  }
+  state.client_tls->set_verify_mode(ssl::verify_peer);
   return OkStatus();
 }
 
@@ -979,6 +1319,7 @@ Result<std::unique_ptr<EgressProxy>> EgressProxy::Start(asio::io_context& io, Eg
   if (!resolver || !lookup) return MakeError(ErrorCode::kInvalidArgument, "egress proxy: resolver and lookup required");
   auto state = std::make_shared<ProxyState>(io, std::move(options), std::move(resolver), std::move(lookup),
                                             std::move(denials));
+  if (state->options.ca) COVE_TRY(SetUpInterception(*state));
   auto proxy = std::make_unique<EgressProxyImpl>(state);
   COVE_TRY(proxy->Listen());
   return std::unique_ptr<EgressProxy>(std::move(proxy));

@@ -5,8 +5,11 @@
 //   - transparent: TCP that the packet filter redirected (REDIRECT); the
 //     original destination comes from SO_ORIGINAL_DST. Port 80 is parsed as
 //     HTTP (Host header), 443 as TLS (SNI from the ClientHello, then tunnelled
-//     untouched), any other port is raw TCP allowed only by a rule that names
-//     host:port.
+//     untouched, or intercepted: see EgressProxyOptions::ca), any other port
+//     is raw TCP allowed only by a rule that names host:port.
+// Requests the proxy sees (plain HTTP, intercepted HTTPS) get the deciding
+// rule's header templates expanded with secrets, and placeholder tokens
+// replaced (bound host) or blocked (any other host: exfiltration).
 // Every connection is attributed to a sandbox by its source address (the
 // packet filter drops spoofed sources), decided by that sandbox's policy
 // (policy.h) on the name AND the address the proxy resolves and connects to,
@@ -24,8 +27,10 @@
 
 #include "base/error.h"
 #include "manager/asio.h"
+#include "proxy/certificate_authority.h"
 #include "proxy/policy.h"
 #include "proxy/resolver.h"
+#include "proxy/secret_store.h"
 
 namespace cove::proxy {
 
@@ -57,6 +62,15 @@ struct EgressProxyOptions {
   // its answers): raw TCP to that address is decided on the name, so a rule
   // can name "ssh.example.com" rather than its addresses. Optional.
   std::function<std::optional<std::string>(const std::string& sandbox_id, const IpAddress& address)> name_for_address;
+  // TLS interception (null: none; tunnels a rule would need to intercept are
+  // denied). Hosts whose rule NeedsInterception() or that are bound to a
+  // placeholder secret are intercepted on port 443: the sandbox gets a leaf
+  // of this CA, requests are decided one by one, and go upstream over TLS
+  // verified against the system trust store plus upstream_ca_file.
+  std::shared_ptr<CertificateAuthority> ca;
+  std::string upstream_ca_file;
+  // Secrets for header templates and placeholders (null: none).
+  std::shared_ptr<SecretStore> secrets;
 };
 
 class EgressProxy {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -599,6 +600,134 @@ TEST_F(EgressProxyTest, IdleConnectionsAreClosed) {
   auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(ClosedWithoutData(fd));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+}  // namespace
+}  // namespace cove::proxy
+
+namespace cove::proxy {
+namespace {
+
+// Secrets in plain HTTP: header templates of the deciding rule, placeholders
+// replaced for their bound host and blocked (exfiltration) elsewhere, a
+// template naming a missing secret denied.
+TEST_F(EgressProxyTest, PutsSecretsIntoRequestsAndBlocksPlaceholdersElsewhere) {
+  char dir[] = "/tmp/cove-proxy-secrets-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto store = SecretStore::Open(std::string(dir) + "/secrets.json");
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put("TOKEN", "real-token", false, {}).ok());
+  auto key = (*store)->Put("KEY", "real-key", true, {Pattern("web.test")});
+  ASSERT_TRUE(key.ok());
+  EgressPolicy policy = *policy_;
+  HostRule inject;
+  inject.host = Pattern("web.test");
+  inject.ports = policy.rules[0].ports;
+  inject.set_headers = {{"Authorization", "Bearer {{secret.TOKEN}}"}};
+  HostRule missing = inject;
+  missing.host = Pattern("down.test");
+  missing.set_headers = {{"X-Missing", "{{secret.GONE}}"}};
+  policy.rules.insert(policy.rules.begin(), {inject, missing});
+  SetPolicy(policy);
+  EgressProxyOptions options;
+  options.secrets = *store;
+  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  StartProxy(options);
+  std::string port = std::to_string(up.port());
+  int fd = Client();
+  HttpReader reader(fd);
+  ASSERT_TRUE(SendAll(fd, Get("web.test:" + port, "/a?k=" + key->placeholder,
+                              "Authorization: mine\r\nX-Key: " + key->placeholder + "\r\n")));
+  auto ok = reader.Read(true);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status(), 200);
+  auto seen = up.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].start_line, "GET /a?k=real-key HTTP/1.1");
+  EXPECT_EQ(seen[0].Header("Authorization"), "Bearer real-token");
+  EXPECT_EQ(seen[0].Header("X-Key"), "real-key");
+  // The same placeholder to another host: blocked, reported.
+  ASSERT_TRUE(SendAll(fd, Get("other.test:" + port, "/b", "X-Key: " + key->placeholder + "\r\n")));
+  auto blocked = reader.Read(true);
+  ASSERT_TRUE(blocked);
+  EXPECT_EQ(blocked->status(), 403);
+  ASSERT_FALSE(denials().empty());
+  EXPECT_NE(denials().back().reason.find("exfiltration attempt"), std::string::npos);
+  // A template naming a secret that is not set: denied, never sent.
+  ASSERT_TRUE(SendAll(fd, Get("down.test:" + port, "/c")));
+  auto denied = reader.Read(true);
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status(), 403);
+  EXPECT_NE(denied->body.find("GONE"), std::string::npos);
+  EXPECT_EQ(up.requests().size(), 1u);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace cove::proxy
+
+namespace cove::proxy {
+namespace {
+
+// A CONNECT whose rule needs interception: the proxy terminates TLS with a
+// leaf of its CA, reads the HTTP request inside, and connects to the
+// upstream over TLS that it verifies; a self-signed upstream fails: 502.
+TEST_F(EgressProxyTest, InterceptsTlsForRulesThatNeedItAndVerifiesTheUpstream) {
+  TlsUpstream tls("127.0.0.44", 443);
+  ASSERT_EQ(tls.port(), 443);
+  char dir[] = "/tmp/cove-proxy-ca-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto ca = CertificateAuthority::LoadOrCreate(std::string(dir) + "/ca");
+  ASSERT_TRUE(ca.ok());
+  EgressPolicy policy = *policy_;
+  HostRule inject;
+  inject.host = Pattern("tls.test");
+  inject.set_headers = {{"X-A", "b"}};
+  policy.rules.insert(policy.rules.begin(), inject);
+  SetPolicy(policy);
+  EgressProxyOptions options;
+  options.ca = *ca;
+  StartProxy(options);
+  int fd = Client();
+  EXPECT_EQ(Connect(fd, "tls.test:443").status(), 200);
+  auto answer = TlsExchange(fd, "tls.test", "GET /x HTTP/1.1\r\nHost: tls.test\r\n\r");
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "HTTP/1.1 502 Bad Gateway\r");
+  EXPECT_EQ((*ca)->minted(), 1u);
+  EXPECT_GE(tls.connections(), 1);
+  std::filesystem::remove_all(dir);
+}
+
+// A rule that denies one method: the tunnel is intercepted (not denied) and
+// that method alone gets 403.
+TEST_F(EgressProxyTest, ARuleDenyingSomeMethodsInterceptsAndDecidesPerRequest) {
+  TlsUpstream tls("127.0.0.44", 443);
+  ASSERT_EQ(tls.port(), 443);
+  char dir[] = "/tmp/cove-proxy-ca-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto ca = CertificateAuthority::LoadOrCreate(std::string(dir) + "/ca");
+  ASSERT_TRUE(ca.ok());
+  EgressPolicy policy = *policy_;
+  HostRule no_delete;
+  no_delete.host = Pattern("tls.test");
+  no_delete.methods = {"DELETE"};
+  no_delete.allow = false;
+  policy.rules.insert(policy.rules.begin(), no_delete);
+  SetPolicy(policy);
+  EgressProxyOptions options;
+  options.ca = *ca;
+  StartProxy(options);
+  int fd = Client();
+  EXPECT_EQ(Connect(fd, "tls.test:443").status(), 200);
+  auto answer = TlsExchange(fd, "tls.test", "DELETE /x HTTP/1.1\r\nHost: tls.test\r\n\r");
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "HTTP/1.1 403 Forbidden\r");
+  int fd2 = Client();
+  EXPECT_EQ(Connect(fd2, "tls.test:443").status(), 200);
+  auto get = TlsExchange(fd2, "tls.test", "GET /x HTTP/1.1\r\nHost: tls.test\r\n\r");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(*get, "HTTP/1.1 502 Bad Gateway\r");  // allowed; the self-signed upstream fails verification
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "proxy/secret_templates.h"
+
 namespace cove::proxy {
 
 namespace {
@@ -301,6 +303,10 @@ Result<HostRule> ParseRule(const Json& j, const std::string& where) {
       if (value.size() > kMaxTemplateLength) return FieldError(name, "is too long");
       if (value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
         return FieldError(name, "holds CR, LF or NUL");
+      // Secrets may be set later; a malformed reference never works.
+      auto syntax = ExpandSecretTemplate(value, SecretSet{});
+      if (!syntax.ok() && syntax.error().code == ErrorCode::kInvalidArgument)
+        return FieldError(name, syntax.error().message);
       rule.set_headers.emplace_back(h.key(), value);
     }
   }

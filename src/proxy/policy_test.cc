@@ -311,6 +311,8 @@ TEST(PolicyJsonTest, ValidationNamesTheField) {
   expect_mentions({{"rules", {{{"host", "a.test"}, {"allow", 1}}}}}, "rules[0].allow");
   expect_mentions({{"rules", {{{"host", "a.test"}, {"setHeaders", {{"X-A", "a\r\nb"}}}}}}}, "rules[0].setHeaders.X-A");
   expect_mentions({{"rules", {{{"host", "a.test"}, {"setHeaders", {{"Bad Name", "x"}}}}}}}, "rules[0].setHeaders");
+  expect_mentions({{"rules", {{{"host", "a.test"}, {"setHeaders", {{"X-A", "{{secret.lower}}"}}}}}}}, "rules[0].setHeaders.X-A");
+  expect_mentions({{"rules", {{{"host", "a.test"}, {"setHeaders", {{"X-A", "Bearer {{secret.A"}}}}}}}, "rules[0].setHeaders.X-A");
   expect_mentions({{"rules", {{{"host", "a.test"}, {"extra", 1}}}}}, "rules[0].extra");
   expect_mentions({{"rules", {"a.test"}}}, "rules[0]");
   Json many = Json::array();

@@ -279,6 +279,8 @@ def test_connect_tricks_are_refused(net, lab, sbx):
         assert not [r for r in new if r.get("server") == "198.51.100.13"]
     finally:
         set_policy(api, sbx, {"enableInternet": True})
+
+
 def test_preview_urls_with_sealed_networking(net, sbx):
     """The preview listener reaches servers on the sandbox's loopback and on its eth0 only."""
     import requests

@@ -315,6 +315,24 @@ def test_images(api, contract):
         call(api, contract, method, "/v1/images", {}, expect=405)
 
 
+def test_secrets(api, contract):
+    call(api, contract, "PUT", "/v1/secrets/OPENAPI_T", {"value": "v"}, expect=200)
+    _, out = call(api, contract, "PUT", "/v1/secrets/OPENAPI_P",
+                  {"value": "v", "placeholder": True, "hosts": ["api.example.test"]}, expect=200)
+    assert out["placeholder"].startswith("cove-placeholder-")
+    _, listing = call(api, contract, "GET", "/v1/secrets", expect=200)
+    assert {"OPENAPI_T", "OPENAPI_P"} <= {s["name"] for s in listing["secrets"]}
+    call(api, contract, "GET", "/v1/secrets/OPENAPI_P", expect=200)
+    call(api, contract, "GET", "/v1/secrets/lower", expect=400)
+    call(api, contract, "GET", "/v1/secrets/OPENAPI_NONE", expect=404)
+    call(api, contract, "PUT", "/v1/secrets/OPENAPI_T", {"value": 1}, expect=400)
+    call(api, contract, "PUT", "/v1/secrets/OPENAPI_T", {"value": "v", "hosts": ["x.test"]}, expect=400)
+    call(api, contract, "DELETE", "/v1/secrets/OPENAPI_T", expect=200)
+    call(api, contract, "DELETE", "/v1/secrets/OPENAPI_P", expect=200)
+    call(api, contract, "DELETE", "/v1/secrets/OPENAPI_T", expect=404)
+    call(api, contract, "DELETE", "/v1/secrets/a-b", expect=400)
+
+
 # ---------------------------------------------------------------- compatible API
 
 def compat(sid, route):

@@ -6,10 +6,13 @@ the test's own, on documentation addresses, and serves
   TCP echo on 198.51.100.12:22
   DNS on 198.51.100.53:53 (UDP) for the names in ZONE
 
-Every request is appended to LOG (one JSON line), so a test can prove what an
-upstream received.  Usage: world.py CERT KEY LOG
+Every request is appended to LOG (one JSON line, header values included), so
+a test can prove what an upstream received. The answer echoes header NAMES
+with a sha256 of each value (and of the query), never the values: an echo
+would otherwise hand a secret the proxy injected back to the sandbox.  Usage: world.py CERT KEY LOG
 """
 
+import hashlib
 import http.server
 import json
 import socket
@@ -25,6 +28,7 @@ ZONE = {
     "denied.test": "198.51.100.13",
     "tls.test": "198.51.100.11",
     "api.tls.test": "198.51.100.11",
+    "wrong.tls.test": "198.51.100.11",  # not in the certificate: verification fails
     "ssh.test": "198.51.100.12",
     "private.test": "10.9.8.7",
     "metadata.test": "169.254.169.254",
@@ -59,6 +63,10 @@ class Echo(http.server.BaseHTTPRequestHandler):
                  "method": self.command, "path": self.path, "headers": dict(self.headers.items()),
                  "body": body.decode(errors="replace")}
         record(entry)
+        path, _, query = self.path.partition("?")
+        entry = dict(entry, headers={k: "sha256:" + hashlib.sha256(v.encode()).hexdigest()
+                                     for k, v in self.headers.items()},
+                     path=path + ("?sha256:" + hashlib.sha256(query.encode()).hexdigest() if query else ""))
         if self.path.startswith("/stream"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
