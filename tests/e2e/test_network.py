@@ -302,3 +302,32 @@ def test_preview_urls_with_sealed_networking(net, sbx):
             return requests.get(f"http://{c.host}:{c.preview_port}/hello", headers={"Host": host}, timeout=30)
         assert wait_until(lambda: get().status_code == 200, 20), (port, get().status_code)
         assert get().text == "hello from the sandbox"
+
+
+def test_git_checkout_through_the_egress_proxy(net, lab, sbx):
+    """Issue 3's git checkout against a git server on the fake internet: the
+    sandbox's git reaches it only through coved's proxy, and the policy applies."""
+    import subprocess
+    _, api = net
+    src = os.path.join(lab.workdir, "src")
+    bare = os.path.join(lab.git_root, "demo.git")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    for cmd in (["git", "init", "-q", "-b", "main", src],
+                ["sh", "-c", f"echo hello-from-git > {src}/README && git -C {src} add README && "
+                             f"git -C {src} commit -qm first"],
+                ["git", "clone", "-q", "--bare", src, bare],
+                ["git", "-C", bare, "update-server-info"]):
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+    set_policy(api, sbx, {"enableInternet": False, "allowedHosts": ["git.test"]})
+    try:
+        r = api.call(sbx, "git/checkout", {"repoUrl": "http://git.test/demo.git", "targetDir": "/workspace/demo"})
+        assert r["success"] is True, r
+        assert run(api, sbx, "cat /workspace/demo/README")[1] == "hello-from-git\n"
+        assert any(x.get("server") == "198.51.100.14" for x in lab.world_requests())
+        set_policy(api, sbx, {"enableInternet": False, "allowedHosts": ["other.test"]})
+        r = api.call(sbx, "git/checkout", {"repoUrl": "http://git.test/demo.git", "targetDir": "/workspace/no"},
+                     expect=None)
+        assert r.get("success") is not True, r
+    finally:
+        set_policy(api, sbx, {"enableInternet": True})

@@ -45,6 +45,7 @@ class NetLab:
         self.world_proc = None
         self.ca_cert = os.path.join(workdir, "world-ca.pem")
         self.world_log = os.path.join(workdir, "world.jsonl")
+        self.git_root = os.path.join(workdir, "git")  # served as http://git.test/
 
     @property
     def netns_path(self):
@@ -65,13 +66,14 @@ class NetLab:
         sh("ip", "link", "add", "inet", "netns", self.lab, "type", "veth", "peer", "name", "eth0", "netns", self.world)
         sh("ip", "addr", "add", "198.51.100.1/24", "dev", "inet", ns=self.lab)
         sh("ip", "link", "set", "inet", "up", ns=self.lab)
-        for last in (10, 11, 12, 13, 20, 53):
+        for last in (10, 11, 12, 13, 14, 20, 53):
             sh("ip", "addr", "add", f"198.51.100.{last}/24", "dev", "eth0", ns=self.world)
         sh("ip", "link", "set", "eth0", "up", ns=self.world)
         self._make_certs()
+        os.makedirs(self.git_root, exist_ok=True)
         self.world_proc = subprocess.Popen(
             ["ip", "netns", "exec", self.world, sys.executable, os.path.join(HERE, "world.py"),
-             self.world_cert, self.world_key, self.world_log],
+             self.world_cert, self.world_key, self.world_log, self.git_root],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.world_proc.stdout.readline()
         if "ready" not in line:

@@ -5,11 +5,12 @@ the test's own, on documentation addresses, and serves
   HTTPS on 198.51.100.11:443 (certificate from the test's CA, names in ZONE)
   TCP echo on 198.51.100.12:22
   DNS on 198.51.100.53:53 (UDP) for the names in ZONE
+  static files of GIT_ROOT on 198.51.100.14:80 (git.test: bare repositories over git's dumb HTTP)
 
 Every request is appended to LOG (one JSON line, header values included), so
 a test can prove what an upstream received. The answer echoes header NAMES
 with a sha256 of each value (and of the query), never the values: an echo
-would otherwise hand a secret the proxy injected back to the sandbox.  Usage: world.py CERT KEY LOG
+would otherwise hand a secret the proxy injected back to the sandbox.  Usage: world.py CERT KEY LOG GIT_ROOT
 """
 
 import hashlib
@@ -32,10 +33,11 @@ ZONE = {
     "ssh.test": "198.51.100.12",
     "private.test": "10.9.8.7",
     "metadata.test": "169.254.169.254",
-    "bench.test": "198.51.100.20",  # bench/egress_bench.py's nginx
+    "bench.test": "198.51.100.20",
+    "git.test": "198.51.100.14",  # bench/egress_bench.py's nginx
 }
 
-CERT, KEY, LOG = sys.argv[1:4]
+CERT, KEY, LOG, GIT_ROOT = sys.argv[1:5]
 log_lock = threading.Lock()
 
 
@@ -155,6 +157,18 @@ def serve_dns(addr):
 
 serve_http("198.51.100.10", 80)
 serve_http("198.51.100.13", 80)
+
+
+class Files(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, directory=GIT_ROOT, **kw)
+
+    def log_message(self, *args):
+        record({"server": "198.51.100.14", "path": self.path})
+
+
+git_server = Server(("198.51.100.14", 80), Files)
+threading.Thread(target=git_server.serve_forever, daemon=True).start()
 serve_http("198.51.100.11", 443, tls=True)
 serve_echo("198.51.100.12", 22)
 serve_dns("198.51.100.53")
