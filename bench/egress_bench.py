@@ -8,6 +8,10 @@ namespaces (tests/e2e/netlab: nothing leaves the machine).
   tinyproxy:   wrk in coved's namespace -> tinyproxy (explicit proxy) -> nginx
   coved explicit:    wrk in a sandbox -> coved's explicit proxy (HTTP_PROXY) -> nginx
   coved transparent: wrk in a sandbox -> bench.test:80/443, redirected by the firewall -> nginx
+  coved intercepted: HTTPS to bench.test with a rule injecting a secret header (TLS terminated
+                     with coved's CA, re-encrypted to nginx)
+  preview URL:       wrk in coved's namespace -> coved's preview listener -> nginx inside the
+                     sandbox, against the same wrk straight to the sandbox's address
 
 Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
 connections. Keep-alive, and a new connection per request (Connection: close).
@@ -41,6 +45,16 @@ http {{
     location = /1k {{ return 200 "{body}"; }}
     location /1m {{ root {dir}; }}
   }}
+}}
+"""
+
+SANDBOX_NGINX = """
+worker_processes 1; pid /tmp/nginx.pid; error_log /tmp/nginx.err; daemon off;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  client_body_temp_path /tmp; proxy_temp_path /tmp; fastcgi_temp_path /tmp; uwsgi_temp_path /tmp; scgi_temp_path /tmp;
+  server {{ listen 8080; location = /1k {{ return 200 "{body}"; }} }}
 }}
 """
 
@@ -129,14 +143,42 @@ def main():
                     lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
                     thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
                     rows.append((size, "keep-alive" if keep else "new connection", name, lat, thr))
-        # HTTPS: tunnelled untouched by coved (SNI checked), against direct.
-        for keep in (True, False):
-            hdr = [] if keep else ["-H", "Connection: close"]
-            for name, runner, url in (("direct", in_lab, "https://198.51.100.20/1k"),
-                                      ("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")):
+        # HTTPS: tunnelled untouched by coved (SNI checked), then intercepted with a
+        # header injected from a secret, against direct.
+        def https_rows(name, runner, url):
+            for keep in (True, False):
+                hdr = [] if keep else ["-H", "Connection: close"]
                 lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + [url]))
                 thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + [url]))
                 rows.append(("1k https", "keep-alive" if keep else "new connection", name, lat, thr))
+        https_rows("direct", in_lab, "https://198.51.100.20/1k")
+        https_rows("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")
+        r = api.request("PUT", "/v1/secrets/BENCH_TOKEN", json_body={"value": "bench-secret-value"})
+        assert r.status_code == 200, r.text
+        r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body={
+            "rules": [{"host": "bench.test", "setHeaders": {"Authorization": "Bearer {{secret.BENCH_TOKEN}}"}}]})
+        assert r.status_code == 200, r.text
+        https_rows("coved intercepted + injected header", in_sandbox, "https://bench.test/1k")
+        api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
+
+        # Preview URL: nginx inside the sandbox, reached through coved's preview listener.
+        api.call(sid, "write", {"path": "/tmp/nginx.conf", "content": SANDBOX_NGINX.format(body="x" * 1024)})
+        api.exec(sid, "nginx -c /tmp/nginx.conf >/dev/null 2>&1 &", session="srv")
+        time.sleep(1)
+        exposed = api.request("POST", f"/v1/sandboxes/{sid}/ports", json_body={"port": 8080}).json()
+        host = exposed["url"].split("//", 1)[1].split(":", 1)[0]
+        eth0 = proxy[len("http://"):].rsplit(":", 1)[0].split(".")
+        sandbox_addr = ".".join(eth0[:3] + [str(int(eth0[3]) + 1)])
+        for keep in (True, False):
+            hdr = [] if keep else ["-H", "Connection: close"]
+            for name, url, extra in (("direct to the sandbox's port", f"http://{sandbox_addr}:8080/1k", []),
+                                     ("preview URL", f"http://127.0.0.1:{c.preview_port}/1k", ["-H", f"Host: {host}"])):
+                lat = parse_wrk(in_lab(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                key = "preview 1k"
+                if name.startswith("direct"):
+                    name = "direct"
+                rows.append((key, "keep-alive" if keep else "new connection", name, lat, thr))
 
         print(f"| body | connections | path | p50 ms (1 conn) | p99 ms (1 conn) | req/s (16 conns) | MB/s (16 conns) | vs direct |")
         print("|---|---|---|---|---|---|---|---|")

@@ -19,7 +19,13 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
                                               proxy::SandboxDirectory::FindBySlot find_by_slot) {
   std::unique_ptr<Egress> e(new Egress());
   COVE_ASSIGN_OR_RETURN(net::AddressPlan plan, net::AddressPlan::Parse(config.subnet));
-  e->directory_ = std::make_unique<proxy::SandboxDirectory>(std::move(find_by_slot), plan, std::make_shared<proxy::EgressPolicy>());
+  auto default_policy = std::make_shared<proxy::EgressPolicy>();
+  if (!config.default_policy.empty()) {
+    auto json = nlohmann::json::parse(config.default_policy, nullptr, false);
+    if (json.is_discarded()) return MakeError(ErrorCode::kInvalidArgument, "--egress-default is not JSON");
+    COVE_ASSIGN_OR_RETURN(*default_policy, proxy::EgressPolicy::FromJson(json));
+  }
+  e->directory_ = std::make_unique<proxy::SandboxDirectory>(std::move(find_by_slot), plan, default_policy);
   COVE_ASSIGN_OR_RETURN(e->secrets_, proxy::SecretStore::Open(config.state_dir + "/secrets.json"));
   if (!config.sealed) return e;
   COVE_ASSIGN_OR_RETURN(e->ca_, proxy::CertificateAuthority::LoadOrCreate(config.state_dir + "/ca"));

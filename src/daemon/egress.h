@@ -26,6 +26,7 @@ struct EgressConfig {
   std::vector<std::string> dns_servers;  // empty: /etc/resolv.conf
   std::string state_dir;                 // names the firewall table; holds ca/ and secrets.json
   std::string upstream_ca;               // --upstream-ca: extra CA file for intercepted upstreams
+  std::string default_policy;            // --egress-default: JSON policy of sandboxes without one
 };
 
 class Egress {

@@ -235,6 +235,8 @@ int main(int argc, char** argv) {
   app.add_option("--preview-domain", c.preview_domain, "preview URLs are PORT-ID-TOKEN.DOMAIN")->capture_default_str();
   app.add_option("--preview-tls-cert", c.preview_tls_cert, "PEM certificate chain: the preview listener speaks TLS");
   app.add_option("--preview-tls-key", c.preview_tls_key, "PEM private key of --preview-tls-cert");
+  app.add_option("--egress-default", c.egress.default_policy, "egress policy (JSON, as PUT /v1/sandboxes/ID/egress) "
+                 "of sandboxes that have none; default: {\"enableInternet\": true}");
   app.add_option("--upstream-ca", c.egress.upstream_ca, "PEM file of extra CAs that intercepted upstreams' "
                  "certificates may chain to (besides /etc/ssl/certs)")->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);

@@ -331,3 +331,25 @@ def test_git_checkout_through_the_egress_proxy(net, lab, sbx):
         assert r.get("success") is not True, r
     finally:
         set_policy(api, sbx, {"enableInternet": True})
+
+
+def test_host_wide_default_policy(lab):
+    """--egress-default applies to sandboxes that have no policy of their own."""
+    import json as _json
+    base = os.path.dirname(lab.ca_cert)
+    c = Coved(os.path.join(base, "state-default"), os.path.join(base, "coved-default.log"), host=lab.lab_addr,
+              prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS, "--egress-default",
+                                          _json.dumps({"enableInternet": False, "allowedHosts": ["allowed.test"]})])
+    c.start()
+    api = Api(c)
+    try:
+        sid = unique_id("net-default")
+        api.create(id=sid)
+        state = api.get(f"/v1/sandboxes/{sid}/egress").json()
+        assert state["custom"] is False and state["policy"]["allowedHosts"] == ["allowed.test"]
+        curl = "curl -s -o /dev/null -w '%{http_code}' --max-time 10 "
+        assert run(api, sid, curl + "http://allowed.test/d")[1] == "200"
+        assert run(api, sid, curl + "http://other.test/d")[1] == "403"
+        api.delete(f"/v1/sandboxes/{sid}")
+    finally:
+        assert c.stop() == 0, tail(c.log_path)
