@@ -32,7 +32,7 @@ from helpers import Api, Coved, make_base_dir  # noqa: E402
 from netlab.lab import NetLab  # noqa: E402
 
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
-ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # e.g. "1m": one body size
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # 1k, 1m, https or preview
 
 NGINX_CONF = """
 worker_processes 2; pid {dir}/nginx.pid; error_log {dir}/nginx.err; daemon off;
@@ -77,6 +77,8 @@ def parse_wrk(out):
         v, unit = float(re.match(r"([\d.]+)(\w+)", text).group(1)), re.match(r"[\d.]+(\w+)", text).group(1)
         return v * {"us": 0.001, "ms": 1, "s": 1000}[unit]
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    if "Requests/sec" not in out:
+        raise RuntimeError("wrk failed: " + out[-500:])
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     mbs = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[mbs.group(2)]
@@ -103,7 +105,7 @@ def main():
                                        os.path.join(base, "tinyproxy.conf")], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
         c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), host=lab.lab_addr,
-                  prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS])
+                  prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS, "--upstream-ca", lab.ca_cert])
         c.start()
         api = Api(c)
         sid = "egress-bench"
@@ -115,8 +117,8 @@ def main():
         time.sleep(0.5)
 
         def in_lab(args):
-            return subprocess.run(["ip", "netns", "exec", lab.lab, "wrk"] + args, capture_output=True,
-                                  text=True).stdout
+            p = subprocess.run(["ip", "netns", "exec", lab.lab, "wrk"] + args, capture_output=True, text=True)
+            return p.stdout + p.stderr
 
         def in_sandbox(args):
             cmd = "wrk " + " ".join(f"'{a}'" for a in args)
@@ -131,7 +133,7 @@ def main():
             }
 
         rows = []
-        for size in [x for x in ("1k", "1m") if not ONLY or x == ONLY]:
+        for size in [x for x in ("1k", "1m") if ONLY in ("", x)]:
             for keep in (True, False):
                 for name, (runner, extra, url) in paths(size).items():
                     if name == "coved explicit":
@@ -151,43 +153,42 @@ def main():
                 lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + [url]))
                 thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + [url]))
                 rows.append(("1k https", "keep-alive" if keep else "new connection", name, lat, thr))
-        https_rows("direct", in_lab, "https://198.51.100.20/1k")
-        https_rows("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")
-        r = api.request("PUT", "/v1/secrets/BENCH_TOKEN", json_body={"value": "bench-secret-value"})
-        assert r.status_code == 200, r.text
-        r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body={
-            "rules": [{"host": "bench.test", "setHeaders": {"Authorization": "Bearer {{secret.BENCH_TOKEN}}"}}]})
-        assert r.status_code == 200, r.text
-        https_rows("coved intercepted + injected header", in_sandbox, "https://bench.test/1k")
-        api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
+        if ONLY in ("", "https"):
+            https_rows("direct", in_lab, "https://198.51.100.20/1k")
+            https_rows("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")
+            r = api.request("PUT", "/v1/secrets/BENCH_TOKEN", json_body={"value": "bench-secret-value"})
+            assert r.status_code == 200, r.text
+            r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body={
+                "rules": [{"host": "bench.test", "setHeaders": {"Authorization": "Bearer {{secret.BENCH_TOKEN}}"}}]})
+            assert r.status_code == 200, r.text
+            https_rows("coved intercepted + injected header", in_sandbox, "https://bench.test/1k")
+            api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
 
         # Preview URL: nginx inside the sandbox, reached through coved's preview listener.
-        api.call(sid, "write", {"path": "/tmp/nginx.conf", "content": SANDBOX_NGINX.format(body="x" * 1024)})
-        api.exec(sid, "nginx -c /tmp/nginx.conf >/dev/null 2>&1 &", session="srv")
-        time.sleep(1)
-        exposed = api.request("POST", f"/v1/sandboxes/{sid}/ports", json_body={"port": 8080}).json()
-        host = exposed["url"].split("//", 1)[1].split(":", 1)[0]
-        eth0 = proxy[len("http://"):].rsplit(":", 1)[0].split(".")
-        sandbox_addr = ".".join(eth0[:3] + [str(int(eth0[3]) + 1)])
-        for keep in (True, False):
-            hdr = [] if keep else ["-H", "Connection: close"]
-            for name, url, extra in (("direct to the sandbox's port", f"http://{sandbox_addr}:8080/1k", []),
-                                     ("preview URL", f"http://127.0.0.1:{c.preview_port}/1k", ["-H", f"Host: {host}"])):
-                lat = parse_wrk(in_lab(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
-                thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
-                key = "preview 1k"
-                if name.startswith("direct"):
-                    name = "direct"
-                rows.append((key, "keep-alive" if keep else "new connection", name, lat, thr))
+        if ONLY in ("", "preview"):
+            api.call(sid, "write", {"path": "/tmp/nginx.conf", "content": SANDBOX_NGINX.format(body="x" * 1024)})
+            api.exec(sid, "nginx -c /tmp/nginx.conf >/dev/null 2>&1 &", session="srv")
+            time.sleep(1)
+            exposed = api.request("POST", f"/v1/sandboxes/{sid}/ports", json_body={"port": 8080}).json()
+            host = exposed["url"].split("//", 1)[1].split(":", 1)[0]
+            eth0 = proxy[len("http://"):].rsplit(":", 1)[0].split(".")
+            sandbox_addr = ".".join(eth0[:3] + [str(int(eth0[3]) + 1)])
+            for keep in (True, False):
+                hdr = [] if keep else ["-H", "Connection: close"]
+                for name, url, extra in (("direct to the sandbox's port", f"http://{sandbox_addr}:8080/1k", []),
+                                         ("preview URL", f"http://{lab.lab_addr}:{c.preview_port}/1k", ["-H", f"Host: {host}"])):
+                    lat = parse_wrk(in_lab(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                    thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                    rows.append(("preview 1k", "keep-alive" if keep else "new connection", name, lat, thr))
 
         print(f"| body | connections | path | p50 ms (1 conn) | p99 ms (1 conn) | req/s (16 conns) | MB/s (16 conns) | vs direct |")
         print("|---|---|---|---|---|---|---|---|")
         direct = {}
         for size, mode, name, lat, thr in rows:
-            if name == "direct":
+            if name.startswith("direct"):
                 direct[(size, mode)] = (lat, thr)
             d_lat, d_thr = direct[(size, mode)]
-            rel = "" if name == "direct" else f"+{lat['p50'] - d_lat['p50']:.3f} ms p50, {100 * thr['rps'] / d_thr['rps']:.0f}% req/s"
+            rel = "" if name.startswith("direct") else f"+{lat['p50'] - d_lat['p50']:.3f} ms p50, {100 * thr['rps'] / d_thr['rps']:.0f}% req/s"
             err = f" ({lat['errors'] or thr['errors']})" if (lat['errors'] or thr['errors']) else ""
             print(f"| {size} | {mode} | {name}{err} | {lat['p50']:.3f} | {lat['p99']:.3f} | {thr['rps']:.0f} | "
                   f"{thr['mbs']:.1f} | {rel} |")
