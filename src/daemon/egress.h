@@ -22,7 +22,7 @@ namespace cove {
 struct EgressConfig {
   bool sealed = true;                   // --network sealed|none
   std::string subnet = "10.200.0.0/15";
-  size_t pool_size = 4;
+  size_t pool_size = 8;
   std::vector<std::string> dns_servers;  // empty: /etc/resolv.conf
   std::string state_dir;                 // names the firewall table; holds ca/ and secrets.json
   std::string upstream_ca;               // --upstream-ca: extra CA file for intercepted upstreams

@@ -1,5 +1,7 @@
 #include "manager/sandbox_networks.h"
 
+#include <algorithm>
+
 #include "base/log.h"
 #include "net/veth.h"
 
@@ -38,7 +40,8 @@ Status SandboxNetworks::Seal(const std::vector<uint32_t>& adopted_slots) {
   RemoveLeftoverVeths();
   std::lock_guard lock(mu_);
   stopping_ = false;
-  filler_ = std::thread([this] { FillPool(); });
+  for (size_t i = 0; i < std::max<size_t>(1, options_.pool_builders); ++i)
+    fillers_.emplace_back([this, i] { FillPool(static_cast<uint32_t>(1 + i * 64)); });
   return OkStatus();
 }
 
@@ -98,8 +101,7 @@ void SandboxNetworks::Remove(uint32_t slot) {
       log::Warn("cannot remove {} from the firewall: {}", name, s.error().ToString());
 }
 
-void SandboxNetworks::FillPool() {
-  uint32_t hint = 1;
+void SandboxNetworks::FillPool(uint32_t hint) {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     if (pool_.size() >= options_.pool_size) {
@@ -127,7 +129,8 @@ void SandboxNetworks::Shutdown(bool no_sandbox_left) {
     stopping_ = true;
     wake_.notify_all();
   }
-  if (filler_.joinable()) filler_.join();
+  for (auto& t : fillers_) t.join();
+  fillers_.clear();
   {
     std::lock_guard lock(mu_);
     pooled.swap(pool_);

@@ -25,7 +25,8 @@ namespace cove {
 
 struct NetworkOptions {
   std::string subnet = "10.200.0.0/15";  // one /31 per id slot
-  size_t pool_size = 4;                   // ready networks kept in advance
+  size_t pool_size = 8;                   // ready networks kept in advance
+  size_t pool_builders = 2;               // threads refilling the pool
   net::FirewallConfig ports;               // where the firewall sends sandboxes' traffic (subnet: set by Open)
   std::string table;                      // nftables table of this coved ("cove_<hash of state dir>")
   std::string slot_lock_dir = isolation::kDefaultIdSlotLockDir;
@@ -71,7 +72,8 @@ class SandboxNetworks {
  private:
   SandboxNetworks(NetworkOptions options, net::AddressPlan plan) : options_(std::move(options)), plan_(plan) {}
   Result<net::SandboxNetwork> BuildAdmitted(uint32_t slot);
-  void FillPool();
+  // One pool builder; `hint` spreads builders over the slots.
+  void FillPool(uint32_t hint);
   void RemoveLeftoverVeths();
 
   NetworkOptions options_;
@@ -81,7 +83,7 @@ class SandboxNetworks {
   std::condition_variable wake_;
   std::deque<Reserved> pool_;
   bool stopping_ = false;
-  std::thread filler_;
+  std::vector<std::thread> fillers_;
 };
 
 }  // namespace cove
