@@ -9,6 +9,7 @@
 // coroutines (and by the watchdog that enforces the idle timeout); Stop() and
 // the watchdog close both sockets, which ends every pending operation. All of
 // it runs on the io_context's one thread: no locks.
+#include "base/ascii.h"
 #include "proxy/egress_proxy.h"
 
 #include <netinet/tcp.h>
@@ -147,16 +148,6 @@ constexpr size_t kRelayChunk = 64 << 10;
 constexpr uint64_t kUnlimitedBody = std::numeric_limits<uint64_t>::max();
 constexpr char kVia[] = "1.1 cove-egress";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IEquals(std::string_view a, std::string_view b) { return Lower(a) == Lower(b); }
-
 // A reason fit for one header line: printable ASCII only.
 std::string HeaderSafe(std::string_view s) {
   std::string out;
@@ -173,7 +164,7 @@ void RewriteHopByHop(Fields& fields) {
   for (auto token : http::token_list(fields[http::field::connection])) named.emplace_back(token.data(), token.size());
   for (const auto& name : named) {
     // Framing and the target host are not the sender's to drop.
-    if (!IEquals(name, "transfer-encoding") && !IEquals(name, "content-length") && !IEquals(name, "host")) {
+    if (!AsciiIEquals(name, "transfer-encoding") && !AsciiIEquals(name, "content-length") && !AsciiIEquals(name, "host")) {
       fields.erase(name);
     }
   }
@@ -230,7 +221,7 @@ template <class Fields>
 std::string RequestedUpgrade(const Fields& fields) {
   bool connection_upgrade = false;
   for (auto token : http::token_list(fields[http::field::connection])) {
-    if (IEquals(std::string_view(token.data(), token.size()), "upgrade")) connection_upgrade = true;
+    if (AsciiIEquals(std::string_view(token.data(), token.size()), "upgrade")) connection_upgrade = true;
   }
   auto upgrade = fields[http::field::upgrade];
   if (!connection_upgrade || upgrade.empty()) return std::string();
@@ -800,7 +791,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!out.replaced) continue;
         std::string name(field.name_string().data(), field.name_string().size());
         auto it = std::find_if(rewritten.begin(), rewritten.end(),
-                               [&](const auto& e) { return IEquals(e.first, name); });
+                               [&](const auto& e) { return AsciiIEquals(e.first, name); });
         if (it == rewritten.end()) {
           rewritten.emplace_back(name, std::vector<std::string>());
           it = rewritten.end() - 1;
@@ -816,7 +807,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // Fields with the name but without a placeholder keep their values.
         std::vector<std::string> all;
         size_t next = 0;
-        for (auto it = req.find(name); it != req.end() && IEquals(std::string_view(it->name_string().data(), it->name_string().size()), name);
+        for (auto it = req.find(name); it != req.end() && AsciiIEquals(std::string_view(it->name_string().data(), it->name_string().size()), name);
              ++it) {
           std::string value(it->value().data(), it->value().size());
           all.push_back(value.find("cove-placeholder-") != std::string::npos && next < values.size() ? values[next++]
@@ -936,7 +927,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         continue;
       }
 
-      bool expects_continue = IEquals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()),
+      bool expects_continue = AsciiIEquals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()),
                                       "100-continue");
       std::string upgrade = RequestedUpgrade(req);
       req.erase(http::field::expect);

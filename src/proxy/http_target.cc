@@ -1,20 +1,11 @@
 // Request targets and Host headers of proxied HTTP (RFC 9112 §3.2).
+#include "base/ascii.h"
 #include "proxy/http_target.h"
 
 #include "proxy/policy.h"
 
 namespace cove::proxy {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IEquals(std::string_view a, std::string_view b) { return Lower(a) == Lower(b); }
 
 bool IsDnsName(std::string_view s) {
   if (s.empty() || s.size() > 253) return false;
@@ -62,7 +53,7 @@ std::optional<Authority> ParseAuthority(std::string_view text, uint16_t default_
     if (port == 0 || port > 65535) return std::nullopt;
     out.port = static_cast<uint16_t>(port);
   }
-  out.host = Lower(host);
+  out.host = AsciiLower(host);
   if (!out.host.empty() && out.host.back() == '.') out.host.pop_back();
   if (!IsDnsName(out.host) && !IpAddress::Parse(out.host)) return std::nullopt;
   return out;
@@ -101,7 +92,7 @@ std::optional<HttpTarget> ParseHttpTarget(std::string_view target, const std::ve
     return out;
   }
   constexpr std::string_view kScheme = "http://";
-  if (target.size() < kScheme.size() || !IEquals(target.substr(0, kScheme.size()), kScheme)) {
+  if (target.size() < kScheme.size() || !AsciiIEquals(target.substr(0, kScheme.size()), kScheme)) {
     *problem = "the proxy takes absolute-form http:// requests only (use CONNECT for https)";
     return std::nullopt;
   }

@@ -3,6 +3,7 @@
 // Host patterns keep only their text; their kind (glob, exact name, address,
 // CIDR) is recomputed from it when matching, so a HostPattern built by hand
 // behaves like a parsed one.
+#include "base/ascii.h"
 #include "proxy/policy.h"
 
 #include <arpa/inet.h>
@@ -27,12 +28,6 @@ constexpr size_t kMaxListEntries = 1024;
 constexpr size_t kMaxRuleHeaders = 64;
 constexpr size_t kMaxTemplateLength = 8192;
 
-std::string Lower(std::string s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 // "[v6]" -> "v6"; anything else unchanged.
 std::string StripBrackets(const std::string& s) {
   if (s.size() >= 2 && s.front() == '[' && s.back() == ']') return s.substr(1, s.size() - 2);
@@ -41,7 +36,7 @@ std::string StripBrackets(const std::string& s) {
 
 // A host as compared with patterns: lower-case, no brackets, no trailing dot.
 std::string CanonicalHost(const std::string& host) {
-  std::string h = Lower(StripBrackets(host));
+  std::string h = AsciiLower(StripBrackets(host));
   if (h.size() > 1 && h.back() == '.') h.pop_back();
   return h;
 }
@@ -338,7 +333,7 @@ std::string IpAddress::ToString() const {
 }
 
 Result<HostPattern> HostPattern::Parse(const std::string& text) {
-  std::string t = Lower(text);
+  std::string t = AsciiLower(text);
   if (t.empty()) return MakeError(ErrorCode::kInvalidArgument, "host pattern is empty");
   if (t.size() > kMaxHostLength + 2)
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("host pattern is longer than {} characters", kMaxHostLength));

@@ -5,49 +5,28 @@ only peer is a fake internet on documentation addresses: no packet of these
 tests can leave the machine, even when sealing is broken."""
 
 import os
-import shutil
 
 import pytest
 
-from helpers import Api, Coved, make_base_dir, tail, unique_id, wait_until
-from netlab.lab import NetLab
+from helpers import Api, Coved, tail, unique_id, wait_until
+from netlab.harness import run, set_policy, sh_quote, start_coved, start_lab, stop_coved, stop_lab
 
 pytestmark = pytest.mark.network
 
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0 or not shutil.which("nsenter"):
-        pytest.fail("network tests need root and nsenter")
-    base = make_base_dir("cove-e2e-net-")
-    lab = NetLab(base).up()
+    lab, base = start_lab("cove-e2e-net-")
     yield lab
-    lab.down()
-    shutil.rmtree(base, ignore_errors=True)
+    stop_lab(lab, base)
 
 
 @pytest.fixture(scope="module")
 def net(lab):
     """(coved in the lab, its Api)."""
-    base = os.path.dirname(lab.ca_cert)
-    c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), host=lab.lab_addr,
-              prefix=lab.nsenter(), args=["--network", "sealed", "--dns-server", lab.WORLD_DNS])
-    c.start()
-    api = Api(c)
+    c, api = start_coved(lab)
     yield c, api
-    for sid in api.list_ids():
-        api.delete(f"/v1/sandboxes/{sid}")
-    rc = c.stop()
-    assert rc == 0, tail(c.log_path)
-    # Nothing of coved's is left in the lab: no veth, no firewall table.
-    links = lab_run(lab, "ip", "-o", "link")
-    assert " cv" not in links, links
-    assert "cove_" not in lab_run(lab, "nft", "list", "tables")
-
-
-def lab_run(lab, *cmd):
-    import subprocess
-    return subprocess.run(["ip", "netns", "exec", lab.lab, *cmd], capture_output=True, text=True).stdout
+    stop_coved(lab, c, api)
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +35,6 @@ def sbx(net):
     sid = unique_id("net")
     api.create(id=sid)
     return sid
-
-
-def run(api, sid, command, timeout=60):
-    r = api.exec(sid, command, session="__DISABLE_SESSION__", timeout=timeout)
-    return r["exitCode"], r["stdout"], r["stderr"]
-
-
-def set_policy(api, sid, policy):
-    r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body=policy)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_sandbox_is_wired_to_coved_only(net, sbx):
@@ -204,10 +172,6 @@ def test_dns_is_answered_by_coved_only(net, lab, sbx):
         assert after == before  # the denied name never left coved
     finally:
         set_policy(api, sbx, {"enableInternet": True})
-
-
-def sh_quote(s):
-    return "'" + s.replace("'", "'\"'\"'") + "'"
 
 
 def test_raw_tcp_needs_a_rule_naming_host_and_port(net, lab, sbx):
