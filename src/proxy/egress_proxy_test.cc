@@ -61,6 +61,8 @@ class EgressProxyTest : public ::testing::Test {
 
   void StartProxy(EgressProxyOptions options = {}) {
     options.bind_address = "127.0.0.1";
+    // Unmarked: a coved running on this host refuses marked sockets the host's own addresses.
+    options.upstream_mark = 0;
     auto lookup = [this](const IpAddress&) -> std::optional<SandboxEgress> {
       std::lock_guard lock(mu_);
       if (!known_source_) return std::nullopt;
