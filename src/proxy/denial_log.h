@@ -1,6 +1,8 @@
 // DenialLog: the egress denials of each sandbox, for the operator and the
 // API (the newest `per_sandbox` of each sandbox, with a total count). Every
-// denial is also logged once here. Single-threaded (coved's io thread).
+// denial is also logged once here. At most `max_sandboxes` sandboxes are
+// kept: beyond, the one whose last denial is oldest is forgotten (sandboxes
+// come and go; their logs must not pile up). Single-threaded (coved's io thread).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +17,8 @@ namespace cove::proxy {
 
 class DenialLog {
  public:
-  explicit DenialLog(size_t per_sandbox = 200) : per_sandbox_(per_sandbox) {}
+  explicit DenialLog(size_t per_sandbox = 200, size_t max_sandboxes = 4096)
+      : per_sandbox_(per_sandbox), max_sandboxes_(max_sandboxes) {}
 
   struct Entry {
     int64_t unix_ms = 0;
@@ -32,6 +35,7 @@ class DenialLog {
     uint64_t total = 0;
   };
   size_t per_sandbox_;
+  size_t max_sandboxes_;
   std::map<std::string, PerSandbox> by_sandbox_;
 };
 

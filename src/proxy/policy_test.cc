@@ -322,3 +322,29 @@ TEST(PolicyJsonTest, ValidationNamesTheField) {
 
 }  // namespace
 }  // namespace cove::proxy
+
+// The denial log keeps the newest denials of a bounded number of sandboxes.
+#include "proxy/denial_log.h"
+
+namespace cove::proxy {
+namespace {
+
+TEST(DenialLog, KeepsTheNewestPerSandboxAndBoundsSandboxes) {
+  DenialLog log(/*per_sandbox=*/2, /*max_sandboxes=*/2);
+  for (int i = 0; i < 3; ++i) log.Record(Denial{"a", "h" + std::to_string(i) + ":80", "", "r"});
+  uint64_t total = 0;
+  auto a = log.Recent("a", &total);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(total, 3u);
+  EXPECT_EQ(a.back().denial.destination, "h2:80");
+  log.Record(Denial{"b", "x:80", "", "r"});
+  log.Record(Denial{"c", "y:80", "", "r"});  // a third sandbox: the one with the oldest denial goes
+  EXPECT_EQ(log.Recent("c", &total).size(), 1u);
+  EXPECT_EQ(log.Recent("b", &total).size() + log.Recent("a", &total).size(), 1u);
+  log.Forget("c");
+  EXPECT_TRUE(log.Recent("c", &total).empty());
+  EXPECT_EQ(total, 0u);
+}
+
+}  // namespace
+}  // namespace cove::proxy
