@@ -289,11 +289,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Listen(asio::any_io_executor ex,
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(impl->options.listen_host, ec);
   if (ec) return MakeError(ErrorCode::kInvalidArgument, "bad listen address " + impl->options.listen_host);
-  tcp::endpoint ep(addr, impl->options.listen_port);
-  impl->acceptor.open(ep.protocol(), ec);
-  if (!ec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) impl->acceptor.bind(ep, ec);
-  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  ec = OpenListening(impl->acceptor, tcp::endpoint(addr, impl->options.listen_port));
   if (ec)
     return SysError(fmt::format("listen on {}:{}", impl->options.listen_host, impl->options.listen_port),
                     ec.value());

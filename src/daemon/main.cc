@@ -131,7 +131,7 @@ int Run(const Config& c) {
   // manager the runtime: the proxy finds sandboxes through the manager once it exists.
   Manager* manager_ptr = nullptr;
   auto find_by_slot = [&manager_ptr](uint32_t slot) {
-    return manager_ptr ? manager_ptr->FindBySlot(slot) : std::nullopt;
+    return manager_ptr ? manager_ptr->FindBySlot(slot) : nullptr;
   };
   auto egress = Egress::Start(io, egress_config, find_by_slot);
   if (!egress.ok()) {

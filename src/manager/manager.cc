@@ -292,9 +292,11 @@ Task<Status> Manager::Destroy(std::string id) {
   co_return OkStatus();
 }
 
-std::optional<SandboxRecord> Manager::FindBySlot(uint32_t slot) const {
+const SandboxRecord* Manager::FindBySlot(uint32_t slot) const {
   auto it = id_by_slot_.find(slot);
-  return it == id_by_slot_.end() ? std::nullopt : Get(it->second);
+  if (it == id_by_slot_.end()) return nullptr;
+  auto entry = entries_.find(it->second);
+  return entry == entries_.end() || entry->second->destroying ? nullptr : &entry->second->record;
 }
 
 Status Manager::SetEgress(const std::string& id, nlohmann::json egress) {

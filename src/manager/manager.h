@@ -46,8 +46,10 @@ class Manager {
   Task<Result<SandboxRecord>> Create(CreateRequest request);
   std::optional<SandboxRecord> Get(const std::string& id) const;
   std::vector<SandboxRecord> List() const;
-  // The sandbox whose network uses id slot `slot` (its source address).
-  std::optional<SandboxRecord> FindBySlot(uint32_t slot) const;
+  // The sandbox whose network uses id slot `slot` (its source address), or
+  // null. Valid until the manager's next state change (use it at once: the
+  // egress proxy calls this for every connection, so nothing is copied).
+  const SandboxRecord* FindBySlot(uint32_t slot) const;
   // Replaces a sandbox's egress policy (validated by the caller) and persists
   // it; it applies to new connections at once. kNotFound for unknown ids.
   Status SetEgress(const std::string& id, nlohmann::json egress);

@@ -144,11 +144,7 @@ Result<std::unique_ptr<PreviewServer>> PreviewServer::Listen(asio::any_io_execut
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(o.listen_host, ec);
   if (ec) return MakeError(ErrorCode::kInvalidArgument, "bad preview listen address " + o.listen_host);
-  tcp::endpoint ep(addr, o.listen_port);
-  impl->acceptor.open(ep.protocol(), ec);
-  if (!ec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) impl->acceptor.bind(ep, ec);
-  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  ec = OpenListening(impl->acceptor, tcp::endpoint(addr, o.listen_port));
   if (ec) return SysError(fmt::format("preview listener on {}:{}", o.listen_host, o.listen_port), ec.value());
   return std::unique_ptr<PreviewServer>(new PreviewServer(std::move(impl)));
 }

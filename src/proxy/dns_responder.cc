@@ -131,11 +131,7 @@ Status DnsResponder::Impl::Listen() {
     if (!ec) udp_socket.bind(udp_at, ec);
     if (ec) return SysError(fmt::format("binding DNS UDP {}:{}", options.bind_address, options.port), ec.value());
     port = udp_socket.local_endpoint().port();
-    tcp::endpoint tcp_at(bind_address, port);
-    acceptor.open(tcp_at.protocol(), ec);
-    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor.bind(tcp_at, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    ec = OpenListening(acceptor, tcp::endpoint(bind_address, port));
     if (!ec) return OkStatus();
     if (options.port != 0) break;
   }

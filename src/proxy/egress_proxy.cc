@@ -1224,12 +1224,7 @@ Task<void> AcceptLoop(std::shared_ptr<ProxyState> state, bool transparent) {
 }
 
 Status OpenAcceptor(tcp::acceptor& acceptor, const asio::ip::address& address, uint16_t port) {
-  error_code ec;
-  tcp::endpoint endpoint(address, port);
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  error_code ec = OpenListening(acceptor, tcp::endpoint(address, port));
   if (ec) {
     return Error{ErrorCode::kUnavailable, ec.value(),
                  "egress proxy: cannot listen on " + address.to_string() + ":" + std::to_string(port), {}};

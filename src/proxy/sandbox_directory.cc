@@ -12,7 +12,7 @@ std::optional<SandboxEgress> SandboxDirectory::Lookup(const IpAddress& source) {
   std::memcpy(&a, source.bytes, 4);
   uint32_t slot = 0;
   if (!plan_.SlotOfSandboxAddress(a, &slot)) return std::nullopt;
-  auto record = find_by_slot_(slot);
+  const SandboxRecord* record = find_by_slot_(slot);
   if (!record || record->state != SandboxState::kRunning) return std::nullopt;
   return SandboxEgress{record->id, PolicyOf(record->id, record->egress)};
 }

@@ -21,7 +21,7 @@ namespace cove::proxy {
 class SandboxDirectory {
  public:
   // find_by_slot: the sandbox holding an id slot (Manager::FindBySlot).
-  using FindBySlot = std::function<std::optional<SandboxRecord>(uint32_t slot)>;
+  using FindBySlot = std::function<const SandboxRecord*(uint32_t slot)>;
   SandboxDirectory(FindBySlot find_by_slot, net::AddressPlan plan, std::shared_ptr<const EgressPolicy> default_policy)
       : find_by_slot_(std::move(find_by_slot)), plan_(plan), default_policy_(std::move(default_policy)) {}
 
