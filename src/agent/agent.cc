@@ -337,6 +337,7 @@ void Agent::HandleRequest(const Chan& c, json& req) {
   if (op == "fs.watch") return StartFsWatch(c, req);
   if (op == "fs.check") return FsCheck(c, req);
   if (op.rfind("pty.", 0) == 0) return HandlePtyOp(c, op, req);
+  if (op.rfind("context.", 0) == 0) return HandleContextOp(c, op, req);
   if (op == "session.list") {
     json ids = json::array();
     for (auto& [id, s] : sessions_) ids.push_back(id);
@@ -1060,6 +1061,9 @@ void Agent::Shutdown() {
     KillDescendants(p->pid, 0);
     ::kill(-p->pid, SIGKILL);
   }
+  for (auto& [id, r] : contexts_) KillRunner(r.get());
+  if (node_spare_) KillRunner(node_spare_.get());
+  if (zygote_) ::kill(-zygote_->pid, SIGKILL);
   if (getpid() == 1) {
     // Everything in the sandbox gets a chance to exit cleanly.
     ::kill(-1, SIGTERM);

@@ -50,6 +50,11 @@ struct AgentConfig {
   size_t process_buffer = 1 << 20;
   int64_t process_kill_grace_ms = 5000;
   size_t max_finished_processes = 1024;
+  // Code-interpreter runners (docs/interpreter.md), read-only in the sandbox.
+  std::string interpreter_dir = "/opt/cove/interpreter";
+  // A timed-out execution gets SIGINT; if it is still running this long
+  // after, its runner is killed (the context then reports a crash).
+  int64_t interrupt_grace_ms = 3000;
 };
 
 class Agent {
@@ -227,6 +232,68 @@ class Agent {
     std::vector<PtyClient> clients;
   };
 
+  // Code-interpreter contexts (interpreter.cc). A Runner is one runner
+  // process: a context's, or the warm Node spare (context_id empty).
+  enum class RunnerState { kStarting, kWaiting, kInitializing, kIdle, kBusy, kDead };
+  struct CodeRun {
+    Chan chan;
+    std::string code, language;
+    uint64_t timeout_ms = 0;  // 0 = none
+  };
+  struct Runner {
+    std::string context_id, language, cwd;  // language: python | javascript | typescript
+    std::vector<std::pair<std::string, std::string>> env;
+    int64_t created_ms = 0;
+    pid_t pid = -1;
+    UniqueFd ctl, out, err;
+    uint64_t ctl_tok = 0, out_tok = 0, err_tok = 0;
+    std::string inbuf;  // control bytes after the last complete line
+    RunnerState state = RunnerState::kStarting;
+    std::optional<Chan> opener;  // context.create / restart, answered once initialized
+    std::deque<CodeRun> queue;
+    std::optional<CodeRun> cur;
+    uint64_t timer = 0;
+    bool timed_out = false, saw_error = false;
+    uint64_t execution_count = 0;
+    Utf8JsonStream out_dec, err_dec;
+    std::string log;    // output outside executions (newest 4 KiB), for crash reports
+    std::string death;  // why the process is gone (kDead)
+  };
+  struct Zygote {  // the Python template that forks contexts
+    pid_t pid = -1;
+    UniqueFd sock;
+    uint64_t tok = 0;
+    bool ready = false;
+    std::deque<std::string> waiting;  // contexts to fork once ready
+    std::deque<std::string> forking;  // fork requests sent, in order
+    UniqueFd err;                      // its stderr, for start-up failures
+    uint64_t err_tok = 0;
+    std::string log;
+  };
+  void HandleContextOp(const Chan& c, const std::string& op, const json& req);
+  void CreateContext(const Chan& c, const json& req);
+  void RunCode(const Chan& c, const json& req);
+  // Starts (or restarts) r's process; false when the language is unavailable
+  // (the opener has then been answered).
+  bool StartRunner(Runner* r);
+  bool SpawnNodeRunner(Runner* r, std::string* err);
+  void EnsureNodeSpare();
+  bool EnsureZygote(std::string* err);
+  void ZygoteFork(Runner* r);
+  void OnZygoteReadable();
+  void StopZygote(const std::string& why);
+  void WatchRunner(Runner* r);
+  Runner* FindRunner(const std::string& context_id);  // the spare too ("")
+  void OnRunnerControl(Runner* r);
+  void OnRunnerMessage(Runner* r, const json& msg);
+  void OnRunnerOutput(Runner* r, int stream);
+  void DrainRunnerOutput(Runner* r);
+  void StartNextRun(Runner* r);
+  void FinishRun(Runner* r, const json* error_event);
+  void RunnerDied(Runner* r, std::string why);
+  void KillRunner(Runner* r);
+  json ContextInfo(const Runner& r) const;
+
   // Connection.
   void OnAccept();
   void DropConnection(const char* why);
@@ -382,6 +449,11 @@ class Agent {
   std::unordered_map<std::string, uint64_t> check_keys_;  // fs.check key -> watch num
   uint64_t next_fs_watch_ = 1;
   bool fs_lagging_ = false;
+
+  std::map<std::string, std::unique_ptr<Runner>> contexts_;
+  std::unique_ptr<Runner> node_spare_;
+  std::unique_ptr<Zygote> zygote_;
+  uint64_t next_context_ = 1;
 
   std::map<std::string, std::unique_ptr<Pty>> ptys_;
   std::unordered_map<uint32_t, std::string> pty_chans_;  // attached channel -> session id

@@ -33,8 +33,9 @@ struct Frame {
 };
 
 inline constexpr size_t kFrameHeaderSize = 9;
-// Largest payload the agent may send to coved.
-inline constexpr size_t kMaxAgentFrame = 1 << 20;
+// Largest payload the agent may send to coved (a rich result of a code context
+// with a large image is the biggest single message).
+inline constexpr size_t kMaxAgentFrame = 16 << 20;
 // Largest payload coved sends to the agent (a whole 32 MiB file write in JSON).
 inline constexpr size_t kMaxCovedFrame = 64 << 20;
 

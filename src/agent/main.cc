@@ -8,6 +8,7 @@
 //   COVE_AGENT_SHELL      session shell override (tests; default bash, else /bin/sh)
 //   COVE_AGENT_PROCESS_BUFFER  bytes kept per stream of a background process (default 1 MiB)
 //   COVE_AGENT_KILL_GRACE_MS   process.kill: SIGTERM to SIGKILL delay (default 5000)
+//   COVE_AGENT_INTERPRETER_DIR code-interpreter runners (default /opt/cove/interpreter)
 // Every other variable is passed on to sessions and commands; COVE_* ones are not.
 #include <fcntl.h>
 #include <malloc.h>
@@ -87,6 +88,7 @@ int main() {
   if (const char* w = getenv("COVE_AGENT_WORKSPACE"); w && *w) cfg.workspace = w;
   if (const char* r = getenv("COVE_AGENT_RUNDIR"); r && *r) cfg.run_dir = r;
   if (const char* u = getenv("COVE_AGENT_USER"); u && *u) cfg.default_user = u;
+  if (const char* d = getenv("COVE_AGENT_INTERPRETER_DIR"); d && *d) cfg.interpreter_dir = d;
   if (const char* b = getenv("COVE_AGENT_PROCESS_BUFFER"); b && *b) {
     long long v = atoll(b);
     if (v > 0) cfg.process_buffer = static_cast<size_t>(v);

@@ -86,8 +86,11 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
       {"/write", "POST"},        {"/delete", "POST"},      {"/exists", "POST"},
       {"/rename", "POST"},       {"/move", "POST"},        {"/mkdir", "POST"},
       {"/list-files", "POST"}, {"/git/checkout", "POST"}, {"/port-watch", "POST"},
-      {"/interpreter/health", "GET"}, {"/watch", "POST"}, {"/watch/check", "POST"}};
+      {"/watch", "POST"}, {"/watch/check", "POST"}};
   if (route.rfind("/process/", 0) == 0) co_return co_await Processes(req, id, route);
+  if (route == "/contexts" || route.rfind("/contexts/", 0) == 0 || route == "/execute/code" ||
+      route == "/interpreter/health")
+    co_return co_await Interpreter(req, id, route);
   auto known = std::find_if(std::begin(kRoutes), std::end(kRoutes), [&](const auto& r) { return r.first == route; });
   if (known == std::end(kRoutes)) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
   if (known->second != req.method)
@@ -97,8 +100,6 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   if (route == "/ping")
     co_return JsonResponse(Success({{"status", "healthy"}, {"message", "pong"}}));
   if (route == "/version") co_return JsonResponse(Success({{"version", kVersion}}));
-  if (route == "/interpreter/health")  // code contexts are not built yet (a later issue)
-    co_return JsonResponse(Success({{"status", "unhealthy"}, {"message", "no code interpreter in this release"}}));
   if (route == "/git/checkout") co_return co_await GitCheckout(req, id);
   if (route == "/port-watch") co_return co_await PortWatch(req, id);
   if (route == "/watch" || route == "/watch/check") co_return co_await Watch(req, id, route == "/watch/check");

@@ -51,6 +51,8 @@ class CompatRoutes {
   Task<HttpResponse> PortWatch(HttpRequest& req, const std::string& id);
   // watch_routes.cc: /api/watch (check = false) and /api/watch/check
   Task<HttpResponse> Watch(HttpRequest& req, const std::string& id, bool check);
+  // interpreter_routes.cc: /api/contexts..., /api/execute/code, /api/interpreter/health
+  Task<HttpResponse> Interpreter(HttpRequest& req, const std::string& id, const std::string& route);
   // process_routes.cc
   Task<HttpResponse> Processes(HttpRequest& req, const std::string& id, const std::string& route);
   static Json ProcessStartOp(Fields& f, const Json& body);

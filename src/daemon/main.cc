@@ -28,6 +28,7 @@ struct Config {
   std::string state_dir = "/var/lib/cove";
   std::string token;
   std::string agent_path;
+  std::string interpreter_dir;
   std::string log_level = "info";
   std::string network = "sealed";
   EgressConfig egress;
@@ -82,6 +83,13 @@ std::string DefaultAgentPath() {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   return (self.parent_path() / "cove-agent").string();
+}
+
+// The code-interpreter runners: share/cove/interpreter beside coved's bin/.
+std::string DefaultInterpreterDir() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path().parent_path() / "share" / "cove" / "interpreter").lexically_normal().string();
 }
 
 int Run(const Config& c) {
@@ -144,6 +152,15 @@ int Run(const Config& c) {
     return 1;
   }
   (*runtime)->SetTrustedCa((*egress)->ca_certificate_pem());
+  std::string interpreter = c.interpreter_dir.empty() ? DefaultInterpreterDir() : c.interpreter_dir;
+  if (interpreter != "none") {
+    std::error_code ec;
+    if (fs::is_directory(interpreter, ec)) {
+      (*runtime)->SetInterpreterDir(interpreter);
+    } else {
+      log::Warn("no code-interpreter runners at {} (--interpreter-dir): code contexts are unavailable", interpreter);
+    }
+  }
   Manager manager(io.get_executor(), store->get(), runtime->get());
   manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
@@ -222,6 +239,9 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", c.state_dir, "directory for coved's state")->capture_default_str();
   app.add_option("--token", c.token, "API bearer token (default: COVE_TOKEN, else STATE/api-token)");
   app.add_option("--agent", c.agent_path, "path of cove-agent (default: next to coved)");
+  app.add_option("--interpreter-dir", c.interpreter_dir,
+                 "code-interpreter runners, bound read-only into sandboxes (default: ../share/cove/interpreter "
+                 "beside coved; none: no code contexts)");
   app.add_option("--log-level", c.log_level, "debug|info")->capture_default_str();
   app.add_option("--network", c.network, "sealed: each sandbox's only way out is coved's egress proxy; "
                  "none: loopback only")->check(CLI::IsMember({"sealed", "none"}))->capture_default_str();

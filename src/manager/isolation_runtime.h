@@ -29,6 +29,10 @@ class IsolationRuntime : public Runtime {
   // network get it in their trust store (LayerSeed) and TrustEnvironment().
   // Call before the first Start.
   void SetTrustedCa(std::string pem);
+  // Host directory of the code-interpreter runners (docs/interpreter.md),
+  // bound read-only at kInterpreterMount in every sandbox; empty: none.
+  void SetInterpreterDir(std::string dir) { interpreter_dir_ = std::move(dir); }
+  static constexpr const char* kInterpreterMount = "/opt/cove/interpreter";
   Result<Started> Start(const SandboxRecord& record) override;
   bool IsAlive(const SandboxRecord& record) override;
   Status Destroy(const SandboxRecord& record) override;
@@ -56,6 +60,7 @@ class IsolationRuntime : public Runtime {
   std::string run_dir_;
   UniqueFd agent_;          // sealed in-memory copy of cove-agent
   std::string agent_path_;  // /proc/self/fd/N of agent_
+  std::string interpreter_dir_;
   Images* images_;
   std::mutex mu_;
   std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process

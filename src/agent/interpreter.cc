@@ -1,0 +1,878 @@
+// Code-interpreter contexts of cove-agent: context.create/list/get/delete/
+// restart/interrupt/run/health (docs/agent-protocol.md, docs/interpreter.md).
+//
+// A context is one runner process (python_runner.py or node_runner.js from
+// the read-only runner directory). Python contexts are forked by a zygote
+// that has already imported everything; JavaScript and TypeScript contexts
+// take a pre-started Node runner (the spare), and a new spare is started at
+// once. Runners are untrusted: their control lines are bounded and checked,
+// and a runner that misbehaves is killed and its context reported crashed.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "agent/agent.h"
+#include "agent/json_parse.h"
+#include "agent/proc.h"
+#include "base/log.h"
+#include "base/time.h"
+
+namespace cove::agent {
+namespace {
+
+constexpr size_t kReadChunk = 64 << 10;
+constexpr size_t kLogMax = 4 << 10;               // runner output kept for crash reports
+constexpr size_t kMaxCode = 8 << 20;              // bytes of code in one execution
+constexpr size_t kMaxQueuedRuns = 64;             // per context
+constexpr int64_t kStartTimeoutMs = 60000;        // runner start to initialized
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr const char* kResultKeys[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
+
+// "python", "javascript", "typescript", or "" for an unknown name.
+std::string NormalizeLanguage(const std::string& l) {
+  if (l.empty() || l == "python" || l == "python3") return "python";
+  if (l == "javascript" || l == "js" || l == "node") return "javascript";
+  if (l == "typescript" || l == "ts") return "typescript";
+  return "";
+}
+
+bool IsDirectory(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string NewContextId() {
+  static const char kHex[] = "0123456789abcdef";
+  unsigned char rnd[8] = {};
+  if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof rnd)) {
+    uint64_t x = static_cast<uint64_t>(MonotonicNs()) * 0x9E3779B97F4A7C15ull;
+    std::memcpy(rnd, &x, sizeof rnd);
+  }
+  std::string id = "ctx-";
+  for (unsigned char b : rnd) {
+    id += kHex[b >> 4];
+    id += kHex[b & 15];
+  }
+  return id;
+}
+
+// Absolute path of `name` on PATH (of the given environment), or "".
+std::string FindProgram(const std::string& name, const std::vector<std::string>& env) {
+  std::string path = kDefaultPath;
+  for (const auto& e : env)
+    if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = path.substr(start, end - start);
+    if (!dir.empty() && dir[0] == '/') {
+      std::string p = dir + "/" + name;
+      struct stat st;
+      if (stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0) return p;
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    std::string s = "was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    if (sig == SIGKILL) s += "; the sandbox's memory limit may have been reached";
+    return s;
+  }
+  return "ended";
+}
+
+void AppendBounded(std::string* log, std::string_view data) {
+  log->append(data);
+  if (log->size() > kLogMax) log->erase(0, log->size() - kLogMax);
+}
+
+// Sends one control line on a blocking socket whose send timeout bounds the
+// wait for a runner that does not read.
+bool SendLine(int fd, const json& msg) {
+  std::string line = Dump(msg);
+  line += '\n';
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool MakeSocketPair(int type, UniqueFd* ours, UniqueFd* theirs) {
+  int sv[2];
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return false;
+  ours->Reset(sv[0]);
+  theirs->Reset(sv[1]);
+  timeval tv{2, 0};
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return true;
+}
+
+bool MakeOutputPipe(UniqueFd* r, UniqueFd* w) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return false;
+  r->Reset(p[0]);
+  w->Reset(p[1]);
+  fcntl(p[0], F_SETFL, O_NONBLOCK);
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Ops
+
+void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& req) {
+  if (op == "context.create") return CreateContext(c, req);
+  if (op == "context.run") return RunCode(c, req);
+  if (op == "context.list") {
+    json list = json::array();
+    for (const auto& [id, r] : contexts_) list.push_back(ContextInfo(*r));
+    return Reply(c, json{{"contexts", std::move(list)}});
+  }
+  if (op == "context.health") {
+    std::vector<std::string> env = BuildEnv({}, nullptr);
+    auto has = [&](const char* file) { return access((cfg_.interpreter_dir + "/" + file).c_str(), R_OK) == 0; };
+    bool python = has("python_runner.py") && !FindProgram("python3", env).empty();
+    bool node = has("node_runner.js") && (!FindProgram("node", env).empty() || !FindProgram("nodejs", env).empty());
+    return Reply(c, json{{"python", python}, {"javascript", node}, {"typescript", node},
+                         {"contexts", contexts_.size()}});
+  }
+  json err;
+  std::string id;
+  if (!GetString(req, "contextId", true, &id, &err)) return Reply(c, err);
+  auto it = contexts_.find(id);
+  if (it == contexts_.end())
+    return Reply(c, ErrorReply("CONTEXT_NOT_FOUND", "context '" + id + "' does not exist", json{{"contextId", id}}));
+  Runner* r = it->second.get();
+  if (op == "context.get") return Reply(c, json{{"context", ContextInfo(*r)}});
+  if (op == "context.interrupt") {
+    bool busy = r->state == RunnerState::kBusy;
+    if (busy) ::kill(-r->pid, SIGINT);
+    return Reply(c, json{{"contextId", id}, {"interrupted", busy}});
+  }
+  if (op == "context.delete" || op == "context.restart") {
+    if (op == "context.restart" && r->opener)
+      return Reply(c, ErrorReply("CONTEXT_BUSY", "context '" + id + "' is still starting", json{{"contextId", id}}));
+    const char* why = op == "context.delete" ? "the context was deleted" : "the context was restarted";
+    KillRunner(r);
+    RunnerDied(r, why);
+    if (op == "context.delete") {
+      contexts_.erase(it);
+      log::Info("context {} deleted", id);
+      return Reply(c, json{{"contextId", id}});
+    }
+    // Restart: a new process, same id, language, cwd and environment.
+    r->state = RunnerState::kStarting;
+    r->death.clear();
+    r->log.clear();
+    r->inbuf.clear();
+    r->execution_count = 0;
+    r->pid = -1;
+    r->opener = c;
+    StartRunner(r);
+    return;
+  }
+  Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
+}
+
+void Agent::CreateContext(const Chan& c, const json& req) {
+  json err;
+  std::string language, cwd;
+  std::vector<std::pair<std::string, std::string>> env;
+  if (!GetString(req, "language", false, &language, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
+      !GetEnvObject(req, "env", &env, &err))
+    return Reply(c, err);
+  std::string lang = NormalizeLanguage(language);
+  if (lang.empty())
+    return Reply(c, ValidationError("unsupported language '" + language +
+                                        "'; use python, javascript or typescript",
+                                    "language"));
+  if (cwd.find('\0') != std::string::npos) return Reply(c, ValidationError("cwd contains a NUL byte", "cwd"));
+  std::string dir = cwd.empty() ? (IsDirectory(cfg_.workspace) ? cfg_.workspace : "/") : ResolvePath(cfg_.workspace, cwd);
+  if (!IsDirectory(dir))
+    return Reply(c, ValidationError("cwd '" + dir + "' is not a directory in the sandbox", "cwd"));
+
+  auto r = std::make_unique<Runner>();
+  do r->context_id = NewContextId();
+  while (contexts_.count(r->context_id));
+  r->language = lang;
+  r->cwd = dir;
+  r->env = std::move(env);
+  r->created_ms = NowUnixMs();
+  r->opener = c;
+  Runner* raw = r.get();
+  contexts_.emplace(raw->context_id, std::move(r));
+  log::Info("context {} ({}) starting", raw->context_id, lang);
+  StartRunner(raw);
+}
+
+void Agent::RunCode(const Chan& c, const json& req) {
+  json err;
+  std::string id, code, language;
+  std::optional<uint64_t> timeout;
+  if (!GetString(req, "contextId", true, &id, &err) || !GetString(req, "code", true, &code, &err) ||
+      !GetString(req, "language", false, &language, &err) || !GetUint(req, "timeoutMs", &timeout, &err))
+    return Reply(c, err);
+  auto it = contexts_.find(id);
+  if (it == contexts_.end())
+    return Reply(c, ErrorReply("CONTEXT_NOT_FOUND", "context '" + id + "' does not exist", json{{"contextId", id}}));
+  Runner* r = it->second.get();
+  if (code.size() > kMaxCode) return Reply(c, ValidationError("code is larger than 8 MiB", "code"));
+  std::string lang = r->language;
+  if (!language.empty()) {
+    std::string want = NormalizeLanguage(language);
+    bool node_pair = r->language != "python" && (want == "javascript" || want == "typescript");
+    if (want != r->language && !node_pair)
+      return Reply(c, ValidationError("context '" + id + "' runs " + r->language + ", not " + language, "language"));
+    lang = want;
+  }
+  if (r->state == RunnerState::kDead)
+    return Reply(c, ErrorReply("CONTEXT_CRASHED",
+                               "context '" + id + "' has no running interpreter: " + r->death +
+                                   ". Restart it (POST /api/contexts/" + id + "/restart) or delete it",
+                               json{{"contextId", id}}));
+  if (r->queue.size() >= kMaxQueuedRuns)
+    return Reply(c, ErrorReply("CONTEXT_BUSY", "context '" + id + "' has too many queued executions",
+                               json{{"contextId", id}}));
+  Event(c, Dump(json{{"type", "accepted"}, {"contextId", id}, {"queued", r->queue.size() + (r->cur ? 1 : 0)}}));
+  r->queue.push_back(CodeRun{c, std::move(code), lang, timeout.value_or(0)});
+  uint64_t gen = c.gen;
+  uint32_t chan_id = c.id;
+  SetCancel(c, [this, id, gen, chan_id] {
+    auto it = contexts_.find(id);
+    if (it == contexts_.end()) return;
+    Runner* r = it->second.get();
+    if (r->cur && r->cur->chan.gen == gen && r->cur->chan.id == chan_id) {
+      ::kill(-r->pid, SIGINT);  // the client left: interrupt, like Ctrl-C
+      return;
+    }
+    for (auto q = r->queue.begin(); q != r->queue.end(); ++q) {
+      if (q->chan.gen == gen && q->chan.id == chan_id) {
+        Chan ch = q->chan;
+        r->queue.erase(q);
+        Reply(ch, json{{"type", "execution_complete"}, {"cancelled", true}});
+        return;
+      }
+    }
+  });
+  StartNextRun(r);
+}
+
+json Agent::ContextInfo(const Runner& r) const {
+  const char* status = "starting";
+  switch (r.state) {
+    case RunnerState::kIdle: status = "ready"; break;
+    case RunnerState::kBusy: status = "busy"; break;
+    case RunnerState::kDead: status = "crashed"; break;
+    default: break;
+  }
+  json j = {{"id", r.context_id},   {"language", r.language}, {"cwd", r.cwd},
+            {"status", status},     {"executionCount", r.execution_count},
+            {"createdAt", IsoTimestamp(r.created_ms)}};
+  if (r.pid > 0 && r.state != RunnerState::kDead) j["pid"] = r.pid;
+  if (r.state == RunnerState::kDead) j["error"] = r.death;
+  return j;
+}
+
+// ---------------------------------------------------------------------------
+// Starting runners
+
+bool Agent::StartRunner(Runner* r) {
+  std::string err;
+  const bool python = r->language == "python";
+  bool ok;
+  if (python) {
+    ok = EnsureZygote(&err);
+    if (ok) {
+      if (zygote_->ready) {
+        ZygoteFork(r);
+      } else {
+        zygote_->waiting.push_back(r->context_id);
+      }
+    }
+  } else if (node_spare_ && (node_spare_->state == RunnerState::kStarting || node_spare_->state == RunnerState::kWaiting)) {
+    // Take over the warm spare's process.
+    Runner* s = node_spare_.get();
+    for (uint64_t* t : {&s->ctl_tok, &s->out_tok, &s->err_tok}) {
+      loop_.Unwatch(*t);
+      *t = 0;
+    }
+    r->pid = s->pid;
+    r->ctl = std::move(s->ctl);
+    r->out = std::move(s->out);
+    r->err = std::move(s->err);
+    r->state = s->state;
+    r->log = std::move(s->log);
+    r->inbuf = std::move(s->inbuf);
+    node_spare_.reset();
+    WatchRunner(r);
+    ok = true;
+  } else {
+    ok = SpawnNodeRunner(r, &err);
+  }
+  if (!ok) {
+    const char* code = python ? "PYTHON_NOT_AVAILABLE" : "JAVASCRIPT_NOT_AVAILABLE";
+    if (r->opener) {
+      Reply(*r->opener, ErrorReply(code, err, json{{"language", r->language}}));
+      r->opener.reset();
+    }
+    r->state = RunnerState::kDead;
+    r->death = err;
+    if (!r->context_id.empty()) contexts_.erase(r->context_id);  // never became a context
+    return false;
+  }
+  std::string id = r->context_id;
+  r->timer = loop_.AddTimer(MonotonicNs() + kStartTimeoutMs * 1000000, [this, id] {
+    Runner* r = FindRunner(id);
+    if (!r) return;
+    r->timer = 0;
+    if (r->state != RunnerState::kStarting && r->state != RunnerState::kInitializing) return;
+    KillRunner(r);
+    RunnerDied(r, "the runner did not start within 60 s");
+  });
+  if (r->state == RunnerState::kWaiting) {
+    r->state = RunnerState::kInitializing;
+    OnRunnerMessage(r, json{{"type", "ready"}});  // already sent by the spare: initialize now
+  }
+  if (!python) EnsureNodeSpare();
+  return true;
+}
+
+bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
+  Identity ident;
+  json ignored;
+  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
+  std::vector<std::string> env = BuildEnv({}, &ident);
+  std::string node = FindProgram("node", env);
+  if (node.empty()) node = FindProgram("nodejs", env);
+  if (node.empty()) {
+    *err = "node is not installed in this sandbox's image (JavaScript and TypeScript need it)";
+    return false;
+  }
+  std::string script = cfg_.interpreter_dir + "/node_runner.js";
+  if (access(script.c_str(), R_OK) != 0) {
+    *err = "cove's interpreter runners are not available at " + cfg_.interpreter_dir;
+    return false;
+  }
+  UniqueFd ctl_child, out_w, err_w;
+  if (!MakeSocketPair(SOCK_STREAM, &r->ctl, &ctl_child) || !MakeOutputPipe(&r->out, &out_w) ||
+      !MakeOutputPipe(&r->err, &err_w)) {
+    *err = std::string("cannot create the runner's pipes: ") + strerror(errno);
+    return false;
+  }
+  SpawnSpec sp;
+  sp.path = node;
+  sp.argv = {"node", script};
+  sp.env = std::move(env);
+  sp.cwd = "/";
+  sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {ctl_child.get(), 3}};
+  sp.setsid = true;
+  if (ident.set) {
+    sp.set_ids = true;
+    sp.uid = ident.uid;
+    sp.gid = ident.gid;
+    sp.groups = ident.groups;
+  }
+  auto pid = Spawn(sp);
+  if (!pid.ok()) {
+    *err = "cannot start node: " + pid.error().ToString();
+    return false;
+  }
+  r->pid = *pid;
+  r->state = RunnerState::kStarting;
+  pid_t p = *pid;
+  children_[p] = [this, p](int status) {
+    for (auto& [id, c] : contexts_)
+      if (c->pid == p && c->state != RunnerState::kDead) c->death = DescribeExit(status);
+    if (node_spare_ && node_spare_->pid == p) node_spare_->death = DescribeExit(status);
+  };
+  WatchRunner(r);
+  return true;
+}
+
+void Agent::EnsureNodeSpare() {
+  if (node_spare_) return;
+  auto s = std::make_unique<Runner>();
+  s->language = "javascript";
+  std::string err;
+  if (!SpawnNodeRunner(s.get(), &err)) return;
+  node_spare_ = std::move(s);
+}
+
+bool Agent::EnsureZygote(std::string* err) {
+  if (zygote_) return true;
+  Identity ident;
+  json ignored;
+  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
+  std::vector<std::string> env = BuildEnv({}, &ident);
+  std::string python = FindProgram("python3", env);
+  if (python.empty()) {
+    *err = "python3 is not installed in this sandbox's image";
+    return false;
+  }
+  std::string script = cfg_.interpreter_dir + "/python_runner.py";
+  if (access(script.c_str(), R_OK) != 0) {
+    *err = "cove's interpreter runners are not available at " + cfg_.interpreter_dir;
+    return false;
+  }
+  auto z = std::make_unique<Zygote>();
+  UniqueFd sock_child, err_w;
+  if (!MakeSocketPair(SOCK_SEQPACKET, &z->sock, &sock_child) || !MakeOutputPipe(&z->err, &err_w)) {
+    *err = std::string("cannot create the zygote's sockets: ") + strerror(errno);
+    return false;
+  }
+  SpawnSpec sp;
+  sp.path = python;
+  sp.argv = {"python3", script, "--zygote"};
+  sp.env = std::move(env);
+  sp.cwd = "/";
+  sp.fds = {{devnull_.get(), 0}, {devnull_.get(), 1}, {err_w.get(), 2}, {sock_child.get(), 3}};
+  sp.setsid = true;
+  if (ident.set) {
+    sp.set_ids = true;
+    sp.uid = ident.uid;
+    sp.gid = ident.gid;
+    sp.groups = ident.groups;
+  }
+  auto pid = Spawn(sp);
+  if (!pid.ok()) {
+    *err = "cannot start python3: " + pid.error().ToString();
+    return false;
+  }
+  z->pid = *pid;
+  pid_t p = *pid;
+  children_[p] = [this, p](int status) {
+    if (zygote_ && zygote_->pid == p) StopZygote("the python zygote " + DescribeExit(status));
+  };
+  z->tok = loop_.Watch(z->sock.get(), EPOLLIN, [this](uint32_t) { OnZygoteReadable(); });
+  int efd = z->err.get();
+  z->err_tok = loop_.Watch(efd, EPOLLIN, [this, efd](uint32_t) {
+    if (!zygote_ || zygote_->err.get() != efd) return;
+    char buf[4096];
+    ssize_t n = read(efd, buf, sizeof buf);
+    if (n > 0) {
+      AppendBounded(&zygote_->log, std::string_view(buf, static_cast<size_t>(n)));
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      loop_.Unwatch(zygote_->err_tok);
+      zygote_->err_tok = 0;
+    }
+  });
+  zygote_ = std::move(z);
+  log::Info("python zygote started: pid {}", p);
+  return true;
+}
+
+void Agent::ZygoteFork(Runner* r) {
+  UniqueFd ctl_child, out_w, err_w;
+  if (!MakeSocketPair(SOCK_STREAM, &r->ctl, &ctl_child) || !MakeOutputPipe(&r->out, &out_w) ||
+      !MakeOutputPipe(&r->err, &err_w))
+    return RunnerDied(r, std::string("cannot create the runner's pipes: ") + strerror(errno));
+  static const char kFork[] = "{\"type\":\"fork\"}";
+  iovec iov{const_cast<char*>(kFork), sizeof kFork - 1};
+  int fds[3] = {ctl_child.get(), out_w.get(), err_w.get()};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof fds);
+  std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
+  if (sendmsg(zygote_->sock.get(), &mh, MSG_NOSIGNAL) < 0) {
+    std::string why = std::string("cannot reach the python zygote: ") + strerror(errno);
+    RunnerDied(r, why);
+    return StopZygote(why);
+  }
+  zygote_->forking.push_back(r->context_id);
+  WatchRunner(r);
+}
+
+void Agent::OnZygoteReadable() {
+  char buf[65536];
+  ssize_t n = recv(zygote_->sock.get(), buf, sizeof buf, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) return StopZygote("the python zygote closed its socket");
+  auto msg = ParseJson(std::string_view(buf, static_cast<size_t>(n)));
+  std::string type = msg && msg->is_object() && (*msg)["type"].is_string() ? (*msg)["type"].get<std::string>() : "";
+  if (type == "ready") {
+    zygote_->ready = true;
+    log::Info("python zygote ready");
+    std::deque<std::string> waiting;
+    waiting.swap(zygote_->waiting);
+    for (const auto& id : waiting) {
+      Runner* r = FindRunner(id);
+      if (r && r->state == RunnerState::kStarting && !r->ctl) ZygoteFork(r);
+      if (!zygote_) return;
+    }
+    return;
+  }
+  if (type != "forked" && type != "error") return StopZygote("the python zygote sent a bad message");
+  if (zygote_->forking.empty()) return StopZygote("the python zygote answered a fork nobody asked for");
+  std::string id = zygote_->forking.front();
+  zygote_->forking.pop_front();
+  Runner* r = FindRunner(id);
+  if (type == "error") {
+    std::string m = (*msg)["message"].is_string() ? (*msg)["message"].get<std::string>() : "unknown error";
+    if (r) RunnerDied(r, "the python zygote could not fork: " + m);
+    return;
+  }
+  const json& jp = (*msg)["pid"];
+  pid_t pid = jp.is_number_integer() ? jp.get<pid_t>() : -1;
+  if (pid <= 1) return StopZygote("the python zygote sent a bad pid");
+  if (!r || r->state == RunnerState::kDead) {
+    ::kill(-pid, SIGKILL);  // deleted meanwhile
+    return;
+  }
+  r->pid = pid;
+  children_[pid] = [this, pid](int status) {
+    for (auto& [cid, c] : contexts_)
+      if (c->pid == pid && c->state != RunnerState::kDead) c->death = DescribeExit(status);
+  };
+}
+
+void Agent::StopZygote(const std::string& why) {
+  if (!zygote_) return;
+  std::unique_ptr<Zygote> z = std::move(zygote_);
+  loop_.Unwatch(z->tok);
+  loop_.Unwatch(z->err_tok);
+  ::kill(-z->pid, SIGKILL);
+  std::string msg = why;
+  if (!z->log.empty()) msg += ": " + z->log;
+  log::Warn("python zygote stopped: {}", msg);
+  for (auto* q : {&z->waiting, &z->forking}) {
+    for (const auto& id : *q) {
+      Runner* r = FindRunner(id);
+      if (r && r->state != RunnerState::kDead) {
+        KillRunner(r);
+        RunnerDied(r, msg);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Runner I/O
+
+Agent::Runner* Agent::FindRunner(const std::string& context_id) {
+  if (context_id.empty()) return node_spare_.get();
+  auto it = contexts_.find(context_id);
+  return it == contexts_.end() ? nullptr : it->second.get();
+}
+
+void Agent::WatchRunner(Runner* r) {
+  std::string id = r->context_id;
+  r->ctl_tok = loop_.Watch(r->ctl.get(), EPOLLIN, [this, id](uint32_t) {
+    if (Runner* r = FindRunner(id)) OnRunnerControl(r);
+  });
+  r->out_tok = loop_.Watch(r->out.get(), EPOLLIN, [this, id](uint32_t) {
+    if (Runner* r = FindRunner(id)) OnRunnerOutput(r, 0);
+  });
+  r->err_tok = loop_.Watch(r->err.get(), EPOLLIN, [this, id](uint32_t) {
+    if (Runner* r = FindRunner(id)) OnRunnerOutput(r, 1);
+  });
+}
+
+void Agent::OnRunnerOutput(Runner* r, int stream) {
+  uint64_t* tok = stream == 0 ? &r->out_tok : &r->err_tok;
+  int fd = stream == 0 ? r->out.get() : r->err.get();
+  if (r->cur && Live(r->cur->chan)) {
+    if (Blocked()) {  // backpressure: resume when coved has taken most of our output
+      loop_.Pause(*tok);
+      paused_.push_back(*tok);
+      return;
+    }
+    Utf8JsonStream* dec = stream == 0 ? &r->out_dec : &r->err_dec;
+    if (!PumpOnce(fd, stream == 0 ? "stdout" : "stderr", dec, &r->cur->chan, kReadChunk)) {
+      loop_.Unwatch(*tok);
+      *tok = 0;
+    }
+    return;
+  }
+  char buf[kReadChunk];
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    loop_.Unwatch(*tok);
+    *tok = 0;
+    return;
+  }
+  AppendBounded(&r->log, std::string_view(buf, static_cast<size_t>(n)));
+}
+
+void Agent::DrainRunnerOutput(Runner* r) {
+  for (int stream = 0; stream < 2; ++stream) {
+    int fd = stream == 0 ? r->out.get() : r->err.get();
+    if (fd < 0) continue;
+    if (r->cur && Live(r->cur->chan)) {
+      Drain(fd, stream == 0 ? "stdout" : "stderr", stream == 0 ? &r->out_dec : &r->err_dec, &r->cur->chan);
+      continue;
+    }
+    char buf[kReadChunk];
+    for (int i = 0; i < 64; ++i) {
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      AppendBounded(&r->log, std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+}
+
+void Agent::OnRunnerControl(Runner* r) {
+  const std::string id = r->context_id;
+  char buf[kReadChunk];
+  ssize_t n = recv(r->ctl.get(), buf, sizeof buf, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    if (r->death.empty() && r->pid > 0) {
+      // It is usually exiting: wait a moment for its status.
+      for (int i = 0; i < 20 && r->death.empty(); ++i) {
+        int status;
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+          children_.erase(r->pid);
+          r->death = DescribeExit(status);
+        } else {
+          usleep(1000);
+        }
+      }
+    }
+    std::string why = r->death.empty() ? std::string("the runner closed its control socket") : "the runner " + r->death;
+    return RunnerDied(r, n == 0 ? why : std::string("control socket: ") + strerror(errno));
+  }
+  r->inbuf.append(buf, static_cast<size_t>(n));
+  size_t start = 0;
+  for (;;) {
+    size_t nl = r->inbuf.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(r->inbuf.data() + start, nl - start);
+    start = nl + 1;
+    DrainRunnerOutput(r);  // output written before this line goes first
+    auto msg = ParseJson(line);
+    if (msg && msg->is_object()) OnRunnerMessage(r, *msg);
+    // The message may have ended the runner (or, for the spare, moved it).
+    if (FindRunner(id) != r || r->state == RunnerState::kDead) return;
+  }
+  r->inbuf.erase(0, start);
+  if (r->inbuf.size() > kMaxAgentFrame) {
+    KillRunner(r);
+    RunnerDied(r, "the runner sent a message larger than 16 MiB");
+  }
+}
+
+void Agent::OnRunnerMessage(Runner* r, const json& msg) {
+  auto t = msg.find("type");
+  if (t == msg.end() || !t->is_string()) return;
+  const std::string& type = t->get_ref<const std::string&>();
+  if (type == "ready" && r->state == RunnerState::kStarting && r->context_id.empty()) {
+    r->state = RunnerState::kWaiting;  // the spare waits for a context
+    return;
+  }
+  if (type == "ready" && (r->state == RunnerState::kStarting || r->state == RunnerState::kInitializing)) {
+    Identity ident;
+    json ignored;
+    if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
+    std::vector<std::pair<std::string, std::string>> extra = r->env;
+    if (r->language == "python") extra.insert(extra.begin(), {"MPLBACKEND", "Agg"});  // a context's env wins
+    json env = json::object();
+    for (const auto& kv : BuildEnv(extra, &ident)) {
+      size_t eq = kv.find('=');
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    r->state = RunnerState::kInitializing;
+    if (!SendLine(r->ctl.get(), json{{"type", "init"}, {"cwd", r->cwd}, {"env", std::move(env)}})) {
+      KillRunner(r);
+      RunnerDied(r, "the runner does not read its control socket");
+    }
+    return;
+  }
+  if (type == "initialized" && r->state == RunnerState::kInitializing) {
+    r->state = RunnerState::kIdle;
+    loop_.CancelTimer(r->timer);
+    r->timer = 0;
+    r->log.clear();
+    if (r->opener) {
+      Reply(*r->opener, json{{"contextId", r->context_id}, {"language", r->language}, {"cwd", r->cwd}});
+      r->opener.reset();
+    }
+    log::Info("context {} ready: pid {}", r->context_id, r->pid);
+    return StartNextRun(r);
+  }
+  if (type == "fatal") {
+    std::string m = msg.contains("message") && msg["message"].is_string() ? msg["message"].get<std::string>() : "";
+    KillRunner(r);
+    return RunnerDied(r, "the runner failed: " + m);
+  }
+  if (r->state != RunnerState::kBusy || !r->cur) return;
+  const Chan& ch = r->cur->chan;
+  if (type == "result") {
+    json ev = {{"type", "result"}};
+    for (const char* k : kResultKeys)
+      if (auto it = msg.find(k); it != msg.end() && it->is_string()) ev[k] = *it;
+    if (auto it = msg.find("json"); it != msg.end()) ev["json"] = *it;
+    std::string payload = Dump(ev);
+    if (payload.size() > kMaxAgentFrame - 64)
+      payload = Dump(json{{"type", "result"},
+                          {"text", "[a result of " + std::to_string(payload.size()) +
+                                       " bytes was dropped: results are limited to 16 MiB]"}});
+    return Event(ch, payload);
+  }
+  if (type == "error") {
+    json ev = {{"type", "error"}, {"ename", "Error"}, {"evalue", ""}, {"traceback", json::array()}};
+    for (const char* k : {"ename", "evalue"})
+      if (auto it = msg.find(k); it != msg.end() && it->is_string()) ev[k] = *it;
+    if (auto it = msg.find("traceback"); it != msg.end() && it->is_array())
+      for (const auto& line : *it)
+        if (line.is_string()) ev["traceback"].push_back(line);
+    if (r->timed_out && !r->saw_error) {
+      ev["evalue"] = "the execution exceeded timeout_ms=" + std::to_string(r->cur->timeout_ms) +
+                     " and was interrupted (" + ev["ename"].get<std::string>() + "); the context keeps its state";
+      ev["ename"] = "TimeoutError";
+    }
+    r->saw_error = true;
+    return Event(ch, Dump(ev));
+  }
+  if (type == "done") {
+    if (auto it = msg.find("execution_count"); it != msg.end() && it->is_number_unsigned())
+      r->execution_count = it->get<uint64_t>();
+    else
+      ++r->execution_count;
+    FinishRun(r, nullptr);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Executions
+
+void Agent::StartNextRun(Runner* r) {
+  while (r->state == RunnerState::kIdle && !r->queue.empty()) {
+    CodeRun run = std::move(r->queue.front());
+    r->queue.pop_front();
+    if (!Live(run.chan)) continue;  // its connection is gone
+    r->cur = std::move(run);
+    r->state = RunnerState::kBusy;
+    r->timed_out = false;
+    r->saw_error = false;
+    json msg = {{"type", "execute"}, {"id", std::to_string(r->execution_count + 1)},
+                {"code", r->cur->code}, {"language", r->cur->language}};
+    std::string().swap(r->cur->code);
+    if (!SendLine(r->ctl.get(), msg)) {
+      KillRunner(r);
+      return RunnerDied(r, "the runner does not read its control socket");
+    }
+    if (r->cur->timeout_ms > 0) {
+      std::string id = r->context_id;
+      uint64_t ms = std::min<uint64_t>(r->cur->timeout_ms, 365ull * 24 * 3600 * 1000);
+      r->timer = loop_.AddTimer(MonotonicNs() + static_cast<int64_t>(ms) * 1000000, [this, id] {
+        Runner* r = FindRunner(id);
+        if (!r || r->state != RunnerState::kBusy) return;
+        r->timed_out = true;
+        ::kill(-r->pid, SIGINT);
+        r->timer = loop_.AddTimer(MonotonicNs() + cfg_.interrupt_grace_ms * 1000000, [this, id] {
+          Runner* r = FindRunner(id);
+          if (!r || r->state != RunnerState::kBusy) return;
+          r->timer = 0;
+          KillRunner(r);
+          RunnerDied(r, "the code did not stop within " + std::to_string(cfg_.interrupt_grace_ms) +
+                            " ms of the interrupt sent at its timeout, so its interpreter was killed");
+        });
+      });
+    }
+    return;
+  }
+}
+
+void Agent::FinishRun(Runner* r, const json* error_event) {
+  loop_.CancelTimer(r->timer);
+  r->timer = 0;
+  if (!r->cur) return;
+  Chan ch = r->cur->chan;
+  if (error_event) {
+    Event(ch, Dump(*error_event));
+  } else if (r->timed_out && !r->saw_error) {
+    Event(ch, Dump(json{{"type", "error"},
+                        {"ename", "TimeoutError"},
+                        {"evalue", "the execution exceeded timeout_ms=" + std::to_string(r->cur->timeout_ms) +
+                                       "; the code caught the interrupt"},
+                        {"traceback", json::array()}}));
+  }
+  FinishStreams(&r->out_dec, &r->err_dec, &ch);
+  json done = {{"type", "execution_complete"}, {"execution_count", r->execution_count}};
+  if (r->timed_out) done["timedOut"] = true;
+  Reply(ch, done);
+  r->cur.reset();
+  if (r->state == RunnerState::kBusy) r->state = RunnerState::kIdle;
+  StartNextRun(r);
+}
+
+void Agent::KillRunner(Runner* r) {
+  if (r->pid > 0 && r->state != RunnerState::kDead) {
+    ::kill(-r->pid, SIGKILL);
+    ::kill(r->pid, SIGKILL);
+  }
+}
+
+void Agent::RunnerDied(Runner* r, std::string why) {
+  if (r->state == RunnerState::kDead) return;
+  if (r->ctl) DrainRunnerOutput(r);
+  for (uint64_t* t : {&r->ctl_tok, &r->out_tok, &r->err_tok}) {
+    loop_.Unwatch(*t);
+    *t = 0;
+  }
+  r->ctl.Reset();
+  r->out.Reset();
+  r->err.Reset();
+  loop_.CancelTimer(r->timer);
+  r->timer = 0;
+  if (r->pid > 0) ::kill(-r->pid, SIGKILL);  // what it left running in its process group
+  std::string detail = why;
+  std::string tail = r->log;
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+  if (!tail.empty()) detail += "; its last output: " + tail;
+  r->state = RunnerState::kDead;
+  r->death = detail;
+  if (r->context_id.empty()) {  // the spare: forget it (not from inside its own handler)
+    loop_.AddTimer(MonotonicNs(), [this] {
+      if (node_spare_ && node_spare_->state == RunnerState::kDead) node_spare_.reset();
+    });
+    return;
+  }
+  log::Warn("context {}: {}", r->context_id, detail);
+  if (r->opener) {
+    Reply(*r->opener, ErrorReply("CODE_EXECUTION_ERROR", "the " + r->language + " interpreter did not start: " + detail,
+                                 json{{"contextId", r->context_id}}));
+    r->opener.reset();
+  }
+  json crashed = {{"type", "error"}, {"ename", "ContextCrashed"}, {"traceback", json::array()}};
+  crashed["evalue"] = "the context's " + r->language + " process is gone (" + detail + "); its state is lost. " +
+                      "Restart it with POST /api/contexts/" + r->context_id + "/restart, or delete it";
+  if (r->cur) FinishRun(r, &crashed);
+  while (!r->queue.empty()) {
+    CodeRun run = std::move(r->queue.front());
+    r->queue.pop_front();
+    Event(run.chan, Dump(crashed));
+    Reply(run.chan, json{{"type", "execution_complete"}, {"execution_count", r->execution_count}});
+  }
+}
+
+}  // namespace cove::agent
