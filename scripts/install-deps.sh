@@ -17,10 +17,14 @@ PACKAGES=(
   nftables iproute2
   # coved at run time: images, quotas, file types, mounts
   file e2fsprogs xfsprogs btrfs-progs util-linux procps ca-certificates curl
+  # the default image's tools for agents (the sandbox sees the host's /usr):
+  # the Python code interpreter's rich outputs, plus git and curl above
+  python3-numpy python3-pandas python3-matplotlib python3-ipython
   # tests
   bubblewrap python3 python3-pytest python3-pytest-timeout python3-requests python3-yaml
   python3-jsonschema tmux
   chromium  # the terminal page's test in a real browser (tests/conformance, playwright-core)
+  python3-ipykernel python3-jupyter-client  # bench/interpreter_bench.py's Jupyter baseline
 )
 
 missing=()
@@ -45,9 +49,10 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
   echo "install-deps: warning: node $(node --version) is older than 20.6; the conformance suite needs module.register" >&2
 fi
 
-# npm packages: xterm.js for the terminal page (read by CMake at build time) and
-# the conformance suite's; reinstall only when a lock file changed.
-for dir in web/terminal tests/conformance; do
+# npm packages: xterm.js for the terminal page (read by CMake at build time),
+# acorn and sucrase for the code interpreter's Node runner (copied next to coved
+# at build time), and the conformance suite's; reinstall only when a lock file changed.
+for dir in web/terminal interpreter tests/conformance; do
   if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
      [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
     echo "install-deps: npm ci in $dir"

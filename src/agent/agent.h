@@ -252,6 +252,7 @@ class Agent {
     std::optional<Chan> opener;  // context.create / restart, answered once initialized
     std::deque<CodeRun> queue;
     std::optional<CodeRun> cur;
+    uint64_t run_seq = 0;  // the current execution's id is its decimal string
     uint64_t timer = 0;
     bool timed_out = false, saw_error = false;
     uint64_t execution_count = 0;

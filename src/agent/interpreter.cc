@@ -724,6 +724,9 @@ void Agent::OnRunnerMessage(Runner* r, const json& msg) {
     return RunnerDied(r, "the runner failed: " + m);
   }
   if (r->state != RunnerState::kBusy || !r->cur) return;
+  // Only messages about the current execution count (a late or forged one is ignored).
+  auto mid = msg.find("id");
+  if (mid == msg.end() || !mid->is_string() || mid->get_ref<const std::string&>() != std::to_string(r->run_seq)) return;
   const Chan& ch = r->cur->chan;
   if (type == "result") {
     json ev = {{"type", "result"}};
@@ -773,7 +776,7 @@ void Agent::StartNextRun(Runner* r) {
     r->state = RunnerState::kBusy;
     r->timed_out = false;
     r->saw_error = false;
-    json msg = {{"type", "execute"}, {"id", std::to_string(r->execution_count + 1)},
+    json msg = {{"type", "execute"}, {"id", std::to_string(++r->run_seq)},
                 {"code", r->cur->code}, {"language", r->cur->language}};
     std::string().swap(r->cur->code);
     if (!SendLine(r->ctl.get(), msg)) {

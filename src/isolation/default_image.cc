@@ -18,7 +18,7 @@ namespace cove::isolation {
 
 namespace {
 
-constexpr const char* kVersion = "cove-default-image 2\n";
+constexpr const char* kVersion = "cove-default-image 3\n";
 constexpr const char* kStamp = ".default.version";  // beside the image, not inside
 constexpr const char* kCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -39,7 +39,7 @@ constexpr const char* kEtcEntries[] = {
     "ethers", "rpc", "networks", "gai.conf", "adduser.conf", "deluser.conf", "issue", "issue.net",
     "skel", "python3", "python3.11", "perl", "vim", "bash_completion.d", "fonts", "magic",
     "magic.mime", "xattr.conf", "locale.alias", "wgetrc", "gitconfig", "mtab", "terminfo",
-    "ca-certificates.conf", "mailcap", "papersize", "ucf.conf"};
+    "ca-certificates.conf", "mailcap", "papersize", "ucf.conf", "matplotlibrc"};
 
 // Copies a trusted host tree (files, dirs, symlinks) without following symlinks.
 Status CopyTree(const std::string& from, const std::string& to, int depth) {
