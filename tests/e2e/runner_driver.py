@@ -6,6 +6,7 @@ events back in the order the agent would forward them: output already in the
 pipes comes before the control line that follows it.
 """
 import array
+import codecs
 import json
 import os
 import selectors
@@ -67,6 +68,7 @@ class Runner:
         self.out, self.err = out_r, err_r
         self.buf = b""
         self.eof = False
+        self._decoders = {}  # fd -> incremental UTF-8 decoder (a read may split a character)
         self.ready = self._next_message(timeout)
         assert self.ready and self.ready["type"] == "ready", self.ready
 
@@ -130,6 +132,7 @@ class Runner:
     # -- internals --
 
     def _drain(self, fd, kind, into):
+        decoder = self._decoders.setdefault(fd, codecs.getincrementaldecoder("utf-8")("replace"))
         os.set_blocking(fd, False)
         try:
             while True:
@@ -137,9 +140,11 @@ class Runner:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
                     return
+                text = decoder.decode(data, final=not data)
+                if text:
+                    into.append((kind, text))
                 if not data:
                     return
-                into.append((kind, data.decode(errors="replace")))
         finally:
             os.set_blocking(fd, True)
 
