@@ -16,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/http_client.h"
+#include "cli/run.h"
 #include "cli/shell_protocol.h"
 #include "cli/stdin_pump.h"
 #include "cli/terminal_mode.h"
@@ -458,6 +459,132 @@ TEST(StdinPump, DestructionStopsAWaitingRead) {
   { StdinPump pump(fds[0], [](std::string) {}); }  // joins without any input
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+}  // namespace
+}  // namespace cove::cli
+
+// ---------------------------------------------------------------- cove run
+
+namespace cove::cli {
+namespace {
+
+TEST(RunInput, PythonSingleLines) {
+  EXPECT_FALSE(NeedsMoreInput("x = 1", "python"));
+  EXPECT_FALSE(NeedsMoreInput("print('a:')", "python"));
+  EXPECT_FALSE(NeedsMoreInput("x = 1  # comment with ( and :", "python"));
+  EXPECT_FALSE(NeedsMoreInput("s = ')'", "python"));
+  EXPECT_FALSE(NeedsMoreInput("s = '''one line'''", "python"));
+  EXPECT_FALSE(NeedsMoreInput("d = {'a': 1}", "python"));
+}
+
+TEST(RunInput, PythonBlocksWaitForABlankLine) {
+  EXPECT_TRUE(NeedsMoreInput("def f():", "python"));
+  EXPECT_TRUE(NeedsMoreInput("def f():\n    return 1", "python"));
+  EXPECT_FALSE(NeedsMoreInput("def f():\n    return 1\n", "python"));
+  EXPECT_FALSE(NeedsMoreInput("def f():\n    return 1\n   ", "python"));
+  EXPECT_TRUE(NeedsMoreInput("for i in range(3):  # loop", "python"));
+  EXPECT_TRUE(NeedsMoreInput("@decorator", "python"));
+  EXPECT_TRUE(NeedsMoreInput("class A:\n    x = 1\n\n    y = 2", "python"));
+}
+
+TEST(RunInput, PythonBracketsStringsAndBackslash) {
+  EXPECT_TRUE(NeedsMoreInput("x = (1,", "python"));
+  EXPECT_TRUE(NeedsMoreInput("x = [\n  1,", "python"));
+  EXPECT_FALSE(NeedsMoreInput("x = [\n  1,\n]", "python"));  // balanced, no block
+  EXPECT_TRUE(NeedsMoreInput("d = {'a':", "python"));
+  EXPECT_FALSE(NeedsMoreInput("d = {'a':\n 1}", "python"));  // a ':' inside brackets
+  EXPECT_TRUE(NeedsMoreInput("s = \"\"\"text", "python"));
+  EXPECT_TRUE(NeedsMoreInput("s = '''a\n\nb", "python"));
+  EXPECT_FALSE(NeedsMoreInput("s = '''a\n(\nb'''", "python"));
+  EXPECT_TRUE(NeedsMoreInput("x = 1 + \\", "python"));
+  EXPECT_FALSE(NeedsMoreInput("x = 1 + \\\n 2", "python"));
+  EXPECT_FALSE(NeedsMoreInput("s = 'it\\'s ('", "python"));
+  EXPECT_FALSE(NeedsMoreInput(")", "python"));  // the runner reports the syntax error
+}
+
+TEST(RunInput, JavaScript) {
+  for (const char* lang : {"javascript", "typescript"}) {
+    EXPECT_FALSE(NeedsMoreInput("let x = 1", lang));
+    EXPECT_TRUE(NeedsMoreInput("function f() {", lang));
+    EXPECT_TRUE(NeedsMoreInput("function f() {\n  return 1", lang));
+    EXPECT_FALSE(NeedsMoreInput("function f() {\n  return 1\n}", lang));
+    EXPECT_FALSE(NeedsMoreInput("const s = '{'", lang));
+    EXPECT_FALSE(NeedsMoreInput("const s = \"({[\" // {", lang));
+    EXPECT_TRUE(NeedsMoreInput("const t = `a", lang));
+    EXPECT_FALSE(NeedsMoreInput("const t = `a ${ {b: 1}.b } {`", lang));
+    EXPECT_TRUE(NeedsMoreInput("const t = `${ (1", lang));
+    EXPECT_TRUE(NeedsMoreInput("/* (", lang));
+    EXPECT_FALSE(NeedsMoreInput("/* ( */ f()", lang));
+    EXPECT_FALSE(NeedsMoreInput("if (x) {\n}\n", lang));  // no blank line needed
+  }
+  EXPECT_TRUE(NeedsMoreInput("interface A {\n  x: number", "typescript"));
+}
+
+TEST(RunImages, PngSize) {
+  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\x02\x80\0\0\x01\xe0\x08\x06\0\0\0", 29);
+  auto size = PngSize(png);
+  ASSERT_TRUE(size.has_value());
+  EXPECT_EQ(size->first, 640u);
+  EXPECT_EQ(size->second, 480u);
+  EXPECT_FALSE(PngSize(png.substr(0, 23)).has_value());
+  EXPECT_FALSE(PngSize("GIF89a....................").has_value());
+  png[12] = 'X';
+  EXPECT_FALSE(PngSize(png).has_value());
+}
+
+TEST(RunImages, JpegSize) {
+  // SOI, an APP0 segment of 16 bytes, SOF0 with height 300 and width 400.
+  std::string jpeg("\xff\xd8\xff\xe0\x00\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0", 20);
+  jpeg += std::string("\xff\xc0\x00\x11\x08\x01\x2c\x01\x90\x03", 10);
+  auto size = JpegSize(jpeg);
+  ASSERT_TRUE(size.has_value());
+  EXPECT_EQ(size->first, 400u);
+  EXPECT_EQ(size->second, 300u);
+  EXPECT_FALSE(JpegSize(jpeg.substr(0, 24)).has_value());
+  EXPECT_FALSE(JpegSize(std::string("\xff\xd8\xff\xda\x00\x02", 6)).has_value());
+  EXPECT_FALSE(JpegSize("not a jpeg").has_value());
+}
+
+TEST(RunResults, PlaceholderText) {
+  EXPECT_TRUE(IsPlaceholderText("<IPython.core.display.HTML object>"));
+  EXPECT_TRUE(IsPlaceholderText("<Figure size 400x300 with 1 Axes>"));
+  EXPECT_FALSE(IsPlaceholderText("   a\n0  1"));
+  EXPECT_FALSE(IsPlaceholderText("'<b>'x"));
+  EXPECT_FALSE(IsPlaceholderText("<a>\n<b>"));
+  EXPECT_FALSE(IsPlaceholderText("<"));
+}
+
+TEST(RunImages, ResultFilesNeverOverwrite) {
+  char tmpl[] = "/tmp/cove-run-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  EXPECT_EQ(ResultFileName(3, "png"), "cove-result-3.png");
+  {
+    int fd = ::open((dir + "/cove-result-1.png").c_str(), O_WRONLY | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "old", 3), 3);
+    ::close(fd);
+  }
+  int next = 1;
+  auto a = SaveResultFile(dir, "png", "new", &next);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(*a, "cove-result-2.png");
+  EXPECT_EQ(next, 3);
+  auto b = SaveResultFile(dir, "html", "<b>", &next);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(*b, "cove-result-3.html");
+  char buf[8] = {};
+  int fd = ::open((dir + "/cove-result-1.png").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::read(fd, buf, sizeof buf), 3);
+  ::close(fd);
+  EXPECT_STREQ(buf, "old");
+  EXPECT_FALSE(SaveResultFile(dir + "/missing", "png", "x", &next).ok());
+  for (const char* f : {"cove-result-1.png", "cove-result-2.png", "cove-result-3.html"}) {
+    ::unlink((dir + "/" + f).c_str());
+  }
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace

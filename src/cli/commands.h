@@ -91,6 +91,15 @@ struct PortExposeOptions {
   std::string token;  // "": a random one
 };
 
+struct RunOptions {
+  std::string id;
+  std::string language = "python";  // python, javascript, typescript
+  bool language_set = false;         // --lang given
+  std::string context;               // an existing context ("": create one)
+  long long timeout_ms = 0;          // 0: none
+  std::string file;                  // "" (stdin or the REPL) or "-" (stdin)
+};
+
 class Commands {
  public:
   static Result<std::unique_ptr<Commands>> Create(GlobalOptions opts);
@@ -111,6 +120,9 @@ class Commands {
   Result<int> PortExpose(const PortExposeOptions& o);
   Result<int> PortList(const std::string& id);
   Result<int> PortRemove(const std::string& id, long long port);
+  // `cove run` (run.cc): code in an interpreter context, from a file, stdin
+  // or a REPL. Returns 0, 1 (the code raised) or 124 (timed out).
+  Result<int> Run(const RunOptions& o);
 
  private:
   Commands(GlobalOptions opts, std::unique_ptr<HttpClient> http)

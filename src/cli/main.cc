@@ -83,6 +83,27 @@ int main(int argc, char** argv) {
                       "cove is killed or disconnected, and attaching again resumes it");
   c_shell->footer("Stdin from a pipe works too: printf 'ls\\n' | cove shell sb-1");
 
+  cove::cli::RunOptions run;
+  auto* c_run = app.add_subcommand(
+      "run", "run code in an interpreter context of a sandbox: a file, stdin, or a REPL");
+  c_run->add_option("ID", run.id)->required();
+  c_run->add_option("FILE", run.file,
+                    "code to run as one execution; - or a pipe on stdin: stdin; none with a "
+                    "terminal: an interactive prompt");
+  c_run->add_option("--lang", run.language, "python (default), javascript or typescript")
+      ->check(CLI::IsMember({"python", "javascript", "typescript"}));
+  c_run->add_option("--context", run.context,
+                    "use this existing context (kept) instead of creating one (deleted at exit)");
+  c_run->add_option("--timeout", run.timeout_ms,
+                    "interrupt each execution after MS milliseconds (exit status 124)")
+      ->check(CLI::PositiveNumber);
+  c_run->footer(
+      "Output streams as it comes; a result's text (or JSON) is printed, images are saved as\n"
+      "cove-result-N.png/.jpg/.svg and HTML-only results as cove-result-N.html in the current\n"
+      "directory. Exit status: 0 ok, 1 the code raised an error, 2 usage or API error,\n"
+      "124 timed out.\n"
+      "Example: cove run sb-1 analysis.py; echo 'console.log(1+1)' | cove run sb-1 --lang javascript");
+
   auto* c_image = app.add_subcommand("image", "manage images");
   c_image->require_subcommand(1);
   std::string image_name, image_source;
@@ -123,7 +144,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(cli_argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int code = app.exit(e);
+    return code != 0 && c_run->parsed() ? 2 : code;  // cove run: 2 is a usage error
   }
   if (cli_argc < argc) {
     if (!*c_exec) {
@@ -154,6 +176,10 @@ int main(int argc, char** argv) {
     else if (*c_exec) rc = c.Exec(exec);
     else if (*c_cp) rc = c.Copy(cp_src, cp_dst);
     else if (*c_shell) rc = c.Shell(shell_id, shell_session);
+    else if (*c_run) {
+      run.language_set = c_run->count("--lang") > 0;
+      rc = c.Run(run);
+    }
     else if (*c_import) rc = c.ImageImport(image_name, image_source);
     else if (*c_image_ls) rc = c.ImageList();
     else if (*c_expose) rc = c.PortExpose(expose);
@@ -167,7 +193,7 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "cove: %s\n", msg.c_str());
     // exec's own failures use 255 (as ssh does), to stay apart from the command's codes.
-    return *c_exec ? 255 : 1;
+    return *c_exec ? 255 : *c_run ? 2 : 1;
   }
   std::fflush(stdout);
   return *rc;
