@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from helpers import REPO, sse_events, unique_id, wait_until
+from test_images import minimal_rootfs, tar_bytes
 
 SPEC_PATH = os.path.join(REPO, "api", "openapi.yaml")
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -31,7 +32,8 @@ PARAM = re.compile(r"\{([A-Za-z]+)\}")
 
 def fill(template, sid, name="default", process="p1"):
     """A concrete path for a spec template."""
-    values = {"id": sid, "name": name, "processId": process, "asset": "xterm.js", "port": "8000"}
+    values = {"id": sid, "name": name, "processId": process, "asset": "xterm.js", "port": "8000",
+              "contextId": "ctx-none"}
     return PARAM.sub(lambda m: values[m.group(1)], template)
 
 
@@ -652,6 +654,160 @@ def test_processes(api, contract, make_sandbox):
     api.alive(sb)
 
 
+# ---------------------------------------------------------------- code interpreter
+
+def _run_code(api, contract, sb, body):
+    """POST /api/execute/code; returns (status, events or error body)."""
+    path = compat(sb, "execute/code")
+    r = api.request("POST", path, json_body=body, stream=True)
+    return r.status_code, contract.check(r, "POST", path)
+
+
+def test_code_interpreter(api, contract, make_sandbox):
+    sb = make_sandbox()   # its own sandbox: the context list is this test's only
+    c = lambda route: compat(sb, route)  # noqa: E731
+
+    _, health = call(api, contract, "GET", c("interpreter/health"), expect=200)
+    assert health["status"] == "healthy" and health["contexts"] == 0, health
+    assert health["languages"] == {"python": True, "javascript": True, "typescript": True}, health
+
+    # create: defaults, every field, aliases; bad input.
+    _, py = call(api, contract, "POST", c("contexts"), expect=200)
+    assert py["language"] == "python" and py["cwd"] == "/workspace", py
+    api.sh(sb, "mkdir -p /tmp/oa-ctx")
+    _, js = call(api, contract, "POST", c("contexts"),
+                 {"language": "js", "cwd": "/tmp/oa-ctx", "env_vars": {"OA_CTX": "v"}}, expect=200)
+    assert js["language"] == "javascript" and js["cwd"] == "/tmp/oa-ctx", js
+    _, ts = call(api, contract, "POST", c("contexts"), {"language": "ts"}, expect=200)
+    assert ts["language"] == "typescript"
+    for body in ({"language": "cobol"}, {"language": 3}, {"cwd": "/no/such/dir"}, {"cwd": 5},
+                 {"env_vars": {"A": 1}}, {"env_vars": {"1BAD": "x"}}, {"env_vars": "x"}):
+        _, out = call(api, contract, "POST", c("contexts"), body, expect=400)
+        assert out["code"] == "VALIDATION_FAILED", (body, out)
+
+    # list and get.
+    _, out = call(api, contract, "GET", c("contexts"), expect=200)
+    assert sorted(x["id"] for x in out["contexts"]) == sorted([py["contextId"], js["contextId"], ts["contextId"]])
+    _, out = call(api, contract, "GET", c(f"contexts/{py['contextId']}"), expect=200)
+    info = out["context"]
+    assert info["id"] == py["contextId"] and info["status"] == "ready" and info["executionCount"] == 0, info
+    assert info["pid"] > 0 and "error" not in info
+
+    # execute: output, results, an error; state persists.
+    status, events = _run_code(api, contract, sb, {"context_id": py["contextId"],
+                                                   "code": "import sys\nx = 41\nprint('out')\n"
+                                                           "print('err', file=sys.stderr)\n{'a': x + 1}"})
+    assert status == 200
+    types = [e["type"] for e in events]
+    assert types == ["stdout", "stderr", "result", "execution_complete"], events
+    assert events[0]["text"] == "out\n" and events[1]["text"] == "err\n"
+    assert events[2]["json"] == {"a": 42} and events[3]["execution_count"] == 1, events
+    _, events = _run_code(api, contract, sb, {"contextId": py["contextId"], "code": "x + 1", "language": "python"})
+    assert [e["type"] for e in events] == ["result", "execution_complete"] and events[0]["text"] == "42", events
+    _, events = _run_code(api, contract, sb, {"context_id": py["contextId"], "code": "1 / 0"})
+    assert [e["type"] for e in events] == ["error", "execution_complete"], events
+    assert events[0]["ename"] == "ZeroDivisionError" and events[0]["traceback"], events
+    assert not any("\x1b[" in line for line in events[0]["traceback"])
+    _, events = _run_code(api, contract, sb, {"context_id": js["contextId"],
+                                              "code": "console.log(process.cwd(), process.env.OA_CTX); [1, 2]"})
+    assert events[0] == {**events[0], "type": "stdout", "text": "/tmp/oa-ctx v\n"}, events
+    assert events[1]["type"] == "result" and events[1]["json"] == [1, 2], events
+    _, events = _run_code(api, contract, sb, {"context_id": ts["contextId"],
+                                              "code": "const n: number = 2; n * 3", "language": "typescript"})
+    assert events[0]["type"] == "result" and events[0]["text"] == "6", events
+
+    # timeout_ms interrupts and keeps the state.
+    _, events = _run_code(api, contract, sb, {"context_id": py["contextId"], "code": "import time\ntime.sleep(60)",
+                                              "timeout_ms": 300})
+    assert events[-2]["type"] == "error" and events[-2]["ename"] == "TimeoutError", events
+    assert events[-1]["type"] == "execution_complete" and events[-1]["timed_out"] is True, events
+    _, events = _run_code(api, contract, sb, {"context_id": py["contextId"], "code": "x"})
+    assert events[0]["text"] == "41", events
+
+    # interrupt: idle, then while a run is under way.
+    _, out = call(api, contract, "POST", c(f"contexts/{py['contextId']}/interrupt"), expect=200)
+    assert out == {**out, "contextId": py["contextId"], "interrupted": False}, out
+    path = c("execute/code")
+    r = api.request("POST", path, json_body={"context_id": py["contextId"],
+                                             "code": "import time\nprint('go', flush=True)\ntime.sleep(60)"},
+                    stream=True)
+    assert r.status_code == 200, r.text
+    it = sse_events(r)
+    first = json.loads(next(it)["data"])
+    assert first["type"] == "stdout" and first["text"] == "go\n", first
+    _, out = call(api, contract, "POST", c(f"contexts/{py['contextId']}/interrupt"), {}, expect=200)
+    assert out["interrupted"] is True, out
+    events = contract.check(r, "POST", path, events=[first] + [json.loads(e["data"]) for e in it])
+    assert events[-2]["type"] == "error" and events[-2]["ename"] == "KeyboardInterrupt", events
+    assert events[-1]["type"] == "execution_complete" and "timed_out" not in events[-1]
+
+    # refused before the stream: plain JSON errors.
+    for body in ({}, {"code": "1"}, {"context_id": "", "code": "1"}, {"context_id": py["contextId"]},
+                 {"context_id": py["contextId"], "code": 5}, {"context_id": py["contextId"], "code": "1",
+                                                              "timeout_ms": 0},
+                 {"context_id": py["contextId"], "code": "1", "timeout_ms": "5"},
+                 {"context_id": py["contextId"], "code": "1", "language": "javascript"}):
+        status, out = _run_code(api, contract, sb, body)
+        assert status == 400 and out["code"] == "VALIDATION_FAILED", (body, status, out)
+    status, out = _run_code(api, contract, sb, {"context_id": "ctx-none", "code": "1"})
+    assert status == 404 and out["code"] == "CONTEXT_NOT_FOUND", out
+
+    # a crashed context: listed with its error, refused (409), restarted empty.
+    _, events = _run_code(api, contract, sb, {"context_id": py["contextId"], "code": "import os\nos._exit(7)"})
+    assert events[-1]["type"] == "execution_complete", events
+    _, out = call(api, contract, "GET", c(f"contexts/{py['contextId']}"), expect=200)
+    assert out["context"]["status"] == "crashed" and out["context"]["error"] and "pid" not in out["context"], out
+    status, out = _run_code(api, contract, sb, {"context_id": py["contextId"], "code": "1"})
+    assert status == 409 and out["code"] == "CONTEXT_CRASHED", out
+    _, out = call(api, contract, "POST", c(f"contexts/{py['contextId']}/restart"), expect=200)
+    assert out["contextId"] == py["contextId"] and out["language"] == "python", out
+    _, events = _run_code(api, contract, sb, {"context_id": py["contextId"], "code": "'x' in globals()"})
+    assert events[0]["text"] == "False", events
+    _, out = call(api, contract, "GET", c(f"contexts/{py['contextId']}"), expect=200)
+    assert out["context"]["status"] == "ready" and out["context"]["executionCount"] == 1, out
+
+    # unknown contexts: 404 CONTEXT_NOT_FOUND on every per-context route.
+    for method, rest in (("GET", "ctx-none"), ("DELETE", "ctx-none"), ("POST", "ctx-none/restart"),
+                         ("POST", "ctx-none/interrupt")):
+        _, out = call(api, contract, method, c(f"contexts/{rest}"), expect=404)
+        assert out["code"] == "CONTEXT_NOT_FOUND", (method, rest, out)
+
+    # delete.
+    for ctx in (py, js, ts):
+        _, out = call(api, contract, "DELETE", c(f"contexts/{ctx['contextId']}"), expect=200)
+        assert out["contextId"] == ctx["contextId"]
+    call(api, contract, "DELETE", c(f"contexts/{py['contextId']}"), expect=404)
+    _, out = call(api, contract, "GET", c("contexts"), expect=200)
+    assert out["contexts"] == []
+    _, health = call(api, contract, "GET", c("interpreter/health"), expect=200)
+    assert health["contexts"] == 0
+    api.alive(sb)
+
+
+def test_code_interpreter_without_interpreters(api, contract, tmp_path):
+    """An image without python3 and node: 501 on create, health unhealthy."""
+    root = tmp_path / "rootfs"
+    minimal_rootfs(str(root))
+    name = unique_id("oa-noint")
+    _, out = call(api, contract, "POST", f"/v1/images/{name}", raw=tar_bytes(str(root)),
+                  headers={"Content-Type": "application/x-tar"}, expect=201)
+    sid = unique_id("oa-noint")
+    api.seen_ids.add(sid)
+    try:
+        call(api, contract, "POST", "/v1/sandboxes", {"id": sid, "image": name}, expect=201)
+        for language, code in (("python", "PYTHON_NOT_AVAILABLE"), ("javascript", "JAVASCRIPT_NOT_AVAILABLE"),
+                               ("typescript", "JAVASCRIPT_NOT_AVAILABLE")):
+            _, out = call(api, contract, "POST", compat(sid, "contexts"), {"language": language}, expect=501)
+            assert out["code"] == code, (language, out)
+        _, health = call(api, contract, "GET", compat(sid, "interpreter/health"), expect=200)
+        assert health["status"] == "unhealthy" and health["contexts"] == 0, health
+        assert health["languages"] == {"python": False, "javascript": False, "typescript": False}, health
+        _, out = call(api, contract, "GET", compat(sid, "contexts"), expect=200)
+        assert out["contexts"] == []
+    finally:
+        call(api, contract, "DELETE", f"/v1/sandboxes/{sid}", expect=200)
+
+
 # ---------------------------------------------------------------- terminal page
 
 def test_exposed_ports(api, contract, sb):
@@ -726,7 +882,9 @@ def test_unknown_routes_are_404(api, contract, sb):
                          ("GET", f"/v1/sandboxes/{sb}/other"), ("GET", "/v1/images/x/y"),
                          ("GET", compat(sb, "process/a/b")), ("DELETE", compat(sb, "process/a/b")),
                          ("GET", compat(sb, "process/p1/logs/x")), ("GET", compat(sb, "process/")),
-                         ("POST", compat(sb, "process/start/x"))):
+                         ("POST", compat(sb, "process/start/x")), ("POST", compat(sb, "contexts/c/other")),
+                         ("GET", compat(sb, "contexts/c/restart/x")), ("POST", compat(sb, "contexts//restart")),
+                         ("GET", compat(sb, "interpreter"))):
         r = api.request(method, path, json_body={} if method == "POST" else None)
         assert r.status_code == 404, (method, path, r.status_code, r.text)
         body = r.json()
