@@ -404,3 +404,28 @@ def test_a_runner_that_floods_or_lies_on_its_control_socket_is_contained(ctxs):
     assert flood.error["ename"] == "ContextCrashed" and "16 MiB" in flood.error["evalue"], flood.error
     ctxs.api.alive(ctxs.sid)
     ctxs.delete(ctx)
+
+
+# ---------------------------------------------------------------- users, restarts
+
+def test_contexts_run_as_the_sandbox_user(api, make_sandbox):
+    sid = make_sandbox(user="user")
+    c = Contexts(api, sid)
+    for language, code in (("python", "import os\nos.getuid()"), ("javascript", "process.getuid()")):
+        ctx = c.create(language)
+        assert c.run(ctx, code).value() == "1000"
+        c.delete(ctx)
+
+
+@pytest.mark.restart
+def test_contexts_survive_a_coved_restart(coved_factory):
+    coved, api = coved_factory()
+    sid = unique_id("interp-rst")
+    api.create(id=sid)
+    c = Contexts(api, sid)
+    ctx = c.create("python")
+    c.run(ctx, "kept = 'across restarts'")
+    coved.kill9()
+    coved.start()
+    assert c.run(ctx, "kept").value() == "'across restarts'"
+    api.destroy(sid)
