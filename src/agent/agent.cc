@@ -1062,7 +1062,7 @@ void Agent::Shutdown() {
     ::kill(-p->pid, SIGKILL);
   }
   for (auto& [id, r] : contexts_) KillRunner(r.get());
-  if (node_spare_) KillRunner(node_spare_.get());
+  for (auto& [family, r] : spares_) KillRunner(r.get());
   if (zygote_) ::kill(-zygote_->pid, SIGKILL);
   if (getpid() == 1) {
     // Everything in the sandbox gets a chance to exit cleanly.

@@ -233,7 +233,8 @@ class Agent {
   };
 
   // Code-interpreter contexts (interpreter.cc). A Runner is one runner
-  // process: a context's, or the warm Node spare (context_id empty).
+  // process: a context's, or a warm spare of a language family (python:
+  // forked from the zygote; node: started), which the next context takes.
   enum class RunnerState { kStarting, kWaiting, kInitializing, kIdle, kBusy, kDead };
   struct CodeRun {
     Chan chan;
@@ -241,7 +242,8 @@ class Agent {
     uint64_t timeout_ms = 0;  // 0 = none
   };
   struct Runner {
-    std::string context_id, language, cwd;  // language: python | javascript | typescript
+    std::string context_id, language, cwd;  // language: python | javascript | typescript;
+                                            // context_id of a spare: "spare:FAMILY"
     std::vector<std::pair<std::string, std::string>> env;
     int64_t created_ms = 0;
     pid_t pid = -1;
@@ -250,6 +252,8 @@ class Agent {
     std::string inbuf;  // control bytes after the last complete line
     RunnerState state = RunnerState::kStarting;
     std::optional<Chan> opener;  // context.create / restart, answered once initialized
+    bool from_spare = false;     // its process was a spare (retried once if it died unused)
+    uint64_t incarnation = 0;    // bumped when a new process replaces the old one
     std::deque<CodeRun> queue;
     std::optional<CodeRun> cur;
     uint64_t run_seq = 0;  // the current execution's id is its decimal string
@@ -278,13 +282,15 @@ class Agent {
   // (the opener has then been answered).
   bool StartRunner(Runner* r);
   bool SpawnNodeRunner(Runner* r, std::string* err);
-  void EnsureNodeSpare();
+  void EnsureSpare(const std::string& family);  // "python" | "node"
+  void NoteRunnerExit(pid_t pid, int status);
+  static bool IsSpare(const Runner& r);
   bool EnsureZygote(std::string* err);
   void ZygoteFork(Runner* r);
   void OnZygoteReadable();
   void StopZygote(const std::string& why);
   void WatchRunner(Runner* r);
-  Runner* FindRunner(const std::string& context_id);  // the spare too ("")
+  Runner* FindRunner(const std::string& context_id);  // spares too
   void OnRunnerControl(Runner* r);
   void OnRunnerMessage(Runner* r, const json& msg);
   void OnRunnerOutput(Runner* r, int stream);
@@ -452,7 +458,7 @@ class Agent {
   bool fs_lagging_ = false;
 
   std::map<std::string, std::unique_ptr<Runner>> contexts_;
-  std::unique_ptr<Runner> node_spare_;
+  std::map<std::string, std::unique_ptr<Runner>> spares_;  // by family
   std::unique_ptr<Zygote> zygote_;
   uint64_t next_context_ = 1;
 

@@ -33,6 +33,7 @@ constexpr size_t kLogMax = 4 << 10;               // runner output kept for cras
 constexpr size_t kMaxCode = 8 << 20;              // bytes of code in one execution
 constexpr size_t kMaxQueuedRuns = 64;             // per context
 constexpr int64_t kStartTimeoutMs = 60000;        // runner start to initialized
+constexpr const char* kSparePrefix = "spare:";  // context ids of the warm spares
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kResultKeys[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
 
@@ -174,6 +175,7 @@ void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& re
     if (op == "context.restart" && r->opener)
       return Reply(c, ErrorReply("CONTEXT_BUSY", "context '" + id + "' is still starting", json{{"contextId", id}}));
     const char* why = op == "context.delete" ? "the context was deleted" : "the context was restarted";
+    r->from_spare = false;
     KillRunner(r);
     RunnerDied(r, why);
     if (op == "context.delete") {
@@ -300,19 +302,13 @@ json Agent::ContextInfo(const Runner& r) const {
 bool Agent::StartRunner(Runner* r) {
   std::string err;
   const bool python = r->language == "python";
-  bool ok;
-  if (python) {
-    ok = EnsureZygote(&err);
-    if (ok) {
-      if (zygote_->ready) {
-        ZygoteFork(r);
-      } else {
-        zygote_->waiting.push_back(r->context_id);
-      }
-    }
-  } else if (node_spare_ && (node_spare_->state == RunnerState::kStarting || node_spare_->state == RunnerState::kWaiting)) {
+  const std::string family = python ? "python" : "node";
+  bool ok = true;
+  auto spare = spares_.find(family);
+  if (spare != spares_.end() && spare->second->ctl &&
+      (spare->second->state == RunnerState::kStarting || spare->second->state == RunnerState::kWaiting)) {
     // Take over the warm spare's process.
-    Runner* s = node_spare_.get();
+    Runner* s = spare->second.get();
     for (uint64_t* t : {&s->ctl_tok, &s->out_tok, &s->err_tok}) {
       loop_.Unwatch(*t);
       *t = 0;
@@ -324,9 +320,22 @@ bool Agent::StartRunner(Runner* r) {
     r->state = s->state;
     r->log = std::move(s->log);
     r->inbuf = std::move(s->inbuf);
-    node_spare_.reset();
+    if (zygote_)  // its pid may still be on the way
+      for (auto& id : zygote_->forking)
+        if (id == s->context_id) id = r->context_id;
+    loop_.CancelTimer(s->timer);
+    spares_.erase(spare);
+    r->from_spare = true;
     WatchRunner(r);
-    ok = true;
+  } else if (python) {
+    ok = EnsureZygote(&err);
+    if (ok) {
+      if (zygote_->ready) {
+        ZygoteFork(r);
+      } else {
+        zygote_->waiting.push_back(r->context_id);
+      }
+    }
   } else {
     ok = SpawnNodeRunner(r, &err);
   }
@@ -338,7 +347,7 @@ bool Agent::StartRunner(Runner* r) {
     }
     r->state = RunnerState::kDead;
     r->death = err;
-    if (!r->context_id.empty()) contexts_.erase(r->context_id);  // never became a context
+    if (!IsSpare(*r)) contexts_.erase(r->context_id);  // never became a context
     return false;
   }
   std::string id = r->context_id;
@@ -354,7 +363,7 @@ bool Agent::StartRunner(Runner* r) {
     r->state = RunnerState::kInitializing;
     OnRunnerMessage(r, json{{"type", "ready"}});  // already sent by the spare: initialize now
   }
-  if (!python) EnsureNodeSpare();
+  if (!IsSpare(*r)) EnsureSpare(family);
   return true;
 }
 
@@ -401,22 +410,38 @@ bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
   r->pid = *pid;
   r->state = RunnerState::kStarting;
   pid_t p = *pid;
-  children_[p] = [this, p](int status) {
-    for (auto& [id, c] : contexts_)
-      if (c->pid == p && c->state != RunnerState::kDead) c->death = DescribeExit(status);
-    if (node_spare_ && node_spare_->pid == p) node_spare_->death = DescribeExit(status);
-  };
+  children_[p] = [this, p](int status) { NoteRunnerExit(p, status); };
   WatchRunner(r);
   return true;
 }
 
-void Agent::EnsureNodeSpare() {
-  if (node_spare_) return;
+void Agent::EnsureSpare(const std::string& family) {
+  if (spares_.count(family)) return;
   auto s = std::make_unique<Runner>();
-  s->language = "javascript";
+  s->context_id = kSparePrefix + family;
+  s->language = family == "python" ? "python" : "javascript";
+  Runner* raw = s.get();
   std::string err;
-  if (!SpawnNodeRunner(s.get(), &err)) return;
-  node_spare_ = std::move(s);
+  if (family == "python") {
+    if (!EnsureZygote(&err)) return;
+    spares_.emplace(family, std::move(s));
+    if (zygote_->ready) {
+      ZygoteFork(raw);
+    } else {
+      zygote_->waiting.push_back(raw->context_id);
+    }
+    return;
+  }
+  if (!SpawnNodeRunner(raw, &err)) return;
+  spares_.emplace(family, std::move(s));
+}
+
+void Agent::NoteRunnerExit(pid_t pid, int status) {
+  auto note = [&](Runner& r) {
+    if (r.pid == pid && r.state != RunnerState::kDead) r.death = DescribeExit(status);
+  };
+  for (auto& [id, r] : contexts_) note(*r);
+  for (auto& [family, r] : spares_) note(*r);
 }
 
 bool Agent::EnsureZygote(std::string* err) {
@@ -547,10 +572,7 @@ void Agent::OnZygoteReadable() {
     return;
   }
   r->pid = pid;
-  children_[pid] = [this, pid](int status) {
-    for (auto& [cid, c] : contexts_)
-      if (c->pid == pid && c->state != RunnerState::kDead) c->death = DescribeExit(status);
-  };
+  children_[pid] = [this, pid](int status) { NoteRunnerExit(pid, status); };
 }
 
 void Agent::StopZygote(const std::string& why) {
@@ -577,10 +599,15 @@ void Agent::StopZygote(const std::string& why) {
 // Runner I/O
 
 Agent::Runner* Agent::FindRunner(const std::string& context_id) {
-  if (context_id.empty()) return node_spare_.get();
+  if (context_id.rfind(kSparePrefix, 0) == 0) {
+    auto it = spares_.find(context_id.substr(std::strlen(kSparePrefix)));
+    return it == spares_.end() ? nullptr : it->second.get();
+  }
   auto it = contexts_.find(context_id);
   return it == contexts_.end() ? nullptr : it->second.get();
 }
+
+bool Agent::IsSpare(const Runner& r) { return r.context_id.rfind(kSparePrefix, 0) == 0; }
 
 void Agent::WatchRunner(Runner* r) {
   std::string id = r->context_id;
@@ -641,6 +668,7 @@ void Agent::DrainRunnerOutput(Runner* r) {
 
 void Agent::OnRunnerControl(Runner* r) {
   const std::string id = r->context_id;
+  const uint64_t incarnation = r->incarnation;
   char buf[kReadChunk];
   ssize_t n = recv(r->ctl.get(), buf, sizeof buf, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -671,7 +699,7 @@ void Agent::OnRunnerControl(Runner* r) {
     auto msg = ParseJson(line);
     if (msg && msg->is_object()) OnRunnerMessage(r, *msg);
     // The message may have ended the runner (or, for the spare, moved it).
-    if (FindRunner(id) != r || r->state == RunnerState::kDead) return;
+    if (FindRunner(id) != r || r->incarnation != incarnation || r->state == RunnerState::kDead) return;
   }
   r->inbuf.erase(0, start);
   if (r->inbuf.size() > kMaxAgentFrame) {
@@ -684,7 +712,7 @@ void Agent::OnRunnerMessage(Runner* r, const json& msg) {
   auto t = msg.find("type");
   if (t == msg.end() || !t->is_string()) return;
   const std::string& type = t->get_ref<const std::string&>();
-  if (type == "ready" && r->state == RunnerState::kStarting && r->context_id.empty()) {
+  if (type == "ready" && r->state == RunnerState::kStarting && IsSpare(*r)) {
     r->state = RunnerState::kWaiting;  // the spare waits for a context
     return;
   }
@@ -848,15 +876,30 @@ void Agent::RunnerDied(Runner* r, std::string why) {
   loop_.CancelTimer(r->timer);
   r->timer = 0;
   if (r->pid > 0) ::kill(-r->pid, SIGKILL);  // what it left running in its process group
+  if (r->opener && r->from_spare && r->state != RunnerState::kIdle && r->state != RunnerState::kBusy) {
+    // The spare it took died before it was used (killed from inside the sandbox): start another.
+    log::Info("context {}: its spare runner is gone ({}); starting another", r->context_id, why);
+    ++r->incarnation;
+    r->from_spare = false;
+    r->state = RunnerState::kStarting;
+    r->pid = -1;
+    r->inbuf.clear();
+    r->log.clear();
+    r->death.clear();
+    StartRunner(r);
+    return;
+  }
   std::string detail = why;
   std::string tail = r->log;
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
   if (!tail.empty()) detail += "; its last output: " + tail;
   r->state = RunnerState::kDead;
   r->death = detail;
-  if (r->context_id.empty()) {  // the spare: forget it (not from inside its own handler)
-    loop_.AddTimer(MonotonicNs(), [this] {
-      if (node_spare_ && node_spare_->state == RunnerState::kDead) node_spare_.reset();
+  if (IsSpare(*r)) {  // forget it, but not from inside its own handler
+    std::string family = r->context_id.substr(std::strlen(kSparePrefix));
+    loop_.AddTimer(MonotonicNs(), [this, family] {
+      auto it = spares_.find(family);
+      if (it != spares_.end() && it->second->state == RunnerState::kDead) spares_.erase(it);
     });
     return;
   }

@@ -324,6 +324,7 @@ def test_idle_contexts_use_no_cpu(ctxs):
     ctxs.run(js, "1")
     pids = [ctxs.get(x)["pid"] for x in (py, js)]
     ticks = "for p in {}; do awk '{{print $14 + $15}}' /proc/$p/stat; done".format(" ".join(map(str, pids)))
+    time.sleep(1)  # let start-up work (JIT, GC) settle
     before = [int(v) for v in ctxs.api.sh(ctxs.sid, ticks).split()]
     time.sleep(2)
     after = [int(v) for v in ctxs.api.sh(ctxs.sid, ticks).split()]
