@@ -942,7 +942,7 @@ def _close_fds_above(keep):
 
 
 def _become_context(zsock, fds, mode, shell):
-    """In the grandchild: take the received fds, then run as a normal runner."""
+    """In the forked child: take the received fds, then run as a normal runner."""
     try:
         os.setsid()
         zsock.detach()  # its fd 3 is replaced below
@@ -976,44 +976,31 @@ def _thread_count():
 def _fork_context(zsock, fds, mode, shell):
     if threading.active_count() > 1 or _thread_count() > 1:
         return {"type": "error",
-                "message": f"the zygote has {_thread_count()} threads; refusing to fork"}, None
-    r, w = os.pipe()
+                "message": f"the zygote has {_thread_count()} threads; refusing to fork"}
     try:
         pid = os.fork()
     except OSError as e:
-        os.close(r)
-        os.close(w)
-        return {"type": "error", "message": f"fork: {e}"}, None
-    if pid == 0:  # middle child
-        status = 0
-        try:
-            os.close(r)
-            gpid = os.fork()
-            if gpid == 0:
-                os.close(w)
-                _become_context(zsock, fds, mode, shell)
-            os.write(w, b"%d\n" % gpid)
-        except BaseException as e:
+        return {"type": "error", "message": f"fork: {e}"}
+    if pid == 0:
+        _become_context(zsock, fds, mode, shell)
+    return {"type": "forked", "pid": pid}
+
+
+def _report_exits(zsock):
+    """SIGCHLD in the zygote: reaps its contexts and reports each exit status."""
+    def handler(signum, frame):
+        while True:
             try:
-                os.write(w, f"error: {e}".encode())
-            except BaseException:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                zsock.send(json.dumps({"type": "exited", "pid": pid, "status": status}).encode())
+            except OSError:
                 pass
-            status = 1
-        os._exit(status)
-    os.close(w)
-    answer = b""
-    while not answer.endswith(b"\n"):  # the grandchild's pid, before the middle exits
-        b = os.read(r, 256)
-        if not b:
-            break
-        answer += b
-    os.close(r)
-    answer = answer.decode(errors="replace").strip()
-    if answer.isdigit():
-        reply = {"type": "forked", "pid": int(answer)}
-    else:
-        reply = {"type": "error", "message": answer or "fork failed"}
-    return reply, pid
+    signal.signal(signal.SIGCHLD, handler)
 
 
 def _zygote_main():
@@ -1035,6 +1022,7 @@ def _zygote_main():
     gc.collect()
     if hasattr(gc, "freeze"):
         gc.freeze()  # keep the prepared heap shared between contexts
+    _report_exits(zsock)
     zsock.send(json.dumps(_ready_message(mode)).encode())
     fdsize = 4  # sizeof(int)
     while True:
@@ -1055,13 +1043,12 @@ def _zygote_main():
             msg = json.loads(data)
         except Exception:
             msg = None
-        middle = None
         if not isinstance(msg, dict) or msg.get("type") != "fork":
             reply = {"type": "error", "message": "expected {\"type\":\"fork\"}"}
         elif len(fds) != 3 or flags & socket.MSG_CTRUNC:
             reply = {"type": "error", "message": f"fork needs exactly 3 fds, got {len(fds)}"}
         else:
-            reply, middle = _fork_context(zsock, fds, mode, shell)
+            reply = _fork_context(zsock, fds, mode, shell)
         for fd in fds:
             try:
                 os.close(fd)
@@ -1071,19 +1058,7 @@ def _zygote_main():
             zsock.send(json.dumps(reply).encode())
         except OSError:
             break
-        _reap(middle)  # after answering: its exit takes a few ms
     os._exit(0)
-
-
-def _reap(pid):
-    while pid:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return
 
 
 def main(argv):

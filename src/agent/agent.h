@@ -253,11 +253,12 @@ class Agent {
     RunnerState state = RunnerState::kStarting;
     std::optional<Chan> opener;  // context.create / restart, answered once initialized
     bool from_spare = false;     // its process was a spare (retried once if it died unused)
-    uint64_t incarnation = 0;    // bumped when a new process replaces the old one
+    uint64_t incarnation = 0;    // unique per runner process (a restart gets a new one)
     std::deque<CodeRun> queue;
     std::optional<CodeRun> cur;
     uint64_t run_seq = 0;  // the current execution's id is its decimal string
     uint64_t timer = 0;
+    uint64_t eof_timer = 0;  // control socket closed: waiting briefly for the exit status
     bool timed_out = false, saw_error = false;
     uint64_t execution_count = 0;
     Utf8JsonStream out_dec, err_dec;
@@ -460,7 +461,7 @@ class Agent {
   std::map<std::string, std::unique_ptr<Runner>> contexts_;
   std::map<std::string, std::unique_ptr<Runner>> spares_;  // by family
   std::unique_ptr<Zygote> zygote_;
-  uint64_t next_context_ = 1;
+  uint64_t next_incarnation_ = 0;  // Runner::incarnation: unique across runners
 
   std::map<std::string, std::unique_ptr<Pty>> ptys_;
   std::unordered_map<uint32_t, std::string> pty_chans_;  // attached channel -> session id

@@ -33,6 +33,7 @@ constexpr size_t kLogMax = 4 << 10;               // runner output kept for cras
 constexpr size_t kMaxCode = 8 << 20;              // bytes of code in one execution
 constexpr size_t kMaxQueuedRuns = 64;             // per context
 constexpr int64_t kStartTimeoutMs = 60000;        // runner start to initialized
+constexpr int64_t kExitStatusWaitMs = 100;        // control socket closed -> context reported dead
 constexpr const char* kSparePrefix = "spare:";  // context ids of the warm spares
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kResultKeys[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
@@ -128,6 +129,12 @@ bool MakeSocketPair(int type, UniqueFd* ours, UniqueFd* theirs) {
   return true;
 }
 
+// Signals the process group a runner leads (it runs setsid); nothing while its
+// pid is not known yet (a zygote fork's pid may arrive after its first message).
+void SignalGroup(pid_t pid, int sig) {
+  if (pid > 1) ::kill(-pid, sig);
+}
+
 bool MakeOutputPipe(UniqueFd* r, UniqueFd* w) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return false;
@@ -168,7 +175,7 @@ void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& re
   if (op == "context.get") return Reply(c, json{{"context", ContextInfo(*r)}});
   if (op == "context.interrupt") {
     bool busy = r->state == RunnerState::kBusy;
-    if (busy) ::kill(-r->pid, SIGINT);
+    if (busy) SignalGroup(r->pid, SIGINT);
     return Reply(c, json{{"contextId", id}, {"interrupted", busy}});
   }
   if (op == "context.delete" || op == "context.restart") {
@@ -184,6 +191,7 @@ void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& re
       return Reply(c, json{{"contextId", id}});
     }
     // Restart: a new process, same id, language, cwd and environment.
+    r->incarnation = ++next_incarnation_;
     r->state = RunnerState::kStarting;
     r->death.clear();
     r->log.clear();
@@ -221,6 +229,7 @@ void Agent::CreateContext(const Chan& c, const json& req) {
   r->cwd = dir;
   r->env = std::move(env);
   r->created_ms = NowUnixMs();
+  r->incarnation = ++next_incarnation_;
   r->opener = c;
   Runner* raw = r.get();
   contexts_.emplace(raw->context_id, std::move(r));
@@ -265,7 +274,7 @@ void Agent::RunCode(const Chan& c, const json& req) {
     if (it == contexts_.end()) return;
     Runner* r = it->second.get();
     if (r->cur && r->cur->chan.gen == gen && r->cur->chan.id == chan_id) {
-      ::kill(-r->pid, SIGINT);  // the client left: interrupt, like Ctrl-C
+      SignalGroup(r->pid, SIGINT);  // the client left: interrupt, like Ctrl-C
       return;
     }
     for (auto q = r->queue.begin(); q != r->queue.end(); ++q) {
@@ -305,7 +314,7 @@ bool Agent::StartRunner(Runner* r) {
   const std::string family = python ? "python" : "node";
   bool ok = true;
   auto spare = spares_.find(family);
-  if (spare != spares_.end() && spare->second->ctl &&
+  if (spare != spares_.end() && spare->second->ctl && !spare->second->eof_timer &&
       (spare->second->state == RunnerState::kStarting || spare->second->state == RunnerState::kWaiting)) {
     // Take over the warm spare's process.
     Runner* s = spare->second.get();
@@ -419,6 +428,7 @@ void Agent::EnsureSpare(const std::string& family) {
   if (spares_.count(family)) return;
   auto s = std::make_unique<Runner>();
   s->context_id = kSparePrefix + family;
+  s->incarnation = ++next_incarnation_;
   s->language = family == "python" ? "python" : "javascript";
   Runner* raw = s.get();
   std::string err;
@@ -437,11 +447,14 @@ void Agent::EnsureSpare(const std::string& family) {
 }
 
 void Agent::NoteRunnerExit(pid_t pid, int status) {
-  auto note = [&](Runner& r) {
-    if (r.pid == pid && r.state != RunnerState::kDead) r.death = DescribeExit(status);
-  };
-  for (auto& [id, r] : contexts_) note(*r);
-  for (auto& [family, r] : spares_) note(*r);
+  Runner* found = nullptr;
+  for (auto& [id, r] : contexts_)
+    if (r->pid == pid && r->state != RunnerState::kDead) found = r.get();
+  for (auto& [family, r] : spares_)
+    if (r->pid == pid && r->state != RunnerState::kDead) found = r.get();
+  if (!found) return;
+  found->death = DescribeExit(status);
+  if (found->eof_timer) RunnerDied(found, "the runner " + found->death);
 }
 
 bool Agent::EnsureZygote(std::string* err) {
@@ -552,6 +565,12 @@ void Agent::OnZygoteReadable() {
       if (r && r->state == RunnerState::kStarting && !r->ctl) ZygoteFork(r);
       if (!zygote_) return;
     }
+    return;
+  }
+  if (type == "exited") {  // one of its contexts ended
+    const json& jp = (*msg)["pid"];
+    const json& js = (*msg)["status"];
+    if (jp.is_number_integer() && js.is_number_integer()) NoteRunnerExit(jp.get<pid_t>(), js.get<int>());
     return;
   }
   if (type != "forked" && type != "error") return StopZygote("the python zygote sent a bad message");
@@ -673,20 +692,19 @@ void Agent::OnRunnerControl(Runner* r) {
   ssize_t n = recv(r->ctl.get(), buf, sizeof buf, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
-    if (r->death.empty() && r->pid > 0) {
-      // It is usually exiting: wait a moment for its status.
-      for (int i = 0; i < 20 && r->death.empty(); ++i) {
-        int status;
-        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
-          children_.erase(r->pid);
-          r->death = DescribeExit(status);
-        } else {
-          usleep(1000);
-        }
-      }
-    }
-    std::string why = r->death.empty() ? std::string("the runner closed its control socket") : "the runner " + r->death;
-    return RunnerDied(r, n == 0 ? why : std::string("control socket: ") + strerror(errno));
+    if (n < 0) return RunnerDied(r, std::string("control socket: ") + strerror(errno));
+    if (!r->death.empty()) return RunnerDied(r, "the runner " + r->death);
+    // Its exit status usually follows within milliseconds (from our reaper or
+    // the zygote's); a runner that only closed the socket is ended then too.
+    loop_.Unwatch(r->ctl_tok);
+    r->ctl_tok = 0;
+    r->eof_timer = loop_.AddTimer(MonotonicNs() + kExitStatusWaitMs * 1000000, [this, id, incarnation] {
+      Runner* r = FindRunner(id);
+      if (!r || r->incarnation != incarnation) return;
+      r->eof_timer = 0;
+      RunnerDied(r, "the runner closed its control socket");
+    });
+    return;
   }
   r->inbuf.append(buf, static_cast<size_t>(n));
   size_t start = 0;
@@ -818,7 +836,7 @@ void Agent::StartNextRun(Runner* r) {
         Runner* r = FindRunner(id);
         if (!r || r->state != RunnerState::kBusy) return;
         r->timed_out = true;
-        ::kill(-r->pid, SIGINT);
+        SignalGroup(r->pid, SIGINT);
         r->timer = loop_.AddTimer(MonotonicNs() + cfg_.interrupt_grace_ms * 1000000, [this, id] {
           Runner* r = FindRunner(id);
           if (!r || r->state != RunnerState::kBusy) return;
@@ -858,7 +876,7 @@ void Agent::FinishRun(Runner* r, const json* error_event) {
 
 void Agent::KillRunner(Runner* r) {
   if (r->pid > 0 && r->state != RunnerState::kDead) {
-    ::kill(-r->pid, SIGKILL);
+    SignalGroup(r->pid, SIGKILL);
     ::kill(r->pid, SIGKILL);
   }
 }
@@ -875,11 +893,13 @@ void Agent::RunnerDied(Runner* r, std::string why) {
   r->err.Reset();
   loop_.CancelTimer(r->timer);
   r->timer = 0;
-  if (r->pid > 0) ::kill(-r->pid, SIGKILL);  // what it left running in its process group
+  loop_.CancelTimer(r->eof_timer);
+  r->eof_timer = 0;
+  SignalGroup(r->pid, SIGKILL);  // what it left running in its process group
   if (r->opener && r->from_spare && r->state != RunnerState::kIdle && r->state != RunnerState::kBusy) {
     // The spare it took died before it was used (killed from inside the sandbox): start another.
     log::Info("context {}: its spare runner is gone ({}); starting another", r->context_id, why);
-    ++r->incarnation;
+    r->incarnation = ++next_incarnation_;
     r->from_spare = false;
     r->state = RunnerState::kStarting;
     r->pid = -1;

@@ -204,6 +204,7 @@ class Zygote:
         self.sock.settimeout(timeout)
         self.ready = json.loads(self.sock.recv(65536))
         assert self.ready["type"] == "ready", self.ready
+        self.exits = {}  # pid -> wait status, from the zygote's `exited` messages
 
     def fork(self, timeout=30):
         ctl, child_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -214,9 +215,17 @@ class Zygote:
         child_ctl.close()
         os.close(out_w)
         os.close(err_w)
-        reply = json.loads(self.sock.recv(65536))
+        reply = self.next_reply()
         assert reply["type"] == "forked", reply
         return Runner(attach=(reply["pid"], ctl, out_r, err_r), timeout=timeout)
+
+    def next_reply(self):
+        """The next answer to a request; `exited` reports on the way are kept in self.exits."""
+        while True:
+            msg = json.loads(self.sock.recv(65536))
+            if msg.get("type") != "exited":
+                return msg
+            self.exits[msg["pid"]] = msg["status"]
 
     def close(self):
         self.sock.close()

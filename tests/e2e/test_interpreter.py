@@ -8,8 +8,12 @@ through Cloudflare's own client are in tests/conformance/test/interpreter.test.m
 """
 
 import base64
+import glob
 import json
+import os
+import shutil
 import struct
+import subprocess
 import threading
 import time
 
@@ -362,6 +366,55 @@ def test_images_without_interpreters_say_so(api, tmp_path):
         health = api.get(c.path("interpreter/health")).json()
         assert health["status"] == "unhealthy" and health["languages"]["python"] is False, health
         assert api.sh(sid, "ls /opt/cove/interpreter").split()  # the runners are there, read-only
+    finally:
+        api.destroy(sid)
+        api.delete(f"/v1/images/{name}")
+
+
+def copy_with_libraries(root, paths):
+    """Copies host files into root, with the shared libraries they link."""
+    files = set(paths)
+    for p in paths:
+        out = subprocess.run(["ldd", p], capture_output=True, text=True).stdout
+        files.update(tok for line in out.splitlines() for tok in line.split() if tok.startswith("/"))
+    for f in files:
+        dest = os.path.join(root, f.lstrip("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if not os.path.exists(dest):
+            shutil.copy2(os.path.realpath(f), dest)
+
+
+@pytest.mark.slow
+def test_imported_image_with_its_own_python_and_node(api, tmp_path):
+    """An image without IPython gets the plain Python fallback; its own node runs JavaScript."""
+    root = str(tmp_path / "rootfs")
+    minimal_rootfs(root)
+    stdlib = "/usr/lib/python3.11"
+    skip = {"test", "idlelib", "tkinter", "lib2to3", "ensurepip", "dist-packages", "site-packages"}
+    shutil.copytree(stdlib, root + stdlib, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if d == stdlib and n in skip])
+    copy_with_libraries(root, ["/usr/bin/python3.11", "/usr/bin/node"] + glob.glob(stdlib + "/lib-dynload/*.so"))
+    os.symlink("python3.11", os.path.join(root, "usr/bin/python3"))
+    name = unique_id("pyimg")
+    r = api.request("POST", f"/v1/images/{name}", data=tar_bytes(root),
+                    headers={"Content-Type": "application/x-tar"}, timeout=300)
+    assert r.status_code == 201, r.text
+    sid = unique_id("pyimg")
+    api.create(id=sid, image=name)
+    try:
+        c = Contexts(api, sid)
+        py = c.create("python")
+        c.run(py, "import json\ndef double(v):\n    return 2 * v\nstate = {'n': double(21)}")
+        assert c.run(py, "state").value() == {"n": 42}
+        shown = c.run(py, "class Page:\n    def _repr_html_(self):\n        return '<i>page</i>'\n"
+                          "display(Page())\nprint('out')\n7 * 6")
+        assert [r.get("html") for r in shown.results][0] == "<i>page</i>", shown.events
+        assert shown.results[-1]["text"] == "42" and shown.stdout == "out\n"
+        err = c.run(py, "1 / 0").error
+        assert err["ename"] == "ZeroDivisionError" and any("1 / 0" in line for line in err["traceback"]), err
+        js = c.create("javascript")
+        c.run(js, "const answer = await Promise.resolve(42);")
+        assert c.run(js, "answer").value() == "42"
     finally:
         api.destroy(sid)
         api.delete(f"/v1/images/{name}")

@@ -5,6 +5,7 @@ interpreter/python_runner.py is started either directly or forked from a zygote
 Run with /usr/bin/python3 (Debian's numpy, pandas, matplotlib and IPython).
 """
 import base64
+import json
 import os
 import struct
 import time
@@ -497,7 +498,21 @@ def test_zygote_contexts_are_isolated(zygotes, start, mode, tmp_path):
     children = f"/proc/{z.pid}/task/{z.pid}/children"
     if os.path.exists(children):
         with open(children) as f:
-            assert f.read().split() == []  # middle children reaped, contexts re-parented
+            assert sorted(map(int, f.read().split())) == sorted([a.pid, b.pid])  # forked once
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zygote_reports_the_exit_status_of_its_contexts(zygotes, start, mode, tmp_path):
+    z = zygotes(mode)
+    r = start(mode, "zygote")
+    assert r.init(cwd=str(tmp_path), env=context_env()) == INITIALIZED
+    r.send({"type": "execute", "id": "1", "code": "import os\nos._exit(3)"})
+    while r.pid not in z.exits:  # other tests' contexts end too
+        msg = json.loads(z.sock.recv(65536))
+        assert msg["type"] == "exited", msg
+        z.exits[msg["pid"]] = msg["status"]
+    assert z.exits[r.pid] == 3 << 8
+    assert not os.path.exists(f"/proc/{r.pid}")  # reaped by the zygote
 
 
 @pytest.mark.parametrize("mode", MODES)
