@@ -17,6 +17,7 @@ import ast
 import asyncio
 import base64
 import builtins
+import contextlib
 import importlib
 import io
 import json
@@ -338,12 +339,45 @@ def _install_pyplot_hook():
 # ---------------------------------------------------------------------------
 # IPython
 
+# Modules IPython's package imports that an InteractiveShell never uses: the
+# terminal front end (prompt_toolkit) and jedi (completion is off). Kept out
+# while IPython loads, they cut its import time by about a third; the user's
+# code can still import them (the real ones) later.
+_IPYTHON_UNUSED = ("IPython.terminal.embed", "jedi")
+
+
+def _import_ipython_core():
+    import types
+    saved = {name: sys.modules.get(name) for name in _IPYTHON_UNUSED}
+    embed_stub = types.ModuleType("IPython.terminal.embed")
+
+    def embed(*args, **kwargs):  # IPython.embed, loaded when called
+        sys.modules.pop("IPython.terminal.embed", None)
+        from IPython.terminal.embed import embed as real
+        return real(*args, **kwargs)
+
+    embed_stub.embed = embed
+    sys.modules["IPython.terminal.embed"] = embed_stub
+    sys.modules["jedi"] = None  # ImportError: IPython goes on without it
+    try:
+        import IPython  # noqa: F401
+        from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+        terminal = sys.modules.get("IPython.terminal")
+        if terminal is not None and getattr(terminal, "embed", None) is embed_stub:
+            del terminal.embed
+
+
 def _rich_mode():
     if os.environ.get("COVE_PYTHON_RICH", "").lower() == "plain":
         return "plain"
     try:
-        import IPython  # noqa: F401
-        from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+        _import_ipython_core()
     except Exception:
         return "plain"
     return "ipython"
@@ -403,6 +437,16 @@ def _build_ipython_shell():
         def _get_exc_info(self, exc_tuple=None):
             etype, value, tb = super()._get_exc_info(exc_tuple)
             return etype, value, _without_runner_frames(tb)
+
+        # The code has stopped: formatting its error must not be interrupted
+        # (IPython would print an interrupted traceback instead of reporting it).
+        def showtraceback(self, *args, **kwargs):
+            with _sigint_blocked():
+                return super().showtraceback(*args, **kwargs)
+
+        def showsyntaxerror(self, *args, **kwargs):
+            with _sigint_blocked():
+                return super().showsyntaxerror(*args, **kwargs)
 
         def _showtraceback(self, etype, evalue, stb):
             if _CTX is not None:
@@ -865,6 +909,17 @@ def _sigint_mask(how):
         return None
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT held pending inside the block (delivered after it, if it was deliverable before)."""
+    old = _sigint_mask(signal.SIG_BLOCK)
+    try:
+        yield
+    finally:
+        if old is not None and signal.SIGINT not in old:
+            _sigint_mask(signal.SIG_UNBLOCK)
+
+
 def _drop_pending_sigint():
     try:
         while signal.SIGINT in signal.sigpending():
@@ -905,11 +960,11 @@ _FUTURE_MASK = _future_mask()
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE
 
 
-def _control_socket():
+def _control_socket(who="runner"):
     try:
         sock = socket.socket(fileno=_CTRL_FD)
     except OSError as e:
-        sys.stderr.write(f"cove python runner: fd {_CTRL_FD} is not a socket: {e}\n")
+        sys.stderr.write(f"cove python {who}: fd {_CTRL_FD} is not a socket: {e}\n")
         sys.exit(2)
     os.set_inheritable(_CTRL_FD, False)
     return sock
@@ -1005,12 +1060,7 @@ def _report_exits(zsock):
 
 def _zygote_main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        zsock = socket.socket(fileno=_CTRL_FD)
-    except OSError as e:
-        sys.stderr.write(f"cove python zygote: fd {_CTRL_FD} is not a socket: {e}\n")
-        sys.exit(2)
-    os.set_inheritable(_CTRL_FD, False)
+    zsock = _control_socket("zygote")
     mode, shell = _prepare()
     if shell is not None:
         try:  # first-run work (lazy imports, compiler caches) done once, here

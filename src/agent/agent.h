@@ -259,6 +259,7 @@ class Agent {
     uint64_t run_seq = 0;  // the current execution's id is its decimal string
     uint64_t timer = 0;
     uint64_t eof_timer = 0;  // control socket closed: waiting briefly for the exit status
+    uint64_t interrupt_timer = 0;  // repeats SIGINT until the execution ends
     bool timed_out = false, saw_error = false;
     uint64_t execution_count = 0;
     Utf8JsonStream out_dec, err_dec;
@@ -282,6 +283,10 @@ class Agent {
   // Starts (or restarts) r's process; false when the language is unavailable
   // (the opener has then been answered).
   bool StartRunner(Runner* r);
+  // Starts the first of `programs` found on PATH with the runner file and
+  // args, as the sandbox's default user, in its own session, with `fds`.
+  Result<pid_t> SpawnInterpreter(const std::vector<const char*>& programs, const char* runner,
+                                 std::vector<std::string> args, std::vector<std::pair<int, int>> fds);
   bool SpawnNodeRunner(Runner* r, std::string* err);
   void EnsureSpare(const std::string& family);  // "python" | "node"
   void NoteRunnerExit(pid_t pid, int status);
@@ -300,6 +305,7 @@ class Agent {
   void FinishRun(Runner* r, const json* error_event);
   void RunnerDied(Runner* r, std::string why);
   void KillRunner(Runner* r);
+  void InterruptRun(Runner* r);
   json ContextInfo(const Runner& r) const;
 
   // Connection.

@@ -34,6 +34,7 @@ constexpr size_t kMaxCode = 8 << 20;              // bytes of code in one execut
 constexpr size_t kMaxQueuedRuns = 64;             // per context
 constexpr int64_t kStartTimeoutMs = 60000;        // runner start to initialized
 constexpr int64_t kExitStatusWaitMs = 100;        // control socket closed -> context reported dead
+constexpr int64_t kInterruptRepeatMs = 250;       // SIGINT repeated until the execution ends
 constexpr const char* kSparePrefix = "spare:";  // context ids of the warm spares
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kResultKeys[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
@@ -175,7 +176,7 @@ void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& re
   if (op == "context.get") return Reply(c, json{{"context", ContextInfo(*r)}});
   if (op == "context.interrupt") {
     bool busy = r->state == RunnerState::kBusy;
-    if (busy) SignalGroup(r->pid, SIGINT);
+    if (busy) InterruptRun(r);
     return Reply(c, json{{"contextId", id}, {"interrupted", busy}});
   }
   if (op == "context.delete" || op == "context.restart") {
@@ -274,7 +275,7 @@ void Agent::RunCode(const Chan& c, const json& req) {
     if (it == contexts_.end()) return;
     Runner* r = it->second.get();
     if (r->cur && r->cur->chan.gen == gen && r->cur->chan.id == chan_id) {
-      SignalGroup(r->pid, SIGINT);  // the client left: interrupt, like Ctrl-C
+      InterruptRun(r);  // the client left: interrupt, like Ctrl-C
       return;
     }
     for (auto q = r->queue.begin(); q != r->queue.end(); ++q) {
@@ -376,34 +377,24 @@ bool Agent::StartRunner(Runner* r) {
   return true;
 }
 
-bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
+Result<pid_t> Agent::SpawnInterpreter(const std::vector<const char*>& programs, const char* runner,
+                                       std::vector<std::string> args, std::vector<std::pair<int, int>> fds) {
   Identity ident;
   json ignored;
   if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
-  std::vector<std::string> env = BuildEnv({}, &ident);
-  std::string node = FindProgram("node", env);
-  if (node.empty()) node = FindProgram("nodejs", env);
-  if (node.empty()) {
-    *err = "node is not installed in this sandbox's image (JavaScript and TypeScript need it)";
-    return false;
-  }
-  std::string script = cfg_.interpreter_dir + "/node_runner.js";
-  if (access(script.c_str(), R_OK) != 0) {
-    *err = "cove's interpreter runners are not available at " + cfg_.interpreter_dir;
-    return false;
-  }
-  UniqueFd ctl_child, out_w, err_w;
-  if (!MakeSocketPair(SOCK_STREAM, &r->ctl, &ctl_child) || !MakeOutputPipe(&r->out, &out_w) ||
-      !MakeOutputPipe(&r->err, &err_w)) {
-    *err = std::string("cannot create the runner's pipes: ") + strerror(errno);
-    return false;
-  }
   SpawnSpec sp;
-  sp.path = node;
-  sp.argv = {"node", script};
-  sp.env = std::move(env);
+  sp.env = BuildEnv({}, &ident);
+  for (const char* p : programs)
+    if (sp.path.empty()) sp.path = FindProgram(p, sp.env);
+  if (sp.path.empty())
+    return MakeError(ErrorCode::kNotFound, std::string(programs[0]) + " is not installed in this sandbox's image");
+  std::string script = cfg_.interpreter_dir + "/" + runner;
+  if (access(script.c_str(), R_OK) != 0)
+    return MakeError(ErrorCode::kNotFound, "cove's interpreter runners are not available at " + cfg_.interpreter_dir);
+  sp.argv = {programs[0], script};
+  for (auto& a : args) sp.argv.push_back(std::move(a));
   sp.cwd = "/";
-  sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {ctl_child.get(), 3}};
+  sp.fds = std::move(fds);
   sp.setsid = true;
   if (ident.set) {
     sp.set_ids = true;
@@ -412,8 +403,21 @@ bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
     sp.groups = ident.groups;
   }
   auto pid = Spawn(sp);
+  if (!pid.ok()) return MakeError(ErrorCode::kInternal, std::string("cannot start ") + programs[0] + ": " + pid.error().ToString());
+  return *pid;
+}
+
+bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
+  UniqueFd ctl_child, out_w, err_w;
+  if (!MakeSocketPair(SOCK_STREAM, &r->ctl, &ctl_child) || !MakeOutputPipe(&r->out, &out_w) ||
+      !MakeOutputPipe(&r->err, &err_w)) {
+    *err = std::string("cannot create the runner's pipes: ") + strerror(errno);
+    return false;
+  }
+  auto pid = SpawnInterpreter({"node", "nodejs"}, "node_runner.js", {},
+                              {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {ctl_child.get(), 3}});
   if (!pid.ok()) {
-    *err = "cannot start node: " + pid.error().ToString();
+    *err = pid.error().message;
     return false;
   }
   r->pid = *pid;
@@ -459,42 +463,16 @@ void Agent::NoteRunnerExit(pid_t pid, int status) {
 
 bool Agent::EnsureZygote(std::string* err) {
   if (zygote_) return true;
-  Identity ident;
-  json ignored;
-  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
-  std::vector<std::string> env = BuildEnv({}, &ident);
-  std::string python = FindProgram("python3", env);
-  if (python.empty()) {
-    *err = "python3 is not installed in this sandbox's image";
-    return false;
-  }
-  std::string script = cfg_.interpreter_dir + "/python_runner.py";
-  if (access(script.c_str(), R_OK) != 0) {
-    *err = "cove's interpreter runners are not available at " + cfg_.interpreter_dir;
-    return false;
-  }
   auto z = std::make_unique<Zygote>();
   UniqueFd sock_child, err_w;
   if (!MakeSocketPair(SOCK_SEQPACKET, &z->sock, &sock_child) || !MakeOutputPipe(&z->err, &err_w)) {
     *err = std::string("cannot create the zygote's sockets: ") + strerror(errno);
     return false;
   }
-  SpawnSpec sp;
-  sp.path = python;
-  sp.argv = {"python3", script, "--zygote"};
-  sp.env = std::move(env);
-  sp.cwd = "/";
-  sp.fds = {{devnull_.get(), 0}, {devnull_.get(), 1}, {err_w.get(), 2}, {sock_child.get(), 3}};
-  sp.setsid = true;
-  if (ident.set) {
-    sp.set_ids = true;
-    sp.uid = ident.uid;
-    sp.gid = ident.gid;
-    sp.groups = ident.groups;
-  }
-  auto pid = Spawn(sp);
+  auto pid = SpawnInterpreter({"python3"}, "python_runner.py", {"--zygote"},
+                              {{devnull_.get(), 0}, {devnull_.get(), 1}, {err_w.get(), 2}, {sock_child.get(), 3}});
   if (!pid.ok()) {
-    *err = "cannot start python3: " + pid.error().ToString();
+    *err = pid.error().message;
     return false;
   }
   z->pid = *pid;
@@ -836,7 +814,7 @@ void Agent::StartNextRun(Runner* r) {
         Runner* r = FindRunner(id);
         if (!r || r->state != RunnerState::kBusy) return;
         r->timed_out = true;
-        SignalGroup(r->pid, SIGINT);
+        InterruptRun(r);
         r->timer = loop_.AddTimer(MonotonicNs() + cfg_.interrupt_grace_ms * 1000000, [this, id] {
           Runner* r = FindRunner(id);
           if (!r || r->state != RunnerState::kBusy) return;
@@ -854,6 +832,8 @@ void Agent::StartNextRun(Runner* r) {
 void Agent::FinishRun(Runner* r, const json* error_event) {
   loop_.CancelTimer(r->timer);
   r->timer = 0;
+  loop_.CancelTimer(r->interrupt_timer);
+  r->interrupt_timer = 0;
   if (!r->cur) return;
   Chan ch = r->cur->chan;
   if (error_event) {
@@ -872,6 +852,25 @@ void Agent::FinishRun(Runner* r, const json* error_event) {
   r->cur.reset();
   if (r->state == RunnerState::kBusy) r->state = RunnerState::kIdle;
   StartNextRun(r);
+}
+
+// SIGINT now and every kInterruptRepeatMs until the code reports an error or
+// the execution ends: a signal
+// that lands just before the code enters a blocking call (CPython runs its
+// handler only between bytecodes) is otherwise seen only when the call returns.
+// Runners ignore a SIGINT that arrives after the code has finished.
+void Agent::InterruptRun(Runner* r) {
+  SignalGroup(r->pid, SIGINT);
+  if (r->interrupt_timer) return;
+  std::string id = r->context_id;
+  uint64_t seq = r->run_seq;
+  r->interrupt_timer = loop_.AddTimer(MonotonicNs() + kInterruptRepeatMs * 1000000, [this, id, seq] {
+    Runner* r = FindRunner(id);
+    if (!r) return;
+    r->interrupt_timer = 0;
+    // Until the code reports that it stopped (or the execution ends).
+    if (r->state == RunnerState::kBusy && r->run_seq == seq && !r->saw_error) InterruptRun(r);
+  });
 }
 
 void Agent::KillRunner(Runner* r) {
@@ -895,6 +894,8 @@ void Agent::RunnerDied(Runner* r, std::string why) {
   r->timer = 0;
   loop_.CancelTimer(r->eof_timer);
   r->eof_timer = 0;
+  loop_.CancelTimer(r->interrupt_timer);
+  r->interrupt_timer = 0;
   SignalGroup(r->pid, SIGKILL);  // what it left running in its process group
   if (r->opener && r->from_spare && r->state != RunnerState::kIdle && r->state != RunnerState::kBusy) {
     // The spare it took died before it was used (killed from inside the sandbox): start another.

@@ -12,6 +12,7 @@ import os
 import selectors
 import signal
 import socket
+import threading
 import time
 
 
@@ -68,6 +69,7 @@ class Runner:
         self.out, self.err = out_r, err_r
         self.buf = b""
         self.eof = False
+        self._run_over = threading.Event()  # set at each `done`
         self._decoders = {}  # fd -> incremental UTF-8 decoder (a read may split a character)
         self.ready = self._next_message(timeout)
         assert self.ready and self.ready["type"] == "ready", self.ready
@@ -93,11 +95,28 @@ class Runner:
                 if on_event:
                     on_event(ev)
                 if isinstance(ev, dict) and ev.get("type") == "done":
+                    self._run_over.set()
                     assert ev["id"] == exec_id, ev
                     return ex
 
     def interrupt(self):
         os.killpg(self.pid, signal.SIGINT)
+
+    def interrupt_until_done(self, every=0.25):
+        """SIGINT now and every `every` s until the running execution's `done`, as
+        cove-agent does: CPython handles a signal that lands just before a blocking
+        call only when the call returns."""
+        self._run_over.clear()
+
+        def repeat():
+            while True:
+                try:
+                    self.interrupt()
+                except ProcessLookupError:
+                    return
+                if self._run_over.wait(every):
+                    return
+        threading.Thread(target=repeat, daemon=True).start()
 
     def alive(self):
         try:
@@ -107,9 +126,12 @@ class Runner:
         try:
             pid, _ = os.waitpid(self.pid, os.WNOHANG)
             return pid == 0
-        except ChildProcessError:  # not our child (forked by a zygote): zombie or alive
-            with open(f"/proc/{self.pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except ChildProcessError:  # not our child (forked by a zygote, which reaps it)
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
 
     def close(self):
         try:

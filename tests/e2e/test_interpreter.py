@@ -332,7 +332,9 @@ def test_idle_contexts_use_no_cpu(ctxs):
     before = [int(v) for v in ctxs.api.sh(ctxs.sid, ticks).split()]
     time.sleep(2)
     after = [int(v) for v in ctxs.api.sh(ctxs.sid, ticks).split()]
-    assert max(a - b for a, b in zip(after, before)) <= 1, (before, after)  # clock ticks in 2 s
+    # Clock ticks (10 ms) in 2 s: a waiting loop would use ~200; V8 runs one garbage
+    # collection some seconds after start (2 ticks), which may fall in the window.
+    assert max(a - b for a, b in zip(after, before)) <= 3, (before, after)
     ctxs.delete(py)
     ctxs.delete(js)
 

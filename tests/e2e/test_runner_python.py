@@ -110,13 +110,13 @@ def handshake(directory, rules):
 
 
 def interrupt_on(ctx, marker):
-    """An on_event callback that interrupts once `marker` shows up on stdout."""
+    """An on_event callback that interrupts (until done) once `marker` shows up on stdout."""
     sent = []
 
     def on_event(ev):
         if not sent and isinstance(ev, tuple) and ev[0] == "stdout" and marker in ev[1]:
             sent.append(True)
-            ctx.interrupt()
+            ctx.interrupt_until_done()
     return on_event
 
 

@@ -9,8 +9,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 
-import { CodeInterpreter, SandboxClient, parseSSEStream } from '@cloudflare/sandbox';
+import { CodeInterpreter, SandboxClient } from '@cloudflare/sandbox';
 
+import { events, rejectsWith } from '../lib/assertions.mjs';
 import { Coved } from '../lib/coved.mjs';
 
 const coved = new Coved();
@@ -36,24 +37,6 @@ function sandboxOf(c) {
     listCodeContexts: () => ci.listCodeContexts(),
     deleteCodeContext: (contextId) => ci.deleteCodeContext(contextId),
   };
-}
-
-async function rejectsWith(promise, check) {
-  let error;
-  try {
-    await promise;
-  } catch (e) {
-    error = e;
-  }
-  assert.ok(error, 'expected the call to throw');
-  check(error);
-  return error;
-}
-
-async function events(stream) {
-  const out = [];
-  for await (const ev of parseSSEStream(stream)) out.push(ev);
-  return out;
 }
 
 const stdoutOf = (execution) => execution.logs.stdout.join('');

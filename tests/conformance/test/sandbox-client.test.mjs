@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { SandboxClient, collectFile, parseSSEStream, streamFile } from '@cloudflare/sandbox';
 
+import { events, rejectsWith } from '../lib/assertions.mjs';
 import { Coved } from '../lib/coved.mjs';
 
 const coved = new Coved();
@@ -19,24 +20,6 @@ function makeClient(id = SID, token = coved.token) {
     defaultHeaders: token ? { Authorization: `Bearer ${token}` } : {},
     retryTimeoutMs: 5000,
   });
-}
-
-async function rejectsWith(promise, check) {
-  let error;
-  try {
-    await promise;
-  } catch (e) {
-    error = e;
-  }
-  assert.ok(error, 'expected the call to throw');
-  check(error);
-  return error;
-}
-
-async function events(stream) {
-  const out = [];
-  for await (const ev of parseSSEStream(stream)) out.push(ev);
-  return out;
 }
 
 before(async () => {
