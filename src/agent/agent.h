@@ -252,7 +252,10 @@ class Agent {
     std::string inbuf;  // control bytes after the last complete line
     RunnerState state = RunnerState::kStarting;
     std::optional<Chan> opener;  // context.create / restart, answered once initialized
-    bool from_spare = false;     // its process was a spare (retried once if it died unused)
+    // Starting may be retried when what it relied on died before it was used
+    // (a spare, or the zygote, killed from inside the sandbox); at most kMaxStartAttempts.
+    bool retry_start = false;
+    int start_attempts = 0;
     uint64_t incarnation = 0;    // unique per runner process (a restart gets a new one)
     std::deque<CodeRun> queue;
     std::optional<CodeRun> cur;
@@ -280,8 +283,9 @@ class Agent {
   void HandleContextOp(const Chan& c, const std::string& op, const json& req);
   void CreateContext(const Chan& c, const json& req);
   void RunCode(const Chan& c, const json& req);
-  // Starts (or restarts) r's process; false when the language is unavailable
-  // (the opener has then been answered).
+  // Starts (or restarts) a context's process, from the spare when there is
+  // one; false when the language is unavailable (the opener has then been
+  // answered and the context removed).
   bool StartRunner(Runner* r);
   // Starts the first of `programs` found on PATH with the runner file and
   // args, as the sandbox's default user, in its own session, with `fds`.
@@ -299,6 +303,7 @@ class Agent {
   Runner* FindRunner(const std::string& context_id);  // spares too
   void OnRunnerControl(Runner* r);
   void OnRunnerMessage(Runner* r, const json& msg);
+  void SendInit(Runner* r);  // the context's cwd and environment
   void OnRunnerOutput(Runner* r, int stream);
   void DrainRunnerOutput(Runner* r);
   void StartNextRun(Runner* r);

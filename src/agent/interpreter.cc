@@ -35,6 +35,7 @@ constexpr size_t kMaxQueuedRuns = 64;             // per context
 constexpr int64_t kStartTimeoutMs = 60000;        // runner start to initialized
 constexpr int64_t kExitStatusWaitMs = 100;        // control socket closed -> context reported dead
 constexpr int64_t kInterruptRepeatMs = 250;       // SIGINT repeated until the execution ends
+constexpr int kMaxStartAttempts = 3;              // runner starts per context.create / restart
 constexpr const char* kSparePrefix = "spare:";  // context ids of the warm spares
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kResultKeys[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
@@ -183,7 +184,8 @@ void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& re
     if (op == "context.restart" && r->opener)
       return Reply(c, ErrorReply("CONTEXT_BUSY", "context '" + id + "' is still starting", json{{"contextId", id}}));
     const char* why = op == "context.delete" ? "the context was deleted" : "the context was restarted";
-    r->from_spare = false;
+    r->retry_start = false;
+    r->start_attempts = 0;
     KillRunner(r);
     RunnerDied(r, why);
     if (op == "context.delete") {
@@ -310,6 +312,7 @@ json Agent::ContextInfo(const Runner& r) const {
 // Starting runners
 
 bool Agent::StartRunner(Runner* r) {
+  ++r->start_attempts;
   std::string err;
   const bool python = r->language == "python";
   const std::string family = python ? "python" : "node";
@@ -335,7 +338,7 @@ bool Agent::StartRunner(Runner* r) {
         if (id == s->context_id) id = r->context_id;
     loop_.CancelTimer(s->timer);
     spares_.erase(spare);
-    r->from_spare = true;
+    r->retry_start = true;
     WatchRunner(r);
   } else if (python) {
     ok = EnsureZygote(&err);
@@ -357,7 +360,7 @@ bool Agent::StartRunner(Runner* r) {
     }
     r->state = RunnerState::kDead;
     r->death = err;
-    if (!IsSpare(*r)) contexts_.erase(r->context_id);  // never became a context
+    contexts_.erase(r->context_id);  // never became a context
     return false;
   }
   std::string id = r->context_id;
@@ -369,11 +372,8 @@ bool Agent::StartRunner(Runner* r) {
     KillRunner(r);
     RunnerDied(r, "the runner did not start within 60 s");
   });
-  if (r->state == RunnerState::kWaiting) {
-    r->state = RunnerState::kInitializing;
-    OnRunnerMessage(r, json{{"type", "ready"}});  // already sent by the spare: initialize now
-  }
-  if (!IsSpare(*r)) EnsureSpare(family);
+  if (r->state == RunnerState::kWaiting) SendInit(r);  // the spare said ready already
+  EnsureSpare(family);
   return true;
 }
 
@@ -519,8 +519,9 @@ void Agent::ZygoteFork(Runner* r) {
   std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
   if (sendmsg(zygote_->sock.get(), &mh, MSG_NOSIGNAL) < 0) {
     std::string why = std::string("cannot reach the python zygote: ") + strerror(errno);
-    RunnerDied(r, why);
-    return StopZygote(why);
+    StopZygote(why);
+    r->retry_start = true;  // with a new zygote
+    return RunnerDied(r, why);
   }
   zygote_->forking.push_back(r->context_id);
   WatchRunner(r);
@@ -585,6 +586,7 @@ void Agent::StopZygote(const std::string& why) {
     for (const auto& id : *q) {
       Runner* r = FindRunner(id);
       if (r && r->state != RunnerState::kDead) {
+        r->retry_start = true;  // a context still starting gets a new zygote
         KillRunner(r);
         RunnerDied(r, msg);
       }
@@ -704,6 +706,24 @@ void Agent::OnRunnerControl(Runner* r) {
   }
 }
 
+void Agent::SendInit(Runner* r) {
+  Identity ident;
+  json ignored;
+  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
+  std::vector<std::pair<std::string, std::string>> extra = r->env;
+  if (r->language == "python") extra.insert(extra.begin(), {"MPLBACKEND", "Agg"});  // a context's env wins
+  json env = json::object();
+  for (const auto& kv : BuildEnv(extra, &ident)) {
+    size_t eq = kv.find('=');
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  r->state = RunnerState::kInitializing;
+  if (!SendLine(r->ctl.get(), json{{"type", "init"}, {"cwd", r->cwd}, {"env", std::move(env)}})) {
+    KillRunner(r);
+    RunnerDied(r, "the runner does not read its control socket");
+  }
+}
+
 void Agent::OnRunnerMessage(Runner* r, const json& msg) {
   auto t = msg.find("type");
   if (t == msg.end() || !t->is_string()) return;
@@ -712,26 +732,11 @@ void Agent::OnRunnerMessage(Runner* r, const json& msg) {
     r->state = RunnerState::kWaiting;  // the spare waits for a context
     return;
   }
-  if (type == "ready" && (r->state == RunnerState::kStarting || r->state == RunnerState::kInitializing)) {
-    Identity ident;
-    json ignored;
-    if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
-    std::vector<std::pair<std::string, std::string>> extra = r->env;
-    if (r->language == "python") extra.insert(extra.begin(), {"MPLBACKEND", "Agg"});  // a context's env wins
-    json env = json::object();
-    for (const auto& kv : BuildEnv(extra, &ident)) {
-      size_t eq = kv.find('=');
-      env[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    r->state = RunnerState::kInitializing;
-    if (!SendLine(r->ctl.get(), json{{"type", "init"}, {"cwd", r->cwd}, {"env", std::move(env)}})) {
-      KillRunner(r);
-      RunnerDied(r, "the runner does not read its control socket");
-    }
-    return;
-  }
+  if (type == "ready" && r->state == RunnerState::kStarting) return SendInit(r);
   if (type == "initialized" && r->state == RunnerState::kInitializing) {
     r->state = RunnerState::kIdle;
+    r->start_attempts = 0;
+    r->retry_start = false;
     loop_.CancelTimer(r->timer);
     r->timer = 0;
     r->log.clear();
@@ -897,11 +902,11 @@ void Agent::RunnerDied(Runner* r, std::string why) {
   loop_.CancelTimer(r->interrupt_timer);
   r->interrupt_timer = 0;
   SignalGroup(r->pid, SIGKILL);  // what it left running in its process group
-  if (r->opener && r->from_spare && r->state != RunnerState::kIdle && r->state != RunnerState::kBusy) {
-    // The spare it took died before it was used (killed from inside the sandbox): start another.
-    log::Info("context {}: its spare runner is gone ({}); starting another", r->context_id, why);
+  if (r->opener && r->retry_start && r->start_attempts < kMaxStartAttempts && r->state != RunnerState::kIdle &&
+      r->state != RunnerState::kBusy) {
+    log::Info("context {}: its runner is gone before it was used ({}); starting another", r->context_id, why);
     r->incarnation = ++next_incarnation_;
-    r->from_spare = false;
+    r->retry_start = false;
     r->state = RunnerState::kStarting;
     r->pid = -1;
     r->inbuf.clear();
