@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/http_client.h"
 #include "cli/run.h"
+#include "cli/sse_json.h"
 #include "cli/shell_protocol.h"
 #include "cli/stdin_pump.h"
 #include "cli/terminal_mode.h"
@@ -585,6 +586,32 @@ TEST(RunImages, ResultFilesNeverOverwrite) {
     ::unlink((dir + "/" + f).c_str());
   }
   ::rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace cove::cli
+
+namespace cove::cli {
+namespace {
+
+TEST(SseJson, TypeComesFromTheBodyElseTheEventName) {
+  auto typed = ParseJsonEvent(SseEvent{"ignored", R"({"type":"stdout","text":"hi","n":3})"});
+  ASSERT_TRUE(typed.ok());
+  EXPECT_EQ(typed->type, "stdout");
+  EXPECT_EQ(Str(typed->body, "text"), "hi");
+  EXPECT_EQ(Str(typed->body, "n"), "3");  // non-strings as JSON
+  EXPECT_EQ(Str(typed->body, "missing"), "");
+  auto named = ParseJsonEvent(SseEvent{"complete", R"({"bytesRead":1})"});
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(named->type, "complete");
+}
+
+TEST(SseJson, DataThatIsNotAnObjectIsAnError) {
+  for (const char* data : {"not json", "[1,2]", "\"text\""}) {
+    auto r = ParseJsonEvent(SseEvent{"", data});
+    ASSERT_FALSE(r.ok()) << data;
+    EXPECT_NE(r.error().message.find("invalid event"), std::string::npos);
+  }
 }
 
 }  // namespace

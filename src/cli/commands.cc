@@ -13,6 +13,7 @@
 
 #include "base/scope_exit.h"
 #include "cli/shell_session.h"
+#include "cli/sse_json.h"
 #include "sys/io.h"
 #include "sys/unique_fd.h"
 
@@ -196,12 +197,6 @@ Result<json> KeyValues(const std::vector<std::string>& items) {
     obj[p.first] = p.second;
   }
   return obj;
-}
-
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
 }
 
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
@@ -589,13 +584,13 @@ Result<int> Commands::Download(const RemotePath& remote, const std::string& loca
   Base64Decoder decoder;
   std::string decoded;
   auto on_event = [&](const SseEvent& ev) -> bool {
-    json j = json::parse(ev.data, nullptr, false);
-    if (!j.is_object()) {
-      failure = MakeError(ErrorCode::kInternal, "coved sent an invalid event: " + ev.data);
+    auto parsed = ParseJsonEvent(ev);
+    if (!parsed.ok()) {
+      failure = std::move(parsed).error();
       return false;
     }
-    std::string type = Str(j, "type");
-    if (type.empty()) type = ev.event;
+    const json& j = parsed->body;
+    const std::string& type = parsed->type;
     if (type == "metadata") {
       binary = j.value("isBinary", false) || Str(j, "encoding") == "base64";
     } else if (type == "chunk") {

@@ -25,6 +25,7 @@
 
 #include "base/scope_exit.h"
 #include "cli/commands.h"
+#include "cli/sse_json.h"
 #include "sys/io.h"
 #include "sys/unique_fd.h"
 
@@ -358,12 +359,6 @@ void Watch(Shared* sh) {
   }
 }
 
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
 // Prints the events of one execution: output as it comes, rich results,
 // errors. Tracks whether the terminal is at the start of a line (for the
 // REPL's prompt).
@@ -379,13 +374,13 @@ class Printer {
   std::optional<Error> failure;
 
   bool OnEvent(const SseEvent& ev) {
-    json j = json::parse(ev.data, nullptr, false);
-    if (!j.is_object()) {
-      failure = MakeError(ErrorCode::kInternal, "coved sent an invalid event: " + ev.data);
+    auto parsed = ParseJsonEvent(ev);
+    if (!parsed.ok()) {
+      failure = std::move(parsed).error();
       return false;
     }
-    std::string type = Str(j, "type");
-    if (type.empty()) type = ev.event;
+    const json& j = parsed->body;
+    const std::string& type = parsed->type;
     if (raw_json_) Write(stdout, ev.data + "\n");
     if (type == "execution_complete") {
       complete = true;
