@@ -54,11 +54,17 @@ class Contexts:
                                 json_body={"context_id": ctx, "code": code, **fields},
                                 stream=True, timeout=120)
 
-    def run(self, ctx, code, **fields):
-        """Runs code; returns Run (its events, in order)."""
+    def run(self, ctx, code, on_event=None, **fields):
+        """Runs code; returns Run (its events, in order). on_event(event, events so
+        far) is called for each event as it arrives."""
         r = self.stream(ctx, code, **fields)
         assert r.status_code == 200, r.text
-        return Run([json.loads(e["data"]) for e in sse_events(r)])
+        events = []
+        for e in sse_events(r):
+            events.append(json.loads(e["data"]))
+            if on_event:
+                on_event(events[-1], events)
+        return Run(events)
 
 
 class Run:
@@ -214,17 +220,13 @@ def test_output_streams_while_the_code_runs(ctxs, language):
             f"const fs = require('fs');\nconsole.log('first');\n"
             f"for (let i = 0; i < 600 && !fs.existsSync('{marker}'); i++) await new Promise(r => setTimeout(r, 50));\n"
             f"fs.existsSync('{marker}') ? 'saw marker' : 'no marker'")
-    r = ctxs.stream(ctx, code)
-    assert r.status_code == 200, r.text
-    events = []
-    for e in sse_events(r):
-        ev = json.loads(e["data"])
-        events.append(ev)
+
+    def on_event(ev, events):
         if ev["type"] == "stdout" and "first" in ev["text"]:
-            assert not any(x["type"] == "execution_complete" for x in events)
             ctxs.api.exec(ctxs.sid, f"touch {marker}", session="__DISABLE_SESSION__")
-    run = Run(events)
-    assert "saw marker" in run.value(), events
+
+    run = ctxs.run(ctx, code, on_event)
+    assert "saw marker" in run.value(), run.events
     ctxs.delete(ctx)
 
 
@@ -245,9 +247,9 @@ def test_timeout_interrupts_and_keeps_state(ctxs, language, spin):
     ctxs.delete(ctx)
 
 
-def test_runs_on_one_context_queue_in_order(ctxs):
+def test_concurrent_runs_on_one_context_queue_one_at_a_time(ctxs):
     ctx = ctxs.create("python")
-    ctxs.run(ctx, "log = []")
+    ctxs.run(ctx, "log = []")  # execution 1
     out = {}
 
     def go(i):
@@ -259,8 +261,11 @@ def test_runs_on_one_context_queue_in_order(ctxs):
         time.sleep(0.05)
     for t in threads:
         t.join()
-    assert sorted(out[i].value() for i in range(3)) == ["1", "2", "3"]
-    assert sorted(ctxs.run(ctx, "log").value()) == [0, 1, 2]
+    # Each run saw exactly the runs before it: the Nth to execute found N entries.
+    for run in out.values():
+        assert run.value() == str(run.complete["execution_count"] - 1), run.events
+    order = sorted(out, key=lambda i: out[i].complete["execution_count"])
+    assert ctxs.run(ctx, "log").value() == order
     ctxs.delete(ctx)
 
 
@@ -287,15 +292,14 @@ def test_crash_is_reported_and_the_context_can_be_restarted(ctxs, language, cras
 
 def test_interrupt_route_stops_the_running_code(ctxs):
     ctx = ctxs.create("python")
-    r = ctxs.stream(ctx, "import time\nprint('started', flush=True)\ntime.sleep(3600)")
-    events = []
-    for e in sse_events(r):
-        ev = json.loads(e["data"])
-        events.append(ev)
+
+    def on_event(ev, events):
         if ev["type"] == "stdout":
             res = ctxs.api.post(ctxs.path(f"contexts/{ctx}/interrupt"), {})
             assert res.status_code == 200 and res.json()["interrupted"] is True, res.text
-    assert Run(events).error["ename"] == "KeyboardInterrupt", events
+
+    run = ctxs.run(ctx, "import time\nprint('started', flush=True)\ntime.sleep(3600)", on_event)
+    assert run.error["ename"] == "KeyboardInterrupt", run.events
     ctxs.delete(ctx)
 
 
