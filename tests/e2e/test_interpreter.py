@@ -489,3 +489,17 @@ def test_contexts_survive_a_coved_restart(coved_factory):
     coved.start()
     assert c.run(ctx, "kept").value() == "'across restarts'"
     api.destroy(sid)
+
+
+def test_coved_without_runners_says_so(coved_factory):
+    coved, api = coved_factory(args=["--interpreter-dir", "none"])
+    sid = unique_id("norunners")
+    api.create(id=sid)
+    c = Contexts(api, sid)
+    r = c.create("python", expect=501)
+    assert_error(r, 501, "PYTHON_NOT_AVAILABLE")
+    assert "runners are not available" in r.json()["message"], r.text
+    assert_error(c.create("javascript", expect=501), 501, "JAVASCRIPT_NOT_AVAILABLE")
+    assert api.get(c.path("interpreter/health")).json()["status"] == "unhealthy"
+    assert api.get(c.path("contexts")).json()["contexts"] == []  # nothing half-made is listed
+    api.destroy(sid)
