@@ -53,11 +53,6 @@ bool MakePipe(UniqueFd* r, UniqueFd* w, bool nonblock_read) {
   return true;
 }
 
-bool IsDir(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 std::string ReadSmallFile(const char* path) {
   auto r = sys::ReadFile(path, 4 << 20);
   return r.ok() ? *r : std::string();
@@ -536,7 +531,7 @@ json Agent::CreateSession(const json& req) {
                       json{{"sessionId", id}});
   if (!ParseIdentity(user.empty() ? cfg_.default_user : user, &spec.ident, &err)) return err;
   spec.cwd = cwd.empty() ? cfg_.workspace : ResolvePath(cfg_.workspace, cwd);
-  if (!IsDir(spec.cwd))
+  if (!IsDirectory(spec.cwd))
     return ErrorReply("FILE_NOT_FOUND", "session cwd is not a directory: " + spec.cwd,
                       json{{"path", spec.cwd}, {"operation", "session.create"}});
   Session* s = GetOrCreateSession(id);
@@ -579,7 +574,7 @@ Status Agent::SpawnShell(Session* s) {
   sp.argv = s->bash ? std::vector<std::string>{"bash", "--norc", "--noprofile"}
                     : std::vector<std::string>{"sh"};
   sp.env = BuildEnv(s->spec.env, &s->spec.ident);
-  sp.cwd = IsDir(s->spec.cwd) ? s->spec.cwd : (IsDir(cfg_.workspace) ? cfg_.workspace : "/");
+  sp.cwd = IsDirectory(s->spec.cwd) ? s->spec.cwd : (IsDirectory(cfg_.workspace) ? cfg_.workspace : "/");
   sp.fds = {{in_r.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {mark_w.get(), kMarkerFd}};
   if (s->spec.ident.set) {
     sp.set_ids = true;
@@ -936,7 +931,7 @@ void Agent::RunSessionless(ExecJob job) {
     sp.groups = ident.groups;
   }
   sp.cwd = job.has_cwd ? ResolvePath(cfg_.workspace, job.cwd)
-                       : (IsDir(cfg_.workspace) ? cfg_.workspace : "/");
+                       : (IsDirectory(cfg_.workspace) ? cfg_.workspace : "/");
   sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}};
   auto pid = Spawn(sp);
   if (!pid.ok()) {

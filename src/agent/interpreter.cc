@@ -48,11 +48,6 @@ std::string NormalizeLanguage(const std::string& l) {
   return "";
 }
 
-bool IsDirectory(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 std::string NewContextId() {
   static const char kHex[] = "0123456789abcdef";
   unsigned char rnd[8] = {};
@@ -68,24 +63,12 @@ std::string NewContextId() {
   return id;
 }
 
-// Absolute path of `name` on PATH (of the given environment), or "".
+// Absolute path of `name` on the PATH of an environment ("K=V" entries), or "".
 std::string FindProgram(const std::string& name, const std::vector<std::string>& env) {
   std::string path = kDefaultPath;
   for (const auto& e : env)
     if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find(':', start);
-    if (end == std::string::npos) end = path.size();
-    std::string dir = path.substr(start, end - start);
-    if (!dir.empty() && dir[0] == '/') {
-      std::string p = dir + "/" + name;
-      struct stat st;
-      if (stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0) return p;
-    }
-    start = end + 1;
-  }
-  return "";
+  return FindOnPath(name, path);
 }
 
 std::string DescribeExit(int status) {

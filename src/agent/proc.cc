@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,28 @@ namespace {
 }
 
 }  // namespace
+
+bool IsDirectory(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool IsExecutable(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
+}
+
+std::string FindOnPath(const std::string& name, const std::string& search_path) {
+  size_t pos = 0;
+  while (pos <= search_path.size()) {
+    size_t end = search_path.find(':', pos);
+    if (end == std::string::npos) end = search_path.size();
+    std::string dir = search_path.substr(pos, end - pos);
+    if (!dir.empty() && dir[0] == '/' && IsExecutable(dir + "/" + name)) return dir + "/" + name;
+    pos = end + 1;
+  }
+  return "";
+}
 
 Result<pid_t> Spawn(const SpawnSpec& spec) {
   // Everything the child needs is prepared before fork.

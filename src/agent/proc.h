@@ -29,6 +29,13 @@ struct SpawnSpec {
   std::vector<gid_t> groups;
 };
 
+// Whether `path` is a directory / a regular file we may execute (stat follows symlinks).
+bool IsDirectory(const std::string& path);
+bool IsExecutable(const std::string& path);
+// The first executable `dir/name` for the absolute dirs of `search_path`
+// (a PATH value), or "".
+std::string FindOnPath(const std::string& name, const std::string& search_path);
+
 // fork+exec. Returns the pid once the child has exec'd; an exec or chdir
 // failure is returned as an error (the child is reaped).
 Result<pid_t> Spawn(const SpawnSpec& spec);

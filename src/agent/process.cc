@@ -36,11 +36,6 @@ int ExitCodeOf(int status) {
   return 255;
 }
 
-bool IsDirPath(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 std::string DefaultProcessId() {
   static const char kAlnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   unsigned char rnd[6] = {};
@@ -195,7 +190,7 @@ json Agent::StartBgProcess(const json& req) {
   if (sid.empty() || sid == kNoSession) {
     json ignored;
     if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
-    base = IsDirPath(cfg_.workspace) ? cfg_.workspace : "/";
+    base = IsDirectory(cfg_.workspace) ? cfg_.workspace : "/";
   } else {
     base = SessionCwd(sid);  // creates an unknown session, like file ops
     Session* s = GetOrCreateSession(sid);
@@ -204,7 +199,7 @@ json Agent::StartBgProcess(const json& req) {
   }
   for (auto& kv : env) full_env.push_back(std::move(kv));
   std::string dir = cwd.empty() ? base : ResolvePath(base, cwd);
-  if (cwd.empty() && !IsDirPath(dir)) dir = IsDirPath(cfg_.workspace) ? cfg_.workspace : "/";
+  if (cwd.empty() && !IsDirectory(dir)) dir = IsDirectory(cfg_.workspace) ? cfg_.workspace : "/";
 
   auto p = std::make_unique<BgProc>();
   p->id = id;

@@ -31,15 +31,6 @@ constexpr size_t kPtyInputMax = 1 << 20;        // input waiting for the master
 constexpr size_t kPtyClientMax = 4 << 20;       // unsent output per channel
 constexpr const char* kNoSession = "__DISABLE_SESSION__";
 
-bool IsExecutable(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
-}
-
-bool IsDirPath(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 const char* SignalName(int sig) {
   switch (sig) {
@@ -153,7 +144,7 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
     p = it->second.get();
   } else {
     std::string cwd = SessionCwd(sid);  // creates an unknown session, like file ops
-    if (!IsDirPath(cwd)) cwd = IsDirPath(cfg_.workspace) ? cfg_.workspace : "/";
+    if (!IsDirectory(cwd)) cwd = IsDirectory(cfg_.workspace) ? cfg_.workspace : "/";
     Session* s = GetOrCreateSession(sid);
     auto extra = s->spec.env;
     extra.emplace_back("TERM", "xterm-256color");
@@ -174,14 +165,7 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
       std::string search;
       for (const auto& e : env)
         if (e.rfind("PATH=", 0) == 0) search = e.substr(5);
-      size_t pos = 0;
-      while (path.empty() && pos <= search.size()) {
-        size_t end = search.find(':', pos);
-        if (end == std::string::npos) end = search.size();
-        std::string d = search.substr(pos, end - pos);
-        if (!d.empty() && d[0] == '/' && IsExecutable(d + "/" + shell)) path = d + "/" + shell;
-        pos = end + 1;
-      }
+      path = FindOnPath(shell, search);
       if (path.empty()) return Reply(c, ValidationError("shell '" + shell + "' not found in PATH", "shell"));
     }
 
