@@ -24,7 +24,6 @@
 namespace cove::agent {
 namespace {
 
-constexpr size_t kReadChunk = 64 << 10;
 constexpr int kMarkerFd = 9;
 // Commands longer than this go to the shell through a script file, because
 // bash reads a pipe one byte per read(2).

@@ -27,6 +27,8 @@
 namespace cove::agent {
 
 inline constexpr const char* kAgentVersion = "0.1.0";
+// Bytes read from a child's pipe or socket at a time.
+inline constexpr size_t kReadChunk = 64 << 10;
 
 struct AgentConfig {
   int listen_fd = 3;              // listening unix stream socket (borrowed for life)
@@ -284,9 +286,9 @@ class Agent {
   void CreateContext(const Chan& c, const json& req);
   void RunCode(const Chan& c, const json& req);
   // Starts (or restarts) a context's process, from the spare when there is
-  // one; false when the language is unavailable (the opener has then been
-  // answered and the context removed).
-  bool StartRunner(Runner* r);
+  // one. When the language is unavailable the opener is answered and the
+  // context removed (r is then gone).
+  void StartRunner(Runner* r);
   // Starts the first of `programs` found on PATH with the runner file and
   // args, as the sandbox's default user, in its own session, with `fds`.
   Result<pid_t> SpawnInterpreter(const std::vector<const char*>& programs, const char* runner,

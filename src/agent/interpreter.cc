@@ -28,7 +28,6 @@
 namespace cove::agent {
 namespace {
 
-constexpr size_t kReadChunk = 64 << 10;
 constexpr size_t kLogMax = 4 << 10;               // runner output kept for crash reports
 constexpr size_t kMaxCode = 8 << 20;              // bytes of code in one execution
 constexpr size_t kMaxQueuedRuns = 64;             // per context
@@ -294,7 +293,7 @@ json Agent::ContextInfo(const Runner& r) const {
 // ---------------------------------------------------------------------------
 // Starting runners
 
-bool Agent::StartRunner(Runner* r) {
+void Agent::StartRunner(Runner* r) {
   ++r->start_attempts;
   std::string err;
   const bool python = r->language == "python";
@@ -344,7 +343,7 @@ bool Agent::StartRunner(Runner* r) {
     r->state = RunnerState::kDead;
     r->death = err;
     contexts_.erase(r->context_id);  // never became a context
-    return false;
+    return;
   }
   std::string id = r->context_id;
   r->timer = loop_.AddTimer(MonotonicNs() + kStartTimeoutMs * 1000000, [this, id] {
@@ -357,7 +356,6 @@ bool Agent::StartRunner(Runner* r) {
   });
   if (r->state == RunnerState::kWaiting) SendInit(r);  // the spare said ready already
   EnsureSpare(family);
-  return true;
 }
 
 Result<pid_t> Agent::SpawnInterpreter(const std::vector<const char*>& programs, const char* runner,
