@@ -37,7 +37,6 @@ constexpr int64_t kInterruptRepeatMs = 250;       // SIGINT repeated until the e
 constexpr int kMaxStartAttempts = 3;              // runner starts per context.create / restart
 constexpr const char* kSparePrefix = "spare:";  // context ids of the warm spares
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-constexpr const char* kResultKeys[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
 
 // "python", "javascript", "typescript", or "" for an unknown name.
 std::string NormalizeLanguage(const std::string& l) {
@@ -739,10 +738,8 @@ void Agent::OnRunnerMessage(Runner* r, const json& msg) {
   if (mid == msg.end() || !mid->is_string() || mid->get_ref<const std::string&>() != std::to_string(r->run_seq)) return;
   const Chan& ch = r->cur->chan;
   if (type == "result") {
-    json ev = {{"type", "result"}};
-    for (const char* k : kResultKeys)
-      if (auto it = msg.find(k); it != msg.end() && it->is_string()) ev[k] = *it;
-    if (auto it = msg.find("json"); it != msg.end()) ev["json"] = *it;
+    json ev = msg;  // its formats are checked by coved, at the API's edge
+    ev.erase("id");
     std::string payload = Dump(ev);
     if (payload.size() > kMaxAgentFrame - 64)
       payload = Dump(json{{"type", "result"},

@@ -15,11 +15,27 @@ namespace {
 
 constexpr size_t kMaxCodeBytes = 8 << 20;
 
+// The agent's events are untrusted: only the contract's fields, of the right types, go on.
 std::string SseCodeEvent(const Json& e) {
+  static constexpr const char* kFormats[] = {"text", "html", "png", "jpeg", "svg", "latex", "markdown", "javascript"};
   std::string type = StrOf(e, "type");
   if (type == "stdout" || type == "stderr")
     return Sse({{"type", type}, {"text", StrOf(e, "data")}, {"timestamp", NowUnixMs()}});
-  if (type == "result" || type == "error") return Sse(e);  // shaped and checked by the agent
+  if (type == "result") {
+    Json out = {{"type", "result"}};
+    for (const char* k : kFormats)
+      if (e.contains(k) && e[k].is_string()) out[k] = e[k];
+    if (e.contains("json")) out["json"] = e["json"];
+    return Sse(out);
+  }
+  if (type == "error") {
+    Json traceback = Json::array();
+    if (e.contains("traceback") && e["traceback"].is_array())
+      for (const auto& line : e["traceback"])
+        if (line.is_string()) traceback.push_back(line);
+    return Sse({{"type", "error"}, {"ename", StrOf(e, "ename")}, {"evalue", StrOf(e, "evalue")},
+                {"traceback", std::move(traceback)}});
+  }
   return {};
 }
 

@@ -459,6 +459,13 @@ def test_a_runner_that_floods_or_lies_on_its_control_socket_is_contained(ctxs):
                         "'finished'")
     assert run.complete["execution_count"] == 1 and run.value() == "'finished'", run.events
     assert ctxs.run(ctx, "'next'").value() == "'next'"
+    # A forged result reaches the client with the contract's fields only (the first
+    # execution of a runner has id "1").
+    fresh = ctxs.create("python")
+    forged = ctxs.run(fresh, "import os\nos.write(3, b'{\"type\":\"result\",\"id\":\"1\",\"text\":\"ok\","
+                             "\"html\":5,\"evil\":\"x\",\"json\":{\"a\":1}}\\n')\nNone")
+    assert forged.results == [{"type": "result", "text": "ok", "json": {"a": 1}}], forged.events
+    ctxs.delete(fresh)
     # A message without end: the agent kills the runner at 16 MiB and says why.
     flood = ctxs.run(ctx, "import os\nchunk = b'x' * (1 << 20)\nfor _ in range(40):\n    os.write(3, chunk)")
     assert flood.error["ename"] == "ContextCrashed" and "16 MiB" in flood.error["evalue"], flood.error
