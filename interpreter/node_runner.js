@@ -490,6 +490,11 @@ function resultLine(id, value) {
 // thread does not answer within 200 ms while the code runs, the thread stops
 // the code through the inspector (Runtime.terminateExecution). The wait of the
 // execution then ends with an error; the abandoned code never resumes.
+//
+// Node kills the process on a SIGINT that comes while no breakOnSigint script
+// runs in any thread. So the watchdog does everything inside two nested
+// scripts (see guarded() below). A SIGINT goes to the newest script only: while
+// the code's own script runs (state 2) the watchdog does not start a new one.
 
 const STATE = 0; // 0 idle, 1 the code runs from the event loop, 2 runInThisContext runs
 const ACK = 1; // set when this thread has seen the latest SIGINT
@@ -499,6 +504,7 @@ const { workerData, parentPort } = require('worker_threads');
 const vm = require('vm');
 const flags = new Int32Array(workerData);
 let session = null;
+let reported = -1; // the count last posted; 0 (posted first) says the watchdog waits
 function stopMainThread() {
   try {
     if (!session) {
@@ -510,29 +516,40 @@ function stopMainThread() {
     // no inspector in this build: only the awaiting execution is interrupted
   }
 }
-globalThis.flags = flags;
-globalThis.parentPort = parentPort;
-for (;;) {
-  try {
-    // Posts "waiting" (0) from inside the script, i.e. once its SIGINT
-    // watchdog is registered: the runner says ready only after the first.
-    vm.runInThisContext('parentPort.postMessage(0); Atomics.wait(flags, 3, 0)', { breakOnSigint: true });
-  } catch (e) {
-    if (Atomics.load(flags, ${STATE}) === 2) {
-      // Node gives SIGINT to the newest watchdog only: ours, re-registered
-      // after runInThisContext's. Pass the signal on to that one.
-      process.kill(process.pid, 'SIGINT');
-      while (Atomics.load(flags, ${STATE}) === 2) Atomics.wait(flags, ${STATE}, 2, 20);
+// Runs inside the breakOnSigint script: a SIGINT may end it anywhere.
+globalThis.watch = function watch() {
+  for (;;) {
+    const n = Atomics.load(flags, ${SIGNALS});
+    if (n === reported) {
+      Atomics.wait(flags, 3, 0);
       continue;
     }
-    const n = Atomics.add(flags, ${SIGNALS}, 1) + 1;
     Atomics.store(flags, ${ACK}, 0);
+    reported = n;
     parentPort.postMessage(n);
-    if (Atomics.wait(flags, ${ACK}, 0, 200) === 'timed-out' && Atomics.load(flags, ${STATE}) === 1) {
+    if (n > 0 && Atomics.wait(flags, ${ACK}, 0, 200) === 'timed-out' &&
+        Atomics.load(flags, ${STATE}) === 1) {
       stopMainThread();
     }
   }
+};
+// Runs watch() in a breakOnSigint script, again after each SIGINT; but not while
+// the code's own script runs, whose SIGINTs the newest script would take.
+function guarded(fn) {
+  for (;;) {
+    try {
+      vm.runInThisContext(fn + '()', { breakOnSigint: true });
+    } catch (e) {
+      Atomics.add(flags, ${SIGNALS}, 1);
+    }
+    while (Atomics.load(flags, ${STATE}) === 2) Atomics.wait(flags, ${STATE}, 2);
+  }
 }
+globalThis.guarded = guarded;
+globalThis.inner = () => guarded('watch');
+// Two scripts, one inside the other: a SIGINT that ends the inner one leaves the
+// outer one running, so there is always one while the inner one starts again.
+guarded('inner');
 `;
 const flags = new Int32Array(new SharedArrayBuffer(16));
 let signalsSeen = 0; // SIGINTs that arrived before the running execution started
@@ -605,8 +622,13 @@ async function execute(msg) {
     signalsSeen = Atomics.load(flags, SIGNALS);
     try {
       Atomics.store(flags, STATE, 2);
-      const running = script.runInThisContext(RUN_OPTIONS);
-      Atomics.store(flags, STATE, 1);
+      let running;
+      try {
+        running = script.runInThisContext(RUN_OPTIONS);
+      } finally {
+        Atomics.store(flags, STATE, 1);
+        Atomics.notify(flags, STATE); // a watchdog that waits for state 2 to end
+      }
       value = await PromiseCtor.race([running, interrupted]);
     } catch (e) {
       if ((e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED') || e instanceof InterruptedError) {

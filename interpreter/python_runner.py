@@ -36,6 +36,7 @@ import time
 import traceback
 import types
 import warnings
+import weakref
 
 _RUNNER_FILE = sys._getframe().f_code.co_filename
 _RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -440,9 +441,14 @@ def _build_ipython_shell():
 
         # The code has stopped: formatting its error must not be interrupted
         # (IPython would print an interrupted traceback instead of reporting it).
-        def showtraceback(self, *args, **kwargs):
+        # Should IPython fail to format it, it is reported plainly: never lost.
+        def showtraceback(self, exc_tuple=None, *args, **kwargs):
             with _sigint_blocked():
-                return super().showtraceback(*args, **kwargs)
+                sent = _CTX.errors_sent if _CTX is not None else 0
+                exc = exc_tuple[1] if exc_tuple else sys.exc_info()[1]
+                super().showtraceback(exc_tuple, *args, **kwargs)
+                if _CTX is not None and _CTX.errors_sent == sent and exc is not None:
+                    _CTX.emit_exception(exc)
 
         def showsyntaxerror(self, *args, **kwargs):
             with _sigint_blocked():
@@ -516,6 +522,9 @@ class _Context:
         self.armed = False  # SIGINT raises KeyboardInterrupt only while set
         self.cell_task = None  # the asyncio task of the cell's top-level await, if any
         self.sigint_cancelled = False  # a SIGINT cancelled it
+        self.interrupted = False  # a SIGINT raised or cancelled in this execution
+        self.errors_sent = 0  # error events of this execution
+        self.abandoned = weakref.WeakSet()  # cell tasks left unfinished by an interrupt
         self.exec_id = None
         self.count = 1  # plain mode's execution count
         self.loop = None
@@ -550,15 +559,27 @@ class _Context:
     # runner's own bookkeeping it stays pending, and is dropped when the next
     # execution starts; a SIGINT during a control write is delivered right after it.
 
-    # While a cell's coroutine waits in the event loop, a SIGINT cancels its task (as
-    # asyncio.run() does) instead of raising inside the loop's own code, which could
-    # leave the loop broken; a second SIGINT, or one while a task runs, raises.
+    # While the event loop waits, a SIGINT cancels the cell's task (again, should
+    # the code have caught the first cancellation), as asyncio.run() does, instead
+    # of raising inside the loop's own code; while a task runs, it raises there.
+    # A KeyboardInterrupt raised in another task ends the loop with the cell's task
+    # unfinished: that task is cancelled and abandoned, its errors and results
+    # dropped. Once an interrupt has been reported as the execution's error, more
+    # SIGINTs (the agent repeats them until `done`) are ignored: one interrupt, one
+    # error.
 
     def _on_sigint(self, signum, frame):
         if not self.armed:
             return
+        if _sigint_is_blocked():
+            # it arrived just before the runner blocked SIGINT (Python runs handlers
+            # after the C signal handler, here right after pthread_sigmask): keep it
+            # pending until the runner unblocks it
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            return
+        self.interrupted = True
         task = self.cell_task
-        if task is not None and not task.done() and not self.sigint_cancelled:
+        if task is not None and not task.done():
             loop = task.get_loop()
             if asyncio.current_task(loop) is None:
                 self.sigint_cancelled = True
@@ -585,7 +606,14 @@ class _Context:
         finally:
             self.cell_task = None
             if not task.done():
-                task.cancel()  # interrupted: it ends the next time the loop runs
+                task.cancel()  # it ends the next time the loop runs
+                self.abandoned.add(task)
+
+    def _in_abandoned_task(self):
+        try:
+            return asyncio.current_task() in self.abandoned
+        except RuntimeError:  # no event loop runs
+            return False
 
     def _ipython_loop_runner(self, coro):
         from IPython.core.async_helpers import get_asyncio_loop
@@ -712,6 +740,8 @@ class _Context:
         count = self.shell.execution_count if self.shell is not None else self.count
         _drop_pending_sigint()  # sent while idle: ignored
         self.sigint_cancelled = False
+        self.interrupted = False
+        self.errors_sent = 0
         try:
             if language != "python":
                 self.emit_error("ValueError", f"this context runs python, not {language}", "")
@@ -819,6 +849,8 @@ class _Context:
             self.emit_result(data)
 
     def emit_result(self, data):
+        if self._in_abandoned_task():
+            return
         fields = _result_fields(data or {})
         if fields:
             msg = {"type": "result", "id": self.exec_id}
@@ -826,11 +858,16 @@ class _Context:
             self.send(msg)
 
     def emit_error(self, ename, evalue, text):
+        if self._in_abandoned_task():
+            return
         lines = _ANSI.sub("", text or "").rstrip("\n").split("\n") if text else []
         if ename == "CancelledError" and self.sigint_cancelled:  # IPython saw the cancellation
             ename, evalue = "KeyboardInterrupt", ""
             if lines and lines[-1].startswith("CancelledError"):
                 lines[-1] = "KeyboardInterrupt"
+        if self.interrupted:
+            self.armed = False  # the interrupt has its error
+        self.errors_sent += 1
         self.send({"type": "error", "id": self.exec_id, "ename": ename,
                    "evalue": _ANSI.sub("", evalue), "traceback": lines})
 
@@ -907,6 +944,13 @@ def _sigint_mask(how):
         return signal.pthread_sigmask(how, {signal.SIGINT})
     except (AttributeError, OSError):
         return None
+
+
+def _sigint_is_blocked():
+    try:
+        return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    except (AttributeError, OSError):
+        return False
 
 
 @contextlib.contextmanager

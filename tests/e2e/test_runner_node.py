@@ -3,6 +3,7 @@
 Run: /usr/bin/python3 -m pytest tests/e2e/test_runner_node.py -p timeout --timeout 600
 """
 import os
+import random
 import threading
 import time
 
@@ -214,6 +215,30 @@ def test_interrupt_keeps_state(runner, code):
     assert [e["ename"] for e in ex.errors] == ["Interrupted"], ex.events
     assert ex.events[-1] == ex.done
     assert value(runner, "kept + 1")["text"] == "42"
+
+
+@pytest.mark.parametrize("code", ["while (true) {}", "await new Promise(() => {})"],
+                         ids=["busy", "await"])
+def test_sigints_in_quick_succession_give_one_error(runner, code):
+    rng = random.Random(5)
+    for i in range(15):
+        # soon or later after the start; the second SIGINT back to back or not
+        gaps = [rng.uniform(0, 0.3), 0 if i % 2 else rng.uniform(0, 0.02), 0.1]
+        senders = []
+
+        def on_event(ev):
+            if not senders and isinstance(ev, tuple) and "spinning" in ev[1]:
+                def send():
+                    for gap in gaps:
+                        time.sleep(gap)
+                        runner.interrupt()
+                senders.append(threading.Thread(target=send))
+                senders[0].start()
+        ex = runner.execute("console.log('spinning');\n" + code, timeout=30, on_event=on_event)
+        senders[0].join()
+        time.sleep(0.2)  # the last SIGINT is handled before the next execution
+        assert [e["ename"] for e in ex.errors] == ["Interrupted"], ex.events
+    assert value(runner, "1 + 1")["text"] == "2"
 
 
 def test_sigint_while_idle_is_ignored(runner):
