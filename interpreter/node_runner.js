@@ -83,13 +83,34 @@ class SyncWriteStream extends stream.Writable {
   }
 }
 
+const STDIO = [['stdout', 1], ['stderr', 2]];
+const stdio = {};
+
+function newStdio(name, fd) {
+  const s = new SyncWriteStream(fd);
+  s.destroySoon = s.destroy;
+  stdio[name] = s;
+}
+
 function installStdio() {
-  for (const [name, fd] of [['stdout', 1], ['stderr', 2]]) {
-    const s = new SyncWriteStream(fd);
-    s.destroySoon = s.destroy;
+  for (const [name, fd] of STDIO) {
+    newStdio(name, fd);
     Object.defineProperty(proc, name, {
-      configurable: true, enumerable: true, get: () => s,
+      configurable: true, enumerable: true, get: () => stdio[name],
     });
+  }
+}
+
+// An interrupt may stop the code inside a write: V8's termination skips the
+// stream's own bookkeeping, and the stream then buffers everything after it
+// forever. Such a stream, or one the code ended, is replaced, in process and
+// in console.
+function repairStdio() {
+  for (const [name, fd] of STDIO) {
+    const s = stdio[name];
+    if (!s.destroyed && !s.writableEnded && s.writableLength === 0) continue;
+    newStdio(name, fd);
+    console[`_${name}`] = stdio[name];
   }
 }
 
@@ -647,6 +668,7 @@ async function execute(msg) {
     send({ type: 'error', id, ename: 'RunnerError', evalue: String(e && e.stack), traceback: [] });
   } finally {
     interruptCurrent = null;
+    repairStdio();
     send({ type: 'done', id, execution_count: number });
   }
 }

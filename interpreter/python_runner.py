@@ -779,6 +779,15 @@ class _Context:
                 sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         except Exception:
             pass
+        for name, fd in (("stdout", 1), ("stderr", 2)):  # closed or removed: output again
+            try:
+                stream = getattr(sys, name)
+                if stream is None or stream.closed:
+                    stream = _make_stream(fd)
+                    setattr(sys, name, stream)
+                    setattr(sys, f"__{name}__", stream)
+            except Exception:
+                pass
 
     def run_ipython(self, code):
         shell = self.shell

@@ -269,6 +269,33 @@ def test_concurrent_runs_on_one_context_queue_one_at_a_time(ctxs):
     ctxs.delete(ctx)
 
 
+def test_a_context_queues_at_most_64_executions(ctxs):
+    ctx = ctxs.create("python")
+    blocker = ctxs.stream(ctx, "import time\nprint('running', flush=True)\ntime.sleep(3600)")
+    assert blocker.status_code == 200, blocker.text
+    blocker_events = sse_events(blocker)
+    assert json.loads(next(blocker_events)["data"])["type"] == "stdout"
+    queued = []
+    try:
+        for i in range(64):
+            r = ctxs.stream(ctx, f"{i} * 2")
+            assert r.status_code == 200, (i, r.text)
+            queued.append(r)
+        assert_error(ctxs.stream(ctx, "'one too many'"), 409, "CONTEXT_BUSY")
+        r = ctxs.api.post(ctxs.path(f"contexts/{ctx}/interrupt"), {})
+        assert r.status_code == 200, r.text
+        rest = [json.loads(e["data"]) for e in blocker_events]
+        assert [e["type"] for e in rest][-2:] == ["error", "execution_complete"], rest
+        # every queued execution runs, in the order it was queued
+        values = [Run([json.loads(e["data"]) for e in sse_events(r)]).value() for r in queued]
+        assert values == [str(i * 2) for i in range(64)]
+    finally:
+        for r in queued + [blocker]:
+            r.close()
+    assert ctxs.run(ctx, "'after'").value() == "'after'"
+    ctxs.delete(ctx)
+
+
 # ---------------------------------------------------------------- lifecycle
 
 @pytest.mark.parametrize("language,crash", [

@@ -241,6 +241,24 @@ def test_sigints_in_quick_succession_give_one_error(runner, code):
     assert value(runner, "1 + 1")["text"] == "2"
 
 
+def test_output_works_after_an_interrupt_inside_console_log(runner):
+    # the interrupt lands inside a write most of the time: V8 stops the stream
+    # half-way, which left it buffering every later write
+    for _ in range(5):
+        t = interrupt_after(runner, 0.3)
+        ex = runner.execute("let i = 0; while (true) { console.log(i++); }", timeout=30)
+        t.join()
+        assert [e["ename"] for e in ex.errors] == ["Interrupted"], ex.events[-3:]
+        ex = ok(runner, "console.log('after'); console.error('err'); process.stdout.write('raw\\n')")
+        assert (ex.stdout, ex.stderr) == ("after\nraw\n", "err\n")
+
+
+def test_output_works_after_the_code_ends_stdout(runner):
+    ok(runner, "process.stdout.end(); process.stderr.destroy()")
+    ex = ok(runner, "console.log('still'); console.error('here')")
+    assert (ex.stdout, ex.stderr) == ("still\n", "here\n")
+
+
 def test_sigint_while_idle_is_ignored(runner):
     ok(runner, "const still = 'here'")
     for _ in range(3):

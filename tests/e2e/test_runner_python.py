@@ -444,6 +444,14 @@ if pid == 0:
     assert "err-sh\n" in ex.stderr
 
 
+@pytest.mark.parametrize("breaks", ["sys.stdout.close(); sys.stderr.close()",
+                                    "sys.stdout = None; sys.stderr = None"], ids=["closed", "removed"])
+def test_output_works_after_the_code_breaks_sys_stdout(ctx, breaks):
+    ctx.execute("import sys\n" + breaks)
+    ex = run_ok(ctx, "import sys\nprint('out')\nprint('err', file=sys.stderr)\n1")
+    assert (ex.stdout, ex.stderr, ex.results[0]["text"]) == ("out\n", "err\n", "1")
+
+
 def test_big_outputs(ctx):
     ex = run_ok(ctx, "print('x' * 2_000_000)\nprint('é€' * 300_000)\n'y' * 1_000_000")
     assert ex.stdout == "x" * 2_000_000 + "\n" + "é€" * 300_000 + "\n"
