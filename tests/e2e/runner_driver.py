@@ -44,6 +44,30 @@ class Execution:
         return [e for e in self.events if isinstance(e, tuple)]
 
 
+class SigintsOn:
+    """An on_event callback: once `marker` shows on stdout, sends the runner a SIGINT
+    after each of `gaps` (seconds) in turn, from a thread; join() waits for the last."""
+
+    def __init__(self, runner, marker, gaps):
+        self.runner, self.marker, self.gaps = runner, marker, gaps
+        self.thread = None
+
+    def __call__(self, ev):
+        if self.thread is None and isinstance(ev, tuple) and ev[0] == "stdout" \
+                and self.marker in ev[1]:
+            self.thread = threading.Thread(target=self._send)
+            self.thread.start()
+
+    def _send(self):
+        for gap in self.gaps:
+            time.sleep(gap)
+            self.runner.interrupt()
+
+    def join(self):
+        if self.thread is not None:
+            self.thread.join()
+
+
 class Runner:
     """One runner process. `pid` is its process group too (it runs setsid)."""
 

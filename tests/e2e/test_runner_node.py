@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runner_driver import Runner
+from runner_driver import Runner, SigintsOn
 
 pytestmark = pytest.mark.interpreter
 
@@ -224,18 +224,9 @@ def test_sigints_in_quick_succession_give_one_error(runner, code):
     for i in range(15):
         # soon or later after the start; the second SIGINT back to back or not
         gaps = [rng.uniform(0, 0.3), 0 if i % 2 else rng.uniform(0, 0.02), 0.1]
-        senders = []
-
-        def on_event(ev):
-            if not senders and isinstance(ev, tuple) and "spinning" in ev[1]:
-                def send():
-                    for gap in gaps:
-                        time.sleep(gap)
-                        runner.interrupt()
-                senders.append(threading.Thread(target=send))
-                senders[0].start()
-        ex = runner.execute("console.log('spinning');\n" + code, timeout=30, on_event=on_event)
-        senders[0].join()
+        sigints = SigintsOn(runner, "spinning", gaps)
+        ex = runner.execute("console.log('spinning');\n" + code, timeout=30, on_event=sigints)
+        sigints.join()
         time.sleep(0.2)  # the last SIGINT is handled before the next execution
         assert [e["ename"] for e in ex.errors] == ["Interrupted"], ex.events
     assert value(runner, "1 + 1")["text"] == "2"

@@ -9,12 +9,11 @@ import json
 import os
 import random
 import struct
-import threading
 import time
 
 import pytest
 
-from runner_driver import Runner, Zygote
+from runner_driver import Runner, SigintsOn, Zygote
 
 pytestmark = pytest.mark.interpreter
 
@@ -485,18 +484,9 @@ def test_sigints_in_quick_succession_give_one_error(ctx, loop):
     for i in range(12):
         # soon or later after the start; the second SIGINT back to back or not
         gaps = [rng.uniform(0, 0.3), 0 if i % 2 else rng.uniform(0, 0.02), 0.1]
-        senders = []
-
-        def on_event(ev):
-            if not senders and isinstance(ev, tuple) and "spinning" in ev[1]:
-                def send():
-                    for gap in gaps:
-                        time.sleep(gap)
-                        ctx.interrupt()
-                senders.append(threading.Thread(target=send))
-                senders[0].start()
-        ex = ctx.execute("print('spinning')\n" + loop, on_event=on_event)
-        senders[0].join()
+        sigints = SigintsOn(ctx, "spinning", gaps)
+        ex = ctx.execute("print('spinning')\n" + loop, on_event=sigints)
+        sigints.join()
         time.sleep(0.2)  # the last SIGINT is handled before the next execution
         assert [e["ename"] for e in ex.errors] == ["KeyboardInterrupt"], ex.events
     assert value(ctx, "1 + 1") == "2"
