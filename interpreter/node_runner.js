@@ -587,10 +587,31 @@ function onSigint(n) {
   if (interruptCurrent) interruptCurrent(); // otherwise idle: ignore
 }
 
+// SIGINT is the runner's. A SIGINT listener of the code's own would take the
+// signal from Node's breakOnSigint (libuv and Node's watchdog share one
+// sigaction), and once removed (as runInThisContext does while it runs) leave
+// SIGINT's default action: the next interrupt would kill the context. So the
+// code may add SIGINT listeners to process, but they are never called.
+const runnerListeners = new Set();
+
+function keepSigintListeners() {
+  for (const name of ['on', 'addListener', 'once', 'prependListener', 'prependOnceListener']) {
+    const add = proc[name];
+    proc[name] = function (event, listener) {
+      if (event === 'SIGINT' && this === proc && !runnerListeners.has(listener)) return this;
+      return add.apply(this, arguments);
+    };
+  }
+}
+
 // Resolves once the watchdog waits (a worker that is still starting when the
 // code busy-loops would never start), or falls back to a plain SIGINT handler.
 function startWatchdog() {
-  const fallback = () => proc.on('SIGINT', () => onSigint());
+  const fallback = () => {
+    const listener = () => onSigint();
+    runnerListeners.add(listener);
+    proc.on('SIGINT', listener);
+  };
   return new PromiseCtor((resolve) => {
     try {
       const { Worker } = require('worker_threads');
@@ -723,6 +744,7 @@ async function main() {
   installStdio();
   installImport();
   setScope(cwd);
+  keepSigintListeners();
   const watchdog = startWatchdog();
   proc.on('uncaughtException', (err) => {
     writeErr('Uncaught ' + (err && err.stack ? cleanStack(err.stack).join('\n') : util.inspect(err)));

@@ -250,6 +250,22 @@ def test_output_works_after_the_code_ends_stdout(runner):
     assert (ex.stdout, ex.stderr) == ("still\n", "here\n")
 
 
+def test_sigint_listeners_of_the_code_do_not_take_interrupts(runner):
+    # such a listener used to replace the signal handler breakOnSigint relies on:
+    # the next interrupt killed the runner
+    ok(runner, "process.on('SIGINT', () => console.log('mine'));\n"
+               "process.once('SIGINT', () => console.log('once'))")
+    for code in ["while (true) {}", "await null; while (true) {}", "await new Promise(() => {})"]:
+        t = interrupt_after(runner, 0.3)
+        ex = runner.execute(code, timeout=30)
+        t.join()
+        assert [e["ename"] for e in ex.errors] == ["Interrupted"], ex.events
+        assert ex.stdout == ""
+    runner.interrupt()
+    time.sleep(0.2)
+    assert value(runner, "process.listenerCount('SIGINT')")["text"] == "0"
+
+
 def test_sigint_while_idle_is_ignored(runner):
     ok(runner, "const still = 'here'")
     for _ in range(3):
