@@ -28,11 +28,16 @@ const url = require('url');
 const util = require('util');
 const vm = require('vm');
 
-// User code may replace any global (`let process = 1` assigns globalThis.process),
-// so the runner keeps its own references.
+// User code may replace any global (`let process = 1` assigns globalThis.process)
+// or a module's function (a test mocking fs.writeSync), so the runner keeps its
+// own references to what it calls.
 const proc = process;
 const { stringify, parse } = JSON;
 const PromiseCtor = Promise;
+const { writeSync } = fs;
+const bufferFrom = Buffer.from.bind(Buffer);
+const { inspect } = util;
+const { wait: atomicsWait, load: atomicsLoad, store: atomicsStore, notify: atomicsNotify } = Atomics;
 const RUN_OPTIONS = { breakOnSigint: true, displayErrors: false };
 const CONTROL_FD = 3;
 const RUNNER_FILE = __filename;
@@ -47,10 +52,10 @@ function writeAll(fd, buf) {
   let off = 0;
   while (off < buf.length) {
     try {
-      off += fs.writeSync(fd, buf, off, buf.length - off);
+      off += writeSync(fd, buf, off, buf.length - off);
     } catch (e) {
       if (e.code !== 'EAGAIN') throw e;
-      Atomics.wait(sleepCell, 0, 0, 1);
+      atomicsWait(sleepCell, 0, 0, 1);
     }
   }
 }
@@ -115,7 +120,7 @@ function repairStdio() {
 
 function writeErr(text) {
   try {
-    writeAll(2, Buffer.from(text.endsWith('\n') ? text : text + '\n'));
+    writeAll(2, bufferFrom(text.endsWith('\n') ? text : text + '\n'));
   } catch (e) {
     // nowhere left to report it
   }
@@ -125,7 +130,7 @@ function writeErr(text) {
 
 function sendRaw(line) {
   try {
-    writeAll(CONTROL_FD, Buffer.from(line + '\n'));
+    writeAll(CONTROL_FD, bufferFrom(line + '\n'));
   } catch (e) {
     proc.exit(1); // the agent is gone
   }
@@ -470,7 +475,7 @@ function errorEvent(id, err) {
     const stack = typeof err.stack === 'string' ? err.stack : `${err.name}: ${err.message}`;
     return { type: 'error', id, ename: err.name, evalue: String(err.message), traceback: cleanStack(stack) };
   }
-  const shown = util.inspect(err);
+  const shown = inspect(err);
   return { type: 'error', id, ename: 'Uncaught', evalue: shown, traceback: ['Uncaught ' + shown] };
 }
 
@@ -490,7 +495,7 @@ InterruptedError.prototype.name = 'Interrupted';
 // --------------------------------------------------------------- results ----
 
 function resultLine(id, value) {
-  const text = util.inspect(value);
+  const text = inspect(value);
   if (value === null || (typeof value !== 'object')) return stringify({ type: 'result', id, text });
   let json;
   try {
@@ -581,8 +586,8 @@ let signalsSeen = 0; // SIGINTs that arrived before the running execution starte
 
 function onSigint(n) {
   if (n === 0) return; // the watchdog's start
-  Atomics.store(flags, ACK, 1);
-  Atomics.notify(flags, ACK);
+  atomicsStore(flags, ACK, 1);
+  atomicsNotify(flags, ACK);
   if (n !== undefined && n <= signalsSeen) return; // meant for an execution already over
   if (interruptCurrent) interruptCurrent(); // otherwise idle: ignore
 }
@@ -665,15 +670,15 @@ async function execute(msg) {
       interruptCurrent = () => reject(new InterruptedError('Script execution interrupted.'));
     });
     let value;
-    signalsSeen = Atomics.load(flags, SIGNALS);
+    signalsSeen = atomicsLoad(flags, SIGNALS);
     try {
-      Atomics.store(flags, STATE, 2);
+      atomicsStore(flags, STATE, 2);
       let running;
       try {
         running = script.runInThisContext(RUN_OPTIONS);
       } finally {
-        Atomics.store(flags, STATE, 1);
-        Atomics.notify(flags, STATE); // a watchdog that waits for state 2 to end
+        atomicsStore(flags, STATE, 1);
+        atomicsNotify(flags, STATE); // a watchdog that waits for state 2 to end
       }
       value = await PromiseCtor.race([running, interrupted]);
     } catch (e) {
@@ -685,7 +690,7 @@ async function execute(msg) {
       }
       return;
     } finally {
-      Atomics.store(flags, STATE, 0);
+      atomicsStore(flags, STATE, 0);
     }
     if (value !== undefined) sendRaw(resultLine(id, value));
   } catch (e) {
@@ -747,17 +752,17 @@ async function main() {
   keepSigintListeners();
   const watchdog = startWatchdog();
   proc.on('uncaughtException', (err) => {
-    writeErr('Uncaught ' + (err && err.stack ? cleanStack(err.stack).join('\n') : util.inspect(err)));
+    writeErr('Uncaught ' + (err && err.stack ? cleanStack(err.stack).join('\n') : inspect(err)));
   });
   proc.on('unhandledRejection', (reason) => {
     writeErr('Unhandled promise rejection: ' +
-      (reason && reason.stack ? cleanStack(reason.stack).join('\n') : util.inspect(reason)));
+      (reason && reason.stack ? cleanStack(reason.stack).join('\n') : inspect(reason)));
   });
 
   // Warm up the parser and the compiler, so that the first execution of a spare
   // runner is as fast as the others.
   new vm.Script(transformCell('const warm = 1; warm').text, { filename: '<warm-up>' });
-  util.inspect({ a: [1] });
+  inspect({ a: [1] });
 
   let control;
   try {

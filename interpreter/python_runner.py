@@ -38,6 +38,13 @@ import types
 import warnings
 import weakref
 
+# What the runner's own control path calls, taken before any user code runs: the
+# code shares this interpreter and may replace these modules' functions.
+_json_dumps, _json_loads = json.dumps, json.loads
+_getpid = os.getpid
+_pthread_sigmask, _sigpending, _sigtimedwait = (  # None where missing
+    getattr(signal, n, None) for n in ("pthread_sigmask", "sigpending", "sigtimedwait"))
+
 _RUNNER_FILE = sys._getframe().f_code.co_filename
 _RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 _HIDDEN_FILES = {_RUNNER_FILE}  # frames left out of the tracebacks users see
@@ -196,7 +203,7 @@ def _add_json(data, value):
     """A dict or list value also gives `json` (Cloudflare's behaviour)."""
     if isinstance(value, (dict, list)) and "application/json" not in data:
         try:
-            json.dumps(value, allow_nan=False)
+            _json_dumps(value, allow_nan=False)
         except (TypeError, ValueError, RecursionError):
             return
         data["application/json"] = value
@@ -218,8 +225,8 @@ def _result_fields(data):
                     continue
             elif key == "json":
                 if isinstance(value, (str, bytes)):
-                    value = json.loads(value)
-                json.dumps(value, allow_nan=False)
+                    value = _json_loads(value)
+                _json_dumps(value, allow_nan=False)
             elif isinstance(value, (bytes, bytearray)):
                 value = bytes(value).decode("utf-8", "replace")
             elif not isinstance(value, str):
@@ -530,7 +537,7 @@ class _Context:
         self.loop = None
         self.future_flags = 0
         self.rbuf = bytearray()
-        self.pid = os.getpid()
+        self.pid = _getpid()
         self.send_lock = threading.Lock()
         if shell is None:
             main = types.ModuleType("__main__")
@@ -643,9 +650,9 @@ class _Context:
     # -- control channel --
 
     def send(self, msg):
-        if os.getpid() != self.pid:
+        if _getpid() != self.pid:
             return  # in a process forked by the user's code
-        data = json.dumps(msg, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
+        data = _json_dumps(msg, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
         old = _sigint_mask(signal.SIG_BLOCK)  # a control line is never cut by an interrupt
         try:
             _flush_std()
@@ -685,7 +692,7 @@ class _Context:
             if not line.strip():
                 continue
             try:
-                msg = json.loads(line)
+                msg = _json_loads(line)
                 if not isinstance(msg, dict):
                     raise ValueError("not an object")
             except Exception:
@@ -950,15 +957,15 @@ def _noop():
 def _sigint_mask(how):
     """Blocks or unblocks SIGINT in this thread; returns the previous mask."""
     try:
-        return signal.pthread_sigmask(how, {signal.SIGINT})
-    except (AttributeError, OSError):
+        return _pthread_sigmask(how, {signal.SIGINT})
+    except (AttributeError, OSError, TypeError):  # not on this platform
         return None
 
 
 def _sigint_is_blocked():
     try:
-        return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, ())
-    except (AttributeError, OSError):
+        return signal.SIGINT in _pthread_sigmask(signal.SIG_BLOCK, ())
+    except (AttributeError, OSError, TypeError):  # not on this platform
         return False
 
 
@@ -975,9 +982,9 @@ def _sigint_blocked():
 
 def _drop_pending_sigint():
     try:
-        while signal.SIGINT in signal.sigpending():
-            signal.sigtimedwait({signal.SIGINT}, 0)
-    except (AttributeError, OSError):
+        while signal.SIGINT in _sigpending():
+            _sigtimedwait({signal.SIGINT}, 0)
+    except (AttributeError, OSError, TypeError):  # not on this platform
         pass
 
 
@@ -1105,7 +1112,7 @@ def _report_exits(zsock):
             if pid == 0:
                 return
             try:
-                zsock.send(json.dumps({"type": "exited", "pid": pid, "status": status}).encode())
+                zsock.send(_json_dumps({"type": "exited", "pid": pid, "status": status}).encode())
             except OSError:
                 pass
     signal.signal(signal.SIGCHLD, handler)
@@ -1126,7 +1133,7 @@ def _zygote_main():
     if hasattr(gc, "freeze"):
         gc.freeze()  # keep the prepared heap shared between contexts
     _report_exits(zsock)
-    zsock.send(json.dumps(_ready_message(mode)).encode())
+    zsock.send(_json_dumps(_ready_message(mode)).encode())
     fdsize = 4  # sizeof(int)
     while True:
         try:
@@ -1143,7 +1150,7 @@ def _zygote_main():
         if not data and not fds:
             break  # end of file
         try:
-            msg = json.loads(data)
+            msg = _json_loads(data)
         except Exception:
             msg = None
         if not isinstance(msg, dict) or msg.get("type") != "fork":
@@ -1158,7 +1165,7 @@ def _zygote_main():
             except OSError:
                 pass
         try:
-            zsock.send(json.dumps(reply).encode())
+            zsock.send(_json_dumps(reply).encode())
         except OSError:
             break
     os._exit(0)

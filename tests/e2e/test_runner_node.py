@@ -266,6 +266,20 @@ def test_sigint_listeners_of_the_code_do_not_take_interrupts(runner):
     assert value(runner, "process.listenerCount('SIGINT')")["text"] == "0"
 
 
+def test_code_replacing_what_the_runner_uses_does_not_break_it(runner):
+    # a test mocking fs.writeSync used to cut the runner off from the agent
+    ok(runner, "const fs = require('fs'), util = require('util');\n"
+               "const boom = () => { throw new Error('mocked'); };\n"
+               "fs.writeSync = util.inspect = JSON.stringify = JSON.parse = boom;\n"
+               "Atomics.store = Atomics.load = Atomics.notify = Atomics.wait = boom;")
+    ex = ok(runner, "console.log('still'); ({a: [1]})")
+    assert ex.stdout == "still\n" and ex.results[0]["json"] == {"a": [1]}, ex.events
+    t = interrupt_after(runner, 0.3)
+    ex = runner.execute("while (true) {}", timeout=30)
+    t.join()
+    assert [e["ename"] for e in ex.errors] == ["Interrupted"], ex.events
+
+
 def test_sigint_while_idle_is_ignored(runner):
     ok(runner, "const still = 'here'")
     for _ in range(3):

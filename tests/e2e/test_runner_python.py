@@ -451,6 +451,17 @@ def test_output_works_after_the_code_breaks_sys_stdout(ctx, breaks):
     assert (ex.stdout, ex.stderr, ex.results[0]["text"]) == ("out\n", "err\n", "1")
 
 
+def test_code_replacing_what_the_runner_uses_does_not_break_it(ctx):
+    # os.getpid replaced made the runner take itself for a forked child and send nothing
+    run_ok(ctx, "import json, os, signal\n"
+                "json.dumps = json.loads = os.getpid = lambda *a, **k: 1 / 0\n"
+                "signal.pthread_sigmask = signal.sigpending = None")
+    ex = run_ok(ctx, "print('still')\n{'a': [1]}")
+    assert ex.stdout == "still\n" and ex.results[0]["json"] == {"a": [1]}, ex.events
+    ex = ctx.execute("print('spinning')\nwhile True:\n    pass", on_event=interrupt_on(ctx, "spinning"))
+    assert [e["ename"] for e in ex.errors] == ["KeyboardInterrupt"], ex.events
+
+
 def test_big_outputs(ctx):
     ex = run_ok(ctx, "print('x' * 2_000_000)\nprint('é€' * 300_000)\n'y' * 1_000_000")
     assert ex.stdout == "x" * 2_000_000 + "\n" + "é€" * 300_000 + "\n"
