@@ -42,8 +42,8 @@ import weakref
 # code shares this interpreter and may replace these modules' functions.
 _json_dumps, _json_loads = json.dumps, json.loads
 _getpid = os.getpid
-_pthread_sigmask, _sigpending, _sigtimedwait = (  # None where missing
-    getattr(signal, n, None) for n in ("pthread_sigmask", "sigpending", "sigtimedwait"))
+_pthread_sigmask, _pthread_kill, _sigpending, _sigtimedwait = (  # None where missing
+    getattr(signal, n, None) for n in ("pthread_sigmask", "pthread_kill", "sigpending", "sigtimedwait"))
 
 _RUNNER_FILE = sys._getframe().f_code.co_filename
 _RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -532,6 +532,7 @@ class _Context:
         self.interrupted = False  # a SIGINT raised or cancelled in this execution
         self.errors_sent = 0  # error events of this execution
         self.abandoned = weakref.WeakSet()  # cell tasks left unfinished by an interrupt
+        self.loop_run = None  # the current run of the event loop, while there is one
         self.exec_id = None
         self.count = 1  # plain mode's execution count
         self.loop = None
@@ -582,39 +583,52 @@ class _Context:
             # it arrived just before the runner blocked SIGINT (Python runs handlers
             # after the C signal handler, here right after pthread_sigmask): keep it
             # pending until the runner unblocks it
-            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            _pthread_kill(threading.get_ident(), signal.SIGINT)
             return
-        self.interrupted = True
         task = self.cell_task
-        if task is not None and not task.done():
+        if task is not None:
+            if task.done():
+                return  # too late: the cell has ended, its loop is about to stop
             loop = task.get_loop()
             if asyncio.current_task(loop) is None:
-                self.sigint_cancelled = True
+                self.interrupted = self.sigint_cancelled = True
                 task.cancel()
                 loop.call_soon_threadsafe(_noop)  # wake the loop up
                 return
+        self.interrupted = True
         raise KeyboardInterrupt
 
     def _run_coroutine(self, make_coro, loop):
-        """Runs a cell's coroutine as a task of loop; returns its value."""
+        """Runs a cell's coroutine as a task of loop; returns its value.
+
+        The loop is stopped by this run's own callback: asyncio's
+        run_until_complete leaves its stop queued when a KeyboardInterrupt leaves
+        the loop just after the task ended, and that stop cut the next run short."""
         old = _sigint_mask(signal.SIG_BLOCK)  # no interrupt before the task exists
         try:
             coro = make_coro()
             self.cell_task = task = loop.create_task(coro)
+            task._log_destroy_pending = False  # an abandoned task is not an error
+            run = self.loop_run = object()
+            task.add_done_callback(lambda _: loop.stop() if self.loop_run is run else None)
         finally:
             if old is not None and signal.SIGINT not in old:
                 _sigint_mask(signal.SIG_UNBLOCK)
         try:
-            return loop.run_until_complete(task)
+            loop.run_forever()
+        finally:
+            self.loop_run = self.cell_task = None
+            if not task.done():
+                task.cancel()  # it ends the next time the loop runs
+                self.abandoned.add(task)
+        try:
+            return task.result()
         except asyncio.CancelledError as e:
             if self.sigint_cancelled:
                 raise KeyboardInterrupt().with_traceback(e.__traceback__) from None
             raise
-        finally:
-            self.cell_task = None
-            if not task.done():
-                task.cancel()  # it ends the next time the loop runs
-                self.abandoned.add(task)
+        except asyncio.InvalidStateError:  # the code stopped the loop itself
+            raise RuntimeError("the event loop was stopped before the cell finished") from None
 
     def _in_abandoned_task(self):
         try:

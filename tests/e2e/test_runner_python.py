@@ -524,6 +524,16 @@ await asyncio.sleep(100)
         assert ex.results[0]["text"] == "'later'"
 
 
+def test_code_that_stops_the_event_loop_ends_its_cell_only(ctx):
+    ex = ctx.execute("import asyncio\nasyncio.get_running_loop().stop()\n"
+                     "await asyncio.sleep(0.1)\n'never'")
+    assert [e["ename"] for e in ex.errors] == ["RuntimeError"], ex.events
+    assert "stopped before the cell finished" in ex.errors[0]["evalue"]
+    for _ in range(3):  # the abandoned cell stays silent
+        ex = run_ok(ctx, "import asyncio\nawait asyncio.sleep(0.05)\n'later'")
+        assert ex.results[0]["text"] == "'later'"
+
+
 def test_sigint_at_any_moment_never_loses_done(ctx):
     for i in range(30):
         # the SIGINT arrives around the end of the code or during the runner's bookkeeping
