@@ -13,18 +13,21 @@ pytestmark = pytest.mark.files
 
 def collect(api, sid, body, action, until, timeout=20):
     """Starts a watch, runs action() once it is established, returns the events
-    read until until(events) is true."""
+    read until until(events) is true, once action() has returned."""
     r = api.request("POST", f"/v1/sandboxes/{sid}/api/watch", json_body=body, stream=True, timeout=timeout)
     assert r.status_code == 200, r.text
-    events = []
+    events, actions = [], []
     for e in sse_events(r):
         ev = json.loads(e["data"])
         events.append(ev)
         if ev["type"] == "watching":
-            threading.Thread(target=action).start()
+            actions.append(threading.Thread(target=action))
+            actions[-1].start()
         if until(events):
             break
     r.close()
+    for t in actions:  # its command may still be answering: not after the sandbox is gone
+        t.join()
     return events
 
 
