@@ -358,8 +358,8 @@ function transformCell(source) {
   return { text: decls + '(async () => {\n' + out + '\n})()', callLine: out.split('\n').length + 1 };
 }
 
-// sucrase is loaded by the first TypeScript execution: it is a third of a
-// runner's start (~55 ms of CPU), which JavaScript contexts need not pay.
+// sucrase is loaded by the first TypeScript execution: it is a quarter of a
+// runner's start (~35-40 ms on a full CPU), which JavaScript contexts need not pay.
 let sucrase = null;
 
 function transpileTypeScript(code) {
