@@ -597,13 +597,13 @@ function onSigint(n) {
 // sigaction), and once removed (as runInThisContext does while it runs) leave
 // SIGINT's default action: the next interrupt would kill the context. So the
 // code may add SIGINT listeners to process, but they are never called.
-const runnerListeners = new Set();
+let runnerListener = null; // the fallback's, when the watchdog could not start
 
 function keepSigintListeners() {
   for (const name of ['on', 'addListener', 'once', 'prependListener', 'prependOnceListener']) {
     const add = proc[name];
     proc[name] = function (event, listener) {
-      if (event === 'SIGINT' && this === proc && !runnerListeners.has(listener)) return this;
+      if (event === 'SIGINT' && this === proc && listener !== runnerListener) return this;
       return add.apply(this, arguments);
     };
   }
@@ -613,9 +613,8 @@ function keepSigintListeners() {
 // code busy-loops would never start), or falls back to a plain SIGINT handler.
 function startWatchdog() {
   const fallback = () => {
-    const listener = () => onSigint();
-    runnerListeners.add(listener);
-    proc.on('SIGINT', listener);
+    runnerListener = () => onSigint();
+    proc.on('SIGINT', runnerListener);
   };
   return new PromiseCtor((resolve) => {
     try {

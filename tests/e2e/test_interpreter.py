@@ -8,6 +8,7 @@ through Cloudflare's own client are in tests/conformance/test/interpreter.test.m
 """
 
 import base64
+import contextlib
 import glob
 import json
 import os
@@ -383,25 +384,32 @@ def test_bad_requests_get_clear_errors(ctxs):
     ctxs.delete(py)
 
 
-def test_images_without_interpreters_say_so(api, tmp_path):
-    root = tmp_path / "rootfs"
-    minimal_rootfs(str(root))  # bash and coreutils only
-    name = unique_id("noint")
-    r = api.request("POST", f"/v1/images/{name}", data=tar_bytes(str(root)),
+@contextlib.contextmanager
+def sandbox_on_rootfs(api, root, prefix):
+    """Imports the directory root as an image and yields Contexts of a sandbox made
+    from it; both are deleted afterwards."""
+    name = unique_id(prefix)
+    r = api.request("POST", f"/v1/images/{name}", data=tar_bytes(root),
                     headers={"Content-Type": "application/x-tar"}, timeout=300)
     assert r.status_code == 201, r.text
-    sid = unique_id("noint")
+    sid = unique_id(prefix)
     api.create(id=sid, image=name)
     try:
-        c = Contexts(api, sid)
+        yield Contexts(api, sid)
+    finally:
+        api.destroy(sid)
+        api.delete(f"/v1/images/{name}")
+
+
+def test_images_without_interpreters_say_so(api, tmp_path):
+    root = str(tmp_path / "rootfs")
+    minimal_rootfs(root)  # bash and coreutils only
+    with sandbox_on_rootfs(api, root, "noint") as c:
         assert_error(c.create("python", expect=501), 501, "PYTHON_NOT_AVAILABLE")
         assert_error(c.create("typescript", expect=501), 501, "JAVASCRIPT_NOT_AVAILABLE")
         health = api.get(c.path("interpreter/health")).json()
         assert health["status"] == "unhealthy" and health["languages"]["python"] is False, health
-        assert api.sh(sid, "ls /opt/cove/interpreter").split()  # the runners are there, read-only
-    finally:
-        api.destroy(sid)
-        api.delete(f"/v1/images/{name}")
+        assert api.sh(c.sid, "ls /opt/cove/interpreter").split()  # the runners are there, read-only
 
 
 def copy_with_libraries(root, paths):
@@ -428,14 +436,7 @@ def test_imported_image_with_its_own_python_and_node(api, tmp_path):
                     ignore=lambda d, names: [n for n in names if d == stdlib and n in skip])
     copy_with_libraries(root, ["/usr/bin/python3.11", "/usr/bin/node"] + glob.glob(stdlib + "/lib-dynload/*.so"))
     os.symlink("python3.11", os.path.join(root, "usr/bin/python3"))
-    name = unique_id("pyimg")
-    r = api.request("POST", f"/v1/images/{name}", data=tar_bytes(root),
-                    headers={"Content-Type": "application/x-tar"}, timeout=300)
-    assert r.status_code == 201, r.text
-    sid = unique_id("pyimg")
-    api.create(id=sid, image=name)
-    try:
-        c = Contexts(api, sid)
+    with sandbox_on_rootfs(api, root, "pyimg") as c:
         py = c.create("python")
         c.run(py, "import json\ndef double(v):\n    return 2 * v\nstate = {'n': double(21)}")
         assert c.run(py, "state").value() == {"n": 42}
@@ -448,9 +449,6 @@ def test_imported_image_with_its_own_python_and_node(api, tmp_path):
         js = c.create("javascript")
         c.run(js, "const answer = await Promise.resolve(42);")
         assert c.run(js, "answer").value() == "42"
-    finally:
-        api.destroy(sid)
-        api.delete(f"/v1/images/{name}")
 
 
 # ---------------------------------------------------------------- attacks from inside
