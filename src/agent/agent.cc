@@ -116,15 +116,19 @@ int Agent::Run() {
     if (!reads_.empty() && !Blocked()) {
       ReadTask t = std::move(reads_.front());
       reads_.pop_front();
-      if (Live(t.chan)) {
-        auto reply = t.reader->Step([&](std::string ev) { Event(t.chan, ev); }, 1 << 20);
+      if (Live(t.chan) && Starved(t.chan)) {
+        reads_.push_back(std::move(t));  // its consumer is slow: the others go on
+      } else if (Live(t.chan)) {
+        auto ch = open_.find(t.chan.id);
+        size_t budget = ch == open_.end() ? 1 << 20 : std::clamp<int64_t>(ch->second.credit, 64 << 10, 1 << 20);
+        auto reply = t.reader->Step([&](std::string ev) { Event(t.chan, ev); }, budget);
         if (reply) {
           Reply(t.chan, *reply);
         } else {
           reads_.push_back(std::move(t));
         }
       }
-      busy = !reads_.empty();
+      busy = std::any_of(reads_.begin(), reads_.end(), [this](const ReadTask& r) { return !Starved(r.chan); });
     }
     if (bg_lagging_ && !Blocked()) PumpAllFollowers();
     if (fs_lagging_ && !Blocked()) PumpAllFsWatches();
@@ -169,7 +173,7 @@ void Agent::DropConnection(const char* why) {
   conn_.Reset();
   ++gen_;  // every channel of the old connection is now dead
   decoder_.reset();
-  open_.clear();
+  while (!open_.empty()) CloseChannel(open_.begin()->first);
   pending_writes_.clear();
   std::string().swap(out_);
   out_off_ = 0;
@@ -220,7 +224,7 @@ void Agent::HandleFrame(Frame f) {
   switch (f.type) {
     case FrameType::kRequest: {
       if (open_.count(f.channel)) return DropConnection("request on an open channel");
-      open_[f.channel] = nullptr;
+      open_[f.channel] = Channel{};
       auto req = ParseJson(f.payload);
       std::string().swap(f.payload);  // free it now (move-assign would keep the buffer)
       if (!req || !req->is_object())
@@ -230,12 +234,14 @@ void Agent::HandleFrame(Frame f) {
     }
     case FrameType::kCancel: {
       auto it = open_.find(f.channel);
-      if (it != open_.end() && it->second) {
-        auto fn = it->second;
+      if (it != open_.end() && it->second.cancel) {
+        auto fn = it->second.cancel;
         fn();
       }
       return;
     }
+    case FrameType::kWindow:
+      return OnWindow(f.channel, f.payload);
     case FrameType::kData: {
       // file.write with contentInData takes one frame, the content; an
       // attached pty.attach channel takes keystrokes.
@@ -263,20 +269,61 @@ void Agent::SendFrame(const Chan& c, FrameType t, std::string_view payload) {
     EncodeFrame(c.id, t, e, &out_);
   } else {
     EncodeFrame(c.id, t, payload, &out_);
+    if (auto it = open_.find(c.id); t == FrameType::kEvent && it != open_.end())
+      it->second.credit -= static_cast<int64_t>(payload.size());
   }
   if (Pending() >= (256 << 10)) Flush();
 }
 
 void Agent::Reply(const Chan& c, const json& j) {
   if (!Live(c)) return;
-  open_.erase(c.id);
+  CloseChannel(c.id);
   SendFrame(c, FrameType::kReply, Dump(j));
 }
 
 void Agent::SetCancel(const Chan& c, std::function<void()> fn) {
   if (!Live(c)) return;
   auto it = open_.find(c.id);
-  if (it != open_.end()) it->second = std::move(fn);
+  if (it != open_.end()) it->second.cancel = std::move(fn);
+}
+
+bool Agent::Starved(const Chan& c) const {
+  if (!Live(c)) return false;
+  auto it = open_.find(c.id);
+  return it != open_.end() && it->second.credit <= 0;
+}
+
+bool Agent::HoldOutput(uint64_t token, const Chan* c) {
+  if (Blocked()) {  // resumed by Flush once coved has taken most of our output
+    loop_.Pause(token);
+    paused_.push_back(token);
+    return true;
+  }
+  if (!c || !Starved(*c)) return false;
+  loop_.Pause(token);  // resumed by the channel's next Window frame, or its end
+  open_[c->id].paused.push_back(token);
+  return true;
+}
+
+void Agent::OnWindow(uint32_t channel, std::string_view payload) {
+  auto credit = DecodeWindow(payload);
+  if (!credit) return DropConnection("malformed window frame");
+  auto it = open_.find(channel);
+  if (it == open_.end()) return;  // the channel ended meanwhile
+  Channel& ch = it->second;
+  ch.credit = std::min<int64_t>(ch.credit + *credit, int64_t{1} << 40);
+  if (ch.credit <= 0) return;
+  for (uint64_t t : ch.paused) loop_.Resume(t);
+  ch.paused.clear();
+  // Producers that keep their own queues look again.
+  bg_lagging_ = fs_lagging_ = pty_lagging_ = true;
+}
+
+void Agent::CloseChannel(uint32_t channel) {
+  auto it = open_.find(channel);
+  if (it == open_.end()) return;
+  for (uint64_t t : it->second.paused) loop_.Resume(t);  // its output is discarded from now on
+  open_.erase(it);
 }
 
 void Agent::Flush() {
@@ -321,6 +368,7 @@ void Agent::HandleRequest(const Chan& c, json& req) {
     return Reply(c, json{{"version", kAgentVersion},
                          {"pid", getpid()},
                          {"sessions", ids},
+                         {"window", kChannelWindow},  // this agent honours Window frames
                          {"uptimeMs", (MonotonicNs() - start_ns_) / 1000000}});
   }
   if (op == "exec") return HandleExec(c, req);
@@ -434,12 +482,7 @@ void Agent::FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* 
 
 void Agent::OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec,
                              const Chan* c) {
-  if (Blocked()) {
-    // Backpressure: stop reading until coved has taken most of our output.
-    loop_.Pause(*token);
-    paused_.push_back(*token);
-    return;
-  }
+  if (HoldOutput(*token, c)) return;  // the command blocks on its pipe meanwhile
   if (!PumpOnce(fd, type, dec, c, kReadChunk)) {
     // EOF: every writer is gone. Stop watching; the fd is closed with its owner.
     loop_.Unwatch(*token);

@@ -71,6 +71,13 @@ class Agent {
     uint64_t gen = 0;  // connection generation the channel belongs to
     uint32_t id = 0;
   };
+  // An open channel of the current connection: how to stop its work, its
+  // send credit (frame.h), and the output watches paused until it has credit.
+  struct Channel {
+    std::function<void()> cancel;
+    int64_t credit = 0;  // coved grants the first window after the request
+    std::vector<uint64_t> paused;
+  };
   struct Identity {
     bool set = false;
     uid_t uid = 0;
@@ -327,7 +334,18 @@ class Agent {
   void Reply(const Chan& c, const json& j);
   void Flush();
   size_t Pending() const { return out_.size() - out_off_; }
+  // The connection is backed up: no producer may send.
   bool Blocked() const { return conn_.valid() && Pending() > cfg_.out_high; }
+  // c is open and has used up its credit: its producers wait for a Window frame.
+  bool Starved(const Chan& c) const;
+  // Events for c must wait (Blocked or Starved).
+  bool Held(const Chan& c) const { return Blocked() || Starved(c); }
+  // If events for c (null: output is discarded) must wait, pauses the output
+  // watch `token` until they may flow again and returns true.
+  bool HoldOutput(uint64_t token, const Chan* c);
+  void OnWindow(uint32_t channel, std::string_view payload);
+  // Forgets an open channel, resuming the output it held paused.
+  void CloseChannel(uint32_t channel);
   void SetCancel(const Chan& c, std::function<void()> fn);
 
   // Output pipes.
@@ -447,8 +465,8 @@ class Agent {
   std::unique_ptr<FrameDecoder> decoder_;
   std::string out_;
   size_t out_off_ = 0;
-  std::unordered_map<uint32_t, std::function<void()>> open_;  // open channels -> cancel
-  std::vector<uint64_t> paused_;
+  std::unordered_map<uint32_t, Channel> open_;
+  std::vector<uint64_t> paused_;  // output watches paused until the connection drains
   std::unordered_map<uint32_t, PendingWrite> pending_writes_;
 
   std::map<std::string, std::unique_ptr<Session>> sessions_;

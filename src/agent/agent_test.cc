@@ -79,6 +79,7 @@ class Client {
   uint32_t Send(const json& req) {
     uint32_t ch = ++next_;
     SendRaw(EncodeFrame(ch, FrameType::kRequest, req.dump()));
+    SendRaw(EncodeFrame(ch, FrameType::kWindow, EncodeWindow(1u << 30)));  // these tests read at once
     return ch;
   }
   void Cancel(uint32_t ch) { SendRaw(EncodeFrame(ch, FrameType::kCancel, "")); }
@@ -245,6 +246,36 @@ TEST_F(AgentTest, Hello) {
   EXPECT_EQ(r.reply["pid"], pid_);
   EXPECT_TRUE(r.reply["sessions"].is_array());
   EXPECT_TRUE(r.reply["uptimeMs"].is_number());
+  EXPECT_EQ(r.reply["window"], kChannelWindow);
+}
+
+// Flow control: a channel gets events only within the credit coved grants it,
+// and a channel without credit stalls its own command only.
+TEST_F(AgentTest, ChannelCreditBoundsEventsAndStallsOnlyItsOwnCommand) {
+  constexpr uint32_t kCh = 1000;
+  c_->SendRaw(EncodeFrame(kCh, FrameType::kRequest, Exec("yes", "starved").dump()));
+  EXPECT_FALSE(c_->NextOn(kCh, 500).has_value()) << "events without credit";
+  EXPECT_EQ(c_->Call(Exec("echo other", "busy")).Out(), "other\n");
+  EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
+  c_->SendRaw(EncodeFrame(kCh, FrameType::kWindow, EncodeWindow(100000)));
+  size_t got = 0;
+  while (auto f = c_->NextOn(kCh, 500)) {
+    ASSERT_EQ(f->type, FrameType::kEvent);
+    got += f->payload.size();
+  }
+  EXPECT_GE(got, 100000u);
+  EXPECT_LE(got, 100000u + 3 * (64u << 10)) << "more than the credit and one event";
+  // A Window frame for a channel that is not open is ignored.
+  c_->SendRaw(EncodeFrame(4242, FrameType::kWindow, EncodeWindow(1)));
+  c_->Cancel(kCh);
+  auto reply = c_->Wait(kCh);
+  EXPECT_EQ(reply.reply["exitCode"], 130);
+  EXPECT_EQ(c_->Call(Exec("echo free", "starved")).Out(), "free\n");
+  // A malformed Window frame drops the connection.
+  c_->SendRaw(EncodeFrame(kCh, FrameType::kWindow, "abc"));
+  EXPECT_FALSE(c_->Recv(2000).has_value());
+  c_ = std::make_unique<Client>(sock_);
+  EXPECT_EQ(c_->Call(Exec("echo again")).Out(), "again\n");
 }
 
 TEST_F(AgentTest, SessionPersistsCwdEnvFunctionsAliases) {

@@ -32,6 +32,17 @@ std::string EncodeFrame(uint32_t channel, FrameType type, std::string_view paylo
   return out;
 }
 
+std::string EncodeWindow(uint32_t bytes) {
+  std::string out;
+  PutU32(bytes, &out);
+  return out;
+}
+
+std::optional<uint32_t> DecodeWindow(std::string_view payload) {
+  if (payload.size() != 4) return std::nullopt;
+  return GetU32(payload.data());
+}
+
 Status FrameDecoder::Feed(std::string_view bytes) {
   if (failed_) return MakeError(ErrorCode::kInvalidArgument, "frame stream already failed");
   if (pos_ > 0 && pos_ == buf_.size()) {
@@ -60,7 +71,7 @@ Status FrameDecoder::Check() {
   }
   if (buffered() >= 9) {
     auto type = static_cast<uint8_t>(buf_[pos_ + 8]);
-    if (type < 1 || type > 5) {
+    if (type < 1 || type > 6) {
       failed_ = true;
       return MakeError(ErrorCode::kInvalidArgument, "bad frame type " + std::to_string(type));
     }

@@ -24,6 +24,7 @@ enum class FrameType : uint8_t {
   kReply = 3,    // agent -> coved: JSON final answer, closes the channel
   kCancel = 4,   // coved -> agent: abandon the channel (kill what it runs)
   kData = 5,     // coved -> agent: raw bytes for an open request (uploads)
+  kWindow = 6,   // coved -> agent: u32 LE, bytes the channel may send more (credit)
 };
 
 struct Frame {
@@ -38,6 +39,18 @@ inline constexpr size_t kFrameHeaderSize = 9;
 inline constexpr size_t kMaxAgentFrame = 16 << 20;
 // Largest payload coved sends to the agent (a whole 32 MiB file write in JSON).
 inline constexpr size_t kMaxCovedFrame = 64 << 20;
+
+// Flow control per channel, as HTTP/2 and SSH channels have: the agent may send
+// Event payloads on a channel while its credit is positive (one event may
+// overdraw it); each channel starts with kChannelWindow of credit and coved
+// returns credit with Window frames as its consumer takes the events. Replies
+// need no credit. So one slow consumer stalls only its own producer.
+inline constexpr size_t kChannelWindow = 256 << 10;
+
+// Window frame payload.
+std::string EncodeWindow(uint32_t bytes);
+// The credit a Window frame grants, or nullopt if its payload is malformed.
+std::optional<uint32_t> DecodeWindow(std::string_view payload);
 
 // Appends the encoded frame to out.
 void EncodeFrame(uint32_t channel, FrameType type, std::string_view payload, std::string* out);

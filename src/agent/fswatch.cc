@@ -432,7 +432,7 @@ bool Agent::PumpFsWatch(FsWatch* w) {
     return false;
   }
   while (!w->queue.empty()) {
-    if (Blocked()) {
+    if (Held(w->chan)) {
       fs_lagging_ = true;
       return true;
     }

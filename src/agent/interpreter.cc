@@ -605,11 +605,7 @@ void Agent::OnRunnerOutput(Runner* r, int stream) {
   uint64_t* tok = stream == 0 ? &r->out_tok : &r->err_tok;
   int fd = stream == 0 ? r->out.get() : r->err.get();
   if (r->cur && Live(r->cur->chan)) {
-    if (Blocked()) {  // backpressure: resume when coved has taken most of our output
-      loop_.Pause(*tok);
-      paused_.push_back(*tok);
-      return;
-    }
+    if (HoldOutput(*tok, &r->cur->chan)) return;
     Utf8JsonStream* dec = stream == 0 ? &r->out_dec : &r->err_dec;
     if (!PumpOnce(fd, stream == 0 ? "stdout" : "stderr", dec, &r->cur->chan, kReadChunk)) {
       loop_.Unwatch(*tok);

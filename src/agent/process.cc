@@ -60,7 +60,7 @@ bool ValidStatus(const std::string& s) {
 
 void Agent::ReplyRaw(const Chan& c, std::string_view payload) {
   if (!Live(c)) return;
-  open_.erase(c.id);
+  CloseChannel(c.id);
   SendFrame(c, FrameType::kReply, payload);
 }
 
@@ -433,7 +433,7 @@ bool Agent::PumpFollower(BgProc* p, Follower* f) {
   if (any) Event(f->chan, Dump(json{{"type", "dropped"}, {"stdout", dropped[0]}, {"stderr", dropped[1]}}));
   for (;;) {
     if (!Live(f->chan)) return false;
-    if (Blocked()) return true;
+    if (Held(f->chan)) return true;
     const OutChunk* best = nullptr;
     int bi = -1;
     for (int i = 0; i < 2; ++i) {

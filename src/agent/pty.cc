@@ -319,7 +319,7 @@ bool Agent::PumpPty(Pty* p, bool force) {
   bool lag = false;
   for (auto& c : p->clients) {
     while (!c.q.empty()) {
-      if (!force && Blocked()) {
+      if (!force && Held(c.chan)) {
         lag = true;
         break;
       }

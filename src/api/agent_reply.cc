@@ -100,6 +100,12 @@ Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Jso
   }
 }
 
+void CancelOnHangUp(const HttpRequest& req, const std::shared_ptr<AgentConnection::Call>& call) {
+  req.client->OnGone([weak = std::weak_ptr<AgentConnection::Call>(call)] {
+    if (auto c = weak.lock()) c->Cancel();
+  });
+}
+
 Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& out, const SseMapping& map) {
   out.OnClientGone([call] { call->Cancel(); });
   if (!map.opening.empty() && !co_await out.Write(map.opening)) co_return;

@@ -45,6 +45,9 @@ struct SseMapping {
   std::optional<Clock::duration> per_message_timeout;
 };
 
+// Cancels `call` in the agent if the request's client goes away first.
+void CancelOnHangUp(const HttpRequest& req, const std::shared_ptr<AgentConnection::Call>& call);
+
 // Relays an open call to `out` until its reply, its loss, or the client leaving
 // (which cancels the call in the agent).
 Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& out, const SseMapping& map);

@@ -16,6 +16,7 @@ namespace cove::api {
 namespace {
 
 constexpr int64_t kMaxFileBytes = 32 << 20;  // the reference's JSON file limit
+constexpr size_t kMaxExecOutput = 16 << 20;   // stdout + stderr one /api/execute answer may hold
 constexpr char kVersion[] = "cove-0.1.0";
 
 // SSE events of /api/execute/stream and /api/read/stream, built outside the
@@ -210,9 +211,9 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
 
   switch (kind) {
-    case Kind::kExec: co_return co_await Execute(agent, op);
+    case Kind::kExec: co_return co_await Execute(req, agent, op);
     case Kind::kExecStream: co_return ExecuteStream(agent, op);
-    case Kind::kRead: co_return co_await Read(agent, op);
+    case Kind::kRead: co_return co_await Read(req, agent, op);
     case Kind::kReadStream: co_return ReadStream(agent, op);
     case Kind::kSimple: break;
   }
@@ -246,15 +247,15 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   co_return JsonResponse(Success({{"path", op["path"]}, {"files", std::move(files)}, {"count", count}}));
 }
 
-Task<HttpResponse> CompatRoutes::Execute(std::shared_ptr<AgentConnection> agent, Json op) {
+Task<HttpResponse> CompatRoutes::Execute(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
   auto call_r = agent->Start(op);
   if (!call_r.ok()) co_return ErrorResponse(call_r.error());
   auto call = std::move(*call_r);
+  CancelOnHangUp(req, call);  // a client that left stops its command and frees its session
   auto deadline = op.contains("timeoutMs") ? Clock::now() + std::chrono::milliseconds(op["timeoutMs"].get<int64_t>()) +
                                                  std::chrono::seconds(10)
                                            : Clock::time_point::max();
   std::string out, err;
-  bool truncated = false;
   int64_t started = NowUnixMs();
   for (;;) {
     auto m = co_await call->Next(deadline);
@@ -264,10 +265,13 @@ Task<HttpResponse> CompatRoutes::Execute(std::shared_ptr<AgentConnection> agent,
       std::string* dst = type == "stdout" ? &out : type == "stderr" ? &err : nullptr;
       if (!dst) continue;
       std::string data = StrOf(m->body, "data");
-      if (out.size() + err.size() + data.size() > kMaxBufferedOutput) {
-        truncated = true;
-        continue;
-      }
+      if (out.size() + err.size() + data.size() > kMaxExecOutput)  // returning cancels the command
+        co_return ErrorResponse("OUTPUT_TOO_LARGE",
+                                fmt::format("the command wrote more than {} bytes to stdout and stderr, the limit of "
+                                            "/api/execute; it was stopped. Use /api/execute/stream, or redirect "
+                                            "its output to a file",
+                                            kMaxExecOutput),
+                                {{"limit", kMaxExecOutput}, {"command", op["command"]}});
       *dst += data;
       continue;
     }
@@ -280,7 +284,6 @@ Task<HttpResponse> CompatRoutes::Execute(std::shared_ptr<AgentConnection> agent,
                         {"command", op["command"]}, {"duration", NowUnixMs() - started}});
     res["success"] = code == 0;
     if (op.contains("sessionId")) res["sessionId"] = op["sessionId"];
-    if (truncated) res["truncated"] = true;
     co_return JsonResponse(res);
   }
 }
@@ -293,10 +296,11 @@ HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent,
   });
 }
 
-Task<HttpResponse> CompatRoutes::Read(std::shared_ptr<AgentConnection> agent, Json op) {
+Task<HttpResponse> CompatRoutes::Read(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
   auto call_r = agent->Start(op);
   if (!call_r.ok()) co_return ErrorResponse(call_r.error());
   auto call = std::move(*call_r);
+  CancelOnHangUp(req, call);
   auto deadline = Clock::now() + kOpTimeout;
   Json meta = Json::object();
   std::string content;

@@ -93,6 +93,7 @@ Task<HttpResponse> CompatRoutes::GitCheckout(HttpRequest& req, const std::string
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   auto call = (*agent_r)->Start(op);
   if (!call.ok()) co_return ErrorResponse(call.error());
+  CancelOnHangUp(req, *call);
   auto deadline = Clock::now() + std::chrono::milliseconds(timeout) + std::chrono::seconds(10);
   std::string out, err;
   for (;;) {

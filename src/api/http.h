@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,33 @@
 
 namespace cove::api {
 
+// The client of one request, as its handler sees it: the handler registers
+// what to stop (an agent call) if the client goes away before the answer.
+// Single-threaded, like the handlers.
+class ClientLink {
+ public:
+  // Runs fn when the client goes away (at once if it already has).
+  void OnGone(std::function<void()> fn) {
+    if (gone_) {
+      fn();
+    } else {
+      on_gone_.push_back(std::move(fn));
+    }
+  }
+  // The client went away: runs the registered functions once.
+  void SetGone() {
+    if (gone_) return;
+    gone_ = true;
+    auto fns = std::move(on_gone_);
+    for (auto& fn : fns) fn();
+  }
+  bool gone() const { return gone_; }
+
+ private:
+  bool gone_ = false;
+  std::vector<std::function<void()>> on_gone_;
+};
+
 struct HttpRequest {
   std::string method;                          // "GET", "POST", ...
   std::string target;                          // as sent: path + query
@@ -22,6 +50,7 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;                            // in memory, or:
   std::string body_file;                       // path of the spooled body (large uploads)
+  std::shared_ptr<ClientLink> client = std::make_shared<ClientLink>();
 
   std::string Header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);

@@ -145,6 +145,20 @@ struct HttpServer::Impl {
     }
   }
 
+  // While a handler works, a client that closes its connection (EOF or an
+  // error, not more requests) is reported to `client`, so that the handler
+  // can stop what it started for it. The watch ends when *result is false.
+  static std::shared_ptr<bool> WatchForHangUp(beast::tcp_stream& stream, std::shared_ptr<ClientLink> client) {
+    auto watching = std::make_shared<bool>(true);
+    stream.socket().async_wait(tcp::socket::wait_read, [&stream, client, watching](const boost::system::error_code& ec) {
+      if (ec || !*watching) return;
+      char c;
+      ssize_t n = ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) client->SetGone();
+    });
+    return watching;
+  }
+
   Task<void> SendSimple(beast::tcp_stream& stream, int status, std::string body, bool keep_alive) {
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "application/json");
@@ -226,7 +240,13 @@ struct HttpServer::Impl {
         break;
       }
       stream.expires_never();
+      auto watch = upgrade ? nullptr : WatchForHangUp(stream, req.client);
       HttpResponse res = co_await handler(req);
+      if (watch) {
+        *watch = false;
+        stream.socket().cancel(ec);
+        ec = {};
+      }
       if (!spooled.empty()) ::unlink(spooled.c_str());
       if (res.websocket && upgrade) {
         BeastWebSocket ws(std::move(stream), ex);

@@ -41,9 +41,9 @@ class CompatRoutes {
 
  private:
   using Json = nlohmann::json;
-  static Task<HttpResponse> Execute(std::shared_ptr<AgentConnection> agent, Json op);
+  static Task<HttpResponse> Execute(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op);
   static HttpResponse ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op);
-  static Task<HttpResponse> Read(std::shared_ptr<AgentConnection> agent, Json op);
+  static Task<HttpResponse> Read(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op);
   static HttpResponse ReadStream(std::shared_ptr<AgentConnection> agent, Json op);
   // git_routes.cc
   Task<HttpResponse> GitCheckout(HttpRequest& req, const std::string& id);

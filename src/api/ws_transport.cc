@@ -80,6 +80,7 @@ Task<void> ServeOne(std::shared_ptr<Mux> mux, std::function<Task<HttpResponse>(H
     co_await mux->ws.Write(std::move(done));
   } else {
     bool json = res.content_type.rfind("application/json", 0) == 0;
+    mux->cancels.erase(id.is_string() ? id.get<std::string>() : id.dump());
     std::string frame = ResponseFrame(id, res.status, res.body, json);
     co_await mux->ws.Write(std::move(frame));
   }
@@ -134,6 +135,9 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     sub.headers["authorization"] = authorization;
     if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.body = Dump(*b);
     ++mux->inflight;
+    // Cancelling the request, or closing the socket, is its client going away
+    // (a streamed answer replaces this with its own cancellation).
+    mux->cancels[id.is_string() ? id.get<std::string>() : id.dump()] = [client = sub.client] { client->SetGone(); };
     asio::co_spawn(ex, ServeOne(mux, handle, std::move(sub), id), asio::detached);
   }
   // The socket is gone: stop the streams still running and wait for them.

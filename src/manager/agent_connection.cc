@@ -13,9 +13,10 @@ Json HelloRequest() { return Json{{"op", "hello"}}; }
 }  // namespace
 
 AgentConnection::Call::Call(std::shared_ptr<AgentConnection> conn, uint32_t channel)
-    : conn_(conn), channel_(channel), signal_(conn->socket_.get_executor()) {}
+    : conn_(conn), budget_(conn->budget_), channel_(channel), signal_(conn->socket_.get_executor()) {}
 
 AgentConnection::Call::~Call() {
+  if (window_open_) budget_->Release(agent::kChannelWindow);
   if (auto conn = conn_.lock()) {
     if (!replied_ && !error_ && conn->alive_)
       conn->Send(agent::EncodeFrame(channel_, FrameType::kCancel, ""));
@@ -37,8 +38,36 @@ void AgentConnection::Call::SendData(std::string_view bytes) {
     conn->Send(agent::EncodeFrame(channel_, FrameType::kData, bytes));
 }
 
+void AgentConnection::Call::OpenWindow() {
+  auto conn = conn_.lock();
+  if (window_open_ || replied_ || error_ || !conn || !conn->alive_) return;
+  std::weak_ptr<Call> weak = weak_from_this();
+  if (!budget_->Take(agent::kChannelWindow, [weak] {
+        if (auto call = weak.lock()) call->OpenWindow();
+      }))
+    return;
+  window_open_ = true;
+  SendWindow(agent::kChannelWindow);
+}
+
+void AgentConnection::Call::Grant(size_t consumed) {
+  ungranted_ += consumed;
+  if (window_open_ && !replied_ && ungranted_ >= agent::kChannelWindow / 4) {
+    SendWindow(ungranted_);
+    ungranted_ = 0;
+  }
+}
+
+void AgentConnection::Call::SendWindow(size_t bytes) {
+  auto conn = conn_.lock();
+  if (!conn || !conn->alive_) return;
+  conn->Send(agent::EncodeFrame(channel_, FrameType::kWindow, agent::EncodeWindow(static_cast<uint32_t>(bytes))));
+  granted_ += bytes;
+}
+
 void AgentConnection::Call::Push(Message m) {
   if (m.final) replied_ = true;
+  if (!m.final) received_ += m.wire_bytes;
   queued_bytes_ += m.wire_bytes;
   queue_.push_back(std::move(m));
   signal_.Notify();
@@ -58,7 +87,11 @@ Task<Result<AgentConnection::Message>> AgentConnection::Call::Next(Clock::time_p
       queued_bytes_ -= std::min(queued_bytes_, m.wire_bytes);
       if (before >= kMaxQueuedPerCall && queued_bytes_ < kMaxQueuedPerCall)
         if (auto conn = conn_.lock()) conn->drained_signal_.Notify();
-      if (m.final) finished_ = true;
+      if (m.final) {
+        finished_ = true;
+      } else {
+        Grant(m.wire_bytes);
+      }
       co_return m;
     }
     if (finished_) co_return MakeError(ErrorCode::kFailedPrecondition, "call already finished");
@@ -78,9 +111,10 @@ AgentConnection::~AgentConnection() { Close(); }
 
 Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
     asio::any_io_executor ex, std::string socket_path, std::string sandbox_id,
-    Clock::duration timeout, Clock::duration ping_interval) {
+    Clock::duration timeout, Clock::duration ping_interval, std::shared_ptr<FlowBudget> budget) {
   std::shared_ptr<AgentConnection> conn(new AgentConnection(ex, std::move(sandbox_id)));
   conn->ping_interval_ = ping_interval;
+  conn->budget_ = budget ? std::move(budget) : std::make_shared<FlowBudget>(SIZE_MAX);
   boost::system::error_code ec;
   co_await conn->socket_.async_connect(asio::local::stream_protocol::endpoint(socket_path),
                                        asio::redirect_error(asio::use_awaitable, ec));
@@ -93,6 +127,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
     co_return Error{hello.error().code, 0, "agent hello failed: " + hello.error().message, {}};
   }
   conn->hello_ = std::move(*hello);
+  conn->flow_control_ = conn->hello_.value("window", int64_t{0}) == static_cast<int64_t>(agent::kChannelWindow);
   asio::co_spawn(ex, conn->PingLoop(), asio::detached);
   co_return conn;
 }
@@ -108,6 +143,7 @@ Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json
   std::string frame = agent::EncodeFrame(channel, FrameType::kRequest, payload);
   if (data) agent::EncodeFrame(channel, FrameType::kData, *data, &frame);
   Send(std::move(frame));
+  if (flow_control_) call->OpenWindow();
   return call;
 }
 
@@ -191,8 +227,12 @@ Task<void> AgentConnection::ReadLoop() {
       bool final = frame->type == FrameType::kReply;
       call->Push(Message{final, std::move(body), frame->payload.size()});
       if (final) calls_.erase(it);
-      // Backpressure: stop reading while this call holds too much unread output.
-      while (alive_ && final == false && calls_.count(frame->channel) &&
+      if (flow_control_ && call->received_ > call->granted_ + agent::kChannelWindow + agent::kMaxAgentFrame) {
+        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: events beyond the channel's window"));
+        co_return;
+      }
+      // An agent without flow control: stop reading while this call holds too much unread output.
+      while (!flow_control_ && alive_ && final == false && calls_.count(frame->channel) &&
              call->queued_bytes_ >= kMaxQueuedPerCall)
         co_await drained_signal_.Wait();
     }

@@ -3,8 +3,14 @@
 // Everything the agent sends is hostile input: frames are bounded
 // (agent::kMaxAgentFrame), payloads must be JSON objects, and any violation
 // closes the connection and reports it through the failure callback (the
-// manager then marks that sandbox failed). A call whose consumer is slow
-// pauses reading from this agent only (bounded queue), never other sandboxes.
+// manager then marks that sandbox failed).
+//
+// Flow control is per call (agent/frame.h): a call takes a window from the
+// shared FlowBudget and grants it to the agent, which may send the call that
+// much ahead of its consumer; credit goes back as the consumer takes events.
+// So a slow consumer stalls only its own producer; the connection is always
+// read, and pings and other calls go on. An agent that sends beyond a call's
+// credit violates the protocol.
 //
 // Threading: every method runs on the connection's executor (coved's io thread).
 #pragma once
@@ -22,6 +28,7 @@
 #include "agent/frame.h"
 #include "base/error.h"
 #include "manager/async_signal.h"
+#include "manager/flow_budget.h"
 
 namespace cove {
 
@@ -39,7 +46,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   };
 
   // One request/answer channel. Destroying an unfinished call cancels it.
-  class Call {
+  class Call : public std::enable_shared_from_this<Call> {
    public:
     ~Call();
     // The next event or the reply, in order. After the reply, or once the
@@ -58,9 +65,20 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     void Fail(Error e);
 
     std::weak_ptr<AgentConnection> conn_;
+    std::shared_ptr<FlowBudget> budget_;
     uint32_t channel_;
+    // Takes the call's window from the budget and grants it (or waits in line).
+    void OpenWindow();
+    // Sends credit for what the consumer has taken, once it is worth a frame.
+    void Grant(size_t consumed);
+    void SendWindow(size_t bytes);
+
     std::deque<Message> queue_;
-    size_t queued_bytes_ = 0;
+    size_t queued_bytes_ = 0;   // event bytes received, not yet taken
+    bool window_open_ = false;  // holds agent::kChannelWindow of the budget
+    size_t ungranted_ = 0;      // event bytes taken, credit not yet sent
+    uint64_t granted_ = 0;      // credit sent, in all
+    uint64_t received_ = 0;     // event bytes received, in all
     bool finished_ = false;   // reply consumed, or failed
     bool replied_ = false;    // reply received
     bool cancelled_ = false;
@@ -69,11 +87,13 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   };
 
   // Connects to the agent's listening socket and checks it answers `hello`.
+  // Calls take their windows from `budget` (null: no global bound).
   static Task<Result<std::shared_ptr<AgentConnection>>> Connect(asio::any_io_executor ex,
                                                                  std::string socket_path,
                                                                  std::string sandbox_id,
                                                                  Clock::duration timeout,
-                                                                 Clock::duration ping_interval = kPingInterval);
+                                                                 Clock::duration ping_interval = kPingInterval,
+                                                                 std::shared_ptr<FlowBudget> budget = nullptr);
   ~AgentConnection();
 
   // Called once when the connection fails (protocol violation or EOF).
@@ -90,7 +110,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   // Closes the connection; pending calls fail with kUnavailable and `reason`.
   void Close(const std::string& reason = "agent connection is closed");
 
-  // Bytes a call may hold unread before reading from this agent pauses.
+  // An agent without flow control (older than this coved, adopted across an
+  // upgrade): reading from it pauses while a call holds this much unread.
   static constexpr size_t kMaxQueuedPerCall = 8 << 20;
   // The agent is pinged every ping_interval; one that does not answer within
   // as long again (stopped, stuck, or lying) fails the connection.
@@ -116,6 +137,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   asio::steady_timer ping_timer_;
   Clock::duration ping_interval_ = kPingInterval;
   bool alive_ = true;
+  bool flow_control_ = false;  // the agent said it honours Window frames
+  std::shared_ptr<FlowBudget> budget_;
   Json hello_;
   std::function<void(const Error&)> on_failure_;
 };

@@ -171,8 +171,8 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
 }
 
 Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared_ptr<Entry> entry) {
-  auto conn = co_await AgentConnection::Connect(ex_, runtime_->AgentSocketPath(entry->record),
-                                                entry->record.id, kAgentHelloTimeout);
+  auto conn = co_await AgentConnection::Connect(ex_, runtime_->AgentSocketPath(entry->record), entry->record.id,
+                                                kAgentHelloTimeout, AgentConnection::kPingInterval, flow_budget_);
   if (!conn.ok()) co_return std::move(conn).error();
   std::weak_ptr<Entry> weak = entry;
   (*conn)->SetFailureHandler([this, weak](const Error& e) {

@@ -35,6 +35,9 @@ struct CreateRequest {
 
 class Manager {
  public:
+  // The FlowBudget of all agent connections: 1024 channel windows.
+  static constexpr size_t kAgentOutputBudget = 256 << 20;
+
   Manager(asio::any_io_executor ex, Store* store, Runtime* runtime, size_t worker_threads = 4);
   ~Manager();
 
@@ -100,6 +103,8 @@ class Manager {
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, std::string> id_by_slot_;  // sandboxes that hold a slot
   std::function<bool(const std::string&)> image_exists_;
+  // Agent output held in coved for all sandboxes together (flow_budget.h).
+  std::shared_ptr<FlowBudget> flow_budget_ = std::make_shared<FlowBudget>(kAgentOutputBudget);
 };
 
 }  // namespace cove
