@@ -178,5 +178,71 @@ TEST_F(HostileAgentTest, ValidReplyIsDelivered) {
   EXPECT_FALSE(failed);
 }
 
+// An agent that announces flow control and then floods a call whose consumer
+// takes nothing, ignoring its credit: the connection fails (coved's memory is
+// never spent on it); a call whose consumer keeps up is not flooding.
+TEST(FlowControlTest, AgentBeyondItsCreditFailsTheConnection) {
+  auto dir = std::filesystem::temp_directory_path() / ("cove-flood-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string sock = (dir / "a.sock").string();
+  asio::io_context io;
+  asio::local::stream_protocol::acceptor acc(io, asio::local::stream_protocol::endpoint(sock));
+  auto budget = std::make_shared<FlowBudget>(agent::kChannelWindow);
+  std::string first_frames;  // what coved sent after hello: the request and its window
+  asio::co_spawn(io, [&]() -> Task<void> {
+    auto peer = co_await acc.async_accept(asio::use_awaitable);
+    std::vector<char> buf(4096);
+    co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
+    std::string hello = agent::EncodeFrame(1, agent::FrameType::kReply,
+                                           "{\"version\":\"t\",\"window\":" + std::to_string(agent::kChannelWindow) + "}");
+    co_await asio::async_write(peer, asio::buffer(hello), asio::use_awaitable);
+    std::string window = agent::EncodeFrame(2, agent::FrameType::kWindow, agent::EncodeWindow(agent::kChannelWindow));
+    for (int i = 0; i < 10 && first_frames.find(window) == std::string::npos; ++i) {
+      size_t n = co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
+      first_frames.append(buf.data(), n);
+    }
+    std::string event = agent::EncodeFrame(2, agent::FrameType::kEvent,
+                                           "{\"type\":\"stdout\",\"data\":\"" + std::string(1 << 20, 'y') + "\"}");
+    boost::system::error_code ec;
+    for (int i = 0; i < 20 && !ec; ++i)
+      co_await asio::async_write(peer, asio::buffer(event), asio::redirect_error(asio::use_awaitable, ec));
+    asio::steady_timer t(io, std::chrono::seconds(3));
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }, asio::detached);
+  std::string failure;
+  size_t budget_used = 0;
+  asio::co_spawn(io, [&]() -> Task<void> {
+    auto conn = co_await AgentConnection::Connect(io.get_executor(), sock, "t", std::chrono::seconds(2),
+                                                  std::chrono::seconds(15), budget);
+    if (!conn.ok()) co_return io.stop();
+    (*conn)->SetFailureHandler([&](const Error& e) { failure = e.message; });
+    Json req = Json::object();
+    req["op"] = "exec";
+    auto call = (*conn)->Start(req);
+    budget_used = budget->used();
+    asio::steady_timer t(io, std::chrono::seconds(2));
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    io.stop();
+  }, asio::detached);
+  io.run();
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(budget_used, agent::kChannelWindow) << "the call took its window from the budget";
+  std::string window = agent::EncodeFrame(2, agent::FrameType::kWindow, agent::EncodeWindow(agent::kChannelWindow));
+  EXPECT_NE(first_frames.find(window), std::string::npos) << "the window was granted after the request";
+  EXPECT_NE(failure.find("window"), std::string::npos) << failure;
+}
+
+TEST(FlowControlTest, BudgetQueuesCallsThatDoNotFitInOrder) {
+  FlowBudget budget(100);
+  std::vector<int> ran;
+  EXPECT_TRUE(budget.Take(60, [] {}));
+  EXPECT_FALSE(budget.Take(60, [&] { ran.push_back(1); }));
+  EXPECT_FALSE(budget.Take(10, [&] { ran.push_back(2); })) << "no overtaking of a waiting call";
+  budget.Release(60);
+  EXPECT_EQ(ran, (std::vector<int>{1, 2}));
+  EXPECT_EQ(budget.used(), 0u);
+}
+
 }  // namespace
 }  // namespace cove

@@ -108,14 +108,15 @@ def sb(api):
 def coved_factory():
     """Private coveds for tests that kill or restart the daemon.
 
-    factory(args=()) -> (coved, api), args: more coved options; at the end each
-    is cleaned and checked like the session one."""
+    factory(args=(), prefix=()) -> (coved, api), args: more coved options,
+    prefix: a command coved runs under (e.g. prlimit); at the end each is
+    cleaned and checked like the session one."""
     made = []
     base = make_base_dir("cove-e2e-restart-")
 
-    def factory(args=()):
+    def factory(args=(), prefix=()):
         c = Coved(os.path.join(base, f"state{len(made)}"),
-                  os.path.join(base, f"coved{len(made)}.log"), args=args)
+                  os.path.join(base, f"coved{len(made)}.log"), args=args, prefix=prefix)
         c.start()
         a = Api(c)
         made.append((c, a))

@@ -1,0 +1,124 @@
+"""Fault injection (issue 10): slow and vanished clients, a full disk, a full fd
+table, kill -9 of agents and of coved, all at once on one coved. Afterwards
+nothing has leaked (the factory's checks) and every file that a sandbox still
+alive acknowledged with a 2xx is there with its content.
+
+Run alone with: python3 -m pytest tests/e2e -m chaos
+"""
+
+import hashlib
+import os
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from helpers import unique_id, wait_until
+from test_flow_control import SlowReader, raw_request
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+class Ledger:
+    """Files that sandboxes acknowledged (2xx), by sandbox."""
+
+    def __init__(self):
+        self.files, self.lock = {}, threading.Lock()
+
+    def write(self, api, sid, path, content):
+        r = api.post(f"/v1/sandboxes/{sid}/api/write", {"path": path, "content": content}, timeout=60)
+        if r.status_code == 200:
+            with self.lock:
+                self.files.setdefault(sid, {})[path] = hashlib.sha256(content.encode()).hexdigest()
+        else:
+            assert r.status_code in (404, 409, 502, 503, 507), f"write {sid}:{path}: {r.status_code} {r.text[:300]}"
+        return r.status_code
+
+
+def writer(api, ledger, sid, stop, tag):
+    i = 0
+    while not stop.is_set():
+        try:
+            ledger.write(api, sid, f"/workspace/{tag}-{i}.txt", f"{tag} {i} " + "x" * random.randint(0, 50000))
+        except OSError:
+            pass  # coved is being killed and restarted
+        i += 1
+        time.sleep(0.05)
+
+
+def test_faults_together_lose_nothing_acknowledged(coved_factory):
+    coved, api = coved_factory(prefix=["prlimit", "--nofile=512"])
+    ledger = Ledger()
+    calm, slow, full, doomed = (unique_id(n) for n in ("calm", "slow", "full", "doomed"))
+    api.create(id=calm)
+    api.create(id=slow, type="lite")
+    api.create(id=full, limits={"diskBytes": 64 << 20})
+    api.create(id=doomed)
+    stop = threading.Event()
+    threads = [threading.Thread(target=writer, args=(api, ledger, sid, stop, sid), daemon=True)
+               for sid in (calm, slow, full)]
+    for t in threads:
+        t.start()
+
+    # Slow and paused readers, and clients that leave, on `slow`.
+    readers = [SlowReader(raw_request(coved, "POST", f"/v1/sandboxes/{slow}/api/execute/stream",
+                                      {"command": "yes", "sessionId": f"r{i}"}), rate) for i, rate in
+               enumerate((0, 100_000, 0))]
+    for r in readers:
+        r.start()
+    leavers = [raw_request(coved, "POST", f"/v1/sandboxes/{slow}/api/execute", {"command": "sleep 300"})
+               for _ in range(20)]
+
+    # A full disk on `full`: writes beyond the quota are 507, never a partial file.
+    r = api.post(f"/v1/sandboxes/{full}/api/execute",
+                 {"command": "dd if=/dev/zero of=/workspace/filler bs=1M count=100 2>&1; true"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert ledger.write(api, full, "/workspace/after-full.txt", "y" * (1 << 20)) == 507
+
+    # A full fd table: idle connections up to coved's limit; the API still answers.
+    hogs = []
+    for _ in range(600):
+        try:
+            hogs.append(socket.create_connection((coved.host, coved.port), timeout=5))
+        except OSError:
+            break
+    assert api.get("/v1/sandboxes", timeout=30).status_code == 200
+
+    # kill -9 of an agent: its sandbox fails, the others go on.
+    pid = api.info(doomed)["pid"]
+    os.kill(pid, 9)
+    assert wait_until(lambda: api.info(doomed)["state"] == "failed", 30)
+
+    time.sleep(5)
+    for s in leavers:
+        s.close()
+    for s in hogs:
+        s.close()
+
+    # kill -9 of coved, mid-traffic; the sandboxes are adopted by the next one.
+    coved.kill9()
+    time.sleep(1)
+    coved.start()
+    time.sleep(5)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    for r in readers:
+        r.stop.set()
+        r.sock.close()
+
+    # Free the full disk, then check every acknowledged file of every live sandbox.
+    api.post(f"/v1/sandboxes/{full}/api/delete", {"path": "/workspace/filler"})
+    for sid in (calm, slow, full):
+        assert api.info(sid)["state"] == "running", api.info(sid)
+        for path, digest in ledger.files.get(sid, {}).items():
+            r = api.post(f"/v1/sandboxes/{sid}/api/read", {"path": path}, timeout=60)
+            assert r.status_code == 200, f"{sid}:{path} acknowledged, then {r.status_code} {r.text[:200]}"
+            assert hashlib.sha256(r.json()["content"].encode()).hexdigest() == digest, f"{sid}:{path} changed"
+        listed = api.sh(sid, "ls -a /workspace")
+        assert ".cove-" not in listed, f"temporary files left in {sid}: {listed}"
+    assert sum(len(f) for f in ledger.files.values()) > 30
+    for sid in (calm, slow, full, doomed):
+        assert api.delete(f"/v1/sandboxes/{sid}").status_code == 200
