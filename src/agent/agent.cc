@@ -701,9 +701,16 @@ void Agent::StartNext(Session* s) {
       std::string path = dir + "/cmd-" + std::to_string(getpid()) + "-" + std::to_string(s->cur_seq) +
                          "-" + std::to_string(reinterpret_cast<uintptr_t>(s) & 0xffffff);
       UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400));
-      if (!fd || !sys::WriteAll(fd.get(), j.command).ok()) {
+      int err = fd ? 0 : errno;
+      if (fd) {
+        if (auto st = sys::WriteAll(fd.get(), j.command); !st.ok()) err = st.error().sys_errno;
+      }
+      if (err != 0) {
         unlink(path.c_str());
-        Reply(j.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "cannot stage command script"));
+        // A full disk is the caller's to fix, like a failed file write.
+        const char* code = err == EDQUOT || err == ENOSPC ? FileCodeForErrno(err) : "COMMAND_EXECUTION_ERROR";
+        Reply(j.chan, ErrorReply(code, std::string("cannot stage command script: ") + strerror(err),
+                                 json{{"sessionId", s->id}, {"errno", err}}));
         s->cur.reset();
         continue;
       }
