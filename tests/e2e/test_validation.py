@@ -244,3 +244,62 @@ def test_slow_and_broken_clients_do_not_block(coved, api):
     assert time.monotonic() - t0 < 5
     stalled.close()
     garbage.close()
+
+
+# ---------------------------------------------------------------- request smuggling
+
+# Framing headers a server in front of another could read differently (RFC 9112
+# §6): each must be a 400 that closes the connection, whatever follows.
+SMUGGLING = {
+    "te-gzip": "Transfer-Encoding: gzip\r\n",
+    "te-identity": "Transfer-Encoding: identity\r\n",
+    "te-xchunked": "Transfer-Encoding: xchunked\r\n",
+    "te-chunked-identity": "Transfer-Encoding: chunked, identity\r\n",
+    "te-chunked-twice": "Transfer-Encoding: chunked, chunked\r\n",
+    "te-gzip-then-chunked": "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+    "te-and-cl": "Transfer-Encoding: gzip\r\nContent-Length: {n}\r\n",
+    "cl-twice": "Content-Length: {n}\r\nContent-Length: {n}\r\n",
+    "cl-list": "Content-Length: {n}, {n}\r\n",
+    "http10-te": "Transfer-Encoding: chunked\r\n",
+}
+
+
+def read_responses(s, timeout=10):
+    """Reads from s until the server closes it; returns (data, closed)."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            more = s.recv(65536)
+            if not more:
+                return data, True
+            data += more
+    except ConnectionResetError:
+        return data, True
+    except socket.timeout:
+        return data, False
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLING))
+def test_request_smuggling_is_refused(coved, api, vsb, name):
+    marker = f"/tmp/smuggled-{name}"
+    inner = json.dumps({"command": f"touch {marker}", "sessionId": "__DISABLE_SESSION__"})
+    smuggled = (f"POST /v1/sandboxes/{vsb}/api/execute HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {coved.token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(inner)}\r\n\r\n{inner}")
+    version = "HTTP/1.0" if name == "http10-te" else "HTTP/1.1"
+    framing = SMUGGLING[name].format(n=len(smuggled))
+    outer = (f"POST /v1/sandboxes/{vsb}/api/execute {version}\r\nHost: x\r\n"
+             f"Authorization: Bearer {coved.token}\r\nContent-Type: application/json\r\n"
+             f"Connection: keep-alive\r\n{framing}\r\n{smuggled}")
+    s = socket.create_connection(("127.0.0.1", coved.port), timeout=30)
+    try:
+        s.sendall(outer.encode())
+        data, closed = read_responses(s)
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 400 "), data[:300]
+    assert data.count(b"HTTP/1.1 ") == 1, f"more than one answer: {data[:600]!r}"
+    assert closed, "the connection stayed open"
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["code"] == "BAD_REQUEST", data[:300]
+    assert api.sh(vsb, f"test -e {marker} && echo smuggled || echo clean") == "clean\n"
