@@ -32,6 +32,14 @@ TEST(ErrorsTest, InternalErrorsMapToApiCodes) {
   EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kInvalidArgument, "x")).status, 400);
 }
 
+TEST(ErrorsTest, AFailedSandboxIs502SandboxFailed) {
+  // What a call in flight gets when the sandbox's agent dies (AgentConnection).
+  HttpResponse r = ErrorResponse(MakeError(ErrorCode::kFailedPrecondition, "sandbox s failed: its agent died"));
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["code"], "SANDBOX_FAILED");
+  EXPECT_EQ(StatusForCode("DISK_QUOTA_EXCEEDED"), 507);
+}
+
 TEST(FieldsTest, ParsesOnlyObjects) {
   Json j;
   EXPECT_EQ(ParseJsonObject("", &j), "");
