@@ -264,6 +264,8 @@ def test_full_disk_quota_is_507_and_nothing_is_left_behind(api, make_sandbox):
     # A long command of a session is staged in a file: the same answer.
     r = api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "echo staged #" + "x" * 20000})
     assert_error(r, 507, "DISK_QUOTA_EXCEEDED")
+    # Sessionless commands stage long scripts in memory: they still run.
+    assert api.sh(sid, "echo in-memory #" + "x" * 200_000) == "in-memory\n"
     # With a little room the temporary file is made, and the write into it fails.
     api.sh(sid, "rm /workspace/pad; sync")
     r = api.post(f"/v1/sandboxes/{sid}/api/write", {"path": "/workspace/keep.txt", "content": "x" * (8 * MiB)})
