@@ -5,7 +5,9 @@
 // with its nested "limits", exec, file and session routes). Properties:
 // ParseJsonObject accepts exactly the JSON objects (and blank bodies); a
 // value returned by Int is within its bounds and a returned string is the
-// field's; the first problem is kept, and is never empty once reported.
+// field's; the first problem is kept, and is never empty once reported. The
+// raw input, as an id: IdProblem accepts only 1-256 bytes of valid UTF-8
+// (nlohmann agrees) without C0 controls or DEL.
 #include <string>
 
 #include "api/fields.h"
@@ -36,12 +38,29 @@ void CheckStr(Fields& f, const Json& o, const char* key, bool required) {
   if (was_ok) FUZZ_CHECK(f.ok() == (good || ((it == o.end() || it->is_null()) && !required)));
 }
 
+// An accepted id is bounded, valid UTF-8 and free of ASCII controls.
+void CheckId(std::string_view id) {
+  if (!cove::api::IdProblem("id", id).empty()) return;
+  FUZZ_CHECK(!id.empty() && id.size() <= cove::api::kMaxIdBytes);
+  for (char c : id) FUZZ_CHECK(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
+  bool valid = true;
+  try {
+    (void)Json(std::string(id)).dump();
+  } catch (const Json::type_error&) {
+    valid = false;
+  }
+  FUZZ_CHECK(valid);
+}
+
 void ReadLikeRoutes(const Json& body) {
   Fields f(body);
   CheckStr(f, body, "id", false);
   CheckStr(f, body, "command", true);
   CheckStr(f, body, "path", true);
-  (void)f.OptStr("sessionId");
+  if (auto id = f.Id("sessionId"); id && !id->empty()) {
+    FUZZ_CHECK(*id == body["sessionId"].get_ref<const std::string&>());
+    CheckId(*id);
+  }
   (void)f.OptStr("cwd");
   (void)f.OptStr("encoding");
   (void)f.Bool("background");
@@ -87,6 +106,7 @@ void ReadLikeRoutes(const Json& body) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string body(reinterpret_cast<const char*>(data), size);
+  CheckId(body);
   Json parsed;
   std::string problem = cove::api::ParseJsonObject(body, &parsed);
   if (!problem.empty()) {

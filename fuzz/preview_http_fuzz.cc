@@ -3,7 +3,8 @@
 // on the network or by servers inside sandboxes.
 //
 // Properties: FindHeadEnd never points past its input; a parsed head,
-// serialized, parses back to the same head; the chunked scanner consumes the
+// serialized, parses back to the same head; accepted request framing has one
+// delimiter at most, given once (no Transfer-Encoding in HTTP/1.0); the chunked scanner consumes the
 // same bytes whether fed at once or byte by byte, and never more than given;
 // a parsed preview host has a valid token and a port in 1-65535.
 #include <string>
@@ -33,7 +34,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto req = ParseRequestHead(head); req.ok()) {
     auto again = ParseRequestHead(req->SerializeRequest());
     FUZZ_CHECK(again.ok() && SameHead(*req, *again));
-    (void)RequestFraming(*req);
+    if (auto framing = RequestFraming(*req); framing.ok()) {
+      // Accepted framing is unambiguous: one delimiter at most, given once.
+      size_t te = req->Count("transfer-encoding"), cl = req->Count("content-length");
+      FUZZ_CHECK(te + cl <= 1);
+      FUZZ_CHECK((framing->kind == BodyKind::kChunked) == (te == 1));
+      FUZZ_CHECK(te == 0 || req->version_minor >= 1);
+    }
     (void)KeepAlive(*req);
     HttpHead stripped = *req;
     StripHopByHop(stripped, false);

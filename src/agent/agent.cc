@@ -16,7 +16,9 @@
 #include <cstring>
 
 #include "agent/json_parse.h"
+#include "agent/limits.h"
 #include "agent/proc.h"
+#include "agent/shell_command.h"
 #include "base/log.h"
 #include "base/time.h"
 #include "sys/io.h"
@@ -25,9 +27,8 @@ namespace cove::agent {
 namespace {
 
 constexpr int kMarkerFd = 9;
-// Commands longer than this go to the shell through a script file, because
-// bash reads a pipe one byte per read(2).
-constexpr size_t kInlineCommandMax = 8 << 10;
+// Session commands longer than kInlineCommandMax go to the shell through a
+// script file, because bash reads a pipe one byte per read(2).
 constexpr const char* kNoSession = "__DISABLE_SESSION__";
 
 const std::vector<std::pair<std::string, std::string>> kDefaultEnv = {
@@ -701,9 +702,16 @@ void Agent::StartNext(Session* s) {
       std::string path = dir + "/cmd-" + std::to_string(getpid()) + "-" + std::to_string(s->cur_seq) +
                          "-" + std::to_string(reinterpret_cast<uintptr_t>(s) & 0xffffff);
       UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400));
-      if (!fd || !sys::WriteAll(fd.get(), j.command).ok()) {
+      int err = fd ? 0 : errno;
+      if (fd) {
+        if (auto st = sys::WriteAll(fd.get(), j.command); !st.ok()) err = st.error().sys_errno;
+      }
+      if (err != 0) {
         unlink(path.c_str());
-        Reply(j.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "cannot stage command script"));
+        // A full disk is the caller's to fix, like a failed file write.
+        const char* code = err == EDQUOT || err == ENOSPC ? FileCodeForErrno(err) : "COMMAND_EXECUTION_ERROR";
+        Reply(j.chan, ErrorReply(code, std::string("cannot stage command script: ") + strerror(err),
+                                 json{{"sessionId", s->id}, {"errno", err}}));
         s->cur.reset();
         continue;
       }
@@ -937,6 +945,7 @@ void Agent::HandleExec(const Chan& c, const json& req) {
   }
   if (job.command.find('\0') != std::string::npos)
     return Reply(c, ValidationError("command contains a NUL byte", "command"));
+  if (auto why = CommandSizeProblem(job.command.size()); !why.empty()) return Reply(c, ValidationError(why, "command"));
   if (job.cwd.find('\0') != std::string::npos)
     return Reply(c, ValidationError("cwd contains a NUL byte", "cwd"));
   constexpr uint64_t kMaxTimeoutMs = 365ull * 24 * 3600 * 1000;  // no overflow below
@@ -955,13 +964,7 @@ void Agent::RunSessionless(ExecJob job) {
   if (!MakePipe(&out_r, &out_w, true) || !MakePipe(&err_r, &err_w, true))
     return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "pipe2 failed"));
   SpawnSpec sp;
-  if (!cfg_.bash.empty()) {
-    sp.path = cfg_.bash;
-    sp.argv = {"bash", "-c", job.command};
-  } else {
-    sp.path = cfg_.sh;
-    sp.argv = {"sh", "-c", job.command};
-  }
+  sp.path = cfg_.bash.empty() ? cfg_.sh : cfg_.bash;
   Identity ident;
   json ignored;
   if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
@@ -975,7 +978,11 @@ void Agent::RunSessionless(ExecJob job) {
   sp.cwd = job.has_cwd ? ResolvePath(cfg_.workspace, job.cwd)
                        : (IsDirectory(cfg_.workspace) ? cfg_.workspace : "/");
   sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}};
+  UniqueFd script;
+  if (auto st = PrepareShellCommand(job.command, !cfg_.bash.empty(), &sp, &script); !st.ok())
+    return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "cannot stage command: " + st.error().ToString()));
   auto pid = Spawn(sp);
+  script.Reset();
   if (!pid.ok()) {
     if (pid.error().sys_errno != 0 && pid.error().message.rfind("chdir", 0) == 0) {
       // Like the session path (`cd` in a subshell): exit 1 with a message.

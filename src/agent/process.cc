@@ -19,7 +19,9 @@
 #include <cstring>
 
 #include "agent/agent.h"
+#include "agent/limits.h"
 #include "agent/proc.h"
+#include "agent/shell_command.h"
 #include "base/log.h"
 #include "base/time.h"
 
@@ -172,6 +174,7 @@ json Agent::StartBgProcess(const json& req) {
   if (command.empty()) return ValidationError("command is empty", "command");
   if (command.find('\0') != std::string::npos)
     return ValidationError("command contains a NUL byte", "command");
+  if (auto why = CommandSizeProblem(command.size()); !why.empty()) return ValidationError(why, "command");
   if (cwd.find('\0') != std::string::npos) return ValidationError("cwd contains a NUL byte", "cwd");
   if (id.size() > 256 || id.find('\0') != std::string::npos)
     return ValidationError("invalid processId", "processId");
@@ -216,13 +219,7 @@ json Agent::StartBgProcess(const json& req) {
     fcntl(pr[i][0], F_SETFL, O_NONBLOCK);
   }
   SpawnSpec sp;
-  if (!cfg_.bash.empty()) {
-    sp.path = cfg_.bash;
-    sp.argv = {"bash", "-c", command};
-  } else {
-    sp.path = cfg_.sh;
-    sp.argv = {"sh", "-c", command};
-  }
+  sp.path = cfg_.bash.empty() ? cfg_.sh : cfg_.bash;
   sp.env = BuildEnv(full_env, &ident);
   sp.env.push_back(p->tag);
   if (ident.set) {
@@ -234,7 +231,10 @@ json Agent::StartBgProcess(const json& req) {
   sp.cwd = dir;
   sp.fds = {{devnull_.get(), 0}, {w[0].get(), 1}, {w[1].get(), 2}};
   sp.setsid = true;
-  auto pid = Spawn(sp);
+  UniqueFd script;
+  Status staged = PrepareShellCommand(command, !cfg_.bash.empty(), &sp, &script);
+  Result<pid_t> pid = staged.ok() ? Spawn(sp) : Result<pid_t>(staged.error());
+  script.Reset();
   if (!pid.ok()) {
     // Kept (status "error") so that get/list show what happened.
     p->status = "error";

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,6 +37,8 @@ inline const char* FileCodeForErrno(int err) {
     case EFBIG: return "FILE_TOO_LARGE";
     case ENAMETOOLONG: return "NAME_TOO_LONG";
     case EBUSY: return "RESOURCE_BUSY";
+    case EDQUOT:
+    case ENOSPC: return "DISK_QUOTA_EXCEEDED";  // the sandbox's disk limit (or the host's disk) is full
     default: return "FILESYSTEM_ERROR";
   }
 }

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "api/errors.h"
 #include "api/fields.h"
 
@@ -30,6 +34,53 @@ TEST(ErrorsTest, InternalErrorsMapToApiCodes) {
   EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kNotFound, "x")).status, 404);
   EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kAlreadyExists, "x")).status, 409);
   EXPECT_EQ(ErrorResponse(MakeError(ErrorCode::kInvalidArgument, "x")).status, 400);
+}
+
+TEST(ErrorsTest, AFailedSandboxIs502SandboxFailed) {
+  // What a call in flight gets when the sandbox's agent dies (AgentConnection).
+  HttpResponse r = ErrorResponse(MakeError(ErrorCode::kFailedPrecondition, "sandbox s failed: its agent died"));
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["code"], "SANDBOX_FAILED");
+  EXPECT_EQ(StatusForCode("DISK_QUOTA_EXCEEDED"), 507);
+}
+
+TEST(FieldsTest, IdsAreBoundedPrintableUtf8) {
+  for (const std::string& ok : std::vector<std::string>{"default", "a", std::string(256, 's'), "sessão 1", "日本語", "emoji-\xf0\x9f\x98\x80",
+                         "__DISABLE_SESSION__"})
+    EXPECT_EQ(IdProblem("sessionId", ok), "") << ok;
+  for (const std::string& bad : std::vector<std::string>{std::string(), std::string(257, 's'), std::string("a\0b", 3), "a\nb", "a\tb", "a\x7f",
+                          "a\xc2\x85", "a\xe2\x80\xae", "a\xe2\x81\xa6", "a\xe2\x80\x8b", "a\xe2\x80\xa8",
+                          "\xef\xbb\xbf", "a\xf3\xa0\x81\x81", "a\xff", "a\xc0\xaf", "a\xed\xa0\x80", "a\xe2\x80",
+                          "a\xf4\x90\x80\x80"}) {
+    std::string why = IdProblem("sessionId", bad);
+    EXPECT_NE(why, "") << bad;
+    EXPECT_NE(why.find("'sessionId'"), std::string::npos) << why;
+  }
+  EXPECT_EQ(ProcessIdProblem("processId", "p-1"), "");
+  EXPECT_NE(ProcessIdProblem("processId", "a/b"), "");
+  EXPECT_NE(ProcessIdProblem("processId", "a b"), "");
+  EXPECT_NE(ProcessIdProblem("processId", std::string(129, 'p')), "");
+}
+
+TEST(FieldsTest, IdFieldsAndCommands) {
+  Json body = {{"sessionId", "a\u202eb"}, {"empty", ""}, {"ok", "s1"}, {"n", 5}};
+  Fields f(body);
+  EXPECT_EQ(f.Id("ok"), std::optional<std::string>("s1"));
+  EXPECT_EQ(f.Id("empty"), std::optional<std::string>(""));
+  EXPECT_EQ(f.Id("absent"), std::nullopt);
+  EXPECT_TRUE(f.ok());
+  EXPECT_EQ(f.Id("sessionId"), std::nullopt);
+  EXPECT_NE(f.problem().find("'sessionId'"), std::string::npos) << f.problem();
+
+  Json cmd = {{"at", std::string(1 << 20, 'x')}, {"over", std::string((1 << 20) + 1, 'x')}, {"nul", std::string("a\0b", 3)}};
+  Fields c(cmd);
+  EXPECT_EQ(c.Command("at").size(), size_t{1} << 20);
+  EXPECT_TRUE(c.ok());
+  c.Command("over");
+  EXPECT_EQ(c.problem(), "command is 1048577 bytes; the limit is 1048576 bytes");
+  Fields n(cmd);
+  n.Command("nul");
+  EXPECT_NE(n.problem().find("NUL"), std::string::npos);
 }
 
 TEST(FieldsTest, ParsesOnlyObjects) {

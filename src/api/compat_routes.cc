@@ -62,7 +62,7 @@ std::string SseReadFinal(const Json& reply) {
 // Copies the request's sessionId into an agent op. Without one, requests use
 // the sandbox's "default" session, as in Cloudflare's server.
 void CopySession(Fields& f, Json* op) {
-  auto s = f.OptStr("sessionId");
+  auto s = f.Id("sessionId");
   (*op)["sessionId"] = s && !s->empty() ? *s : "default";
 }
 
@@ -115,7 +115,9 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   // Build the agent op for the route; validation first, so bad input changes nothing.
   enum class Kind { kSimple, kExec, kExecStream, kRead, kReadStream } kind = Kind::kSimple;
   if (route == "/session/create") {
-    op = {{"op", "session.create"}, {"id", f.Str("id", false, fmt::format("session_{}", NowUnixMs()))}};
+    auto sid = f.Id("id");
+    if (sid && sid->empty()) f.Fail(IdProblem("id", *sid));
+    op = {{"op", "session.create"}, {"id", sid.value_or(fmt::format("session_{}", NowUnixMs()))}};
     if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
     if (auto t = f.Int("commandTimeoutMs", 1, int64_t{1} << 40)) op["commandTimeoutMs"] = *t;
@@ -124,11 +126,11 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
       op["user"] = *user;
     }
   } else if (route == "/session/delete") {
-    op = {{"op", "session.delete"}, {"id", f.Str("sessionId", true)}};
+    op = {{"op", "session.delete"}, {"id", f.Id("sessionId", true).value_or("")}};
   } else if (route == "/session/list") {
     op = {{"op", "session.list"}};
   } else if (route == "/execute" || route == "/execute/stream") {
-    op = {{"op", "exec"}, {"command", f.Str("command", true)}};
+    op = {{"op", "exec"}, {"command", f.Command("command")}};
     CopySession(f, &op);
     if (body.contains("env")) op["env"] = f.EnvMap("env");
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;

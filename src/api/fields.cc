@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/limits.h"
 #include "base/json_limits.h"
 
 namespace cove::api {
@@ -128,6 +129,93 @@ std::map<std::string, std::string> Fields::EnvMap(const char* key) {
     }
   }
   return env;
+}
+
+}  // namespace cove::api
+
+namespace cove::api {
+namespace {
+
+// The code point at s[*i] (advancing *i), or -1 for invalid UTF-8 (overlong
+// forms, surrogates, beyond U+10FFFF, truncated sequences).
+int32_t NextCodePoint(std::string_view s, size_t* i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(*i);
+  if (c < 0x80) return s[(*i)++];
+  int len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+  if (len == 0 || c > 0xf4 || *i + len > s.size()) return -1;
+  int32_t cp = c & (0x7f >> len);
+  for (int k = 1; k < len; ++k) {
+    if ((b(*i + k) & 0xc0) != 0x80) return -1;
+    cp = (cp << 6) | (b(*i + k) & 0x3f);
+  }
+  static constexpr int32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return -1;
+  *i += len;
+  return cp;
+}
+
+bool IsControl(int32_t cp) { return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f); }
+
+// Format characters that hide or reorder text.
+bool IsHiddenFormat(int32_t cp) {
+  return cp == 0xad || cp == 0x61c || cp == 0x180e || (cp >= 0x200b && cp <= 0x200f) ||
+         (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff ||
+         (cp >= 0xfff9 && cp <= 0xfffb) || (cp >= 0xe0000 && cp <= 0xe007f);
+}
+
+}  // namespace
+
+std::string IdProblem(std::string_view field, std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdBytes)
+    return fmt::format("field '{}' must be 1-{} bytes (it is {})", field, kMaxIdBytes, id.size());
+  for (size_t i = 0; i < id.size();) {
+    size_t at = i;
+    int32_t cp = NextCodePoint(id, &i);
+    if (cp < 0) return fmt::format("field '{}' is not valid UTF-8 (byte {})", field, at);
+    if (IsControl(cp))
+      return fmt::format("field '{}' must not contain control characters (U+{:04X} at byte {})", field, cp, at);
+    if (IsHiddenFormat(cp))
+      return fmt::format("field '{}' must not contain invisible or bidirectional format characters (U+{:04X} at byte {})",
+                         field, cp, at);
+  }
+  return {};
+}
+
+std::string ProcessIdProblem(std::string_view field, std::string_view id) {
+  if (auto why = IdProblem(field, id); !why.empty()) return why;
+  if (id.size() > 128 || id.find_first_of("/ ") != std::string_view::npos)
+    return fmt::format("field '{}' must be at most 128 bytes without '/' or spaces", field);
+  return {};
+}
+
+std::optional<std::string> Fields::Id(const char* key, bool required) {
+  const Json* v = Find(key, required);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) {
+    Fail(fmt::format("field '{}' must be a string", key));
+    return std::nullopt;
+  }
+  const std::string& id = v->get_ref<const std::string&>();
+  if (id.empty() && !required) return id;
+  if (auto why = IdProblem(key, id); !why.empty()) {
+    Fail(std::move(why));
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::string Fields::Command(const char* key) {
+  std::string command = Str(key, true);
+  if (command.find('\0') != std::string::npos) {
+    Fail(fmt::format("field '{}' contains a NUL byte", key));
+    return {};
+  }
+  if (auto why = agent::CommandSizeProblem(command.size()); !why.empty()) {
+    Fail(std::move(why));
+    return {};
+  }
+  return command;
 }
 
 }  // namespace cove::api

@@ -9,10 +9,26 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace cove::api {
 
 using Json = nlohmann::json;
+
+// Ids a client names (sessionId, a new session's id, processId, contextId, a
+// terminal's sessionId): at most this many bytes.
+inline constexpr size_t kMaxIdBytes = 256;
+
+// "" when `id` is an acceptable id, else a message naming `field` and the
+// rule: 1-kMaxIdBytes bytes of valid UTF-8 without control characters (C0,
+// DEL, C1) and without invisible or reordering format characters (bidi
+// embeddings, overrides, isolates and marks, zero-width characters, line and
+// paragraph separators, BOM, tags): an id ends up in logs, JSON, shells and
+// terminals, and must read the same everywhere.
+std::string IdProblem(std::string_view field, std::string_view id);
+// A process id is also a URL path segment: an id of at most 128 bytes without
+// '/' or spaces.
+std::string ProcessIdProblem(std::string_view field, std::string_view id);
 
 // Parses a request body that must be a JSON object (an empty body is {}).
 // Returns an empty string on success, else what is wrong.
@@ -27,6 +43,12 @@ class Fields {
   bool Bool(const char* key, bool fallback = false);
   std::optional<int64_t> Int(const char* key, int64_t min, int64_t max);
   std::map<std::string, std::string> StrMap(const char* key);
+  // An id (IdProblem). Absent or null: nullopt. An empty string is returned
+  // as is unless required (callers treat it as absent, as Cloudflare does).
+  std::optional<std::string> Id(const char* key, bool required = false);
+  // A command to run: required, non-empty, without NUL, at most
+  // agent::kMaxCommandBytes.
+  std::string Command(const char* key);
   // Environment variables: names [A-Za-z_][A-Za-z0-9_]* of at most 255
   // characters, values without NUL.
   std::map<std::string, std::string> EnvMap(const char* key);

@@ -72,7 +72,7 @@ Task<HttpResponse> CompatRoutes::GitCheckout(HttpRequest& req, const std::string
   std::string target = f.Str("targetDir");
   auto depth = f.Int("depth", 1, 1 << 30);
   int64_t timeout = f.Int("timeoutMs", 1, int64_t{1} << 40).value_or(kDefaultCloneTimeoutMs);
-  auto session = f.OptStr("sessionId");
+  auto session = f.Id("sessionId");
   if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
   if (auto why = CheckRepoUrl(url); !why.empty()) co_return ErrorResponse("INVALID_GIT_URL", why, {{"repoUrl", url}});
   if (!branch.empty() && (branch[0] == '-' || branch.find_first_of(" \t\n~^:?*[\\") != std::string::npos))

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "manager/async_signal.h"
+#include "preview/http_head.h"
 
 namespace cove::api {
 namespace beast = boost::beast;
@@ -20,6 +21,11 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(120);
+// After an error answer that closes the connection, unread input is drained
+// for this long (at most kLingerBytes) so that closing does not reset the
+// connection before the client has read the answer (RFC 9112 §9.6).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 1 << 20;
 
 std::string ErrorJson(int status, std::string_view code, std::string_view message) {
   return fmt::format(R"({{"code":"{}","message":"{}","httpStatus":{}}})", code, message, status);
@@ -169,9 +175,27 @@ struct HttpServer::Impl {
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
   }
 
+  // The framing of a request head, by the preview listener's strict rules
+  // (one Content-Length or one Transfer-Encoding: chunked, not both, none in
+  // HTTP/1.0). Beast 1.74 alone reads a Transfer-Encoding whose last coding is
+  // not "chunked" as "no body", and that body would then be served as the
+  // next request on the connection (request smuggling).
+  static Status CheckFraming(const http::request_parser<http::empty_body>& parser) {
+    const auto& h = parser.get();
+    preview::HttpHead head;
+    head.version_minor = h.version() % 10;
+    for (const auto& f : h)
+      if (f.name() == http::field::transfer_encoding || f.name() == http::field::content_length)
+        head.Add(std::string(f.name_string()), std::string(f.value()));
+    auto framing = preview::RequestFraming(head);
+    if (!framing.ok()) return std::move(framing).error();
+    return OkStatus();
+  }
+
   Task<void> Serve(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
+    bool linger = false;  // an error answer ends the connection; input may be unread
     for (;;) {
       stream.expires_after(kIdleTimeout);
       http::request_parser<http::empty_body> head;
@@ -184,7 +208,16 @@ struct HttpServer::Impl {
             ec != asio::error::connection_reset) {
           log::Debug("bad request header: {}", ec.message());
           co_await SendSimple(stream, 400, ErrorJson(400, "BAD_REQUEST", "malformed HTTP request"), false);
+          linger = true;
         }
+        break;
+      }
+      if (auto framing = CheckFraming(head); !framing.ok()) {
+        log::Debug("ambiguous request framing: {}", framing.error().message);
+        co_await SendSimple(stream, 400,
+                            ErrorJson(400, "BAD_REQUEST", "ambiguous request framing: " + framing.error().message),
+                            false);
+        linger = true;
         break;
       }
       HttpRequest req;
@@ -202,6 +235,7 @@ struct HttpServer::Impl {
       if (auto length = head.content_length();
           length && *length > (spool ? options.max_spooled_bytes : options.max_body_bytes)) {
         co_await SendSimple(stream, 413, ErrorJson(413, "PAYLOAD_TOO_LARGE", "request body too large"), false);
+        linger = true;
         break;
       }
       std::string spooled;
@@ -237,6 +271,7 @@ struct HttpServer::Impl {
           co_await SendSimple(stream, 413, ErrorJson(413, "PAYLOAD_TOO_LARGE", "request body too large"), false);
         else if (ec != asio::error::eof && ec != http::error::end_of_stream)
           co_await SendSimple(stream, 400, ErrorJson(400, "BAD_REQUEST", "malformed HTTP request body"), false);
+        linger = true;
         break;
       }
       stream.expires_never();
@@ -261,6 +296,20 @@ struct HttpServer::Impl {
     }
     boost::system::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (linger) co_await Drain(stream);
+  }
+
+  // Reads and discards what the client still sends, until it closes, for at
+  // most kLingerTime and kLingerBytes.
+  static Task<void> Drain(beast::tcp_stream& stream) {
+    stream.expires_after(kLingerTime);
+    std::vector<char> scratch(16 * 1024);
+    size_t drained = 0;
+    while (drained < kLingerBytes) {
+      boost::system::error_code ec;
+      drained += co_await stream.async_read_some(asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
   }
 
   Task<bool> Respond(beast::tcp_stream& stream, HttpResponse& res, bool keep_alive) {

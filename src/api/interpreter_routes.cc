@@ -79,6 +79,7 @@ Task<HttpResponse> CompatRoutes::Interpreter(HttpRequest& req, const std::string
     }
     if (ctx.empty() || (!action.empty() && action != "restart" && action != "interrupt"))
       co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
+    if (auto why = IdProblem("contextId", ctx); !why.empty()) co_return ErrorResponse("VALIDATION_FAILED", why);
   }
   auto allow = [&](const char* method) { return req.method == method; };
   bool ok = route == "/interpreter/health" ? allow("GET")
@@ -103,8 +104,8 @@ Task<HttpResponse> CompatRoutes::Interpreter(HttpRequest& req, const std::string
     if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
     if (body.contains("env_vars")) op["env"] = f.EnvMap("env_vars");
   } else if (route == "/execute/code") {
-    auto context = f.OptStr("context_id");
-    if (!context) context = f.OptStr("contextId");
+    auto context = f.Id("context_id");
+    if (!context) context = f.Id("contextId");
     if (!context || context->empty()) f.Fail("missing required field 'context_id'");
     std::string code = f.Str("code", true);
     if (code.size() > kMaxCodeBytes) f.Fail("field 'code' is larger than 8 MiB");

@@ -44,7 +44,10 @@ Task<HttpResponse> CompatRoutes::PortWatch(HttpRequest& req, const std::string& 
   if (auto v = f.Int("statusMin", 100, 599)) op["statusMin"] = *v;
   if (auto v = f.Int("statusMax", 100, 599)) op["statusMax"] = *v;
   if (auto v = f.Int("interval", 0, int64_t{1} << 40)) op["interval"] = std::clamp<int64_t>(*v, 100, 10000);
-  if (auto pid = f.OptStr("processId")) op["processId"] = *pid;
+  if (auto pid = f.OptStr("processId")) {
+    if (auto why = ProcessIdProblem("processId", *pid); !why.empty()) f.Fail(why);
+    op["processId"] = *pid;
+  }
   if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
 
   auto agent_r = co_await manager_->Agent(id, true);

@@ -50,21 +50,16 @@ std::string SseProcessError(const std::string& message, const std::string& proce
   return Sse({{"type", "error"}, {"processId", process_id}, {"error", message}, {"timestamp", IsoNow()}});
 }
 
-bool ValidProcessId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id)
-    if (static_cast<unsigned char>(c) < 0x21 || c == '/' || c == 0x7f) return false;
-  return true;
-}
+bool ValidProcessId(const std::string& id) { return ProcessIdProblem("processId", id).empty(); }
 
 }  // namespace
 
 Json CompatRoutes::ProcessStartOp(Fields& f, const Json& body) {
-  Json op = {{"op", "process.start"}, {"command", f.Str("command", true)}};
-  auto s = f.OptStr("sessionId");
+  Json op = {{"op", "process.start"}, {"command", f.Command("command")}};
+  auto s = f.Id("sessionId");
   op["sessionId"] = s && !s->empty() ? *s : "default";
   if (auto pid = f.OptStr("processId")) {
-    if (!ValidProcessId(*pid)) f.Fail("field 'processId' must be 1-128 printable characters without '/' or spaces");
+    if (auto why = ProcessIdProblem("processId", *pid); !why.empty()) f.Fail(why);
     op["processId"] = *pid;
   }
   if (body.contains("env")) op["env"] = f.EnvMap("env");

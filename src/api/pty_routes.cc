@@ -72,6 +72,7 @@ Task<HttpResponse> CompatRoutes::Terminal(HttpRequest& req, const std::string& i
     co_return ErrorResponse("VALIDATION_FAILED", "/ws/pty needs a WebSocket upgrade");
   std::string session = req.query.count("sessionId") ? req.query["sessionId"] : "";
   if (session.empty()) co_return ErrorResponse("VALIDATION_FAILED", "query parameter 'sessionId' is required");
+  if (auto why = IdProblem("sessionId", session); !why.empty()) co_return ErrorResponse("VALIDATION_FAILED", why);
   bool bad = false;
   int cols = QueryInt(req, "cols", 80, 1, 1000, &bad);
   int rows = QueryInt(req, "rows", 24, 1, 1000, &bad);

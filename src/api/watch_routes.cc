@@ -49,7 +49,7 @@ Task<HttpResponse> CompatRoutes::Watch(HttpRequest& req, const std::string& id, 
   Fields f(body);
   Json op = {{"op", check ? "fs.check" : "fs.watch"}, {"path", f.Str("path", true)},
              {"recursive", f.Bool("recursive", true)}};
-  auto s = f.OptStr("sessionId");
+  auto s = f.Id("sessionId");
   op["sessionId"] = s && !s->empty() ? *s : "default";
   StrList(f, body, "include", &op);
   StrList(f, body, "exclude", &op);

@@ -167,7 +167,7 @@ Task<void> AgentConnection::PingLoop() {
     if (!alive_) break;
     auto pong = co_await Request(HelloRequest(), ping_interval_);
     if (!pong.ok() && pong.error().code == ErrorCode::kTimeout)
-      Fail(MakeError(ErrorCode::kTimeout, "agent stopped answering pings"));
+      Fail(MakeError(ErrorCode::kTimeout, "its agent stopped answering pings"));
   }
 }
 
@@ -189,7 +189,7 @@ Task<void> AgentConnection::WriteLoop() {
     co_await asio::async_write(socket_, asio::buffer(bytes),
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      Fail(SysError("write to agent", ec.value()));
+      Fail(MakeError(ErrorCode::kUnavailable, "its agent died (writing to it: " + ec.message() + ")"));
       co_return;
     }
   }
@@ -203,22 +203,23 @@ Task<void> AgentConnection::ReadLoop() {
     size_t n = co_await socket_.async_read_some(asio::buffer(buf),
                                                 asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      Fail(ec == asio::error::eof ? MakeError(ErrorCode::kUnavailable, "agent closed the connection")
-                                  : SysError("read from agent", ec.value()));
+      Fail(MakeError(ErrorCode::kUnavailable, ec == asio::error::eof
+                                                  ? std::string("its agent died (it closed the connection)")
+                                                  : "its agent died (reading from it: " + ec.message() + ")"));
       co_return;
     }
     if (auto s = decoder_.Feed(std::string_view(buf.data(), n)); !s.ok()) {
-      Fail(Error{ErrorCode::kInternal, 0, "agent protocol violation: " + s.error().message, {}});
+      Fail(Error{ErrorCode::kInternal, 0, "its agent broke the protocol: " + s.error().message, {}});
       co_return;
     }
     while (auto frame = decoder_.Next()) {
       if (frame->type != FrameType::kEvent && frame->type != FrameType::kReply) {
-        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: unexpected frame type"));
+        Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: unexpected frame type"));
         co_return;
       }
       Json body = JsonWithinLimits(frame->payload) ? Json::parse(frame->payload, nullptr, false) : Json();
       if (!body.is_object()) {
-        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: payload is not a JSON object within limits"));
+        Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: payload is not a JSON object within limits"));
         co_return;
       }
       auto it = calls_.find(frame->channel);
@@ -228,7 +229,7 @@ Task<void> AgentConnection::ReadLoop() {
       call->Push(Message{final, std::move(body), frame->payload.size()});
       if (final) calls_.erase(it);
       if (flow_control_ && call->received_ > call->granted_ + agent::kChannelWindow + agent::kMaxAgentFrame) {
-        Fail(MakeError(ErrorCode::kInternal, "agent protocol violation: events beyond the channel's window"));
+        Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: events beyond the channel's window"));
         co_return;
       }
       // An agent without flow control: stop reading while this call holds too much unread output.
@@ -242,13 +243,13 @@ Task<void> AgentConnection::ReadLoop() {
 void AgentConnection::Fail(Error e) {
   if (!alive_) return;
   log::Warn("sandbox {}: agent connection failed: {}", sandbox_id_, e.ToString());
-  for (auto& [_, call] : calls_) call->Fail(e);
-  calls_.clear();
-  Close();
+  // The failure handler marks the sandbox failed: calls in flight get the
+  // answer every later request gets, whatever the cause.
+  Close("sandbox " + sandbox_id_ + " failed: " + e.message, ErrorCode::kFailedPrecondition);
   if (on_failure_) on_failure_(e);
 }
 
-void AgentConnection::Close(const std::string& reason) {
+void AgentConnection::Close(const std::string& reason, ErrorCode code) {
   if (!alive_) return;
   alive_ = false;
   boost::system::error_code ec;
@@ -256,8 +257,7 @@ void AgentConnection::Close(const std::string& reason) {
   outbox_signal_.Notify();
   drained_signal_.Notify();
   ping_timer_.cancel();
-  for (auto& [_, call] : calls_)
-    call->Fail(MakeError(ErrorCode::kUnavailable, reason));
+  for (auto& [_, call] : calls_) call->Fail(MakeError(code, reason));
   calls_.clear();
 }
 

@@ -96,7 +96,10 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
                                                                  std::shared_ptr<FlowBudget> budget = nullptr);
   ~AgentConnection();
 
-  // Called once when the connection fails (protocol violation or EOF).
+  // Called once when the connection fails (EOF or a read or write error: the
+  // agent died; a protocol violation; unanswered pings), with what happened
+  // ("its agent died (...)"). Calls in flight then fail with
+  // kFailedPrecondition, "sandbox ID failed: " + that.
   void SetFailureHandler(std::function<void(const Error&)> fn) { on_failure_ = std::move(fn); }
 
   // Opens a channel with `request` (a JSON object with "op"), followed by one
@@ -107,8 +110,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
   bool alive() const { return alive_; }
   const Json& hello() const { return hello_; }
-  // Closes the connection; pending calls fail with kUnavailable and `reason`.
-  void Close(const std::string& reason = "agent connection is closed");
+  // Closes the connection; pending calls fail with `code` and `reason`.
+  void Close(const std::string& reason = "agent connection is closed", ErrorCode code = ErrorCode::kUnavailable);
 
   // An agent without flow control (older than this coved, adopted across an
   // upgrade): reading from it pauses while a call holds this much unread.

@@ -176,7 +176,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared
   if (!conn.ok()) co_return std::move(conn).error();
   std::weak_ptr<Entry> weak = entry;
   (*conn)->SetFailureHandler([this, weak](const Error& e) {
-    if (auto en = weak.lock(); en && !en->destroying) MarkFailed(en, "agent connection failed: " + e.message, true);
+    if (auto en = weak.lock(); en && !en->destroying) MarkFailed(en, e.message, true);
   });
   entry->agent = *conn;
   WatchPid(entry);
@@ -224,7 +224,7 @@ void Manager::AwaitPidExit(const std::shared_ptr<Entry>& entry) {
                                  // process still runs (seen under bursts of creates):
                                  // believe only the kernel's wait state.
                                  if (StillRunning(fd)) return AwaitPidExit(en);
-                                 MarkFailed(en, "its pid 1 (cove-agent) exited" + ExitDescription(fd), true);
+                                 MarkFailed(en, "its agent (pid 1) died" + ExitDescription(fd), true);
                                });
 }
 
@@ -233,7 +233,10 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
   log::Warn("sandbox {}: failed: {}", entry->record.id, why);
   entry->record.state = SandboxState::kFailed;
   entry->record.failure = std::move(why);
-  if (entry->agent) entry->agent->Close("sandbox " + entry->record.id + " failed: " + entry->record.failure);
+  // Calls in flight get what later requests get (Agent: kFailedPrecondition).
+  if (entry->agent)
+    entry->agent->Close("sandbox " + entry->record.id + " failed: " + entry->record.failure,
+                        ErrorCode::kFailedPrecondition);
   if (entry->pid_watch) entry->pid_watch->close();
   Persist(entry->record);
   entry->ready.Notify();

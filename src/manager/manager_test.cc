@@ -76,9 +76,10 @@ TEST(StoreTest, RecordsSurviveReopen) {
 // connection and fails pending calls, without hanging or crashing coved.
 class HostileAgentTest : public ::testing::Test {
  protected:
-  // Runs one Request against a peer that answers with `reply_bytes`.
+  // Runs one Request against a peer that answers with `reply_bytes` (and then
+  // closes the connection with hang_up).
   Result<Json> RequestAgainst(const std::string& reply_bytes, bool* failure_reported,
-                              std::chrono::milliseconds ping = std::chrono::seconds(15)) {
+                              std::chrono::milliseconds ping = std::chrono::seconds(15), bool hang_up = false) {
     auto dir = std::filesystem::temp_directory_path() / ("cove-agent-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     std::string sock = (dir / "a.sock").string();
@@ -94,6 +95,7 @@ class HostileAgentTest : public ::testing::Test {
       co_await asio::async_write(peer, asio::buffer(hello), asio::use_awaitable);
       co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
       co_await asio::async_write(peer, asio::buffer(reply_bytes), asio::use_awaitable);
+      if (hang_up) co_return;
       asio::steady_timer t(io, std::chrono::seconds(3));
       boost::system::error_code ec;
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -132,8 +134,21 @@ TEST_F(HostileAgentTest, OversizedFrameFailsTheConnection) {
 TEST_F(HostileAgentTest, NonJsonPayloadFailsTheConnection) {
   bool failed = false;
   auto r = RequestAgainst(agent::EncodeFrame(2, agent::FrameType::kReply, "not json"), &failed);
-  EXPECT_FALSE(r.ok());
+  ASSERT_FALSE(r.ok());
   EXPECT_TRUE(failed);
+  // The same answer as for an agent that died (the sandbox is failed), with its own reason.
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(r.error().message.find("sandbox t failed: its agent broke the protocol"), std::string::npos)
+      << r.error().message;
+}
+
+TEST_F(HostileAgentTest, AgentThatHangsUpFailsCallsAsDied) {
+  bool failed = false;
+  auto r = RequestAgainst("", &failed, std::chrono::seconds(15), /*hang_up=*/true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(failed);
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(r.error().message.find("sandbox t failed: its agent died"), std::string::npos) << r.error().message;
 }
 
 TEST_F(HostileAgentTest, DeeplyNestedPayloadFailsTheConnection) {

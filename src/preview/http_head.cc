@@ -179,12 +179,16 @@ Result<Framing> RequestFraming(const HttpHead& head) {
   Framing f;
   if (head.Has("transfer-encoding")) {
     if (head.Has("content-length")) return Bad("both Transfer-Encoding and Content-Length");
+    // RFC 9112 §6.1: an HTTP/1.0 request's framing is then faulty.
+    if (head.version_minor == 0) return Bad("Transfer-Encoding in an HTTP/1.0 request");
     if (head.Count("transfer-encoding") != 1 || !IEquals(Trim(head.Get("transfer-encoding")), "chunked"))
       return Bad("unsupported Transfer-Encoding");
     f.kind = BodyKind::kChunked;
     return f;
   }
   if (head.Has("content-length")) {
+    // Even equal ones: a server behind may take a list for an error, or the last.
+    if (head.Count("content-length") != 1) return Bad("more than one Content-Length");
     COVE_ASSIGN_OR_RETURN(f.length, ContentLength(head));
     f.kind = f.length ? BodyKind::kLength : BodyKind::kNone;
   }

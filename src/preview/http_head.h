@@ -51,9 +51,11 @@ struct Framing {
   BodyKind kind = BodyKind::kNone;
   uint64_t length = 0;  // kLength
 };
-// How a request's body is delimited. kInvalidArgument: conflicting or bad
-// Content-Length, or a Transfer-Encoding other than "chunked" (which a proxy
-// could not delimit the way the server would).
+// How a request's body is delimited. kInvalidArgument: Content-Length and
+// Transfer-Encoding together, more than one or a bad Content-Length, a
+// Transfer-Encoding other than one "chunked", or one in an HTTP/1.0 request
+// (anything a server behind could delimit another way: request smuggling).
+// coved's API listener applies the same rules.
 Result<Framing> RequestFraming(const HttpHead& head);
 // How a response's body is delimited (RFC 9112 §6.3), given the request method.
 Result<Framing> ResponseFraming(const HttpHead& head, std::string_view request_method);

@@ -62,10 +62,28 @@ TEST(HttpHead, RejectsSmuggling) {
   for (const char* t : {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
                         "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
                         "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"}) {
+                        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+                        // The variants of issue #10 (a body read as the next request):
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+                        "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"}) {
     auto head = ParseRequestHead(t);
     ASSERT_TRUE(head.ok()) << t;
     EXPECT_FALSE(RequestFraming(*head).ok()) << t;
+  }
+  for (const char* t : {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n",
+                        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"}) {
+    auto head = ParseRequestHead(t);
+    ASSERT_TRUE(head.ok()) << t;
+    EXPECT_TRUE(RequestFraming(*head).ok()) << t;
   }
   for (const char* t : {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
                         "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "GET  HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nA\rB: c\r\n\r\n"})

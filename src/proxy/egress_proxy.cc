@@ -155,6 +155,26 @@ std::string HeaderSafe(std::string_view s) {
   return out;
 }
 
+// "" when the request's body is delimited one way only, the same here and
+// upstream; else why not. Beast 1.74 accepts more: a Transfer-Encoding whose
+// last coding is not "chunked" (read as no body), equal Content-Lengths (one
+// field or several), and a second Transfer-Encoding field after one ending in
+// "chunked" (its serializer then frames the body by the first field only).
+std::string FramingProblem(const http::request_parser<http::buffer_body>& parser) {
+  const auto& req = parser.get();
+  size_t te = req.count(http::field::transfer_encoding), cl = req.count(http::field::content_length);
+  if (te > 0 && !parser.chunked()) return "Transfer-Encoding without chunked last";
+  if (te > 1) return "more than one Transfer-Encoding field";
+  if (te > 0 && req.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
+  if (cl > 1) return "more than one Content-Length field";
+  if (cl == 1) {
+    auto v = req[http::field::content_length];
+    if (v.empty() || v.find_first_not_of("0123456789") != boost::beast::string_view::npos)
+      return "Content-Length is not one number";
+  }
+  return "";
+}
+
 // Drops hop-by-hop fields (RFC 9110 §7.6.1) and the proxy's own, and adds Via.
 // Transfer-Encoding and Content-Length stay: the serializer frames the body
 // the way the parser read it.
@@ -861,9 +881,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_return;
       }
       bool has_body = !request_parser.is_done();
-      if (req.count(http::field::transfer_encoding) > 0 && !request_parser.chunked()) {
+      if (auto problem = FramingProblem(request_parser); !problem.empty()) {
         // Its body would be framed one way here and maybe another upstream.
-        co_await SendError(400, "Transfer-Encoding without chunked last", "cove egress proxy: bad request\n", false);
+        co_await SendError(400, problem, "cove egress proxy: bad request\n", false);
         co_return;
       }
       std::string problem;

@@ -351,7 +351,13 @@ TEST_F(EgressProxyTest, AmbiguousRequestFramingIsRejected) {
   for (const char* framing : {"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
                               "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
                               "Transfer-Encoding: gzip\r\n",
-                              "Content-Length: 4\r\nContent-Length: 5\r\n"}) {
+                              "Content-Length: 4\r\nContent-Length: 5\r\n",
+                              // Beast alone accepts these:
+                              "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                              "Transfer-Encoding: chunked, chunked\r\n",
+                              "Transfer-Encoding: chunked, identity\r\n",
+                              "Content-Length: 5\r\nContent-Length: 5\r\n",
+                              "Content-Length: 5, 5\r\n"}) {
     int fd = Client();
     ASSERT_TRUE(SendAll(fd, "POST http://" + authority + "/ HTTP/1.1\r\nHost: " + authority + "\r\n" + framing +
                                 "\r\n0\r\n\r\n"));
@@ -360,6 +366,14 @@ TEST_F(EgressProxyTest, AmbiguousRequestFramingIsRejected) {
     ASSERT_TRUE(response) << framing;
     EXPECT_EQ(response->status(), 400) << framing;
   }
+  // HTTP/1.0 knows no Transfer-Encoding (RFC 9112 §6.1).
+  int fd = Client();
+  ASSERT_TRUE(SendAll(fd, "POST http://" + authority + "/ HTTP/1.0\r\nHost: " + authority +
+                              "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
+  HttpReader reader(fd);
+  auto response = reader.Read(true);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status(), 400);
   EXPECT_EQ(up.requests().size(), 0u);
 }
 

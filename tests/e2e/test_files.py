@@ -6,9 +6,11 @@ import secrets
 
 import pytest
 
-from helpers import assert_error, unique_id
+from helpers import MiB, assert_error, unique_id, wait_until
 
 pytestmark = pytest.mark.files
+
+NOSESSION = "__DISABLE_SESSION__"
 
 
 def b64(data):
@@ -244,3 +246,38 @@ def test_file_routes_on_unknown_session_create_it(api, sb):
     s = unique_id("fs")
     r = api.call(sb, "write", {"path": "/workspace/sess.txt", "content": "x", "sessionId": s})
     assert r["success"] is True
+
+
+@pytest.mark.slow
+def test_full_disk_quota_is_507_and_nothing_is_left_behind(api, make_sandbox):
+    sid = make_sandbox(limits={"diskBytes": 64 * MiB, "memoryBytes": 512 * MiB, "pids": 256,
+                               "cpuMillis": 1000})
+    api.call(sid, "write", {"path": "/workspace/keep.txt", "content": "old content"})
+    api.sh(sid, "head -c 1048576 /dev/zero > /workspace/pad")
+    out = api.exec(sid, "dd if=/dev/zero of=/workspace/fill bs=1M count=512; sync", session=NOSESSION,
+                   timeoutMs=120000, timeout=180)
+    assert "quota" in out["stderr"] or "space" in out["stderr"], out
+    for path in ("/workspace/keep.txt", "/workspace/new.txt"):
+        r = api.post(f"/v1/sandboxes/{sid}/api/write", {"path": path, "content": "x" * MiB})
+        body = assert_error(r, 507, "DISK_QUOTA_EXCEEDED")
+        assert body["context"]["path"] == path, body
+    # A long command of a session is staged in a file: the same answer.
+    r = api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "echo staged #" + "x" * 20000})
+    assert_error(r, 507, "DISK_QUOTA_EXCEEDED")
+    # Sessionless commands stage long scripts in memory: they still run.
+    assert api.sh(sid, "echo in-memory #" + "x" * 200_000) == "in-memory\n"
+    # With a little room the temporary file is made, and the write into it fails.
+    api.sh(sid, "rm /workspace/pad; sync")
+    r = api.post(f"/v1/sandboxes/{sid}/api/write", {"path": "/workspace/keep.txt", "content": "x" * (8 * MiB)})
+    assert "cannot write" in assert_error(r, 507, "DISK_QUOTA_EXCEEDED")["message"]
+    assert api.call(sid, "read", {"path": "/workspace/keep.txt"})["content"] == "old content"
+    assert api.sh(sid, "ls -A /workspace") == "fill\nkeep.txt\n", "a temporary file was left"
+
+    api.sh(sid, "rm /workspace/fill; sync")
+    # (the quota's accounting may lag the delete by a transaction commit)
+    assert wait_until(lambda: api.post(f"/v1/sandboxes/{sid}/api/write",
+                                       {"path": "/workspace/keep.txt", "content": "new content"}).status_code == 200,
+                      10)
+    assert api.call(sid, "read", {"path": "/workspace/keep.txt"})["content"] == "new content"
+    out = api.exec(sid, "echo staged #" + "x" * 20000)
+    assert out["exitCode"] == 0 and out["stdout"] == "staged\n"

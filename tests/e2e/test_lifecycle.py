@@ -1,12 +1,15 @@
 """Native lifecycle: create, list, info, delete; ids; instance types and limits."""
 
 import datetime
+import os
 import re
+import signal
+import threading
 import time
 
 import pytest
 
-from helpers import GiB, MiB, assert_error, cgroup_limit, pid_alive, unique_id, wait_until
+from helpers import GiB, MiB, assert_error, cgroup_limit, descendants, pid_alive, unique_id, wait_until
 
 pytestmark = pytest.mark.lifecycle
 
@@ -18,6 +21,14 @@ TYPES = {  # docs/api.md: Cloudflare's instance types
     "standard-3": (2, 8 * GiB, 16_000_000_000),
     "standard-4": (4, 12 * GiB, 20_000_000_000),
 }
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def parse_iso(s):
@@ -212,3 +223,34 @@ def test_create_to_first_command_is_quick(api):
     took = time.monotonic() - t0
     api.destroy(sid)
     assert took < 10, f"create + first command took {took:.2f}s"
+
+
+def test_requests_in_flight_when_the_agent_dies_are_502_sandbox_failed(api, make_sandbox):
+    """Killed during a command or during a file write: one answer."""
+    sid = make_sandbox()
+    pid = api.info(sid)["pid"]
+    url = f"/v1/sandboxes/{sid}/api"
+    answers = {}
+
+    def call(name, route, body):
+        answers[name] = api.post(f"{url}/{route}", body, timeout=120)
+
+    execute = threading.Thread(target=call, args=("execute", "execute", {"command": "sleep 30"}))
+    execute.start()
+    assert wait_until(lambda: any(comm(p) == "sleep" for p in descendants(pid)), 10), "sleep did not start"
+    # Stopped, the agent reads nothing: the write is certainly in flight when it dies.
+    os.kill(pid, signal.SIGSTOP)
+    write = threading.Thread(target=call, args=("write", "write",
+                                                 {"path": "/workspace/big", "content": "x" * (30 * MiB)}))
+    write.start()
+    time.sleep(3)
+    os.kill(pid, signal.SIGKILL)
+    execute.join(60)
+    write.join(60)
+    for name in ("execute", "write"):
+        body = assert_error(answers[name], 502, "SANDBOX_FAILED")
+        assert "agent" in body["message"] and "died" in body["message"], (name, body)
+        assert "delete it to start over" not in body["message"], f"{name} was not in flight: {body}"
+    info = api.info(sid)
+    assert info["state"] == "failed" and "died" in info["failure"], info
+    assert_error(api.post(f"{url}/execute", {"command": "true"}), 502, "SANDBOX_FAILED")

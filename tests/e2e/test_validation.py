@@ -6,10 +6,11 @@ import os
 import select
 import socket
 import time
+from urllib.parse import quote
 
 import pytest
 
-from helpers import MiB, unique_id
+from helpers import MiB, unique_id, wait_until
 
 pytestmark = pytest.mark.validation
 
@@ -244,3 +245,151 @@ def test_slow_and_broken_clients_do_not_block(coved, api):
     assert time.monotonic() - t0 < 5
     stalled.close()
     garbage.close()
+
+
+# ---------------------------------------------------------------- ids a client names
+
+# Each is refused wherever a client names an id (docs/api.md, "Ids").
+BAD_IDS = {
+    "nul": "s\u0000x", "newline": "s\nx", "tab": "s\tx", "del": "s\u007fx", "c1": "s\u0085x",
+    "bidi-override": "s\u202ex", "bidi-isolate": "s\u2066x", "zero-width": "s\u200bx",
+    "line-separator": "s\u2028x", "bom": "\ufeffs", "tag": "s\U000e0041x", "overlong": "s" * 10_000,
+    "257-bytes": "s" * 257,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IDS))
+def test_bad_ids_are_refused(api, vsb, name):
+    bad = BAD_IDS[name]
+    cases = [
+        ("execute", {"command": "touch /tmp/bad-id", "sessionId": bad}, "sessionId"),
+        ("execute/stream", {"command": "touch /tmp/bad-id", "sessionId": bad}, "sessionId"),
+        ("execute", {"command": "touch /tmp/bad-id", "background": True, "processId": bad}, "processId"),
+        ("session/create", {"id": bad}, "id"),
+        ("session/delete", {"sessionId": bad}, "sessionId"),
+        ("process/start", {"command": "touch /tmp/bad-id", "sessionId": bad}, "sessionId"),
+        ("process/start", {"command": "touch /tmp/bad-id", "processId": bad}, "processId"),
+        ("write", {"path": "/tmp/bad-id", "content": "x", "sessionId": bad}, "sessionId"),
+        ("execute/code", {"code": "1", "context_id": bad}, "context_id"),
+        ("execute/code", {"code": "1", "contextId": bad}, "contextId"),
+        ("port-watch", {"port": 8080, "processId": bad}, "processId"),
+        ("watch", {"path": "/tmp", "sessionId": bad}, "sessionId"),
+        ("git/checkout", {"repoUrl": "https://example.com/r.git", "sessionId": bad}, "sessionId"),
+    ]
+    for route, body, field in cases:
+        r = api.post(f"/v1/sandboxes/{vsb}/api/{route}", body)
+        msg = check_4xx(r)["message"]
+        assert f"'{field}'" in msg, f"{route}: message does not name {field}: {msg}"
+    r = api.get(f"/v1/sandboxes/{vsb}/api/contexts/{quote(bad, safe='')}")
+    assert "'contextId'" in check_4xx(r)["message"]
+    r = api.get(f"/v1/sandboxes/{vsb}/ws/pty?sessionId={quote(bad, safe='')}",
+                headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+    assert "'sessionId'" in check_4xx(r)["message"]
+    # Nothing reached the sandbox.
+    assert api.sh(vsb, "test -e /tmp/bad-id && echo yes || echo no") == "no\n"
+    sessions = api.call(vsb, "session/list", method="GET")["data"]
+    assert bad not in sessions and not any(len(s) > 256 for s in sessions), sessions
+
+
+def test_unusual_but_valid_ids_work(api, vsb):
+    for sid in ("s" * 256, "sessão ünïcode 1", "日本語-セッション", "emoji-\U0001f600"):
+        out = api.exec(vsb, "echo $((40+2))", session=sid)
+        assert out["exitCode"] == 0 and out["stdout"] == "42\n", (sid, out)
+        assert out["sessionId"] == sid
+    api.call(vsb, "session/delete", {"sessionId": "s" * 256})
+
+
+# ---------------------------------------------------------------- command size
+
+COMMAND_LIMIT = 1 << 20  # bytes (docs/api.md)
+
+
+def command_of(size, marker):
+    """A command of exactly `size` bytes that prints `marker`."""
+    head = f"echo {marker} #"
+    return head + "x" * (size - len(head))
+
+
+def test_command_at_the_limit_runs_on_every_path(api, vsb):
+    cmd = command_of(COMMAND_LIMIT, "sessionless")
+    assert api.sh(vsb, cmd) == "sessionless\n"
+    out = api.exec(vsb, command_of(COMMAND_LIMIT, "in-session"), session="big-commands")
+    assert out["exitCode"] == 0 and out["stdout"] == "in-session\n", {k: str(v)[:200] for k, v in out.items()}
+    # A long command in the middle of the range argv alone could not carry either.
+    assert api.sh(vsb, command_of(200_000, "mid")) == "mid\n"
+    api.call(vsb, "process/start", {"command": command_of(COMMAND_LIMIT, "background"),
+                                    "processId": "big-command"})
+    logs = f"/v1/sandboxes/{vsb}/api/process/big-command/logs"
+    assert wait_until(lambda: api.get(logs).json().get("stdout") == "background\n", 20), api.get(logs).text[:300]
+    # The staged script is not left open to the command.
+    assert api.sh(vsb, command_of(100_000, "fd") + "\nls /proc/self/fd | grep -qx 9 && echo open || echo closed") \
+        == "fd\nclosed\n"
+
+
+@pytest.mark.parametrize("size", [COMMAND_LIMIT + 1, 10 * MiB])
+def test_command_over_the_limit_is_400(api, vsb, size):
+    for route, extra in (("execute", {"sessionId": "__DISABLE_SESSION__"}), ("execute", {}),
+                         ("execute/stream", {}), ("process/start", {}), ("execute", {"background": True})):
+        r = api.post(f"/v1/sandboxes/{vsb}/api/{route}", {"command": command_of(size, "no"), **extra})
+        msg = check_4xx(r)["message"]
+        assert f"command is {size} bytes; the limit is {COMMAND_LIMIT} bytes" in msg, (route, msg)
+    api.alive(vsb)
+
+
+# ---------------------------------------------------------------- request smuggling
+
+# Framing headers a server in front of another could read differently (RFC 9112
+# §6): each must be a 400 that closes the connection, whatever follows.
+SMUGGLING = {
+    "te-gzip": "Transfer-Encoding: gzip\r\n",
+    "te-identity": "Transfer-Encoding: identity\r\n",
+    "te-xchunked": "Transfer-Encoding: xchunked\r\n",
+    "te-chunked-identity": "Transfer-Encoding: chunked, identity\r\n",
+    "te-chunked-twice": "Transfer-Encoding: chunked, chunked\r\n",
+    "te-gzip-then-chunked": "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+    "te-and-cl": "Transfer-Encoding: gzip\r\nContent-Length: {n}\r\n",
+    "cl-twice": "Content-Length: {n}\r\nContent-Length: {n}\r\n",
+    "cl-list": "Content-Length: {n}, {n}\r\n",
+    "http10-te": "Transfer-Encoding: chunked\r\n",
+}
+
+
+def read_responses(s, timeout=10):
+    """Reads from s until the server closes it; returns (data, closed)."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            more = s.recv(65536)
+            if not more:
+                return data, True
+            data += more
+    except ConnectionResetError:
+        return data, True
+    except socket.timeout:
+        return data, False
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLING))
+def test_request_smuggling_is_refused(coved, api, vsb, name):
+    marker = f"/tmp/smuggled-{name}"
+    inner = json.dumps({"command": f"touch {marker}", "sessionId": "__DISABLE_SESSION__"})
+    smuggled = (f"POST /v1/sandboxes/{vsb}/api/execute HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {coved.token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(inner)}\r\n\r\n{inner}")
+    version = "HTTP/1.0" if name == "http10-te" else "HTTP/1.1"
+    framing = SMUGGLING[name].format(n=len(smuggled))
+    outer = (f"POST /v1/sandboxes/{vsb}/api/execute {version}\r\nHost: x\r\n"
+             f"Authorization: Bearer {coved.token}\r\nContent-Type: application/json\r\n"
+             f"Connection: keep-alive\r\n{framing}\r\n{smuggled}")
+    s = socket.create_connection(("127.0.0.1", coved.port), timeout=30)
+    try:
+        s.sendall(outer.encode())
+        data, closed = read_responses(s)
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 400 "), data[:300]
+    assert data.count(b"HTTP/1.1 ") == 1, f"more than one answer: {data[:600]!r}"
+    assert closed, "the connection stayed open"
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["code"] == "BAD_REQUEST", data[:300]
+    assert api.sh(vsb, f"test -e {marker} && echo smuggled || echo clean") == "clean\n"
