@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "manager/sandbox_networks.h"
 #include "proxy/denial_log.h"
 #include "proxy/dns_responder.h"

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "manager/sandbox_record.h"
 #include "net/address_plan.h"
 

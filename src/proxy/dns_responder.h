@@ -29,7 +29,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/egress_proxy.h"
 #include "proxy/policy.h"
 #include "proxy/resolver.h"

@@ -26,7 +26,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/certificate_authority.h"
 #include "proxy/policy.h"
 #include "proxy/resolver.h"
