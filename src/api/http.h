@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "manager/asio.h"
+#include "io/asio.h"
 
 namespace cove::api {
 

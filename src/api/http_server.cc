@@ -10,6 +10,9 @@
 #include <boost/beast/websocket.hpp>
 
 #include "base/log.h"
+#include "base/log_throttle.h"
+#include "io/listener.h"
+#include "io/refuse.h"
 #include "manager/async_signal.h"
 #include "preview/http_head.h"
 
@@ -26,6 +29,7 @@ constexpr auto kIdleTimeout = std::chrono::seconds(120);
 // connection before the client has read the answer (RFC 9112 §9.6).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kLingerBytes = 1 << 20;
+constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 
 std::string ErrorJson(int status, std::string_view code, std::string_view message) {
   return fmt::format(R"({{"code":"{}","message":"{}","httpStatus":{}}})", code, message, status);
@@ -135,20 +139,22 @@ class BeastWebSocket : public WebSocket {
 
 struct HttpServer::Impl {
   Impl(asio::any_io_executor ex, HttpServerOptions o, Handler h)
-      : ex(ex), options(std::move(o)), handler(std::move(h)), acceptor(ex) {}
+      : ex(ex), options(std::move(o)), handler(std::move(h)),
+        registry(std::make_shared<io::ConnectionRegistry>(
+            io::ConnectionLimits{options.max_connections, options.max_connections_per_address})),
+        refusals_log(kRefusalLogInterval) {}
 
-  Task<void> AcceptLoop() {
-    for (;;) {
-      boost::system::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        if (ec == asio::error::operation_aborted) co_return;
-        log::Warn("accept failed: {}", ec.message());
-        continue;
-      }
-      socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(ex, Serve(std::move(socket)), asio::detached);
-    }
+  // Over a cap with nothing idle to close: 503 and close, without waiting.
+  void RefuseConnection(tcp::socket& socket, const std::string& address) {
+    if (auto held = refusals_log.Pass())
+      log::Warn("api: refused a connection from {} ({} open from it, {} in all); {} more refused since the last such line",
+                address, registry->count(address), registry->size(), *held);
+    std::string body = ErrorJson(503, "TOO_MANY_CONNECTIONS", "too many connections; retry later");
+    std::string answer = fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+        "Retry-After: 1\r\nConnection: close\r\n\r\n{}",
+        body.size(), body);
+    io::Refuse(socket, answer);
   }
 
   // While a handler works, a client that closes its connection (EOF or an
@@ -193,16 +199,31 @@ struct HttpServer::Impl {
   }
 
   Task<void> Serve(tcp::socket socket) {
+    boost::system::error_code remote_ec;
+    auto remote = socket.remote_endpoint(remote_ec);
+    std::string address = remote_ec ? "unknown" : remote.address().to_string();
     beast::tcp_stream stream(std::move(socket));
+    auto slot = registry->Admit(address, [&stream] {
+      boost::system::error_code ignored;
+      stream.socket().close(ignored);
+    });
+    if (!slot) {
+      RefuseConnection(stream.socket(), address);
+      co_return;
+    }
+    stream.socket().set_option(tcp::no_delay(true), remote_ec);
     beast::flat_buffer buffer;
     bool linger = false;  // an error answer ends the connection; input may be unread
     for (;;) {
+      slot->Idle();
       stream.expires_after(kIdleTimeout);
       http::request_parser<http::empty_body> head;
       head.header_limit(64 * 1024);
       head.body_limit(std::numeric_limits<std::uint64_t>::max());
       boost::system::error_code ec;
       co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
+      if (slot->shed()) co_return;  // closed to make room for another connection
+      slot->Busy();
       if (ec) {
         if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != beast::error::timeout &&
             ec != asio::error::connection_reset) {
@@ -343,14 +364,13 @@ struct HttpServer::Impl {
   asio::any_io_executor ex;
   HttpServerOptions options;
   Handler handler;
-  tcp::acceptor acceptor;
+  std::shared_ptr<io::ConnectionRegistry> registry;
+  std::shared_ptr<io::Listener> listener;
+  LogThrottle refusals_log;
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-HttpServer::~HttpServer() {
-  boost::system::error_code ec;
-  impl_->acceptor.close(ec);
-}
+HttpServer::~HttpServer() { impl_->listener->Close(); }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Listen(asio::any_io_executor ex, HttpServerOptions options,
                                                        Handler handler) {
@@ -358,15 +378,18 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Listen(asio::any_io_executor ex,
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(impl->options.listen_host, ec);
   if (ec) return MakeError(ErrorCode::kInvalidArgument, "bad listen address " + impl->options.listen_host);
-  ec = OpenListening(impl->acceptor, tcp::endpoint(addr, impl->options.listen_port));
+  impl->listener = io::Listener::Open(ex, tcp::endpoint(addr, impl->options.listen_port), "api", impl->registry, ec);
   if (ec)
     return SysError(fmt::format("listen on {}:{}", impl->options.listen_host, impl->options.listen_port),
                     ec.value());
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
-void HttpServer::Start() { asio::co_spawn(impl_->ex, impl_->AcceptLoop(), asio::detached); }
+void HttpServer::Start() {
+  Impl* impl = impl_.get();
+  impl->listener->Start([impl](tcp::socket socket) { asio::co_spawn(impl->ex, impl->Serve(std::move(socket)), asio::detached); });
+}
 
-uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+uint16_t HttpServer::port() const { return impl_->listener->local_endpoint().port(); }
 
 }  // namespace cove::api

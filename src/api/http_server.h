@@ -3,6 +3,10 @@
 // spool_to_file(request head) is true may send up to max_spooled_bytes, written
 // to a temporary file in spool_dir (deleted after the handler returns).
 // Oversized bodies get 413, malformed requests 400; both close the connection.
+// Connections are capped in all and per client address (io/listener.h): a
+// connection waiting for its next request head is idle and is closed to make
+// room first; over a cap with nothing idle, a new connection gets 503
+// TOO_MANY_CONNECTIONS and is closed.
 #pragma once
 
 #include <memory>
@@ -20,6 +24,8 @@ struct HttpServerOptions {
   uint64_t max_spooled_bytes = 16ull << 30;
   std::string spool_dir = "/tmp";
   std::function<bool(const HttpRequest&)> spool_to_file;
+  size_t max_connections = 1024;
+  size_t max_connections_per_address = 256;
 };
 
 class HttpServer {

@@ -1,5 +1,6 @@
 #include "daemon/egress.h"
 
+#include <algorithm>
 #include <functional>
 
 #include "base/log.h"
@@ -39,12 +40,17 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
 
   proxy::DnsResponderOptions dopts;
   dopts.bind_address = "0.0.0.0";  // the firewall redirects sandboxes' DNS here; other sources are refused
+  dopts.max_tcp_connections_total = std::min(dopts.max_tcp_connections_total, config.connection_caps.max_connections);
+  dopts.max_tcp_connections_per_sandbox =
+      std::min(dopts.max_tcp_connections_per_sandbox, config.connection_caps.max_per_key);
   auto dns_denied = [denials](const proxy::DnsDenial& d) {
     denials->Record(proxy::Denial{d.sandbox_id, d.name, "", "DNS: " + d.reason});
   };
   COVE_ASSIGN_OR_RETURN(e->dns_, proxy::DnsResponder::Start(io, dopts, resolver, lookup, dns_denied));
 
   proxy::EgressProxyOptions popts;
+  popts.max_connections = config.connection_caps.max_connections;
+  popts.max_connections_per_sandbox = config.connection_caps.max_per_key;
   auto* dns = e->dns_.get();
   popts.name_for_address = [dns](const std::string& sandbox_id, const proxy::IpAddress& address) {
     return dns->NameForAddress(sandbox_id, address);

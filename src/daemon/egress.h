@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "manager/asio.h"
+#include "io/asio.h"
+#include "io/connection_limits.h"
 #include "manager/sandbox_networks.h"
 #include "proxy/denial_log.h"
 #include "proxy/dns_responder.h"
@@ -27,6 +28,7 @@ struct EgressConfig {
   std::string state_dir;                 // names the firewall table; holds ca/ and secrets.json
   std::string upstream_ca;               // --upstream-ca: extra CA file for intercepted upstreams
   std::string default_policy;            // --egress-default: JSON policy of sandboxes without one
+  io::ConnectionLimits connection_caps;  // the proxy's (per sandbox), and the upper bounds of DNS over TCP's
 };
 
 class Egress {

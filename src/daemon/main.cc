@@ -11,6 +11,7 @@
 #include "api/routes.h"
 #include "base/log.h"
 #include "daemon/egress.h"
+#include "io/connection_limits.h"
 #include "manager/images.h"
 #include "manager/isolation_runtime.h"
 #include "manager/manager.h"
@@ -35,7 +36,18 @@ struct Config {
   std::string preview_listen = "127.0.0.1:7071";
   std::string preview_domain = "localhost";
   std::string preview_tls_cert, preview_tls_key;
+  size_t max_connections_per_listener = 0;  // 0: derived from RLIMIT_NOFILE
+  size_t max_connections_per_address = 0;
 };
+
+// The connection caps of every listener: the flags, else derived from the
+// descriptor limit (io/connection_limits.h).
+io::ConnectionLimits ConnectionCaps(const Config& c) {
+  io::ConnectionLimits caps = c.max_connections_per_listener ? io::LimitsForListenerCap(c.max_connections_per_listener)
+                                                            : io::DefaultConnectionLimits();
+  if (c.max_connections_per_address) caps.max_per_key = c.max_connections_per_address;
+  return caps;
+}
 
 // "HOST:PORT" or "[V6]:PORT".
 bool SplitHostPort(const std::string& text, std::string* host, uint16_t* port) {
@@ -132,9 +144,11 @@ int Run(const Config& c) {
     log::Error("cove-agent not found at {} (use --agent)", agent);
     return 1;
   }
+  io::ConnectionLimits caps = ConnectionCaps(c);
   EgressConfig egress_config = c.egress;
   egress_config.sealed = c.network == "sealed";
   egress_config.state_dir = c.state_dir;
+  egress_config.connection_caps = caps;
   // The runtime needs the networks, the networks the proxy's ports, and the
   // manager the runtime: the proxy finds sandboxes through the manager once it exists.
   Manager* manager_ptr = nullptr;
@@ -171,6 +185,8 @@ int Run(const Config& c) {
     return 2;
   }
   popts.domain = c.preview_domain;
+  popts.max_connections = caps.max_connections;
+  popts.max_connections_per_address = caps.max_per_key;
   popts.tls_cert_file = c.preview_tls_cert;
   popts.tls_key_file = c.preview_tls_key;
   if ((*egress)->networks()) popts.plan = (*egress)->networks()->plan();
@@ -197,6 +213,8 @@ int Run(const Config& c) {
   hopts.spool_dir = c.state_dir + "/tmp";
   fs::create_directories(hopts.spool_dir, ec);
   hopts.spool_to_file = &api::Api::WantsSpooledBody;
+  hopts.max_connections = caps.max_connections;
+  hopts.max_connections_per_address = caps.max_per_key;
   auto server = api::HttpServer::Listen(io.get_executor(), hopts,
                                         [&api](api::HttpRequest& req) { return api.Handle(req); });
   if (!server.ok()) {
@@ -217,6 +235,8 @@ int Run(const Config& c) {
               c.preview_domain, (*preview_server)->port());
     log::Info("coved listening on {}:{} (state {}, token in {}/api-token)", hopts.listen_host, (*server)->port(),
               c.state_dir, c.state_dir);
+    log::Info("connection caps: {} per listener, {} per client address (sandbox, for the egress proxy)",
+              caps.max_connections, caps.max_per_key);
   }, asio::detached);
   io.run();
   (*egress)->Shutdown(manager.List().empty());
@@ -257,6 +277,14 @@ int main(int argc, char** argv) {
   app.add_option("--preview-tls-key", c.preview_tls_key, "PEM private key of --preview-tls-cert");
   app.add_option("--egress-default", c.egress.default_policy, "egress policy (JSON, as PUT /v1/sandboxes/ID/egress) "
                  "of sandboxes that have none; default: {\"enableInternet\": true}");
+  app.add_option("--max-connections-per-listener", c.max_connections_per_listener,
+                 "open connections per listener (API, preview, egress proxy); idle ones are closed first to make "
+                 "room (default: a quarter of the descriptor limit, RLIMIT_NOFILE)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-connections-per-address", c.max_connections_per_address,
+                 "open connections per listener from one client address (for the egress proxy: one sandbox) "
+                 "(default: a quarter of --max-connections-per-listener)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--upstream-ca", c.egress.upstream_ca, "PEM file of extra CAs that intercepted upstreams' "
                  "certificates may chain to (besides /etc/ssl/certs)")->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "manager/asio.h"
+#include "io/asio.h"
 
 namespace cove {
 

@@ -13,7 +13,7 @@
 
 #include "base/error.h"
 #include "isolation/spec.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 
 namespace cove {
 

@@ -6,7 +6,7 @@
 
 #include <optional>
 
-#include "manager/asio.h"
+#include "io/asio.h"
 
 namespace cove {
 

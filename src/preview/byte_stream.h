@@ -8,7 +8,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 
 namespace boost::asio::ssl {
 class context;

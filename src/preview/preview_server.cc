@@ -6,7 +6,9 @@
 #include <map>
 
 #include "base/log.h"
-#include "base/scope_exit.h"
+#include "base/log_throttle.h"
+#include "io/listener.h"
+#include "io/refuse.h"
 #include "preview/host_route.h"
 #include "preview/relay.h"
 #include "preview/sandbox_dialer.h"
@@ -16,13 +18,17 @@ namespace cove::preview {
 namespace {
 
 constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 
 }  // namespace
 
 struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
   Impl(asio::any_io_executor ex, PreviewOptions o, Lookup l)
-      : ex(ex), options(std::move(o)), lookup(std::move(l)), acceptor(ex),
-        dialer(ex, options.plan, [this](const std::string& id) { CloseSandbox(id, std::nullopt); }) {}
+      : ex(ex), options(std::move(o)), lookup(std::move(l)),
+        registry(std::make_shared<io::ConnectionRegistry>(
+            io::ConnectionLimits{options.max_connections, options.max_connections_per_address})),
+        dialer(ex, options.plan, [this](const std::string& id) { CloseSandbox(id, std::nullopt); }),
+        refusals_log(kRefusalLogInterval) {}
 
   std::optional<Target> Resolve(const std::string& host) override {
     auto route = ParseHost(host, options.domain);
@@ -79,58 +85,56 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     for (auto& r : victims) r->Close();
   }
 
-  static Task<void> AcceptLoop(std::shared_ptr<Impl> self) {
-    for (;;) {
-      boost::system::error_code ec;
-      tcp::socket socket = co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) co_return;
-        log::Warn("preview: accept failed: {}", ec.message());
-        continue;
-      }
-      if (self->active >= self->options.max_connections) continue;  // the socket closes
-      socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(self->ex, Serve(self, std::move(socket)), asio::detached);
-    }
+  // Over a cap with nothing idle to close: 503 (plain HTTP) and close, without waiting.
+  void RefuseConnection(tcp::socket& socket, const std::string& address) {
+    if (auto held = refusals_log.Pass())
+      log::Warn("preview: refused a connection from {} ({} open from it, {} in all); {} more refused since the last "
+                "such line", address, registry->count(address), registry->size(), *held);
+    std::string_view answer =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n"
+        "Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable\n";
+    io::Refuse(socket, tls_context ? std::string_view() : answer);
   }
 
   static Task<void> Serve(std::shared_ptr<Impl> self, tcp::socket socket) {
-    ++self->active;
-    ScopeExit done([&self] { --self->active; });
     boost::system::error_code ec;
     auto remote = socket.remote_endpoint(ec);
     std::string address = ec ? "unknown" : remote.address().to_string();
-    std::unique_ptr<ByteStream> stream;
+    socket.set_option(tcp::no_delay(true), ec);
+    std::unique_ptr<ByteStream> stream =
+        self->tls_context ? MakeTlsStream(std::move(socket), *self->tls_context) : MakeTcpStream(std::move(socket));
+    // Idle until its first request head is read (the TLS handshake included).
+    auto slot = self->registry->Admit(address, [raw = stream.get()] { raw->Close(); });
+    if (!slot) {
+      self->RefuseConnection(stream->socket(), address);
+      co_return;
+    }
     if (self->tls_context) {
-      stream = MakeTlsStream(std::move(socket), *self->tls_context);
       {
         proxy::CancelAt guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
         co_await TlsHandshake(*stream, ec);
       }
-      if (ec) co_return;
-    } else {
-      stream = MakeTcpStream(std::move(socket));
+      if (ec || slot->shed()) co_return;
     }
-    auto relay = std::make_shared<Relay>(self->ex, self.get(), std::move(stream), address, self->tls_context != nullptr);
+    auto relay = std::make_shared<Relay>(self->ex, self.get(), std::move(stream), address, self->tls_context != nullptr,
+                                         std::move(*slot));
     co_await Relay::Run(relay);
   }
 
   asio::any_io_executor ex;
   PreviewOptions options;
   Lookup lookup;
-  tcp::acceptor acceptor;
+  std::shared_ptr<io::ConnectionRegistry> registry;
+  std::shared_ptr<io::Listener> listener;
   SandboxDialer dialer;
   std::shared_ptr<asio::ssl::context> tls_context;
   std::map<std::string, std::map<Relay*, std::weak_ptr<Relay>>> by_sandbox;
-  size_t active = 0;
+  LogThrottle refusals_log;
 };
 
 PreviewServer::PreviewServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-PreviewServer::~PreviewServer() {
-  boost::system::error_code ec;
-  impl_->acceptor.close(ec);
-}
+PreviewServer::~PreviewServer() { impl_->listener->Close(); }
 
 Result<std::unique_ptr<PreviewServer>> PreviewServer::Listen(asio::any_io_executor ex, PreviewOptions options,
                                                              Lookup lookup) {
@@ -144,17 +148,19 @@ Result<std::unique_ptr<PreviewServer>> PreviewServer::Listen(asio::any_io_execut
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(o.listen_host, ec);
   if (ec) return MakeError(ErrorCode::kInvalidArgument, "bad preview listen address " + o.listen_host);
-  ec = OpenListening(impl->acceptor, tcp::endpoint(addr, o.listen_port));
+  impl->listener = io::Listener::Open(ex, tcp::endpoint(addr, o.listen_port), "preview", impl->registry, ec);
   if (ec) return SysError(fmt::format("preview listener on {}:{}", o.listen_host, o.listen_port), ec.value());
   return std::unique_ptr<PreviewServer>(new PreviewServer(std::move(impl)));
 }
 
-void PreviewServer::Start() { asio::co_spawn(impl_->ex, Impl::AcceptLoop(impl_), asio::detached); }
-
-uint16_t PreviewServer::port() const {
-  boost::system::error_code ec;
-  return impl_->acceptor.local_endpoint(ec).port();
+void PreviewServer::Start() {
+  std::weak_ptr<Impl> weak = impl_;
+  impl_->listener->Start([weak](tcp::socket socket) {
+    if (auto self = weak.lock()) asio::co_spawn(self->ex, Impl::Serve(self, std::move(socket)), asio::detached);
+  });
 }
+
+uint16_t PreviewServer::port() const { return impl_->listener->local_endpoint().port(); }
 
 bool PreviewServer::tls() const { return impl_->tls_context != nullptr; }
 

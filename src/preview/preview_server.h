@@ -4,8 +4,11 @@
 // with keep-alive, streamed and chunked bodies, Server-Sent Events (nothing
 // is buffered) and WebSocket upgrades (bytes relayed both ways after the
 // 101). Unknown sandboxes, unexposed ports and wrong tokens all get the same
-// 404. Bounded: request heads (64 KiB), idle time, connections per sandbox and
-// in all. Optional TLS on a configured certificate. Io thread only.
+// 404. Bounded: request heads (64 KiB), idle time, connections per sandbox,
+// per client address and in all (io/listener.h: a connection waiting for its
+// next request head is closed first to make room; over a cap with nothing
+// idle, a new connection gets 503, or is just closed under TLS). Optional TLS
+// on a configured certificate. Io thread only.
 #pragma once
 
 #include <functional>
@@ -14,7 +17,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "manager/sandbox_record.h"
 #include "net/address_plan.h"
 
@@ -26,8 +29,9 @@ struct PreviewOptions {
   std::string domain = "localhost";
   std::string tls_cert_file;  // both set: the listener speaks TLS only
   std::string tls_key_file;
-  size_t max_connections = 4096;
-  size_t max_connections_per_sandbox = 256;
+  size_t max_connections = 4096;               // client connections in all
+  size_t max_connections_per_address = 1024;   // from one client address
+  size_t max_connections_per_sandbox = 256;    // relayed to one sandbox
   std::optional<net::AddressPlan> plan;  // sealed networking: also try the sandbox's eth0 address
 };
 

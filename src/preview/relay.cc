@@ -18,9 +18,11 @@ using Clock = std::chrono::steady_clock;
 }  // namespace
 
 Relay::Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<ByteStream> client,
-             std::string client_address, bool tls)
+             std::string client_address, bool tls, io::ConnectionRegistry::Slot slot)
     : ex_(ex), host_(host), client_(std::move(client)), client_address_(std::move(client_address)), tls_(tls),
-      changed_(ex) {}
+      changed_(ex), slot_(std::move(slot)) {
+  slot_.SetCloser([this] { Close(); });
+}
 
 void Relay::Close() {
   closed_ = true;
@@ -144,7 +146,9 @@ Task<void> Relay::SendSimple(int status, std::string_view reason, bool keep_aliv
 Task<void> Relay::Run(std::shared_ptr<Relay> self) {
   for (;;) {
     std::string text;
+    self->slot_.Idle();
     HeadStatus status = co_await ReadHead(*self->client_, self->cbuf_, kClientIdle, &text);
+    self->slot_.Busy();
     if (self->closed_) break;
     if (status == HeadStatus::kTooLarge) {
       co_await self->SendSimple(431, "Request Header Fields Too Large", false);

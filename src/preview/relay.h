@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "io/connection_registry.h"
 #include "manager/async_signal.h"
 #include "manager/sandbox_record.h"
 #include "preview/byte_stream.h"
@@ -45,8 +46,11 @@ class RelayHost {
 
 class Relay : public std::enable_shared_from_this<Relay> {
  public:
+  // `slot` counts the client connection in the listener's registry: the
+  // relay marks it idle while waiting for a request head (shedding it closes
+  // the relay), busy otherwise.
   Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<ByteStream> client, std::string client_address,
-        bool tls);
+        bool tls, io::ConnectionRegistry::Slot slot);
   // Serves the connection until it ends.
   static Task<void> Run(std::shared_ptr<Relay> self);
   // Closes both sides; pending operations end.
@@ -79,6 +83,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   int pumps_ = 0;
   AsyncSignal changed_;
   bool closed_ = false;
+  io::ConnectionRegistry::Slot slot_;
 };
 
 }  // namespace cove::preview

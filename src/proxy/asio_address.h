@@ -1,7 +1,7 @@
 // Conversions between the policy's IpAddress and Asio's address types.
 #pragma once
 
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/policy.h"
 
 namespace cove::proxy {

@@ -13,7 +13,7 @@
 #include <chrono>
 #include <memory>
 
-#include "manager/asio.h"
+#include "io/asio.h"
 
 namespace cove::proxy {
 

@@ -6,8 +6,6 @@
 namespace cove::proxy {
 
 void DenialLog::Record(const Denial& d) {
-  log::Info("sandbox {}: egress to {}{} denied: {}", d.sandbox_id, d.destination,
-            d.address.empty() ? "" : " (" + d.address + ")", d.reason);
   if (!by_sandbox_.count(d.sandbox_id) && by_sandbox_.size() >= max_sandboxes_) {
     auto oldest = by_sandbox_.begin();
     for (auto it = by_sandbox_.begin(); it != by_sandbox_.end(); ++it)
@@ -15,6 +13,11 @@ void DenialLog::Record(const Denial& d) {
     by_sandbox_.erase(oldest);
   }
   PerSandbox& s = by_sandbox_[d.sandbox_id];
+  if (auto held = s.lines.Pass()) {
+    log::Info("sandbox {}: egress to {}{} denied: {}{}", d.sandbox_id, d.destination,
+              d.address.empty() ? "" : " (" + d.address + ")", d.reason,
+              *held ? fmt::format(" ({} more denials of this sandbox since its last such line)", *held) : "");
+  }
   s.recent.push_back(Entry{NowUnixMs(), d});
   if (s.recent.size() > per_sandbox_) s.recent.pop_front();
   ++s.total;

@@ -1,6 +1,9 @@
 // DenialLog: the egress denials of each sandbox, for the operator and the
-// API (the newest `per_sandbox` of each sandbox, with a total count). Every
-// denial is also logged once here. At most `max_sandboxes` sandboxes are
+// API (the newest `per_sandbox` of each sandbox, with a total count). Denials
+// are also logged here, at most one line per sandbox per 10 s (a sandbox
+// that is denied in a loop must not flood coved's log), each line with the
+// number of that sandbox's denials left out since its previous line; the
+// API keeps them all. At most `max_sandboxes` sandboxes are
 // kept: beyond, the one whose last denial is oldest is forgotten (sandboxes
 // come and go; their logs must not pile up). Single-threaded (coved's io thread).
 #pragma once
@@ -11,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/log_throttle.h"
 #include "proxy/egress_proxy.h"
 
 namespace cove::proxy {
@@ -33,6 +37,7 @@ class DenialLog {
   struct PerSandbox {
     std::deque<Entry> recent;
     uint64_t total = 0;
+    LogThrottle lines{std::chrono::seconds(10)};
   };
   size_t per_sandbox_;
   size_t max_sandboxes_;

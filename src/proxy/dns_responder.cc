@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "io/listener.h"
 #include "proxy/asio_address.h"
 #include "proxy/cancel_at.h"
 #include "proxy/dns_message.h"
@@ -87,14 +88,15 @@ struct DnsResponder::Impl {
         lookup(std::move(look)),
         denials(std::move(sink)),
         udp_socket(io),
-        acceptor(io) {}
+        registry(std::make_shared<io::ConnectionRegistry>(
+            io::ConnectionLimits{options.max_tcp_connections_total, options.max_tcp_connections_per_sandbox})) {}
 
   Status Listen();
   // Each coroutine holds `self` (this Impl) from its creation to its end.
   Task<void> UdpLoop(std::shared_ptr<Impl> self);
   Task<void> ServeDatagram(std::shared_ptr<Impl> self, Bytes query, udp::endpoint sender);
-  Task<void> AcceptLoop(std::shared_ptr<Impl> self);
-  Task<void> ServeTcp(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> sock, std::string account);
+  void Accept(std::shared_ptr<Impl> self, tcp::socket socket);
+  Task<void> ServeTcp(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> sock, io::ConnectionRegistry::Slot slot);
   // The response to one message from `source`; empty: send nothing.
   Task<Bytes> Answer(IpAddress source, Bytes message, size_t max_size);
   void ReportDenial(const std::string& sandbox_id, const std::string& name, const std::string& reason);
@@ -105,13 +107,14 @@ struct DnsResponder::Impl {
   SandboxLookup lookup;
   DenialSink denials;
   udp::socket udp_socket;
-  tcp::acceptor acceptor;
+  // TCP connections by sandbox id ("" for unknown sources); one waiting for
+  // its next query is idle and closed first to make room.
+  std::shared_ptr<io::ConnectionRegistry> registry;
+  std::shared_ptr<io::Listener> listener;
   uint16_t port = 0;
   bool stopped = false;
   size_t datagrams_in_flight = 0;
   std::map<std::string, size_t> queries_in_flight;  // by sandbox id
-  std::map<std::string, size_t> tcp_connections;    // by sandbox id ("" for unknown sources)
-  size_t tcp_total = 0;
   std::set<std::shared_ptr<tcp::socket>> open_connections;
   std::map<std::string, NameMemory> names;  // by sandbox id
 };
@@ -125,13 +128,14 @@ Status DnsResponder::Impl::Listen() {
   for (int attempt = 0; attempt < 16; ++attempt) {
     boost::system::error_code ignored;
     udp_socket.close(ignored);
-    acceptor.close(ignored);
+    listener.reset();
     udp::endpoint udp_at(bind_address, options.port);
     udp_socket.open(udp_at.protocol(), ec);
     if (!ec) udp_socket.bind(udp_at, ec);
     if (ec) return SysError(fmt::format("binding DNS UDP {}:{}", options.bind_address, options.port), ec.value());
     port = udp_socket.local_endpoint().port();
-    ec = OpenListening(acceptor, tcp::endpoint(bind_address, port));
+    listener = io::Listener::Open(udp_socket.get_executor(), tcp::endpoint(bind_address, port), "dns (tcp)", registry,
+                                  ec);
     if (!ec) return OkStatus();
     if (options.port != 0) break;
   }
@@ -165,31 +169,25 @@ Task<void> DnsResponder::Impl::ServeDatagram([[maybe_unused]] std::shared_ptr<Im
   --datagrams_in_flight;
 }
 
-Task<void> DnsResponder::Impl::AcceptLoop(std::shared_ptr<Impl> self) {
-  while (!stopped) {
-    auto sock = std::make_shared<tcp::socket>(acceptor.get_executor());
-    boost::system::error_code ec;
-    co_await acceptor.async_accept(*sock, asio::redirect_error(asio::use_awaitable, ec));
-    if (stopped || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;
-    if (ec) continue;
-    tcp::endpoint peer = sock->remote_endpoint(ec);
-    if (ec) continue;
-    std::optional<SandboxEgress> sandbox = lookup(FromAsioAddress(peer.address()));
-    std::string account = sandbox ? sandbox->sandbox_id : kUnknownSource;
-    if (tcp_total >= options.max_tcp_connections_total ||
-        tcp_connections[account] >= options.max_tcp_connections_per_sandbox) {
-      sock->close(ec);
-      continue;
-    }
-    ++tcp_total;
-    ++tcp_connections[account];
-    open_connections.insert(sock);
-    asio::co_spawn(acceptor.get_executor(), ServeTcp(self, sock, account), asio::detached);
-  }
+void DnsResponder::Impl::Accept(std::shared_ptr<Impl> self, tcp::socket socket) {
+  if (stopped) return;
+  auto sock = std::make_shared<tcp::socket>(std::move(socket));
+  boost::system::error_code ec;
+  tcp::endpoint peer = sock->remote_endpoint(ec);
+  if (ec) return;
+  std::optional<SandboxEgress> sandbox = lookup(FromAsioAddress(peer.address()));
+  std::string account = sandbox ? sandbox->sandbox_id : kUnknownSource;
+  auto slot = registry->Admit(account, [raw = sock.get()] {
+    boost::system::error_code ignored;
+    raw->close(ignored);
+  });
+  if (!slot) return;  // over the caps with none idle: the socket closes
+  open_connections.insert(sock);
+  asio::co_spawn(sock->get_executor(), ServeTcp(self, sock, std::move(*slot)), asio::detached);
 }
 
 Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> sock,
-                                         std::string account) {
+                                         io::ConnectionRegistry::Slot slot) {
   boost::system::error_code ec;
   tcp::endpoint peer = sock->remote_endpoint(ec);
   IpAddress source = FromAsioAddress(peer.address());
@@ -197,7 +195,9 @@ Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> s
     uint8_t length_bytes[2];
     {
       CancelAt idle(*sock, Clock::now() + options.tcp_idle_timeout);
+      slot.Idle();
       co_await asio::async_read(*sock, asio::buffer(length_bytes), asio::redirect_error(asio::use_awaitable, ec));
+      slot.Busy();
       if (ec) break;
       size_t length = size_t{length_bytes[0]} << 8 | length_bytes[1];
       if (length < dns::kHeaderSize || length > options.max_tcp_message_bytes) break;
@@ -215,8 +215,6 @@ Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> s
   }
   sock->close(ec);
   open_connections.erase(sock);
-  --tcp_total;
-  if (--tcp_connections[account] == 0) tcp_connections.erase(account);
 }
 
 Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t max_size) {
@@ -302,7 +300,7 @@ void DnsResponder::Impl::Stop() {
   stopped = true;
   boost::system::error_code ignored;
   udp_socket.close(ignored);
-  acceptor.close(ignored);
+  if (listener) listener->Close();
   for (const auto& sock : open_connections) sock->close(ignored);
 }
 
@@ -313,7 +311,10 @@ Result<std::unique_ptr<DnsResponder>> DnsResponder::Start(asio::io_context& io, 
   auto impl = std::make_shared<Impl>(io, std::move(options), std::move(resolver), std::move(lookup), std::move(denials));
   COVE_TRY(impl->Listen());
   asio::co_spawn(io, impl->UdpLoop(impl), asio::detached);
-  asio::co_spawn(io, impl->AcceptLoop(impl), asio::detached);
+  std::weak_ptr<Impl> weak = impl;
+  impl->listener->Start([weak](tcp::socket socket) {
+    if (auto self = weak.lock()) self->Accept(self, std::move(socket));
+  });
   return std::unique_ptr<DnsResponder>(new DnsResponder(std::move(impl)));
 }
 

@@ -16,8 +16,10 @@
 // Each address returned is remembered per sandbox with the name it came from
 // (bounded, least recently answered forgotten first; the latest name wins
 // when two share an address), for the proxy to match raw-TCP rules by name.
-// Bounded: queries in flight per sandbox and overall, TCP connections, TCP
-// message size, idle TCP connections, resolution time. UDP answers fit 512
+// Bounded: queries in flight per sandbox and overall, TCP connections per
+// sandbox and overall (one waiting for its next query is idle and closed
+// first to make room: io/listener.h), TCP message size, idle TCP
+// connections, resolution time. UDP answers fit 512
 // bytes (TC set otherwise; the client retries over TCP).
 // Runs on one io_context; use from its thread.
 #pragma once
@@ -29,7 +31,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/egress_proxy.h"
 #include "proxy/policy.h"
 #include "proxy/resolver.h"

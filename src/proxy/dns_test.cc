@@ -394,12 +394,13 @@ class DnsResponderTest : public ::testing::Test {
     return RunUntilDone(io, ask());
   }
 
-  Bytes AskTcp(const Bytes& query) {
+  Bytes AskTcp(const Bytes& query, uint16_t port = 0) {
+    if (port == 0) port = responder->port();
     auto ask = [&]() -> Task<Bytes> {
       tcp::socket sock(io);
       CancelAt guard(sock, Clock::now() + 5s);
       boost::system::error_code ec;
-      tcp::endpoint server(asio::ip::make_address("127.0.0.1"), responder->port());
+      tcp::endpoint server(asio::ip::make_address("127.0.0.1"), port);
       co_await sock.async_connect(server, asio::redirect_error(asio::use_awaitable, ec));
       Bytes framed(query.size() + 2);
       framed[0] = static_cast<uint8_t>(query.size() >> 8);
@@ -559,6 +560,43 @@ TEST_F(DnsResponderTest, QueriesInFlightPerSandboxAreBounded) {
   auto a = dns::ParseUpstreamResponse(reply, id, "www.example.test", dns::kTypeA);
   ASSERT_TRUE(a.ok()) << a.error().message;
   EXPECT_EQ(a->rcode, dns::Rcode::kServFail);
+}
+
+// A TCP connection waiting for a query is idle: over the sandbox's cap it is
+// closed to make room; one whose query is being answered is not, and the
+// new connection is closed instead.
+TEST_F(DnsResponderTest, TcpConnectionsPerSandboxAreBoundedAndIdleOnesMakeRoom) {
+  upstream.names["hang.example.test"].silent = true;
+  DnsResponderOptions options;
+  options.max_tcp_connections_per_sandbox = 1;
+  options.resolve_timeout = 60s;
+  auto limited = StartResponder(options);
+  ASSERT_NE(limited, nullptr);
+  tcp::endpoint server(asio::ip::make_address("127.0.0.1"), limited->port());
+
+  tcp::socket idle(io);
+  idle.connect(server);
+  uint16_t id = 7;
+  Bytes reply = AskTcp(*dns::BuildQuery(id, "www.example.test", dns::kTypeA), limited->port());
+  auto a = dns::ParseUpstreamResponse(reply, id, "www.example.test", dns::kTypeA);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->rcode, dns::Rcode::kNoError);
+  uint8_t byte;
+  boost::system::error_code ec;
+  idle.non_blocking(true);  // closed by the responder already: no waiting
+  idle.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+
+  tcp::socket busy(io);
+  busy.connect(server);
+  Bytes hang = *dns::BuildQuery(8, "hang.example.test", dns::kTypeA);
+  Bytes framed = {0, static_cast<uint8_t>(hang.size())};
+  framed.insert(framed.end(), hang.begin(), hang.end());
+  int asked = upstream.udp_queries;
+  asio::write(busy, asio::buffer(framed));
+  RunUntil([&] { return upstream.udp_queries > asked; });
+  EXPECT_TRUE(AskTcp(*dns::BuildQuery(9, "www.example.test", dns::kTypeA), limited->port()).empty());
+  busy.close();
 }
 
 TEST_F(DnsResponderTest, OversizedTcpQueryClosesTheConnection) {

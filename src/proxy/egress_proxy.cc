@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "base/log.h"
+#include "io/listener.h"
 #include "proxy/asio_address.h"
 #include "proxy/http_target.h"
 #include "proxy/original_dst.h"
@@ -266,10 +267,12 @@ struct ProxyState {
   std::shared_ptr<Resolver> resolver;
   EgressProxy::SandboxLookup lookup;
   EgressProxy::DenialSink denials;
-  tcp::acceptor explicit_acceptor;
-  tcp::acceptor transparent_acceptor;
+  // Both listeners' connections, counted per sandbox; idle (before a
+  // request head) ones make room.
+  std::shared_ptr<io::ConnectionRegistry> registry;
+  std::shared_ptr<io::Listener> explicit_listener;
+  std::shared_ptr<io::Listener> transparent_listener;
   bool stopped = false;
-  std::unordered_map<std::string, size_t> connections_per_sandbox;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> live;
   // Interception (options.ca set): the server side towards sandboxes (leaves
   // minted per host), the client side towards upstreams (verifying).
@@ -289,8 +292,8 @@ struct ProxyState {
         resolver(std::move(res)),
         lookup(std::move(look)),
         denials(std::move(sink)),
-        explicit_acceptor(io_context),
-        transparent_acceptor(io_context) {}
+        registry(std::make_shared<io::ConnectionRegistry>(
+            io::ConnectionLimits{options.max_connections, options.max_connections_per_sandbox})) {}
 
   // The sink logs it (DenialLog), once.
   void Report(const Denial& denial) {
@@ -326,17 +329,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
         connect_timer_(client_.get_executor()),
         transparent_(transparent),
         source_(source),
-        sandbox_(std::move(sandbox)),
-        counted_as_(sandbox_.sandbox_id) {
-    ++state_->connections_per_sandbox[counted_as_];
+        sandbox_(std::move(sandbox)) {
     Touch();
   }
 
-  ~Connection() {
-    auto it = state_->connections_per_sandbox.find(counted_as_);
-    if (it != state_->connections_per_sandbox.end() && --it->second == 0) state_->connections_per_sandbox.erase(it);
-    state_->live.erase(this);
+  ~Connection() { state_->live.erase(this); }
+
+  // Counts the connection in the proxy's registry under its sandbox (Close()
+  // sheds it); false when over a cap with nothing idle to make room.
+  bool Admit() {
+    slot_ = state_->registry->Admit(sandbox_.sandbox_id, [this] { Close(); });
+    return slot_.has_value();
   }
+  const std::string& sandbox_id() const { return sandbox_.sandbox_id; }
 
   static Task<void> Run(std::shared_ptr<Connection> self) {
     asio::co_spawn(self->client_.get_executor(), Watchdog(self), asio::detached);
@@ -362,6 +367,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void Touch() { deadline_ = std::chrono::steady_clock::now() + state_->options.idle_timeout; }
+  // Idle: waiting for (or reading) a request head or a ClientHello; may be shed.
+  void Idle() {
+    if (slot_) slot_->Idle();
+  }
+  void Busy() {
+    if (slot_) slot_->Busy();
+  }
 
   static Task<void> Watchdog(std::shared_ptr<Connection> self) {
     while (!self->closed_) {
@@ -410,6 +422,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<void> ServeTransparentTls(OriginalDestination original) {
     std::string hello;
     ClientHelloScan scan = co_await ReadClientHello(hello);
+    Busy();
     std::string literal = original.address.ToString();
     if (scan.outcome != ClientHelloScan::Outcome::kComplete) {
       // A connection that ended before its first byte is no denial.
@@ -471,6 +484,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Task<void> ServeRawTcp(OriginalDestination original) {
+    Busy();
     std::string host = RawTcpName(original.address);
     Admission admission = co_await OpenUpstream(host, original.port, "", "", original.address);
     if (admission.outcome != Admission::Outcome::kAllowed) {
@@ -858,8 +872,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       request_parser.header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
       request_parser.body_limit(kUnlimitedBody);
       error_code ec;
+      Idle();
       co_await http::async_read_header(client_, client_buffer, request_parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
+      Busy();
       Touch();
       if (ec) {
         if (ec == http::error::header_limit) {
@@ -1198,7 +1214,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool transparent_;
   IpAddress source_;
   SandboxEgress sandbox_;     // refreshed from the lookup before each decision
-  std::string counted_as_;    // the sandbox this connection counts against
   std::string upstream_key_;  // host:port the open upstream connection goes to
   IpAddress upstream_address_;
   uint64_t connect_attempt_ = 0;
@@ -1208,47 +1223,43 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool intercepting_ = false;       // client_ speaks TLS with coved's leaf for intercept_host_
   std::string intercept_host_;
   int pumps_done_ = 0;
+  std::optional<io::ConnectionRegistry::Slot> slot_;  // counts it under the sandbox it was admitted for
 };
 
-Task<void> AcceptLoop(std::shared_ptr<ProxyState> state, bool transparent) {
-  tcp::acceptor& acceptor = transparent ? state->transparent_acceptor : state->explicit_acceptor;
-  asio::steady_timer backoff(state->io);
-  while (!state->stopped) {
-    error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (state->stopped) break;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) break;
-      log::Warn("egress proxy: accept: {}", ec.message());
-      backoff.expires_after(std::chrono::milliseconds(100));
-      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
-    tcp::endpoint peer = socket.remote_endpoint(ec);
-    if (ec) continue;
-    IpAddress source = FromAsioAddress(peer.address());
-    auto sandbox = state->lookup(source);
-    if (!sandbox || !sandbox->policy) continue;  // unknown source: closed, no answer
-    auto count = state->connections_per_sandbox.find(sandbox->sandbox_id);
-    if (count != state->connections_per_sandbox.end() && count->second >= state->options.max_connections_per_sandbox) {
-      Denial denial;
-      denial.sandbox_id = sandbox->sandbox_id;
-      denial.reason = "too many connections (" + std::to_string(count->second) + ")";
-      state->Report(denial);
-      continue;
-    }
-    auto connection = std::make_shared<Connection>(state, std::move(socket), transparent, source, std::move(*sandbox));
-    state->live[connection.get()] = connection;
-    asio::co_spawn(state->io, Connection::Run(connection), asio::detached);
+// A connection accepted on either listener: attributed to a sandbox by its
+// source address (others are closed without an answer), counted under it,
+// and served; over the caps it is closed and the sandbox's denial reported.
+void Accept(const std::shared_ptr<ProxyState>& state, tcp::socket socket, bool transparent) {
+  if (state->stopped) return;
+  error_code ec;
+  tcp::endpoint peer = socket.remote_endpoint(ec);
+  if (ec) return;
+  IpAddress source = FromAsioAddress(peer.address());
+  auto sandbox = state->lookup(source);
+  if (!sandbox || !sandbox->policy) return;  // unknown source: closed, no answer
+  auto connection = std::make_shared<Connection>(state, std::move(socket), transparent, source, std::move(*sandbox));
+  if (!connection->Admit()) {
+    Denial denial;
+    denial.sandbox_id = connection->sandbox_id();
+    denial.reason = fmt::format("too many connections ({} open from this sandbox, {} in all)",
+                                state->registry->count(denial.sandbox_id), state->registry->size());
+    state->Report(denial);
+    return;  // the connection closes
   }
+  state->live[connection.get()] = connection;
+  asio::co_spawn(state->io, Connection::Run(connection), asio::detached);
 }
 
-Status OpenAcceptor(tcp::acceptor& acceptor, const asio::ip::address& address, uint16_t port) {
-  error_code ec = OpenListening(acceptor, tcp::endpoint(address, port));
+Status OpenListener(ProxyState& state, const asio::ip::address& address, uint16_t port, bool transparent) {
+  error_code ec;
+  auto listener = io::Listener::Open(state.io.get_executor(), tcp::endpoint(address, port),
+                                     transparent ? "egress proxy (transparent)" : "egress proxy (explicit)",
+                                     state.registry, ec);
   if (ec) {
     return Error{ErrorCode::kUnavailable, ec.value(),
                  "egress proxy: cannot listen on " + address.to_string() + ":" + std::to_string(port), {}};
   }
+  (transparent ? state.transparent_listener : state.explicit_listener) = std::move(listener);
   return OkStatus();
 }
 
@@ -1287,9 +1298,8 @@ class EgressProxyImpl : public EgressProxy {
   void Stop() override {
     if (state_->stopped) return;
     state_->stopped = true;
-    error_code ignored;
-    state_->explicit_acceptor.close(ignored);
-    state_->transparent_acceptor.close(ignored);
+    if (state_->explicit_listener) state_->explicit_listener->Close();
+    if (state_->transparent_listener) state_->transparent_listener->Close();
     std::vector<std::shared_ptr<Connection>> open;
     for (auto& [raw, weak] : state_->live) {
       if (auto connection = weak.lock()) open.push_back(std::move(connection));
@@ -1301,13 +1311,19 @@ class EgressProxyImpl : public EgressProxy {
     error_code ec;
     auto address = asio::ip::make_address(state_->options.bind_address, ec);
     if (ec) return MakeError(ErrorCode::kInvalidArgument, "egress proxy: bad bind address " + state_->options.bind_address);
-    COVE_TRY(OpenAcceptor(state_->explicit_acceptor, address, state_->options.explicit_port));
-    COVE_TRY(OpenAcceptor(state_->transparent_acceptor, address, state_->options.transparent_port));
-    explicit_port_ = state_->explicit_acceptor.local_endpoint(ec).port();
-    if (!ec) transparent_port_ = state_->transparent_acceptor.local_endpoint(ec).port();
-    if (ec) return Error{ErrorCode::kInternal, ec.value(), "egress proxy: cannot read the listening ports", {}};
-    asio::co_spawn(state_->io, AcceptLoop(state_, false), asio::detached);
-    asio::co_spawn(state_->io, AcceptLoop(state_, true), asio::detached);
+    COVE_TRY(OpenListener(*state_, address, state_->options.explicit_port, false));
+    COVE_TRY(OpenListener(*state_, address, state_->options.transparent_port, true));
+    explicit_port_ = state_->explicit_listener->local_endpoint().port();
+    transparent_port_ = state_->transparent_listener->local_endpoint().port();
+    if (explicit_port_ == 0 || transparent_port_ == 0)
+      return MakeError(ErrorCode::kInternal, "egress proxy: cannot read the listening ports");
+    std::weak_ptr<ProxyState> weak = state_;
+    for (bool transparent : {false, true}) {
+      auto& listener = transparent ? state_->transparent_listener : state_->explicit_listener;
+      listener->Start([weak, transparent](tcp::socket socket) {
+        if (auto state = weak.lock()) Accept(state, std::move(socket), transparent);
+      });
+    }
     return OkStatus();
   }
 

@@ -17,7 +17,9 @@
 // a closed connection otherwise) and reported through the DenialSink.
 // Host, SNI and CONNECT target must agree (no domain fronting).
 // Runs on one io_context; bounded: header sizes, idle and connect timeouts,
-// connections per sandbox.
+// connections per sandbox and in all (both listeners together; a connection
+// not yet past its request head, or ClientHello, is idle and closed first to
+// make room: io/listener.h).
 #pragma once
 
 #include <chrono>
@@ -26,7 +28,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/certificate_authority.h"
 #include "proxy/policy.h"
 #include "proxy/resolver.h"
@@ -54,7 +56,8 @@ struct EgressProxyOptions {
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds idle_timeout{300000};
   size_t max_header_bytes = 64 << 10;
-  size_t max_connections_per_sandbox = 256;
+  size_t max_connections = 1024;              // both listeners together
+  size_t max_connections_per_sandbox = 256;   // by source address, i.e. per sandbox
   // SO_MARK of upstream sockets (0: none); coved's firewall refuses marked
   // sockets the host's own addresses and the sandboxes (net/firewall.h).
   uint32_t upstream_mark = 0x636f7665;  // "cove"

@@ -595,17 +595,43 @@ TEST_F(EgressProxyTest, StopClosesOpenTunnels) {
   EXPECT_LT(ConnectTcp("127.0.0.1", proxy_->explicit_port()), 0);
 }
 
+// A connection past its request head (here a CONNECT tunnel) is never
+// closed to make room: over the sandbox's cap the new one is refused.
 TEST_F(EgressProxyTest, ConnectionsPerSandboxAreBounded) {
-  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  EchoUpstream echo("127.0.0.1", 0);
   EgressProxyOptions options;
   options.max_connections_per_sandbox = 1;
   StartProxy(options);
   int first = Client();
-  ASSERT_TRUE(SendAll(first, Get("web.test:" + std::to_string(up.port()), "/")));
-  HttpReader reader(first);
-  ASSERT_TRUE(reader.Read(true));
+  EXPECT_EQ(Connect(first, "web.test:" + std::to_string(echo.port())).status(), 200);
   int second = Client();
   EXPECT_TRUE(ClosedWithoutData(second));
+  auto reported = denials();
+  ASSERT_EQ(reported.size(), 1u);
+  EXPECT_EQ(reported[0].sandbox_id, "sb-test");
+  EXPECT_NE(reported[0].reason.find("too many connections"), std::string::npos) << reported[0].reason;
+  // The tunnel still works.
+  ASSERT_TRUE(SendAll(first, "ping"));
+  char buf[4] = {};
+  ASSERT_EQ(recv(first, buf, 4, MSG_WAITALL), 4);
+}
+
+// A connection that has not sent its request head yet is idle: over the
+// sandbox's cap it is closed to make room for the new one, which is served.
+TEST_F(EgressProxyTest, AnIdleConnectionMakesRoomOverTheCap) {
+  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  EgressProxyOptions options;
+  options.max_connections_per_sandbox = 1;
+  StartProxy(options);
+  int idle = Client();
+  int fresh = Client();
+  ASSERT_TRUE(SendAll(fresh, Get("web.test:" + std::to_string(up.port()), "/")));
+  HttpReader reader(fresh);
+  auto response = reader.Read(true);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status(), 200);
+  EXPECT_TRUE(ClosedWithoutData(idle));
+  EXPECT_TRUE(denials().empty());
 }
 
 TEST_F(EgressProxyTest, IdleConnectionsAreClosed) {

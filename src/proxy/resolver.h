@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/policy.h"
 
 namespace cove::proxy {

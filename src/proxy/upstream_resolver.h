@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "manager/asio.h"
+#include "io/asio.h"
 #include "proxy/resolver.h"
 
 namespace cove::proxy {
