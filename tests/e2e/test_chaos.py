@@ -1,5 +1,5 @@
-"""Fault injection (issue 10): slow and vanished clients, a full disk, kill -9 of
-agents and of coved, all at once on one coved. Afterwards
+"""Fault injection (issue 10): slow and vanished clients, a full disk, a full fd
+table, kill -9 of agents and of coved, all at once on one coved. Afterwards
 nothing has leaked (the factory's checks) and every file that a sandbox still
 alive acknowledged with a 2xx is there with its content.
 
@@ -9,6 +9,7 @@ Run alone with: python3 -m pytest tests/e2e -m chaos
 import hashlib
 import os
 import random
+import socket
 import threading
 import time
 
@@ -48,7 +49,7 @@ def writer(api, ledger, sid, stop, tag):
 
 
 def test_faults_together_lose_nothing_acknowledged(coved_factory):
-    coved, api = coved_factory()
+    coved, api = coved_factory(prefix=["prlimit", "--nofile=512"])
     ledger = Ledger()
     calm, slow, full, doomed = (unique_id(n) for n in ("calm", "slow", "full", "doomed"))
     api.create(id=calm)
@@ -76,6 +77,15 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     assert r.status_code == 200, r.text
     assert ledger.write(api, full, "/workspace/after-full.txt", "y" * (1 << 20)) == 507
 
+    # A full fd table: idle connections beyond coved's descriptor limit; the API still answers.
+    hogs = []
+    for _ in range(600):
+        try:
+            hogs.append(socket.create_connection((coved.host, coved.port), timeout=5))
+        except OSError:
+            break
+    assert api.get("/v1/sandboxes", timeout=30).status_code == 200
+
     # kill -9 of an agent: its sandbox fails, the others go on.
     pid = api.info(doomed)["pid"]
     os.kill(pid, 9)
@@ -83,6 +93,8 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
 
     time.sleep(20)  # past two agent ping intervals (15 s): a stalled agent would be failed by now
     for s in leavers:
+        s.close()
+    for s in hogs:
         s.close()
 
     # kill -9 of coved, mid-traffic; the sandboxes are adopted by the next one.
