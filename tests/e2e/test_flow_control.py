@@ -82,7 +82,7 @@ class SlowReader(threading.Thread):
                 self.stop.wait(0.5)
                 continue
             try:
-                n = len(self.sock.recv(self.rate // 10))
+                n = len(self.sock.recv(min(self.rate // 10, 1 << 20)))
             except socket.timeout:
                 continue
             except OSError:
