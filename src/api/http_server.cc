@@ -147,8 +147,8 @@ struct HttpServer::Impl {
   // Over a cap with nothing idle to close: 503 and close, without waiting.
   void RefuseConnection(tcp::socket& socket, const std::string& address) {
     if (auto held = refusals_log.Pass())
-      log::Warn("api: refused a connection from {} ({} open from it, {} in all); {} more refused since the last such line",
-                address, registry->count(address), registry->size(), *held);
+      log::Warn("api: refused a connection from {} ({} open from it, {} in all); {} more refused since the last "
+                "such line", address, registry->count(address), registry->size(), *held);
     std::string body = ErrorJson(503, "TOO_MANY_CONNECTIONS", "too many connections; retry later");
     std::string answer = fmt::format(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
@@ -387,7 +387,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Listen(asio::any_io_executor ex,
 
 void HttpServer::Start() {
   Impl* impl = impl_.get();
-  impl->listener->Start([impl](tcp::socket socket) { asio::co_spawn(impl->ex, impl->Serve(std::move(socket)), asio::detached); });
+  impl->listener->Start(
+      [impl](tcp::socket socket) { asio::co_spawn(impl->ex, impl->Serve(std::move(socket)), asio::detached); });
 }
 
 uint16_t HttpServer::port() const { return impl_->listener->local_endpoint().port(); }
