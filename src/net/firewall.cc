@@ -21,6 +21,10 @@ std::string ElementsScript(const char* verb, const std::string& table, const San
 
 }  // namespace
 
+// Input: sandboxes reach coved's proxy and DNS ports only, nothing else on
+// the host; nobody else connects to those ports. Replies are exempt from that
+// last rule: a host socket whose own (ephemeral) port happens to equal one of
+// them must still get its answers.
 std::string FirewallScript(const std::string& table, const FirewallConfig& p, const std::vector<SandboxLink>& links) {
   std::string s = fmt::format(
       "add table inet {0}\n"
@@ -42,6 +46,7 @@ std::string FirewallScript(const std::string& table, const FirewallConfig& p, co
       "    iifname @links tcp dport {{ {1}, {2}, {3} }} accept\n"
       "    iifname @links udp dport {3} accept\n"
       "    iifname @links drop\n"
+      "    ct direction reply accept\n"
       "    tcp dport {{ {1}, {2}, {3} }} drop\n"
       "    udp dport {3} drop\n"
       "  }}\n"

@@ -200,5 +200,39 @@ TEST_F(NetworkTest, FirewallRedirectsEverythingToCovedAndDropsTheRest) {
   EXPECT_EQ(system("nft list table inet cove_nettest >/dev/null 2>&1") == 0, false);
 }
 
+// A host connection whose own ephemeral port equals one of coved's proxy or
+// DNS ports (nothing listens there) gets its replies: the firewall drops
+// connections to those ports, not packets to them.
+TEST_F(NetworkTest, HostSocketsOnCovedsPortNumbersGetTheirReplies) {
+  auto unused_port = [] {
+    uint16_t port = 0;
+    UniqueFd probe = Listen(SOCK_STREAM, &port);
+    return port;
+  };
+  uint16_t transparent = unused_port(), explicit_port = unused_port(), dns = unused_port(), server_port = 0;
+  UniqueFd server = Listen(SOCK_STREAM, &server_port);
+  auto a = SandboxNetwork::Build(plan_, 22);
+  ASSERT_TRUE(a.ok()) << a.error().ToString();
+  FirewallConfig config{transparent, explicit_port, dns, 0xc0fe, "10.200.0.0/16"};
+  auto fw = Firewall::Install("cove_nettest_replies", config, {{a->host_if(), a->addresses().sandbox}});
+  ASSERT_TRUE(fw.ok()) << fw.error().ToString();
+  for (uint16_t own : {transparent, explicit_port, dns}) {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    int one = 1;
+    ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in src = Addr(Ip("127.0.0.1"), own);
+    ASSERT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&src), sizeof src), 0) << own;
+    sockaddr_in dst = Addr(Ip("127.0.0.1"), server_port);
+    ::connect(s.get(), reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+    pollfd p{s.get(), POLLOUT, 0};
+    int err = -1;
+    socklen_t len = sizeof err;
+    EXPECT_TRUE(::poll(&p, 1, 5000) == 1 && ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+        << "connect from port " << own << ": the server's SYN-ACK was dropped";
+  }
+  ASSERT_TRUE((*fw)->Uninstall().ok());
+  a->Destroy();
+}
+
 }  // namespace
 }  // namespace cove::net
