@@ -53,6 +53,17 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view proc_self_cgroup, std::s
 // Reads the files above for the calling process.
 Result<CgroupLayout> DetectCgroupLayout();
 
+// CFS bandwidth for a CPU limit: a sandbox may run quota_us of CPU time per
+// period_us. The period is short (10 ms), so a sandbox that exhausts its quota
+// waits at most one period minus its quota instead of up to ~100 ms; only
+// limits under 0.1 CPU get a longer period, as the kernel wants a quota of
+// at least 1 ms (0.062 CPU: 1000 us per 16130 us). cpu_millis 0: no limit.
+struct CpuBandwidth {
+  uint64_t quota_us = 0;
+  uint64_t period_us = 0;
+};
+CpuBandwidth CpuBandwidthFor(uint32_t cpu_millis);
+
 struct CgroupUsage {
   uint64_t cpu_usage_ns = 0;
   uint64_t memory_current_bytes = 0;

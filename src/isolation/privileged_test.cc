@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -812,6 +813,46 @@ TEST(CgroupHost, LeftoverCgroupsAreListedAndRemoved) {
   for (const auto& d : adopted->dirs()) EXPECT_FALSE(sys::PathExists(d)) << d;
   ids = m->List();
   EXPECT_EQ(std::find(ids->begin(), ids->end(), id), ids->end());
+  ASSERT_TRUE(m->RemoveGroup().ok());
+}
+
+// The kernel keeps the short CFS period cove asks for (v1 cpu.cfs_*, or v2 cpu.max).
+TEST(CgroupHost, CpuLimitUsesAShortPeriod) {
+  if (geteuid() != 0) GTEST_SKIP();
+  auto m = CgroupManager::OpenHost("cove-test-" + std::to_string(getpid()));
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  auto trim = [](Result<std::string> r) {
+    std::string s = r.ok() ? *r : "<" + r.error().ToString() + ">";
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  for (uint32_t millis : {250u, 62u}) {
+    std::string id = "cpu-period-" + std::to_string(getpid()) + "-" + std::to_string(millis);
+    Limits l;
+    l.cpu_millis = millis;
+    auto cg = m->Create(id, l);
+    ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+    const CpuBandwidth want = CpuBandwidthFor(millis);
+    int checked = 0;
+    for (size_t h = 0; h < cg->dirs().size(); ++h) {
+      const auto& hi = m->layout().hierarchies[h];
+      const std::string& d = cg->dirs()[h];
+      if (m->layout().version == CgroupVersion::kV2) {
+        EXPECT_EQ(trim(sys::ReadFile(d + "/cpu.max")),
+                  std::to_string(want.quota_us) + " " + std::to_string(want.period_us));
+        ++checked;
+      } else if (std::find(hi.controllers.begin(), hi.controllers.end(), "cpu") != hi.controllers.end()) {
+        EXPECT_EQ(trim(sys::ReadFile(d + "/cpu.cfs_period_us")), std::to_string(want.period_us));
+        EXPECT_EQ(trim(sys::ReadFile(d + "/cpu.cfs_quota_us")), std::to_string(want.quota_us));
+        ++checked;
+      }
+    }
+    EXPECT_EQ(checked, 1);
+    if (millis == 250) {
+      EXPECT_EQ(want.period_us, 10000u);
+    }
+    ASSERT_TRUE(cg->Remove().ok());
+  }
   ASSERT_TRUE(m->RemoveGroup().ok());
 }
 
