@@ -286,6 +286,7 @@ Status SandboxCgroup::KillAll() {
     if (auto s = WriteCg(layout_, dirs_[h], "cgroup.kill", "1"); s.ok()) killed_by_kernel = true;
     else log::Debug("cgroup.kill in {}: {}", dirs_[h], s.error().ToString());
   }
+  if (killed_by_kernel) LiftLimits();
   if (layout_.fake_fs) return OkStatus();
   // v1 only, or cgroup.kill missing: freeze (so forks cannot race the kill), kill, thaw.
   const std::string* freezer = nullptr;
@@ -301,10 +302,37 @@ Status SandboxCgroup::KillAll() {
     }
     if (freezer) (void)WriteCg(layout_, *freezer, "freezer.state", "FROZEN");
     for (pid_t p : pids) ::kill(p, SIGKILL);
+    // Lifted only while frozen with a SIGKILL pending (no fork can escape it):
+    // what the thaw lets run is the kernel's exit path.
+    if (freezer) LiftLimits();
     if (freezer) (void)WriteCg(layout_, *freezer, "freezer.state", "THAWED");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return OkStatus();
+}
+
+void SandboxCgroup::LiftLimits() {
+  for (size_t h = 0; h < dirs_.size(); ++h) {
+    const auto& hi = layout_.hierarchies[h];
+    const std::string& d = dirs_[h];
+    if (!layout_.fake_fs && !sys::PathExists(d)) continue;
+    auto write = [&](const char* file, const char* value) {
+      if (auto s = WriteCg(layout_, d, file, value); !s.ok() && s.error().sys_errno != ENOENT)
+        log::Debug("lifting {} of a killed sandbox: {}", file, s.error().ToString());
+    };
+    if (layout_.version == CgroupVersion::kV2) {
+      write("cpu.max", "max");
+      write("memory.max", "max");
+      continue;
+    }
+    if (Has(hi.controllers, "cpu")) write("cpu.cfs_quota_us", "-1");
+    if (Has(hi.controllers, "memory")) {
+      // memsw first: the memory limit may never exceed it.
+      if (layout_.fake_fs || sys::PathExists(d + "/memory.memsw.limit_in_bytes"))
+        write("memory.memsw.limit_in_bytes", "-1");
+      write("memory.limit_in_bytes", "-1");
+    }
+  }
 }
 
 Status SandboxCgroup::Remove(std::chrono::milliseconds timeout) {

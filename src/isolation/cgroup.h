@@ -86,7 +86,11 @@ class SandboxCgroup {
   // `already_in_clone_into` says the process was created there).
   Status Attach(pid_t pid, bool already_in_clone_into = false);
   // SIGKILLs every process in the sandbox (cgroup.kill where available,
-  // else freeze + kill + thaw on v1). Safe to repeat.
+  // else freeze + kill + thaw on v1), then lifts the CPU and memory limits:
+  // a killed process still runs its exit in the kernel (freeing its memory),
+  // and under its quota, or reclaiming at its memory limit, that can take
+  // seconds. No user code runs after SIGKILL, so the lifted limits cannot be
+  // abused. Safe to repeat.
   Status KillAll();
   // Kills everything and removes all dirs, waiting up to `timeout` for the
   // cgroups to become empty. kTimeout leaves the remaining dirs in place.
@@ -98,6 +102,8 @@ class SandboxCgroup {
  private:
   friend class CgroupManager;
   SandboxCgroup() = default;
+  // The limits lifted (see KillAll); only for killed sandboxes.
+  void LiftLimits();
   std::string id_;
   CgroupLayout layout_;
   std::vector<std::string> dirs_;  // parallel to layout_.hierarchies

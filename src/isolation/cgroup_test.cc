@@ -179,6 +179,9 @@ TEST_F(FakeV2Test, CreateWritesLimitsAndEnablesControllers) {
   EXPECT_EQ(Read(d + "/cgroup.procs"), "4242");
   ASSERT_TRUE(cg->KillAll().ok());
   EXPECT_EQ(Read(d + "/cgroup.kill"), "1");
+  // Killed processes exit unthrottled and without reclaiming at the limit.
+  EXPECT_EQ(Read(d + "/cpu.max"), "max");
+  EXPECT_EQ(Read(d + "/memory.max"), "max");
 
   // Usage parsing.
   ASSERT_TRUE(sys::WriteFileAs(d + "/cpu.stat", "usage_usec 1500\nuser_usec 1000\n", 0644, getuid(), getgid()).ok());

@@ -816,6 +816,42 @@ TEST(CgroupHost, LeftoverCgroupsAreListedAndRemoved) {
   ASSERT_TRUE(m->RemoveGroup().ok());
 }
 
+// A killed sandbox's CPU and memory limits are lifted, so its processes exit unthrottled.
+TEST(CgroupHost, KillAllLiftsTheLimits) {
+  if (geteuid() != 0) GTEST_SKIP();
+  auto m = CgroupManager::OpenHost("cove-test-" + std::to_string(getpid()));
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  Limits l;
+  l.cpu_millis = 62;
+  l.memory_bytes = 64 << 20;
+  auto cg = m->Create("lift-" + std::to_string(getpid()), l);
+  ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+  ASSERT_TRUE(cg->KillAll().ok());
+  auto read = [](const std::string& path) {
+    auto r = sys::ReadFile(path);
+    std::string s = r.ok() ? *r : "<" + r.error().ToString() + ">";
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  for (size_t h = 0; h < cg->dirs().size(); ++h) {
+    const auto& c = m->layout().hierarchies[h].controllers;
+    const std::string& d = cg->dirs()[h];
+    if (m->layout().version == CgroupVersion::kV2) {
+      EXPECT_EQ(read(d + "/cpu.max").substr(0, 4), "max ");
+      EXPECT_EQ(read(d + "/memory.max"), "max");
+      continue;
+    }
+    if (std::find(c.begin(), c.end(), "cpu") != c.end()) {
+      EXPECT_EQ(read(d + "/cpu.cfs_quota_us"), "-1");
+    }
+    if (std::find(c.begin(), c.end(), "memory") != c.end()) {
+      EXPECT_GT(std::stoull(read(d + "/memory.limit_in_bytes")), uint64_t{1} << 40);
+    }
+  }
+  ASSERT_TRUE(cg->Remove().ok());
+  ASSERT_TRUE(m->RemoveGroup().ok());
+}
+
 // The kernel keeps the short CFS period cove asks for (v1 cpu.cfs_*, or v2 cpu.max).
 TEST(CgroupHost, CpuLimitUsesAShortPeriod) {
   if (geteuid() != 0) GTEST_SKIP();
