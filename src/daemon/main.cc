@@ -207,7 +207,11 @@ int Run(const Config& c) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     log::Info("signal {}: stopping; sandboxes keep running and are adopted at the next start", sig);
-    io.stop();
+    // Deleted sandboxes still being removed get a moment to finish.
+    asio::co_spawn(io, [&]() -> Task<void> {
+      co_await manager.FinishReaping(std::chrono::seconds(10));
+      io.stop();
+    }, asio::detached);
   });
   asio::co_spawn(io, [&]() -> Task<void> {
     co_await manager.Adopt();
@@ -219,9 +223,9 @@ int Run(const Config& c) {
               c.state_dir, c.state_dir);
   }, asio::detached);
   io.run();
-  (*egress)->Shutdown(manager.List().empty());
+  (*egress)->Shutdown(manager.Empty());
   manager_ptr = nullptr;
-  if (manager.List().empty()) {
+  if (manager.Empty()) {
     if (auto s = (*runtime)->ReleaseHostResources(); !s.ok())
       log::Warn("cannot release coved's host resources: {}", s.error().ToString());
   }

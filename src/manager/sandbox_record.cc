@@ -7,6 +7,7 @@ const char* SandboxStateName(SandboxState s) {
     case SandboxState::kCreating: return "creating";
     case SandboxState::kRunning: return "running";
     case SandboxState::kFailed: return "failed";
+    case SandboxState::kDeleting: return "deleting";
   }
   return "unknown";
 }
@@ -54,6 +55,7 @@ Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
     std::string state = j.at("state").get<std::string>();
     r.state = state == "running"    ? SandboxState::kRunning
               : state == "creating" ? SandboxState::kCreating
+              : state == "deleting" ? SandboxState::kDeleting
                                     : SandboxState::kFailed;
     r.failure = j.at("failure").get<std::string>();
     r.slot = j.at("slot").get<uint32_t>();

@@ -22,7 +22,9 @@ struct PortExposure {
   int64_t created_ms = 0;
 };
 
-enum class SandboxState { kCreating, kRunning, kFailed };
+// kDeleting is never shown by the API: the DELETE has answered and the reaper
+// is still removing what is left (the record says so across a coved restart).
+enum class SandboxState { kCreating, kRunning, kFailed, kDeleting };
 const char* SandboxStateName(SandboxState s);
 
 struct SandboxRecord {
