@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "manager/asio.h"
+#include "manager/tombstones.h"
 
 namespace cove::api {
 
@@ -22,6 +23,7 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;                            // in memory, or:
   std::string body_file;                       // path of the spooled body (large uploads)
+  Tombstones::Arrival arrival;                 // when coved read its head (HttpServerOptions::on_head)
 
   std::string Header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);

@@ -20,6 +20,9 @@ struct HttpServerOptions {
   uint64_t max_spooled_bytes = 16ull << 30;
   std::string spool_dir = "/tmp";
   std::function<bool(const HttpRequest&)> spool_to_file;
+  // Called once a request's head has been read, before its body (coved
+  // stamps the request's arrival there).
+  std::function<void(HttpRequest&)> on_head;
 };
 
 class HttpServer {

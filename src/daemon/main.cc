@@ -197,6 +197,7 @@ int Run(const Config& c) {
   hopts.spool_dir = c.state_dir + "/tmp";
   fs::create_directories(hopts.spool_dir, ec);
   hopts.spool_to_file = &api::Api::WantsSpooledBody;
+  hopts.on_head = [&manager](api::HttpRequest& req) { req.arrival = manager.Arrive(); };
   auto server = api::HttpServer::Listen(io.get_executor(), hopts,
                                         [&api](api::HttpRequest& req) { return api.Handle(req); });
   if (!server.ok()) {

@@ -87,8 +87,9 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
   bool alive() const { return alive_; }
   const Json& hello() const { return hello_; }
-  // Closes the connection; pending calls fail with kUnavailable and `reason`.
-  void Close(const std::string& reason = "agent connection is closed");
+  // Closes the connection; pending and later calls fail with `code` and `reason`
+  // (kNotFound when the sandbox was deleted: the request answers 404, not 502).
+  void Close(const std::string& reason = "agent connection is closed", ErrorCode code = ErrorCode::kUnavailable);
 
   // Bytes a call may hold unread before reading from this agent pauses.
   static constexpr size_t kMaxQueuedPerCall = 8 << 20;
@@ -116,6 +117,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   asio::steady_timer ping_timer_;
   Clock::duration ping_interval_ = kPingInterval;
   bool alive_ = true;
+  Error closed_{ErrorCode::kUnavailable, 0, "agent connection is closed", {}};  // what calls get once closed
   Json hello_;
   std::function<void(const Error&)> on_failure_;
 };

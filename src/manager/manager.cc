@@ -269,7 +269,7 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
 
 void Manager::Retire(std::shared_ptr<Entry> entry, const std::string& why) {
   entry->destroying = true;
-  if (entry->agent) entry->agent->Close(why);
+  if (entry->agent) entry->agent->Close(why, ErrorCode::kNotFound);
   if (entry->pid_watch) entry->pid_watch->close();
   entry->record.state = SandboxState::kDeleting;
   Persist(entry->record);  // a restarted coved reaps it again
@@ -296,7 +296,10 @@ std::vector<SandboxRecord> Manager::List() const {
 
 Task<Status> Manager::Destroy(std::string id) {
   auto it = entries_.find(id);
-  if (it == entries_.end()) co_return OkStatus();
+  if (it == entries_.end()) {
+    tombstones_.Bury(id);
+    co_return OkStatus();
+  }
   auto entry = it->second;
   auto present = [&] {
     auto e = entries_.find(id);
@@ -304,6 +307,7 @@ Task<Status> Manager::Destroy(std::string id) {
   };
   if (entry->destroying) {  // another DELETE is under way: answer when it does
     while (present()) co_await entry->ready.Wait();
+    tombstones_.Bury(id);
     co_return OkStatus();
   }
   entry->destroying = true;
@@ -312,7 +316,7 @@ Task<Status> Manager::Destroy(std::string id) {
   const std::string why = "sandbox " + id + " was deleted";
   const bool ours = present();  // else the create retired it already
   if (ours) {
-    if (entry->agent) entry->agent->Close(why);
+    if (entry->agent) entry->agent->Close(why, ErrorCode::kNotFound);
     if (entry->pid_watch) entry->pid_watch->close();
   }
   if (entry->record.pid > 0) {
@@ -324,6 +328,7 @@ Task<Status> Manager::Destroy(std::string id) {
       log::Warn("sandbox {}: kill: {} (the reaper tries again)", id, s.error().ToString());
   }
   if (ours && present()) Retire(entry, why);
+  tombstones_.Bury(id);
   log::Info("sandbox {}: deleted", id);
   co_return OkStatus();
 }
@@ -353,20 +358,24 @@ Status Manager::SetPorts(const std::string& id, std::vector<PortExposure> ports)
   return OkStatus();
 }
 
-Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing) {
+Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing,
+                                                              const Tombstones::Arrival& arrival) {
+  const Error deleted = MakeError(ErrorCode::kNotFound, "sandbox " + id + " was deleted");
   auto it = entries_.find(id);
   if (it == entries_.end()) {
     if (!create_if_missing) co_return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
+    if (tombstones_.BuriedSince(id, arrival)) co_return deleted;
     CreateRequest req;
     req.id = id;
     auto created = co_await Create(std::move(req));
+    if (!created.ok() && created.error().code == ErrorCode::kCancelled) co_return deleted;
     if (!created.ok() && created.error().code != ErrorCode::kAlreadyExists) co_return std::move(created).error();
     it = entries_.find(id);
-    if (it == entries_.end()) co_return MakeError(ErrorCode::kUnavailable, "sandbox " + id + " went away");
+    if (it == entries_.end()) co_return deleted;
   }
   auto entry = it->second;
   while (entry->record.state == SandboxState::kCreating && !entry->destroying) co_await entry->ready.Wait();
-  if (entry->destroying) co_return MakeError(ErrorCode::kNotFound, "sandbox " + id + " is being destroyed");
+  if (entry->destroying) co_return deleted;
   if (entry->record.state == SandboxState::kFailed)
     co_return MakeError(ErrorCode::kFailedPrecondition,
                         "sandbox " + id + " failed (" + entry->record.failure + "); delete it to start over");

@@ -25,6 +25,7 @@
 #include "manager/reaper.h"
 #include "manager/runtime.h"
 #include "manager/store.h"
+#include "manager/tombstones.h"
 
 namespace cove {
 
@@ -65,14 +66,22 @@ class Manager {
   // them. kNotFound for unknown ids.
   Status SetPorts(const std::string& id, std::vector<PortExposure> ports);
   // Deletes the sandbox; ok when it does not exist. Answers once it is gone
-  // from the API, its agent connection is closed and every process in its
-  // cgroup has been sent SIGKILL; the reaper finishes the removal.
+  // from the API, its agent connection is closed (calls in flight fail with
+  // kNotFound) and every process in its cgroup has been sent SIGKILL; the
+  // reaper finishes the removal. From then on the id is a tombstone for
+  // requests that arrived earlier (see Agent).
   Task<Status> Destroy(std::string id);
 
-  // The agent connection of a running sandbox. When the id is unknown and
-  // create_if_missing is set, the sandbox is created with defaults first.
+  // The moment a request arrives (taken when its head has been read).
+  Tombstones::Arrival Arrive() { return tombstones_.Arrive(); }
+
+  // The agent connection of a running sandbox. With create_if_missing (the
+  // get-or-create of the compatible routes), an unknown id is created with
+  // defaults first - unless it was deleted after `arrival` (kNotFound): a
+  // request sent before a DELETE answered never brings the sandbox back.
   // Errors: kNotFound, kFailedPrecondition (sandbox failed), kUnavailable.
-  Task<Result<std::shared_ptr<AgentConnection>>> Agent(const std::string& id, bool create_if_missing);
+  Task<Result<std::shared_ptr<AgentConnection>>> Agent(const std::string& id, bool create_if_missing,
+                                                       const Tombstones::Arrival& arrival);
 
   // No sandbox is known and nothing is left to reap (coved may release its host resources).
   bool Empty() const { return entries_.empty() && reaper_.empty(); }
@@ -107,8 +116,8 @@ class Manager {
   void MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, bool clean_up);
   // Removes the sandbox from the registry (persisted as deleting) and hands it
   // to the reaper, which frees its slot and record once nothing is left.
-  // Its agent connection is closed with `why`. (entry by value: the
-  // registry's reference is dropped on the way.)
+  // Calls still open on its agent fail with kNotFound and `why`. (entry by
+  // value: the registry's reference is dropped on the way.)
   void Retire(std::shared_ptr<Entry> entry, const std::string& why);
   // Reserves a host id slot (the lowest this coved does not use, or a later
   // one another user of the host does not hold).
@@ -126,6 +135,7 @@ class Manager {
   Runtime* runtime_;
   asio::thread_pool pool_;
   Reaper reaper_{ex_, pool_, runtime_};
+  Tombstones tombstones_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, std::string> id_by_slot_;  // sandboxes that hold a slot

@@ -1,9 +1,14 @@
-"""DELETE of a sandbox under load: it answers 200 once the sandbox is unreachable,
-whatever its processes do; the rest is removed in the background (docs/api.md,
-"Deleting")."""
+"""DELETE of a sandbox under load and under races: it answers 200 once the sandbox
+is unreachable, whatever its processes do; the rest is removed in the background;
+requests in flight get one answer (404); a deleted id stays deleted for every
+request that arrived before the DELETE answered (docs/api.md, "Deleting")."""
 
+import concurrent.futures
+import json
 import os
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -153,3 +158,92 @@ def memory_of(pid):
             kills = [int(l.split()[1]) for l in read(f"{v2}/memory.events").splitlines() if l.startswith("oom_kill ")]
             return int(read(f"{v2}/memory.current")), int(read(f"{v2}/memory.max")), kills[0] if kills else 0
     return 0, 1, 0
+
+
+# ---------------------------------------------------------------- requests racing a DELETE
+
+class RawRequest:
+    """One HTTP request on its own connection, written in two steps: the head (and
+    part of the body) now, the rest of the body later. coved reads the head at once,
+    so the request has arrived, but cannot act on it before the body is complete."""
+
+    def __init__(self, api, method, path, body):
+        self.body = json.dumps(body).encode()
+        self.sock = socket.create_connection((api.coved.host, api.coved.port), timeout=120)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: cove\r\n"
+                f"Authorization: Bearer {api.coved.token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n").encode()
+        self.sock.sendall(head + self.body[:1])
+
+    def finish(self):
+        """Sends the rest of the body; returns (status, parsed JSON body)."""
+        self.sock.sendall(self.body[1:])
+        data = b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, json.loads(body) if body.startswith(b"{") else body
+
+
+def post(api, path, body):
+    """A request on a fresh connection (threads cannot share the Api's session)."""
+    import requests
+    r = requests.post(api.url(path), json=body, headers=api.headers, timeout=120)
+    return r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+def test_requests_racing_a_delete(api):
+    """Rounds of: commands in flight (`sleep 10` running in the sandbox, `true` sent just
+    before the DELETE, and requests whose head arrived but whose body comes only after
+    the DELETE answered), then the DELETE. Every request gets 2xx or 404, never 5xx, and
+    none of them brings the sandbox back; a request sent after the DELETE answered does."""
+    for round_ in range(4):
+        sid = unique_id(f"race{round_}")
+        api.create(id=sid)
+        execute = f"/v1/sandboxes/{sid}/api/execute"
+        answers = []
+        lock = threading.Lock()
+
+        def run(body):
+            status, out = post(api, execute, body)
+            with lock:
+                answers.append((body["command"], status, out))
+
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            sleepers = [pool.submit(run, {"command": "sleep 10", "sessionId": f"s{i}"}) for i in range(6)]
+            # The sleeps are running in the sandbox.
+            count = "pgrep -xc sleep || true"
+            assert wait_until(lambda: api.sh(sid, count).strip() == "6", 30), api.sh(sid, "ps -ef")
+            held = [RawRequest(api, "POST", execute, {"command": "echo held"}) for _ in range(3)]
+            quick = [RawRequest(api, "POST", execute, {"command": "true"}) for _ in range(8)]
+            deleted = pool.submit(api.destroy, sid)
+            finished = [pool.submit(q.finish) for q in quick]
+            assert deleted.result(timeout=300) == {"id": sid, "deleted": True}
+            # After the DELETE answered: gone, and the held requests (arrived before) cannot revive it.
+            assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+            for h in held:
+                status, body = h.finish()
+                assert status == 404, (status, body)
+                assert body["code"] == "SANDBOX_NOT_FOUND" and "deleted" in body["message"], body
+            for f in finished:
+                status, body = f.result(timeout=120)
+                answers.append(("true", status, body))
+            for s in sleepers:
+                s.result(timeout=120)
+        for command, status, body in answers:
+            assert status == 200 or status == 404, (command, status, body)
+            if status == 404:
+                assert body["code"] == "SANDBOX_NOT_FOUND" and "deleted" in body["message"], body
+        assert any(status == 404 for command, status, _ in answers if command == "sleep 10"), answers
+        # Still deleted: nothing that was sent before the DELETE answered re-created it.
+        assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+        assert sid not in api.list_ids()
+        # A request sent now creates it again, as Cloudflare's getSandbox does.
+        assert api.sh(sid, "echo back") == "back\n"
+        assert api.info(sid)["state"] == "running"
+        api.destroy(sid)
