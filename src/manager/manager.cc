@@ -92,6 +92,7 @@ Task<void> Manager::Adopt() {
       }
       MarkFailed(entry, "could not reconnect to its agent after restart: " + agent.error().message, false);
     } else {
+      entry->record.interrupted_create = r.state == SandboxState::kCreating;
       MarkFailed(entry,
                  r.state == SandboxState::kCreating ? "coved stopped while the sandbox was being created"
                                                     : "its processes ended while coved was not running",
@@ -111,12 +112,14 @@ void Manager::Release(const std::string& id, uint32_t slot) {
     log::Error("sandbox {}: cannot remove its record: {}", id, s.error().ToString());
 }
 
+bool Manager::Replaceable(const Entry& entry) {
+  return !entry.destroying && entry.record.state == SandboxState::kFailed && entry.record.interrupted_create;
+}
+
 Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
   if (req.id.empty()) req.id = NewSandboxId();
   if (auto why = CheckSandboxId(req.id); !why.empty())
     co_return MakeError(ErrorCode::kInvalidArgument, why);
-  if (entries_.count(req.id))
-    co_return MakeError(ErrorCode::kAlreadyExists, "sandbox " + req.id + " already exists");
   if (req.instance_type.empty()) req.instance_type = std::string(kDefaultInstanceType);
   auto limits = LimitsOf(req.instance_type);
   if (!limits) co_return MakeError(ErrorCode::kInvalidArgument, "unknown instance type " + req.instance_type);
@@ -124,6 +127,12 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
     co_return MakeError(ErrorCode::kInvalidArgument, "unknown image " + req.image);
   if (req.user != "root" && req.user != "user")
     co_return MakeError(ErrorCode::kInvalidArgument, "user must be \"root\" or \"user\"");
+  if (auto it = entries_.find(req.id); it != entries_.end()) {
+    if (!Replaceable(*it->second))
+      co_return MakeError(ErrorCode::kAlreadyExists, "sandbox " + req.id + " already exists");
+    log::Info("sandbox {}: replacing it (its create was interrupted)", req.id);
+    Retire(it->second, "sandbox " + req.id + " was replaced");
+  }
 
   auto entry = std::make_shared<Entry>(ex_);
   SandboxRecord& r = entry->record;
@@ -362,7 +371,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string&
                                                               const Tombstones::Arrival& arrival) {
   const Error deleted = MakeError(ErrorCode::kNotFound, "sandbox " + id + " was deleted");
   auto it = entries_.find(id);
-  if (it == entries_.end()) {
+  if (it == entries_.end() || (create_if_missing && Replaceable(*it->second))) {
     if (!create_if_missing) co_return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
     if (tombstones_.BuriedSince(id, arrival)) co_return deleted;
     CreateRequest req;

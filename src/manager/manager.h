@@ -48,7 +48,8 @@ class Manager {
   // At start-up: adopt every stored running sandbox that is still alive, clean up the others.
   Task<void> Adopt();
 
-  // Validates and creates a sandbox; waits until its agent answers.
+  // Validates and creates a sandbox; waits until its agent answers. A failed
+  // sandbox whose create was interrupted by a coved stop is replaced.
   // Errors: kInvalidArgument (bad id/type/image), kAlreadyExists, kCancelled
   // (deleted while being created), kUnavailable (the previous sandbox of this
   // id is still being removed), or the runtime's error.
@@ -76,9 +77,10 @@ class Manager {
   Tombstones::Arrival Arrive() { return tombstones_.Arrive(); }
 
   // The agent connection of a running sandbox. With create_if_missing (the
-  // get-or-create of the compatible routes), an unknown id is created with
-  // defaults first - unless it was deleted after `arrival` (kNotFound): a
-  // request sent before a DELETE answered never brings the sandbox back.
+  // get-or-create of the compatible routes), an unknown id, or a failed
+  // sandbox whose create was interrupted, is created with defaults first -
+  // unless it was deleted after `arrival` (kNotFound): a request sent before
+  // a DELETE answered never brings the sandbox back.
   // Errors: kNotFound, kFailedPrecondition (sandbox failed), kUnavailable.
   Task<Result<std::shared_ptr<AgentConnection>>> Agent(const std::string& id, bool create_if_missing,
                                                        const Tombstones::Arrival& arrival);
@@ -119,6 +121,8 @@ class Manager {
   // Calls still open on its agent fail with kNotFound and `why`. (entry by
   // value: the registry's reference is dropped on the way.)
   void Retire(std::shared_ptr<Entry> entry, const std::string& why);
+  // A failed sandbox that a create replaces (its create was interrupted).
+  static bool Replaceable(const Entry& entry);
   // Reserves a host id slot (the lowest this coved does not use, or a later
   // one another user of the host does not hold).
   Result<uint32_t> AllocateSlot();

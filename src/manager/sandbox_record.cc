@@ -30,6 +30,7 @@ nlohmann::json SandboxRecord::ToJson() const {
           {"createdMs", created_ms},
           {"state", SandboxStateName(state)},
           {"failure", failure},
+          {"interruptedCreate", interrupted_create},
           {"slot", slot},
           {"pid", pid},
           {"startTicks", start_ticks},
@@ -58,6 +59,7 @@ Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
               : state == "deleting" ? SandboxState::kDeleting
                                     : SandboxState::kFailed;
     r.failure = j.at("failure").get<std::string>();
+    r.interrupted_create = j.value("interruptedCreate", false);  // absent in records of older versions
     r.slot = j.at("slot").get<uint32_t>();
     r.pid = j.at("pid").get<int>();
     r.start_ticks = j.at("startTicks").get<uint64_t>();
