@@ -51,6 +51,13 @@ bool Api::WantsSpooledBody(const HttpRequest& req) {
 }
 
 Task<HttpResponse> Api::Handle(HttpRequest& req) {
+  if (!req.arrival.stamped()) req.arrival = manager_->Arrive();
+  HttpResponse res = co_await Dispatch(req);
+  req.arrival = {};  // past its sandbox lookup: no grave need wait for it
+  co_return res;
+}
+
+Task<HttpResponse> Api::Dispatch(HttpRequest& req) {
   // The terminal page's scripts and styles hold no secret: served to anyone.
   if (req.path.starts_with(kTerminalAssetPrefix)) co_return TerminalAsset(req);
   bool upgrade = req.Header("upgrade").find("ebsocket") != std::string::npos;

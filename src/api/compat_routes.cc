@@ -74,7 +74,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     res.content_type = "text/plain; charset=utf-8";
     res.body = "cove sandbox " + id + " is ready\n";
     // Cloudflare's server answers "/" even before the container is up; we create it like getSandbox.
-    auto agent = co_await manager_->Agent(id, true);
+    auto agent = co_await manager_->Agent(id, true, req.arrival);
     if (!agent.ok()) co_return ErrorResponse(agent.error());
     co_return res;
   }
@@ -139,7 +139,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (route == "/execute" && f.Bool("background")) {  // answers like /api/process/start
       Json start = ProcessStartOp(f, body);
       if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-      auto agent_r = co_await manager_->Agent(id, true);
+      auto agent_r = co_await manager_->Agent(id, true, req.arrival);
       if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
       co_return co_await StartProcess(std::move(*agent_r), std::move(start));
     }
@@ -208,7 +208,7 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
   }
   if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
 
-  auto agent_r = co_await manager_->Agent(id, true);
+  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
 

@@ -89,7 +89,7 @@ Task<HttpResponse> CompatRoutes::GitCheckout(HttpRequest& req, const std::string
              {"sessionId", session && !session->empty() ? *session : "default"},
              {"env", {{"GIT_TERMINAL_PROMPT", "0"}}}};
 
-  auto agent_r = co_await manager_->Agent(id, true);
+  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   auto call = (*agent_r)->Start(op);
   if (!call.ok()) co_return ErrorResponse(call.error());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/asio.h"
+#include "manager/tombstones.h"
 
 namespace cove::api {
 
@@ -51,6 +52,7 @@ struct HttpRequest {
   std::string body;                            // in memory, or:
   std::string body_file;                       // path of the spooled body (large uploads)
   std::shared_ptr<ClientLink> client = std::make_shared<ClientLink>();
+  Tombstones::Arrival arrival;                 // when coved read its head (HttpServerOptions::on_head)
 
   std::string Header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);

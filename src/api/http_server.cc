@@ -251,6 +251,7 @@ struct HttpServer::Impl {
         for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         req.headers[name] = std::string(f.value());
       }
+      if (options.on_head) options.on_head(req);
       bool keep_alive = h.keep_alive();
       bool spool = options.spool_to_file && options.spool_to_file(req);
       if (auto length = head.content_length();

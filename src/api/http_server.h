@@ -26,6 +26,9 @@ struct HttpServerOptions {
   std::function<bool(const HttpRequest&)> spool_to_file;
   size_t max_connections = 1024;
   size_t max_connections_per_address = 256;
+  // Called once a request's head has been read, before its body (coved
+  // stamps the request's arrival there).
+  std::function<void(HttpRequest&)> on_head;
 };
 
 class HttpServer {

@@ -123,7 +123,7 @@ Task<HttpResponse> CompatRoutes::Interpreter(HttpRequest& req, const std::string
   }
   if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
 
-  auto agent_r = co_await manager_->Agent(id, true);
+  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
 

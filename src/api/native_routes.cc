@@ -21,8 +21,9 @@ Json SandboxJson(const SandboxRecord& r) {
               {"diskBytes", r.limits.disk_bytes}}},
             {"labels", r.labels},
             {"user", r.user},
-            {"createdAt", IsoTimestamp(r.created_ms)},
-            {"pid", r.pid}};
+            {"createdAt", IsoTimestamp(r.created_ms)}};
+  // Only a running sandbox has a pid 1; a failed one's pid may name another process by now.
+  if (r.state == SandboxState::kRunning) j["pid"] = r.pid;
   if (!r.failure.empty()) j["failure"] = r.failure;
   return j;
 }

@@ -124,7 +124,7 @@ Task<HttpResponse> CompatRoutes::Processes(HttpRequest& req, const std::string& 
     if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
   }
 
-  auto agent_r = co_await manager_->Agent(id, true);
+  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
   if (kind == Kind::kStart) co_return co_await StartProcess(agent, op);

@@ -80,7 +80,7 @@ Task<HttpResponse> CompatRoutes::Terminal(HttpRequest& req, const std::string& i
   Json op = {{"op", "pty.attach"}, {"sessionId", session}, {"cols", cols}, {"rows", rows}};
   if (req.query.count("shell") && !req.query["shell"].empty()) op["shell"] = req.query["shell"];
 
-  auto agent_r = co_await manager_->Agent(id, true);
+  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
   HttpResponse res;

@@ -116,13 +116,17 @@ class Api {
   // Optional route groups may be null (their routes are then 404 like any unknown route).
   Api(Manager* manager, Images* images, std::string token, EgressRoutes* egress, ExposureRoutes* ports = nullptr,
       SecretRoutes* secrets = nullptr)
-      : native_(manager, images), compat_(manager), egress_(egress), ports_(ports), secrets_(secrets),
-        token_(std::move(token)) {}
+      : manager_(manager), native_(manager, images), compat_(manager), egress_(egress), ports_(ports),
+        secrets_(secrets), token_(std::move(token)) {}
+  // Serves one request. One not stamped by the server (a /ws frame) arrives now;
+  // its arrival is released once the handler has answered (or started streaming).
   Task<HttpResponse> Handle(HttpRequest& req);
   // Whether the server should spool this request's body to a file (image uploads).
   static bool WantsSpooledBody(const HttpRequest& req);
 
  private:
+  Task<HttpResponse> Dispatch(HttpRequest& req);
+  Manager* manager_;
   NativeRoutes native_;
   CompatRoutes compat_;
   EgressRoutes* egress_;

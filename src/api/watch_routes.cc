@@ -59,7 +59,7 @@ Task<HttpResponse> CompatRoutes::Watch(HttpRequest& req, const std::string& id, 
     if (auto since = f.OptStr("since")) op["since"] = *since;
   if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
 
-  auto agent_r = co_await manager_->Agent(id, true);
+  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
   if (check) {

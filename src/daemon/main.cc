@@ -215,6 +215,7 @@ int Run(const Config& c) {
   hopts.spool_to_file = &api::Api::WantsSpooledBody;
   hopts.max_connections = caps.max_connections;
   hopts.max_connections_per_address = caps.max_per_key;
+  hopts.on_head = [&manager](api::HttpRequest& req) { req.arrival = manager.Arrive(); };
   auto server = api::HttpServer::Listen(io.get_executor(), hopts,
                                         [&api](api::HttpRequest& req) { return api.Handle(req); });
   if (!server.ok()) {
@@ -225,7 +226,11 @@ int Run(const Config& c) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     log::Info("signal {}: stopping; sandboxes keep running and are adopted at the next start", sig);
-    io.stop();
+    // Deleted sandboxes still being removed get a moment to finish.
+    asio::co_spawn(io, [&]() -> Task<void> {
+      co_await manager.FinishReaping(std::chrono::seconds(10));
+      io.stop();
+    }, asio::detached);
   });
   asio::co_spawn(io, [&]() -> Task<void> {
     co_await manager.Adopt();
@@ -239,9 +244,9 @@ int Run(const Config& c) {
               caps.max_connections, caps.max_per_key);
   }, asio::detached);
   io.run();
-  (*egress)->Shutdown(manager.List().empty());
+  (*egress)->Shutdown(manager.Empty());
   manager_ptr = nullptr;
-  if (manager.List().empty()) {
+  if (manager.Empty()) {
     if (auto s = (*runtime)->ReleaseHostResources(); !s.ok())
       log::Warn("cannot release coved's host resources: {}", s.error().ToString());
   }

@@ -8,6 +8,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -241,6 +243,16 @@ Result<CgroupLayout> DetectCgroupLayout() {
   return ParseCgroupLayout(self, mi, controllers);
 }
 
+CpuBandwidth CpuBandwidthFor(uint32_t cpu_millis) {
+  constexpr uint64_t kPeriodUs = 10'000;   // the stall bound at the quota
+  constexpr uint64_t kMinQuotaUs = 1'000;  // the kernel's minimum quota
+  if (cpu_millis == 0) return {};
+  uint64_t period = kPeriodUs;
+  if (uint64_t{cpu_millis} * period / 1000 < kMinQuotaUs)  // under 0.1 CPU: stretch the period
+    period = (kMinQuotaUs * 1000 + cpu_millis - 1) / cpu_millis;
+  return {std::max(kMinQuotaUs, uint64_t{cpu_millis} * period / 1000), std::min<uint64_t>(period, 1'000'000)};
+}
+
 // ---- SandboxCgroup ----
 
 Status SandboxCgroup::Attach(pid_t pid, bool already_in_clone_into) {
@@ -274,6 +286,7 @@ Status SandboxCgroup::KillAll() {
     if (auto s = WriteCg(layout_, dirs_[h], "cgroup.kill", "1"); s.ok()) killed_by_kernel = true;
     else log::Debug("cgroup.kill in {}: {}", dirs_[h], s.error().ToString());
   }
+  if (killed_by_kernel) LiftLimits();
   if (layout_.fake_fs) return OkStatus();
   // v1 only, or cgroup.kill missing: freeze (so forks cannot race the kill), kill, thaw.
   const std::string* freezer = nullptr;
@@ -289,10 +302,37 @@ Status SandboxCgroup::KillAll() {
     }
     if (freezer) (void)WriteCg(layout_, *freezer, "freezer.state", "FROZEN");
     for (pid_t p : pids) ::kill(p, SIGKILL);
+    // Lifted only while frozen with a SIGKILL pending (no fork can escape it):
+    // what the thaw lets run is the kernel's exit path.
+    if (freezer) LiftLimits();
     if (freezer) (void)WriteCg(layout_, *freezer, "freezer.state", "THAWED");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return OkStatus();
+}
+
+void SandboxCgroup::LiftLimits() {
+  for (size_t h = 0; h < dirs_.size(); ++h) {
+    const auto& hi = layout_.hierarchies[h];
+    const std::string& d = dirs_[h];
+    if (!layout_.fake_fs && !sys::PathExists(d)) continue;
+    auto write = [&](const char* file, const char* value) {
+      if (auto s = WriteCg(layout_, d, file, value); !s.ok() && s.error().sys_errno != ENOENT)
+        log::Debug("lifting {} of a killed sandbox: {}", file, s.error().ToString());
+    };
+    if (layout_.version == CgroupVersion::kV2) {
+      write("cpu.max", "max");
+      write("memory.max", "max");
+      continue;
+    }
+    if (Has(hi.controllers, "cpu")) write("cpu.cfs_quota_us", "-1");
+    if (Has(hi.controllers, "memory")) {
+      // memsw first: the memory limit may never exceed it.
+      if (layout_.fake_fs || sys::PathExists(d + "/memory.memsw.limit_in_bytes"))
+        write("memory.memsw.limit_in_bytes", "-1");
+      write("memory.limit_in_bytes", "-1");
+    }
+  }
 }
 
 Status SandboxCgroup::Remove(std::chrono::milliseconds timeout) {
@@ -461,10 +501,11 @@ Result<SandboxCgroup> CgroupManager::Create(const std::string& id, const Limits&
     }
     cg.dirs_.push_back(dir);
     const auto& hi = layout_.hierarchies[h];
-    const std::string quota = std::to_string(std::max<uint64_t>(1000, uint64_t{limits.cpu_millis} * 100));
+    const CpuBandwidth cpu = CpuBandwidthFor(limits.cpu_millis);
     if (layout_.version == CgroupVersion::kV2) {
       COVE_TRY(WriteCg(layout_, dir, "cpu.max",
-                       limits.cpu_millis ? quota + " 100000" : std::string("max 100000")));
+                       limits.cpu_millis ? fmt::format("{} {}", cpu.quota_us, cpu.period_us)
+                                         : std::string("max 100000")));
       COVE_TRY(WriteCg(layout_, dir, "memory.max",
                        limits.memory_bytes ? std::to_string(limits.memory_bytes) : "max"));
       if (auto s = WriteCg(layout_, dir, "memory.swap.max", "0"); !s.ok() && s.error().sys_errno != ENOENT)
@@ -474,8 +515,8 @@ Result<SandboxCgroup> CgroupManager::Create(const std::string& id, const Limits&
     }
     if (hi.unified) continue;
     if (Has(hi.controllers, "cpu") && limits.cpu_millis) {
-      COVE_TRY(WriteCg(layout_, dir, "cpu.cfs_period_us", "100000"));
-      COVE_TRY(WriteCg(layout_, dir, "cpu.cfs_quota_us", quota));
+      COVE_TRY(WriteCg(layout_, dir, "cpu.cfs_period_us", std::to_string(cpu.period_us)));
+      COVE_TRY(WriteCg(layout_, dir, "cpu.cfs_quota_us", std::to_string(cpu.quota_us)));
     }
     if (Has(hi.controllers, "memory") && limits.memory_bytes) {
       std::string m = std::to_string(limits.memory_bytes);

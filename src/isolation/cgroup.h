@@ -53,6 +53,17 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view proc_self_cgroup, std::s
 // Reads the files above for the calling process.
 Result<CgroupLayout> DetectCgroupLayout();
 
+// CFS bandwidth for a CPU limit: a sandbox may run quota_us of CPU time per
+// period_us. The period is short (10 ms), so a sandbox that exhausts its quota
+// waits at most one period minus its quota instead of up to ~100 ms; only
+// limits under 0.1 CPU get a longer period, as the kernel wants a quota of
+// at least 1 ms (0.062 CPU: 1000 us per 16130 us). cpu_millis 0: no limit.
+struct CpuBandwidth {
+  uint64_t quota_us = 0;
+  uint64_t period_us = 0;
+};
+CpuBandwidth CpuBandwidthFor(uint32_t cpu_millis);
+
 struct CgroupUsage {
   uint64_t cpu_usage_ns = 0;
   uint64_t memory_current_bytes = 0;
@@ -75,7 +86,11 @@ class SandboxCgroup {
   // `already_in_clone_into` says the process was created there).
   Status Attach(pid_t pid, bool already_in_clone_into = false);
   // SIGKILLs every process in the sandbox (cgroup.kill where available,
-  // else freeze + kill + thaw on v1). Safe to repeat.
+  // else freeze + kill + thaw on v1), then lifts the CPU and memory limits:
+  // a killed process still runs its exit in the kernel (freeing its memory),
+  // and under its quota, or reclaiming at its memory limit, that can take
+  // seconds. No user code runs after SIGKILL, so the lifted limits cannot be
+  // abused. Safe to repeat.
   Status KillAll();
   // Kills everything and removes all dirs, waiting up to `timeout` for the
   // cgroups to become empty. kTimeout leaves the remaining dirs in place.
@@ -87,6 +102,8 @@ class SandboxCgroup {
  private:
   friend class CgroupManager;
   SandboxCgroup() = default;
+  // The limits lifted (see KillAll); only for killed sandboxes.
+  void LiftLimits();
   std::string id_;
   CgroupLayout layout_;
   std::vector<std::string> dirs_;  // parallel to layout_.hierarchies

@@ -117,6 +117,22 @@ TEST(CgroupGroupTest, PerStateDir) {
   EXPECT_TRUE(ValidateSandboxId(a).ok());
 }
 
+TEST(CpuBandwidthTest, ShortPeriodSameFraction) {
+  EXPECT_EQ(CpuBandwidthFor(250).quota_us, 2500u);
+  EXPECT_EQ(CpuBandwidthFor(250).period_us, 10000u);
+  EXPECT_EQ(CpuBandwidthFor(4000).quota_us, 40000u);  // four CPUs
+  EXPECT_EQ(CpuBandwidthFor(4000).period_us, 10000u);
+  EXPECT_EQ(CpuBandwidthFor(100).quota_us, 1000u);     // the kernel's minimum quota, still 10 ms
+  EXPECT_EQ(CpuBandwidthFor(100).period_us, 10000u);
+  // Under 0.1 CPU the period stretches so that the quota stays at the 1 ms minimum.
+  EXPECT_EQ(CpuBandwidthFor(62).quota_us, 1000u);  // lite
+  EXPECT_EQ(CpuBandwidthFor(62).period_us, 16130u);
+  EXPECT_EQ(CpuBandwidthFor(10).quota_us, 1000u);
+  EXPECT_EQ(CpuBandwidthFor(10).period_us, 100000u);
+  EXPECT_EQ(CpuBandwidthFor(1).period_us, 1000000u);  // the kernel's longest period
+  EXPECT_EQ(CpuBandwidthFor(0).quota_us, 0u);
+}
+
 class FakeV2Test : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -153,7 +169,7 @@ TEST_F(FakeV2Test, CreateWritesLimitsAndEnablesControllers) {
   ASSERT_TRUE(cg.ok()) << cg.error().ToString();
   std::string d = parent_ + "/cove/sb-1";
   ASSERT_EQ(cg->dirs(), std::vector<std::string>{d});
-  EXPECT_EQ(Read(d + "/cpu.max"), "25000 100000");
+  EXPECT_EQ(Read(d + "/cpu.max"), "2500 10000");  // a quarter CPU in 10 ms periods
   EXPECT_EQ(Read(d + "/memory.max"), std::to_string(256 << 20));
   EXPECT_EQ(Read(d + "/memory.swap.max"), "0");
   EXPECT_EQ(Read(d + "/pids.max"), "64");
@@ -163,6 +179,9 @@ TEST_F(FakeV2Test, CreateWritesLimitsAndEnablesControllers) {
   EXPECT_EQ(Read(d + "/cgroup.procs"), "4242");
   ASSERT_TRUE(cg->KillAll().ok());
   EXPECT_EQ(Read(d + "/cgroup.kill"), "1");
+  // Killed processes exit unthrottled and without reclaiming at the limit.
+  EXPECT_EQ(Read(d + "/cpu.max"), "max");
+  EXPECT_EQ(Read(d + "/memory.max"), "max");
 
   // Usage parsing.
   ASSERT_TRUE(sys::WriteFileAs(d + "/cpu.stat", "usage_usec 1500\nuser_usec 1000\n", 0644, getuid(), getgid()).ok());
@@ -235,8 +254,8 @@ TEST(FakeV1Test, CreateWritesV1Files) {
   auto cg = m.Create("x1", l);
   ASSERT_TRUE(cg.ok()) << cg.error().ToString();
   auto rd = [&](const std::string& p) { return *sys::ReadFile(root + p); };
-  EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_quota_us"), "150000");
-  EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_period_us"), "100000");
+  EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_quota_us"), "15000");
+  EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_period_us"), "10000");
   EXPECT_EQ(rd("/memory/cove/x1/memory.limit_in_bytes"), std::to_string(1 << 30));
   EXPECT_EQ(rd("/memory/cove/x1/memory.memsw.limit_in_bytes"), std::to_string(1 << 30));
   EXPECT_EQ(rd("/pids/cove/x1/pids.max"), "100");

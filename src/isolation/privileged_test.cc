@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -812,6 +813,82 @@ TEST(CgroupHost, LeftoverCgroupsAreListedAndRemoved) {
   for (const auto& d : adopted->dirs()) EXPECT_FALSE(sys::PathExists(d)) << d;
   ids = m->List();
   EXPECT_EQ(std::find(ids->begin(), ids->end(), id), ids->end());
+  ASSERT_TRUE(m->RemoveGroup().ok());
+}
+
+// A killed sandbox's CPU and memory limits are lifted, so its processes exit unthrottled.
+TEST(CgroupHost, KillAllLiftsTheLimits) {
+  if (geteuid() != 0) GTEST_SKIP();
+  auto m = CgroupManager::OpenHost("cove-test-" + std::to_string(getpid()));
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  Limits l;
+  l.cpu_millis = 62;
+  l.memory_bytes = 64 << 20;
+  auto cg = m->Create("lift-" + std::to_string(getpid()), l);
+  ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+  ASSERT_TRUE(cg->KillAll().ok());
+  auto read = [](const std::string& path) {
+    auto r = sys::ReadFile(path);
+    std::string s = r.ok() ? *r : "<" + r.error().ToString() + ">";
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  for (size_t h = 0; h < cg->dirs().size(); ++h) {
+    const auto& c = m->layout().hierarchies[h].controllers;
+    const std::string& d = cg->dirs()[h];
+    if (m->layout().version == CgroupVersion::kV2) {
+      EXPECT_EQ(read(d + "/cpu.max").substr(0, 4), "max ");
+      EXPECT_EQ(read(d + "/memory.max"), "max");
+      continue;
+    }
+    if (std::find(c.begin(), c.end(), "cpu") != c.end()) {
+      EXPECT_EQ(read(d + "/cpu.cfs_quota_us"), "-1");
+    }
+    if (std::find(c.begin(), c.end(), "memory") != c.end()) {
+      EXPECT_GT(std::stoull(read(d + "/memory.limit_in_bytes")), uint64_t{1} << 40);
+    }
+  }
+  ASSERT_TRUE(cg->Remove().ok());
+  ASSERT_TRUE(m->RemoveGroup().ok());
+}
+
+// The kernel keeps the short CFS period cove asks for (v1 cpu.cfs_*, or v2 cpu.max).
+TEST(CgroupHost, CpuLimitUsesAShortPeriod) {
+  if (geteuid() != 0) GTEST_SKIP();
+  auto m = CgroupManager::OpenHost("cove-test-" + std::to_string(getpid()));
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  auto trim = [](Result<std::string> r) {
+    std::string s = r.ok() ? *r : "<" + r.error().ToString() + ">";
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  for (uint32_t millis : {250u, 62u}) {
+    std::string id = "cpu-period-" + std::to_string(getpid()) + "-" + std::to_string(millis);
+    Limits l;
+    l.cpu_millis = millis;
+    auto cg = m->Create(id, l);
+    ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+    const CpuBandwidth want = CpuBandwidthFor(millis);
+    int checked = 0;
+    for (size_t h = 0; h < cg->dirs().size(); ++h) {
+      const auto& hi = m->layout().hierarchies[h];
+      const std::string& d = cg->dirs()[h];
+      if (m->layout().version == CgroupVersion::kV2) {
+        EXPECT_EQ(trim(sys::ReadFile(d + "/cpu.max")),
+                  std::to_string(want.quota_us) + " " + std::to_string(want.period_us));
+        ++checked;
+      } else if (std::find(hi.controllers.begin(), hi.controllers.end(), "cpu") != hi.controllers.end()) {
+        EXPECT_EQ(trim(sys::ReadFile(d + "/cpu.cfs_period_us")), std::to_string(want.period_us));
+        EXPECT_EQ(trim(sys::ReadFile(d + "/cpu.cfs_quota_us")), std::to_string(want.quota_us));
+        ++checked;
+      }
+    }
+    EXPECT_EQ(checked, 1);
+    if (millis == 250) {
+      EXPECT_EQ(want.period_us, 10000u);
+    }
+    ASSERT_TRUE(cg->Remove().ok());
+  }
   ASSERT_TRUE(m->RemoveGroup().ok());
 }
 

@@ -97,15 +97,26 @@ Result<SandboxRuntime> SandboxRuntime::Adopt(const IsolationHost& host, const Pe
 
 Status SandboxRuntime::CleanUp(const IsolationHost& host, const PersistedSandbox& record) {
   COVE_TRY(ValidateSandboxId(record.id));
-  if (auto fd = OpenIfSameProcess(record); fd.ok()) {
-    (void)sys::PidfdSignal(fd->get(), SIGKILL);
-    (void)sys::PidfdWaitExit(fd->get(), std::chrono::seconds(5));
-    (void)sys::PidfdTryReap(fd->get());
-  }
   auto cg = host.cgroups->Adopt(record.id);
+  if (!cg.ok() && cg.error().code != ErrorCode::kNotFound) return std::move(cg).error();
+  auto fd = OpenIfSameProcess(record);
+  if (fd.ok()) (void)sys::PidfdSignal(fd->get(), SIGKILL);
+  if (cg.ok()) (void)cg->KillAll();  // everything, and unthrottled
+  if (fd.ok()) {
+    auto exited = sys::PidfdWaitExit(fd->get(), std::chrono::seconds(5));
+    (void)sys::PidfdTryReap(fd->get());
+    if (!exited.ok() || !*exited) return Error{ErrorCode::kTimeout, 0, "sandbox pid 1 still running", {{"id", record.id}}};
+  }
   if (cg.ok()) COVE_TRY(cg->Remove());
-  else if (cg.error().code != ErrorCode::kNotFound) return std::move(cg).error();
   return host.layers->RemoveLayer(record.id);
+}
+
+Status SandboxRuntime::Kill(const IsolationHost& host, const PersistedSandbox& record) {
+  COVE_TRY(ValidateSandboxId(record.id));
+  if (auto fd = OpenIfSameProcess(record); fd.ok()) (void)sys::PidfdSignal(fd->get(), SIGKILL);
+  auto cg = host.cgroups->Adopt(record.id);
+  if (!cg.ok()) return cg.error().code == ErrorCode::kNotFound ? OkStatus() : std::move(cg).error();
+  return cg->KillAll();
 }
 
 Result<std::vector<std::string>> SandboxRuntime::ListResidues(const IsolationHost& host) {
@@ -141,13 +152,18 @@ Result<int> SandboxRuntime::WaitExit(std::chrono::milliseconds timeout) {
   return *st;
 }
 
-Status SandboxRuntime::Destroy(std::chrono::milliseconds timeout) {
+Status SandboxRuntime::Kill() {
   if (destroyed_) return OkStatus();
-  auto deadline = Clock::now() + timeout;
   // Killing pid 1 of the pid namespace makes the kernel kill everything in it;
   // the cgroup kill catches anything that is not (it all should be).
   if (pidfd_ && !exit_status_) (void)sys::PidfdSignal(pidfd_.get(), SIGKILL);
-  (void)cgroup_.KillAll();
+  return cgroup_.KillAll();
+}
+
+Status SandboxRuntime::Destroy(std::chrono::milliseconds timeout) {
+  if (destroyed_) return OkStatus();
+  auto deadline = Clock::now() + timeout;
+  (void)Kill();
   if (pidfd_ && !exit_status_) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     auto st = WaitExit(std::max(left, std::chrono::milliseconds(1)));

@@ -67,7 +67,10 @@ class SandboxRuntime {
   static Result<SandboxRuntime> Adopt(const IsolationHost& host, const PersistedSandbox& record);
   // Kills whatever is left of a sandbox (a live pid 1 only if its start time
   // matches) and removes its cgroup and layer. Idempotent; for crash leftovers.
+  // An error (processes slow to die) leaves the rest for a later call.
   static Status CleanUp(const IsolationHost& host, const PersistedSandbox& record);
+  // Kill() for a sandbox no SandboxRuntime holds (after a restart).
+  static Status Kill(const IsolationHost& host, const PersistedSandbox& record);
   // Ids that have a layer in host.layers (i.e. belong to this coved's state
   // dir). Create makes the layer before the cgroup and Destroy/CleanUp remove
   // the cgroup before the layer, so every residue of ours has a layer; a
@@ -86,8 +89,12 @@ class SandboxRuntime {
   Result<std::optional<int>> PollExit();
   // Waits up to timeout for pid 1 to exit; kTimeout if it did not.
   Result<int> WaitExit(std::chrono::milliseconds timeout);
-  // SIGKILLs the whole sandbox (pid namespace and cgroup), waits for it
-  // (bounded), reaps pid 1, removes the cgroup and the layer. Idempotent.
+  // SIGKILLs pid 1 and everything in the cgroup (SandboxCgroup::KillAll, which
+  // also lifts the limits that would slow their exit); does not wait.
+  Status Kill();
+  // Kill(), then waits (bounded) for pid 1, reaps it, removes the cgroup and
+  // the layer. On an error (kTimeout: still dying) call it again later: the
+  // object keeps pid 1's pidfd so that it is reaped in the end. Idempotent.
   Status Destroy(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
  private:

@@ -134,7 +134,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
 
 Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json& request,
                                                                        std::optional<std::string_view> data) {
-  if (!alive_) return MakeError(ErrorCode::kUnavailable, "agent connection is closed");
+  if (!alive_) return closed_;
   uint32_t channel = next_channel_++;
   if (next_channel_ == 0) next_channel_ = 1;
   std::shared_ptr<Call> call(new Call(shared_from_this(), channel));
@@ -252,12 +252,13 @@ void AgentConnection::Fail(Error e) {
 void AgentConnection::Close(const std::string& reason, ErrorCode code) {
   if (!alive_) return;
   alive_ = false;
+  closed_ = MakeError(code, reason);
   boost::system::error_code ec;
   socket_.close(ec);
   outbox_signal_.Notify();
   drained_signal_.Notify();
   ping_timer_.cancel();
-  for (auto& [_, call] : calls_) call->Fail(MakeError(code, reason));
+  for (auto& [_, call] : calls_) call->Fail(closed_);
   calls_.clear();
 }
 

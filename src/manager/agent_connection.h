@@ -110,7 +110,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
   bool alive() const { return alive_; }
   const Json& hello() const { return hello_; }
-  // Closes the connection; pending calls fail with `code` and `reason`.
+  // Closes the connection; pending and later calls fail with `code` and `reason`
+  // (kNotFound when the sandbox was deleted: the request answers 404, not 502).
   void Close(const std::string& reason = "agent connection is closed", ErrorCode code = ErrorCode::kUnavailable);
 
   // An agent without flow control (older than this coved, adopted across an
@@ -142,6 +143,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   bool alive_ = true;
   bool flow_control_ = false;  // the agent said it honours Window frames
   std::shared_ptr<FlowBudget> budget_;
+  Error closed_{ErrorCode::kUnavailable, 0, "agent connection is closed", {}};  // what calls get once closed
   Json hello_;
   std::function<void(const Error&)> on_failure_;
 };

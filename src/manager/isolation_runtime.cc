@@ -182,6 +182,14 @@ bool IsolationRuntime::IsAlive(const SandboxRecord& record) {
   return true;
 }
 
+Status IsolationRuntime::Kill(const SandboxRecord& record) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = live_.find(record.id); it != live_.end()) return it->second.Kill();
+  }
+  return isolation::SandboxRuntime::Kill(host_, Persisted(record));
+}
+
 Status IsolationRuntime::Destroy(const SandboxRecord& record) {
   std::optional<isolation::SandboxRuntime> rt;
   {
@@ -192,6 +200,12 @@ Status IsolationRuntime::Destroy(const SandboxRecord& record) {
     }
   }
   Status s = rt ? rt->Destroy() : isolation::SandboxRuntime::CleanUp(host_, Persisted(record));
+  if (!s.ok() && rt) {
+    // Keep it (and pid 1's pidfd) for the next attempt, which reaps pid 1:
+    // dropped now, coved's child would stay a zombie.
+    std::lock_guard lock(mu_);
+    live_.try_emplace(record.id, std::move(*rt));
+  }
   ::unlink(AgentSocketPath(record).c_str());
   if (networks_) networks_->Remove(record.slot);
   return s;

@@ -35,6 +35,7 @@ class IsolationRuntime : public Runtime {
   static constexpr const char* kInterpreterMount = "/opt/cove/interpreter";
   Result<Started> Start(const SandboxRecord& record) override;
   bool IsAlive(const SandboxRecord& record) override;
+  Status Kill(const SandboxRecord& record) override;
   Status Destroy(const SandboxRecord& record) override;
   std::string AgentSocketPath(const SandboxRecord& record) override;
   void CleanLeftovers(const std::vector<std::string>& known_ids) override;

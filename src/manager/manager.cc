@@ -61,15 +61,27 @@ Task<void> Manager::Adopt() {
     return true;
   };
   co_await OffThread<bool>(pool_, ex_, clean);
+  // Reaped once the networks are sealed (their firewall entries are removed by the reaper).
+  std::vector<std::pair<SandboxRecord, std::function<void()>>> to_reap;
   for (auto& r : *records) {
+    used_slots_.insert(r.slot);  // until its reaper is done, or the sandbox is deleted
+    if (auto s = runtime_->ClaimSlot(r.slot); !s.ok())
+      log::Error("sandbox {}: cannot claim its id slot {} again: {}", r.id, r.slot, s.error().ToString());
+    if (r.state == SandboxState::kDeleting) {
+      // Deleted before coved stopped; its reaper had not finished.
+      uint32_t slot = r.slot;
+      std::string id = r.id;
+      to_reap.emplace_back(r, [this, slot, id] { Release(id, slot); });
+      continue;
+    }
     auto entry = std::make_shared<Entry>(ex_);
     entry->record = r;
     entries_[r.id] = entry;
-    used_slots_.insert(r.slot);  // failed ones too: their socket path is freed by Destroy
     id_by_slot_[r.slot] = r.id;
-    if (auto s = runtime_->ClaimSlot(r.slot); !s.ok())
-      log::Error("sandbox {}: cannot claim its id slot {} again: {}", r.id, r.slot, s.error().ToString());
-    if (r.state == SandboxState::kFailed) continue;
+    if (r.state == SandboxState::kFailed) {
+      to_reap.emplace_back(r, nullptr);  // finishes a clean-up that coved's stop interrupted (idempotent)
+      continue;
+    }
     auto is_alive = [this, r] { return runtime_->IsAlive(r); };
     bool alive = r.state == SandboxState::kRunning && co_await OffThread<bool>(pool_, ex_, is_alive);
     if (alive) {
@@ -80,27 +92,34 @@ Task<void> Manager::Adopt() {
       }
       MarkFailed(entry, "could not reconnect to its agent after restart: " + agent.error().message, false);
     } else {
+      entry->record.interrupted_create = r.state == SandboxState::kCreating;
       MarkFailed(entry,
                  r.state == SandboxState::kCreating ? "coved stopped while the sandbox was being created"
                                                     : "its processes ended while coved was not running",
                  false);
     }
-    SandboxRecord copy = entry->record;
-    auto destroy = [this, copy] { return runtime_->Destroy(copy); };
-    auto s = co_await OffThread<Status>(pool_, ex_, destroy);
-    if (!s.ok()) log::Error("sandbox {}: cleanup failed: {}", r.id, s.error().ToString());
+    to_reap.emplace_back(entry->record, nullptr);
   }
   auto finish = [this] { return runtime_->FinishAdoption(); };
   auto sealed = co_await OffThread<Status>(pool_, ex_, finish);
   if (!sealed.ok()) log::Error("cannot seal sandbox networks; new sandboxes will fail: {}", sealed.error().ToString());
+  for (auto& [record, done] : to_reap) reaper_.Reap(record, std::move(done));
+}
+
+void Manager::Release(const std::string& id, uint32_t slot) {
+  FreeSlot(slot);
+  if (auto s = store_->RemoveSandbox(id); !s.ok())
+    log::Error("sandbox {}: cannot remove its record: {}", id, s.error().ToString());
+}
+
+bool Manager::Replaceable(const Entry& entry) {
+  return !entry.destroying && entry.record.state == SandboxState::kFailed && entry.record.interrupted_create;
 }
 
 Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
   if (req.id.empty()) req.id = NewSandboxId();
   if (auto why = CheckSandboxId(req.id); !why.empty())
     co_return MakeError(ErrorCode::kInvalidArgument, why);
-  if (entries_.count(req.id))
-    co_return MakeError(ErrorCode::kAlreadyExists, "sandbox " + req.id + " already exists");
   if (req.instance_type.empty()) req.instance_type = std::string(kDefaultInstanceType);
   auto limits = LimitsOf(req.instance_type);
   if (!limits) co_return MakeError(ErrorCode::kInvalidArgument, "unknown instance type " + req.instance_type);
@@ -108,6 +127,12 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
     co_return MakeError(ErrorCode::kInvalidArgument, "unknown image " + req.image);
   if (req.user != "root" && req.user != "user")
     co_return MakeError(ErrorCode::kInvalidArgument, "user must be \"root\" or \"user\"");
+  if (auto it = entries_.find(req.id); it != entries_.end()) {
+    if (!Replaceable(*it->second))
+      co_return MakeError(ErrorCode::kAlreadyExists, "sandbox " + req.id + " already exists");
+    log::Info("sandbox {}: replacing it (its create was interrupted)", req.id);
+    Retire(it->second, "sandbox " + req.id + " was replaced");
+  }
 
   auto entry = std::make_shared<Entry>(ex_);
   SandboxRecord& r = entry->record;
@@ -126,39 +151,50 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
   r.egress = std::move(req.egress);
   id_by_slot_[r.slot] = r.id;
   entries_[r.id] = entry;
+  if (reaper_.Busy(r.id)) {
+    // The previous sandbox of this id still holds its cgroup and layer names.
+    auto deadline = AsyncSignal::Clock::now() + kCreateWaitsForReaper;
+    if (!co_await reaper_.Wait(r.id, deadline) && !entry->destroying)
+      co_return Abandon(entry, MakeError(ErrorCode::kUnavailable, "the previous sandbox " + r.id +
+                                                                    " is still being removed; try again later"));
+  }
   co_return co_await Launch(entry);
 }
 
+Error Manager::Abandon(std::shared_ptr<Entry> entry, Error e) {
+  FreeSlot(entry->record.slot);
+  if (auto it = entries_.find(entry->record.id); it != entries_.end() && it->second == entry) entries_.erase(it);
+  entry->destroying = true;
+  entry->ready.Notify();
+  log::Warn("sandbox {}: create failed: {}", entry->record.id, e.ToString());
+  return e;
+}
+
 Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
+  const Error deleted = MakeError(ErrorCode::kCancelled, "sandbox " + entry->record.id + " was deleted while being created");
+  if (entry->destroying) co_return Abandon(entry, deleted);
   Persist(entry->record);  // a crash from here on is cleaned up by Adopt
   SandboxRecord copy = entry->record;
   auto start = [this, copy] { return runtime_->Start(copy); };
   int64_t t0 = MonotonicNs();
   auto started = co_await OffThread<Result<Runtime::Started>>(pool_, ex_, start);
   int64_t t1 = MonotonicNs();
-  Result<std::shared_ptr<AgentConnection>> agent = MakeError(ErrorCode::kCancelled, "destroyed while creating");
-  if (started.ok() && !entry->destroying) {
-    entry->record.pid = started->pid;
-    entry->record.start_ticks = started->start_ticks;
+  if (!started.ok()) {  // nothing of it is left
+    (void)store_->RemoveSandbox(entry->record.id);
+    co_return Abandon(entry, std::move(started).error());
+  }
+  entry->record.pid = started->pid;
+  entry->record.start_ticks = started->start_ticks;
+  Result<std::shared_ptr<AgentConnection>> agent = deleted;
+  if (!entry->destroying) {
     agent = co_await ConnectAgent(entry);
     if (agent.ok() && entry->record.state == SandboxState::kFailed)
       agent = MakeError(ErrorCode::kUnavailable, "sandbox failed while starting: " + entry->record.failure);
   }
-  if (!started.ok() || !agent.ok() || entry->destroying) {
-    Error e = !started.ok() ? started.error() : !agent.ok() ? agent.error()
-                                                            : MakeError(ErrorCode::kCancelled, "destroyed while creating");
-    if (started.ok()) {
-      SandboxRecord rec = entry->record;
-      auto destroy = [this, rec] { return runtime_->Destroy(rec); };
-      co_await OffThread<Status>(pool_, ex_, destroy);
-    }
-    FreeSlot(entry->record.slot);
-    if (auto it = entries_.find(entry->record.id); it != entries_.end() && it->second == entry)
-      entries_.erase(it);
-    (void)store_->RemoveSandbox(entry->record.id);
-    entry->destroying = true;
-    entry->ready.Notify();
+  if (!agent.ok() || entry->destroying) {
+    Error e = entry->destroying ? deleted : agent.error();
     log::Warn("sandbox {}: create failed: {}", entry->record.id, e.ToString());
+    Retire(entry, e.message);
     co_return e;
   }
   entry->record.state = SandboxState::kRunning;
@@ -240,16 +276,21 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
   if (entry->pid_watch) entry->pid_watch->close();
   Persist(entry->record);
   entry->ready.Notify();
-  if (clean_up) asio::co_spawn(ex_, CleanUp(entry), asio::detached);
+  if (clean_up) reaper_.Reap(entry->record);
 }
 
-Task<void> Manager::CleanUp(std::shared_ptr<Entry> entry) {
-  // The record stays (state failed, with the reason) until the user deletes it;
-  // its processes, cgroups and layer go now. The id slot stays reserved until then.
-  SandboxRecord rec = entry->record;
-  auto destroy = [this, rec] { return runtime_->Destroy(rec); };
-  auto s = co_await OffThread<Status>(pool_, ex_, destroy);
-  if (!s.ok()) log::Error("sandbox {}: cleanup after failure: {}", rec.id, s.error().ToString());
+void Manager::Retire(std::shared_ptr<Entry> entry, const std::string& why) {
+  entry->destroying = true;
+  if (entry->agent) entry->agent->Close(why, ErrorCode::kNotFound);
+  if (entry->pid_watch) entry->pid_watch->close();
+  entry->record.state = SandboxState::kDeleting;
+  Persist(entry->record);  // a restarted coved reaps it again
+  const std::string id = entry->record.id;
+  const uint32_t slot = entry->record.slot;
+  if (auto it = entries_.find(id); it != entries_.end() && it->second == entry) entries_.erase(it);
+  if (auto it = id_by_slot_.find(slot); it != id_by_slot_.end() && it->second == id) id_by_slot_.erase(it);
+  reaper_.Reap(entry->record, [this, id, slot] { Release(id, slot); });
+  entry->ready.Notify();
 }
 
 std::optional<SandboxRecord> Manager::Get(const std::string& id) const {
@@ -267,31 +308,40 @@ std::vector<SandboxRecord> Manager::List() const {
 
 Task<Status> Manager::Destroy(std::string id) {
   auto it = entries_.find(id);
-  if (it == entries_.end()) co_return OkStatus();
+  if (it == entries_.end()) {
+    tombstones_.Bury(id);
+    co_return OkStatus();
+  }
   auto entry = it->second;
-  if (entry->destroying) co_return OkStatus();
+  auto present = [&] {
+    auto e = entries_.find(id);
+    return e != entries_.end() && e->second == entry;
+  };
+  if (entry->destroying) {  // another DELETE is under way: answer when it does
+    while (present()) co_await entry->ready.Wait();
+    tombstones_.Bury(id);
+    co_return OkStatus();
+  }
   entry->destroying = true;
-  if (entry->record.state == SandboxState::kCreating) {
-    // Launch notices `destroying` and cleans up itself.
-    while (entries_.count(id) && entries_[id] == entry && entry->record.state == SandboxState::kCreating)
-      co_await entry->ready.Wait();
-    if (!entries_.count(id) || entries_[id] != entry) co_return OkStatus();
+  // A create in flight notices `destroying` and retires the sandbox itself.
+  while (present() && entry->record.state == SandboxState::kCreating) co_await entry->ready.Wait();
+  const std::string why = "sandbox " + id + " was deleted";
+  const bool ours = present();  // else the create retired it already
+  if (ours) {
+    if (entry->agent) entry->agent->Close(why, ErrorCode::kNotFound);
+    if (entry->pid_watch) entry->pid_watch->close();
   }
-  if (entry->agent) entry->agent->Close("sandbox " + id + " was destroyed");
-  if (entry->pid_watch) entry->pid_watch->close();
-  SandboxRecord rec = entry->record;
-  auto destroy = [this, rec] { return runtime_->Destroy(rec); };
-  auto s = co_await OffThread<Status>(pool_, ex_, destroy);
-  if (!s.ok()) {
-    log::Error("sandbox {}: destroy failed: {}", id, s.error().ToString());
-    entry->destroying = false;
-    MarkFailed(entry, "destroy failed: " + s.error().message, false);
-    co_return s;
+  if (entry->record.pid > 0) {
+    // Every process gets SIGKILL now (through the cgroup, frozen first where
+    // needed); waiting for them to die and removing the rest is the reaper's.
+    SandboxRecord rec = entry->record;
+    auto kill = [this, rec] { return runtime_->Kill(rec); };
+    if (auto s = co_await OffThread<Status>(pool_, ex_, kill); !s.ok())
+      log::Warn("sandbox {}: kill: {} (the reaper tries again)", id, s.error().ToString());
   }
-  FreeSlot(rec.slot);
-  if (auto it2 = entries_.find(id); it2 != entries_.end() && it2->second == entry) entries_.erase(it2);
-  if (auto st = store_->RemoveSandbox(id); !st.ok()) co_return st;
-  log::Info("sandbox {}: destroyed", id);
+  if (ours && present()) Retire(entry, why);
+  tombstones_.Bury(id);
+  log::Info("sandbox {}: deleted", id);
   co_return OkStatus();
 }
 
@@ -320,20 +370,24 @@ Status Manager::SetPorts(const std::string& id, std::vector<PortExposure> ports)
   return OkStatus();
 }
 
-Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing) {
+Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing,
+                                                              const Tombstones::Arrival& arrival) {
+  const Error deleted = MakeError(ErrorCode::kNotFound, "sandbox " + id + " was deleted");
   auto it = entries_.find(id);
-  if (it == entries_.end()) {
+  if (it == entries_.end() || (create_if_missing && Replaceable(*it->second))) {
     if (!create_if_missing) co_return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
+    if (tombstones_.BuriedSince(id, arrival)) co_return deleted;
     CreateRequest req;
     req.id = id;
     auto created = co_await Create(std::move(req));
+    if (!created.ok() && created.error().code == ErrorCode::kCancelled) co_return deleted;
     if (!created.ok() && created.error().code != ErrorCode::kAlreadyExists) co_return std::move(created).error();
     it = entries_.find(id);
-    if (it == entries_.end()) co_return MakeError(ErrorCode::kUnavailable, "sandbox " + id + " went away");
+    if (it == entries_.end()) co_return deleted;
   }
   auto entry = it->second;
   while (entry->record.state == SandboxState::kCreating && !entry->destroying) co_await entry->ready.Wait();
-  if (entry->destroying) co_return MakeError(ErrorCode::kNotFound, "sandbox " + id + " is being destroyed");
+  if (entry->destroying) co_return deleted;
   if (entry->record.state == SandboxState::kFailed)
     co_return MakeError(ErrorCode::kFailedPrecondition,
                         "sandbox " + id + " failed (" + entry->record.failure + "); delete it to start over");

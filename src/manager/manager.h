@@ -3,6 +3,11 @@
 // States: creating -> running -> (failed) ; destroy removes a sandbox in any
 // state. Records are persisted in the Store at each transition, so a restarted
 // coved adopts running sandboxes (Adopt) and cleans up after dead ones.
+// Destroy answers once the sandbox is unreachable and every process has been
+// signalled; the Reaper removes the rest in the background (record state
+// "deleting", hidden from the API), and only then are its id slot and record
+// freed. A create of an id whose old sandbox is still being reaped waits for
+// the reaper (kCreateWaitsForReaper, then kUnavailable).
 //
 // Threading: all methods run on the io executor given at construction; the
 // blocking kernel work (Runtime) runs on a private worker pool.
@@ -17,8 +22,10 @@
 
 #include "manager/agent_connection.h"
 #include "manager/async_signal.h"
+#include "manager/reaper.h"
 #include "manager/runtime.h"
 #include "manager/store.h"
+#include "manager/tombstones.h"
 
 namespace cove {
 
@@ -44,8 +51,11 @@ class Manager {
   // At start-up: adopt every stored running sandbox that is still alive, clean up the others.
   Task<void> Adopt();
 
-  // Validates and creates a sandbox; waits until its agent answers.
-  // Errors: kInvalidArgument (bad id/type/image), kAlreadyExists, or the runtime's error.
+  // Validates and creates a sandbox; waits until its agent answers. A failed
+  // sandbox whose create was interrupted by a coved stop is replaced.
+  // Errors: kInvalidArgument (bad id/type/image), kAlreadyExists, kCancelled
+  // (deleted while being created), kUnavailable (the previous sandbox of this
+  // id is still being removed), or the runtime's error.
   Task<Result<SandboxRecord>> Create(CreateRequest request);
   std::optional<SandboxRecord> Get(const std::string& id) const;
   std::vector<SandboxRecord> List() const;
@@ -59,13 +69,33 @@ class Manager {
   // Replaces a sandbox's exposed ports (validated by the caller) and persists
   // them. kNotFound for unknown ids.
   Status SetPorts(const std::string& id, std::vector<PortExposure> ports);
-  // Kills and removes the sandbox; ok when it does not exist.
+  // Deletes the sandbox; ok when it does not exist. Answers once it is gone
+  // from the API, its agent connection is closed (calls in flight fail with
+  // kNotFound) and every process in its cgroup has been sent SIGKILL; the
+  // reaper finishes the removal. From then on the id is a tombstone for
+  // requests that arrived earlier (see Agent).
   Task<Status> Destroy(std::string id);
 
-  // The agent connection of a running sandbox. When the id is unknown and
-  // create_if_missing is set, the sandbox is created with defaults first.
+  // The moment a request arrives (taken when its head has been read).
+  Tombstones::Arrival Arrive() { return tombstones_.Arrive(); }
+
+  // The agent connection of a running sandbox. With create_if_missing (the
+  // get-or-create of the compatible routes), an unknown id, or a failed
+  // sandbox whose create was interrupted, is created with defaults first -
+  // unless it was deleted after `arrival` (kNotFound): a request sent before
+  // a DELETE answered never brings the sandbox back.
   // Errors: kNotFound, kFailedPrecondition (sandbox failed), kUnavailable.
-  Task<Result<std::shared_ptr<AgentConnection>>> Agent(const std::string& id, bool create_if_missing);
+  Task<Result<std::shared_ptr<AgentConnection>>> Agent(const std::string& id, bool create_if_missing,
+                                                       const Tombstones::Arrival& arrival);
+
+  // No sandbox is known and nothing is left to reap (coved may release its host resources).
+  bool Empty() const { return entries_.empty() && reaper_.empty(); }
+  // Before coved stops: lets the reaper finish (bounded); what is left is reaped at the next start.
+  Task<void> FinishReaping(std::chrono::steady_clock::duration limit) {
+    co_await reaper_.Drain(Reaper::Clock::now() + limit);
+  }
+  // How long a create waits for the reaper of an old sandbox of the same id.
+  static constexpr auto kCreateWaitsForReaper = std::chrono::seconds(30);
 
   // Images known to the runtime's image store are checked by the caller; this
   // is the set of names accepted by Create.
@@ -85,20 +115,34 @@ class Manager {
   Task<Result<std::shared_ptr<AgentConnection>>> ConnectAgent(std::shared_ptr<Entry> entry);
   void WatchPid(const std::shared_ptr<Entry>& entry);
   void AwaitPidExit(const std::shared_ptr<Entry>& entry);
-  // Marks a sandbox failed (persisted, with the reason); clean_up also kills
-  // what is left of it and frees its cgroups and layer in the background.
+  // Marks a sandbox failed (persisted, with the reason); clean_up also hands
+  // what is left of it (processes, cgroups, layer) to the reaper. The record
+  // and the id slot stay until the sandbox is deleted.
   void MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, bool clean_up);
-  Task<void> CleanUp(std::shared_ptr<Entry> entry);
+  // Removes the sandbox from the registry (persisted as deleting) and hands it
+  // to the reaper, which frees its slot and record once nothing is left.
+  // Calls still open on its agent fail with kNotFound and `why`. (entry by
+  // value: the registry's reference is dropped on the way.)
+  void Retire(std::shared_ptr<Entry> entry, const std::string& why);
+  // A failed sandbox that a create replaces (its create was interrupted).
+  static bool Replaceable(const Entry& entry);
   // Reserves a host id slot (the lowest this coved does not use, or a later
   // one another user of the host does not hold).
   Result<uint32_t> AllocateSlot();
   void FreeSlot(uint32_t slot);
+  // The reaper is done with a deleted sandbox: frees its slot and record.
+  void Release(const std::string& id, uint32_t slot);
+  // Gives up a create before its sandbox started: frees the slot, drops the
+  // entry, wakes its waiters; returns e.
+  Error Abandon(std::shared_ptr<Entry> entry, Error e);
   void Persist(const SandboxRecord& r);
 
   asio::any_io_executor ex_;
   Store* store_;
   Runtime* runtime_;
   asio::thread_pool pool_;
+  Reaper reaper_{ex_, pool_, runtime_};
+  Tombstones tombstones_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, std::string> id_by_slot_;  // sandboxes that hold a slot

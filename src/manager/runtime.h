@@ -24,8 +24,15 @@ class Runtime {
   virtual Result<Started> Start(const SandboxRecord& record) = 0;
   // True when the sandbox's pid 1 recorded in `record` is still running.
   virtual bool IsAlive(const SandboxRecord& record) = 0;
-  // Kills every process of the sandbox and removes its cgroups, layer and
-  // directories. Idempotent; safe after a crash of coved at any point.
+  // Sends SIGKILL to every process of the sandbox (pid 1 and everything in its
+  // cgroup, frozen first where the kernel has no cgroup.kill) and lifts its
+  // CPU and memory limits so the dying exit quickly; does not wait. Bounded;
+  // idempotent.
+  virtual Status Kill(const SandboxRecord& record) = 0;
+  // Kills every process of the sandbox, waits (bounded) for them, reaps pid 1
+  // and removes its cgroups, layer and directories. An error leaves the rest
+  // for a later call (the manager's reaper retries). Idempotent; safe after a
+  // crash of coved at any point.
   virtual Status Destroy(const SandboxRecord& record) = 0;
   // Path of the unix socket on which the sandbox's agent listens.
   virtual std::string AgentSocketPath(const SandboxRecord& record) = 0;

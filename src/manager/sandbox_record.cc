@@ -7,6 +7,7 @@ const char* SandboxStateName(SandboxState s) {
     case SandboxState::kCreating: return "creating";
     case SandboxState::kRunning: return "running";
     case SandboxState::kFailed: return "failed";
+    case SandboxState::kDeleting: return "deleting";
   }
   return "unknown";
 }
@@ -29,6 +30,7 @@ nlohmann::json SandboxRecord::ToJson() const {
           {"createdMs", created_ms},
           {"state", SandboxStateName(state)},
           {"failure", failure},
+          {"interruptedCreate", interrupted_create},
           {"slot", slot},
           {"pid", pid},
           {"startTicks", start_ticks},
@@ -54,8 +56,10 @@ Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
     std::string state = j.at("state").get<std::string>();
     r.state = state == "running"    ? SandboxState::kRunning
               : state == "creating" ? SandboxState::kCreating
+              : state == "deleting" ? SandboxState::kDeleting
                                     : SandboxState::kFailed;
     r.failure = j.at("failure").get<std::string>();
+    r.interrupted_create = j.value("interruptedCreate", false);  // absent in records of older versions
     r.slot = j.at("slot").get<uint32_t>();
     r.pid = j.at("pid").get<int>();
     r.start_ticks = j.at("startTicks").get<uint64_t>();

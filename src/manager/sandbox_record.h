@@ -22,7 +22,9 @@ struct PortExposure {
   int64_t created_ms = 0;
 };
 
-enum class SandboxState { kCreating, kRunning, kFailed };
+// kDeleting is never shown by the API: the DELETE has answered and the reaper
+// is still removing what is left (the record says so across a coved restart).
+enum class SandboxState { kCreating, kRunning, kFailed, kDeleting };
 const char* SandboxStateName(SandboxState s);
 
 struct SandboxRecord {
@@ -36,6 +38,7 @@ struct SandboxRecord {
   int64_t created_ms = 0;
   SandboxState state = SandboxState::kCreating;
   std::string failure;        // why it failed, when state == kFailed
+  bool interrupted_create = false;  // failed because coved stopped during its create: a create replaces it
   uint32_t slot = 0;          // selects the host uid/gid range
   int pid = 0;                // host pid of the sandbox's pid 1 (cove-agent)
   uint64_t start_ticks = 0;   // its start time, to tell a reused pid apart

@@ -4,6 +4,9 @@ ones are reported failed or cleaned up, and nothing leaks."""
 
 import os
 import signal
+import threading
+
+import requests
 
 import pytest
 
@@ -107,7 +110,55 @@ def test_sandbox_killed_while_coved_runs(coved_factory):
     state = wait_until(lambda: api.info(sid)["state"] == "failed", 10)
     assert state, api.info(sid)
     assert api.info(sid).get("failure"), "no failure reason"
+    assert "pid" not in api.info(sid), "a failed sandbox shows the pid of a dead process"
+    # It failed at run time: its record stays (the reason) and get-or-create does not replace it.
     e = api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "true"}, timeout=30)
-    assert e.status_code >= 400, e.text
+    assert e.status_code == 502 and e.json()["code"] == "SANDBOX_FAILED", e.text
+    assert api.info(sid)["state"] == "failed"
     api.destroy(sid)
     assert wait_until(lambda: not leaks_of([sid], [pid]), 10), leaks_of([sid], [pid])
+
+
+def kill_coved_mid_create(coved, api, tries=30):
+    """Starts creates until coved is killed with SIGKILL while one is under way;
+    returns that sandbox's id (coved is left stopped)."""
+    for _ in range(tries):
+        sid = unique_id("midcreate")
+        api.seen_ids.add(sid)
+
+        def create():
+            try:
+                requests.post(api.url("/v1/sandboxes"), json={"id": sid}, headers=api.headers, timeout=60)
+            except requests.RequestException:
+                pass  # coved died under it
+
+        t = threading.Thread(target=create)
+        t.start()
+        killed = False
+        while t.is_alive() and not killed:
+            r = requests.get(api.url(f"/v1/sandboxes/{sid}"), headers=api.headers, timeout=60)
+            if r.status_code == 200 and r.json()["state"] == "creating":
+                coved.kill9()
+                killed = True
+        t.join()
+        if killed:
+            return sid
+        api.destroy(sid)  # the create won the race: try again
+    pytest.fail(f"no create was caught under way in {tries} tries")
+
+
+def test_create_interrupted_by_a_crash_is_replaced(coved_factory):
+    """A create cut short by kill -9 leaves a failed record; the next get-or-create of
+    the id (a compatible route) replaces it with a running sandbox."""
+    coved, api = coved_factory()
+    sid = kill_coved_mid_create(coved, api)
+    coved.start()
+    s = api.info(sid)
+    assert s["state"] == "failed" and "being created" in s["failure"], s
+    assert "pid" not in s, s
+    r = api.exec(sid, "echo replaced", session="__DISABLE_SESSION__", timeout=120)
+    assert r["stdout"] == "replaced\n", r
+    s = api.info(sid)
+    assert s["state"] == "running" and "failure" not in s and s["pid"] > 0, s
+    api.destroy(sid)
+    assert wait_until(lambda: not leaks_of([sid], [s["pid"]]), 30), leaks_of([sid], [s["pid"]])

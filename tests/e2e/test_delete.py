@@ -1,0 +1,249 @@
+"""DELETE of a sandbox under load and under races: it answers 200 once the sandbox
+is unreachable, whatever its processes do; the rest is removed in the background;
+requests in flight get one answer (404); a deleted id stays deleted for every
+request that arrived before the DELETE answered (docs/api.md, "Deleting")."""
+
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from helpers import assert_error, leaks_of, processes_matching, unique_id, wait_until
+
+pytestmark = pytest.mark.lifecycle
+
+
+def zombie_children(parent):
+    """Zombie processes whose parent is `parent` (a dead pid 1 nobody reaped)."""
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            found.append(int(p))
+    return found
+
+
+def remains(api, sid, pid):
+    """What is left on the host of deleted sandbox sid (pid: its pid 1)."""
+    problems = leaks_of([sid], [pid])
+    layer = os.path.join(api.coved.state_dir, "layers", sid)
+    if os.path.exists(layer):
+        problems.append(f"layer left: {layer}")
+    if pid in zombie_children(api.coved.pid):
+        problems.append(f"pid 1 ({pid}) is a zombie of coved")
+    return problems
+
+
+@pytest.mark.slow
+def test_delete_under_memory_pressure(api):
+    """A lite sandbox (1/16 CPU, 256 MiB) thrashing at its memory limit: memory hogs
+    that keep touching their memory, and `head -c 1G /dev/zero | tail` in a loop (tail
+    keeps everything, as /dev/zero has no newline, until the OOM killer ends it).
+    Killed processes must still free their memory, throttled at 1/16 CPU: seconds."""
+    sid = unique_id("mempress")
+    api.create(id=sid, instanceType="lite")
+    pid = api.info(sid)["pid"]
+    hog = ("python3 -c 'b = bytearray(45 << 20)\n"
+           "while True:\n"
+           "    for i in range(0, len(b), 4096): b[i] = (b[i] + 1) & 255'")
+    r = api.exec(sid, f"for i in 1 2 3 4; do nohup {hog} >/dev/null 2>&1 & done; "
+                      "nohup sh -c 'while :; do head -c 1G /dev/zero | tail; done' >/dev/null 2>&1 & "
+                      "echo started", session="__DISABLE_SESSION__", timeout=120)
+    assert r["stdout"] == "started\n", r
+    # Let the pressure build until the sandbox is at its memory limit (reclaiming, or OOM-killing).
+    def at_limit():
+        usage, limit, kills = memory_of(pid)
+        return usage >= limit * 0.9 or kills > 0
+    assert wait_until(at_limit, 240, interval=0.5), f"no memory pressure: {memory_of(pid)}"
+
+    r = api.delete(f"/v1/sandboxes/{sid}", timeout=300)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": sid, "deleted": True}
+    assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+    assert sid not in api.list_ids()
+    # The rest goes in the background, however long the processes take to die.
+    assert wait_until(lambda: not remains(api, sid, pid), 180, interval=0.5), remains(api, sid, pid)
+    # The id is free again.
+    api.create(id=sid, instanceType="lite")
+    assert api.sh(sid, "echo again") == "again\n"
+    api.destroy(sid)
+
+
+def layers_mount(state_dir):
+    """The mount point of coved's layer file system (every sandbox's writable layer)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if line.split()[4] == os.path.join(state_dir, "layers")]
+    assert points, "no layer file system mounted"
+    return points[0]
+
+
+def states_in(sid):
+    """The scheduler states (R, S, D...) of the host processes of sandbox sid."""
+    out = []
+    for pid, _ in processes_matching([sid], None):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                out.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("restart", [False, True], ids=["coved-running", "coved-restarted"])
+def test_delete_of_a_sandbox_slow_to_die(coved_factory, restart):
+    """A sandbox whose processes cannot die for a while (here: stuck writing to its
+    frozen layer file system, uninterruptible, as a process can be in the kernel):
+    the DELETE answers 200 at once anyway; the rest is reaped when they can die,
+    pid 1 included (coved is its parent: no zombie), also across a coved crash."""
+    coved, api = coved_factory()
+    sid = unique_id("slowdie")
+    api.create(id=sid)
+    pid = api.info(sid)["pid"]
+    api.exec(sid, "nohup sh -c 'while :; do echo x >> /workspace/w; done' >/dev/null 2>&1 &",
+             session="__DISABLE_SESSION__")
+    mount = layers_mount(coved.state_dir)
+    subprocess.run(["fsfreeze", "--freeze", mount], check=True)
+    try:
+        assert wait_until(lambda: "D" in states_in(sid), 30), states_in(sid)
+        r = api.delete(f"/v1/sandboxes/{sid}", timeout=120)
+        assert r.status_code == 200, r.text
+        assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+        assert sid not in api.list_ids()
+        assert "D" in states_in(sid), "nothing was left to reap: the test proves nothing"
+        if restart:
+            coved.kill9()
+    finally:
+        subprocess.run(["fsfreeze", "--unfreeze", mount], check=True)
+    if restart:
+        coved.start()  # the record says "deleting": the reaper goes on
+        assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+    assert wait_until(lambda: not remains(api, sid, pid), 120, interval=0.5), remains(api, sid, pid)
+    # The id can be used again.
+    api.create(id=sid)
+    assert api.sh(sid, "echo again") == "again\n"
+    api.destroy(sid)
+
+
+def memory_of(pid):
+    """(usage, limit, OOM kills so far) of the memory cgroup of host process pid (v1 or v2)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = [line.strip().split(":", 2) for line in f if line.strip()]
+    except OSError:
+        return 0, 1, 0
+
+    def read(path):
+        with open(path) as f:
+            return f.read()
+
+    for _, ctrls, path in lines:
+        v1 = f"/sys/fs/cgroup/memory{path}"
+        if "memory" in ctrls.split(",") and os.path.exists(v1):
+            kills = [int(l.split()[1]) for l in read(f"{v1}/memory.oom_control").splitlines() if l.startswith("oom_kill ")]
+            return (int(read(f"{v1}/memory.usage_in_bytes")), int(read(f"{v1}/memory.limit_in_bytes")),
+                    kills[0] if kills else 0)
+        v2 = f"/sys/fs/cgroup{path}"
+        if ctrls == "" and os.path.exists(f"{v2}/memory.max"):
+            kills = [int(l.split()[1]) for l in read(f"{v2}/memory.events").splitlines() if l.startswith("oom_kill ")]
+            return int(read(f"{v2}/memory.current")), int(read(f"{v2}/memory.max")), kills[0] if kills else 0
+    return 0, 1, 0
+
+
+# ---------------------------------------------------------------- requests racing a DELETE
+
+class RawRequest:
+    """One HTTP request on its own connection, written in two steps: the head (and
+    part of the body) now, the rest of the body later. coved reads the head at once,
+    so the request has arrived, but cannot act on it before the body is complete."""
+
+    def __init__(self, api, method, path, body):
+        self.body = json.dumps(body).encode()
+        self.sock = socket.create_connection((api.coved.host, api.coved.port), timeout=120)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: cove\r\n"
+                f"Authorization: Bearer {api.coved.token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n").encode()
+        self.sock.sendall(head + self.body[:1])
+
+    def finish(self):
+        """Sends the rest of the body; returns (status, parsed JSON body)."""
+        self.sock.sendall(self.body[1:])
+        data = b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, json.loads(body) if body.startswith(b"{") else body
+
+
+def post(api, path, body):
+    """A request on a fresh connection (threads cannot share the Api's session)."""
+    import requests
+    r = requests.post(api.url(path), json=body, headers=api.headers, timeout=120)
+    return r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+def test_requests_racing_a_delete(api):
+    """Rounds of: commands in flight (`sleep 10` running in the sandbox, `true` sent just
+    before the DELETE, and requests whose head arrived but whose body comes only after
+    the DELETE answered), then the DELETE. Every request gets 2xx or 404, never 5xx, and
+    none of them brings the sandbox back; a request sent after the DELETE answered does."""
+    for round_ in range(4):
+        sid = unique_id(f"race{round_}")
+        api.create(id=sid)
+        execute = f"/v1/sandboxes/{sid}/api/execute"
+        answers = []
+        lock = threading.Lock()
+
+        def run(body):
+            status, out = post(api, execute, body)
+            with lock:
+                answers.append((body["command"], status, out))
+
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            sleepers = [pool.submit(run, {"command": "sleep 10", "sessionId": f"s{i}"}) for i in range(6)]
+            # The sleeps are running in the sandbox.
+            count = "pgrep -xc sleep || true"
+            assert wait_until(lambda: api.sh(sid, count).strip() == "6", 30), api.sh(sid, "ps -ef")
+            held = [RawRequest(api, "POST", execute, {"command": "echo held"}) for _ in range(3)]
+            quick = [RawRequest(api, "POST", execute, {"command": "true"}) for _ in range(8)]
+            deleted = pool.submit(api.destroy, sid)
+            finished = [pool.submit(q.finish) for q in quick]
+            assert deleted.result(timeout=300) == {"id": sid, "deleted": True}
+            # After the DELETE answered: gone, and the held requests (arrived before) cannot revive it.
+            assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+            for h in held:
+                status, body = h.finish()
+                assert status == 404, (status, body)
+                assert body["code"] == "SANDBOX_NOT_FOUND" and "deleted" in body["message"], body
+            for f in finished:
+                status, body = f.result(timeout=120)
+                answers.append(("true", status, body))
+            for s in sleepers:
+                s.result(timeout=120)
+        for command, status, body in answers:
+            assert status == 200 or status == 404, (command, status, body)
+            if status == 404:
+                assert body["code"] == "SANDBOX_NOT_FOUND" and "deleted" in body["message"], body
+        assert any(status == 404 for command, status, _ in answers if command == "sleep 10"), answers
+        # Still deleted: nothing that was sent before the DELETE answered re-created it.
+        assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+        assert sid not in api.list_ids()
+        # A request sent now creates it again, as Cloudflare's getSandbox does.
+        assert api.sh(sid, "echo back") == "back\n"
+        assert api.info(sid)["state"] == "running"
+        api.destroy(sid)
