@@ -15,50 +15,22 @@ Needs root. Run: python3 bench/stream_bench.py [--baseline /path/to/coved] [--se
 """
 
 import os
-import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import helpers  # noqa: E402
-from helpers import Api, Coved, make_base_dir, unique_id  # noqa: E402
+from helpers import Api, Coved, make_base_dir, rss, unique_id  # noqa: E402
+from raw_http import SlowReader, raw_request  # noqa: E402
 
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 10
 BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
 
 
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-
-
 def open_stream(coved, sid, body):
-    import json
-    s = socket.create_connection((coved.host, coved.port), timeout=30)
-    data = json.dumps(body).encode()
-    s.sendall((f"POST /v1/sandboxes/{sid}/api/execute/stream HTTP/1.1\r\nHost: x\r\n"
-               f"Authorization: Bearer {coved.token}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
-    return s
-
-
-def drain(sock, seconds, counter, idx):
-    sock.settimeout(1)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            n = len(sock.recv(1 << 20))
-        except socket.timeout:
-            continue
-        except OSError:
-            return
-        if n == 0:
-            return
-        counter[idx] += n
+    return raw_request(coved, "POST", f"/v1/sandboxes/{sid}/api/execute/stream", body)
 
 
 def paused_reader(api, coved):
@@ -93,20 +65,22 @@ def fast_readers(api, coved, n):
     api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "true"})
     base = rss(coved.pid)
     socks = [open_stream(coved, sid, {"command": "yes", "sessionId": f"r{i}"}) for i in range(n)]
-    counter = [0] * n
-    threads = [threading.Thread(target=drain, args=(s, SECONDS, counter, i)) for i, s in enumerate(socks)]
-    for t in threads:
-        t.start()
-    peak = base
-    while any(t.is_alive() for t in threads):
+    readers = [SlowReader(s, None) for s in socks]
+    for r in readers:
+        r.start()
+    peak, end = base, time.monotonic() + SECONDS
+    while time.monotonic() < end:
         peak = max(peak, rss(coved.pid))
         time.sleep(0.1)
+    for r in readers:
+        r.stop.set()
+        r.join()
     for s in socks:
         s.close()
     time.sleep(5)
     after = rss(coved.pid)
     api.delete(f"/v1/sandboxes/{sid}")
-    return sum(counter) / SECONDS / 1e6, (peak - base) / 2**20, (after - base) / 2**20
+    return sum(r.got for r in readers) / SECONDS / 1e6, (peak - base) / 2**20, (after - base) / 2**20
 
 
 def host_pipe_mbps():

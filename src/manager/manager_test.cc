@@ -196,26 +196,40 @@ TEST_F(HostileAgentTest, ValidReplyIsDelivered) {
 // An agent that announces flow control and then floods a call whose consumer
 // takes nothing, ignoring its credit: the connection fails (coved's memory is
 // never spent on it); a call whose consumer keeps up is not flooding.
-TEST(FlowControlTest, AgentBeyondItsCreditFailsTheConnection) {
+// A fake agent that answers hello (naming a window or not, as agents from
+// before flow control do), then sends 20 MiB of events on the first call's
+// channel, which nobody consumes.
+struct FloodOutcome {
+  std::string failure;      // the connection's failure, if any
+  size_t budget_used = 0;   // the budget taken once the call started
+  bool window_sent = false;  // coved granted the call a window
+};
+
+FloodOutcome FloodOneCall(bool agent_has_windows) {
   auto dir = std::filesystem::temp_directory_path() / ("cove-flood-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::string sock = (dir / "a.sock").string();
   asio::io_context io;
   asio::local::stream_protocol::acceptor acc(io, asio::local::stream_protocol::endpoint(sock));
   auto budget = std::make_shared<FlowBudget>(agent::kChannelWindow);
-  std::string first_frames;  // what coved sent after hello: the request and its window
+  const std::string window = agent::EncodeFrame(2, agent::FrameType::kWindow, agent::EncodeWindow(agent::kChannelWindow));
+  FloodOutcome out;
   asio::co_spawn(io, [&]() -> Task<void> {
     auto peer = co_await acc.async_accept(asio::use_awaitable);
     std::vector<char> buf(4096);
     co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
-    std::string hello = agent::EncodeFrame(1, agent::FrameType::kReply,
-                                           "{\"version\":\"t\",\"window\":" + std::to_string(agent::kChannelWindow) + "}");
+    std::string hello = agent::EncodeFrame(1, agent::FrameType::kReply, agent_has_windows
+        ? "{\"version\":\"t\",\"window\":" + std::to_string(agent::kChannelWindow) + "}" : "{\"version\":\"t\"}");
     co_await asio::async_write(peer, asio::buffer(hello), asio::use_awaitable);
-    std::string window = agent::EncodeFrame(2, agent::FrameType::kWindow, agent::EncodeWindow(agent::kChannelWindow));
-    for (int i = 0; i < 10 && first_frames.find(window) == std::string::npos; ++i) {
-      size_t n = co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
-      first_frames.append(buf.data(), n);
-    }
+    std::string received;  // what coved sent after hello: the request (and its window)
+    size_t n = co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
+    received.append(buf.data(), n);
+    if (agent_has_windows)
+      for (int i = 0; i < 10 && received.find(window) == std::string::npos; ++i) {
+        n = co_await peer.async_read_some(asio::buffer(buf), asio::use_awaitable);
+        received.append(buf.data(), n);
+      }
+    out.window_sent = received.find(window) != std::string::npos;
     std::string event = agent::EncodeFrame(2, agent::FrameType::kEvent,
                                            "{\"type\":\"stdout\",\"data\":\"" + std::string(1 << 20, 'y') + "\"}");
     boost::system::error_code ec;
@@ -224,17 +238,15 @@ TEST(FlowControlTest, AgentBeyondItsCreditFailsTheConnection) {
     asio::steady_timer t(io, std::chrono::seconds(3));
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }, asio::detached);
-  std::string failure;
-  size_t budget_used = 0;
   asio::co_spawn(io, [&]() -> Task<void> {
     auto conn = co_await AgentConnection::Connect(io.get_executor(), sock, "t", std::chrono::seconds(2),
                                                   std::chrono::seconds(15), budget);
     if (!conn.ok()) co_return io.stop();
-    (*conn)->SetFailureHandler([&](const Error& e) { failure = e.message; });
+    (*conn)->SetFailureHandler([&](const Error& e) { out.failure = e.message; });
     Json req = Json::object();
     req["op"] = "exec";
     auto call = (*conn)->Start(req);
-    budget_used = budget->used();
+    out.budget_used = budget->used();
     asio::steady_timer t(io, std::chrono::seconds(2));
     boost::system::error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -242,10 +254,23 @@ TEST(FlowControlTest, AgentBeyondItsCreditFailsTheConnection) {
   }, asio::detached);
   io.run();
   std::filesystem::remove_all(dir);
-  EXPECT_EQ(budget_used, agent::kChannelWindow) << "the call took its window from the budget";
-  std::string window = agent::EncodeFrame(2, agent::FrameType::kWindow, agent::EncodeWindow(agent::kChannelWindow));
-  EXPECT_NE(first_frames.find(window), std::string::npos) << "the window was granted after the request";
-  EXPECT_NE(failure.find("window"), std::string::npos) << failure;
+  return out;
+}
+
+TEST(FlowControlTest, AgentBeyondItsCreditFailsTheConnection) {
+  FloodOutcome out = FloodOneCall(true);
+  EXPECT_EQ(out.budget_used, agent::kChannelWindow) << "the call took its window from the budget";
+  EXPECT_TRUE(out.window_sent) << "the window was granted after the request";
+  EXPECT_NE(out.failure.find("window"), std::string::npos) << out.failure;
+}
+
+// An agent from before flow control, adopted across an upgrade: no windows, and
+// it is not held to one (coved pauses reading it instead).
+TEST(FlowControlTest, AgentWithoutWindowsIsNotHeldToThem) {
+  FloodOutcome out = FloodOneCall(false);
+  EXPECT_EQ(out.budget_used, 0u);
+  EXPECT_FALSE(out.window_sent);
+  EXPECT_EQ(out.failure, "");
 }
 
 TEST(FlowControlTest, BudgetQueuesCallsThatDoNotFitInOrder) {

@@ -444,3 +444,53 @@ def cgroup_limit(pid, controller):
                     with open(p) as f:
                         return f.read().strip()
     return None
+
+
+def rss(pid):
+    """The resident memory of host process pid, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def memory_of(pid):
+    """(usage, limit, OOM kills so far) of the memory cgroup of host process pid (v1 or v2)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = [line.strip().split(":", 2) for line in f if line.strip()]
+    except OSError:
+        return 0, 1, 0
+
+    def read(path):
+        with open(path) as f:
+            return f.read()
+
+    for _, ctrls, path in lines:
+        v1 = f"/sys/fs/cgroup/memory{path}"
+        if "memory" in ctrls.split(",") and os.path.exists(v1):
+            kills = [int(l.split()[1]) for l in read(f"{v1}/memory.oom_control").splitlines() if l.startswith("oom_kill ")]
+            return (int(read(f"{v1}/memory.usage_in_bytes")), int(read(f"{v1}/memory.limit_in_bytes")),
+                    kills[0] if kills else 0)
+        v2 = f"/sys/fs/cgroup{path}"
+        if ctrls == "" and os.path.exists(f"{v2}/memory.max"):
+            kills = [int(l.split()[1]) for l in read(f"{v2}/memory.events").splitlines() if l.startswith("oom_kill ")]
+            return int(read(f"{v2}/memory.current")), int(read(f"{v2}/memory.max")), kills[0] if kills else 0
+    return 0, 1, 0
+
+
+def thrash_memory(api, sid, pid):
+    """Makes sandbox sid (pid 1: pid) thrash at its memory limit: hogs of 45 MiB
+    that keep touching their memory, and `head -c 1G /dev/zero | tail` in a loop
+    (tail keeps everything, as /dev/zero has no newline, until the OOM killer
+    ends it). Returns once the sandbox is at its limit (reclaiming or OOM-killing)."""
+    hog = ("python3 -c 'b = bytearray(45 << 20)\n"
+           "while True:\n"
+           "    for i in range(0, len(b), 4096): b[i] = (b[i] + 1) & 255'")
+    r = api.exec(sid, f"for i in 1 2 3 4; do nohup {hog} >/dev/null 2>&1 & done; "
+                      "nohup sh -c 'while :; do head -c 1G /dev/zero | tail; done' >/dev/null 2>&1 & "
+                      "echo started", session="__DISABLE_SESSION__", timeout=120)
+    assert r["stdout"] == "started\n", r
+
+    def at_limit():
+        usage, limit, kills = memory_of(pid)
+        return usage >= limit * 0.9 or kills > 0
+    assert wait_until(at_limit, 240, interval=0.5), f"no memory pressure: {memory_of(pid)}"

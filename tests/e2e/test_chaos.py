@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from helpers import unique_id, wait_until
-from test_flow_control import SlowReader, raw_request
+from helpers import assert_error, leaks_of, thrash_memory, unique_id, wait_until
+from raw_http import SlowReader, SplitRequest, raw_request
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -51,11 +51,16 @@ def writer(api, ledger, sid, stop, tag):
 def test_faults_together_lose_nothing_acknowledged(coved_factory):
     coved, api = coved_factory(prefix=["prlimit", "--nofile=512"])
     ledger = Ledger()
-    calm, slow, full, doomed = (unique_id(n) for n in ("calm", "slow", "full", "doomed"))
+    calm, slow, full, doomed, pressed, raced = (
+        unique_id(n) for n in ("calm", "slow", "full", "doomed", "pressed", "raced"))
     api.create(id=calm)
     api.create(id=slow, type="lite")
     api.create(id=full, limits={"diskBytes": 64 << 20})
     api.create(id=doomed)
+    api.create(id=pressed, type="lite")
+    api.create(id=raced)
+    pressed_pid = api.info(pressed)["pid"]
+    thrash_memory(api, pressed, pressed_pid)
     stop = threading.Event()
     threads = [threading.Thread(target=writer, args=(api, ledger, sid, stop, sid), daemon=True)
                for sid in (calm, slow, full)]
@@ -91,6 +96,31 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     os.kill(pid, 9)
     assert wait_until(lambda: api.info(doomed)["state"] == "failed", 30)
 
+    # DELETE of a sandbox thrashing at its memory limit: 200, and the rest goes in the background.
+    r = api.delete(f"/v1/sandboxes/{pressed}", timeout=120)
+    assert r.status_code == 200, r.text
+
+    # Requests racing a DELETE: those that arrived before it answered get 200 or 404, never
+    # 5xx, and none brings the sandbox back.
+    base = f"/v1/sandboxes/{raced}/api"
+    held = [SplitRequest(coved, "POST", f"{base}/execute", {"command": "true"}) for _ in range(4)] + \
+           [SplitRequest(coved, "POST", f"{base}/write", {"path": f"/workspace/{i}", "content": "r"})
+            for i in range(4)]
+    time.sleep(0.5)  # their heads have arrived
+    answers = []
+    racing = [threading.Thread(target=lambda h=h: answers.append(h.finish()), daemon=True) for h in held[::2]]
+    for t in racing:
+        t.start()
+    assert api.delete(f"/v1/sandboxes/{raced}", timeout=120).status_code == 200
+    for t in racing:
+        t.join(60)
+    late = [h.finish() for h in held[1::2]]
+    for status, body in answers + late:
+        assert status in (200, 404), (status, body)
+    for status, body in late:
+        assert status == 404 and body["code"] == "SANDBOX_NOT_FOUND", (status, body)
+    assert_error(api.get(f"/v1/sandboxes/{raced}"), 404, "SANDBOX_NOT_FOUND")
+
     time.sleep(20)  # past two agent ping intervals (15 s): a stalled agent would be failed by now
     for s in leavers:
         s.close()
@@ -120,5 +150,9 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
         listed = api.sh(sid, "ls -a /workspace")
         assert ".cove-" not in listed, f"temporary files left in {sid}: {listed}"
     assert sum(len(f) for f in ledger.files.values()) > 30
+    for sid in (pressed, raced):
+        assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+    assert wait_until(lambda: not leaks_of([pressed], [pressed_pid]), 180, interval=0.5), \
+        leaks_of([pressed], [pressed_pid])
     for sid in (calm, slow, full, doomed):
         assert api.delete(f"/v1/sandboxes/{sid}").status_code == 200

@@ -4,15 +4,14 @@ requests in flight get one answer (404); a deleted id stays deleted for every
 request that arrived before the DELETE answered (docs/api.md, "Deleting")."""
 
 import concurrent.futures
-import json
 import os
-import socket
 import subprocess
 import threading
 
 import pytest
 
-from helpers import assert_error, leaks_of, processes_matching, unique_id, wait_until
+from helpers import assert_error, leaks_of, processes_matching, thrash_memory, unique_id, wait_until
+from raw_http import SplitRequest
 
 pytestmark = pytest.mark.lifecycle
 
@@ -53,18 +52,7 @@ def test_delete_under_memory_pressure(api):
     sid = unique_id("mempress")
     api.create(id=sid, instanceType="lite")
     pid = api.info(sid)["pid"]
-    hog = ("python3 -c 'b = bytearray(45 << 20)\n"
-           "while True:\n"
-           "    for i in range(0, len(b), 4096): b[i] = (b[i] + 1) & 255'")
-    r = api.exec(sid, f"for i in 1 2 3 4; do nohup {hog} >/dev/null 2>&1 & done; "
-                      "nohup sh -c 'while :; do head -c 1G /dev/zero | tail; done' >/dev/null 2>&1 & "
-                      "echo started", session="__DISABLE_SESSION__", timeout=120)
-    assert r["stdout"] == "started\n", r
-    # Let the pressure build until the sandbox is at its memory limit (reclaiming, or OOM-killing).
-    def at_limit():
-        usage, limit, kills = memory_of(pid)
-        return usage >= limit * 0.9 or kills > 0
-    assert wait_until(at_limit, 240, interval=0.5), f"no memory pressure: {memory_of(pid)}"
+    thrash_memory(api, sid, pid)
 
     r = api.delete(f"/v1/sandboxes/{sid}", timeout=300)
     assert r.status_code == 200, r.text
@@ -135,60 +123,7 @@ def test_delete_of_a_sandbox_slow_to_die(coved_factory, restart):
     api.destroy(sid)
 
 
-def memory_of(pid):
-    """(usage, limit, OOM kills so far) of the memory cgroup of host process pid (v1 or v2)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = [line.strip().split(":", 2) for line in f if line.strip()]
-    except OSError:
-        return 0, 1, 0
-
-    def read(path):
-        with open(path) as f:
-            return f.read()
-
-    for _, ctrls, path in lines:
-        v1 = f"/sys/fs/cgroup/memory{path}"
-        if "memory" in ctrls.split(",") and os.path.exists(v1):
-            kills = [int(l.split()[1]) for l in read(f"{v1}/memory.oom_control").splitlines() if l.startswith("oom_kill ")]
-            return (int(read(f"{v1}/memory.usage_in_bytes")), int(read(f"{v1}/memory.limit_in_bytes")),
-                    kills[0] if kills else 0)
-        v2 = f"/sys/fs/cgroup{path}"
-        if ctrls == "" and os.path.exists(f"{v2}/memory.max"):
-            kills = [int(l.split()[1]) for l in read(f"{v2}/memory.events").splitlines() if l.startswith("oom_kill ")]
-            return int(read(f"{v2}/memory.current")), int(read(f"{v2}/memory.max")), kills[0] if kills else 0
-    return 0, 1, 0
-
-
 # ---------------------------------------------------------------- requests racing a DELETE
-
-class RawRequest:
-    """One HTTP request on its own connection, written in two steps: the head (and
-    part of the body) now, the rest of the body later. coved reads the head at once,
-    so the request has arrived, but cannot act on it before the body is complete."""
-
-    def __init__(self, api, method, path, body):
-        self.body = json.dumps(body).encode()
-        self.sock = socket.create_connection((api.coved.host, api.coved.port), timeout=120)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: cove\r\n"
-                f"Authorization: Bearer {api.coved.token}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n").encode()
-        self.sock.sendall(head + self.body[:1])
-
-    def finish(self):
-        """Sends the rest of the body; returns (status, parsed JSON body)."""
-        self.sock.sendall(self.body[1:])
-        data = b""
-        while True:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        self.sock.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, json.loads(body) if body.startswith(b"{") else body
-
 
 def post(api, path, body):
     """A request on a fresh connection (threads cannot share the Api's session)."""
@@ -219,8 +154,8 @@ def test_requests_racing_a_delete(api):
             # The sleeps are running in the sandbox.
             count = "pgrep -xc sleep || true"
             assert wait_until(lambda: api.sh(sid, count).strip() == "6", 30), api.sh(sid, "ps -ef")
-            held = [RawRequest(api, "POST", execute, {"command": "echo held"}) for _ in range(3)]
-            quick = [RawRequest(api, "POST", execute, {"command": "true"}) for _ in range(8)]
+            held = [SplitRequest(api.coved, "POST", execute, {"command": "echo held"}) for _ in range(3)]
+            quick = [SplitRequest(api.coved, "POST", execute, {"command": "true"}) for _ in range(8)]
             deleted = pool.submit(api.destroy, sid)
             finished = [pool.submit(q.finish) for q in quick]
             assert deleted.result(timeout=300) == {"id": sid, "deleted": True}

@@ -8,15 +8,14 @@ flight, whatever the readers do.
 """
 
 import base64
-import json
 import os
 import socket
-import threading
 import time
 
 import pytest
 
-from helpers import assert_error, unique_id, wait_until
+from helpers import assert_error, rss, unique_id, wait_until
+from raw_http import SlowReader, raw_request
 
 pytestmark = pytest.mark.exec
 
@@ -25,26 +24,8 @@ pytestmark = pytest.mark.exec
 RSS_BOUND_20_READERS = 160 << 20
 
 
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def raw_request(coved, method, path, body=None):
-    """Sends one request on a new socket and returns the socket, unread."""
-    s = socket.create_connection((coved.host, coved.port), timeout=30)
-    data = json.dumps(body).encode() if body is not None else b""
-    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {coved.token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
-    s.sendall(head.encode() + data)
-    return s
 
 
 def ws_pty(coved, sid, session):
@@ -66,31 +47,6 @@ def ws_send_binary(s, data):
     mask = os.urandom(4)
     assert len(data) < 126
     s.sendall(bytes([0x82, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-
-class SlowReader(threading.Thread):
-    """Reads a socket at `rate` bytes per second (0: not at all) until stopped."""
-
-    def __init__(self, sock, rate):
-        super().__init__(daemon=True)
-        self.sock, self.rate, self.got, self.stop = sock, rate, 0, threading.Event()
-
-    def run(self):
-        self.sock.settimeout(1)
-        while not self.stop.is_set():
-            if self.rate == 0:
-                self.stop.wait(0.5)
-                continue
-            try:
-                n = len(self.sock.recv(min(self.rate // 10, 1 << 20)))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if n == 0:
-                return
-            self.got += n
-            self.stop.wait(n / self.rate)
 
 
 @pytest.mark.slow
