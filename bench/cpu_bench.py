@@ -60,7 +60,7 @@ def run(binary, label):
     api = Api(coved)
     sid = unique_id("bench-cpu")
     try:
-        api.create(id=sid, type="basic")
+        api.create(id=sid, instanceType="basic")
         api.post(f"/v1/sandboxes/{sid}/api/write", {"path": "/tmp/probe.py", "content": PROBE})
         stall = json.loads(api.sh(sid, "python3 /tmp/probe.py"))
         idle = round_trips(api, sid, "s")

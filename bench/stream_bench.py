@@ -35,7 +35,7 @@ def open_stream(coved, sid, body):
 
 def paused_reader(api, coved):
     sid = unique_id("bench-paused")
-    api.create(id=sid, type="lite")
+    api.create(id=sid, instanceType="lite")
     s = open_stream(coved, sid, {"command": "yes", "sessionId": "paused"})
     times, failures = [], 0
     end = time.monotonic() + 40
@@ -61,7 +61,7 @@ def paused_reader(api, coved):
 
 def fast_readers(api, coved, n):
     sid = unique_id("bench-fast")
-    api.create(id=sid, type="standard-3")
+    api.create(id=sid, instanceType="standard-3")
     api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "true"})
     base = rss(coved.pid)
     socks = [open_stream(coved, sid, {"command": "yes", "sessionId": f"r{i}"}) for i in range(n)]

@@ -7,11 +7,13 @@
 // into NUL-separated fields.
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <limits>
 #include <string>
 
 #include "agent/util.h"
 #include "base/base64.h"
+#include "base/shell_quote.h"
 #include "fuzz.h"
 
 namespace agent = cove::agent;
@@ -155,7 +157,8 @@ void Passwd(cove::fuzz::Input& in) {
   for (gid_t g : agent::FindGroups(text, name)) FUZZ_CHECK(g != static_cast<gid_t>(-1));
 }
 
-// Reads a word made of '...' runs and \' escapes, as a POSIX shell does.
+// Reads a word made of '...' runs, \' escapes and plain characters, as a POSIX
+// shell does.
 std::optional<std::string> ShellUnquote(std::string_view w) {
   std::string out;
   size_t i = 0;
@@ -168,6 +171,9 @@ std::optional<std::string> ShellUnquote(std::string_view w) {
     } else if (w[i] == '\\' && i + 1 < w.size()) {
       out.push_back(w[i + 1]);
       i += 2;
+    } else if (std::isalnum(static_cast<unsigned char>(w[i])) ||
+               std::string_view("_@%+=:,./-").find(w[i]) != std::string_view::npos) {
+      out.push_back(w[i++]);
     } else {
       return std::nullopt;
     }
@@ -177,7 +183,7 @@ std::optional<std::string> ShellUnquote(std::string_view w) {
 
 void Shell(cove::fuzz::Input& in) {
   std::string_view s = in.Field();
-  FUZZ_CHECK(ShellUnquote(agent::ShellQuote(s)) == std::string(s));
+  FUZZ_CHECK(ShellUnquote(cove::ShellQuote(s)) == std::string(s));
   if (agent::IsShellName(s)) {
     FUZZ_CHECK(!s.empty() && !(s[0] >= '0' && s[0] <= '9'));
     for (char c : s) FUZZ_CHECK(c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));

@@ -20,6 +20,7 @@
 #include "agent/proc.h"
 #include "agent/shell_command.h"
 #include "base/log.h"
+#include "base/shell_quote.h"
 #include "base/time.h"
 #include "sys/io.h"
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "sys/proc_stat.h"
 #include "sys/unique_fd.h"
 
 namespace cove::agent {
@@ -112,50 +113,15 @@ Result<pid_t> Spawn(const SpawnSpec& spec) {
   return pid;
 }
 
-namespace {
-
-struct StatLine {
-  pid_t ppid;
-  unsigned long long start;
-};
-
-bool ReadStat(const char* pid_name, StatLine* out) {
-  std::string path = std::string("/proc/") + pid_name + "/stat";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  char* p = strrchr(buf, ')');
-  if (!p) return false;
-  // After ") ": state(3) ppid(4) ... starttime(22).
-  p += 2;
-  int field = 3;
-  char* save = nullptr;
-  char* tok = strtok_r(p, " ", &save);
-  for (; tok; tok = strtok_r(nullptr, " ", &save), ++field) {
-    if (field == 4) out->ppid = static_cast<pid_t>(atoi(tok));
-    if (field == 22) {
-      out->start = strtoull(tok, nullptr, 10);
-      return true;
-    }
-  }
-  return false;
-}
-
-}  // namespace
-
 std::vector<ProcInfo> Descendants(pid_t root) {
   std::unordered_multimap<pid_t, ProcInfo> children;
   DIR* d = opendir("/proc");
   if (!d) return {};
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    StatLine s;
-    if (!ReadStat(e->d_name, &s)) continue;
-    children.emplace(s.ppid, ProcInfo{static_cast<pid_t>(atoi(e->d_name)), s.start});
+    auto s = sys::ReadProcStat(e->d_name);
+    if (!s.ok()) continue;
+    children.emplace(s->ppid, ProcInfo{static_cast<pid_t>(atoi(e->d_name)), s->start_time_ticks});
   }
   closedir(d);
   std::vector<ProcInfo> out;
@@ -187,9 +153,8 @@ int KillDescendants(pid_t root, unsigned long long min_start_ticks) {
 }
 
 unsigned long long StartTicksOf(pid_t pid) {
-  StatLine s;
-  std::string name = std::to_string(pid);
-  return ReadStat(name.c_str(), &s) ? s.start : 0;
+  auto s = sys::ReadProcStat(pid);
+  return s.ok() ? s->start_time_ticks : 0;
 }
 
 std::vector<ProcInfo> ProcessesWithEnv(const std::string& kv) {
@@ -213,8 +178,8 @@ std::vector<ProcInfo> ProcessesWithEnv(const std::string& kv) {
     ::close(fd);
     if (buf.back() != '\0') buf.push_back('\0');
     if (buf.find(needle) == std::string::npos) continue;
-    StatLine s;
-    if (ReadStat(e->d_name, &s)) out.push_back(ProcInfo{static_cast<pid_t>(atoi(e->d_name)), s.start});
+    if (auto s = sys::ReadProcStat(e->d_name); s.ok())
+      out.push_back(ProcInfo{static_cast<pid_t>(atoi(e->d_name)), s->start_time_ticks});
   }
   closedir(d);
   return out;

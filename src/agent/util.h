@@ -56,8 +56,6 @@ class TextDetector {
   bool binary_ = false;
 };
 
-// 'it'\''s' : a single-quoted shell word that expands to exactly `s`.
-std::string ShellQuote(std::string_view s);
 // A valid shell variable name ([A-Za-z_][A-Za-z0-9_]*).
 bool IsShellName(std::string_view s);
 

@@ -7,20 +7,12 @@
 #include "api/errors.h"
 #include "api/fields.h"
 #include "api/routes.h"
+#include "base/shell_quote.h"
 
 namespace cove::api {
 namespace {
 
 constexpr int64_t kDefaultCloneTimeoutMs = 600000;  // Cloudflare's cloneTimeoutMs default
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
 
 // Empty when url is a URL git should be given; else what is wrong.
 std::string CheckRepoUrl(const std::string& url) {

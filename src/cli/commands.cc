@@ -23,25 +23,6 @@ using nlohmann::json;
 
 // ---------------------------------------------------------------- helpers
 
-std::string ShellQuote(std::string_view word) {
-  if (word.empty()) return "''";
-  bool safe = std::all_of(word.begin(), word.end(), [](unsigned char c) {
-    return std::isalnum(c) || std::string_view("_@%+=:,./-").find(static_cast<char>(c)) !=
-                                  std::string_view::npos;
-  });
-  if (safe) return std::string(word);
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  out += '\'';
-  return out;
-}
-
 std::string ShellJoin(const std::vector<std::string>& argv) {
   std::string out;
   for (size_t i = 0; i < argv.size(); ++i) {

@@ -15,14 +15,13 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/shell_quote.h"
 #include "cli/http_client.h"
 
 namespace cove::cli {
 
 // ---- pure helpers (unit-tested)
 
-// Quotes one word for a POSIX shell so that the shell reads it back exactly.
-std::string ShellQuote(std::string_view word);
 // Joins argv into one command line; each element stays one word.
 std::string ShellJoin(const std::vector<std::string>& argv);
 

@@ -26,6 +26,7 @@
 #include "isolation/seccomp_filter.h"
 #include "isolation/validate.h"
 #include "sys/fs.h"
+#include "sys/proc_stat.h"
 #include "sys/process.h"
 
 namespace cove::isolation {
@@ -320,7 +321,8 @@ Result<Launched> Launch(const SandboxSpec& spec, const std::vector<int>& pass_fd
   if (saved_netns && ::setns(saved_netns.get(), CLONE_NEWNET) != 0)
     return SysError("restore network namespace of launching thread");
 
-  COVE_ASSIGN_OR_RETURN(out.start_time_ticks, sys::ReadStartTimeTicks(out.pid));
+  COVE_ASSIGN_OR_RETURN(sys::ProcStat stat, sys::ReadProcStat(out.pid));
+  out.start_time_ticks = stat.start_time_ticks;
   const std::string proc = "/proc/" + std::to_string(out.pid);
   const std::string map = IdMapLine(spec.host_id_base);
   COVE_TRY(WriteProcFile(proc + "/uid_map", map));

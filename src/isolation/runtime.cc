@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/scope_exit.h"
 #include "isolation/validate.h"
+#include "sys/proc_stat.h"
 #include "sys/process.h"
 
 namespace cove::isolation {
@@ -27,8 +28,8 @@ Result<UniqueFd> OpenIfSameProcess(const PersistedSandbox& r) {
   if (!fd.ok()) return Error{ErrorCode::kNotFound, fd.error().sys_errno, "pid 1 is gone", {}};
   // Read the start time after opening the pidfd: if it matches now, the fd
   // refers to the recorded process (a pidfd never follows pid reuse).
-  auto st = sys::ReadStartTimeTicks(r.pid);
-  if (!st.ok() || *st != r.start_time_ticks)
+  auto st = sys::ReadProcStat(r.pid);
+  if (!st.ok() || st->start_time_ticks != r.start_time_ticks)
     return MakeError(ErrorCode::kNotFound, "pid was reused by another process");
   return std::move(fd).value();
 }

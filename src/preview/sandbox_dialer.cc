@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "net/netns.h"
 #include "proxy/cancel_at.h"
+#include "sys/proc_stat.h"
 #include "sys/process.h"
 
 namespace cove::preview {
@@ -38,8 +39,8 @@ Result<int> SandboxDialer::NetnsOf(const SandboxRecord& record) {
   }
   if (record.pid <= 0) return MakeError(ErrorCode::kUnavailable, "sandbox has no process");
   COVE_ASSIGN_OR_RETURN(UniqueFd pidfd, sys::PidfdOpen(record.pid));
-  COVE_ASSIGN_OR_RETURN(uint64_t ticks, sys::ReadStartTimeTicks(record.pid));
-  if (ticks != record.start_ticks) return MakeError(ErrorCode::kUnavailable, "sandbox process was replaced");
+  COVE_ASSIGN_OR_RETURN(sys::ProcStat stat, sys::ReadProcStat(record.pid));
+  if (stat.start_time_ticks != record.start_ticks) return MakeError(ErrorCode::kUnavailable, "sandbox process was replaced");
   UniqueFd netns(::open(fmt::format("/proc/{}/ns/net", record.pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!netns) return SysError("open the network namespace of sandbox " + record.id);
   // Still alive after the namespace was opened: it is the recorded process's.

@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <string>
 
 #include "sys/io.h"
@@ -59,36 +58,6 @@ Result<int> PidfdTryReap(int pidfd) {
   // Rebuild a wait(2)-style status.
   if (si.si_code == CLD_EXITED) return (si.si_status & 0xff) << 8;
   return si.si_status & 0x7f;
-}
-
-Result<uint64_t> ParseStartTimeTicks(std::string_view line) {
-  size_t close = line.rfind(')');
-  if (close == std::string_view::npos) return MakeError(ErrorCode::kInvalidArgument, "bad stat line");
-  // After ") " come fields 3..; starttime is field 22, i.e. the 20th after comm.
-  std::string_view rest = line.substr(close + 1);
-  int field = 2;
-  size_t i = 0;
-  while (i < rest.size()) {
-    while (i < rest.size() && rest[i] == ' ') ++i;
-    size_t j = i;
-    while (j < rest.size() && rest[j] != ' ' && rest[j] != '\n') ++j;
-    if (j == i) break;
-    ++field;
-    if (field == 22) {
-      uint64_t v = 0;
-      auto [p, ec] = std::from_chars(rest.data() + i, rest.data() + j, v);
-      if (ec != std::errc() || p != rest.data() + j)
-        return MakeError(ErrorCode::kInvalidArgument, "bad starttime field");
-      return v;
-    }
-    i = j;
-  }
-  return MakeError(ErrorCode::kInvalidArgument, "stat line too short");
-}
-
-Result<uint64_t> ReadStartTimeTicks(pid_t pid) {
-  COVE_ASSIGN_OR_RETURN(std::string line, ReadFile("/proc/" + std::to_string(pid) + "/stat", 4096));
-  return ParseStartTimeTicks(line);
 }
 
 }  // namespace cove::sys

@@ -27,9 +27,4 @@ Result<bool> PidfdWaitExit(int pidfd, std::chrono::milliseconds timeout);
 // kNotFound (ECHILD) if it is not our child.
 Result<int> PidfdTryReap(int pidfd);
 
-// Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat.
-Result<uint64_t> ReadStartTimeTicks(pid_t pid);
-// Parses a /proc/<pid>/stat line (comm may contain spaces and ')').
-Result<uint64_t> ParseStartTimeTicks(std::string_view stat_line);
-
 }  // namespace cove::sys

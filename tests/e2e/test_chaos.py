@@ -54,10 +54,10 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     calm, slow, full, doomed, pressed, raced = (
         unique_id(n) for n in ("calm", "slow", "full", "doomed", "pressed", "raced"))
     api.create(id=calm)
-    api.create(id=slow, type="lite")
+    api.create(id=slow, instanceType="lite")
     api.create(id=full, limits={"diskBytes": 64 << 20})
     api.create(id=doomed)
-    api.create(id=pressed, type="lite")
+    api.create(id=pressed, instanceType="lite")
     api.create(id=raced)
     pressed_pid = api.info(pressed)["pid"]
     thrash_memory(api, pressed, pressed_pid)
@@ -100,6 +100,12 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     r = api.delete(f"/v1/sandboxes/{pressed}", timeout=120)
     assert r.status_code == 200, r.text
 
+    time.sleep(20)  # past two agent ping intervals (15 s): a stalled agent would be failed by now
+    for s in leavers:
+        s.close()
+    for s in hogs:
+        s.close()
+
     # Requests racing a DELETE: those that arrived before it answered get 200 or 404, never
     # 5xx, and none brings the sandbox back.
     base = f"/v1/sandboxes/{raced}/api"
@@ -120,12 +126,6 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     for status, body in late:
         assert status == 404 and body["code"] == "SANDBOX_NOT_FOUND", (status, body)
     assert_error(api.get(f"/v1/sandboxes/{raced}"), 404, "SANDBOX_NOT_FOUND")
-
-    time.sleep(20)  # past two agent ping intervals (15 s): a stalled agent would be failed by now
-    for s in leavers:
-        s.close()
-    for s in hogs:
-        s.close()
 
     # kill -9 of coved, mid-traffic; the sandboxes are adopted by the next one.
     coved.kill9()

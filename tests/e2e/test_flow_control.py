@@ -55,7 +55,7 @@ def test_slow_and_paused_readers_stall_only_their_stream(api, coved):
     on a lite sandbox: the sandbox survives (its agent keeps answering pings every
     15 s), round trips on it keep working, and its files are intact."""
     sid = unique_id("slow")
-    api.create(id=sid, type="lite")
+    api.create(id=sid, instanceType="lite")
     api.sh(sid, "head -c 30000000 /dev/urandom > /workspace/big && echo kept > /workspace/mark")
     proc = api.call(sid, "process/start", {"command": "yes"})["processId"]
     readers = [
@@ -99,7 +99,7 @@ def test_memory_is_bounded_with_20_fast_readers(api, coved):
     """20 clients stream `yes` as fast as they can read: coved's RSS grows by less
     than a documented bound, and gives the memory back afterwards."""
     sid = unique_id("mem")
-    api.create(id=sid, type="standard-3")
+    api.create(id=sid, instanceType="standard-3")
     api.alive(sid)
     base = rss(coved.pid)
     socks = [raw_request(coved, "POST", f"/v1/sandboxes/{sid}/api/execute/stream",

@@ -1,0 +1,24 @@
+#include "base/shell_quote.h"
+
+#include <algorithm>
+
+namespace cove {
+
+std::string ShellQuote(std::string_view word) {
+  auto plain = [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("_@%+=:,./-").find(static_cast<char>(c)) != std::string_view::npos;
+  };
+  if (!word.empty() && std::all_of(word.begin(), word.end(), plain)) return std::string(word);
+  std::string out;
+  out.reserve(word.size() + 2);
+  out.push_back('\'');
+  for (char c : word) {
+    if (c == '\'') out.append("'\\''");
+    else out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
+}  // namespace cove
