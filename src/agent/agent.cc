@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "agent/json_parse.h"
 #include "agent/limits.h"
@@ -112,6 +113,9 @@ int Agent::Run() {
     return 1;
   }
   log::Info("cove-agent {} pid {} workspace {}", kAgentVersion, getpid(), cfg_.workspace);
+  // Spill files of processes of an earlier agent (a restored snapshot) belong to no one.
+  std::error_code ec;
+  std::filesystem::remove_all(RunDir() + "/logs", ec);
   while (!stop_) {
     // Streaming file reads run between polls while the connection keeps up.
     bool busy = false;
@@ -184,6 +188,7 @@ void Agent::DropConnection(const char* why) {
   paused_.clear();
   reads_.clear();
   for (auto& [id, p] : bg_) p->followers.clear();
+  bg_logs_.clear();
   bg_lagging_ = false;
   DropPtyClients();
   StopAllPortWatches();

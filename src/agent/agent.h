@@ -20,6 +20,7 @@
 #include "agent/files.h"
 #include "agent/frame.h"
 #include "agent/loop.h"
+#include "agent/process_log.h"
 #include "agent/reply.h"
 #include "agent/util.h"
 #include "sys/unique_fd.h"
@@ -47,9 +48,11 @@ struct AgentConfig {
   int64_t kill_check_ms = 100;
   int kill_quiet_rounds = 4;
   int64_t kill_max_ms = 3000;
-  // Background processes (process.*): ring buffer per stream, and the time
-  // between SIGTERM (or the requested signal) and SIGKILL of process.kill.
+  // Background processes (process.*): output held in memory per stream (the
+  // newest), output kept on disk per process beyond that (process_log.h), and
+  // the time between SIGTERM (or the requested signal) and SIGKILL of process.kill.
   size_t process_buffer = 1 << 20;
+  uint64_t process_log_limit = kProcessLogDiskLimit;
   int64_t process_kill_grace_ms = 5000;
   size_t max_finished_processes = 1024;
   // Code-interpreter runners (docs/interpreter.md), read-only in the sandbox.
@@ -133,23 +136,20 @@ class Agent {
     Kill kill = Kill::kNone;
     int64_t started_ns = 0;
   };
-  // Background processes (process.start). Output is kept per stream in a
-  // ring of chunks that each end on a UTF-8 character boundary.
-  struct OutChunk {
-    uint64_t seq = 0;    // order across both streams of the process
-    uint64_t start = 0;  // offset of data[0] in the stream
-    std::string data;
-  };
-  struct OutRing {
-    std::deque<OutChunk> chunks;
-    uint64_t total = 0;  // bytes ever stored (offset of the end)
-    size_t size = 0;     // bytes held
-    std::string carry;   // incomplete UTF-8 tail of the last read
-    uint64_t dropped() const { return chunks.empty() ? total : chunks.front().start; }
-  };
+  // Background processes (process.start). Output is kept in a ProcessLog.
   struct Follower {  // a process.stream channel
     Chan chan;
-    uint64_t pos[2] = {0, 0};  // stream offsets sent so far
+    LogReader::Cursor cur;
+    uint64_t pos[2] = {0, 0};  // stream offsets sent (or reported dropped) so far
+    LogReader reader;
+  };
+  struct LogsTask {  // a process.logs answer too large for one frame
+    Chan chan;
+    std::string id;
+    std::shared_ptr<const ProcessLog::State> snap;  // the output when it was asked for
+    LogReader reader;
+    LogReader::Cursor cur;
+    int pass = 0;  // stdout, then stderr
   };
   struct BgProc {
     std::string id, command, tag;
@@ -163,8 +163,8 @@ class Agent {
     int kill_sig = 0;
     UniqueFd fd[2];
     uint64_t tok[2] = {0, 0};
-    OutRing ring[2];
-    uint64_t seq = 0;
+    std::unique_ptr<ProcessLog> log;
+    std::string carry[2];  // incomplete UTF-8 tail of the last read per stream
     std::vector<Follower> followers;
     uint64_t timer = 0;
   };
@@ -402,6 +402,8 @@ class Agent {
   bool PumpFollower(BgProc* p, Follower* f);  // false once it was answered
   void PumpAllFollowers();
   void BgLogs(const Chan& c, BgProc* p);
+  bool PumpLogs(LogsTask* t);  // false once answered
+  std::string ProcessLogPrefix(uint64_t n);
   void EvictFinished();
   void ReplyRaw(const Chan& c, std::string_view payload);
 
@@ -478,6 +480,7 @@ class Agent {
 
   std::map<std::string, std::unique_ptr<BgProc>> bg_;
   std::deque<std::string> bg_finished_;  // ids in the order they finished
+  std::vector<std::unique_ptr<LogsTask>> bg_logs_;
   bool bg_lagging_ = false;              // a follower waits for the connection
   uint64_t bg_tags_ = 0;
 

@@ -1029,8 +1029,26 @@ TEST_F(AgentProcTest, TimeoutKills) {
   EXPECT_FALSE(PidExists(pid));
 }
 
-TEST_F(AgentProcTest, FloodKeepsAgentResponsiveAndRingBounded) {
-  // 50 MB of output; nobody reads it.
+// What `yes LINE | head -c n` writes.
+std::string YesOutput(const std::string& line, size_t n) {
+  std::string s;
+  s.reserve(n + line.size() + 1);
+  while (s.size() < n) s += line + "\n";
+  s.resize(n);
+  return s;
+}
+
+// Bytes in the agent's process spill directory.
+uint64_t SpillBytes(const std::string& run_dir) {
+  uint64_t n = 0;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(run_dir + "/logs", ec))
+    if (e.is_regular_file()) n += e.file_size();
+  return n;
+}
+
+TEST_F(AgentProcTest, FloodIsKeptWholeOnDiskAndAgentStaysResponsive) {
+  // 50 MB of output; nobody reads it while it runs.
   Start("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 50000000; echo -n END", "flood");
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   auto t0 = std::chrono::steady_clock::now();
@@ -1039,32 +1057,33 @@ TEST_F(AgentProcTest, FloodKeepsAgentResponsiveAndRingBounded) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
   json g = WaitDone("flood", 60000);
   EXPECT_EQ(g["process"]["status"], "completed");
-  auto r = c_->Call({{"op", "process.logs"}, {"processId", "flood"}});
-  // Too large for one frame: events, then the reply.
-  std::string out = r.Out() + r.reply["stdout"].get<std::string>();
-  EXPECT_EQ(out.size(), 1048576u);
-  EXPECT_EQ(r.reply["stdoutDropped"], 50000003 - 1048576);
-  EXPECT_EQ(out.substr(out.size() - 3), "END");
-  // The newest bytes, contiguous.
-  std::string line = "0123456789abcdefghijklmnopqrstuvwxyz\n";
-  size_t nl = out.find('\n');
-  EXPECT_EQ(out.substr(nl + 1, line.size()), line);
-  // A stream reports the drop first.
-  auto s = c_->Call({{"op", "process.stream"}, {"processId", "flood"}});
-  ASSERT_FALSE(s.events.empty());
-  EXPECT_EQ(s.events[0]["type"], "dropped");
-  EXPECT_EQ(s.events[0]["stdout"], 50000003 - 1048576);
-  EXPECT_EQ(s.events[0]["stderr"], 0);
-  EXPECT_EQ(s.Out(), out);
-  EXPECT_EQ(s.reply["exitCode"], 0);
+  std::string want = YesOutput("0123456789abcdefghijklmnopqrstuvwxyz", 50000000) + "END";
+  // What does not fit in memory is on disk (the run dir), not in the agent.
+  EXPECT_GT(SpillBytes(dir_ + "/run"), 45000000u);
 #ifndef __SANITIZE_ADDRESS__
   EXPECT_LT(AgentRssKb(), 48 * 1024);
 #endif
+  auto r = c_->Call({{"op", "process.logs"}, {"processId", "flood"}}, 60000);
+  // Too large for one frame: events, then the reply.
+  std::string out = r.Out() + r.reply["stdout"].get<std::string>();
+  EXPECT_EQ(r.reply["stdoutDropped"], 0);
+  EXPECT_EQ(r.reply["stderrDropped"], 0);
+  EXPECT_EQ(out.size(), want.size());
+  EXPECT_TRUE(out == want) << "logs differ from the output";
+  // A stream from the start gets all of it, nothing dropped.
+  auto s = c_->Call({{"op", "process.stream"}, {"processId", "flood"}}, 60000);
+  for (auto& e : s.events) EXPECT_NE(e["type"], "dropped");
+  EXPECT_TRUE(s.Out() == want) << "stream differs from the output";
+  EXPECT_EQ(s.reply["exitCode"], 0);
+  // Removing the record removes its spill files.
+  EXPECT_EQ(c_->Call({{"op", "process.cleanup"}}).reply["cleanedCount"], 1);
+  EXPECT_EQ(SpillBytes(dir_ + "/run"), 0u);
+  EXPECT_TRUE(fs::is_empty(dir_ + "/run/logs"));
 }
 
-TEST_F(AgentProcTest, SlowFollowerIsBoundedNotBlocking) {
-  // A follower that does not read: the process still runs to completion
-  // and the agent's memory stays bounded.
+TEST_F(AgentProcTest, SlowFollowerGetsEverythingWithoutBlockingTheProcess) {
+  // A follower that does not read: the process still runs to completion,
+  // the agent's memory stays bounded, and the follower later gets every byte.
   std::string done = ws_ + "/done";
   c_->Send({{"op", "process.start"}, {"command", "yes abcdefgh | head -c 60000000; touch " + done},
             {"processId", "f2"}});
@@ -1077,11 +1096,105 @@ TEST_F(AgentProcTest, SlowFollowerIsBoundedNotBlocking) {
   auto r = c_->Wait(ch, 60000);
   EXPECT_EQ(r.reply["type"], "exit");
   EXPECT_EQ(r.reply["exitCode"], 0);
-  uint64_t dropped = 0;
-  for (auto& e : r.events)
-    if (e["type"] == "dropped") dropped += e["stdout"].get<uint64_t>();
+  for (auto& e : r.events) EXPECT_NE(e["type"], "dropped");
+  EXPECT_EQ(r.Out().size(), 60000000u);
+  EXPECT_TRUE(r.Out() == YesOutput("abcdefgh", 60000000));
+}
+
+TEST_F(AgentProcTest, StreamWithoutCreditStallsOnlyItself) {
+  // coved grants no credit (its client does not read): neither the process
+  // nor other channels wait; the stream resumes where it was once credit comes.
+  constexpr uint32_t kCh = 1000;
+  Start("yes 0123456789 | head -c 20000000", "nc");
+  c_->SendRaw(EncodeFrame(kCh, FrameType::kRequest, json{{"op", "process.stream"}, {"processId", "nc"}}.dump()));
+  EXPECT_EQ(WaitDone("nc", 60000)["process"]["status"], "completed");
+  EXPECT_EQ(c_->Call(Exec("echo other", "busy")).Out(), "other\n");
+  EXPECT_FALSE(c_->NextOn(kCh, 200).has_value()) << "events without credit";
+  c_->SendRaw(EncodeFrame(kCh, FrameType::kWindow, EncodeWindow(1u << 30)));
+  auto r = c_->Wait(kCh, 60000);
+  EXPECT_EQ(r.reply["type"], "exit");
+  for (auto& e : r.events) EXPECT_NE(e["type"], "dropped");
+  EXPECT_TRUE(r.Out() == YesOutput("0123456789", 20000000));
+}
+
+TEST_F(AgentProcTest, BothStreamsSpillAndComeBackWhole) {
+  // Records of both streams, interleaved, go to disk and are read back per stream.
+  Start("(yes aaaaaaa | head -c 6000000) & (yes bbbbbbb | head -c 5000000 >&2); wait", "two");
+  WaitDone("two", 60000);
+  auto l = c_->Call({{"op", "process.logs"}, {"processId", "two"}}, 60000);
+  EXPECT_TRUE(l.Out() + l.reply["stdout"].get<std::string>() == YesOutput("aaaaaaa", 6000000));
+  EXPECT_TRUE(l.Err() + l.reply["stderr"].get<std::string>() == YesOutput("bbbbbbb", 5000000));
+  EXPECT_EQ(l.reply["stdoutDropped"], 0);
+  EXPECT_EQ(l.reply["stderrDropped"], 0);
+  auto s = c_->Call({{"op", "process.stream"}, {"processId", "two"}}, 60000);
+  EXPECT_TRUE(s.Out() == YesOutput("aaaaaaa", 6000000));
+  EXPECT_TRUE(s.Err() == YesOutput("bbbbbbb", 5000000));
+}
+
+// A small disk limit: past it the oldest output is dropped, and counted exactly.
+class AgentProcLimitTest : public AgentProcTest {
+ protected:
+  void SetUp() override {
+    setenv("COVE_AGENT_PROCESS_LOG_LIMIT", "4194304", 1);
+    AgentProcTest::SetUp();
+    unsetenv("COVE_AGENT_PROCESS_LOG_LIMIT");
+  }
+};
+
+TEST_F(AgentProcLimitTest, PastTheLimitTheDroppedCountIsExact) {
+  Start("yes 0123456789abcdef | head -c 20000000; echo -n END; echo -n ERR >&2", "big");
+  WaitDone("big", 60000);
+  std::string all = YesOutput("0123456789abcdef", 20000000) + "END";
+  EXPECT_LE(SpillBytes(dir_ + "/run"), 4194304u);
+  auto l = c_->Call({{"op", "process.logs"}, {"processId", "big"}}, 60000);
+  std::string out = l.Out() + l.reply["stdout"].get<std::string>();
+  uint64_t dropped = l.reply["stdoutDropped"];
   EXPECT_GT(dropped, 0u);
-  EXPECT_EQ(r.Out().size() + dropped, 60000000u);
+  EXPECT_EQ(out.size() + dropped, all.size());
+  EXPECT_GT(out.size(), 4000000u);  // disk (at least 7/8 of it) + memory
+  EXPECT_TRUE(out == all.substr(dropped)) << "not the exact newest output";
+  EXPECT_EQ(l.Err() + l.reply["stderr"].get<std::string>(), "ERR");
+  EXPECT_EQ(l.reply["stderrDropped"], 0);
+  // A stream from the start: one dropped event first, then the rest.
+  auto s = c_->Call({{"op", "process.stream"}, {"processId", "big"}}, 60000);
+  ASSERT_FALSE(s.events.empty());
+  EXPECT_EQ(s.events[0]["type"], "dropped");
+  EXPECT_EQ(s.events[0]["stdout"], dropped);
+  EXPECT_EQ(s.events[0]["stderr"], 0);
+  EXPECT_TRUE(s.Out() == all.substr(dropped));
+  EXPECT_EQ(s.Err(), "ERR");
+}
+
+// The agent cannot write its spill files (as on a full disk): the process is
+// neither blocked nor killed, and the logs say how much was dropped.
+class AgentProcFullDiskTest : public AgentProcTest {
+ protected:
+  void SetUp() override {
+    setenv("COVE_AGENT_PROCESS_BUFFER", "1048576", 1);
+    Start(1 << 20);  // RLIMIT_FSIZE: writes past 1 MiB fail (EFBIG), as ENOSPC/EDQUOT do
+    unsetenv("COVE_AGENT_PROCESS_BUFFER");
+  }
+};
+
+TEST_F(AgentProcFullDiskTest, SpillFailureDropsOldestAndNeverBlocks) {
+  Start("yes 0123456789abcdef | head -c 20000000; echo -n END", "full");
+  json g = WaitDone("full", 60000);
+  EXPECT_EQ(g["process"]["status"], "completed");
+  EXPECT_EQ(g["process"]["exitCode"], 0);
+  std::string all = YesOutput("0123456789abcdef", 20000000) + "END";
+  auto l = c_->Call({{"op", "process.logs"}, {"processId", "full"}}, 60000);
+  std::string out = l.Out() + l.reply["stdout"].get<std::string>();
+  uint64_t dropped = l.reply["stdoutDropped"];
+  EXPECT_GT(dropped, 10000000u);
+  EXPECT_EQ(out.size() + dropped, all.size());
+  EXPECT_GE(out.size(), 1048576u);  // at least what memory holds
+  EXPECT_TRUE(out == all.substr(dropped));
+  auto s = c_->Call({{"op", "process.stream"}, {"processId", "full"}}, 60000);
+  ASSERT_FALSE(s.events.empty());
+  EXPECT_EQ(s.events[0]["type"], "dropped");
+  EXPECT_EQ(s.events[0]["stdout"].get<uint64_t>() + s.Out().size(), all.size());
+  EXPECT_EQ(c_->Call({{"op", "process.cleanup"}}).reply["cleanedCount"], 1);
+  EXPECT_EQ(SpillBytes(dir_ + "/run"), 0u);
 }
 
 TEST_F(AgentProcTest, SurvivesSessionDeleteAndReconnect) {

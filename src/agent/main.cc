@@ -6,7 +6,9 @@
 //   COVE_AGENT_LOG        debug|info|warn|error (default info)
 //   COVE_AGENT_USER       user of implicit sessions and sessionless commands (default root)
 //   COVE_AGENT_SHELL      session shell override (tests; default bash, else /bin/sh)
-//   COVE_AGENT_PROCESS_BUFFER  bytes kept per stream of a background process (default 1 MiB)
+//   COVE_AGENT_PROCESS_BUFFER  bytes held in memory per stream of a background process (default 1 MiB)
+//   COVE_AGENT_PROCESS_LOG_LIMIT  bytes of a background process's output kept on disk beyond that
+//                         (default 128 MiB; 0: none)
 //   COVE_AGENT_KILL_GRACE_MS   process.kill: SIGTERM to SIGKILL delay (default 5000)
 //   COVE_AGENT_INTERPRETER_DIR code-interpreter runners (default /opt/cove/interpreter)
 // Every other variable is passed on to sessions and commands; COVE_* ones are not.
@@ -92,6 +94,10 @@ int main() {
   if (const char* b = getenv("COVE_AGENT_PROCESS_BUFFER"); b && *b) {
     long long v = atoll(b);
     if (v > 0) cfg.process_buffer = static_cast<size_t>(v);
+  }
+  if (const char* l = getenv("COVE_AGENT_PROCESS_LOG_LIMIT"); l && *l) {
+    long long v = atoll(l);
+    if (v >= 0) cfg.process_log_limit = static_cast<uint64_t>(v);
   }
   if (const char* g = getenv("COVE_AGENT_KILL_GRACE_MS"); g && *g) {
     long long v = atoll(g);

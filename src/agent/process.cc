@@ -3,9 +3,10 @@
 //
 // A background process is `bash -c CMD` in its own session and process
 // group, a direct child of the agent. Its pipes are always read: output goes
-// into a bounded ring per stream (newest kept), so a flooding process never
-// waits for anyone; process.stream followers read from the ring and are told
-// how much they missed when they fall behind by more than the ring.
+// into its ProcessLog (memory, then spill files on the sandbox's disk, up to a
+// limit), so a flooding process never waits for anyone; process.logs and
+// process.stream read the log, with flow control per channel, and are told how
+// much the log no longer holds.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -28,7 +29,9 @@
 namespace cove::agent {
 namespace {
 
-constexpr size_t kChunkMax = 64 << 10;  // raw bytes per ring chunk and per event
+constexpr size_t kChunkMax = kLogRecordMax;  // raw bytes read at a time and per event
+// process.logs answers in one frame when the log holds at most this much.
+constexpr uint64_t kInlineLogs = 128 << 10;
 constexpr const char* kNoSession = "__DISABLE_SESSION__";
 constexpr const char* kStreamName[2] = {"stdout", "stderr"};
 
@@ -209,6 +212,8 @@ json Agent::StartBgProcess(const json& req) {
   p->command = command;
   p->start_ms = NowUnixMs();
   p->tag = "COVE_PROCESS_TAG=" + std::to_string(getpid()) + "." + std::to_string(++bg_tags_);
+  p->log = std::make_unique<ProcessLog>(ProcessLogPrefix(bg_tags_),
+                                        ProcessLog::Limits{2 * cfg_.process_buffer, cfg_.process_log_limit});
 
   int pr[2][2];
   UniqueFd w[2];
@@ -285,59 +290,31 @@ void Agent::BgCloseStream(BgProc* p, int i) {
   loop_.Unwatch(p->tok[i]);
   p->tok[i] = 0;
   p->fd[i].Reset();
-  if (!p->ring[i].carry.empty()) {
-    std::string tail = std::move(p->ring[i].carry);
-    p->ring[i].carry.clear();
+  if (!p->carry[i].empty()) {
+    std::string tail = std::move(p->carry[i]);
+    p->carry[i].clear();
     BgAppend(p, i, tail, true);  // replaced by U+FFFD when sent
   }
 }
 
 void Agent::BgAppend(BgProc* p, int i, std::string_view data, bool raw) {
-  OutRing& r = p->ring[i];
   std::string joined;
   std::string_view part = data;
   if (!raw) {
-    if (!r.carry.empty()) {
-      joined = r.carry;
+    if (!p->carry[i].empty()) {
+      joined = p->carry[i];
       joined.append(data);
       part = joined;
     }
     size_t k = CompleteUtf8Prefix(part);
     std::string carry(part.substr(k));
     part = part.substr(0, k);
-    r.carry = std::move(carry);
+    p->carry[i] = std::move(carry);
   }
-  if (part.empty()) return;
-  // Appending to the newest chunk (of both streams) keeps the order.
-  if (!r.chunks.empty() && r.chunks.back().seq == p->seq && r.chunks.back().data.size() + part.size() <= kChunkMax) {
-    r.chunks.back().data.append(part);
-  } else {
-    r.chunks.push_back(OutChunk{++p->seq, r.total, std::string(part)});
-  }
-  r.total += part.size();
-  r.size += part.size();
-  size_t cap = std::max<size_t>(cfg_.process_buffer, 1);
-  while (r.size > cap && !r.chunks.empty()) {
-    OutChunk& f = r.chunks.front();
-    size_t excess = r.size - cap;
-    if (f.data.size() <= excess) {
-      r.size -= f.data.size();
-      r.chunks.pop_front();
-      continue;
-    }
-    // Cut the oldest chunk on a character boundary.
-    size_t cut = excess;
-    while (cut < f.data.size() && (static_cast<unsigned char>(f.data[cut]) & 0xC0) == 0x80) ++cut;
-    if (cut >= f.data.size()) {
-      r.size -= f.data.size();
-      r.chunks.pop_front();
-      continue;
-    }
-    f.data.erase(0, cut);
-    f.start += cut;
-    r.size -= cut;
-  }
+  if (!part.empty()) p->log->Append(i, part);
 }
+
+std::string Agent::ProcessLogPrefix(uint64_t n) { return RunDir() + "/logs/" + std::to_string(n) + "."; }
 
 void Agent::OnBgExit(const std::string& id, int status) {
   auto it = bg_.find(id);
@@ -418,45 +395,43 @@ void Agent::KillBg(BgProc* p, int sig, bool timeout) {
   });
 }
 
+namespace {
+
+std::string OutputEvent(int stream, std::string_view text) {
+  std::string ev;
+  ev.reserve(text.size() + 40);
+  ev += "{\"type\":\"";
+  ev += kStreamName[stream];
+  ev += "\",\"data\":\"";
+  AppendJsonUtf8(text, &ev);
+  ev += "\"}";
+  return ev;
+}
+
+}  // namespace
+
 bool Agent::PumpFollower(BgProc* p, Follower* f) {
   if (!Live(f->chan)) return false;
-  uint64_t dropped[2];
-  bool any = false;
-  for (int i = 0; i < 2; ++i) {
-    uint64_t first = p->ring[i].dropped();
-    dropped[i] = first > f->pos[i] ? first - f->pos[i] : 0;
-    if (dropped[i]) {
-      f->pos[i] = first;
-      any = true;
+  const ProcessLog::State& st = p->log->state();
+  if (f->cur.at < st.Head()) {  // the log no longer holds what it was to read next
+    uint64_t dropped[2];
+    for (int i = 0; i < 2; ++i) {
+      uint64_t first = st.HeadOffset(i);
+      dropped[i] = first > f->pos[i] ? first - f->pos[i] : 0;
+      f->pos[i] = std::max(f->pos[i], first);
     }
+    f->cur = LogReader::Cursor{st.Head(), 0};
+    if (dropped[0] || dropped[1])
+      Event(f->chan, Dump(json{{"type", "dropped"}, {"stdout", dropped[0]}, {"stderr", dropped[1]}}));
   }
-  if (any) Event(f->chan, Dump(json{{"type", "dropped"}, {"stdout", dropped[0]}, {"stderr", dropped[1]}}));
   for (;;) {
     if (!Live(f->chan)) return false;
     if (Held(f->chan)) return true;
-    const OutChunk* best = nullptr;
-    int bi = -1;
-    for (int i = 0; i < 2; ++i) {
-      auto& ch = p->ring[i].chunks;
-      uint64_t pos = f->pos[i];
-      auto c = std::partition_point(ch.begin(), ch.end(),
-                                    [pos](const OutChunk& x) { return x.start + x.data.size() <= pos; });
-      if (c != ch.end() && (!best || c->seq < best->seq)) {
-        best = &*c;
-        bi = i;
-      }
-    }
-    if (!best) break;
-    size_t off = f->pos[bi] > best->start ? static_cast<size_t>(f->pos[bi] - best->start) : 0;
-    std::string ev;
-    ev.reserve(best->data.size() - off + 40);
-    ev += "{\"type\":\"";
-    ev += kStreamName[bi];
-    ev += "\",\"data\":\"";
-    AppendJsonUtf8(std::string_view(best->data).substr(off), &ev);
-    ev += "\"}";
-    f->pos[bi] = best->start + best->data.size();
-    Event(f->chan, ev);
+    int stream;
+    std::string_view text;
+    if (!f->reader.Next(st, &f->cur, &stream, &text)) break;
+    f->pos[stream] += text.size();
+    Event(f->chan, OutputEvent(stream, text));
   }
   if (!p->exited) return true;
   Reply(f->chan, json{{"type", "exit"},
@@ -480,6 +455,17 @@ bool Agent::PumpFollowers(BgProc* p) {
 
 void Agent::PumpAllFollowers() {
   bg_lagging_ = false;
+  for (size_t i = 0; i < bg_logs_.size();) {
+    if (Blocked()) {
+      bg_lagging_ = true;
+      return;
+    }
+    if (PumpLogs(bg_logs_[i].get())) {
+      ++i;
+    } else {
+      bg_logs_.erase(bg_logs_.begin() + static_cast<long>(i));
+    }
+  }
   for (auto& [id, p] : bg_) {
     if (!p->followers.empty()) PumpFollowers(p.get());
     if (Blocked()) {
@@ -489,27 +475,75 @@ void Agent::PumpAllFollowers() {
   }
 }
 
+namespace {
+
+std::string LogsReplyTail(const ProcessLog::State& st) {
+  return "\",\"stdoutDropped\":" + std::to_string(st.HeadOffset(0)) +
+         ",\"stderrDropped\":" + std::to_string(st.HeadOffset(1)) + "}";
+}
+
+}  // namespace
+
 void Agent::BgLogs(const Chan& c, BgProc* p) {
-  std::string text[2];
-  for (int i = 0; i < 2; ++i)
-    for (auto& ch : p->ring[i].chunks) AppendJsonUtf8(ch.data, &text[i]);
-  std::string tail = "\",\"stdoutDropped\":" + std::to_string(p->ring[0].dropped()) +
-                     ",\"stderrDropped\":" + std::to_string(p->ring[1].dropped()) + "}";
+  auto snap = p->log->Snapshot();
   std::string head = "{\"processId\":" + Dump(json(p->id)) + ",\"stdout\":\"";
-  if (head.size() + text[0].size() + text[1].size() + tail.size() + 32 <= kMaxAgentFrame) {
-    ReplyRaw(c, head + text[0] + "\",\"stderr\":\"" + text[1] + tail);
-    return;
+  if (snap->end - snap->Head() <= kInlineLogs) {
+    std::string text[2];
+    LogReader reader;
+    LogReader::Cursor cur{snap->Head(), 0};
+    int stream;
+    std::string_view part;
+    while (reader.Next(*snap, &cur, &stream, &part)) AppendJsonUtf8(part, &text[stream]);
+    std::string tail = LogsReplyTail(*snap);
+    if (head.size() + text[0].size() + text[1].size() + tail.size() + 32 <= kMaxAgentFrame)
+      return ReplyRaw(c, head + text[0] + "\",\"stderr\":\"" + text[1] + tail);
   }
-  // Too large for one frame: the output comes as events, oldest first per stream.
-  for (int i = 0; i < 2; ++i) {
-    for (auto& ch : p->ring[i].chunks) {
-      std::string ev = std::string("{\"type\":\"") + kStreamName[i] + "\",\"data\":\"";
-      AppendJsonUtf8(ch.data, &ev);
-      ev += "\"}";
-      Event(c, ev);
+  // Too large for one frame: the output comes as events (with flow control),
+  // all of stdout then all of stderr, as the log held it when asked.
+  auto t = std::make_unique<LogsTask>();
+  t->chan = c;
+  t->id = p->id;
+  t->cur = LogReader::Cursor{snap->Head(), 0};
+  t->snap = std::move(snap);
+  LogsTask* raw = t.get();
+  bg_logs_.push_back(std::move(t));
+  uint64_t gen = c.gen;
+  uint32_t cid = c.id;
+  SetCancel(c, [this, gen, cid] {
+    for (auto it = bg_logs_.begin(); it != bg_logs_.end(); ++it) {
+      if ((*it)->chan.gen == gen && (*it)->chan.id == cid) {
+        Chan ch = (*it)->chan;
+        bg_logs_.erase(it);
+        Reply(ch, ErrorReply("OPERATION_INTERRUPTED", "process.logs was cancelled"));
+        return;
+      }
     }
+  });
+  if (!PumpLogs(raw)) {
+    bg_logs_.pop_back();
+  } else if (Blocked()) {
+    bg_lagging_ = true;
   }
-  ReplyRaw(c, head + "\",\"stderr\":\"" + tail);
+}
+
+bool Agent::PumpLogs(LogsTask* t) {
+  if (!Live(t->chan)) return false;
+  for (;;) {
+    if (Held(t->chan)) return true;
+    int stream;
+    std::string_view text;
+    if (!t->reader.Next(*t->snap, &t->cur, &stream, &text)) {
+      if (t->pass == 0) {
+        t->pass = 1;
+        t->cur = LogReader::Cursor{t->snap->Head(), 0};
+        continue;
+      }
+      ReplyRaw(t->chan, "{\"processId\":" + Dump(json(t->id)) + ",\"stdout\":\"\",\"stderr\":\"" +
+                            LogsReplyTail(*t->snap));
+      return false;
+    }
+    if (stream == t->pass) Event(t->chan, OutputEvent(stream, text));
+  }
 }
 
 void Agent::EvictFinished() {

@@ -52,6 +52,18 @@ std::string SseProcessError(const std::string& message, const std::string& proce
 
 bool ValidProcessId(const std::string& id) { return ProcessIdProblem("processId", id).empty(); }
 
+// The JSON string literal of s without its quotes.
+std::string JsonText(const std::string& s) {
+  std::string q = Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
+  return q.substr(1, q.size() - 2);
+}
+
+// The tail of a getProcessLogs body after its output fields.
+std::string LogsTail(const Json& reply) {
+  return fmt::format("\"stdoutDropped\":{},\"stderrDropped\":{},\"success\":true,\"timestamp\":\"{}\"}}",
+                     IntOf(reply, "stdoutDropped"), IntOf(reply, "stderrDropped"), IsoNow());
+}
+
 }  // namespace
 
 Json CompatRoutes::ProcessStartOp(Fields& f, const Json& body) {
@@ -129,6 +141,7 @@ Task<HttpResponse> CompatRoutes::Processes(HttpRequest& req, const std::string& 
   std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
   if (kind == Kind::kStart) co_return co_await StartProcess(agent, op);
   if (kind == Kind::kStream) co_return co_await StreamProcess(agent, pid);
+  if (kind == Kind::kLogs) co_return co_await ProcessLogs(agent, pid);
 
   auto reply = co_await Call(agent, op);
   if (!reply.ok()) co_return ErrorResponse(reply.error());
@@ -147,13 +160,57 @@ Task<HttpResponse> CompatRoutes::Processes(HttpRequest& req, const std::string& 
       co_return JsonResponse(Success({{"process", std::move(p)}}));
     }
     case Kind::kKill: co_return JsonResponse(Success({{"processId", pid}}));
-    case Kind::kLogs:
-      co_return JsonResponse(Success({{"processId", pid}, {"stdout", StrOf(r, "stdout")}, {"stderr", StrOf(r, "stderr")},
-                                      {"stdoutDropped", IntOf(r, "stdoutDropped")},
-                                      {"stderrDropped", IntOf(r, "stderrDropped")}}));
     default: break;
   }
   co_return ErrorResponse("INTERNAL_ERROR", "unhandled process route");
+}
+
+Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> agent, std::string pid) {
+  Json op = {{"op", "process.logs"}, {"processId", pid}};
+  auto started = agent->Start(op);
+  if (!started.ok()) co_return ErrorResponse(started.error());
+  std::shared_ptr<AgentConnection::Call> call = std::move(*started);
+  auto first = co_await call->Next(Clock::now() + kOpTimeout);
+  if (!first.ok()) co_return ErrorResponse(first.error());
+  if (first->final) {  // small: all of it in the reply
+    const Json& r = first->body;
+    if (auto e = AgentError(r)) co_return AgentErrorResponse(*e);
+    co_return JsonResponse(Success({{"processId", pid}, {"stdout", StrOf(r, "stdout")}, {"stderr", StrOf(r, "stderr")},
+                                    {"stdoutDropped", IntOf(r, "stdoutDropped")},
+                                    {"stderrDropped", IntOf(r, "stderrDropped")}}));
+  }
+  // Large (up to the process's log limit): the same JSON object, written as the
+  // agent's events arrive (all of stdout, then all of stderr), so coved never
+  // holds it whole. A failure midway ends the body early (invalid JSON).
+  HttpResponse res;
+  res.stream = [call, pid, first = std::move(*first)](BodyStream& out) mutable -> Task<void> {
+    out.OnClientGone([call] { call->Cancel(); });
+    int section = 0;  // 0: in stdout, 1: in stderr
+    if (!co_await out.Write("{\"processId\":" + Json(pid).dump() + ",\"stdout\":\"")) co_return;
+    AgentConnection::Message m = std::move(first);
+    for (;;) {
+      if (m.final) {
+        const Json& r = m.body;
+        if (AgentError(r)) co_return;  // cancelled or failed: an incomplete body
+        std::string end = section == 0 ? JsonText(StrOf(r, "stdout")) + "\",\"stderr\":\"" : "";
+        end += JsonText(StrOf(r, "stderr")) + "\"," + LogsTail(r);
+        co_await out.Write(std::move(end));
+        co_return;
+      }
+      std::string type = StrOf(m.body, "type");
+      std::string chunk;
+      if (type == "stderr" && section == 0) {
+        section = 1;
+        chunk = "\",\"stderr\":\"";
+      }
+      if ((type == "stdout" && section == 0) || type == "stderr") chunk += JsonText(StrOf(m.body, "data"));
+      if (!chunk.empty() && !co_await out.Write(std::move(chunk))) co_return;
+      auto next = co_await call->Next(Clock::now() + kOpTimeout);
+      if (!next.ok()) co_return;
+      m = std::move(*next);
+    }
+  };
+  co_return res;
 }
 
 Task<HttpResponse> CompatRoutes::StreamProcess(std::shared_ptr<AgentConnection> agent, std::string pid) {

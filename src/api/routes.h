@@ -58,6 +58,8 @@ class CompatRoutes {
   static Json ProcessStartOp(Fields& f, const Json& body);
   static Task<HttpResponse> StartProcess(std::shared_ptr<AgentConnection> agent, Json op);
   static Task<HttpResponse> StreamProcess(std::shared_ptr<AgentConnection> agent, std::string pid);
+  // getProcessLogs: a large answer is relayed as it arrives (never held whole).
+  static Task<HttpResponse> ProcessLogs(std::shared_ptr<AgentConnection> agent, std::string pid);
   Manager* manager_;
 };
 

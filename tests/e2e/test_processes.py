@@ -1,5 +1,6 @@
 """Background processes through the compatible API (reference routes #20-#26)."""
 
+import hashlib
 import json
 import time
 
@@ -104,13 +105,64 @@ def test_process_survives_session_deletion(api, sb):
     assert api.get(proc_url(sb, "/p-sess/logs")).json()["stdout"] == "/tmp\ndone\n"
 
 
-def test_flood_is_bounded_and_reports_drops(api, sb):
-    api.call(sb, "process/start", {"command": "head -c 20000000 /dev/zero | tr '\\0' x", "processId": "flood"})
-    wait_status(api, sb, "flood", {"completed"}, timeout=60)
-    logs = api.get(proc_url(sb, "/flood/logs")).json()
-    assert 0 < len(logs["stdout"]) <= (1 << 20)
-    assert logs["stdoutDropped"] + len(logs["stdout"]) == 20000000
+LINE = b"0123456789abcdefghijklmnopqrstuvwxyz\n"
+LOG_LIMIT = 128 << 20  # agent/process_log.h kProcessLogDiskLimit
+
+
+def yes_output(n):
+    """What `yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c n` writes."""
+    return (LINE * (n // len(LINE) + 1))[:n]
+
+
+def stream_output(api, sid, pid):
+    """Follows /stream from the start: (stdout bytes, dropped stdout bytes, last event)."""
+    r = api.get(proc_url(sid, f"/{pid}/stream"), stream=True, timeout=600)
+    assert r.status_code == 200
+    parts, dropped, last = [], 0, None
+    for e in sse_events(r):
+        last = json.loads(e["data"])
+        if last["type"] == "stdout":
+            parts.append(last["data"])
+        elif last["type"] == "dropped":
+            dropped += last["stdout"]
+    return "".join(parts).encode(), dropped, last
+
+
+def test_flood_is_kept_whole_for_late_readers(api, sb):
+    # 100 MB written while nobody reads: a late /logs and a /stream from the
+    # start get every byte (memory, then the spill file on the sandbox's disk).
+    n = 100_000_000
+    api.call(sb, "process/start", {"command": f"yes {LINE.decode().strip()} | head -c {n}", "processId": "flood"})
+    wait_status(api, sb, "flood", {"completed"}, timeout=120)
+    want = hashlib.sha256(yes_output(n)).hexdigest()
+    r = api.get(proc_url(sb, "/flood/logs"), timeout=600)
+    assert r.status_code == 200
+    logs = r.json()
+    assert logs["success"] is True and logs["processId"] == "flood"
+    assert logs["stdoutDropped"] == 0 and logs["stderrDropped"] == 0 and logs["stderr"] == ""
+    out = logs["stdout"].encode()
+    del logs
+    assert len(out) == n and hashlib.sha256(out).hexdigest() == want
+    out, dropped, last = stream_output(api, sb, "flood")
+    assert dropped == 0 and len(out) == n and hashlib.sha256(out).hexdigest() == want
+    assert last["type"] == "exit" and last["exitCode"] == 0
     assert api.exec(sb, "echo alive")["stdout"] == "alive\n"
+
+
+def test_past_the_log_limit_the_dropped_count_is_exact(api, sb):
+    n = LOG_LIMIT + 20_000_000
+    api.call(sb, "process/start", {"command": f"yes {LINE.decode().strip()} | head -c {n}", "processId": "over"})
+    wait_status(api, sb, "over", {"completed"}, timeout=120)
+    written = yes_output(n)
+    logs = api.get(proc_url(sb, "/over/logs"), timeout=600).json()
+    dropped, out = logs["stdoutDropped"], logs["stdout"].encode()
+    del logs
+    # the oldest spill segment (1/8 of the limit) goes at a time
+    assert 0 < dropped <= n - LOG_LIMIT * 7 // 8 and len(out) + dropped == n
+    assert hashlib.sha256(out).digest() == hashlib.sha256(written[dropped:]).digest()
+    out, dropped, last = stream_output(api, sb, "over")
+    assert dropped > 0 and len(out) + dropped == n
+    assert hashlib.sha256(out).digest() == hashlib.sha256(written[dropped:]).digest()
 
 
 def test_errors(api, sb):

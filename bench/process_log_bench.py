@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""process_log_bench: how completely and how fast a background process's output reaches its readers.
+
+For this build's coved and, with --baseline PATH, another coved binary, in the same run:
+
+  follow:    a process writes 100 MB (`yes LINE | head -c`), one client follows
+             /api/process/ID/stream from the moment it started: MB/s from start to
+             the exit event, bytes delivered, bytes reported dropped
+  late logs: once it has ended, /api/process/ID/logs: MB/s, delivered, dropped
+
+against `yes LINE | head -c` through a pipe on the host (the ceiling).
+
+Needs root. Run: python3 bench/process_log_bench.py [--baseline /path/to/coved] [--mb 100]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import helpers  # noqa: E402
+from helpers import Api, Coved, make_base_dir, sse_events, unique_id  # noqa: E402
+
+BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
+SIZE = int(sys.argv[sys.argv.index("--mb") + 1]) * 1_000_000 if "--mb" in sys.argv else 100_000_000
+LINE = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def host_pipe_mbps():
+    t = time.perf_counter()
+    out = subprocess.run(["bash", "-c", f"yes {LINE} | head -c {SIZE} | wc -c"], capture_output=True, text=True)
+    return int(out.stdout) / (time.perf_counter() - t) / 1e6
+
+
+def follow(api, sid, pid):
+    t = time.perf_counter()
+    api.post(f"/v1/sandboxes/{sid}/api/process/start", {"command": f"yes {LINE} | head -c {SIZE}", "processId": pid})
+    r = api.get(f"/v1/sandboxes/{sid}/api/process/{pid}/stream", stream=True, timeout=600)
+    got = dropped = 0
+    for e in sse_events(r):
+        ev = json.loads(e["data"])
+        if ev["type"] == "stdout":
+            got += len(ev["data"].encode())
+        elif ev["type"] == "dropped":
+            dropped += ev["stdout"]
+        elif ev["type"] == "exit":
+            break
+    return (got + dropped) / (time.perf_counter() - t) / 1e6, got, dropped
+
+
+def late_logs(api, sid, pid):
+    t = time.perf_counter()
+    logs = api.get(f"/v1/sandboxes/{sid}/api/process/{pid}/logs", timeout=600).json()
+    got, dropped = len(logs["stdout"].encode()), logs["stdoutDropped"]
+    return got / (time.perf_counter() - t) / 1e6, got, dropped
+
+
+def run(binary, label):
+    helpers.COVED = binary
+    base = make_base_dir("cove-proclog-bench-")
+    coved = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
+    coved.start()
+    api = Api(coved)
+    try:
+        sid = unique_id("bench-proclog")
+        api.create(id=sid, type="standard-3")
+        api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "true"})
+        f_mbps, f_got, f_dropped = follow(api, sid, "follow")
+        l_mbps, l_got, l_dropped = late_logs(api, sid, "follow")
+        api.delete(f"/v1/sandboxes/{sid}")
+    finally:
+        coved.stop()
+    mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
+    return [label, f"{f_mbps:.0f}", mb(f_got), mb(f_dropped), f"{l_mbps:.0f}", mb(l_got), mb(l_dropped)]
+
+
+def main():
+    pipe = host_pipe_mbps()
+    rows = [run(helpers.COVED, "this coved")]
+    if BASELINE:
+        rows.append(run(BASELINE, "baseline"))
+    header = ["coved", "follow MB/s", "delivered MB", "dropped MB", "late logs MB/s", "delivered MB",
+              "dropped MB"]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    print(f"a process writes {SIZE / 1e6:.0f} MB (`yes | head -c`); one client follows /stream from its start,")
+    print(f"then reads /logs once it has ended (host pipe `yes | head -c`: {pipe:.0f} MB/s)\n")
+    for r in [header] + rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()
