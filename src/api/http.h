@@ -60,6 +60,8 @@ struct HttpRequest {
   }
 };
 
+struct HttpResponse;
+
 // The body of a streamed (chunked) response.
 class BodyStream {
  public:
@@ -68,6 +70,12 @@ class BodyStream {
   virtual Task<bool> Write(std::string data) = 0;
   // Called (once) if the client disconnects while the stream is open.
   virtual void OnClientGone(std::function<void()> fn) = 0;
+  // Ends the response as failed once the stream function returns: over HTTP
+  // the connection closes without the last chunk, so the client sees an
+  // incomplete body, never a complete but truncated one; over the /ws
+  // transport (which has sent nothing yet for a non-SSE body) the request
+  // gets `error` as its answer.
+  virtual void Abort(HttpResponse error) = 0;
 };
 
 // One accepted WebSocket connection. Writes may be issued from several

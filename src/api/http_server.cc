@@ -63,7 +63,9 @@ class ChunkedStream : public BodyStream {
       if (n == 0 || (n < 0 && errno != EAGAIN)) SetGone();
     });
   }
+  void Abort(HttpResponse) override { aborted_ = true; }
   bool gone() const { return gone_; }
+  bool aborted() const { return aborted_; }
   ~ChunkedStream() override { *alive_ = false; }
 
  private:
@@ -77,6 +79,7 @@ class ChunkedStream : public BodyStream {
   }
   beast::tcp_stream& stream_;
   bool gone_ = false;
+  bool aborted_ = false;
   std::function<void()> on_gone_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
@@ -356,7 +359,7 @@ struct HttpServer::Impl {
     if (ec) co_return false;
     ChunkedStream body(stream);
     co_await res.stream(body);
-    if (body.gone()) co_return false;
+    if (body.gone() || body.aborted()) co_return false;  // closed without the last chunk
     stream.socket().cancel(ec);  // the readability wait of OnClientGone
     co_await asio::async_write(stream, http::make_chunk_last(), asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;

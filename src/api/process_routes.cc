@@ -181,7 +181,7 @@ Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> ag
   }
   // Large (up to the process's log limit): the same JSON object, written as the
   // agent's events arrive (all of stdout, then all of stderr), so coved never
-  // holds it whole. A failure midway ends the body early (invalid JSON).
+  // holds it whole. A failure midway aborts the response (BodyStream::Abort).
   HttpResponse res;
   res.stream = [call, pid, first = std::move(*first)](BodyStream& out) mutable -> Task<void> {
     out.OnClientGone([call] { call->Cancel(); });
@@ -191,7 +191,10 @@ Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> ag
     for (;;) {
       if (m.final) {
         const Json& r = m.body;
-        if (AgentError(r)) co_return;  // cancelled or failed: an incomplete body
+        if (auto e = AgentError(r)) {
+          out.Abort(AgentErrorResponse(*e));
+          co_return;
+        }
         std::string end = section == 0 ? JsonText(StrOf(r, "stdout")) + "\",\"stderr\":\"" : "";
         end += JsonText(StrOf(r, "stderr")) + "\"," + LogsTail(r);
         co_await out.Write(std::move(end));
@@ -206,7 +209,10 @@ Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> ag
       if ((type == "stdout" && section == 0) || type == "stderr") chunk += JsonText(StrOf(m.body, "data"));
       if (!chunk.empty() && !co_await out.Write(std::move(chunk))) co_return;
       auto next = co_await call->Next(Clock::now() + kOpTimeout);
-      if (!next.ok()) co_return;
+      if (!next.ok()) {
+        out.Abort(ErrorResponse(next.error()));
+        co_return;
+      }
       m = std::move(*next);
     }
   };

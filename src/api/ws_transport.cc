@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "api/target.h"
 #include "base/json_limits.h"
@@ -44,12 +45,15 @@ struct Mux {
   AsyncSignal finished;
 };
 
-// An SSE body turned into stream frames: each "data:" payload becomes one frame.
+// A streamed body over the socket: an SSE body becomes stream frames (each
+// "data:" payload one frame); any other (a large JSON answer) is collected and
+// sent as the response frame's body.
 class FrameStream : public BodyStream {
  public:
-  FrameStream(std::shared_ptr<Mux> mux, Json id) : mux_(std::move(mux)), id_(std::move(id)) {}
+  FrameStream(std::shared_ptr<Mux> mux, Json id, bool sse) : mux_(std::move(mux)), id_(std::move(id)), sse_(sse) {}
   Task<bool> Write(std::string chunk) override {
     pending_ += chunk;
+    if (!sse_) co_return true;
     size_t end;
     while ((end = pending_.find("\n\n")) != std::string::npos) {
       std::string event = pending_.substr(0, end);
@@ -61,22 +65,31 @@ class FrameStream : public BodyStream {
     co_return true;
   }
   void OnClientGone(std::function<void()> fn) override { mux_->cancels[Key()] = std::move(fn); }
+  void Abort(HttpResponse error) override { error_ = std::move(error); }
   std::string Key() const { return id_.is_string() ? id_.get<std::string>() : id_.dump(); }
+  // The frame that ends the request.
+  std::string Last(const HttpResponse& res) {
+    if (error_) return ResponseFrame(id_, error_->status, error_->body, true);
+    if (sse_) return ResponseFrame(id_, res.status, "", false);
+    return ResponseFrame(id_, res.status, pending_, res.content_type.rfind("application/json", 0) == 0);
+  }
 
  private:
   std::shared_ptr<Mux> mux_;
   Json id_;
-  std::string pending_;
+  bool sse_;
+  std::string pending_;  // SSE: an incomplete event; else the body so far
+  std::optional<HttpResponse> error_;
 };
 
 Task<void> ServeOne(std::shared_ptr<Mux> mux, std::function<Task<HttpResponse>(HttpRequest&)> handle,
                     HttpRequest sub, Json id) {
   HttpResponse res = co_await handle(sub);
   if (res.stream) {
-    FrameStream body(mux, id);
+    FrameStream body(mux, id, res.content_type.rfind("text/event-stream", 0) == 0);
     co_await res.stream(body);
     mux->cancels.erase(body.Key());
-    std::string done = ResponseFrame(id, res.status, "", false);
+    std::string done = body.Last(res);
     co_await mux->ws.Write(std::move(done));
   } else {
     bool json = res.content_type.rfind("application/json", 0) == 0;

@@ -49,6 +49,20 @@ describe('websocket transport', () => {
     assert.equal(evs.at(-1).exitCode, 2);
   });
 
+  it('large process logs (streamed by coved) come whole as one response', async () => {
+    // 2 MB of stdout and some stderr: more than the agent answers in one frame.
+    const cmd = 'head -c 1000000 /dev/zero | tr "\\0" a; head -c 1000000 /dev/zero | tr "\\0" b; echo err >&2';
+    await client.processes.startProcess(cmd, 'w1', { processId: 'ws-big' });
+    for (let i = 0; i < 100; i++) {
+      if ((await client.processes.getProcess('ws-big')).process.status === 'completed') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const logs = await client.processes.getProcessLogs('ws-big');
+    assert.equal(logs.stdout.length, 2000000);
+    assert.equal(logs.stdout, 'a'.repeat(1000000) + 'b'.repeat(1000000));
+    assert.equal(logs.stderr, 'err\n');
+  });
+
   it('a socket without the token is refused', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${coved.port}/v1/sandboxes/${SID}/ws`);
     const status = await new Promise((res) => {
