@@ -15,7 +15,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "agent/json_parse.h"
+#include "base/json_parse.h"
 #include "agent/limits.h"
 #include "agent/proc.h"
 #include "agent/shell_command.h"

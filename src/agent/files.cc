@@ -249,7 +249,7 @@ json FileWrite(const FileCtx& ctx, json& req, const std::string* data_frame) {
   // Take the (possibly huge) string out of the request instead of copying it.
   std::string content = std::move(it->get_ref<std::string&>());
   if (encoding == "base64") {
-    auto d = Base64Decode(content);
+    auto d = Base64DecodeLenient(content);
     std::string().swap(content);
     if (!d) return ValidationError("content is not valid base64", "content");
     return WriteFileData(ctx, path_in, *d);
