@@ -186,7 +186,10 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (enc == "utf8") enc = "utf-8";
     if (enc != "utf-8" && enc != "base64") f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
     if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-    int64_t size = enc == "base64" ? static_cast<int64_t>(content.size() / 4 * 3) : static_cast<int64_t>(content.size());
+    // The decoded size, padding counted (a file of exactly the limit is allowed).
+    size_t pad = enc == "base64" && content.ends_with('=') ? (content.ends_with("==") ? 2 : 1) : 0;
+    int64_t size = static_cast<int64_t>(enc == "base64" ? content.size() / 4 * 3 - std::min(pad, content.size() / 4 * 3)
+                                                        : content.size());
     if (size > kMaxFileBytes)
       co_return ErrorResponse("FILE_TOO_LARGE", fmt::format("file content is {} bytes; the limit is {} bytes", size, kMaxFileBytes),
                               {{"path", path}});
