@@ -6,9 +6,6 @@
 // Starts its own coved (next to this binary) on a free port with a temporary
 // state directory, prints a markdown table, and removes everything it made.
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
 #include "isolation/cgroup.h"
 
@@ -50,18 +48,6 @@ Stats Summarize(std::vector<double> v) {
   s.p90 = v[std::min(v.size() - 1, static_cast<size_t>(v.size() * 0.9))];
   s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(v.size() * 0.99))];
   return s;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // Runs argv to completion; returns its exit status (-1 if it could not start).
@@ -131,53 +117,6 @@ long RssKiB(pid_t pid) {
   return 0;
 }
 
-class Daemon {
- public:
-  Daemon() {
-    state_ = std::filesystem::temp_directory_path() / ("cove-bench-" + std::to_string(getpid()));
-    port_ = FreePort();
-    std::string coved = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "coved").string();
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::string log = state_.string() + ".log";
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 2);
-      std::string listen = "127.0.0.1:" + std::to_string(port_);
-      execl(coved.c_str(), "coved", "--listen", listen.c_str(), "--state-dir", state_.c_str(), nullptr);
-      _exit(127);
-    }
-    for (int i = 0; i < 500; ++i) {
-      std::ifstream t(state_ / "api-token");
-      if (t >> token_) {
-        MiniHttp probe("127.0.0.1", port_, token_);
-        if (probe.Call("GET", "/v1/sandboxes").status == 200) return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    fprintf(stderr, "coved did not start; see %s.log\n", state_.c_str());
-    exit(1);
-  }
-  ~Daemon() {
-    MiniHttp h("127.0.0.1", port_, token_);
-    auto list = Json::parse(h.Call("GET", "/v1/sandboxes").body, nullptr, false);
-    if (list.is_object())
-      for (auto& s : list["sandboxes"]) h.Call("DELETE", "/v1/sandboxes/" + s["id"].get<std::string>());
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-    std::error_code ec;
-    std::filesystem::remove_all(state_, ec);
-  }
-  MiniHttp Client() const { return MiniHttp("127.0.0.1", port_, token_); }
-  pid_t pid() const { return pid_; }
-  std::string state() const { return state_.string(); }
-
- private:
-  std::filesystem::path state_;
-  int port_;
-  pid_t pid_;
-  std::string token_;
-};
-
 const char kTrueSessionless[] = R"({"command":"true","sessionId":"__DISABLE_SESSION__"})";
 
 // POST create + first command; returns ms, or -1 on failure.
@@ -204,7 +143,7 @@ void Row(const char* what, const Stats& cove, const char* base_name, const Stats
 int Main(int argc, char** argv) {
   std::map<std::string, int> opt = {{"--seq", 100}, {"--concurrent", 50}, {"--exec", 1000}, {"--idle", 500}, {"--fit", 0}};
   for (int i = 1; i + 1 < argc; i += 2) opt[argv[i]] = std::atoi(argv[i + 1]);
-  Daemon d;
+  BenchDaemon d;
   MiniHttp h = d.Client();
 
   // Baselines: plain fork+exec, and bubblewrap with comparable namespaces.

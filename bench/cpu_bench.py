@@ -64,9 +64,9 @@ def run(binary, label):
         api.post(f"/v1/sandboxes/{sid}/api/write", {"path": "/tmp/probe.py", "content": PROBE})
         stall = json.loads(api.sh(sid, "python3 /tmp/probe.py"))
         idle = round_trips(api, sid, "s")
-        api.sh(sid, "nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &")
+        api.sh(sid, "nohup sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $! > /tmp/busy.pid")
         busy = round_trips(api, sid, "s")
-        api.sh(sid, "pkill -f 'while :' || true")
+        api.sh(sid, "kill $(cat /tmp/busy.pid)")
         sessionless = round_trips(api, sid, "__DISABLE_SESSION__")
         api.delete(f"/v1/sandboxes/{sid}")
     finally:

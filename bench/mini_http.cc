@@ -7,8 +7,21 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string_view>
 
 namespace cove::bench {
+namespace {
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
 
 MiniHttp::MiniHttp(std::string host, int port, std::string token)
     : host_(std::move(host)), token_(std::move(token)), port_(port) {}
@@ -85,11 +98,11 @@ bool MiniHttp::ReadResponse(MiniResponse* out) {
 MiniResponse MiniHttp::Call(const std::string& method, const std::string& path, const std::string& body) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!Connect()) return {};
-    std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host_ + "\r\nAuthorization: Bearer " + token_ +
-                      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                      "\r\n\r\n" + body;
+    std::string head = method + " " + path + " HTTP/1.1\r\nHost: " + host_ + "\r\nAuthorization: Bearer " + token_ +
+                       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                       "\r\n\r\n";
     MiniResponse res;
-    if (::write(fd_, req.data(), req.size()) == static_cast<ssize_t>(req.size()) && ReadResponse(&res)) return res;
+    if (WriteAll(fd_, head) && WriteAll(fd_, body) && ReadResponse(&res)) return res;
     ::close(fd_);
     fd_ = -1;
   }

@@ -1,4 +1,4 @@
-// agent::ParseJson (src/agent/json_parse.h): cove-agent's own JSON parser for
+// ParseJson (src/base/json_parse.h): cove-agent's own JSON parser for
 // every request payload it receives.
 //
 // Properties, checked against nlohmann's parser as the reference: what
@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "agent/json_parse.h"
+#include "base/json_parse.h"
 #include "fuzz.h"
 
 namespace {
@@ -32,7 +32,7 @@ bool Same(const json& a, const json& b) { return a == b; }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  std::optional<json> ours = cove::agent::ParseJson(text);
+  std::optional<json> ours = cove::ParseJson(text);
   json ref = json::parse(text, nullptr, /*allow_exceptions=*/false);
 
   if (ours) {
@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(Same(*ours, ref));
     FUZZ_CHECK(Depth(*ours) <= 129);
     std::string dumped = ours->dump();
-    std::optional<json> again = cove::agent::ParseJson(dumped);
+    std::optional<json> again = cove::ParseJson(dumped);
     FUZZ_CHECK(again.has_value());
     FUZZ_CHECK(Same(*again, *ours));
   } else if (text.find('\0') != std::string_view::npos) {

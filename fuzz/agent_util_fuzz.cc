@@ -1,4 +1,5 @@
-// cove-agent's pure helpers (src/agent/util.h) that see sandbox-controlled or
+// The pure helpers of cove-agent (src/agent/util.h, and src/base/utf8.h, base64.h,
+// shell_quote.h, which it compiles in) that see sandbox-controlled or
 // client-controlled text: path resolution, UTF-8 -> JSON escaping of command
 // output (whole and streamed), text detection, lenient base64, /etc/passwd and
 // /etc/group parsing, shell quoting.
@@ -13,6 +14,7 @@
 
 #include "agent/util.h"
 #include "base/base64.h"
+#include "base/utf8.h"
 #include "base/shell_quote.h"
 #include "fuzz.h"
 
@@ -52,14 +54,14 @@ void Paths(cove::fuzz::Input& in) {
 void JsonEscape(cove::fuzz::Input& in, uint32_t seed) {
   std::string_view s = in.Rest();
   std::string whole;
-  agent::AppendJsonUtf8(s, &whole);
-  FUZZ_CHECK(agent::IsValidUtf8(whole));
+  cove::AppendJsonUtf8(s, &whole);
+  FUZZ_CHECK(cove::IsValidUtf8(whole));
   nlohmann::json parsed = nlohmann::json::parse("\"" + whole + "\"", nullptr, false);
   FUZZ_CHECK(parsed.is_string());
-  if (agent::IsValidUtf8(s)) FUZZ_CHECK(parsed.get_ref<const std::string&>() == s);
+  if (cove::IsValidUtf8(s)) FUZZ_CHECK(parsed.get_ref<const std::string&>() == s);
 
   // Streamed in chunks: same text, whatever the chunk boundaries.
-  agent::Utf8JsonStream stream;
+  cove::Utf8JsonStream stream;
   std::string streamed;
   cove::fuzz::Chunker chunker(seed);
   for (size_t i = 0; i < s.size();) {
@@ -71,15 +73,15 @@ void JsonEscape(cove::fuzz::Input& in, uint32_t seed) {
   FUZZ_CHECK(!stream.has_pending());
   FUZZ_CHECK(streamed == whole);
 
-  size_t prefix = agent::CompleteUtf8Prefix(s);
+  size_t prefix = cove::CompleteUtf8Prefix(s);
   FUZZ_CHECK(prefix <= s.size() && s.size() - prefix <= 3);
-  if (agent::IsValidUtf8(s)) FUZZ_CHECK(prefix == s.size());
+  if (cove::IsValidUtf8(s)) FUZZ_CHECK(prefix == s.size());
 }
 
 void Text(cove::fuzz::Input& in, uint32_t seed) {
   std::string_view s = in.Rest();
-  bool text = agent::IsText(s);
-  bool utf8 = agent::IsValidUtf8(s);
+  bool text = cove::IsText(s);
+  bool utf8 = cove::IsValidUtf8(s);
   FUZZ_CHECK(!text || utf8);
   FUZZ_CHECK(text == (utf8 && s.find('\0') == std::string_view::npos));
   // nlohmann's strict UTF-8 check as the reference, on strings it needs no escapes for.
@@ -89,7 +91,7 @@ void Text(cove::fuzz::Input& in, uint32_t seed) {
     bool ref = !nlohmann::json::parse("\"" + std::string(s) + "\"", nullptr, false).is_discarded();
     FUZZ_CHECK(ref == utf8);
   }
-  agent::TextDetector det;
+  cove::TextDetector det;
   cove::fuzz::Chunker chunker(seed);
   for (size_t i = 0; i < s.size();) {
     size_t n = chunker.Next(s.size() - i);
@@ -101,15 +103,14 @@ void Text(cove::fuzz::Input& in, uint32_t seed) {
 
 void Base64(cove::fuzz::Input& in) {
   std::string_view s = in.Rest();
-  std::optional<std::string> lenient = agent::Base64Decode(s);
+  std::optional<std::string> lenient = cove::Base64DecodeLenient(s);
   std::optional<std::string> strict = cove::Base64Decode(s);
-  if (strict) {  // what the strict decoder (coved) accepts, the agent accepts alike
+  if (strict) {  // what the strict decoder accepts, the lenient one accepts alike
     FUZZ_CHECK(lenient.has_value());
     FUZZ_CHECK(*lenient == *strict);
   }
-  if (lenient) FUZZ_CHECK(agent::Base64Decode(agent::Base64Encode(*lenient)) == lenient);
-  FUZZ_CHECK(agent::Base64Encode(s) == cove::Base64Encode(s));
-  FUZZ_CHECK(agent::Base64Decode(agent::Base64Encode(s)) == std::string(s));
+  if (lenient) FUZZ_CHECK(cove::Base64Decode(cove::Base64Encode(*lenient)) == lenient);
+  FUZZ_CHECK(cove::Base64Decode(cove::Base64Encode(s)) == std::string(s));
 }
 
 // The decimal value of an id field (digits only; saturated), or nullopt.

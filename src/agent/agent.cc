@@ -16,7 +16,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "agent/json_parse.h"
+#include "base/json_parse.h"
 #include "agent/limits.h"
 #include "agent/proc.h"
 #include "agent/shell_command.h"
@@ -127,7 +127,8 @@ int Agent::Run() {
       } else if (Live(t.chan)) {
         auto ch = open_.find(t.chan.id);
         size_t budget = ch == open_.end() ? 1 << 20 : std::clamp<int64_t>(ch->second.credit, 64 << 10, 1 << 20);
-        auto reply = t.reader->Step([&](std::string ev) { Event(t.chan, ev); }, budget);
+        EmitFn data = [&](std::string bytes) { SendFrame(t.chan, FrameType::kData, bytes); };
+        auto reply = t.reader->Step([&](std::string ev) { Event(t.chan, ev); }, budget, &data);
         if (reply) {
           Reply(t.chan, *reply);
         } else {
@@ -276,7 +277,7 @@ void Agent::SendFrame(const Chan& c, FrameType t, std::string_view payload) {
     EncodeFrame(c.id, t, e, &out_);
   } else {
     EncodeFrame(c.id, t, payload, &out_);
-    if (auto it = open_.find(c.id); t == FrameType::kEvent && it != open_.end())
+    if (auto it = open_.find(c.id); (t == FrameType::kEvent || t == FrameType::kData) && it != open_.end())
       it->second.credit -= static_cast<int64_t>(payload.size());
   }
   if (Pending() >= (256 << 10)) Flush();

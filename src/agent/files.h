@@ -51,7 +51,9 @@ class FileReader {
   // Validates the request and opens the file; on failure returns the error reply.
   static std::variant<std::unique_ptr<FileReader>, json> Open(const FileCtx& ctx, const json& req);
   // Emits metadata/chunk events; returns the final reply once done.
-  std::optional<json> Step(const EmitFn& emit, size_t budget);
+  // With `rawData:true` in the request and `data` given, the content goes to
+  // `data` as raw bytes (a Data frame each) instead of chunk events.
+  std::optional<json> Step(const EmitFn& emit, size_t budget, const EmitFn* data = nullptr);
 
  private:
   FileReader() = default;
@@ -67,6 +69,7 @@ class FileReader {
   uint64_t off_ = 0;
   TextDetector detector_;
   bool base64_ = false;
+  bool raw_ = false;  // rawData requested
   Utf8JsonStream text_;
 };
 

@@ -23,7 +23,8 @@ enum class FrameType : uint8_t {
   kEvent = 2,    // agent -> coved: JSON event, channel stays open
   kReply = 3,    // agent -> coved: JSON final answer, closes the channel
   kCancel = 4,   // coved -> agent: abandon the channel (kill what it runs)
-  kData = 5,     // coved -> agent: raw bytes for an open request (uploads)
+  kData = 5,     // raw bytes on an open channel: coved -> agent for uploads; agent -> coved for
+                 // a file.read with rawData:true (counted against the channel's credit)
   kWindow = 6,   // coved -> agent: u32 LE, bytes the channel may send more (credit)
 };
 

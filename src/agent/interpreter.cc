@@ -20,7 +20,7 @@
 #include <cstring>
 
 #include "agent/agent.h"
-#include "agent/json_parse.h"
+#include "base/json_parse.h"
 #include "agent/proc.h"
 #include "base/log.h"
 #include "base/time.h"

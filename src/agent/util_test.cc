@@ -3,7 +3,7 @@
 #include <functional>
 #include <random>
 
-#include "agent/json_parse.h"
+#include "base/json_parse.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -127,21 +127,6 @@ TEST(ModeStringTest, FormatsPermissionBits) {
   EXPECT_EQ(ModeString(0), "---------");
   EXPECT_EQ(ModeString(0777), "rwxrwxrwx");
   EXPECT_EQ(ModeString(04711), "rwx--x--x");
-}
-
-TEST(Base64Test, RoundTrips) {
-  for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar"}) {
-    auto d = Base64Decode(Base64Encode(s));
-    ASSERT_TRUE(d.has_value());
-    EXPECT_EQ(*d, s);
-  }
-  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
-  EXPECT_EQ(*Base64Decode("Zm8"), "fo");  // unpadded
-  EXPECT_EQ(*Base64Decode("Zm9v\nYmFy"), "foobar");
-  EXPECT_FALSE(Base64Decode("Zm9v!").has_value());
-  EXPECT_FALSE(Base64Decode("Z").has_value());
-  EXPECT_FALSE(Base64Decode("Zm8=Zm8=").has_value());
 }
 
 TEST(MimeTest, ByExtension) {

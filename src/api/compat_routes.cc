@@ -11,6 +11,7 @@
 #include "api/routes.h"
 #include "base/base64.h"
 #include "base/time.h"
+#include "base/utf8.h"
 
 namespace cove::api {
 namespace {
@@ -57,6 +58,26 @@ std::string SseReadError(const std::string& message, const std::string& code) {
 std::string SseReadFinal(const Json& reply) {
   if (auto e = AgentError(reply)) return SseReadError((*e)["message"], (*e)["code"]);
   return Sse({{"type", "complete"}, {"bytesRead", IntOf(reply, "bytesRead")}});
+}
+
+// The body of `res` (whose "content" is "") with `content` put in as JSON text:
+// base64 of the raw bytes, or the UTF-8 text escaped (invalid sequences become
+// U+FFFD), each in one pass and without a JSON value of a file's size.
+HttpResponse SpliceContent(const Json& res, std::string_view content, bool base64) {
+  std::string shell = res.dump(-1, ' ', false, Json::error_handler_t::replace);
+  // The first unescaped `"content":""` is the key: inside a string its quotes would be escaped.
+  constexpr std::string_view kEmpty = "\"content\":\"\"";
+  size_t at = shell.find(kEmpty) + kEmpty.size() - 1;
+  HttpResponse out;
+  out.body.reserve(shell.size() + (base64 ? (content.size() + 2) / 3 * 4 : content.size() + content.size() / 8));
+  out.body.append(shell, 0, at);
+  if (base64) {
+    AppendBase64(content, &out.body);
+  } else {
+    AppendJsonUtf8(content, &out.body);
+  }
+  out.body.append(shell, at, std::string::npos);
+  return out;
 }
 
 // Copies the request's sessionId into an agent op. Without one, requests use
@@ -165,7 +186,10 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (enc == "utf8") enc = "utf-8";
     if (enc != "utf-8" && enc != "base64") f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
     if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-    int64_t size = enc == "base64" ? static_cast<int64_t>(content.size() / 4 * 3) : static_cast<int64_t>(content.size());
+    // The decoded size, padding counted (a file of exactly the limit is allowed).
+    size_t pad = enc == "base64" && content.ends_with('=') ? (content.ends_with("==") ? 2 : 1) : 0;
+    int64_t size = static_cast<int64_t>(enc == "base64" ? content.size() / 4 * 3 - std::min(pad, content.size() / 4 * 3)
+                                                        : content.size());
     if (size > kMaxFileBytes)
       co_return ErrorResponse("FILE_TOO_LARGE", fmt::format("file content is {} bytes; the limit is {} bytes", size, kMaxFileBytes),
                               {{"path", path}});
@@ -299,19 +323,29 @@ HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent,
 }
 
 Task<HttpResponse> CompatRoutes::Read(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
+  op["rawData"] = true;  // the content as Data frames, encoded once below (older agents send chunk events)
   auto call_r = agent->Start(op);
   if (!call_r.ok()) co_return ErrorResponse(call_r.error());
   auto call = std::move(*call_r);
+  call->AcceptData();
   CancelOnHangUp(req, call);
   auto deadline = Clock::now() + kOpTimeout;
   Json meta = Json::object();
   std::string content;
+  bool raw = false;
   for (;;) {
     auto m = co_await call->Next(deadline);
     if (!m.ok()) co_return ErrorResponse(m.error());
     if (m->final) {
       if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
       break;
+    }
+    if (m->raw) {
+      raw = true;
+      if (content.size() + m->data.size() > static_cast<size_t>(kMaxFileBytes))
+        co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
+      content += m->data;
+      continue;
     }
     std::string type = StrOf(m->body, "type");
     if (type == "metadata") meta = m->body;
@@ -322,12 +356,15 @@ Task<HttpResponse> CompatRoutes::Read(const HttpRequest& req, std::shared_ptr<Ag
     }
   }
   bool binary = BoolOf(meta, "isBinary");
-  co_return JsonResponse(Success({{"path", op["path"]},
-                                  {"content", std::move(content)},
-                                  {"encoding", StrOf(meta, "encoding") == "base64" ? "base64" : "utf-8"},
-                                  {"isBinary", binary},
-                                  {"mimeType", StrOf(meta, "mimeType")},
-                                  {"size", IntOf(meta, "size")}}));
+  bool base64 = StrOf(meta, "encoding") == "base64";
+  Json res = Success({{"path", op["path"]},
+                      {"content", raw ? "" : std::move(content)},
+                      {"encoding", base64 ? "base64" : "utf-8"},
+                      {"isBinary", binary},
+                      {"mimeType", StrOf(meta, "mimeType")},
+                      {"size", IntOf(meta, "size")}});
+  if (!raw) co_return JsonResponse(res);
+  co_return SpliceContent(res, content, base64);
 }
 
 HttpResponse CompatRoutes::ReadStream(std::shared_ptr<AgentConnection> agent, Json op) {

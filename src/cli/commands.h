@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/base64.h"
 #include "base/error.h"
 #include "base/shell_quote.h"
 #include "cli/http_client.h"
@@ -39,8 +40,6 @@ Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view kv);
 // Last path component ("/a/b/" -> "b"; "/" -> "").
 std::string BaseName(std::string_view path);
 
-// Standard base64 (with padding).
-std::string Base64Encode(std::string_view in);
 // Incremental base64 decoder: input may be split anywhere, and padded quads
 // may appear mid-stream (a server that encodes each chunk on its own).
 // Accepts the URL-safe alphabet and ignores whitespace.

@@ -213,20 +213,30 @@ Task<void> AgentConnection::ReadLoop() {
       co_return;
     }
     while (auto frame = decoder_.Next()) {
-      if (frame->type != FrameType::kEvent && frame->type != FrameType::kReply) {
+      bool raw = frame->type == FrameType::kData;
+      if (frame->type != FrameType::kEvent && frame->type != FrameType::kReply && !raw) {
         Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: unexpected frame type"));
         co_return;
       }
-      Json body = JsonWithinLimits(frame->payload) ? Json::parse(frame->payload, nullptr, false) : Json();
-      if (!body.is_object()) {
-        Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: payload is not a JSON object within limits"));
+      auto it = calls_.find(frame->channel);
+      if (raw && it != calls_.end() && !it->second->accepts_data_) {
+        Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: data on a call that expects none"));
         co_return;
       }
-      auto it = calls_.find(frame->channel);
+      Json body;
+      if (!raw) {
+        body = JsonWithinLimits(frame->payload) ? Json::parse(frame->payload, nullptr, false) : Json();
+        if (!body.is_object()) {
+          Fail(MakeError(ErrorCode::kInternal,
+                         "its agent broke the protocol: payload is not a JSON object within limits"));
+          co_return;
+        }
+      }
       if (it == calls_.end()) continue;  // a call its owner abandoned
       Call* call = it->second;
       bool final = frame->type == FrameType::kReply;
-      call->Push(Message{final, std::move(body), frame->payload.size()});
+      size_t wire_bytes = frame->payload.size();
+      call->Push(Message{final, std::move(body), wire_bytes, raw, raw ? std::move(frame->payload) : std::string()});
       if (final) calls_.erase(it);
       if (flow_control_ && call->received_ > call->granted_ + agent::kChannelWindow + agent::kMaxAgentFrame) {
         Fail(MakeError(ErrorCode::kInternal, "its agent broke the protocol: events beyond the channel's window"));

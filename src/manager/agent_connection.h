@@ -41,8 +41,10 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   // One message of a call: an event, or the final reply.
   struct Message {
     bool final = false;
-    Json body;
+    Json body;              // null for raw data
     size_t wire_bytes = 0;  // payload size on the wire, for the queue bound
+    bool raw = false;       // a Data frame: its bytes are in `data`, not `body`
+    std::string data;
   };
 
   // One request/answer channel. Destroying an unfinished call cancels it.
@@ -56,6 +58,9 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     void Cancel();
     // Sends raw bytes to the open request (a Data frame), e.g. terminal input.
     void SendData(std::string_view bytes);
+    // Lets the agent answer this call with Data frames too (a file.read with
+    // rawData:true); from any other call a Data frame is a protocol violation.
+    void AcceptData() { accepts_data_ = true; }
     bool finished() const { return finished_; }
 
    private:
@@ -82,6 +87,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     bool finished_ = false;   // reply consumed, or failed
     bool replied_ = false;    // reply received
     bool cancelled_ = false;
+    bool accepts_data_ = false;
     std::optional<Error> error_;
     AsyncSignal signal_;
   };

@@ -1,6 +1,7 @@
 """File routes of the compatible API (#10-#18), limits, paths and symlink escapes."""
 
 import base64
+import hashlib
 import os
 import secrets
 
@@ -43,6 +44,46 @@ def test_write_read_base64_round_trip(api, sb):
     assert base64.b64decode(r["content"]) == data
     assert api.sh(sb, "sha256sum /workspace/bin.dat").split()[0] == \
         __import__("hashlib").sha256(data).hexdigest()
+
+
+def test_32_mib_binary_round_trip_via_base64(api, sb):
+    """The largest file the API takes, both ways through base64, checked by sha256
+    inside the sandbox and after the read."""
+    data = os.urandom(32 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    api.call(sb, "write", {"path": "/workspace/big.bin", "content": b64(data), "encoding": "base64"},
+             timeout=300)
+    assert api.sh(sb, "sha256sum /workspace/big.bin").split()[0] == digest
+    r = api.call(sb, "read", {"path": "/workspace/big.bin"}, timeout=300)
+    assert r["encoding"] == "base64" and r["isBinary"] is True and r["size"] == 32 * MiB
+    assert hashlib.sha256(base64.b64decode(r["content"], validate=True)).hexdigest() == digest
+    api.sh(sb, "rm /workspace/big.bin")
+
+
+def test_1_mib_text_round_trip_keeps_every_character(api, sb):
+    text = "".join(f'\tline {i}: "quoted" \\ back, café ∑ 🦊 \x01\x1f\n' for i in range(20000))
+    api.call(sb, "write", {"path": "/workspace/t1m.txt", "content": text})
+    assert api.sh(sb, "sha256sum /workspace/t1m.txt").split()[0] == \
+        hashlib.sha256(text.encode()).hexdigest()
+    r = api.call(sb, "read", {"path": "/workspace/t1m.txt"})
+    assert r["encoding"] == "utf-8" and r["isBinary"] is False and r["content"] == text
+
+
+def test_invalid_utf8_read_as_utf8_is_repaired(api, sb):
+    api.call(sb, "write", {"path": "/workspace/bad.txt", "content": b64(b"ok \xff\xfe end \xe2\x82"),
+                           "encoding": "base64"})
+    r = api.call(sb, "read", {"path": "/workspace/bad.txt", "encoding": "utf-8"})
+    assert r["encoding"] == "utf-8" and r["isBinary"] is True
+    assert r["content"] == "ok \ufffd\ufffd end \ufffd"
+
+
+@pytest.mark.parametrize("content", ["Zm9v!mFy", "Zm9vYmE", "Zm9v\nYmFy", "Zg==Zg==", "=Zg=", "\u00e9\u00e9\u00e9\u00e9"])
+def test_invalid_base64_is_400_and_writes_nothing(api, sb, content):
+    body = assert_error(api.post(f"/v1/sandboxes/{sb}/api/write",
+                                 {"path": "/workspace/never.bin", "content": content, "encoding": "base64"}),
+                        400, "VALIDATION_FAILED")
+    assert "base64" in body["message"]
+    assert api.call(sb, "exists", {"path": "/workspace/never.bin"})["exists"] is False
 
 
 def test_text_read_as_base64(api, sb):

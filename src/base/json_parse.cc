@@ -1,20 +1,21 @@
-#include "agent/json_parse.h"
+#include "base/json_parse.h"
 
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
-#include "agent/util.h"
+#include "base/utf8.h"
 
-namespace cove::agent {
+namespace cove {
 namespace {
 
 using json = nlohmann::json;
 
 class Parser {
  public:
-  explicit Parser(std::string_view s) : p_(s.data()), end_(s.data() + s.size()) {}
+  Parser(std::string_view s, int max_depth) : p_(s.data()), end_(s.data() + s.size()), max_depth_(max_depth) {}
 
   bool ParseDocument(json* out) {
     if (!Value(out, 0)) return false;
@@ -34,7 +35,7 @@ class Parser {
   }
 
   bool Value(json* out, int depth) {
-    if (depth > 128) return false;
+    if (depth > max_depth_) return false;
     Ws();
     if (p_ == end_) return false;
     switch (*p_) {
@@ -159,13 +160,12 @@ class Parser {
   bool String(std::string* out) {
     ++p_;  // '"'
     // Size the result once: up to the closing quote (escapes only shrink).
-    const char* q = p_;
-    while (q < end_ && *q != '"') q += (*q == '\\' && q + 1 < end_) ? 2 : 1;
+    const char* q = ClosingQuote(p_);
     if (q >= end_) return false;
     out->reserve(static_cast<size_t>(q - p_));
     for (;;) {
       const char* run = p_;
-      while (p_ < end_ && *p_ != '"' && *p_ != '\\' && static_cast<unsigned char>(*p_) >= 0x20) ++p_;
+      p_ = RunEnd(p_);
       if (p_ > run) {
         std::string_view seg(run, static_cast<size_t>(p_ - run));
         if (!IsValidUtf8(seg)) return false;
@@ -255,17 +255,45 @@ class Parser {
     return true;
   }
 
+  // End of the run from p of string bytes that need no decoding (no '"',
+  // '\\' or control character), 8 bytes at a time.
+  const char* RunEnd(const char* p) const {
+    constexpr uint64_t kOnes = 0x0101010101010101ull, kHighs = 0x8080808080808080ull;
+    auto zero = [](uint64_t w) { return (w - kOnes) & ~w & kHighs; };
+    for (; end_ - p >= 8; p += 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      // No false negatives; false positives only above a real hit (the byte loop is exact).
+      if (zero(w ^ (kOnes * '"')) | zero(w ^ (kOnes * '\\')) | ((w - kOnes * 0x20) & ~w & kHighs)) break;
+    }
+    while (p < end_ && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) ++p;
+    return p;
+  }
+
+  // The closing quote of the string starting at p (after its opening quote), or end_.
+  const char* ClosingQuote(const char* p) const {
+    for (;;) {
+      auto q = static_cast<const char*>(memchr(p, '"', static_cast<size_t>(end_ - p)));
+      if (!q) return end_;
+      const char* b = q;
+      while (b > p && b[-1] == '\\') --b;
+      if ((q - b) % 2 == 0) return q;  // not escaped
+      p = q + 1;
+    }
+  }
+
   const char* p_;
   const char* end_;
+  int max_depth_;
 };
 
 }  // namespace
 
-std::optional<nlohmann::json> ParseJson(std::string_view text) {
+std::optional<nlohmann::json> ParseJson(std::string_view text, int max_depth) {
   json out;
-  Parser p(text);
+  Parser p(text, max_depth);
   if (!p.ParseDocument(&out)) return std::nullopt;
   return out;
 }
 
-}  // namespace cove::agent
+}  // namespace cove

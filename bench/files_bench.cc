@@ -1,0 +1,187 @@
+// files_bench: the Cloudflare-compatible files API (/api/write + /api/read)
+// of this build against other coved binaries, in one run.
+//
+//   build/bin/files_bench [--n N] [--type INSTANCE_TYPE] [--baseline PATH/TO/coved]...
+//
+// For each coved (this build's, next to this binary, then every --baseline) it
+// starts a daemon with a temporary state dir, creates one sandbox, and times:
+// a 1 MiB text file written and read back as utf-8, a 1 MiB binary file written
+// and read back as base64 (each pair timed together, p50/p90 over N), and a
+// 32 MiB file written and read (MB/s of each, best of 3). Every read is checked
+// against what was written, outside the timed part. Prints a markdown table.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench_daemon.h"
+#include "bench/mini_http.h"
+
+namespace cove::bench {
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(static_cast<double>(v.size()) * p))];
+}
+
+// Source-like UTF-8 text: lines with quotes, tabs and non-ASCII characters, so
+// that JSON escaping and UTF-8 decoding are exercised as in real files.
+std::string Text(size_t n) {
+  std::string s;
+  s.reserve(n + 128);
+  for (int i = 0; s.size() < n; ++i)
+    s += "\tline " + std::to_string(i) + ": the \"quick\" brown fox jumps over the lazy dog, café ∑ 🦊\n";
+  s.resize(n);
+  while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80) s.pop_back();  // whole characters
+  if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xC0) s.pop_back();
+  return s;
+}
+
+std::string Random(size_t n) {
+  std::mt19937_64 rng(42);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = rng();
+    for (size_t k = 0; k < 8 && i + k < n; ++k) s[i + k] = static_cast<char>(v >> (8 * k));
+  }
+  return s;
+}
+
+std::string Base64(std::string_view in) {  // the client's side, outside the timed part
+  static const char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
+    out += {kA[v >> 18], kA[(v >> 12) & 63], kA[(v >> 6) & 63], kA[v & 63]};
+  }
+  if (in.size() - i == 1) out += {kA[uint8_t(in[i]) >> 2], kA[(uint8_t(in[i]) & 3) << 4], '=', '='};
+  if (in.size() - i == 2) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 8 | uint8_t(in[i + 1]);
+    out += {kA[v >> 10], kA[(v >> 4) & 63], kA[(v & 15) << 2], '='};
+  }
+  return out;
+}
+
+struct Result {
+  double utf8_p50 = 0, utf8_p90 = 0, b64_p50 = 0, b64_p90 = 0;
+  double big_write_mbs = 0, big_read_mbs = 0;
+  bool ok = true;
+};
+
+class Bench {
+ public:
+  Bench(MiniHttp& h, std::string base) : h_(h), base_(std::move(base)) {}
+
+  // One write + read pair of `wire` (the JSON content field); returns ms, or -1 (and prints why) on a failure or a mismatch.
+  double WriteRead(const std::string& path, const std::string& wire,
+                   const std::string& enc, double* write_ms = nullptr, double* read_ms = nullptr) {
+    std::string wbody = Json{{"path", path}, {"content", wire}, {"encoding", enc}}.dump();
+    std::string rbody = Json{{"path", path}, {"encoding", enc}}.dump();
+    auto t0 = Clock::now();
+    auto w = h_.Call("POST", base_ + "/api/write", wbody);
+    auto t1 = Clock::now();
+    auto r = h_.Call("POST", base_ + "/api/read", rbody);
+    auto t2 = Clock::now();
+    if (w.status != 200 || r.status != 200) {
+      fprintf(stderr, "%s: write %d, read %d %.200s\n", path.c_str(), w.status, r.status, r.body.c_str());
+      return -1;
+    }
+    auto j = Json::parse(r.body, nullptr, false);
+    if (!j.is_object() || j.value("content", "") != wire) {
+      fprintf(stderr, "%s: read back differs from what was written\n", path.c_str());
+      return -1;
+    }
+    if (write_ms) *write_ms = Ms(t1 - t0);
+    if (read_ms) *read_ms = Ms(t2 - t1);
+    return Ms(t2 - t0);
+  }
+
+ private:
+  MiniHttp& h_;
+  std::string base_;
+};
+
+Result Measure(const std::string& coved, int n, const std::string& type) {
+  Result res;
+  BenchDaemon d(coved);
+  MiniHttp h = d.Client();
+  auto c = h.Call("POST", "/v1/sandboxes", Json{{"id", "bench-files"}, {"instanceType", type}}.dump());
+  if (c.status != 201) {
+    fprintf(stderr, "create: %d %s\n", c.status, c.body.c_str());
+    res.ok = false;
+    return res;
+  }
+  Bench b(h, "/v1/sandboxes/bench-files");
+  const std::string text = Text(1 << 20), binary = Random(1 << 20), binary64 = Base64(binary);
+  std::vector<double> utf8, b64;
+  for (int i = 0; i < n + 3; ++i) {  // the first 3 of each warm up
+    double u = b.WriteRead("/workspace/text.txt", text, "utf-8");
+    double x = b.WriteRead("/workspace/blob.bin", binary64, "base64");
+    if (u < 0 || x < 0) res.ok = false;
+    if (i >= 3 && u >= 0) utf8.push_back(u);
+    if (i >= 3 && x >= 0) b64.push_back(x);
+  }
+  res.utf8_p50 = Percentile(utf8, 0.5);
+  res.utf8_p90 = Percentile(utf8, 0.9);
+  res.b64_p50 = Percentile(b64, 0.5);
+  res.b64_p90 = Percentile(b64, 0.9);
+  const std::string big = Text(32 << 20);
+  double best_w = 1e9, best_r = 1e9;
+  for (int i = 0; i < 3; ++i) {
+    double w = 0, r = 0;
+    if (b.WriteRead("/workspace/big.txt", big, "utf-8", &w, &r) < 0) {
+      res.ok = false;
+      continue;
+    }
+    best_w = std::min(best_w, w);
+    best_r = std::min(best_r, r);
+  }
+  res.big_write_mbs = best_w < 1e9 ? big.size() / 1e3 / best_w : 0;
+  res.big_read_mbs = best_r < 1e9 ? big.size() / 1e3 / best_r : 0;
+  return res;
+}
+
+int Main(int argc, char** argv) {
+  int n = 50;
+  std::string type = "basic";  // what getSandbox() gives
+  std::vector<std::string> coveds = {""};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--n") n = std::atoi(argv[i + 1]);
+    else if (a == "--type") type = argv[i + 1];
+    else if (a == "--baseline") coveds.push_back(argv[i + 1]);
+    else {
+      fprintf(stderr, "usage: files_bench [--n N] [--type INSTANCE_TYPE] [--baseline PATH/TO/coved]...\n");
+      return 2;
+    }
+  }
+  bool ok = true;
+  printf("| coved | write+read 1 MiB utf-8 p50 / p90 ms | write+read 1 MiB base64 p50 / p90 ms | "
+         "32 MiB write MB/s | 32 MiB read MB/s |\n|---|---|---|---|---|\n");
+  for (const auto& c : coveds) {
+    Result r = Measure(c, n, type);
+    ok = ok && r.ok;
+    printf("| %s | %.2f / %.2f | %.2f / %.2f | %.0f | %.0f |\n", c.empty() ? "this build" : c.c_str(), r.utf8_p50,
+           r.utf8_p90, r.b64_p50, r.b64_p90, r.big_write_mbs, r.big_read_mbs);
+    fflush(stdout);
+  }
+  printf("\n(n = %d pairs per row, instance type %s; 32 MiB: best of 3; MB = 10^6 bytes)\n", n, type.c_str());
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace cove::bench
+
+int main(int argc, char** argv) { return cove::bench::Main(argc, argv); }
