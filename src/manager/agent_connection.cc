@@ -1,5 +1,7 @@
 #include "manager/agent_connection.h"
 
+#include <fmt/format.h>
+
 #include "base/json_limits.h"
 #include "base/log.h"
 
@@ -34,8 +36,10 @@ void AgentConnection::Call::Cancel() {
 
 void AgentConnection::Call::SendData(std::string_view bytes) {
   if (replied_ || error_) return;
-  if (auto conn = conn_.lock(); conn && conn->alive_)
-    conn->Send(agent::EncodeFrame(channel_, FrameType::kData, bytes));
+  auto conn = conn_.lock();
+  if (!conn || !conn->alive_) return;
+  if (auto full = conn->OutboxFull()) return Fail(*full);
+  conn->Send(agent::EncodeFrame(channel_, FrameType::kData, bytes));
 }
 
 void AgentConnection::Call::OpenWindow() {
@@ -135,6 +139,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
 Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json& request,
                                                                        std::optional<std::string_view> data) {
   if (!alive_) return closed_;
+  if (auto full = OutboxFull()) return *full;
   uint32_t channel = next_channel_++;
   if (next_channel_ == 0) next_channel_ = 1;
   std::shared_ptr<Call> call(new Call(shared_from_this(), channel));
@@ -171,7 +176,14 @@ Task<void> AgentConnection::PingLoop() {
   }
 }
 
+std::optional<Error> AgentConnection::OutboxFull() const {
+  if (outbox_bytes_ < kMaxOutboxBytes) return std::nullopt;
+  return MakeError(ErrorCode::kUnavailable, fmt::format("sandbox {}: its agent is not reading ({} MiB wait to be sent to it)",
+                                                        sandbox_id_, outbox_bytes_ >> 20));
+}
+
 void AgentConnection::Send(std::string bytes) {
+  outbox_bytes_ += bytes.size();
   outbox_.push_back(std::move(bytes));
   outbox_signal_.Notify();
 }
@@ -188,6 +200,7 @@ Task<void> AgentConnection::WriteLoop() {
     boost::system::error_code ec;
     co_await asio::async_write(socket_, asio::buffer(bytes),
                                asio::redirect_error(asio::use_awaitable, ec));
+    outbox_bytes_ -= bytes.size();
     if (ec) {
       Fail(MakeError(ErrorCode::kUnavailable, "its agent died (writing to it: " + ec.message() + ")"));
       co_return;

@@ -57,6 +57,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     // Asks the agent to stop the work; the reply still arrives.
     void Cancel();
     // Sends raw bytes to the open request (a Data frame), e.g. terminal input.
+    // Over kMaxOutboxBytes the call fails instead.
     void SendData(std::string_view bytes);
     // Lets the agent answer this call with Data frames too (a file.read with
     // rawData:true); from any other call a Data frame is a protocol violation.
@@ -126,6 +127,10 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   // The agent is pinged every ping_interval; one that does not answer within
   // as long again (stopped, stuck, or lying) fails the connection.
   static constexpr Clock::duration kPingInterval = std::chrono::seconds(15);
+  // Bytes waiting to be written to the agent (requests, file contents, terminal
+  // input) beyond which new calls and data are refused (kUnavailable): an agent
+  // that stops reading costs coved at most this plus one request.
+  static constexpr size_t kMaxOutboxBytes = 64 << 20;
 
  private:
   AgentConnection(asio::any_io_executor ex, std::string sandbox_id);
@@ -133,6 +138,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   Task<void> WriteLoop();
   Task<void> PingLoop();
   void Send(std::string bytes);
+  // The error for a new call or data while kMaxOutboxBytes wait; else nullopt.
+  std::optional<Error> OutboxFull() const;
   void Fail(Error e);
   void Forget(uint32_t channel) { calls_.erase(channel); }
 
@@ -142,6 +149,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   std::map<uint32_t, Call*> calls_;
   uint32_t next_channel_ = 1;
   std::deque<std::string> outbox_;
+  size_t outbox_bytes_ = 0;
   AsyncSignal outbox_signal_;
   AsyncSignal drained_signal_;  // a call's queue shrank
   asio::steady_timer ping_timer_;

@@ -273,6 +273,65 @@ TEST(FlowControlTest, AgentWithoutWindowsIsNotHeldToThem) {
   EXPECT_EQ(out.failure, "");
 }
 
+// An agent that answers hello and then stops reading its socket: coved queues
+// at most AgentConnection::kMaxOutboxBytes (plus one request) for it, then
+// refuses new calls, and terminal-style data fails its call.
+TEST(FlowControlTest, AnAgentThatStopsReadingCostsABoundedQueue) {
+  auto dir = std::filesystem::temp_directory_path() / ("cove-deaf-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string sock = (dir / "a.sock").string();
+  asio::io_context io;
+  asio::local::stream_protocol::acceptor acc(io, asio::local::stream_protocol::endpoint(sock));
+  std::optional<asio::local::stream_protocol::socket> peer;
+  asio::co_spawn(io, [&]() -> Task<void> {
+    peer.emplace(co_await acc.async_accept(asio::use_awaitable));
+    std::vector<char> buf(4096);
+    co_await peer->async_read_some(asio::buffer(buf), asio::use_awaitable);
+    std::string hello = agent::EncodeFrame(1, agent::FrameType::kReply,
+                                           "{\"version\":\"t\",\"window\":" + std::to_string(agent::kChannelWindow) + "}");
+    co_await asio::async_write(*peer, asio::buffer(hello), asio::use_awaitable);
+  }, asio::detached);  // and never reads again
+  size_t accepted = 0;
+  std::optional<Error> refused, data_failure;
+  asio::co_spawn(io, [&]() -> Task<void> {
+    auto conn = co_await AgentConnection::Connect(io.get_executor(), sock, "t", std::chrono::seconds(2),
+                                                  std::chrono::seconds(15));
+    if (!conn.ok()) co_return io.stop();
+    Json req = Json::object();
+    req["op"] = "write";
+    const std::string mib(1 << 20, 'x');
+    std::vector<std::shared_ptr<AgentConnection::Call>> calls;
+    asio::steady_timer t(io);
+    boost::system::error_code ec;
+    for (int i = 0; i < 200 && !refused; ++i) {
+      auto call = (*conn)->Start(req, mib);
+      if (!call.ok()) {
+        refused = call.error();
+        break;
+      }
+      calls.push_back(*call);
+      ++accepted;
+      t.expires_after(std::chrono::milliseconds(1));  // let the writer fill the socket
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!calls.empty()) {
+      calls.front()->SendData("input");
+      auto m = co_await calls.front()->Next(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+      if (!m.ok()) data_failure = m.error();
+    }
+    io.stop();
+  }, asio::detached);
+  io.run();
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(refused.has_value()) << "200 MiB queued for an agent that reads nothing";
+  EXPECT_EQ(refused->code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused->message.find("not reading"), std::string::npos) << refused->message;
+  EXPECT_GE(accepted, AgentConnection::kMaxOutboxBytes >> 20) << "the bound, not the socket, refused";
+  EXPECT_LE(accepted, (AgentConnection::kMaxOutboxBytes >> 20) + 16) << "only the socket's buffers beyond the bound";
+  ASSERT_TRUE(data_failure.has_value());
+  EXPECT_NE(data_failure->message.find("not reading"), std::string::npos) << data_failure->message;
+}
+
 TEST(FlowControlTest, BudgetQueuesCallsThatDoNotFitInOrder) {
   FlowBudget budget(100);
   std::vector<int> ran;
