@@ -1,11 +1,13 @@
 #include "api/ws_transport.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <map>
 #include <memory>
 #include <optional>
 
+#include "api/errors.h"
 #include "api/target.h"
 #include "base/json_limits.h"
 #include "manager/async_signal.h"
@@ -36,6 +38,9 @@ std::string StreamFrame(const Json& id, const std::string& data) {
   return Dump({{"type", "stream"}, {"id", id}, {"data", data}});
 }
 
+// The key of a request id (a string or a number) among those in flight.
+std::string RequestKey(const Json& id) { return id.is_string() ? id.get<std::string>() : id.dump(); }
+
 // What the requests of one socket share; it outlives them all.
 struct Mux {
   explicit Mux(WebSocket& w, asio::any_io_executor ex) : ws(w), finished(ex) {}
@@ -50,7 +55,8 @@ struct Mux {
 // sent as the response frame's body.
 class FrameStream : public BodyStream {
  public:
-  FrameStream(std::shared_ptr<Mux> mux, Json id, bool sse) : mux_(std::move(mux)), id_(std::move(id)), sse_(sse) {}
+  FrameStream(std::shared_ptr<Mux> mux, Json id, std::shared_ptr<ClientLink> client, bool sse)
+      : mux_(std::move(mux)), id_(std::move(id)), client_(std::move(client)), sse_(sse) {}
   Task<bool> Write(std::string chunk) override {
     pending_ += chunk;
     if (!sse_) co_return true;
@@ -64,9 +70,10 @@ class FrameStream : public BodyStream {
     }
     co_return true;
   }
-  void OnClientGone(std::function<void()> fn) override { mux_->cancels[Key()] = std::move(fn); }
+  // A cancel frame (or the socket closing) is the request's client going away,
+  // also when it came before the stream began.
+  void OnClientGone(std::function<void()> fn) override { client_->OnGone(std::move(fn)); }
   void Abort(HttpResponse error) override { error_ = std::move(error); }
-  std::string Key() const { return id_.is_string() ? id_.get<std::string>() : id_.dump(); }
   // The frame that ends the request.
   std::string Last(const HttpResponse& res) {
     if (error_) return ResponseFrame(id_, error_->status, error_->body, true);
@@ -77,6 +84,7 @@ class FrameStream : public BodyStream {
  private:
   std::shared_ptr<Mux> mux_;
   Json id_;
+  std::shared_ptr<ClientLink> client_;
   bool sse_;
   std::string pending_;  // SSE: an incomplete event; else the body so far
   std::optional<HttpResponse> error_;
@@ -85,18 +93,16 @@ class FrameStream : public BodyStream {
 Task<void> ServeOne(std::shared_ptr<Mux> mux, std::function<Task<HttpResponse>(HttpRequest&)> handle,
                     HttpRequest sub, Json id) {
   HttpResponse res = co_await handle(sub);
+  std::string last;
   if (res.stream) {
-    FrameStream body(mux, id, res.content_type.rfind("text/event-stream", 0) == 0);
+    FrameStream body(mux, id, sub.client, res.content_type.rfind("text/event-stream", 0) == 0);
     co_await res.stream(body);
-    mux->cancels.erase(body.Key());
-    std::string done = body.Last(res);
-    co_await mux->ws.Write(std::move(done));
+    last = body.Last(res);
   } else {
-    bool json = res.content_type.rfind("application/json", 0) == 0;
-    mux->cancels.erase(id.is_string() ? id.get<std::string>() : id.dump());
-    std::string frame = ResponseFrame(id, res.status, res.body, json);
-    co_await mux->ws.Write(std::move(frame));
+    last = ResponseFrame(id, res.status, res.body, res.content_type.rfind("application/json", 0) == 0);
   }
+  mux->cancels.erase(RequestKey(id));
+  co_await mux->ws.Write(std::move(last));
   if (--mux->inflight == 0) mux->finished.Notify();
 }
 
@@ -118,8 +124,7 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     Json id = frame.contains("id") && (frame["id"].is_string() || frame["id"].is_number()) ? frame["id"] : Json();
     std::string type = frame.value("type", "");
     if (type == "cancel") {
-      std::string key = id.is_string() ? id.get<std::string>() : id.dump();
-      if (auto it = mux->cancels.find(key); it != mux->cancels.end()) {
+      if (auto it = mux->cancels.find(RequestKey(id)); it != mux->cancels.end()) {
         auto cancel = std::move(it->second);
         mux->cancels.erase(it);
         cancel();
@@ -132,6 +137,13 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
         path.get_ref<const std::string&>().rfind('/', 0) != 0) {
       std::string err = ErrorFrame(id, "INVALID_REQUEST", "a request needs type, id, method and a path starting with '/'");
       co_await ws.Write(std::move(err));
+      continue;
+    }
+    if (mux->inflight >= kMaxRequestsInFlight) {
+      HttpResponse busy = ErrorResponse("TOO_MANY_REQUESTS", fmt::format("this socket has {} requests in flight, the most "
+                                                                         "it may have; wait for one to end", mux->inflight));
+      std::string frame = ResponseFrame(id, busy.status, busy.body, true);
+      co_await ws.Write(std::move(frame));
       continue;
     }
     HttpRequest sub;
@@ -148,9 +160,8 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     sub.headers["authorization"] = authorization;
     if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.body = Dump(*b);
     ++mux->inflight;
-    // Cancelling the request, or closing the socket, is its client going away
-    // (a streamed answer replaces this with its own cancellation).
-    mux->cancels[id.is_string() ? id.get<std::string>() : id.dump()] = [client = sub.client] { client->SetGone(); };
+    // Cancelling the request, or closing the socket, is its client going away.
+    mux->cancels[RequestKey(id)] = [client = sub.client] { client->SetGone(); };
     asio::co_spawn(ex, ServeOne(mux, handle, std::move(sub), id), asio::detached);
   }
   // The socket is gone: stop the streams still running and wait for them.

@@ -15,6 +15,12 @@
 
 namespace cove::api {
 
+// Requests one socket may have in flight (streams included); a request frame
+// beyond them is answered 429 TOO_MANY_REQUESTS at once, and the socket keeps
+// serving (cancel frames included), as HTTP/2 refuses streams beyond
+// SETTINGS_MAX_CONCURRENT_STREAMS.
+inline constexpr int kMaxRequestsInFlight = 128;
+
 // Serves frames until the socket closes. Every sub-request gets `prefix`
 // ("/v1/sandboxes/ID") before its path and the upgrade's authorization.
 Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(HttpRequest&)> handle,

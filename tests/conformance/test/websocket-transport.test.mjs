@@ -89,4 +89,35 @@ describe('websocket transport', () => {
     assert.equal(pong.body.status, 'healthy');
     ws.close();
   });
+
+  it('requests beyond the in-flight bound are refused with 429, and the socket keeps serving', async () => {
+    const MAX = 128;  // kMaxRequestsInFlight (src/api/ws_transport.h)
+    await client.processes.startProcess('sleep 60', 'w1', { processId: 'ws-hold' });
+    const ws = new WebSocket(`ws://127.0.0.1:${coved.port}/v1/sandboxes/${SID}/ws?token=${coved.token}`);
+    await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
+    const answers = new Map();
+    const waiters = new Map();
+    ws.on('message', (d) => {
+      const f = JSON.parse(d.toString());
+      if (f.type !== 'response') return;
+      answers.set(f.id, f);
+      waiters.get(f.id)?.(f);
+    });
+    const answer = (id) => answers.get(id) ?? new Promise((res) => waiters.set(id, res));
+    for (let i = 0; i < MAX + 2; i++)
+      ws.send(JSON.stringify({ type: 'request', id: `s${i}`, method: 'GET', path: '/api/process/ws-hold/stream' }));
+    for (const id of [`s${MAX}`, `s${MAX + 1}`]) {
+      const f = await answer(id);
+      assert.equal(f.status, 429);
+      assert.equal(f.body.code, 'TOO_MANY_REQUESTS');
+    }
+    // The streams still run; cancelling one makes room again.
+    ws.send(JSON.stringify({ type: 'cancel', id: 's0' }));
+    await answer('s0');
+    ws.send(JSON.stringify({ type: 'request', id: 'p', method: 'GET', path: '/api/ping' }));
+    assert.equal((await answer('p')).status, 200);
+    for (let i = 1; i < MAX; i++) assert.equal(answers.has(`s${i}`), false, `s${i} ended early`);
+    ws.close();
+    await client.processes.killProcess('ws-hold');
+  });
 });
