@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "agent/limits.h"
 #include "base/json_limits.h"
 #include "base/json_parse.h"
@@ -32,6 +34,17 @@ const Json* Fields::Find(const char* key, bool required) {
     return nullptr;
   }
   return &*it;
+}
+
+void Fields::OnlyKnown(std::initializer_list<std::string_view> known) {
+  if (!o_.is_object()) return;
+  for (auto it = o_.begin(); it != o_.end(); ++it) {
+    if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
+    std::string names;
+    for (std::string_view k : known) names += (names.empty() ? "" : ", ") + std::string(k);
+    std::string quoted = Json(it.key().substr(0, 64)).dump(-1, ' ', false, Json::error_handler_t::replace);
+    return Fail(fmt::format("unknown field {} (the fields are: {})", quoted, names));
+  }
 }
 
 std::string Fields::Str(const char* key, bool required, std::string fallback) {

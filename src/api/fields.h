@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -52,6 +53,10 @@ class Fields {
   // Environment variables: names [A-Za-z_][A-Za-z0-9_]* of at most 255
   // characters, values without NUL.
   std::map<std::string, std::string> EnvMap(const char* key);
+
+  // Fails on a key of the object not in `known` (a misspelt field would
+  // otherwise be ignored silently), naming the known ones.
+  void OnlyKnown(std::initializer_list<std::string_view> known);
 
   bool ok() const { return problem_.empty(); }
   const std::string& problem() const { return problem_; }

@@ -42,6 +42,7 @@ void ReadLimits(const Json& body, Fields& f, isolation::Limits* limits, bool* pr
   }
   *present = true;
   Fields lf(*it);
+  lf.OnlyKnown({"cpuMillis", "memoryBytes", "pids", "diskBytes"});
   if (auto v = lf.Int("cpuMillis", 10, 256000)) limits->cpu_millis = static_cast<uint32_t>(*v);
   if (auto v = lf.Int("memoryBytes", 16 << 20, int64_t{1} << 42)) limits->memory_bytes = static_cast<uint64_t>(*v);
   if (auto v = lf.Int("pids", 8, 1 << 22)) limits->pids = static_cast<uint64_t>(*v);
@@ -62,6 +63,7 @@ Task<HttpResponse> NativeRoutes::Sandboxes(HttpRequest& req, const std::string& 
     Json body;
     if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
     Fields f(body);
+    f.OnlyKnown({"id", "image", "instanceType", "limits", "env", "labels", "user", "egress"});
     CreateRequest cr;
     cr.id = f.Str("id");
     if (body.contains("id") && body["id"].is_string() && cr.id.empty())

@@ -61,6 +61,8 @@ NATIVE_BAD_BODIES = [
     {"limits": {"memoryBytes": 2 ** 70}}, {"limits": {"pids": 0}}, {"limits": "big"},
     {"limits": {"cpuMillis": 1e300}}, {"instanceType": 3}, {"image": ["x"]},
     {"user": "admin"}, {"id": "x" * 10000},
+    # misspelt fields are refused, not ignored (a sandbox of another type would be made)
+    {"type": "lite"}, {"instance_type": "lite"}, {"limits": {"cpu": 100}}, {"\u202e\x00" * 100: 1},
 ]
 
 
@@ -120,6 +122,12 @@ def test_native_create_bad_bodies(api, body):
     r = api.post("/v1/sandboxes", body)
     check_4xx(r, status=400, code="VALIDATION_FAILED")
     assert set(api.list_ids()) == before
+
+
+def test_native_create_names_an_unknown_field(api):
+    r = api.post("/v1/sandboxes", {"id": unique_id("typo"), "type": "lite"})
+    check_4xx(r, status=400, code="VALIDATION_FAILED")
+    assert 'unknown field "type"' in r.json()["message"] and "instanceType" in r.json()["message"]
 
 
 def test_native_create_garbage(api):
