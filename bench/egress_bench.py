@@ -15,8 +15,11 @@ namespaces (tests/e2e/netlab: nothing leaves the machine).
 
 Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
 connections. Keep-alive, and a new connection per request (Connection: close).
+Every coved row runs twice, against a baseline coved (--baseline PATH; default
+/work/wt-base/build/bin/coved when it exists; "none" skips it) and then this
+build's, each with a fresh state dir and sandbox, so the table shows before/after.
 Needs root, nginx-light, tinyproxy and wrk:
-  apt-get install nginx-light tinyproxy wrk && python3 bench/egress_bench.py [--seconds 5]
+  apt-get install nginx-light tinyproxy wrk && python3 bench/egress_bench.py [--seconds 5] [--baseline PATH]
 """
 
 import os
@@ -28,11 +31,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import helpers  # noqa: E402
 from helpers import Api, Coved, make_base_dir  # noqa: E402
 from netlab.lab import NetLab  # noqa: E402
 
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # 1k, 1m, https or preview
+_DEFAULT_BASELINE = "/work/wt-base/build/bin/coved"
+BASELINE = (sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv
+            else _DEFAULT_BASELINE if os.path.exists(_DEFAULT_BASELINE) else "none")
 
 NGINX_CONF = """
 worker_processes 2; pid {dir}/nginx.pid; error_log {dir}/nginx.err; daemon off;
@@ -104,98 +111,107 @@ def main():
         procs.append(subprocess.Popen(["ip", "netns", "exec", lab.lab, "tinyproxy", "-d", "-c",
                                        os.path.join(base, "tinyproxy.conf")], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
-        c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), host=lab.lab_addr,
-                  prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS, "--upstream-ca", lab.ca_cert])
-        c.start()
-        api = Api(c)
-        sid = "egress-bench"
-        api.create(id=sid, instanceType="standard-3")
-        proxy = api.exec(sid, "echo $HTTP_PROXY", session="__DISABLE_SESSION__")["stdout"].strip()
-        for size in ("1k", "1m"):
-            with open(os.path.join(base, f"abs{size}.lua"), "w") as f:
-                f.write(ABSOLUTE_FORM.format(host="198.51.100.20", path="/" + size))
-        time.sleep(0.5)
-
-        def in_lab(args):
-            p = subprocess.run(["ip", "netns", "exec", lab.lab, "wrk"] + args, capture_output=True, text=True)
-            return p.stdout + p.stderr
-
-        def in_sandbox(args):
-            cmd = "wrk " + " ".join(f"'{a}'" for a in args)
-            return api.exec(sid, cmd, session="__DISABLE_SESSION__", timeout=SECONDS * 4 + 60)["stdout"]
-
-        def paths(size):
-            return {
-                "direct": (in_lab, [], "http://198.51.100.20/" + size),
-                "tinyproxy (explicit)": (in_lab, ["-s", os.path.join(base, f"abs{size}.lua")], "http://127.0.0.1:8888"),
-                "coved explicit": (in_sandbox, None, None),  # filled below: the script is written into the sandbox
-                "coved transparent": (in_sandbox, [], "http://bench.test/" + size),
-            }
-
+        builds = ([("baseline", BASELINE)] if BASELINE != "none" else []) + [("this build", helpers.COVED)]
         rows = []
-        for size in [x for x in ("1k", "1m") if ONLY in ("", x)]:
-            for keep in (True, False):
-                for name, (runner, extra, url) in paths(size).items():
-                    if name == "coved explicit":
-                        # The sandbox cannot see the host's files: the script goes in through the API.
-                        api.call(sid, "write", {"path": f"/tmp/abs{size}.lua",
-                                                "content": ABSOLUTE_FORM.format(host="bench.test", path="/" + size)})
-                        extra, url = ["-s", f"/tmp/abs{size}.lua"], proxy
+        for label, binary in builds:
+            helpers.COVED = binary
+            state = os.path.join(base, "state-" + label.replace(" ", "-"))
+            c = Coved(state, state + ".log", host=lab.lab_addr,
+                      prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS, "--upstream-ca", lab.ca_cert])
+            c.start()
+            api = Api(c)
+            sid = "egress-bench"
+            api.create(id=sid, instanceType="standard-3")
+            proxy = api.exec(sid, "echo $HTTP_PROXY", session="__DISABLE_SESSION__")["stdout"].strip()
+            for size in ("1k", "1m"):
+                with open(os.path.join(base, f"abs{size}.lua"), "w") as f:
+                    f.write(ABSOLUTE_FORM.format(host="198.51.100.20", path="/" + size))
+            time.sleep(0.5)
+
+            def in_lab(args):
+                p = subprocess.run(["ip", "netns", "exec", lab.lab, "wrk"] + args, capture_output=True, text=True)
+                return p.stdout + p.stderr
+
+            def in_sandbox(args):
+                cmd = "wrk " + " ".join(f"'{a}'" for a in args)
+                return api.exec(sid, cmd, session="__DISABLE_SESSION__", timeout=SECONDS * 4 + 60)["stdout"]
+
+            def paths(size):
+                return {
+                    "direct": (in_lab, [], "http://198.51.100.20/" + size),
+                    "tinyproxy (explicit)": (in_lab, ["-s", os.path.join(base, f"abs{size}.lua")], "http://127.0.0.1:8888"),
+                    "coved explicit": (in_sandbox, None, None),  # filled below: the script is written into the sandbox
+                    "coved transparent": (in_sandbox, [], "http://bench.test/" + size),
+                }
+
+            for size in [x for x in ("1k", "1m") if ONLY in ("", x)]:
+                for keep in (True, False):
+                    for name, (runner, extra, url) in paths(size).items():
+                        if name == "coved explicit":
+                            # The sandbox cannot see the host's files: the script goes in through the API.
+                            api.call(sid, "write", {"path": f"/tmp/abs{size}.lua",
+                                                    "content": ABSOLUTE_FORM.format(host="bench.test", path="/" + size)})
+                            extra, url = ["-s", f"/tmp/abs{size}.lua"], proxy
+                        hdr = [] if keep else ["-H", "Connection: close"]
+                        lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                        thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                        rows.append((label, size, "keep-alive" if keep else "new connection", name, lat, thr))
+            # HTTPS: tunnelled untouched by coved (SNI checked), then intercepted with a
+            # header injected from a secret, against direct.
+            def https_rows(name, runner, url):
+                for keep in (True, False):
                     hdr = [] if keep else ["-H", "Connection: close"]
-                    lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
-                    thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
-                    rows.append((size, "keep-alive" if keep else "new connection", name, lat, thr))
-        # HTTPS: tunnelled untouched by coved (SNI checked), then intercepted with a
-        # header injected from a secret, against direct.
-        def https_rows(name, runner, url):
-            for keep in (True, False):
-                hdr = [] if keep else ["-H", "Connection: close"]
-                lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + [url]))
-                thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + [url]))
-                rows.append(("1k https", "keep-alive" if keep else "new connection", name, lat, thr))
-        if ONLY in ("", "https"):
-            https_rows("direct", in_lab, "https://198.51.100.20/1k")
-            https_rows("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")
-            r = api.request("PUT", "/v1/secrets/BENCH_TOKEN", json_body={"value": "bench-secret-value"})
-            assert r.status_code == 200, r.text
-            r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body={
-                "rules": [{"host": "bench.test", "setHeaders": {"Authorization": "Bearer {{secret.BENCH_TOKEN}}"}}]})
-            assert r.status_code == 200, r.text
-            https_rows("coved intercepted + injected header", in_sandbox, "https://bench.test/1k")
-            api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
+                    lat = parse_wrk(runner(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + [url]))
+                    thr = parse_wrk(runner(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + [url]))
+                    rows.append((label, "1k https", "keep-alive" if keep else "new connection", name, lat, thr))
+            if ONLY in ("", "https"):
+                https_rows("direct", in_lab, "https://198.51.100.20/1k")
+                https_rows("coved transparent (TLS tunnelled)", in_sandbox, "https://bench.test/1k")
+                r = api.request("PUT", "/v1/secrets/BENCH_TOKEN", json_body={"value": "bench-secret-value"})
+                assert r.status_code == 200, r.text
+                r = api.request("PUT", f"/v1/sandboxes/{sid}/egress", json_body={
+                    "rules": [{"host": "bench.test", "setHeaders": {"Authorization": "Bearer {{secret.BENCH_TOKEN}}"}}]})
+                assert r.status_code == 200, r.text
+                https_rows("coved intercepted + injected header", in_sandbox, "https://bench.test/1k")
+                api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
 
-        # Preview URL: nginx inside the sandbox, reached through coved's preview listener.
-        if ONLY in ("", "preview"):
-            api.call(sid, "write", {"path": "/tmp/nginx.conf", "content": SANDBOX_NGINX.format(body="x" * 1024)})
-            api.exec(sid, "nginx -c /tmp/nginx.conf >/dev/null 2>&1 &", session="srv")
-            time.sleep(1)
-            exposed = api.request("POST", f"/v1/sandboxes/{sid}/ports", json_body={"port": 8080}).json()
-            host = exposed["url"].split("//", 1)[1].split(":", 1)[0]
-            eth0 = proxy[len("http://"):].rsplit(":", 1)[0].split(".")
-            sandbox_addr = ".".join(eth0[:3] + [str(int(eth0[3]) + 1)])
-            for keep in (True, False):
-                hdr = [] if keep else ["-H", "Connection: close"]
-                for name, url, extra in (("direct to the sandbox's port", f"http://{sandbox_addr}:8080/1k", []),
-                                         ("preview URL", f"http://{lab.lab_addr}:{c.preview_port}/1k", ["-H", f"Host: {host}"])):
-                    lat = parse_wrk(in_lab(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
-                    thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
-                    rows.append(("preview 1k", "keep-alive" if keep else "new connection", name, lat, thr))
+            # Preview URL: nginx inside the sandbox, reached through coved's preview listener.
+            if ONLY in ("", "preview"):
+                api.call(sid, "write", {"path": "/tmp/nginx.conf", "content": SANDBOX_NGINX.format(body="x" * 1024)})
+                api.exec(sid, "nginx -c /tmp/nginx.conf >/dev/null 2>&1 &", session="srv")
+                time.sleep(1)
+                exposed = api.request("POST", f"/v1/sandboxes/{sid}/ports", json_body={"port": 8080}).json()
+                host = exposed["url"].split("//", 1)[1].split(":", 1)[0]
+                eth0 = proxy[len("http://"):].rsplit(":", 1)[0].split(".")
+                sandbox_addr = ".".join(eth0[:3] + [str(int(eth0[3]) + 1)])
+                for keep in (True, False):
+                    hdr = [] if keep else ["-H", "Connection: close"]
+                    for name, url, extra in (("direct to the sandbox's port", f"http://{sandbox_addr}:8080/1k", []),
+                                             ("preview URL", f"http://{lab.lab_addr}:{c.preview_port}/1k", ["-H", f"Host: {host}"])):
+                        lat = parse_wrk(in_lab(["--latency", "-t1", "-c1", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                        thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
+                        rows.append((label, "preview 1k", "keep-alive" if keep else "new connection", name, lat, thr))
 
-        print(f"| body | connections | path | p50 ms (1 conn) | p99 ms (1 conn) | req/s (16 conns) | MB/s (16 conns) | vs direct |")
-        print("|---|---|---|---|---|---|---|---|")
+            for s in api.list_ids():
+                api.delete(f"/v1/sandboxes/{s}")
+            c.stop()
+            c = None
+            time.sleep(60 if label != builds[-1][0] else 0)  # TIME_WAITs of one build do not tax the next
+        print(f"| coved | body | connections | path | p50 ms (1 conn) | p99 ms (1 conn) | req/s (16 conns) | MB/s (16 conns) | vs direct |")
+        print("|---|---|---|---|---|---|---|---|---|")
         direct = {}
-        for size, mode, name, lat, thr in rows:
+        for label, size, mode, name, lat, thr in rows:
             if name.startswith("direct"):
-                direct[(size, mode)] = (lat, thr)
-            d_lat, d_thr = direct[(size, mode)]
+                direct[(label, size, mode)] = (lat, thr)
+            d_lat, d_thr = direct[(label, size, mode)]
             rel = "" if name.startswith("direct") else f"+{lat['p50'] - d_lat['p50']:.3f} ms p50, {100 * thr['rps'] / d_thr['rps']:.0f}% req/s"
             err = f" ({lat['errors'] or thr['errors']})" if (lat['errors'] or thr['errors']) else ""
-            print(f"| {size} | {mode} | {name}{err} | {lat['p50']:.3f} | {lat['p99']:.3f} | {thr['rps']:.0f} | "
+            print(f"| {label} | {size} | {mode} | {name}{err} | {lat['p50']:.3f} | {lat['p99']:.3f} | {thr['rps']:.0f} | "
                   f"{thr['mbs']:.1f} | {rel} |")
     finally:
         if c:
-            for sid in api.list_ids():
-                api.delete(f"/v1/sandboxes/{sid}")
+            for s in api.list_ids():
+                api.delete(f"/v1/sandboxes/{s}")
             c.stop()
         for p in procs:  # nginx's workers are in its process group
             os.killpg(p.pid, 9) if p.poll() is None else None

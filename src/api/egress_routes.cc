@@ -22,15 +22,15 @@ Json DenialsJson(const std::vector<proxy::DenialLog::Entry>& entries, uint64_t t
 
 }  // namespace
 
-Result<Json> EgressRoutes::Validate(const Json& policy) {
+Result<std::shared_ptr<const proxy::EgressPolicy>> EgressRoutes::Parse(const Json& policy) {
   auto parsed = proxy::EgressPolicy::FromJson(policy);
   if (!parsed.ok()) return std::move(parsed).error();
-  return parsed->ToJson();
+  return std::make_shared<const proxy::EgressPolicy>(std::move(*parsed));
 }
 
 Json EgressRoutes::PolicyJson(const SandboxRecord& r) {
-  return {{"policy", directory_->PolicyOf(r.id, r.egress)->ToJson()},
-          {"custom", !r.egress.is_null()},
+  return {{"policy", directory_->PolicyOf(r)->ToJson()},
+          {"custom", r.egress != nullptr},
           {"network", network_enabled_ ? "sealed" : "none"}};
 }
 
@@ -45,13 +45,13 @@ Task<HttpResponse> EgressRoutes::Handle(HttpRequest& req, const std::string& id,
   }
   if (req.method == "GET") co_return JsonResponse(PolicyJson(*record));
   if (req.method == "PUT" || req.method == "DELETE") {
-    Json stored;  // null: the default policy
+    std::shared_ptr<const proxy::EgressPolicy> stored;  // null: the default policy
     if (req.method == "PUT") {
       Json body;
       if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
-      auto valid = Validate(body);
-      if (!valid.ok()) co_return ErrorResponse("VALIDATION_FAILED", valid.error().message);
-      stored = std::move(*valid);
+      auto parsed = Parse(body);
+      if (!parsed.ok()) co_return ErrorResponse("VALIDATION_FAILED", parsed.error().message);
+      stored = std::move(*parsed);
     }
     if (auto s = manager_->SetEgress(id, stored); !s.ok()) co_return ErrorResponse(s.error());
     record->egress = std::move(stored);

@@ -80,9 +80,9 @@ Task<HttpResponse> NativeRoutes::Sandboxes(HttpRequest& req, const std::string& 
     ReadLimits(body, f, &limits, &custom);
     if (custom) cr.limits = limits;
     if (auto e = body.find("egress"); e != body.end() && !e->is_null()) {
-      auto valid = EgressRoutes::Validate(*e);
-      if (valid.ok()) cr.egress = std::move(*valid);
-      else f.Fail("egress: " + valid.error().message);
+      auto parsed = EgressRoutes::Parse(*e);
+      if (parsed.ok()) cr.egress = std::move(*parsed);
+      else f.Fail("egress: " + parsed.error().message);
     }
     if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
     auto created = co_await manager_->Create(std::move(cr));

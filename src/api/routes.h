@@ -70,8 +70,9 @@ class EgressRoutes {
       : manager_(manager), directory_(directory), denials_(denials), network_enabled_(network_enabled) {}
   // rest: "/egress" or "/egress/denials".
   Task<HttpResponse> Handle(HttpRequest& req, const std::string& id, const std::string& rest);
-  // A policy from the API, normalized; kInvalidArgument says what is wrong.
-  static Result<nlohmann::json> Validate(const nlohmann::json& policy);
+  // A policy from the API, parsed once into the value every layer shares;
+  // kInvalidArgument says what is wrong.
+  static Result<std::shared_ptr<const proxy::EgressPolicy>> Parse(const nlohmann::json& policy);
 
  private:
   using Json = nlohmann::json;

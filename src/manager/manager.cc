@@ -352,7 +352,7 @@ const SandboxRecord* Manager::FindBySlot(uint32_t slot) const {
   return entry == entries_.end() || entry->second->destroying ? nullptr : &entry->second->record;
 }
 
-Status Manager::SetEgress(const std::string& id, nlohmann::json egress) {
+Status Manager::SetEgress(const std::string& id, std::shared_ptr<const proxy::EgressPolicy> egress) {
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second->destroying)
     return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");

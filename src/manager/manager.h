@@ -37,7 +37,7 @@ struct CreateRequest {
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> labels;
   std::string user = "root";
-  nlohmann::json egress;  // egress policy (validated by the caller); null: default
+  std::shared_ptr<const proxy::EgressPolicy> egress;  // null: coved's default
 };
 
 class Manager {
@@ -63,9 +63,9 @@ class Manager {
   // null. Valid until the manager's next state change (use it at once: the
   // egress proxy calls this for every connection, so nothing is copied).
   const SandboxRecord* FindBySlot(uint32_t slot) const;
-  // Replaces a sandbox's egress policy (validated by the caller) and persists
+  // Replaces a sandbox's egress policy (null: coved's default) and persists
   // it; it applies to new connections at once. kNotFound for unknown ids.
-  Status SetEgress(const std::string& id, nlohmann::json egress);
+  Status SetEgress(const std::string& id, std::shared_ptr<const proxy::EgressPolicy> egress);
   // Replaces a sandbox's exposed ports (validated by the caller) and persists
   // them. kNotFound for unknown ids.
   Status SetPorts(const std::string& id, std::vector<PortExposure> ports);

@@ -1,5 +1,7 @@
 #include "manager/sandbox_record.h"
 
+#include "base/log.h"
+
 namespace cove {
 
 const char* SandboxStateName(SandboxState s) {
@@ -34,7 +36,7 @@ nlohmann::json SandboxRecord::ToJson() const {
           {"slot", slot},
           {"pid", pid},
           {"startTicks", start_ticks},
-          {"egress", egress},
+          {"egress", egress ? egress->ToJson() : nlohmann::json()},
           {"ports", std::move(port_list)}};
 }
 
@@ -63,7 +65,19 @@ Result<SandboxRecord> SandboxRecord::FromJson(const nlohmann::json& j) {
     r.slot = j.at("slot").get<uint32_t>();
     r.pid = j.at("pid").get<int>();
     r.start_ticks = j.at("startTicks").get<uint64_t>();
-    if (j.contains("egress")) r.egress = j["egress"];  // absent in records of older versions
+    if (j.contains("egress") && !j["egress"].is_null()) {  // absent in records of older versions
+      auto policy = proxy::EgressPolicy::FromJson(j["egress"]);
+      if (policy.ok()) {
+        r.egress = std::make_shared<const proxy::EgressPolicy>(std::move(*policy));
+      } else {
+        // Validated when it was set: only a record from an incompatible version gets here.
+        log::Error("sandbox {}: stored egress policy is invalid ({}); denying all egress", r.id,
+                   policy.error().ToString());
+        auto deny_all = std::make_shared<proxy::EgressPolicy>();
+        deny_all->enable_internet = false;
+        r.egress = std::move(deny_all);
+      }
+    }
     if (j.contains("ports")) {                         // likewise
       for (const auto& p : j["ports"]) {
         PortExposure e;

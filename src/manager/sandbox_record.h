@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
 #include "isolation/spec.h"
+#include "policy/egress_policy.h"
 
 namespace cove {
 
@@ -42,7 +44,9 @@ struct SandboxRecord {
   uint32_t slot = 0;          // selects the host uid/gid range
   int pid = 0;                // host pid of the sandbox's pid 1 (cove-agent)
   uint64_t start_ticks = 0;   // its start time, to tell a reused pid apart
-  nlohmann::json egress;      // its egress policy as the API gave it; null: coved's default
+  // Its egress policy, parsed once (API or store) and shared immutably:
+  // replaced, never mutated. Null: coved's default.
+  std::shared_ptr<const proxy::EgressPolicy> egress;
   std::vector<PortExposure> ports;  // exposed ports, in the order they were exposed
 
   nlohmann::json ToJson() const;

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "io/asio.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 
 namespace cove::proxy {
 

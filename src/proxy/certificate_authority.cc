@@ -16,7 +16,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 #include "sys/io.h"
 
 namespace cove::proxy {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 
 namespace cove::proxy::dns {
 

@@ -33,7 +33,7 @@
 #include "base/error.h"
 #include "io/asio.h"
 #include "proxy/egress_proxy.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 #include "proxy/resolver.h"
 
 namespace cove::proxy {

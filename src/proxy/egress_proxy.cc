@@ -969,7 +969,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       req.erase(http::field::expect);
       req.target(target->origin_form);
       RewriteHopByHop(req);
-      req.keep_alive(true);
+      // The upstream connection outlives the request only if the client's
+      // does: a client that closes after this request has the upstream close
+      // too, so the server (as for a direct client) and not coved holds the
+      // TIME_WAIT. Otherwise every such request would park one of coved's
+      // ephemeral ports for 60 s, and a sandbox opening connections faster
+      // than ~470/s to one destination runs coved out of ports.
+      req.keep_alive(keep_client);
       if (!upgrade.empty()) {
         // Upgrade is hop-by-hop, but the proxy carries it on: the switched
         // protocol (WebSocket) then runs in a tunnel to the same destination.

@@ -30,7 +30,7 @@
 #include "base/error.h"
 #include "io/asio.h"
 #include "proxy/certificate_authority.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 #include "proxy/resolver.h"
 #include "proxy/secret_store.h"
 

@@ -173,6 +173,26 @@ TEST_F(EgressProxyTest, KeepsBothConnectionsAlive) {
   EXPECT_EQ(up.connections(), 1);
 }
 
+TEST_F(EgressProxyTest, AClientThatClosesHasTheUpstreamCloseToo) {
+  // The upstream, not coved, closes first (and keeps the TIME_WAIT).
+  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  StartProxy();
+  int fd = Client();
+  std::string authority = "web.test:" + std::to_string(up.port());
+  ASSERT_TRUE(SendAll(fd, Get(authority, "/once", "Connection: close\r\n")));
+  HttpReader reader(fd);
+  auto response = reader.Read(true);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status(), 200);
+  EXPECT_EQ(response->body, "ok");
+  EXPECT_EQ(response->Header("Connection"), "close");
+  char byte;
+  EXPECT_EQ(read(fd, &byte, 1), 0);  // then the proxy closes the client connection
+  auto seen = up.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].Header("Connection"), "close");
+}
+
 TEST_F(EgressProxyTest, RetriesOnceWhenAKeptUpstreamConnectionWasClosed) {
   HttpUpstream up("127.0.0.1", 0, [](const HttpMessage&, int fd) {
     SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");

@@ -2,7 +2,7 @@
 #include "base/ascii.h"
 #include "proxy/http_target.h"
 
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 
 namespace cove::proxy {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "base/error.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 
 namespace cove::proxy {
 

@@ -11,7 +11,7 @@
 
 #include "base/error.h"
 #include "io/asio.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 
 namespace cove::proxy {
 

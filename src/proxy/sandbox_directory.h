@@ -1,16 +1,13 @@
 // SandboxDirectory: the sandbox behind a source address of the sandboxes'
 // subnet (the packet filter guarantees the address is the sandbox's own) and
-// its egress policy, parsed once per change. Runs on coved's io thread, as
-// the Manager does.
+// the egress policy in force for it. A lookup parses nothing: it hands out
+// the typed policy the sandbox's record holds (or coved's default), shared.
+// Runs on coved's io thread, as the Manager does.
 #pragma once
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
-#include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "manager/sandbox_record.h"
 #include "net/address_plan.h"
@@ -25,20 +22,18 @@ class SandboxDirectory {
   SandboxDirectory(FindBySlot find_by_slot, net::AddressPlan plan, std::shared_ptr<const EgressPolicy> default_policy)
       : find_by_slot_(std::move(find_by_slot)), plan_(plan), default_policy_(std::move(default_policy)) {}
 
-  std::optional<SandboxEgress> Lookup(const IpAddress& source);
-  // The policy that applies to a sandbox whose record holds `egress`.
-  std::shared_ptr<const EgressPolicy> PolicyOf(const std::string& sandbox_id, const nlohmann::json& egress);
+  // The running sandbox behind `source`, or nullopt.
+  std::optional<SandboxEgress> Lookup(const IpAddress& source) const;
+  // The policy in force for a sandbox: its own, or coved's default (never null).
+  const std::shared_ptr<const EgressPolicy>& PolicyOf(const SandboxRecord& record) const {
+    return record.egress ? record.egress : default_policy_;
+  }
   const std::shared_ptr<const EgressPolicy>& default_policy() const { return default_policy_; }
 
  private:
-  struct Parsed {
-    nlohmann::json source;
-    std::shared_ptr<const EgressPolicy> policy;
-  };
   FindBySlot find_by_slot_;
   net::AddressPlan plan_;
   std::shared_ptr<const EgressPolicy> default_policy_;
-  std::map<std::string, Parsed> parsed_;  // by sandbox id
 };
 
 }  // namespace cove::proxy

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "policy/header_template.h"
 #include "sys/io.h"
 
 namespace cove::proxy {
@@ -49,12 +50,7 @@ bool SecretSet::HasPlaceholders() const {
   return false;
 }
 
-bool SecretStore::ValidName(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name)
-    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
+bool SecretStore::ValidName(std::string_view name) { return ValidSecretName(name); }
 
 Result<std::shared_ptr<SecretStore>> SecretStore::Open(std::string path) {
   std::shared_ptr<SecretStore> store(new SecretStore(std::move(path)));

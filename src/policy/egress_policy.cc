@@ -1,10 +1,10 @@
-// Egress policy: parsing, JSON and the evaluation order of policy.h.
+// Egress policy: parsing, JSON and the evaluation order of egress_policy.h.
 //
 // Host patterns keep only their text; their kind (glob, exact name, address,
 // CIDR) is recomputed from it when matching, so a HostPattern built by hand
 // behaves like a parsed one.
 #include "base/ascii.h"
-#include "proxy/policy.h"
+#include "policy/egress_policy.h"
 
 #include <arpa/inet.h>
 
@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "proxy/secret_templates.h"
+#include "policy/header_template.h"
 
 namespace cove::proxy {
 
@@ -299,8 +299,8 @@ Result<HostRule> ParseRule(const Json& j, const std::string& where) {
       if (value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
         return FieldError(name, "holds CR, LF or NUL");
       // Secrets may be set later; a malformed reference never works.
-      auto syntax = ExpandSecretTemplate(value, SecretSet{});
-      if (!syntax.ok() && syntax.error().code == ErrorCode::kInvalidArgument)
+      auto syntax = ExpandHeaderTemplate(value, [](std::string_view) -> Result<std::string> { return std::string(); });
+      if (!syntax.ok())
         return FieldError(name, syntax.error().message);
       rule.set_headers.emplace_back(h.key(), value);
     }
