@@ -1503,7 +1503,9 @@ TEST_F(WatchTest, RecursiveNewDirectories) {
   Sh("mv c ../out && echo z > ../out/b/z");
   evs = Collect(*c_, ch, 300);
   EXPECT_TRUE(Has(evs, "move_from", ws_ + "/c", true)) << Dump(evs);
-  ASSERT_EQ(evs.size(), 1u) << Dump(evs);
+  // (late events of the step before may still arrive in this window)
+  EXPECT_FALSE(HasPath(evs, ws_ + "/c/b/z")) << Dump(evs);
+  EXPECT_FALSE(HasPath(evs, ws_ + "/a/b/z")) << Dump(evs);
   Sh("mv ../out a");
   Collect(*c_, ch, 100);
   Stop(ch);
