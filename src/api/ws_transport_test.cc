@@ -73,9 +73,9 @@ class WsTransportTest : public ::testing::Test {
     return done();
   }
   // Sends a frame and waits until `frames` frames have been sent back in all.
-  void Exchange(const std::string& frame, size_t frames, bool binary = false) {
+  [[nodiscard]] bool Exchange(const std::string& frame, size_t frames, bool binary = false) {
     ws_.Push(frame, binary);
-    ASSERT_TRUE(RunUntil([&] { return ws_.sent.size() >= frames; })) << "after " << frame;
+    return RunUntil([&] { return ws_.sent.size() >= frames; });
   }
 
   // The routes: /api/echo answers what it got; /sse streams events in
@@ -128,6 +128,19 @@ class WsTransportTest : public ::testing::Test {
         while (!gone) co_await gone_signal_.Wait();
         ++streams_cancelled_;
       };
+    } else if (route == "/late-hold") {
+      // A streamed route whose handler takes a while before its stream starts.
+      while (!late_released_) co_await gone_signal_.Wait();
+      res.content_type = "text/event-stream";
+      res.stream = [this](BodyStream& out) -> Task<void> {
+        bool gone = false;
+        out.OnClientGone([&] {
+          gone = true;
+          gone_signal_.Notify();
+        });
+        while (!gone) co_await gone_signal_.Wait();
+        ++streams_cancelled_;
+      };
     } else if (route == "/hold-plain") {
       // A non-streamed route that notices its client going away (ClientLink).
       auto client = req.client;
@@ -153,6 +166,7 @@ class WsTransportTest : public ::testing::Test {
   std::vector<std::string> requests_;
   int streams_cancelled_ = 0;
   int plain_cancelled_ = 0;
+  bool late_released_ = false;
 };
 
 TEST_F(WsTransportTest, MalformedFramesGetErrorFramesAndTheSocketKeepsServing) {
@@ -166,7 +180,7 @@ TEST_F(WsTransportTest, MalformedFramesGetErrorFramesAndTheSocketKeepsServing) {
       {R"({"type":"bogus","id":"d"})", "INVALID_REQUEST"},
   };
   for (size_t i = 0; i < bad.size(); ++i) {
-    Exchange(bad[i].first, i + 1);
+    ASSERT_TRUE(Exchange(bad[i].first, i + 1)) << bad[i].first;
     const Json& f = ws_.sent[i];
     EXPECT_EQ(f["type"], "error") << bad[i].first;
     EXPECT_EQ(f["code"], bad[i].second) << bad[i].first;
@@ -175,20 +189,20 @@ TEST_F(WsTransportTest, MalformedFramesGetErrorFramesAndTheSocketKeepsServing) {
   }
   EXPECT_EQ(ws_.sent[2]["id"], "a") << "an error about a request names it";
   EXPECT_FALSE(ws_.sent[0].contains("id"));
-  Exchange(R"({"type":"request","id":"x"})", bad.size() + 1, /*binary=*/true);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"x"})", bad.size() + 1, /*binary=*/true));
   EXPECT_EQ(ws_.sent.back()["code"], "PARSE_ERROR") << "binary frames are not requests";
   EXPECT_TRUE(requests_.empty());
 
-  Exchange(R"({"type":"request","id":"ok","method":"GET","path":"/api/echo"})", bad.size() + 2);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"ok","method":"GET","path":"/api/echo"})", bad.size() + 2));
   EXPECT_EQ(ws_.sent.back()["type"], "response");
   EXPECT_EQ(ws_.sent.back()["status"], 200);
   EXPECT_FALSE(served_);
 }
 
 TEST_F(WsTransportTest, RequestIsServedLikeHttpUnderTheSandboxPrefix) {
-  Exchange(R"({"type":"request","id":7,"method":"POST","path":"/api/echo?x=1&y=%20z",
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":7,"method":"POST","path":"/api/echo?x=1&y=%20z",
                "headers":{"X-Custom":"v","Authorization":"Bearer forged"},"body":{"k":"v"}})",
-           1);
+           1));
   const Json& f = ws_.sent[0];
   EXPECT_EQ(f["type"], "response");
   EXPECT_EQ(f["id"], 7) << "a numeric id comes back as a number";
@@ -203,15 +217,15 @@ TEST_F(WsTransportTest, RequestIsServedLikeHttpUnderTheSandboxPrefix) {
   EXPECT_EQ(got["authorization"], "Bearer tok") << "the upgrade's authorization, never the frame's";
   EXPECT_EQ(Json::parse(got["body"].get<std::string>()), (Json{{"k", "v"}}));
 
-  Exchange(R"({"type":"request","id":"t","method":"GET","path":"/api/text"})", 2);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"t","method":"GET","path":"/api/text"})", 2));
   EXPECT_EQ(ws_.sent[1]["body"], "{\"not\":\"parsed\"}") << "a non-JSON body is sent as a string";
-  Exchange(R"({"type":"request","id":"n","method":"GET","path":"/nope"})", 3);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"n","method":"GET","path":"/nope"})", 3));
   EXPECT_EQ(ws_.sent[2]["status"], 404);
   EXPECT_EQ(ws_.sent[2]["body"], (Json{{"code", "NOT_FOUND"}}));
 }
 
 TEST_F(WsTransportTest, SseBodyBecomesOneStreamFramePerEventThenTheResponse) {
-  Exchange(R"({"type":"request","id":"s","method":"GET","path":"/sse"})", 4);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"s","method":"GET","path":"/sse"})", 4));
   ASSERT_EQ(ws_.sent.size(), 4u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(ws_.sent[i]["type"], "stream") << ws_.sent[i].dump();
@@ -227,7 +241,7 @@ TEST_F(WsTransportTest, SseBodyBecomesOneStreamFramePerEventThenTheResponse) {
 }
 
 TEST_F(WsTransportTest, NonSseStreamedBodyComesWholeInTheResponse) {
-  Exchange(R"({"type":"request","id":"b","method":"GET","path":"/big"})", 1);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"b","method":"GET","path":"/big"})", 1));
   for (int i = 0; i < 20; ++i) io_.poll();
   ASSERT_EQ(ws_.sent.size(), 1u) << "no stream frames for a non-SSE body";
   EXPECT_EQ(ws_.sent[0]["type"], "response");
@@ -236,14 +250,14 @@ TEST_F(WsTransportTest, NonSseStreamedBodyComesWholeInTheResponse) {
 }
 
 TEST_F(WsTransportTest, AbortedStreamAnswersWithTheError) {
-  Exchange(R"({"type":"request","id":"p","method":"GET","path":"/abort"})", 1);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"p","method":"GET","path":"/abort"})", 1));
   EXPECT_EQ(ws_.sent[0]["type"], "response");
   EXPECT_EQ(ws_.sent[0]["id"], "p");
   EXPECT_EQ(ws_.sent[0]["status"], 500);
   EXPECT_EQ(ws_.sent[0]["body"]["code"], "PROCESS_ERROR") << ws_.sent[0].dump();
 
   // An SSE stream already sent its events: the error is its last frame.
-  Exchange(R"({"type":"request","id":"q","method":"GET","path":"/abort?sse=1"})", 3);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"q","method":"GET","path":"/abort?sse=1"})", 3));
   EXPECT_EQ(ws_.sent[1]["type"], "stream");
   EXPECT_EQ(ws_.sent[2]["type"], "response");
   EXPECT_EQ(ws_.sent[2]["status"], 500);
@@ -251,8 +265,8 @@ TEST_F(WsTransportTest, AbortedStreamAnswersWithTheError) {
 }
 
 TEST_F(WsTransportTest, CancelFrameCancelsOnlyItsRequest) {
-  Exchange(R"({"type":"request","id":"h1","method":"GET","path":"/hold"})", 1);
-  Exchange(R"({"type":"request","id":"h2","method":"GET","path":"/hold"})", 2);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"h1","method":"GET","path":"/hold"})", 1));
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"h2","method":"GET","path":"/hold"})", 2));
   EXPECT_EQ(ws_.sent[0]["data"], "started");
   ws_.Push(R"({"type":"cancel","id":"nobody"})");
   ws_.Push(R"({"type":"cancel","id":"h2"})");
@@ -261,7 +275,7 @@ TEST_F(WsTransportTest, CancelFrameCancelsOnlyItsRequest) {
   EXPECT_EQ(ws_.sent[2]["type"], "response");
   EXPECT_EQ(ws_.sent[2]["id"], "h2");
 
-  Exchange(R"({"type":"request","id":"c","method":"GET","path":"/hold-plain"})", 3);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"c","method":"GET","path":"/hold-plain"})", 3));
   ws_.Push(R"({"type":"cancel","id":"c"})");
   ASSERT_TRUE(RunUntil([&] { return plain_cancelled_ == 1; })) << "a non-streamed request is cancelled too";
   ASSERT_TRUE(RunUntil([&] { return ws_.sent.size() == 4; }));
@@ -269,9 +283,41 @@ TEST_F(WsTransportTest, CancelFrameCancelsOnlyItsRequest) {
   EXPECT_EQ(streams_cancelled_, 1) << "h1 still runs";
 }
 
+TEST_F(WsTransportTest, CancelBeforeTheStreamStartsIsNotLost) {
+  ws_.Push(R"({"type":"request","id":"l","method":"GET","path":"/late-hold"})");
+  ASSERT_TRUE(RunUntil([&] { return requests_.size() == 1; }));
+  ws_.Push(R"({"type":"cancel","id":"l"})");
+  for (int i = 0; i < 20; ++i) io_.poll();
+  late_released_ = true;
+  gone_signal_.Notify();
+  ASSERT_TRUE(RunUntil([&] { return streams_cancelled_ == 1; })) << "the stream learns of the earlier cancel";
+  ASSERT_TRUE(RunUntil([&] { return ws_.sent.size() == 1; }));
+  EXPECT_EQ(ws_.sent[0]["type"], "response");
+}
+
+TEST_F(WsTransportTest, IdsOfRequestsInFlightAreUniqueAndTyped) {
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"dup","method":"GET","path":"/hold"})", 1));
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"dup","method":"GET","path":"/hold"})", 2));
+  EXPECT_EQ(ws_.sent[1]["type"], "error") << "a second request under an id in flight is refused";
+  EXPECT_EQ(ws_.sent[1]["id"], "dup");
+  EXPECT_EQ(requests_.size(), 1u);
+  // 1 and "1" are different ids: cancelling one leaves the other running.
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":1,"method":"GET","path":"/hold"})", 3));
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"1","method":"GET","path":"/hold"})", 4));
+  ws_.Push(R"({"type":"cancel","id":1})");
+  ASSERT_TRUE(RunUntil([&] { return ws_.sent.size() == 5; }));
+  EXPECT_EQ(ws_.sent[4]["type"], "response");
+  EXPECT_EQ(ws_.sent[4]["id"], 1);
+  EXPECT_EQ(streams_cancelled_, 1);
+  // Closing the socket still ends every stream ("dup" and "1").
+  ws_.HangUp();
+  ASSERT_TRUE(RunUntil([&] { return served_; }));
+  EXPECT_EQ(streams_cancelled_, 3);
+}
+
 TEST_F(WsTransportTest, ClosingTheSocketCancelsWhatRunsAndWaitsForIt) {
-  Exchange(R"({"type":"request","id":"h","method":"GET","path":"/hold"})", 1);
-  Exchange(R"({"type":"request","id":"p","method":"GET","path":"/hold-plain"})", 1);
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"h","method":"GET","path":"/hold"})", 1));
+  ASSERT_TRUE(Exchange(R"({"type":"request","id":"p","method":"GET","path":"/hold-plain"})", 1));
   ws_.HangUp();
   ASSERT_TRUE(RunUntil([&] { return served_; }));
   EXPECT_EQ(streams_cancelled_, 1);
