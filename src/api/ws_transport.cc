@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "api/errors.h"
 #include "api/target.h"
@@ -38,14 +39,15 @@ std::string StreamFrame(const Json& id, const std::string& data) {
   return Dump({{"type", "stream"}, {"id", id}, {"data", data}});
 }
 
-// The key of a request id (a string or a number) among those in flight.
-std::string RequestKey(const Json& id) { return id.is_string() ? id.get<std::string>() : id.dump(); }
+// A request id as a key: its JSON text, so that 1 and "1" are different requests.
+std::string KeyOf(const Json& id) { return id.dump(); }
 
 // What the requests of one socket share; it outlives them all.
 struct Mux {
   explicit Mux(WebSocket& w, asio::any_io_executor ex) : ws(w), finished(ex) {}
   WebSocket& ws;
-  std::map<std::string, std::function<void()>> cancels;  // by request id
+  std::set<std::string> active;                          // ids of the requests in flight
+  std::map<std::string, std::function<void()>> cancels;  // by id; at most once each
   int inflight = 0;
   AsyncSignal finished;
 };
@@ -55,8 +57,8 @@ struct Mux {
 // sent as the response frame's body.
 class FrameStream : public BodyStream {
  public:
-  FrameStream(std::shared_ptr<Mux> mux, Json id, std::shared_ptr<ClientLink> client, bool sse)
-      : mux_(std::move(mux)), id_(std::move(id)), client_(std::move(client)), sse_(sse) {}
+  FrameStream(std::shared_ptr<Mux> mux, std::shared_ptr<ClientLink> client, Json id, bool sse)
+      : mux_(std::move(mux)), client_(std::move(client)), id_(std::move(id)), sse_(sse) {}
   Task<bool> Write(std::string chunk) override {
     pending_ += chunk;
     if (!sse_) co_return true;
@@ -70,8 +72,8 @@ class FrameStream : public BodyStream {
     }
     co_return true;
   }
-  // A cancel frame (or the socket closing) is the request's client going away,
-  // also when it came before the stream began.
+  // The request's client: gone once a cancel frame came (maybe before the
+  // stream started) or the socket closed.
   void OnClientGone(std::function<void()> fn) override { client_->OnGone(std::move(fn)); }
   void Abort(HttpResponse error) override { error_ = std::move(error); }
   // The frame that ends the request.
@@ -83,6 +85,7 @@ class FrameStream : public BodyStream {
 
  private:
   std::shared_ptr<Mux> mux_;
+  std::shared_ptr<ClientLink> client_;
   Json id_;
   std::shared_ptr<ClientLink> client_;
   bool sse_;
@@ -95,13 +98,15 @@ Task<void> ServeOne(std::shared_ptr<Mux> mux, std::function<Task<HttpResponse>(H
   HttpResponse res = co_await handle(sub);
   std::string last;
   if (res.stream) {
-    FrameStream body(mux, id, sub.client, res.content_type.rfind("text/event-stream", 0) == 0);
+    FrameStream body(mux, sub.client, id, res.content_type.rfind("text/event-stream", 0) == 0);
     co_await res.stream(body);
     last = body.Last(res);
   } else {
-    last = ResponseFrame(id, res.status, res.body, res.content_type.rfind("application/json", 0) == 0);
+    bool json = res.content_type.rfind("application/json", 0) == 0;
+    last = ResponseFrame(id, res.status, res.body, json);
   }
-  mux->cancels.erase(RequestKey(id));
+  mux->cancels.erase(KeyOf(id));
+  mux->active.erase(KeyOf(id));
   co_await mux->ws.Write(std::move(last));
   if (--mux->inflight == 0) mux->finished.Notify();
 }
@@ -124,7 +129,8 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     Json id = frame.contains("id") && (frame["id"].is_string() || frame["id"].is_number()) ? frame["id"] : Json();
     std::string type = frame.value("type", "");
     if (type == "cancel") {
-      if (auto it = mux->cancels.find(RequestKey(id)); it != mux->cancels.end()) {
+      std::string key = KeyOf(id);
+      if (auto it = mux->cancels.find(key); it != mux->cancels.end()) {
         auto cancel = std::move(it->second);
         mux->cancels.erase(it);
         cancel();
@@ -136,6 +142,11 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     if (type != "request" || id.is_null() || !method.is_string() || !path.is_string() ||
         path.get_ref<const std::string&>().rfind('/', 0) != 0) {
       std::string err = ErrorFrame(id, "INVALID_REQUEST", "a request needs type, id, method and a path starting with '/'");
+      co_await ws.Write(std::move(err));
+      continue;
+    }
+    if (mux->active.count(KeyOf(id))) {
+      std::string err = ErrorFrame(id, "INVALID_REQUEST", "a request with this id is still in flight");
       co_await ws.Write(std::move(err));
       continue;
     }
@@ -160,8 +171,10 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     sub.headers["authorization"] = authorization;
     if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.body = Dump(*b);
     ++mux->inflight;
-    // Cancelling the request, or closing the socket, is its client going away.
-    mux->cancels[RequestKey(id)] = [client = sub.client] { client->SetGone(); };
+    mux->active.insert(KeyOf(id));
+    // Cancelling the request, or closing the socket, is its client going away
+    // (for a streamed answer too: FrameStream::OnClientGone).
+    mux->cancels[KeyOf(id)] = [client = sub.client] { client->SetGone(); };
     asio::co_spawn(ex, ServeOne(mux, handle, std::move(sub), id), asio::detached);
   }
   // The socket is gone: stop the streams still running and wait for them.

@@ -6,6 +6,10 @@
 //   server: {"type":"response","id","status","body"?,"done":true}
 //           {"type":"stream","id","data":"<one SSE data payload>"} ... then a response frame
 //           {"type":"error","id"?,"code","message","status"}
+// Ids (a string or a number; 1 and "1" differ) are unique among the requests
+// in flight: a request under an id still in flight gets an error frame. A
+// cancel, or the socket closing, is the request's client going away, whether
+// its stream has started yet or not.
 #pragma once
 
 #include <functional>
