@@ -87,7 +87,6 @@ class FrameStream : public BodyStream {
   std::shared_ptr<Mux> mux_;
   std::shared_ptr<ClientLink> client_;
   Json id_;
-  std::shared_ptr<ClientLink> client_;
   bool sse_;
   std::string pending_;  // SSE: an incomplete event; else the body so far
   std::optional<HttpResponse> error_;
