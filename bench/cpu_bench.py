@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import helpers  # noqa: E402
-from helpers import Api, Coved, make_base_dir, unique_id  # noqa: E402
+from helpers import benchmark_coved, unique_id  # noqa: E402
 
 COUNT = int(sys.argv[sys.argv.index("--count") + 1]) if "--count" in sys.argv else 200
 BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
@@ -53,11 +53,7 @@ def round_trips(api, sid, session):
 
 
 def run(binary, label):
-    helpers.COVED = binary
-    base = make_base_dir("cove-cpu-bench-")
-    coved = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
-    coved.start()
-    api = Api(coved)
+    coved, api = benchmark_coved(binary, "cpu")
     sid = unique_id("bench-cpu")
     try:
         api.create(id=sid, instanceType="basic")

@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import helpers  # noqa: E402
-from helpers import Api, Coved, make_base_dir, sse_events, unique_id  # noqa: E402
+from helpers import benchmark_coved, sse_events, unique_id  # noqa: E402
 
 BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
 SIZE = int(sys.argv[sys.argv.index("--mb") + 1]) * 1_000_000 if "--mb" in sys.argv else 100_000_000
@@ -59,14 +59,10 @@ def late_logs(api, sid, pid):
 
 
 def run(binary, label):
-    helpers.COVED = binary
-    base = make_base_dir("cove-proclog-bench-")
-    coved = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
-    coved.start()
-    api = Api(coved)
+    coved, api = benchmark_coved(binary, "proclog")
     try:
         sid = unique_id("bench-proclog")
-        api.create(id=sid, type="standard-3")
+        api.create(id=sid, instanceType="standard-3")
         api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "true"})
         f_mbps, f_got, f_dropped = follow(api, sid, "follow")
         l_mbps, l_got, l_dropped = late_logs(api, sid, "follow")

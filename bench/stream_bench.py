@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import helpers  # noqa: E402
-from helpers import Api, Coved, make_base_dir, rss, unique_id  # noqa: E402
+from helpers import benchmark_coved, rss, unique_id  # noqa: E402
 from raw_http import SlowReader, raw_request  # noqa: E402
 
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 10
@@ -90,11 +90,7 @@ def host_pipe_mbps():
 
 
 def run(binary, label):
-    helpers.COVED = binary
-    base = make_base_dir("cove-stream-bench-")
-    coved = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
-    coved.start()
-    api = Api(coved)
+    coved, api = benchmark_coved(binary, "stream")
     try:
         p50, p99, failures, state = paused_reader(api, coved)
         one, _, _ = fast_readers(api, coved, 1)

@@ -494,3 +494,14 @@ def thrash_memory(api, sid, pid):
         usage, limit, kills = memory_of(pid)
         return usage >= limit * 0.9 or kills > 0
     assert wait_until(at_limit, 240, interval=0.5), f"no memory pressure: {memory_of(pid)}"
+
+
+def benchmark_coved(binary, name):
+    """Starts `binary` (this build's coved, or a baseline build to compare with)
+    in a fresh state directory, for the benchmarks under bench/: (coved, api)."""
+    global COVED
+    COVED = binary
+    base = make_base_dir(f"cove-{name}-bench-")
+    coved = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
+    coved.start()
+    return coved, Api(coved)
