@@ -8,7 +8,9 @@ quarter CPU):
   stall:        a process inside spins for 3 s and records every gap between two
                 reads of the clock over 0.5 ms: the longest (the throttling stall)
                 and how many
-  session idle: exec round trips of `true` in a session, nothing else running
+  session idle: exec round trips of `true` in a session, nothing else running,
+                sent 0-50 ms apart at random (not back to back: those would
+                mostly run right after the quota refills and hide the stalls)
   session busy: the same while a busy loop in the sandbox uses up its quota
   sessionless:  exec round trips of `true` without a session (a new bash each)
 
@@ -17,6 +19,7 @@ Needs root. Run: python3 bench/cpu_bench.py [--baseline /path/to/coved] [--count
 
 import json
 import os
+import random
 import sys
 import time
 
@@ -42,8 +45,11 @@ print(json.dumps({"max": max(gaps, default=0) * 1000, "count": len(gaps)}))
 
 
 def round_trips(api, sid, session):
+    """COUNT round trips sent at random moments (0-50 ms apart), as an agent's
+    commands come: back to back, most would land right after the quota refill."""
     times = []
     for _ in range(COUNT):
+        time.sleep(random.uniform(0, 0.05))
         t = time.perf_counter()
         r = api.post(f"/v1/sandboxes/{sid}/api/execute", {"command": "true", "sessionId": session}, timeout=60)
         assert r.status_code == 200, r.text
@@ -77,7 +83,8 @@ def main():
     header = ["coved", "longest stall ms", "stalls in 3 s", "session idle p50 / p99",
               "session busy p50 / p99", "sessionless p50 / p99"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    print(f"a `basic` sandbox (0.25 CPU): a spinning probe's stalls; {COUNT} exec round trips of `true` (ms)\n")
+    print(f"a `basic` sandbox (0.25 CPU): a spinning probe's stalls; {COUNT} exec round trips of `true`, "
+          "0-50 ms apart (ms)\n")
     for r in [header] + rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
 

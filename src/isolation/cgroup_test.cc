@@ -170,6 +170,7 @@ TEST_F(FakeV2Test, CreateWritesLimitsAndEnablesControllers) {
   std::string d = parent_ + "/cove/sb-1";
   ASSERT_EQ(cg->dirs(), std::vector<std::string>{d});
   EXPECT_EQ(Read(d + "/cpu.max"), "2500 10000");  // a quarter CPU in 10 ms periods
+  EXPECT_EQ(Read(d + "/cpu.max.burst"), "2500");   // and one quota banked while idle
   EXPECT_EQ(Read(d + "/memory.max"), std::to_string(256 << 20));
   EXPECT_EQ(Read(d + "/memory.swap.max"), "0");
   EXPECT_EQ(Read(d + "/pids.max"), "64");
@@ -256,6 +257,7 @@ TEST(FakeV1Test, CreateWritesV1Files) {
   auto rd = [&](const std::string& p) { return *sys::ReadFile(root + p); };
   EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_quota_us"), "15000");
   EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_period_us"), "10000");
+  EXPECT_EQ(rd("/cpu/cove/x1/cpu.cfs_burst_us"), "15000");
   EXPECT_EQ(rd("/memory/cove/x1/memory.limit_in_bytes"), std::to_string(1 << 30));
   EXPECT_EQ(rd("/memory/cove/x1/memory.memsw.limit_in_bytes"), std::to_string(1 << 30));
   EXPECT_EQ(rd("/pids/cove/x1/pids.max"), "100");
