@@ -6,7 +6,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 
 #include "api/errors.h"
 #include "api/target.h"
@@ -46,9 +45,11 @@ std::string KeyOf(const Json& id) { return id.dump(); }
 struct Mux {
   explicit Mux(WebSocket& w, asio::any_io_executor ex) : ws(w), finished(ex) {}
   WebSocket& ws;
-  std::set<std::string> active;                          // ids of the requests in flight
-  std::map<std::string, std::function<void()>> cancels;  // by id; at most once each
-  int inflight = 0;
+  // The clients of the requests in flight, by id (KeyOf): a cancel frame, or
+  // the socket closing, is that client going away. An id leaves before its
+  // last frame is written, so the client may reuse it once it has that frame.
+  std::map<std::string, std::shared_ptr<ClientLink>> requests;
+  int inflight = 0;  // requests not yet answered in full, their last frame included
   AsyncSignal finished;
 };
 
@@ -104,8 +105,7 @@ Task<void> ServeOne(std::shared_ptr<Mux> mux, std::function<Task<HttpResponse>(H
     bool json = res.content_type.rfind("application/json", 0) == 0;
     last = ResponseFrame(id, res.status, res.body, json);
   }
-  mux->cancels.erase(KeyOf(id));
-  mux->active.erase(KeyOf(id));
+  mux->requests.erase(KeyOf(id));
   co_await mux->ws.Write(std::move(last));
   if (--mux->inflight == 0) mux->finished.Notify();
 }
@@ -128,12 +128,7 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     Json id = frame.contains("id") && (frame["id"].is_string() || frame["id"].is_number()) ? frame["id"] : Json();
     std::string type = frame.value("type", "");
     if (type == "cancel") {
-      std::string key = KeyOf(id);
-      if (auto it = mux->cancels.find(key); it != mux->cancels.end()) {
-        auto cancel = std::move(it->second);
-        mux->cancels.erase(it);
-        cancel();
-      }
+      if (auto it = mux->requests.find(KeyOf(id)); it != mux->requests.end()) it->second->SetGone();
       continue;
     }
     const Json& method = frame.contains("method") ? frame["method"] : Json();
@@ -144,7 +139,7 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
       co_await ws.Write(std::move(err));
       continue;
     }
-    if (mux->active.count(KeyOf(id))) {
+    if (mux->requests.count(KeyOf(id))) {
       std::string err = ErrorFrame(id, "INVALID_REQUEST", "a request with this id is still in flight");
       co_await ws.Write(std::move(err));
       continue;
@@ -170,15 +165,12 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
     sub.headers["authorization"] = authorization;
     if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.body = Dump(*b);
     ++mux->inflight;
-    mux->active.insert(KeyOf(id));
-    // Cancelling the request, or closing the socket, is its client going away
-    // (for a streamed answer too: FrameStream::OnClientGone).
-    mux->cancels[KeyOf(id)] = [client = sub.client] { client->SetGone(); };
+    mux->requests[KeyOf(id)] = sub.client;  // streamed answers listen on it too (FrameStream::OnClientGone)
     asio::co_spawn(ex, ServeOne(mux, handle, std::move(sub), id), asio::detached);
   }
   // The socket is gone: stop the streams still running and wait for them.
-  auto cancels = std::move(mux->cancels);
-  for (auto& [_, cancel] : cancels) cancel();
+  auto requests = std::move(mux->requests);
+  for (auto& [_, client] : requests) client->SetGone();
   while (mux->inflight > 0) co_await mux->finished.Wait();
 }
 

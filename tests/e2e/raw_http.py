@@ -57,9 +57,9 @@ class SplitRequest:
     def __init__(self, coved, method, path, body):
         data = request_bytes(coved, method, path, body, close=True)
         self.sock = socket.create_connection((coved.host, coved.port), timeout=120)
-        self.split = data.index(b"\r\n\r\n") + 5
-        self.sock.sendall(data[:self.split])
-        self.rest = data[self.split:]
+        split = data.index(b"\r\n\r\n") + 5
+        self.sock.sendall(data[:split])
+        self.rest = data[split:]
 
     def finish(self):
         """Sends the rest of the body; returns (status, parsed JSON body)."""
