@@ -8,6 +8,7 @@
 #include "api/fields.h"
 #include "api/routes.h"
 #include "base/time.h"
+#include "base/utf8.h"
 
 namespace cove::api {
 namespace {
@@ -51,12 +52,6 @@ std::string SseProcessError(const std::string& message, const std::string& proce
 }
 
 bool ValidProcessId(const std::string& id) { return ProcessIdProblem("processId", id).empty(); }
-
-// The JSON string literal of s without its quotes.
-std::string JsonText(const std::string& s) {
-  std::string q = Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
-  return q.substr(1, q.size() - 2);
-}
 
 // The tail of a getProcessLogs body after its output fields.
 std::string LogsTail(const Json& reply) {
@@ -195,8 +190,13 @@ Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> ag
           out.Abort(AgentErrorResponse(*e));
           co_return;
         }
-        std::string end = section == 0 ? JsonText(StrOf(r, "stdout")) + "\",\"stderr\":\"" : "";
-        end += JsonText(StrOf(r, "stderr")) + "\"," + LogsTail(r);
+        std::string end;
+        if (section == 0) {
+          AppendJsonUtf8(StrOf(r, "stdout"), &end);
+          end += "\",\"stderr\":\"";
+        }
+        AppendJsonUtf8(StrOf(r, "stderr"), &end);
+        end += "\"," + LogsTail(r);
         co_await out.Write(std::move(end));
         co_return;
       }
@@ -206,7 +206,7 @@ Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> ag
         section = 1;
         chunk = "\",\"stderr\":\"";
       }
-      if ((type == "stdout" && section == 0) || type == "stderr") chunk += JsonText(StrOf(m.body, "data"));
+      if ((type == "stdout" && section == 0) || type == "stderr") AppendJsonUtf8(StrOf(m.body, "data"), &chunk);
       if (!chunk.empty() && !co_await out.Write(std::move(chunk))) co_return;
       auto next = co_await call->Next(Clock::now() + kOpTimeout);
       if (!next.ok()) {
