@@ -36,7 +36,7 @@ bool IsExecutable(const std::string& path);
 // (a PATH value), or "".
 std::string FindOnPath(const std::string& name, const std::string& search_path);
 
-// fork+exec. Returns the pid once the child has exec'd; an exec or chdir
+// vfork+exec (clone with CLONE_VM | CLONE_VFORK). Returns the pid once the child has exec'd; an exec or chdir
 // failure is returned as an error (the child is reaped).
 Result<pid_t> Spawn(const SpawnSpec& spec);
 
