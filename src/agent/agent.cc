@@ -227,8 +227,22 @@ void Agent::OnConnEvent(uint32_t events) {
   if (conn_ && gen == gen_) decoder_->ShrinkIfIdle();
 }
 
+void Agent::NoteActivity() {
+  last_frame_ns_ = MonotonicNs();
+  if (!heap_trim_timer_) ArmHeapTrim();
+}
+
+void Agent::ArmHeapTrim() {
+  heap_trim_timer_ = loop_.AddTimer(last_frame_ns_ + kHeapTrimDelayNs, [this] {
+    heap_trim_timer_ = 0;
+    if (MonotonicNs() - last_frame_ns_ < kHeapTrimDelayNs) return ArmHeapTrim();  // busy since
+    malloc_trim(0);
+  });
+}
+
 void Agent::HandleFrame(Frame f) {
   Chan c{gen_, f.channel};
+  NoteActivity();
   switch (f.type) {
     case FrameType::kRequest: {
       if (open_.count(f.channel)) return DropConnection("request on an open channel");

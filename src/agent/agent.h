@@ -461,6 +461,13 @@ class Agent {
   bool stop_ = false;
 
   uint64_t listen_tok_ = 0;
+  // The heap keeps what large operations freed (no mmap/munmap and page
+  // faults per buffer) until the agent has been idle for kHeapTrimDelayNs.
+  static constexpr int64_t kHeapTrimDelayNs = 2'000'000'000;
+  uint64_t heap_trim_timer_ = 0;
+  int64_t last_frame_ns_ = 0;
+  void NoteActivity();  // a frame arrived
+  void ArmHeapTrim();
   UniqueFd conn_;
   uint64_t conn_tok_ = 0;
   uint64_t gen_ = 0;

@@ -48,9 +48,12 @@ int main() {
   // Not dumpable: processes in the sandbox (which lack CAP_SYS_PTRACE) cannot
   // ptrace the agent, read its memory or take its fds through /proc/1.
   prctl(PR_SET_DUMPABLE, 0);
-  // Small, steady heap: big buffers are mmapped and returned when freed.
-  mallopt(M_MMAP_THRESHOLD, 128 << 10);
-  mallopt(M_TRIM_THRESHOLD, 256 << 10);
+  // Buffers of file transfers and output (up to 32 MiB) come from the heap,
+  // which keeps them while the agent is busy and is trimmed when it goes idle
+  // (Agent::NoteActivity), so a burst does not pay mmap, munmap and a page
+  // fault per 4 KiB for every buffer, and an idle agent stays small.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
   // 0-2 must be open so that pipes never land on them.
   for (int fd = 0; fd < 3; ++fd) {

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from helpers import MiB, assert_error, unique_id, wait_until
+from helpers import MiB, assert_error, rss, unique_id, wait_until
 
 pytestmark = pytest.mark.files
 
@@ -58,6 +58,22 @@ def test_32_mib_binary_round_trip_via_base64(api, sb):
     assert r["encoding"] == "base64" and r["isBinary"] is True and r["size"] == 32 * MiB
     assert hashlib.sha256(base64.b64decode(r["content"], validate=True)).hexdigest() == digest
     api.sh(sb, "rm /workspace/big.bin")
+
+
+def test_agent_returns_transfer_memory_when_idle(api, sb):
+    """The agent keeps large transfer buffers while busy, and gives them back once idle:
+    thousands of idle sandboxes must stay small."""
+    agent = api.info(sb)["pid"]
+    api.sh(sb, "true")
+    idle = rss(agent)
+    data = os.urandom(16 * MiB)
+    for _ in range(2):
+        api.call(sb, "write", {"path": "/workspace/t16.bin", "content": b64(data), "encoding": "base64"},
+                 timeout=300)
+        assert len(api.call(sb, "read", {"path": "/workspace/t16.bin"}, timeout=300)["content"]) > 16 * MiB
+    api.sh(sb, "rm /workspace/t16.bin")
+    assert wait_until(lambda: rss(agent) - idle < 4 * MiB, 30), \
+        f"the agent still holds {(rss(agent) - idle) >> 20} MiB more than when idle"
 
 
 def test_1_mib_text_round_trip_keeps_every_character(api, sb):
