@@ -25,6 +25,9 @@ std::string ElementsScript(const char* verb, const std::string& table, const San
 // the host; nobody else connects to those ports. Replies are exempt from that
 // last rule: a host socket whose own (ephemeral) port happens to equal one of
 // them must still get its answers.
+// Every packet on the host passes these hooks, loopback included: each hook
+// tests membership of `links` once and jumps to a chain of the sandbox rules,
+// so the host's own traffic pays one set lookup per hook, not one per rule.
 std::string FirewallScript(const std::string& table, const FirewallConfig& p, const std::vector<SandboxLink>& links) {
   std::string s = fmt::format(
       "add table inet {0}\n"
@@ -32,20 +35,26 @@ std::string FirewallScript(const std::string& table, const FirewallConfig& p, co
       "table inet {0} {{\n"
       "  set links {{ type ifname; }}\n"
       "  set sources {{ type ifname . ipv4_addr; }}\n"
+      "  chain sandbox_nat {{\n"
+      "    udp dport 53 redirect to :{3}\n"
+      "    tcp dport 53 redirect to :{3}\n"
+      "    tcp dport != {2} redirect to :{1}\n"
+      "  }}\n"
       "  chain prerouting {{\n"
       "    type nat hook prerouting priority dstnat; policy accept;\n"
-      "    iifname @links udp dport 53 redirect to :{3}\n"
-      "    iifname @links tcp dport 53 redirect to :{3}\n"
-      "    iifname @links tcp dport != {2} redirect to :{1}\n"
+      "    iifname @links jump sandbox_nat\n"
+      "  }}\n"
+      "  chain from_sandbox {{\n"
+      "    meta nfproto != ipv4 drop\n"
+      "    iifname . ip saddr != @sources drop\n"
+      "    ct direction reply accept\n"
+      "    tcp dport {{ {1}, {2}, {3} }} accept\n"
+      "    udp dport {3} accept\n"
+      "    drop\n"
       "  }}\n"
       "  chain input {{\n"
       "    type filter hook input priority filter; policy accept;\n"
-      "    iifname @links meta nfproto != ipv4 drop\n"
-      "    iifname @links iifname . ip saddr != @sources drop\n"
-      "    iifname @links ct direction reply accept\n"
-      "    iifname @links tcp dport {{ {1}, {2}, {3} }} accept\n"
-      "    iifname @links udp dport {3} accept\n"
-      "    iifname @links drop\n"
+      "    iifname @links jump from_sandbox\n"
       "    ct direction reply accept\n"
       "    tcp dport {{ {1}, {2}, {3} }} drop\n"
       "    udp dport {3} drop\n"
