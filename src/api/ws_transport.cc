@@ -10,6 +10,8 @@
 #include "api/errors.h"
 #include "api/target.h"
 #include "base/json_limits.h"
+#include "base/json_parse.h"
+#include "base/utf8.h"
 #include "manager/async_signal.h"
 
 namespace cove::api {
@@ -25,17 +27,32 @@ std::string ErrorFrame(const Json& id, const char* code, const std::string& mess
   return Dump(f);
 }
 
+// The last frame of a request. A JSON body (coved's own answer, valid JSON
+// by construction) is spliced in as it is, not parsed and printed again.
 std::string ResponseFrame(const Json& id, int status, const std::string& body, bool json_body) {
-  Json f = {{"type", "response"}, {"id", id}, {"status", status}, {"done", true}};
+  std::string f = "{\"type\":\"response\",\"id\":" + Dump(id) + ",\"status\":" + std::to_string(status) +
+                  ",\"done\":true";
   if (!body.empty()) {
-    Json parsed = json_body && JsonWithinLimits(body) ? Json::parse(body, nullptr, false) : Json();
-    f["body"] = parsed.is_discarded() || parsed.is_null() ? Json(body) : parsed;
+    f += ",\"body\":";
+    if (json_body) {
+      f += body;
+    } else {
+      f += '"';
+      AppendJsonUtf8(body, &f);
+      f += '"';
+    }
   }
-  return Dump(f);
+  f += '}';
+  return f;
 }
 
-std::string StreamFrame(const Json& id, const std::string& data) {
-  return Dump({{"type", "stream"}, {"id", id}, {"data", data}});
+// One SSE event's payload as a stream frame.
+std::string StreamFrame(const std::string& id_json, std::string_view data) {
+  std::string f = "{\"type\":\"stream\",\"id\":" + id_json + ",\"data\":\"";
+  f.reserve(f.size() + data.size() + data.size() / 8 + 4);
+  AppendJsonUtf8(data, &f);
+  f += "\"}";
+  return f;
 }
 
 // A request id as a key: its JSON text, so that 1 and "1" are different requests.
@@ -59,18 +76,19 @@ struct Mux {
 class FrameStream : public BodyStream {
  public:
   FrameStream(std::shared_ptr<Mux> mux, std::shared_ptr<ClientLink> client, Json id, bool sse)
-      : mux_(std::move(mux)), client_(std::move(client)), id_(std::move(id)), sse_(sse) {}
+      : mux_(std::move(mux)), client_(std::move(client)), id_(std::move(id)), id_json_(Dump(id_)), sse_(sse) {}
   Task<bool> Write(std::string chunk) override {
     pending_ += chunk;
     if (!sse_) co_return true;
-    size_t end;
-    while ((end = pending_.find("\n\n")) != std::string::npos) {
-      std::string event = pending_.substr(0, end);
-      pending_.erase(0, end + 2);
+    size_t start = 0, end;
+    while ((end = pending_.find("\n\n", start)) != std::string::npos) {
+      std::string_view event(pending_.data() + start, end - start);
+      start = end + 2;
       if (event.rfind("data: ", 0) != 0) continue;
-      std::string frame = StreamFrame(id_, event.substr(6));
+      std::string frame = StreamFrame(id_json_, event.substr(6));
       if (!co_await mux_->ws.Write(std::move(frame))) co_return false;
     }
+    pending_.erase(0, start);
     co_return true;
   }
   // The request's client: gone once a cancel frame came (maybe before the
@@ -88,6 +106,7 @@ class FrameStream : public BodyStream {
   std::shared_ptr<Mux> mux_;
   std::shared_ptr<ClientLink> client_;
   Json id_;
+  std::string id_json_;
   bool sse_;
   std::string pending_;  // SSE: an incomplete event; else the body so far
   std::optional<HttpResponse> error_;
@@ -119,7 +138,9 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
   for (;;) {
     auto msg = co_await ws.Read();
     if (!msg) break;
-    Json frame = !msg->binary && JsonWithinLimits(msg->data) ? Json::parse(msg->data, nullptr, false) : Json();
+    Json frame;
+    if (!msg->binary)
+      if (auto parsed = ParseJson(msg->data, kMaxJsonDepth)) frame = std::move(*parsed);
     if (!frame.is_object()) {
       std::string err = ErrorFrame(nullptr, "PARSE_ERROR", "frames must be JSON objects");
       co_await ws.Write(std::move(err));
