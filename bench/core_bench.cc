@@ -24,31 +24,13 @@
 
 #include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
+#include "bench/stats.h"
 #include "isolation/cgroup.h"
 
 namespace cove::bench {
 namespace {
 
 using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-struct Stats {
-  double p50 = 0, p90 = 0, p99 = 0;
-  size_t n = 0;
-};
-
-Stats Summarize(std::vector<double> v) {
-  Stats s;
-  s.n = v.size();
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  s.p50 = v[v.size() / 2];
-  s.p90 = v[std::min(v.size() - 1, static_cast<size_t>(v.size() * 0.9))];
-  s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(v.size() * 0.99))];
-  return s;
-}
 
 // Runs argv to completion; returns its exit status (-1 if it could not start).
 int RunQuiet(const std::vector<std::string>& argv) {

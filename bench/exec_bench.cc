@@ -26,30 +26,10 @@
 
 #include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
+#include "bench/stats.h"
 
 namespace cove::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-struct Stats {
-  double p50 = 0, p90 = 0, p99 = 0;
-  size_t n = 0;
-};
-
-Stats Summarize(std::vector<double> v) {
-  Stats s;
-  s.n = v.size();
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(v.size() * q))]; };
-  s.p50 = at(0.5);
-  s.p90 = at(0.9);
-  s.p99 = at(0.99);
-  return s;
-}
 
 // The host baseline: fork, exec `bash -c true` with output to /dev/null, wait.
 Stats HostBashTrue(int n) {

@@ -20,14 +20,12 @@
 
 #include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
+#include "bench/stats.h"
 
 namespace cove::bench {
 namespace {
 
 using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
