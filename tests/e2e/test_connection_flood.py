@@ -59,7 +59,7 @@ def check_survives_flood(coved, port, payload, probe):
     socks = open_flood(port, payload)
     try:
         probe()
-        time.sleep(HOLD_SECONDS)
+        time.sleep(HOLD_SECONDS)  # the point: the flood held open for a while
         probe()
         cpu = cpu_seconds(coved.pid) - cpu_before
         wall = time.monotonic() - wall_before

@@ -77,7 +77,7 @@ def test_slow_and_paused_readers_stall_only_their_stream(api, coved):
             out = api.exec(sid, "echo ok", session="__DISABLE_SESSION__", timeout=20)
             assert out["stdout"] == "ok\n", out
             rounds += 1
-            time.sleep(0.5)
+            time.sleep(0.5)  # the pace of the checks over the 60 s
         assert rounds > 20
         assert readers[0].got > 1_000_000, "the 100 KB/s reader got too little"
         info = api.info(sid)
@@ -112,7 +112,7 @@ def test_memory_is_bounded_with_20_fast_readers(api, coved):
         end = time.monotonic() + 15
         while time.monotonic() < end:
             peak = max(peak, rss(coved.pid))
-            time.sleep(0.1)
+            time.sleep(0.1)  # the sampling period
         assert sum(r.got for r in readers) > 20 << 20, "the readers got too little"
     finally:
         for r in readers:
