@@ -16,10 +16,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -47,6 +49,21 @@ struct Result {
   std::string Err() const { return Stream("stderr"); }
   std::string Code() const { return reply.contains("error") ? reply["error"].value("code", "") : ""; }
 };
+
+// Polls pred every 10 ms until it holds and returns true; after timeout_ms adds a
+// failure naming what was awaited and returns false. Timeouts are generous: on a
+// loaded machine what takes a millisecond can take seconds.
+bool WaitUntil(const std::function<bool()>& pred, const std::string& what, int timeout_ms = 20000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "gave up after " << timeout_ms << " ms waiting for " << what;
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
 
 class Client {
  public:
@@ -220,6 +237,35 @@ class AgentTest : public ::testing::Test {
   }
 
   bool AgentAlive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  // The parent of p; 0 once p is gone (reaped).
+  static pid_t ParentOf(pid_t p) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
+    std::string s;
+    std::getline(f, s);
+    auto close = s.rfind(')');
+    if (close == std::string::npos) return 0;
+    char state = 0;
+    int ppid = 0;
+    sscanf(s.c_str() + close + 2, "%c %d", &state, &ppid);
+    return ppid;
+  }
+  // Whether a descendant of the agent runs the command line args (words joined by spaces).
+  bool AgentRuns(const std::string& args) {
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator("/proc", ec)) {
+      std::string name = e.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream f(e.path() / "cmdline");  // (a process that ends meanwhile reads as empty)
+      std::string cmd;
+      std::getline(f, cmd);
+      std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+      if (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
+      if (cmd != args) continue;
+      for (pid_t p = std::stoi(name); p > 1; p = ParentOf(p))
+        if (p == pid_) return true;
+    }
+    return false;
+  }
   std::string ReadFile(const std::string& p) {
     std::ifstream f(p, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -354,8 +400,7 @@ TEST_F(AgentTest, TimeoutKillsCommandSessionSurvives) {
   EXPECT_GE(ms, 250);
   EXPECT_LT(ms, 3000);
   pid_t sleeper = std::stoi(ReadFile(pidfile));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_NE(kill(sleeper, 0), 0) << "sleep survived the timeout";
+  WaitUntil([&] { return kill(sleeper, 0) != 0; }, "the sleep of the timed-out command to be gone");
   r = c_->Call(Exec("echo $KEEP"));
   EXPECT_EQ(r.Out(), "yes\n");
   // Sessionless timeout.
@@ -377,7 +422,7 @@ TEST_F(AgentTest, StuckShellIsReplaced) {
 
 TEST_F(AgentTest, CancelStopsCommand) {
   uint32_t ch = c_->Send(Exec("echo started; sleep 100"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  WaitUntil([&] { return AgentRuns("sleep 100"); }, "the command to start");
   c_->Cancel(ch);
   auto r = c_->Wait(ch, 5000);
   EXPECT_EQ(r.reply["cancelled"], true);
@@ -393,7 +438,7 @@ TEST_F(AgentTest, CancelStopsCommand) {
   EXPECT_EQ(ra.Out(), "first\n");
   // Sessionless.
   ch = c_->Send({{"op", "exec"}, {"command", "sleep 100"}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  WaitUntil([&] { return AgentRuns("sleep 100"); }, "the sessionless command to start");
   c_->Cancel(ch);
   r = c_->Wait(ch, 5000);
   EXPECT_EQ(r.reply["cancelled"], true);
@@ -453,7 +498,7 @@ TEST_F(AgentTest, SessionCreateDeleteErrors) {
   r = c_->Call({{"op", "session.create"}, {"id", 5}});
   EXPECT_EQ(r.Code(), "VALIDATION_FAILED");
   uint32_t ch = c_->Send(Exec("sleep 100", "a"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  WaitUntil([&] { return AgentRuns("sleep 100"); }, "the command of session a to start");
   r = c_->Call({{"op", "session.delete"}, {"id", "a"}});
   EXPECT_EQ(r.reply["id"], "a");
   auto running = c_->Wait(ch, 5000);
@@ -733,7 +778,7 @@ TEST_F(AgentTest, RelativePathsUseSessionCwd) {
 TEST_F(AgentTest, ReconnectKeepsSessions) {
   c_->Call(Exec("export MEM=kept"));
   c_->Send(Exec("sleep 0.5; echo lost-reply"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  WaitUntil([&] { return AgentRuns("sleep 0.5"); }, "the command to start");
   c_ = std::make_unique<Client>(sock_);  // replaces (and closes) the old connection
   ASSERT_TRUE(c_->ok());
   auto r = c_->Call({{"op", "hello"}});
@@ -798,17 +843,8 @@ TEST_F(AgentTest, ReapsOrphans) {
   // The shell exits at once; its background sleep is re-parented to the agent.
   auto r = c_->Call({{"op", "exec"}, {"command", "sleep 0.3 >/dev/null 2>&1 & echo $!"}});
   pid_t orphan = std::stoi(r.Out());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  std::string stat = ReadFile("/proc/" + std::to_string(orphan) + "/stat");
-  ASSERT_FALSE(stat.empty());
-  // Field 4 (ppid) is the agent.
-  auto after = stat.substr(stat.rfind(')') + 2);
-  int ppid = 0;
-  char state = 0;
-  sscanf(after.c_str(), "%c %d", &state, &ppid);
-  EXPECT_EQ(ppid, pid_);
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  EXPECT_TRUE(ReadFile("/proc/" + std::to_string(orphan) + "/stat").empty()) << "orphan not reaped";
+  EXPECT_EQ(ParentOf(orphan), pid_);  // (its shell has exited: the reply came)
+  WaitUntil([&] { return ParentOf(orphan) == 0; }, "the orphan to be reaped once its 0.3 s are over");
   // Own children are still attributed correctly meanwhile.
   r = c_->Call({{"op", "exec"}, {"command", "exit 9"}});
   EXPECT_EQ(r.reply["exitCode"], 9);
@@ -817,7 +853,7 @@ TEST_F(AgentTest, ReapsOrphans) {
 TEST_F(AgentTest, BackpressureBoundsMemory) {
   // Flood without reading: the agent must stop reading the pipe, not buffer.
   uint32_t ch = c_->Send({{"op", "exec"}, {"command", "yes flood-flood-flood | head -c 300000000"}, {"sessionId", "f"}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the point: 1.5 s of flood, unread
   long rss = AgentRssKb();
 #ifndef __SANITIZE_ADDRESS__  // ASan's quarantine and shadow memory inflate RSS
   EXPECT_LT(rss, 48 * 1024) << "agent buffered output unboundedly";
@@ -850,16 +886,10 @@ class AgentProcTest : public AgentTest {
   json Get(const std::string& id) { return c_->Call({{"op", "process.get"}, {"processId", id}}).reply; }
   // Polls until the process is no longer running.
   json WaitDone(const std::string& id, int timeout_ms = 20000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      json r = Get(id);
-      if (!r.contains("process") || r["process"]["status"] != "running") return r;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "process " << id << " still running";
-        return r;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    json r;
+    WaitUntil([&] { return !(r = Get(id)).contains("process") || r["process"]["status"] != "running"; },
+              "process " + id + " to end", timeout_ms);
+    return r;
   }
   static bool PidExists(pid_t p) {
     std::ifstream f("/proc/" + std::to_string(p) + "/stat");
@@ -920,8 +950,8 @@ TEST_F(AgentProcTest, DuplicateIdRefused) {
   auto r = c_->Call({{"op", "process.start"}, {"command", "echo x >> " + marker}, {"processId", "dup"}});
   EXPECT_EQ(r.Code(), "PROCESS_ALREADY_EXISTS");
   EXPECT_NE(r.reply["error"]["message"].get<std::string>().find("already exists"), std::string::npos);
-  for (int i = 0; i < 500 && ReadFile(marker).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the refused start would have run by now
+  WaitUntil([&] { return !ReadFile(marker).empty(); }, "the first start to run");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the point: the refused start would have run
   c_->Call({{"op", "process.kill"}, {"processId", "dup"}});
   WaitDone("dup");
   // Finished but not cleaned up: still taken.
@@ -935,9 +965,11 @@ TEST_F(AgentProcTest, DuplicateIdRefused) {
 TEST_F(AgentProcTest, StreamBufferedLiveExit) {
   std::string go = ws_ + "/go";
   Start("echo before; while [ ! -e " + go + " ]; do sleep 0.02; done; echo after; echo e >&2; exit 4", "s");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto logged = [&] { return c_->Call({{"op", "process.logs"}, {"processId", "s"}}).reply.value("stdout", ""); };
+  WaitUntil([&] { return logged() == "before\n"; }, "the line buffered before the streams");
   uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
   uint32_t ch2 = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
+  // The streams follow live from here (no sign of it but their frames, which Wait reads below).
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   std::ofstream(go) << "";
   for (uint32_t c : {ch, ch2}) {
@@ -955,8 +987,7 @@ TEST_F(AgentProcTest, StreamBufferedLiveExit) {
   // Cancel ends a stream, not the process.
   Start("sleep 30", "long");
   ch = c_->Send({{"op", "process.stream"}, {"processId", "long"}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  c_->Cancel(ch);
+  c_->Cancel(ch);  // (the agent reads its frames in order: the stream has begun)
   EXPECT_EQ(c_->Wait(ch).reply["type"], "cancelled");
   EXPECT_EQ(Get("long")["process"]["status"], "running");
 }
@@ -970,13 +1001,15 @@ TEST_F(AgentProcTest, KillTreeLeavesNoOrphan) {
             ") ; wait",
         "tree");
   std::vector<pid_t> v;
-  for (int i = 0; i < 200 && v.size() < 4; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    v.clear();
-    std::istringstream in(ReadFile(pids));
-    pid_t x;
-    while (in >> x) v.push_back(x);
-  }
+  WaitUntil(
+      [&] {
+        v.clear();
+        std::istringstream in(ReadFile(pids));
+        pid_t x;
+        while (in >> x) v.push_back(x);
+        return v.size() >= 4;
+      },
+      "the four sleeps to start");
   ASSERT_EQ(v.size(), 4u);
   for (pid_t x : v) EXPECT_TRUE(PidExists(x)) << x;
   auto r = c_->Call({{"op", "process.kill"}, {"processId", "tree"}});
@@ -985,7 +1018,7 @@ TEST_F(AgentProcTest, KillTreeLeavesNoOrphan) {
   EXPECT_EQ(g["process"]["status"], "killed");
   // Nothing died of SIGTERM: SIGKILL after the grace.
   EXPECT_EQ(g["process"]["exitCode"], 137);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  WaitUntil([&] { return std::none_of(v.begin(), v.end(), PidExists); }, "the killed tree's processes to be gone");
   for (pid_t x : v) EXPECT_FALSE(PidExists(x)) << "orphan " << x << " survived";
   // A plain SIGTERM kill: 143.
   Start("sleep 1000", "t");
@@ -1050,7 +1083,7 @@ uint64_t SpillBytes(const std::string& run_dir) {
 TEST_F(AgentProcTest, FloodIsKeptWholeOnDiskAndAgentStaysResponsive) {
   // 50 MB of output; nobody reads it while it runs.
   Start("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 50000000; echo -n END", "flood");
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a head start: the flood is under way
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
   EXPECT_EQ(c_->Call({{"op", "exec"}, {"command", "echo hi"}}).Out(), "hi\n");
@@ -1088,8 +1121,7 @@ TEST_F(AgentProcTest, SlowFollowerGetsEverythingWithoutBlockingTheProcess) {
   c_->Send({{"op", "process.start"}, {"command", "yes abcdefgh | head -c 60000000; touch " + done},
             {"processId", "f2"}});
   uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "f2"}});
-  for (int i = 0; i < 600 && !fs::exists(done); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_TRUE(fs::exists(done)) << "the process was blocked by a slow follower";
+  WaitUntil([&] { return fs::exists(done); }, "the process to end (is it blocked by the slow follower?)", 30000);
 #ifndef __SANITIZE_ADDRESS__
   EXPECT_LT(AgentRssKb(), 48 * 1024);
 #endif
@@ -1202,13 +1234,13 @@ TEST_F(AgentProcTest, SurvivesSessionDeleteAndReconnect) {
   auto r = c_->Call({{"op", "process.start"}, {"command", "sleep 0.8; echo alive"}, {"processId", "bg"}, {"sessionId", "s"}});
   pid_t pid = r.reply["pid"];
   EXPECT_EQ(c_->Call({{"op", "session.delete"}, {"id", "s"}}).reply["id"], "s");
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the point: it outlives the session
   EXPECT_TRUE(PidExists(pid));
   c_ = std::make_unique<Client>(sock_);  // replaces the connection
   ASSERT_TRUE(c_->ok());
   EXPECT_TRUE(PidExists(pid));
   c_->Close();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the agent sees the drop first
   c_ = std::make_unique<Client>(sock_);
   json g = WaitDone("bg");
   EXPECT_EQ(g["process"]["status"], "completed");
@@ -1256,7 +1288,7 @@ size_t FdCount(pid_t pid) {
 TEST_F(AgentTest, PortWatchTcpReadyWhenListenerAppears) {
   int port = FreeLoopbackPort();
   uint32_t ch = c_->Send({{"op", "port.watch"}, {"port", port}, {"mode", "tcp"}, {"interval", 100}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the point: polls with nothing listening
   int ls = Listen(port);
   ASSERT_GE(ls, 0);
   auto r = c_->Wait(ch, 10000);
@@ -1300,7 +1332,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
   // A custom range: 200 is outside 500-599, so only cancel ends the watch.
   uint32_t ch = c_->Send({{"op", "port.watch"}, {"port", port}, {"statusMin", 500}, {"statusMax", 599},
                           {"interval", 100}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the point: polls that must not end it
   c_->Cancel(ch);
   EXPECT_EQ(c_->Wait(ch).reply, (json{{"type", "cancelled"}}));
   // statusMin/statusMax including 200 is ready at once.
@@ -1351,7 +1383,7 @@ TEST_F(AgentTest, PortWatchValidation) {
 TEST_F(AgentTest, PortWatchCancelLeaksNoFds) {
   // Warm up (the agent's lazily opened fds), then count.
   c_->Call({{"op", "hello"}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // no sign of them but the count
   size_t base = FdCount(pid_);
   int closed_port = FreeLoopbackPort();
   int stuck_port = FreeLoopbackPort();
@@ -1363,8 +1395,7 @@ TEST_F(AgentTest, PortWatchCancelLeaksNoFds) {
     chs.push_back(c_->Send({{"op", "port.watch"}, {"port", closed_port}, {"mode", i % 2 ? "tcp" : "http"},
                             {"interval", 100}}));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_GE(FdCount(pid_), base + 20);  // the stuck attempts hold their sockets
+  WaitUntil([&] { return FdCount(pid_) >= base + 20; }, "the stuck attempts to hold their sockets");
   for (uint32_t ch : chs) c_->Cancel(ch);
   for (uint32_t ch : chs) {
     auto r = c_->Wait(ch);
@@ -1376,7 +1407,7 @@ TEST_F(AgentTest, PortWatchCancelLeaksNoFds) {
   EXPECT_EQ(FdCount(pid_), base);
   // A dropped connection ends the watches too.
   for (int i = 0; i < 10; ++i) c_->Send({{"op", "port.watch"}, {"port", stuck_port}, {"interval", 10000}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  WaitUntil([&] { return FdCount(pid_) >= base + 10; }, "the ten attempts to hold their sockets");
   c_ = std::make_unique<Client>(sock_);
   ASSERT_TRUE(c_->ok());
   c_->Call({{"op", "hello"}});
@@ -1606,7 +1637,7 @@ TEST_F(WatchTest, DeletedRootAndErrors) {
 
 TEST_F(WatchTest, CancelAndDropLeakNoFds) {
   c_->Call({{"op", "hello"}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // warm up (lazily opened fds): no other sign
   size_t base = FdCount(pid_);
   Sh("mkdir -p t/a/b t/c");
   for (int round = 0; round < 3; ++round) {
@@ -1704,7 +1735,7 @@ TEST_F(WatchTest, SlowReaderOverflowIsBounded) {
   Sh("mkdir flood && cd flood && seq -f '" + pre + "%g' 1 2000 | xargs touch");
   uint32_t ch = StartWatch({{"path", "flood"}, {"events", {"attrib"}}});
   Sh("cd flood && for i in $(seq 1 40); do seq -f '" + pre + "%g' 1 2000 | xargs touch; sleep 0.03; done");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // events keep coming meanwhile: the point
   long rss = AgentRssKb();
   std::vector<json> other;
   auto evs = Collect(*c_, ch, 3000, &other);
@@ -1790,7 +1821,7 @@ class PtyTest : public AgentTest {
 
 TEST_F(PtyTest, EchoSizeResizeReplayDetachExit) {
   c_->Call({{"op", "hello"}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // warm up (lazily opened fds): no other sign
   size_t base = FdCount(pid_);
 
   uint32_t a = Attach({{"cols", 120}, {"rows", 40}});
@@ -1876,7 +1907,7 @@ TEST_F(PtyTest, ValidationAndSessionCwdEnv) {
   EXPECT_NE(got.find(want), std::string::npos) << got;
   // Input larger than the PTY accepts (the shell is not reading) does not block the agent.
   Input(a, "sleep 30\r");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  WaitUntil([&] { return AgentRuns("sleep 30"); }, "sleep to run in the PTY's shell");
   Input(a, std::string(300000, 'x'));
   EXPECT_EQ(c_->Call({{"op", "hello"}}, 5000).reply["version"].is_string(), true);
   EXPECT_TRUE(AgentAlive());

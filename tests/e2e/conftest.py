@@ -13,7 +13,7 @@ import pytest
 
 import shutil
 
-from helpers import Api, Coved, leaks, make_base_dir, tail, unique_id, unmount_under, wait_until
+from helpers import Api, Coved, WaitTimeout, leaks, make_base_dir, tail, unique_id, unmount_under, wait_until
 
 _ACTIVE = []  # Coved instances whose logs are attached to failures
 
@@ -42,8 +42,9 @@ def _shutdown_and_check(coved, api):
         rc = coved.stop(signal.SIGTERM)
         if rc != 0:
             problems.append(f"coved exited with status {rc} on SIGTERM")
-    found = wait_until(lambda: not leaks(coved.state_dir, api.seen_ids, api.seen_pids), 10)
-    if not found:
+    try:
+        wait_until(lambda: not leaks(coved.state_dir, api.seen_ids, api.seen_pids), 20)
+    except WaitTimeout:
         problems += leaks(coved.state_dir, api.seen_ids, api.seen_pids)
         unmount_under(coved.state_dir)
     return problems

@@ -1,6 +1,7 @@
 """Helpers of the end-to-end suite: start/stop the real coved, call its API,
 parse SSE, and look for anything a sandbox left behind on the host."""
 
+import inspect
 import json
 import os
 import re
@@ -101,25 +102,27 @@ class Coved:
             env={k: v for k, v in os.environ.items() if not k.startswith("COVE_")})
         log.close()
         self.starts += 1
-        deadline = time.monotonic() + timeout
         token_file = os.path.join(self.state_dir, "api-token")
-        while time.monotonic() < deadline:
+
+        def answering():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"coved exited with {self.proc.returncode} at start:\n"
                                    + tail(self.log_path))
-            if os.path.exists(token_file):
-                with open(token_file) as f:
-                    self.token = f.read().strip()
-                try:
-                    r = requests.get(self.url + "/v1/sandboxes", timeout=5,
-                                     headers={"Authorization": f"Bearer {self.token}"})
-                    if r.status_code == 200:
-                        return
-                except requests.RequestException:
-                    pass
-            time.sleep(0.05)
-        self.kill9()
-        raise RuntimeError(f"coved did not answer within {timeout}s:\n" + tail(self.log_path))
+            if not os.path.exists(token_file):
+                return False
+            with open(token_file) as f:
+                self.token = f.read().strip()
+            try:
+                return requests.get(self.url + "/v1/sandboxes", timeout=5,
+                                    headers={"Authorization": f"Bearer {self.token}"}).status_code == 200
+            except requests.RequestException:
+                return False
+
+        try:
+            wait_until(answering, timeout, interval=0.05, what="coved to answer GET /v1/sandboxes")
+        except WaitTimeout as e:
+            self.kill9()
+            raise RuntimeError(f"coved did not answer within {timeout}s:\n{e}\n" + tail(self.log_path))
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Signals coved and waits for it; returns its exit status."""
@@ -376,15 +379,34 @@ def leaks_of(ids, pids):
     return problems
 
 
-def wait_until(fn, timeout=10, interval=0.1):
+class WaitTimeout(AssertionError):
+    """wait_until gave up: the condition it waited for did not come in time."""
+
+
+def wait_until(predicate, timeout=20, interval=0.1, what=None):
+    """Calls predicate() every `interval` seconds until it returns something true,
+    and returns that. After `timeout` seconds raises WaitTimeout naming what was
+    awaited (the predicate's source), its last value and `what`: a note, or a
+    callable giving one at that moment (such as the state found then).
+    Timeouts are generous: the suite must pass on a loaded machine."""
     deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
+    while True:
+        last = predicate()
         if last:
             return last
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
-    return last
+    note = what() if callable(what) else what
+    raise WaitTimeout(f"gave up after {timeout} s waiting for: {_source(predicate)}\n"
+                      f"  last value: {last!r}" + (f"\n  {note}" if note is not None else ""))
+
+
+def _source(fn):
+    try:
+        return " ".join(line.strip() for line in inspect.getsource(fn).splitlines())
+    except (OSError, TypeError):
+        return repr(fn)
 
 
 def host_uids(pid):
@@ -393,6 +415,15 @@ def host_uids(pid):
             if line.startswith("Uid:"):
                 return [int(x) for x in line.split()[1:]]
     return None
+
+
+def comm(pid):
+    """The command name of host pid ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def descendants(pid):
@@ -493,7 +524,7 @@ def thrash_memory(api, sid, pid):
     def at_limit():
         usage, limit, kills = memory_of(pid)
         return usage >= limit * 0.9 or kills > 0
-    assert wait_until(at_limit, 240, interval=0.5), f"no memory pressure: {memory_of(pid)}"
+    wait_until(at_limit, 240, interval=0.5, what=lambda: f"no memory pressure: {memory_of(pid)}")
 
 
 def benchmark_coved(binary, name):

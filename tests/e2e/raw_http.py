@@ -14,6 +14,21 @@ def raw_request(coved, method, path, body=None, close=False):
     return s
 
 
+def unread_by_server(sock):
+    """How many of the bytes sent on sock (a TCP connection to a server of this
+    network namespace) the server has not read yet: the receive queue of its end,
+    from /proc/net/tcp; None if that end is not found (closed)."""
+    mine, theirs = sock.getsockname()[1], sock.getpeername()[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                local, remote, _, queues = line.split()[1:5]
+                if int(local.rsplit(":", 1)[1], 16) == theirs and int(remote.rsplit(":", 1)[1], 16) == mine:
+                    return int(queues.split(":")[1], 16)
+    return None
+
+
 def request_bytes(coved, method, path, body=None, close=False):
     data = json.dumps(body).encode() if body is not None else b""
     head = (f"{method} {path} HTTP/1.1\r\nHost: cove\r\nAuthorization: Bearer {coved.token}\r\n"
@@ -60,6 +75,10 @@ class SplitRequest:
         split = data.index(b"\r\n\r\n") + 5
         self.sock.sendall(data[:split])
         self.rest = data[split:]
+
+    def arrived(self):
+        """coved has read what was sent so far (the head)."""
+        return unread_by_server(self.sock) == 0
 
     def finish(self):
         """Sends the rest of the body; returns (status, parsed JSON body)."""

@@ -22,16 +22,18 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
 class Ledger:
-    """Files that sandboxes acknowledged (2xx), by sandbox."""
+    """Files that sandboxes acknowledged (2xx), by sandbox, and how many writes
+    they acknowledged."""
 
     def __init__(self):
-        self.files, self.lock = {}, threading.Lock()
+        self.files, self.acks, self.lock = {}, {}, threading.Lock()
 
     def write(self, api, sid, path, content):
         r = api.post(f"/v1/sandboxes/{sid}/api/write", {"path": path, "content": content}, timeout=60)
         if r.status_code == 200:
             with self.lock:
                 self.files.setdefault(sid, {})[path] = hashlib.sha256(content.encode()).hexdigest()
+                self.acks[sid] = self.acks.get(sid, 0) + 1
         else:
             assert r.status_code in (404, 409, 502, 503, 507), f"write {sid}:{path}: {r.status_code} {r.text[:300]}"
         return r.status_code
@@ -45,7 +47,7 @@ def writer(api, ledger, sid, stop, tag):
         except OSError:
             pass  # coved is being killed and restarted
         i += 1
-        time.sleep(0.05)
+        time.sleep(0.05)  # the pace of the traffic
 
 
 def test_faults_together_lose_nothing_acknowledged(coved_factory):
@@ -94,7 +96,7 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     # kill -9 of an agent: its sandbox fails, the others go on.
     pid = api.info(doomed)["pid"]
     os.kill(pid, 9)
-    assert wait_until(lambda: api.info(doomed)["state"] == "failed", 30)
+    wait_until(lambda: api.info(doomed)["state"] == "failed", 30)
 
     # DELETE of a sandbox thrashing at its memory limit: 200, and the rest goes in the background.
     r = api.delete(f"/v1/sandboxes/{pressed}", timeout=120)
@@ -112,7 +114,7 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     held = [SplitRequest(coved, "POST", f"{base}/execute", {"command": "true"}) for _ in range(4)] + \
            [SplitRequest(coved, "POST", f"{base}/write", {"path": f"/workspace/{i}", "content": "r"})
             for i in range(4)]
-    time.sleep(0.5)  # their heads have arrived
+    wait_until(lambda: all(h.arrived() for h in held), 30, what="coved to read the requests' heads")
     answers = []
     racing = [threading.Thread(target=lambda h=h: answers.append(h.finish()), daemon=True) for h in held[::2]]
     for t in racing:
@@ -129,9 +131,12 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
 
     # kill -9 of coved, mid-traffic; the sandboxes are adopted by the next one.
     coved.kill9()
-    time.sleep(1)
+    time.sleep(1)  # down for a moment, the point: the writers go on against no coved
     coved.start()
-    time.sleep(5)
+    # The writers of the sandboxes that can still write get acknowledgements from the new coved.
+    acked = dict(ledger.acks)
+    wait_until(lambda: all(ledger.acks.get(sid, 0) >= acked.get(sid, 0) + 3 for sid in (calm, slow)), 60,
+               what=lambda: f"acknowledged writes: before the restart {acked}, now {ledger.acks}")
     stop.set()
     for t in threads:
         t.join(60)
@@ -152,7 +157,7 @@ def test_faults_together_lose_nothing_acknowledged(coved_factory):
     assert sum(len(f) for f in ledger.files.values()) > 30
     for sid in (pressed, raced):
         assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
-    assert wait_until(lambda: not leaks_of([pressed], [pressed_pid]), 180, interval=0.5), \
-        leaks_of([pressed], [pressed_pid])
+    wait_until(lambda: not leaks_of([pressed], [pressed_pid]), 180, interval=0.5,
+               what=lambda: leaks_of([pressed], [pressed_pid]))
     for sid in (calm, slow, full, doomed):
         assert api.delete(f"/v1/sandboxes/{sid}").status_code == 200

@@ -59,7 +59,7 @@ def no_contexts_left(api, sid):
     """Every test leaves the sandbox without contexts: cove deletes what it created."""
     assert contexts(api, sid) == []
     yield
-    assert wait_until(lambda: contexts(api, sid) == [], 10), contexts(api, sid)
+    wait_until(lambda: contexts(api, sid) == [], 10, what=lambda: contexts(api, sid))
 
 
 def write(path, text):

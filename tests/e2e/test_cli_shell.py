@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -61,9 +60,8 @@ class Tmux:
         return self.run("capture-pane", "-p", "-J", "-S", "-500", "-t", name)
 
     def wait_screen(self, name, pattern, timeout=30):
-        found = wait_until(lambda: re.search(pattern, self.screen(name)), timeout)
-        assert found, f"{pattern!r} not on screen:\n{self.screen(name)}"
-        return found
+        return wait_until(lambda: re.search(pattern, self.screen(name)), timeout,
+                          what=lambda: f"{pattern!r} not on screen:\n{self.screen(name)}")
 
     def pane(self, name, fmt):
         return self.run("display-message", "-p", "-t", name, fmt).strip()
@@ -106,9 +104,7 @@ def read(path):
 
 
 def wait_file(path, timeout=30):
-    text = wait_until(lambda: read(path), timeout)
-    assert text, f"{path} was not written"
-    return text
+    return wait_until(lambda: read(path), timeout, what=f"{path} was not written")
 
 
 def stty_modes(tmux, name):
@@ -149,7 +145,7 @@ def cove_pid(tmux, name):
     return int(children[0])
 
 
-def test_interactive_size_resize_ctrl_c_and_exit_status(tmux, workdir, sb):
+def test_interactive_size_resize_ctrl_c_and_exit_status(tmux, workdir, api, sb):
     out = attach(tmux, workdir, "main", sb, f"t-{secrets.token_hex(3)}")
     modes = stty_modes(tmux, "main")
     assert "-icanon" in modes and "-echo" in modes and "-isig" in modes, "not raw while attached"
@@ -159,22 +155,25 @@ def test_interactive_size_resize_ctrl_c_and_exit_status(tmux, workdir, sb):
     tmux.wait_screen("main", rf"(?m)^size:{rows} {cols}\s*$")
 
     tmux.run("resize-window", "-t", "main", "-x", "120", "-y", "40")
-    assert wait_until(lambda: tmux.size("main") != (rows, cols), 10), "tmux did not resize"
+    wait_until(lambda: tmux.size("main") != (rows, cols), 10, what="tmux did not resize")
     rows, cols = tmux.size("main")
     assert cols == 120
+
     # SIGWINCH reaches cove asynchronously: ask again until the new size shows.
-    deadline = time.monotonic() + 30
-    while True:
+    def new_size_shown():
+        if re.search(rf"(?m)^size2:{rows} {cols}\s*$", tmux.screen("main")):
+            return True
         tmux.type("main", "echo size2:$(stty size)")
-        if wait_until(lambda: re.search(rf"(?m)^size2:{rows} {cols}\s*$",
-                                        tmux.screen("main")), 3):
-            break
-        assert time.monotonic() < deadline, tmux.screen("main")
+        return False
+
+    wait_until(new_size_shown, 30, interval=2, what=lambda: tmux.screen("main"))
 
     # Ctrl-C is a byte for the sandbox: it stops `sleep` there, not cove here.
+    sleeping = "pgrep -xf 'sleep 100' || true"
     tmux.type("main", "sleep 100")
-    time.sleep(0.5)  # let sleep start (not an assertion: either way the line ends)
+    wait_until(lambda: api.sh(sb, sleeping).strip(), 20, what="sleep to start in the sandbox")
     tmux.run("send-keys", "-t", "main", "C-c")
+    wait_until(lambda: not api.sh(sb, sleeping).strip(), 20, what="Ctrl-C to stop sleep in the sandbox")
     tmux.type("main", "echo after-$((1+1))")
     tmux.wait_screen("main", r"(?m)^after-2")
     assert read(os.path.join(out, "rc")) == ""

@@ -60,7 +60,7 @@ def test_delete_under_memory_pressure(api):
     assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
     assert sid not in api.list_ids()
     # The rest goes in the background, however long the processes take to die.
-    assert wait_until(lambda: not remains(api, sid, pid), 180, interval=0.5), remains(api, sid, pid)
+    wait_until(lambda: not remains(api, sid, pid), 180, interval=0.5, what=lambda: remains(api, sid, pid))
     # The id is free again.
     api.create(id=sid, instanceType="lite")
     assert api.sh(sid, "echo again") == "again\n"
@@ -103,7 +103,7 @@ def test_delete_of_a_sandbox_slow_to_die(coved_factory, restart):
     mount = layers_mount(coved.state_dir)
     subprocess.run(["fsfreeze", "--freeze", mount], check=True)
     try:
-        assert wait_until(lambda: "D" in states_in(sid), 30), states_in(sid)
+        wait_until(lambda: "D" in states_in(sid), 30, what=lambda: states_in(sid))
         r = api.delete(f"/v1/sandboxes/{sid}", timeout=120)
         assert r.status_code == 200, r.text
         assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
@@ -116,7 +116,7 @@ def test_delete_of_a_sandbox_slow_to_die(coved_factory, restart):
     if restart:
         coved.start()  # the record says "deleting": the reaper goes on
         assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
-    assert wait_until(lambda: not remains(api, sid, pid), 120, interval=0.5), remains(api, sid, pid)
+    wait_until(lambda: not remains(api, sid, pid), 120, interval=0.5, what=lambda: remains(api, sid, pid))
     # The id can be used again.
     api.create(id=sid)
     assert api.sh(sid, "echo again") == "again\n"
@@ -153,7 +153,7 @@ def test_requests_racing_a_delete(api):
             sleepers = [pool.submit(run, {"command": "sleep 10", "sessionId": f"s{i}"}) for i in range(6)]
             # The sleeps are running in the sandbox.
             count = "pgrep -xc sleep || true"
-            assert wait_until(lambda: api.sh(sid, count).strip() == "6", 30), api.sh(sid, "ps -ef")
+            wait_until(lambda: api.sh(sid, count).strip() == "6", 30, what=lambda: api.sh(sid, "ps -ef"))
             held = [SplitRequest(api.coved, "POST", execute, {"command": "echo held"}) for _ in range(3)]
             quick = [SplitRequest(api.coved, "POST", execute, {"command": "true"}) for _ in range(8)]
             deleted = pool.submit(api.destroy, sid)

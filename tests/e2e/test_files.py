@@ -332,9 +332,8 @@ def test_full_disk_quota_is_507_and_nothing_is_left_behind(api, make_sandbox):
 
     api.sh(sid, "rm /workspace/fill; sync")
     # (the quota's accounting may lag the delete by a transaction commit)
-    assert wait_until(lambda: api.post(f"/v1/sandboxes/{sid}/api/write",
-                                       {"path": "/workspace/keep.txt", "content": "new content"}).status_code == 200,
-                      10)
+    wait_until(lambda: api.post(f"/v1/sandboxes/{sid}/api/write",
+                                {"path": "/workspace/keep.txt", "content": "new content"}).status_code == 200, 20)
     assert api.call(sid, "read", {"path": "/workspace/keep.txt"})["content"] == "new content"
     out = api.exec(sid, "echo staged #" + "x" * 20000)
     assert out["exitCode"] == 0 and out["stdout"] == "staged\n"

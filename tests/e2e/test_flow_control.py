@@ -15,7 +15,7 @@ import time
 import pytest
 
 from helpers import assert_error, rss, unique_id, wait_until
-from raw_http import SlowReader, raw_request
+from raw_http import SlowReader, raw_request, unread_by_server
 
 pytestmark = pytest.mark.exec
 
@@ -77,7 +77,7 @@ def test_slow_and_paused_readers_stall_only_their_stream(api, coved):
             out = api.exec(sid, "echo ok", session="__DISABLE_SESSION__", timeout=20)
             assert out["stdout"] == "ok\n", out
             rounds += 1
-            time.sleep(0.5)
+            time.sleep(0.5)  # the pace of the checks over the 60 s
         assert rounds > 20
         assert readers[0].got > 1_000_000, "the 100 KB/s reader got too little"
         info = api.info(sid)
@@ -112,15 +112,15 @@ def test_memory_is_bounded_with_20_fast_readers(api, coved):
         end = time.monotonic() + 15
         while time.monotonic() < end:
             peak = max(peak, rss(coved.pid))
-            time.sleep(0.1)
+            time.sleep(0.1)  # the sampling period
         assert sum(r.got for r in readers) > 20 << 20, "the readers got too little"
     finally:
         for r in readers:
             r.stop.set()
             r.sock.close()
     assert peak - base < RSS_BOUND_20_READERS, f"coved grew from {base >> 20} to {peak >> 20} MiB"
-    assert wait_until(lambda: rss(coved.pid) - base < 64 << 20, 20), \
-        f"coved still holds {(rss(coved.pid) - base) >> 20} MiB more than before"
+    wait_until(lambda: rss(coved.pid) - base < 64 << 20, 20,
+               what=lambda: f"coved still holds {(rss(coved.pid) - base) >> 20} MiB more than before")
     api.destroy(sid)
 
 
@@ -147,12 +147,12 @@ def test_a_client_that_leaves_stops_its_command(api, coved, sb):
     socks = [raw_request(coved, "POST", f"/v1/sandboxes/{sb}/api/execute",
                          {"command": "sleep 300"}) for i in range(50)]
     # They queue in the default session: one runs, 49 wait.
-    assert wait_until(lambda: "sleep 300" in api.sh(sb, "ps -eo args"), 20)
-    time.sleep(1)
+    wait_until(lambda: "sleep 300" in api.sh(sb, "ps -eo args"), 20)
+    wait_until(lambda: all(unread_by_server(s) == 0 for s in socks), 30, what="coved to read the 50 requests")
     for s in socks:
         s.close()
-    assert wait_until(lambda: "sleep 300" not in api.sh(sb, "ps -eo args"), 60), api.sh(sb, "ps -eo args")
+    wait_until(lambda: "sleep 300" not in api.sh(sb, "ps -eo args"), 60, what=lambda: api.sh(sb, "ps -eo args"))
     out = api.exec(sb, "echo free", timeout=30)  # the default session, where they queued
     assert out["stdout"] == "free\n"
-    assert wait_until(lambda: open_fds(coved.pid) <= fds_before + 5, 20), \
-        f"coved has {open_fds(coved.pid)} fds, had {fds_before}"
+    wait_until(lambda: open_fds(coved.pid) <= fds_before + 5, 20,
+               what=lambda: f"coved has {open_fds(coved.pid)} fds, had {fds_before}")

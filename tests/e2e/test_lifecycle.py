@@ -4,12 +4,13 @@ import datetime
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from helpers import GiB, MiB, assert_error, cgroup_limit, descendants, pid_alive, unique_id, wait_until
+from helpers import GiB, MiB, assert_error, cgroup_limit, comm, descendants, pid_alive, unique_id, wait_until
 
 pytestmark = pytest.mark.lifecycle
 
@@ -21,14 +22,6 @@ TYPES = {  # docs/api.md: Cloudflare's instance types
     "standard-3": (2, 8 * GiB, 16_000_000_000),
     "standard-4": (4, 12 * GiB, 20_000_000_000),
 }
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def parse_iso(s):
@@ -82,7 +75,7 @@ def test_create_with_id_list_info_delete(api):
     assert gone["id"] == sid and gone["deleted"] is True, gone
     assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
     assert sid not in api.list_ids()
-    assert wait_until(lambda: not pid_alive(pid), 10), f"pid {pid} survived the delete"
+    wait_until(lambda: not pid_alive(pid), 10, what=f"pid {pid} survived the delete")
 
 
 def test_delete_is_idempotent(api):
@@ -225,6 +218,22 @@ def test_create_to_first_command_is_quick(api):
     assert took < 10, f"create + first command took {took:.2f}s"
 
 
+def queued_to_agent(coved_pid, agent_pid):
+    """Bytes coved sent the agent agent_pid that it has not read yet: the Send-Q of
+    coved's unix sockets whose peer is one of the agent's."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{agent_pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{agent_pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    out = subprocess.run(["ss", "-xpH"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if f"pid={coved_pid}," in line]
+    return sum(int(r[3]) for r in rows if r[7] in inodes)
+
+
 def test_requests_in_flight_when_the_agent_dies_are_502_sandbox_failed(api, make_sandbox):
     """Killed during a command or during a file write: one answer."""
     sid = make_sandbox()
@@ -237,13 +246,14 @@ def test_requests_in_flight_when_the_agent_dies_are_502_sandbox_failed(api, make
 
     execute = threading.Thread(target=call, args=("execute", "execute", {"command": "sleep 30"}))
     execute.start()
-    assert wait_until(lambda: any(comm(p) == "sleep" for p in descendants(pid)), 10), "sleep did not start"
+    wait_until(lambda: any(comm(p) == "sleep" for p in descendants(pid)), 10, what="sleep did not start")
     # Stopped, the agent reads nothing: the write is certainly in flight when it dies.
     os.kill(pid, signal.SIGSTOP)
     write = threading.Thread(target=call, args=("write", "write",
                                                  {"path": "/workspace/big", "content": "x" * (30 * MiB)}))
     write.start()
-    time.sleep(3)
+    wait_until(lambda: queued_to_agent(api.coved.pid, pid) > 64 << 10, 30,
+               what="coved to send the 30 MiB write to the stopped agent")
     os.kill(pid, signal.SIGKILL)
     execute.join(60)
     write.join(60)

@@ -206,8 +206,12 @@ def test_host_addresses_are_unreachable_even_on_allowed_ports(net, lab, sbx):
     server = subprocess.Popen(["ip", "netns", "exec", lab.lab, "python3", "-m", "http.server", "80",
                                "--bind", lab.lab_addr], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import time
-        time.sleep(0.5)
+        def listening():
+            assert server.poll() is None, f"the host's server exited with {server.returncode}"
+            return subprocess.run(["ss", "-N", lab.lab, "-Hltn", "sport", "=", ":80"],
+                                  capture_output=True, text=True).stdout.strip()
+
+        wait_until(listening, 20, what=f"the host's server to listen on {lab.lab_addr}:80")
         for flags in ("", "--noproxy '*'"):
             code, out, _ = run(api, sbx, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {flags} "
                                          f"http://{lab.lab_addr}/")
@@ -269,7 +273,7 @@ def test_preview_urls_with_sealed_networking(net, sbx):
 
         def get():
             return requests.get(f"http://{c.host}:{c.preview_port}/hello", headers={"Host": host}, timeout=30)
-        assert wait_until(lambda: get().status_code == 200, 20), (port, get().status_code)
+        wait_until(lambda: get().status_code == 200, 20, what=lambda: (port, get().status_code))
         assert get().text == "hello from the sandbox"
 
 

@@ -406,8 +406,8 @@ def test_execute(api, contract, sb):
                   {"command": "echo bg", "background": True, "processId": pid}, expect=200)
     contract.validate(out, {"$ref": "#/components/schemas/ProcessStartResponse"}, "execute background")
     assert out["processId"] == pid and out["command"] == "echo bg" and out["pid"] > 0
-    assert wait_until(lambda: call(api, contract, "GET", compat(sb, f"process/{pid}"),
-                                   expect=200)[1]["process"]["status"] == "completed", 20)
+    wait_until(lambda: call(api, contract, "GET", compat(sb, f"process/{pid}"),
+                            expect=200)[1]["process"]["status"] == "completed", 20)
     _, out = call(api, contract, "POST", compat(sb, "execute"),
                   {"command": "true", "background": True, "processId": pid}, expect=409)
     assert out["code"] == "PROCESS_ALREADY_EXISTS"
@@ -570,8 +570,8 @@ def test_processes(api, contract, make_sandbox):
     assert out["process"]["status"] == "error" and out["process"]["pid"] == 0, out
 
     # get and logs of a finished process, and of a running one.
-    assert wait_until(lambda: status_of("oa-done") == "failed", 20), status_of("oa-done")
-    assert wait_until(lambda: status_of(gen["processId"]) == "completed", 20)
+    wait_until(lambda: status_of("oa-done") == "failed", 20, what=lambda: status_of("oa-done"))
+    wait_until(lambda: status_of(gen["processId"]) == "completed", 20)
     _, out = call(api, contract, "GET", p("oa-done"), expect=200)
     done = out["process"]
     assert done["id"] == "oa-done" and done["exitCode"] == 3 and done["endTime"] >= done["startTime"], done
@@ -618,13 +618,13 @@ def test_processes(api, contract, make_sandbox):
     # timeoutMs kills the process: killed, exit code 124.
     call(api, contract, "POST", p("start"), {"command": "sleep 60", "processId": "oa-timeout", "timeoutMs": 300},
          expect=200)
-    assert wait_until(lambda: status_of("oa-timeout") == "killed", 20), status_of("oa-timeout")
+    wait_until(lambda: status_of("oa-timeout") == "killed", 20, what=lambda: status_of("oa-timeout"))
     assert call(api, contract, "GET", p("oa-timeout"), expect=200)[1]["process"]["exitCode"] == 124
 
     # kill one: 200 at once, then killed with exit code 143; again (already ended): 200.
     _, out = call(api, contract, "DELETE", p("oa-run"), expect=200)
     assert out["processId"] == "oa-run"
-    assert wait_until(lambda: status_of("oa-run") == "killed", 20), status_of("oa-run")
+    wait_until(lambda: status_of("oa-run") == "killed", 20, what=lambda: status_of("oa-run"))
     assert call(api, contract, "GET", p("oa-run"), expect=200)[1]["process"]["exitCode"] == 143
     call(api, contract, "DELETE", p("oa-run"), expect=200)
     call(api, contract, "DELETE", p("oa-done"), expect=200)
@@ -634,7 +634,7 @@ def test_processes(api, contract, make_sandbox):
         call(api, contract, "POST", p("start"), {"command": "sleep 60", "processId": pid}, expect=200)
     _, out = call(api, contract, "DELETE", p("kill-all"), expect=200)
     assert out["cleanedCount"] == 2, out
-    assert wait_until(lambda: status_of("oa-k1") == "killed" and status_of("oa-k2") == "killed", 20)
+    wait_until(lambda: status_of("oa-k1") == "killed" and status_of("oa-k2") == "killed", 20)
     _, out = call(api, contract, "DELETE", p("kill-all"), expect=200)
     assert out["cleanedCount"] == 0, out
     _, out = call(api, contract, "GET", p("list?status=running"), expect=200)

@@ -22,8 +22,8 @@ def get_process(api, sid, pid):
 
 
 def wait_status(api, sid, pid, statuses, timeout=20):
-    assert wait_until(lambda: get_process(api, sid, pid)["status"] in statuses, timeout), \
-        get_process(api, sid, pid)
+    wait_until(lambda: get_process(api, sid, pid)["status"] in statuses, timeout,
+               what=lambda: get_process(api, sid, pid))
 
 
 def test_start_logs_and_status(api, sb):
@@ -53,10 +53,10 @@ def test_kill_leaves_no_orphans(api, make_sandbox):
     sid = make_sandbox()
     api.call(sid, "process/start", {"command": "sleep 1001 & setsid sleep 1002 & sleep 1003", "processId": "tree"})
     count = "ps -eo args | grep -c '^sleep 100[123]$' || true"  # (grep's own args don't start with sleep)
-    assert wait_until(lambda: api.sh(sid, count).strip() == "3", 10)
+    wait_until(lambda: api.sh(sid, count).strip() == "3", 10)
     assert api.delete(proc_url(sid, "/tree")).status_code == 200
     wait_status(api, sid, "tree", {"killed"})
-    assert wait_until(lambda: api.sh(sid, count).strip() == "0", 10)
+    wait_until(lambda: api.sh(sid, count).strip() == "0", 10)
 
 
 def test_list_and_kill_all(api, make_sandbox):

@@ -29,8 +29,7 @@ def prepare(api):
     r = api.exec(sid, f"nohup bash -c 'exec -a {tag} sleep 1000' >/dev/null 2>&1 &",
                  session="bg")
     assert r["exitCode"] == 0, r
-    inner = wait_until(lambda: find_tagged(api, sid, tag), 5)
-    assert inner, "background sleep did not start"
+    inner = wait_until(lambda: find_tagged(api, sid, tag), 20, what="the background sleep to start")
     api.call(sid, "write", {"path": "/workspace/persist.txt", "content": "kept across restart"})
     api.exec(sid, "export SURVIVE=yes; cd /tmp", session="keep")
     return sid, tag, inner, api.info(sid)["pid"]
@@ -68,7 +67,7 @@ def test_running_sandbox_survives_restart(coved_factory, how):
     coved.start()
     check_adopted(api, sid, tag, inner, host_pid)
     api.destroy(sid)
-    assert wait_until(lambda: not pid_alive(host_pid), 10)
+    wait_until(lambda: not pid_alive(host_pid), 10)
     # new sandboxes work after adoption
     third = unique_id("rst3")
     api.create(id=third)
@@ -84,7 +83,7 @@ def test_sandbox_killed_while_coved_down(coved_factory):
     dead_pid = api.info(dead)["pid"]
     coved.kill9()
     os.kill(dead_pid, signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(dead_pid), 10)
+    wait_until(lambda: not pid_alive(dead_pid), 10)
     coved.start()
     r = api.get(f"/v1/sandboxes/{dead}")
     if r.status_code == 200:
@@ -96,7 +95,7 @@ def test_sandbox_killed_while_coved_down(coved_factory):
     else:
         assert r.status_code == 404 and r.json()["code"] == "SANDBOX_NOT_FOUND", r.text
     assert dead not in api.list_ids()
-    assert wait_until(lambda: not leaks_of([dead], [dead_pid]), 10), leaks_of([dead], [dead_pid])
+    wait_until(lambda: not leaks_of([dead], [dead_pid]), 10, what=lambda: leaks_of([dead], [dead_pid]))
     assert api.info(alive)["state"] == "running"
     assert api.sh(alive, "echo ok") == "ok\n"
 
@@ -107,8 +106,7 @@ def test_sandbox_killed_while_coved_runs(coved_factory):
     api.create(id=sid)
     pid = api.info(sid)["pid"]
     os.kill(pid, signal.SIGKILL)
-    state = wait_until(lambda: api.info(sid)["state"] == "failed", 10)
-    assert state, api.info(sid)
+    wait_until(lambda: api.info(sid)["state"] == "failed", 20, what=lambda: api.info(sid))
     assert api.info(sid).get("failure"), "no failure reason"
     assert "pid" not in api.info(sid), "a failed sandbox shows the pid of a dead process"
     # It failed at run time: its record stays (the reason) and get-or-create does not replace it.
@@ -116,7 +114,7 @@ def test_sandbox_killed_while_coved_runs(coved_factory):
     assert e.status_code == 502 and e.json()["code"] == "SANDBOX_FAILED", e.text
     assert api.info(sid)["state"] == "failed"
     api.destroy(sid)
-    assert wait_until(lambda: not leaks_of([sid], [pid]), 10), leaks_of([sid], [pid])
+    wait_until(lambda: not leaks_of([sid], [pid]), 10, what=lambda: leaks_of([sid], [pid]))
 
 
 def kill_coved_mid_create(coved, api, tries=30):
@@ -161,4 +159,4 @@ def test_create_interrupted_by_a_crash_is_replaced(coved_factory):
     s = api.info(sid)
     assert s["state"] == "running" and "failure" not in s and s["pid"] > 0, s
     api.destroy(sid)
-    assert wait_until(lambda: not leaks_of([sid], [s["pid"]]), 30), leaks_of([sid], [s["pid"]])
+    wait_until(lambda: not leaks_of([sid], [s["pid"]]), 30, what=lambda: leaks_of([sid], [s["pid"]]))

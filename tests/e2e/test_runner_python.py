@@ -9,10 +9,10 @@ import json
 import os
 import random
 import struct
-import time
 
 import pytest
 
+from helpers import wait_until
 from runner_driver import Runner, SigintsOn, Zygote
 
 pytestmark = pytest.mark.interpreter
@@ -44,15 +44,6 @@ def png_size(b64):
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     assert raw[12:16] == b"IHDR"
     return struct.unpack(">II", raw[16:24])
-
-
-def wait_dead(runner, timeout=15):
-    deadline = time.monotonic() + timeout
-    while runner.alive():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def kinds(ex):
@@ -194,13 +185,13 @@ def test_init_keeps_the_users_mplbackend(fresh):
 def test_init_with_a_bad_cwd_is_fatal(fresh):
     reply = fresh.init(cwd="/nonexistent/cove")
     assert reply["type"] == "fatal" and "/nonexistent/cove" in reply["message"]
-    assert wait_dead(fresh)
+    wait_until(lambda: not fresh.alive(), 20, what="the runner to exit")
 
 
 def test_context_exits_when_its_control_socket_closes(ctx):
     run_ok(ctx, "x = 1")
     ctx.ctl.close()
-    assert wait_dead(ctx)
+    wait_until(lambda: not ctx.alive(), 20, what="the runner to exit")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -497,8 +488,7 @@ def test_sigints_in_quick_succession_give_one_error(ctx, loop):
         gaps = [rng.uniform(0, 0.3), 0 if i % 2 else rng.uniform(0, 0.02), 0.1]
         sigints = SigintsOn(ctx, "spinning", gaps)
         ex = ctx.execute("print('spinning')\n" + loop, on_event=sigints)
-        sigints.join()
-        time.sleep(0.2)  # the last SIGINT is handled before the next execution
+        sigints.join()  # SIGINTs that come while idle stay pending; the next execution drops them
         assert [e["ename"] for e in ex.errors] == ["KeyboardInterrupt"], ex.events
     assert value(ctx, "1 + 1") == "2"
 
@@ -518,8 +508,7 @@ await asyncio.sleep(100)
 """
     ex = ctx.execute(code, on_event=interrupt_on(ctx, "spinning"))
     assert [e["ename"] for e in ex.errors] == ["KeyboardInterrupt"], ex.events
-    time.sleep(0.3)
-    for _ in range(3):
+    for _ in range(3):  # the abandoned task's loop runs again in these: it stays silent
         ex = run_ok(ctx, "import asyncio\nawait asyncio.sleep(0.05)\n'later'")
         assert ex.results[0]["text"] == "'later'"
 
@@ -540,12 +529,10 @@ def test_sigint_at_any_moment_never_loses_done(ctx):
         ex = ctx.execute(f"n = {i}\nprint('x')", on_event=interrupt_on(ctx, "x"))
         assert ex.done is not None
         assert all(e["ename"] == "KeyboardInterrupt" for e in ex.errors)
-    ctx.interrupt()  # idle: ignored
-    time.sleep(0.2)
+    ctx.interrupt()  # idle: pending until the next execution, which drops it
     ctx.interrupt()
-    time.sleep(0.2)
-    assert ctx.alive()
     assert value(ctx, "n") == "29"
+    assert ctx.alive()
 
 
 # -- zygote --------------------------------------------------------------------

@@ -328,7 +328,7 @@ def test_command_at_the_limit_runs_on_every_path(api, vsb):
     api.call(vsb, "process/start", {"command": command_of(COMMAND_LIMIT, "background"),
                                     "processId": "big-command"})
     logs = f"/v1/sandboxes/{vsb}/api/process/big-command/logs"
-    assert wait_until(lambda: api.get(logs).json().get("stdout") == "background\n", 20), api.get(logs).text[:300]
+    wait_until(lambda: api.get(logs).json().get("stdout") == "background\n", 20, what=lambda: api.get(logs).text[:300])
     # The staged script is not left open to the command.
     assert api.sh(vsb, command_of(100_000, "fd") + "\nls /proc/self/fd | grep -qx 9 && echo open || echo closed") \
         == "fd\nclosed\n"

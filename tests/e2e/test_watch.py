@@ -2,11 +2,10 @@
 
 import json
 import threading
-import time
 
 import pytest
 
-from helpers import assert_error, sse_events
+from helpers import assert_error, sse_events, wait_until
 
 pytestmark = pytest.mark.files
 
@@ -71,9 +70,12 @@ def test_check_cursors(api, make_sandbox):
     assert v0["success"] is True and ":" in v0["version"]
     assert api.post(url, {"path": "/workspace/c", "since": v0["version"]}).json()["status"] == "unchanged"
     api.sh(sid, "echo x > /workspace/c/new")
-    time.sleep(0.2)
-    changed = api.post(url, {"path": "/workspace/c", "since": v0["version"]}).json()
-    assert changed["status"] == "changed"
+
+    def changed_since_v0():
+        r = api.post(url, {"path": "/workspace/c", "since": v0["version"]}).json()
+        return r if r["status"] == "changed" else None
+
+    changed = wait_until(changed_since_v0, 20, what="the check to see /workspace/c/new")
     assert api.post(url, {"path": "/workspace/c", "since": changed["version"]}).json()["status"] == "unchanged"
     resync = api.post(url, {"path": "/workspace/c", "since": "nope:3"}).json()
     assert resync["status"] == "resync" and resync["reason"] in ("restarted", "expired")

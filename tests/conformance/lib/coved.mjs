@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { waitUntil } from './wait.mjs';
+
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(HERE, '..', '..', '..');
 export const COVED = join(process.env.COVE_BUILD_DIR ?? join(REPO, 'build'), 'bin', 'coved');
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function freePort() {
   return new Promise((res, rej) => {
@@ -49,22 +49,24 @@ export class Coved {
                               '--preview-listen', `127.0.0.1:${this.previewPort}`],
                       { stdio: ['ignore', log, log], detached: true, env });
     this.exited = new Promise((res) => this.proc.once('exit', (code, sig) => res({ code, sig })));
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    const tokenFile = join(this.stateDir, 'api-token');
+    const answering = async () => {
       if (this.proc.exitCode !== null) throw new Error(`coved exited at start:\n${this.logTail()}`);
-      const tokenFile = join(this.stateDir, 'api-token');
-      if (existsSync(tokenFile)) {
-        this.token = readFileSync(tokenFile, 'utf8').trim();
-        try {
-          const r = await fetch(`${this.url}/v1/sandboxes`,
-                                { headers: { Authorization: `Bearer ${this.token}` } });
-          if (r.status === 200) return;
-        } catch { /* not listening yet */ }
+      if (!existsSync(tokenFile)) return false;
+      this.token = readFileSync(tokenFile, 'utf8').trim();
+      try {
+        const r = await fetch(`${this.url}/v1/sandboxes`, { headers: { Authorization: `Bearer ${this.token}` } });
+        return r.status === 200;
+      } catch {
+        return false;  // not listening yet
       }
-      await sleep(50);
+    };
+    try {
+      await waitUntil(answering, 'coved to answer GET /v1/sandboxes', { timeoutMs });
+    } catch (e) {
+      this.proc.kill('SIGKILL');
+      throw new Error(`${e.message}\n${this.logTail()}`);
     }
-    this.proc.kill('SIGKILL');
-    throw new Error(`coved did not answer within ${timeoutMs} ms:\n${this.logTail()}`);
   }
 
   async api(method, path, body) {
@@ -96,11 +98,11 @@ export class Coved {
       clearTimeout(timer);
       if (code !== 0) problems.push(`coved exited with code ${code} signal ${sig} on SIGTERM`);
     }
-    for (let i = 0; i < 50; i++) {
-      const left = leftovers(this.stateDir, [...ids]);
-      if (left.length === 0) break;
-      if (i === 49) problems.push(...left);
-      await sleep(200);
+    try {
+      await waitUntil(() => leftovers(this.stateDir, [...ids]).length === 0, 'nothing left on the host',
+                      { intervalMs: 200 });
+    } catch {
+      problems.push(...leftovers(this.stateDir, [...ids]));
     }
     // Reported above; now leave the machine clean (lazy unmount of what is left).
     for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {

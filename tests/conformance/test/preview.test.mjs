@@ -15,14 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import { Coved } from '../lib/coved.mjs';
+import { waitUntil } from '../lib/wait.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const APP = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'e2e', 'apps', 'preview_app.py'), 'utf8');
 const coved = new Coved();
 const SID = `conf-pv-${randomBytes(4).toString('hex')}`;
 let browser;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // GET through the preview listener with a given Host (Node does not resolve *.localhost).
 function previewGet(host, path) {
@@ -69,10 +68,8 @@ describe('preview URL in Chromium', () => {
     const { url, token } = r.json;
     assert.equal(url, `http://5173-${SID}-${token}.localhost:${coved.previewPort}`);
     const host = new URL(url).host;
-    for (let i = 0; (await previewGet(host, '/hello')).status !== 200; i++) {
-      assert.ok(i < 200, 'the dev server did not come up');
-      await sleep(50);
-    }
+    await waitUntil(async () => (await previewGet(host, '/hello')).status === 200, 'the dev server to come up',
+                    { timeoutMs: 30000 });
 
     const context = await browser.newContext();
     const page = await context.newPage();

@@ -9,6 +9,7 @@ import { SandboxClient, collectFile, parseSSEStream, streamFile } from '@cloudfl
 
 import { events, rejectsWith } from '../lib/assertions.mjs';
 import { Coved } from '../lib/coved.mjs';
+import { waitUntil } from '../lib/wait.mjs';
 
 const coved = new Coved();
 const SID = `conf-${randomBytes(4).toString('hex')}`;
@@ -281,25 +282,15 @@ describe('files', () => {
 });
 
 describe('processes', () => {
-  async function waitFor(fn, timeoutMs = 15000) {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await fn();
-      if (v) return v;
-      if (Date.now() > end) throw new Error('timed out waiting');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
   it('startProcess, getProcess, getProcessLogs, listProcesses', async () => {
     const started = await client.processes.startProcess('echo hello; echo oops >&2', 'p1', { processId: 'conf-p1' });
     assert.equal(started.success, true);
     assert.equal(started.processId, 'conf-p1');
     assert.ok(started.pid > 0);
-    const done = await waitFor(async () => {
+    const done = await waitUntil(async () => {
       const r = await client.processes.getProcess('conf-p1');
       return r.process.status === 'completed' ? r : null;
-    });
+    }, 'conf-p1 to complete', { intervalMs: 100 });
     assert.equal(done.process.exitCode, 0);
     const logs = await client.processes.getProcessLogs('conf-p1');
     assert.equal(logs.stdout, 'hello\n');
@@ -321,7 +312,8 @@ describe('processes', () => {
     await client.processes.startProcess('sleep 60', 'p1', { processId: 'conf-k1' });
     await client.processes.startProcess('sleep 60', 'p1', { processId: 'conf-k2' });
     await client.processes.killProcess('conf-k1');
-    await waitFor(async () => (await client.processes.getProcess('conf-k1')).process.status === 'killed');
+    await waitUntil(async () => (await client.processes.getProcess('conf-k1')).process.status === 'killed',
+                    'conf-k1 to be killed', { intervalMs: 100 });
     const all = await client.processes.killAllProcesses();
     assert.equal(all.cleanedCount, 1);
     await rejectsWith(client.processes.getProcess('conf-none'), (e) => {
@@ -378,9 +370,9 @@ describe('watch', () => {
     assert.equal((await client.watch.checkChanges({ path: '/workspace/conf-watch', since: v0.version })).status,
                  'unchanged');
     await client.files.writeFile('/workspace/conf-watch/two.txt', 'y', 'w1');
-    await new Promise((r) => setTimeout(r, 200));
-    const changed = await client.watch.checkChanges({ path: '/workspace/conf-watch', since: v0.version });
-    assert.equal(changed.status, 'changed');
+    const changedSinceV0 = async () =>
+      (await client.watch.checkChanges({ path: '/workspace/conf-watch', since: v0.version })).status === 'changed';
+    await waitUntil(changedSinceV0, 'checkChanges to see two.txt', { intervalMs: 100 });
     const stale = await client.watch.checkChanges({ path: '/workspace/conf-watch', since: 'bogus:1' });
     assert.equal(stale.status, 'resync');
   });

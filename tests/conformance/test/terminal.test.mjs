@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 
 import { Coved } from '../lib/coved.mjs';
+import { waitUntil } from '../lib/wait.mjs';
 
 const coved = new Coved();
 const SID = `conf-pty-${randomBytes(4).toString('hex')}`;
@@ -31,42 +32,34 @@ async function connect(query) {
   return t;
 }
 
-async function until(fn, ms = 10000) {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const type = (t, s) => t.ws.send(Buffer.from(s), { binary: true });
 
 describe('terminal', () => {
   it('ready, keystrokes, size, resize, bad control message', async () => {
     const t = await connect('sessionId=t1&cols=100&rows=30');
-    await until(() => t.texts.some((m) => m.type === 'ready'));
+    await waitUntil(() => t.texts.some((m) => m.type === 'ready'));
     type(t, 'stty size\r');
-    await until(() => t.bytes.includes('30 100'));
+    await waitUntil(() => t.bytes.includes('30 100'));
     t.ws.send(JSON.stringify({ type: 'resize', cols: 120, rows: 40 }));
     type(t, 'stty size\r');
-    await until(() => t.bytes.includes('40 120'));
+    await waitUntil(() => t.bytes.includes('40 120'));
     t.ws.send('not json');
-    await until(() => t.texts.some((m) => m.type === 'error' && m.message === 'Invalid control message'));
+    await waitUntil(() => t.texts.some((m) => m.type === 'error' && m.message === 'Invalid control message'));
     type(t, 'echo marker-$((6*7))\r');
-    await until(() => t.bytes.includes('marker-42'));
+    await waitUntil(() => t.bytes.includes('marker-42'));
     t.ws.close();
   });
 
   it('a reconnect replays the output and finds the same shell; exit ends every client', async () => {
     const a = await connect('sessionId=t1');
-    await until(() => a.texts.some((m) => m.type === 'ready'));
+    await waitUntil(() => a.texts.some((m) => m.type === 'ready'));
     assert.ok(a.bytes.includes('marker-42'), 'replay holds the earlier output');
     const b = await connect('sessionId=t1');
-    await until(() => b.texts.some((m) => m.type === 'ready'));
+    await waitUntil(() => b.texts.some((m) => m.type === 'ready'));
     type(a, 'exit 3\r');
-    await until(() => a.texts.some((m) => m.type === 'exit') && b.texts.some((m) => m.type === 'exit'));
+    await waitUntil(() => a.texts.some((m) => m.type === 'exit') && b.texts.some((m) => m.type === 'exit'));
     assert.equal(a.texts.find((m) => m.type === 'exit').code, 3);
-    await until(() => a.closed && b.closed);
+    await waitUntil(() => a.closed && b.closed);
   });
 
   it('sessionId is required', async () => {

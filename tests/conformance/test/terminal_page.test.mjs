@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import { Coved } from '../lib/coved.mjs';
+import { waitUntil } from '../lib/wait.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const coved = new Coved();
@@ -37,16 +38,6 @@ after(async () => {
 });
 
 const pageUrl = (query) => `${coved.url}/v1/sandboxes/${SID}/terminal${query}`;
-
-async function until(fn, what, ms = 15000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 // A page with its own context; every request it makes must go to coved, and
 // every console message and CSP violation is kept.
@@ -86,8 +77,8 @@ describe('terminal page in Chromium', () => {
     const { context, page, response, log } = await open(`?token=${coved.token}&session=web1`);
     assert.equal(response.status(), 200);
     await page.waitForFunction(() => window.coveTerminal, null, { timeout: 15000 });
-    await until(async () => (await status(page)) === 'open', 'the ready message');
-    await until(async () => /[$#] $/m.test(await screen(page)), 'the prompt');
+    await waitUntil(async () => (await status(page)) === 'open', 'the ready message');
+    await waitUntil(async () => /[$#] $/m.test(await screen(page)), 'the prompt');
 
     const url = new URL(page.url());
     assert.equal(url.searchParams.get('token'), null, 'the token left the address bar');
@@ -96,31 +87,31 @@ describe('terminal page in Chromium', () => {
 
     await page.click('#terminal');
     await run(page, 'echo answer-$((6*7))');
-    await until(async () => (await screen(page)).includes('answer-42'), 'answer-42');
+    await waitUntil(async () => (await screen(page)).includes('answer-42'), 'answer-42');
 
     // The PTY has the terminal's size, before and after the window changes.
     const checkSize = async (marker) => {
       const { cols, rows } = await size(page);
       await run(page, `echo ${marker} $(stty size)`);
-      await until(async () => (await screen(page)).includes(`${marker} ${rows} ${cols}`),
-                  `stty size ${rows} ${cols}`);
+      await waitUntil(async () => (await screen(page)).includes(`${marker} ${rows} ${cols}`),
+                      `stty size ${rows} ${cols}`);
       return { cols, rows };
     };
     const first = await checkSize('size-a');
     await page.setViewportSize({ width: 1300, height: 820 });
-    await until(async () => (await size(page)).cols > first.cols, 'a wider terminal');
+    await waitUntil(async () => (await size(page)).cols > first.cols, 'a wider terminal');
     const second = await checkSize('size-b');
     assert.ok(second.rows > first.rows, `${JSON.stringify(second)} vs ${JSON.stringify(first)}`);
 
     // A full-screen program switches to the alternate buffer and back.
     await run(page, 'vi');
-    await until(async () => (await bufferType(page)) === 'alternate', 'vi on the alternate screen');
+    await waitUntil(async () => (await bufferType(page)) === 'alternate', 'vi on the alternate screen');
     await page.keyboard.press('Escape');
     await page.keyboard.type(':q!');
     await page.keyboard.press('Enter');
-    await until(async () => (await bufferType(page)) === 'normal', 'back to the normal screen');
+    await waitUntil(async () => (await bufferType(page)) === 'normal', 'back to the normal screen');
     await run(page, 'echo after-vi-$((1+1))');
-    await until(async () => (await screen(page)).includes('after-vi-2'), 'the shell after vi');
+    await waitUntil(async () => (await screen(page)).includes('after-vi-2'), 'the shell after vi');
 
     for (const u of log.requests) assert.ok(u.startsWith(`${coved.url}/`) || u.startsWith(`ws://127.0.0.1:${coved.port}/`), u);
     assert.deepEqual(log.csp, [], `CSP violations; console:\n${log.console.join('\n')}`);
@@ -129,28 +120,28 @@ describe('terminal page in Chromium', () => {
 
   it('opening the link again reattaches with a replay; exit code; Reconnect', async () => {
     const first = await open(`?token=${coved.token}&session=web2`);
-    await until(async () => (await status(first.page)) === 'open', 'the ready message');
+    await waitUntil(async () => (await status(first.page)) === 'open', 'the ready message');
     await first.page.click('#terminal');
     await run(first.page, 'echo replay-$((5*5))');
-    await until(async () => (await screen(first.page)).includes('replay-25'), 'replay-25');
+    await waitUntil(async () => (await screen(first.page)).includes('replay-25'), 'replay-25');
     await first.context.close();
 
     const { context, page } = await open(`?token=${coved.token}&session=web2`);
-    await until(async () => (await status(page)) === 'open', 'the ready message');
-    await until(async () => (await screen(page)).includes('replay-25'), 'the replayed output');
+    await waitUntil(async () => (await status(page)) === 'open', 'the ready message');
+    await waitUntil(async () => (await screen(page)).includes('replay-25'), 'the replayed output');
     await page.click('#terminal');
     await run(page, 'echo again-$((2*3))');
-    await until(async () => (await screen(page)).includes('again-6'), 'again-6');
+    await waitUntil(async () => (await screen(page)).includes('again-6'), 'again-6');
     // The shell's exit is shown, with its code.
     await run(page, 'exit 7');
-    await until(async () => (await status(page)) === 'exited', 'the exit status');
+    await waitUntil(async () => (await status(page)) === 'exited', 'the exit status');
     assert.match(await page.textContent('#status'), /code 7/);
     // Reconnect (no reload: the token is only in the page's memory) starts a new shell.
     await page.click('#status button');
-    await until(async () => (await status(page)) === 'open', 'the ready message after Reconnect');
+    await waitUntil(async () => (await status(page)) === 'open', 'the ready message after Reconnect');
     await page.click('#terminal');
     await run(page, 'echo fresh-$((3*3))');
-    await until(async () => (await screen(page)).includes('fresh-9'), 'fresh-9');
+    await waitUntil(async () => (await screen(page)).includes('fresh-9'), 'fresh-9');
     await context.close();
   });
 

@@ -8,6 +8,7 @@ import { SandboxClient, parseSSEStream } from '@cloudflare/sandbox';
 import { WebSocket } from 'ws';
 
 import { Coved } from '../lib/coved.mjs';
+import { waitUntil } from '../lib/wait.mjs';
 
 globalThis.WebSocket ??= WebSocket;
 
@@ -53,10 +54,8 @@ describe('websocket transport', () => {
     // 2 MB of stdout and some stderr: more than the agent answers in one frame.
     const cmd = 'head -c 1000000 /dev/zero | tr "\\0" a; head -c 1000000 /dev/zero | tr "\\0" b; echo err >&2';
     await client.processes.startProcess(cmd, 'w1', { processId: 'ws-big' });
-    for (let i = 0; i < 100; i++) {
-      if ((await client.processes.getProcess('ws-big')).process.status === 'completed') break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitUntil(async () => (await client.processes.getProcess('ws-big')).process.status === 'completed',
+                    'ws-big to complete', { intervalMs: 100 });
     const logs = await client.processes.getProcessLogs('ws-big');
     assert.equal(logs.stdout.length, 2000000);
     assert.equal(logs.stdout, 'a'.repeat(1000000) + 'b'.repeat(1000000));

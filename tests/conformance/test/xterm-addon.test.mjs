@@ -10,6 +10,7 @@ import xterm from '@xterm/headless';
 import { WebSocket } from 'ws';
 
 import { Coved } from '../lib/coved.mjs';
+import { waitUntil } from '../lib/wait.mjs';
 
 const coved = new Coved();
 const SID = `conf-addon-${randomBytes(4).toString('hex')}`;
@@ -31,14 +32,6 @@ function screen(term) {
   return lines.join('\n');
 }
 
-async function until(fn, ms = 10000) {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 it('the addon connects, types, and follows a resize', async () => {
   const term = new xterm.Terminal({ cols: 90, rows: 25, allowProposedApi: true });
   const states = [];
@@ -49,13 +42,17 @@ it('the addon connects, types, and follows a resize', async () => {
   });
   term.loadAddon(addon);
   addon.connect({ sandboxId: SID, sessionId: 'addon' });
-  await until(() => addon.state === 'connected');
+  await waitUntil(() => addon.state === 'connected');
   term.input('echo addon-$((20+22))\r');
-  await until(() => screen(term).includes('addon-42'));
+  await waitUntil(() => screen(term).includes('addon-42'));
   term.resize(100, 30);  // the addon sends {type:"resize"}
-  await new Promise((r) => setTimeout(r, 200));
-  term.input('stty size\r');
-  await until(() => screen(term).includes('30 100'));
+  // It reaches the PTY asynchronously: ask again until the new size shows.
+  const newSizeShown = () => {
+    if (screen(term).includes('30 100')) return true;
+    term.input('stty size\r');
+    return false;
+  };
+  await waitUntil(newSizeShown, 'stty size to say 30 100', { intervalMs: 1000 });
   addon.disconnect();
   term.dispose();
   assert.ok(states.includes('connecting') && states.includes('connected'));

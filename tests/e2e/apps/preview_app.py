@@ -72,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
                 data = f"part{i};".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
-                time.sleep(0.3)
+                time.sleep(0.3)  # the point: chunks spread over time
             self.wfile.write(b"0\r\n\r\n")
         elif self.path == "/sse":
             self.send_response(200)
@@ -83,7 +83,7 @@ class Handler(BaseHTTPRequestHandler):
             for i in range(5):
                 self.wfile.write(f"data: event{i} {time.time()}\n\n".encode())
                 self.wfile.flush()
-                time.sleep(0.5)
+                time.sleep(0.5)  # the point: events spread over time
             self.close_connection = True
         elif self.path == "/ws":
             self.websocket()
