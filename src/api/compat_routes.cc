@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/fields.h"
@@ -274,44 +275,36 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
 }
 
 Task<HttpResponse> CompatRoutes::Execute(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
-  auto call_r = agent->Start(op);
-  if (!call_r.ok()) co_return ErrorResponse(call_r.error());
-  auto call = std::move(*call_r);
-  CancelOnHangUp(req, call);  // a client that left stops its command and frees its session
-  auto deadline = op.contains("timeoutMs") ? Clock::now() + std::chrono::milliseconds(op["timeoutMs"].get<int64_t>()) +
-                                                 std::chrono::seconds(10)
-                                           : Clock::time_point::max();
-  std::string out, err;
+  std::optional<int64_t> timeout_ms;
+  if (auto t = op.find("timeoutMs"); t != op.end()) timeout_ms = t->get<int64_t>();
+  CollectOptions o;
+  o.timeout = timeout_ms ? std::optional(Clock::duration(std::chrono::milliseconds(*timeout_ms) + std::chrono::seconds(10)))
+                         : std::nullopt;
+  o.max_bytes = SIZE_MAX;  // only output is held, within max_output
+  o.max_output = kMaxExecOutput;
+  o.cancel_with = &req;  // a client that left stops its command and frees its session
   int64_t started = NowUnixMs();
-  for (;;) {
-    auto m = co_await call->Next(deadline);
-    if (!m.ok()) co_return ErrorResponse(m.error());
-    if (!m->final) {
-      std::string type = StrOf(m->body, "type");
-      std::string* dst = type == "stdout" ? &out : type == "stderr" ? &err : nullptr;
-      if (!dst) continue;
-      std::string data = StrOf(m->body, "data");
-      if (out.size() + err.size() + data.size() > kMaxExecOutput)  // returning cancels the command
-        co_return ErrorResponse("OUTPUT_TOO_LARGE",
-                                fmt::format("the command wrote more than {} bytes to stdout and stderr, the limit of "
-                                            "/api/execute; it was stopped. Use /api/execute/stream, or redirect "
-                                            "its output to a file",
-                                            kMaxExecOutput),
-                                {{"limit", kMaxExecOutput}, {"command", op["command"]}});
-      *dst += data;
-      continue;
-    }
-    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
-    int64_t code = IntOf(m->body, "exitCode", -1);
-    if (BoolOf(m->body, "timedOut"))
-      err += fmt::format("{}Command timed out after {}ms", err.empty() || err.back() == '\n' ? "" : "\n",
-                         op["timeoutMs"].get<int64_t>());
-    Json res = Success({{"exitCode", code}, {"stdout", std::move(out)}, {"stderr", std::move(err)},
-                        {"command", op["command"]}, {"duration", NowUnixMs() - started}});
-    res["success"] = code == 0;
-    if (op.contains("sessionId")) res["sessionId"] = op["sessionId"];
-    co_return JsonResponse(res);
-  }
+  auto got = co_await Collect(agent, op, o);
+  if (!got.ok()) co_return ErrorResponse(got.error());
+  if (got->overflow != Collected::Overflow::kNone)  // returning cancelled the command
+    co_return ErrorResponse("OUTPUT_TOO_LARGE",
+                            fmt::format("the command wrote more than {} bytes to stdout and stderr, the limit of "
+                                        "/api/execute; it was stopped. Use /api/execute/stream, or redirect "
+                                        "its output to a file",
+                                        kMaxExecOutput),
+                            {{"limit", kMaxExecOutput}, {"command", op["command"]}});
+  if (auto e = AgentError(got->reply)) co_return AgentErrorResponse(*e);
+  auto reply = agent::ParseExecReply(got->reply);
+  if (!reply.ok()) co_return ErrorResponse(MalformedAnswer(reply.error()));
+  std::string& err = got->output[1];
+  if (reply->timed_out)
+    err += fmt::format("{}Command timed out{}", err.empty() || err.back() == '\n' ? "" : "\n",
+                       timeout_ms ? fmt::format(" after {}ms", *timeout_ms) : "");
+  Json res = Success({{"exitCode", reply->exit_code}, {"stdout", std::move(got->output[0])}, {"stderr", std::move(err)},
+                      {"command", op["command"]}, {"duration", NowUnixMs() - started}});
+  res["success"] = reply->exit_code == 0;
+  if (op.contains("sessionId")) res["sessionId"] = op["sessionId"];
+  co_return JsonResponse(res);
 }
 
 HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op) {
@@ -324,47 +317,32 @@ HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent,
 
 Task<HttpResponse> CompatRoutes::Read(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
   op["rawData"] = true;  // the content as Data frames, encoded once below (older agents send chunk events)
-  auto call_r = agent->Start(op);
-  if (!call_r.ok()) co_return ErrorResponse(call_r.error());
-  auto call = std::move(*call_r);
-  call->AcceptData();
-  CancelOnHangUp(req, call);
-  auto deadline = Clock::now() + kOpTimeout;
-  Json meta = Json::object();
-  std::string content;
-  bool raw = false;
-  for (;;) {
-    auto m = co_await call->Next(deadline);
-    if (!m.ok()) co_return ErrorResponse(m.error());
-    if (m->final) {
-      if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
-      break;
-    }
-    if (m->raw) {
-      raw = true;
-      if (content.size() + m->data.size() > static_cast<size_t>(kMaxFileBytes))
-        co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
-      content += m->data;
-      continue;
-    }
-    std::string type = StrOf(m->body, "type");
-    if (type == "metadata") meta = m->body;
-    if (type == "chunk") {
-      content += StrOf(m->body, "data");
-      if (content.size() > kMaxFileBytes * 2)
-        co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
-    }
+  CollectOptions o;
+  o.max_bytes = SIZE_MAX;  // only the content is held, within max_content
+  o.max_content = kMaxFileBytes;
+  o.accept_data = true;
+  o.cancel_with = &req;
+  auto got = co_await Collect(agent, op, o);
+  if (!got.ok()) co_return ErrorResponse(got.error());
+  if (got->overflow != Collected::Overflow::kNone)
+    co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
+  if (auto e = AgentError(got->reply)) co_return AgentErrorResponse(*e);
+  agent::FileMetadata meta;  // an agent that sent none: an empty text file
+  meta.encoding = "utf-8";
+  if (!got->metadata.is_null()) {
+    auto m = agent::ParseFileMetadata(got->metadata);
+    if (!m.ok()) co_return ErrorResponse(MalformedAnswer(m.error()));
+    meta = std::move(*m);
   }
-  bool binary = BoolOf(meta, "isBinary");
-  bool base64 = StrOf(meta, "encoding") == "base64";
+  bool base64 = meta.encoding == "base64";
   Json res = Success({{"path", op["path"]},
-                      {"content", raw ? "" : std::move(content)},
+                      {"content", got->raw_content ? "" : std::move(got->content)},
                       {"encoding", base64 ? "base64" : "utf-8"},
-                      {"isBinary", binary},
-                      {"mimeType", StrOf(meta, "mimeType")},
-                      {"size", IntOf(meta, "size")}});
-  if (!raw) co_return JsonResponse(res);
-  co_return SpliceContent(res, content, base64);
+                      {"isBinary", meta.is_binary},
+                      {"mimeType", meta.mime_type},
+                      {"size", meta.size}});
+  if (!got->raw_content) co_return JsonResponse(res);
+  co_return SpliceContent(res, got->content, base64);
 }
 
 HttpResponse CompatRoutes::ReadStream(std::shared_ptr<AgentConnection> agent, Json op) {

@@ -3,6 +3,7 @@
 // to the reference's GIT_* codes (git's stderr and exit code in the context).
 #include <fmt/format.h>
 
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/fields.h"
@@ -83,36 +84,31 @@ Task<HttpResponse> CompatRoutes::GitCheckout(HttpRequest& req, const std::string
 
   auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-  auto call = (*agent_r)->Start(op);
-  if (!call.ok()) co_return ErrorResponse(call.error());
-  CancelOnHangUp(req, *call);
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout) + std::chrono::seconds(10);
-  std::string out, err;
-  for (;;) {
-    auto m = co_await (*call)->Next(deadline);
-    if (!m.ok()) co_return ErrorResponse(m.error());
-    if (!m->final) {
-      std::string type = StrOf(m->body, "type");
-      std::string& dst = type == "stdout" ? out : err;
-      if (dst.size() < (64 << 10)) dst += StrOf(m->body, "data");
-      continue;
-    }
-    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
-    int64_t code = IntOf(m->body, "exitCode", -1);
-    if (code != 0) {
-      bool timed_out = BoolOf(m->body, "timedOut");
-      std::string gcode = timed_out ? "GIT_OPERATION_FAILED" : GitErrorCode(err);
-      std::string first = err.substr(0, err.find('\n'));
-      std::string msg = timed_out ? fmt::format("git clone timed out after {}ms", timeout)
-                                  : fmt::format("git clone of {} failed: {}", url, first.empty() ? "exit " + std::to_string(code) : first);
-      co_return ErrorResponse(gcode, msg, {{"repoUrl", url}, {"branch", branch}, {"targetDir", target},
-                                           {"exitCode", code}, {"stderr", err}});
-    }
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    std::string checked_out = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
-    co_return JsonResponse(Success({{"repoUrl", url}, {"branch", branch.empty() ? checked_out : branch},
-                                    {"targetDir", target}}));
+  CollectOptions o;
+  o.timeout = std::chrono::milliseconds(timeout) + std::chrono::seconds(10);
+  o.max_bytes = SIZE_MAX;        // only output is held, within keep_per_stream
+  o.keep_per_stream = 64 << 10;  // enough for git's message and the branch name
+  o.cancel_with = &req;
+  auto got = co_await Collect(*agent_r, op, o);
+  if (!got.ok()) co_return ErrorResponse(got.error());
+  if (auto e = AgentError(got->reply)) co_return AgentErrorResponse(*e);
+  auto reply = agent::ParseExecReply(got->reply);
+  if (!reply.ok()) co_return ErrorResponse(MalformedAnswer(reply.error()));
+  std::string& out = got->output[0];
+  const std::string& err = got->output[1];
+  int64_t code = reply->exit_code;
+  if (code != 0) {
+    std::string gcode = reply->timed_out ? "GIT_OPERATION_FAILED" : GitErrorCode(err);
+    std::string first = err.substr(0, err.find('\n'));
+    std::string msg = reply->timed_out ? fmt::format("git clone timed out after {}ms", timeout)
+                                       : fmt::format("git clone of {} failed: {}", url, first.empty() ? "exit " + std::to_string(code) : first);
+    co_return ErrorResponse(gcode, msg, {{"repoUrl", url}, {"branch", branch}, {"targetDir", target},
+                                         {"exitCode", code}, {"stderr", err}});
   }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  std::string checked_out = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  co_return JsonResponse(Success({{"repoUrl", url}, {"branch", branch.empty() ? checked_out : branch},
+                                  {"targetDir", target}}));
 }
 
 }  // namespace cove::api
