@@ -71,7 +71,9 @@ Error MalformedAnswer(const Error& parse_error) {
 
 Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
                         const std::optional<std::string>& data) {
-  auto got = co_await Collect(agent, op, {}, data ? std::optional<std::string_view>(*data) : std::nullopt);
+  std::optional<std::string_view> bytes;
+  if (data) bytes = *data;
+  auto got = co_await Collect(agent, op, CollectOptions{}, bytes);
   if (!got.ok()) co_return std::move(got).error();
   Json& b = got->reply;
   if (!got->files.empty()) {
