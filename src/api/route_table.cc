@@ -24,31 +24,38 @@ std::optional<std::vector<std::string>> MatchPattern(std::string_view pattern, s
 
 }  // namespace
 
-Task<HttpResponse> ServeRoute(std::span<const Route> routes, Manager& manager, HttpRequest& req,
-                              const std::string& sandbox, std::string_view path) {
+RouteMatch MatchRoute(std::span<const Route> routes, std::string_view method, std::string_view path) {
+  RouteMatch m;
   const Route* found = nullptr;
-  std::optional<std::vector<std::string>> params;
   for (const Route& r : routes) {
-    if (!(params = MatchPattern(r.path, path))) continue;
+    auto params = MatchPattern(r.path, path);
+    if (!params) continue;
     found = &r;
+    m.params = std::move(*params);
     break;
   }
-  if (!found) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
-  const Route* route = nullptr;
-  std::string allowed;
+  if (!found) return m;
+  m.path_known = true;
   for (const Route& r : routes) {
     if (r.path != found->path) continue;
-    if (r.method == req.method) route = &r;
-    allowed += (allowed.empty() ? "" : " or ") + std::string(r.method);
+    if (r.method == method) m.route = &r;
+    m.allowed += (m.allowed.empty() ? "" : " or ") + std::string(r.method);
   }
-  if (!route)
-    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " + allowed);
+  return m;
+}
+
+Task<HttpResponse> ServeRoute(std::span<const Route> routes, Manager& manager, HttpRequest& req,
+                              const std::string& sandbox, std::string_view path) {
+  RouteMatch m = MatchRoute(routes, req.method, path);
+  if (!m.path_known) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
+  if (!m.route)
+    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " + m.allowed);
   RouteInput in(req, sandbox);
-  in.params = std::move(*params);
+  in.params = std::move(m.params);
   if (req.method == "POST") {
     if (auto p = ParseJsonObject(req.body, &in.body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
   }
-  co_return co_await route->serve(in, manager);
+  co_return co_await m.route->serve(in, manager);
 }
 
 std::string SessionOf(Fields& f) {

@@ -58,8 +58,10 @@ using Answer = Task<HttpResponse> (*)(RouteInput& in, AgentPtr agent, Op op);
 template <class Op>
 using Shape = Json (*)(const Op& op, const Json& reply);
 
-template <class Op>
-Task<HttpResponse> ServeAgentRoute(RouteInput& in, Manager& manager, Build<Op> build, Answer<Op> answer) {
+// Builds the op, refuses what the builder or Fields refused, finds the
+// sandbox's agent and answers (answer: a callable like Answer<Op>).
+template <class Op, class Answerer>
+Task<HttpResponse> ServeAgentRoute(RouteInput& in, Manager& manager, Build<Op> build, Answerer answer) {
   Op op = build(in);
   if (in.refusal) co_return std::move(*in.refusal);
   if (!in.f.ok()) co_return ErrorResponse("VALIDATION_FAILED", in.f.problem());
@@ -70,22 +72,12 @@ Task<HttpResponse> ServeAgentRoute(RouteInput& in, Manager& manager, Build<Op> b
 
 // Sends `op`, waits for its reply (Call) and shapes it.
 template <class Op>
-Task<HttpResponse> CallAndShape(AgentPtr agent, const Op& op, Shape<Op> shape) {
+Task<HttpResponse> CallAndShape(AgentPtr agent, Op op, Shape<Op> shape) {
   const Json request = agent::ToJson(op);  // named: a temporary would not survive the co_await (GCC 12)
   auto reply = co_await Call(agent, request);
   if (!reply.ok()) co_return ErrorResponse(reply.error());
   if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
   co_return JsonResponse(Success(shape(op, *reply)));
-}
-
-template <class Op>
-Task<HttpResponse> ServeShapedRoute(RouteInput& in, Manager& manager, Build<Op> build, Shape<Op> shape) {
-  Op op = build(in);
-  if (in.refusal) co_return std::move(*in.refusal);
-  if (!in.f.ok()) co_return ErrorResponse("VALIDATION_FAILED", in.f.problem());
-  auto agent = co_await manager.Agent(in.sandbox, true, in.req.arrival);
-  if (!agent.ok()) co_return ErrorResponse(agent.error());
-  co_return co_await CallAndShape(std::move(*agent), op, shape);
 }
 
 // A route that builds an op and answers with the agent.
@@ -96,13 +88,23 @@ Route AgentRoute(std::string_view method, std::string_view path, Build<Op> build
 // A route whose op has one reply, shaped into the success answer.
 template <class Op>
 Route AgentRoute(std::string_view method, std::string_view path, Build<Op> build, Shape<Op> shape) {
-  return {method, path, [build, shape](RouteInput& in, Manager& m) { return ServeShapedRoute(in, m, build, shape); }};
+  auto answer = [shape](RouteInput&, AgentPtr agent, Op op) { return CallAndShape(std::move(agent), std::move(op), shape); };
+  return {method, path, [build, answer](RouteInput& in, Manager& m) { return ServeAgentRoute(in, m, build, answer); }};
 }
 
 // Matches `path` (the part after /v1/sandboxes/{id}) against `routes`: the
 // first route whose pattern matches decides the path; among the routes of that
-// pattern, the request's method picks one (else 405); no pattern: 404. POST
-// bodies must be JSON objects (400).
+// pattern, the method picks one.
+struct RouteMatch {
+  const Route* route = nullptr;     // null: no route of the path has the method
+  bool path_known = false;          // some pattern matched
+  std::string allowed;              // the methods of the matched pattern: "GET or DELETE"
+  std::vector<std::string> params;  // its {...} segments
+};
+RouteMatch MatchRoute(std::span<const Route> routes, std::string_view method, std::string_view path);
+
+// Serves a request by MatchRoute: an unknown path is 404, a known one with
+// another method 405; POST bodies must be JSON objects (400).
 Task<HttpResponse> ServeRoute(std::span<const Route> routes, Manager& manager, HttpRequest& req,
                               const std::string& sandbox, std::string_view path);
 
