@@ -65,39 +65,27 @@ Json Success(Json j) {
   return j;
 }
 
+Error MalformedAnswer(const Error& parse_error) {
+  return MakeError(ErrorCode::kInternal, "the sandbox's agent answered malformed: " + parse_error.message);
+}
+
 Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
                         const std::optional<std::string>& data) {
-  auto call = agent->Start(op, data ? std::optional<std::string_view>(*data) : std::nullopt);
-  if (!call.ok()) co_return std::move(call).error();
-  auto deadline = Clock::now() + kOpTimeout;
-  Json files = Json::array();
-  std::string output[2];  // stdout, stderr parts sent ahead of the reply
-  size_t received = 0;
-  for (;;) {
-    auto m = co_await (*call)->Next(deadline);
-    if (!m.ok()) co_return std::move(m).error();
-    received += m->wire_bytes;
-    if (received > kMaxBufferedOutput)
-      co_return MakeError(ErrorCode::kResourceExhausted, "the sandbox's answer is larger than 64 MiB");
-    Json& b = m->body;
-    if (!m->final) {
-      if (auto batch = b.find("files"); batch != b.end() && batch->is_array())
-        for (auto& f : *batch) files.push_back(std::move(f));
-      std::string type = StrOf(b, "type");
-      if (type == "stdout" || type == "stderr") output[type == "stderr"] += StrOf(b, "data");
-      continue;
-    }
-    if (!files.empty()) {
-      if (auto rest = b.find("files"); rest != b.end() && rest->is_array())
-        for (auto& f : *rest) files.push_back(std::move(f));
-      b["files"] = std::move(files);
-    }
-    for (int i = 0; i < 2; ++i) {
-      const char* key = i == 0 ? "stdout" : "stderr";
-      if (!output[i].empty()) b[key] = output[i] + StrOf(b, key);
-    }
-    co_return std::move(b);
+  std::optional<std::string_view> bytes;
+  if (data) bytes = *data;
+  auto got = co_await Collect(agent, op, CollectOptions{}, bytes);
+  if (!got.ok()) co_return std::move(got).error();
+  Json& b = got->reply;
+  if (!got->files.empty()) {
+    if (auto rest = b.find("files"); rest != b.end() && rest->is_array())
+      for (auto& f : *rest) got->files.push_back(std::move(f));
+    b["files"] = std::move(got->files);
   }
+  for (int i = 0; i < 2; ++i) {
+    const char* key = i == 0 ? "stdout" : "stderr";
+    if (!got->output[i].empty()) b[key] = got->output[i] + StrOf(b, key);
+  }
+  co_return std::move(b);
 }
 
 void CancelOnHangUp(const HttpRequest& req, const std::shared_ptr<AgentConnection::Call>& call) {

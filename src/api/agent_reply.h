@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "api/collector.h"
 #include "api/http.h"
 #include "manager/agent_connection.h"
 
@@ -16,9 +17,6 @@ namespace cove::api {
 
 using Json = nlohmann::json;
 using Clock = AgentConnection::Clock;
-
-inline constexpr size_t kMaxBufferedOutput = 64 << 20;        // what one answer may accumulate
-inline constexpr auto kOpTimeout = std::chrono::seconds(60);  // agent ops other than exec
 
 // Typed reads of agent JSON with defaults (wrong types read as the default).
 std::string StrOf(const Json& j, const char* key);
@@ -29,6 +27,9 @@ bool BoolOf(const Json& j, const char* key);
 // codes must look like codes, context must be an object.
 std::optional<Json> AgentError(const Json& reply);
 HttpResponse AgentErrorResponse(const Json& envelope);
+// A reply or event that a typed reader (agent/ops.h) refused, as an internal
+// error naming what was wrong.
+Error MalformedAnswer(const Error& parse_error);
 
 // One SSE event: "data: <json>\n\n".
 std::string Sse(const Json& event);
@@ -54,10 +55,10 @@ Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& o
 // Opens `op` on the agent, then relays it as above.
 Task<void> StartAndRelay(std::shared_ptr<AgentConnection> agent, Json op, BodyStream& out, const SseMapping& map);
 
-// Sends one op (with optional raw data) and waits for its reply, within
-// kOpTimeout and kMaxBufferedOutput. Large answers arrive partly as events
-// first: their "files" arrays and stdout/stderr data are put in front of the
-// reply's "files", "stdout" and "stderr".
+// Sends one op (with optional raw data) and waits for its reply, collected
+// (Collect) within kOpTimeout and kMaxBufferedOutput. Large answers arrive
+// partly as events first: their "files" arrays and stdout/stderr data are put
+// in front of the reply's "files", "stdout" and "stderr".
 Task<Result<Json>> Call(const std::shared_ptr<AgentConnection>& agent, const Json& op,
                         const std::optional<std::string>& data = std::nullopt);
 

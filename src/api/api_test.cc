@@ -6,6 +6,7 @@
 
 #include "api/errors.h"
 #include "api/fields.h"
+#include "api/route_table.h"
 
 namespace cove::api {
 namespace {
@@ -164,6 +165,31 @@ TEST(FieldsTest, DeepBodiesAreRefusedBeforeParsing) {
   Json j;
   EXPECT_NE(ParseJsonObject("{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}", &j), "");
   EXPECT_NE(ParseJsonObject(std::string("{}\0junk", 7), &j), "");
+}
+
+TEST(RouteTableTest, APathIsMatchedOnceThenItsMethod) {
+  std::vector<Route> routes = {{"POST", "/api/process/start", nullptr}, {"GET", "/api/process/list", nullptr},
+                               {"GET", "/api/process/{id}", nullptr},   {"DELETE", "/api/process/{id}", nullptr},
+                               {"GET", "/api/process/{id}/logs", nullptr}};
+  auto m = MatchRoute(routes, "DELETE", "/api/process/p1");
+  ASSERT_EQ(m.route, &routes[3]);
+  EXPECT_EQ(m.params, std::vector<std::string>{"p1"});
+  m = MatchRoute(routes, "GET", "/api/process/p1/logs");
+  ASSERT_EQ(m.route, &routes[4]);
+  EXPECT_EQ(m.params, std::vector<std::string>{"p1"});
+  // A literal path is not taken for an id with another method: 405, not a kill of process "list".
+  m = MatchRoute(routes, "DELETE", "/api/process/list");
+  EXPECT_TRUE(m.path_known);
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_EQ(m.allowed, "GET");
+  m = MatchRoute(routes, "POST", "/api/process/p1");
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_EQ(m.allowed, "GET or DELETE");
+  for (const char* unknown : {"/api/process/", "/api/process", "/api/process/p1/", "/api/process/p1/x", "/api/processes/p1",
+                              "/", ""}) {
+    m = MatchRoute(routes, "GET", unknown);
+    EXPECT_FALSE(m.path_known) << unknown;
+  }
 }
 
 }  // namespace

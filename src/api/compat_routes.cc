@@ -5,9 +5,12 @@
 
 #include <algorithm>
 
+#include "agent/ops.h"
 #include "api/agent_reply.h"
+#include "api/collector.h"
 #include "api/errors.h"
 #include "api/fields.h"
+#include "api/route_table.h"
 #include "api/routes.h"
 #include "base/base64.h"
 #include "base/time.h"
@@ -22,8 +25,8 @@ constexpr char kVersion[] = "cove-0.1.0";
 
 // SSE events of /api/execute/stream and /api/read/stream, built outside the
 // coroutines (GCC 12 cannot keep JSON-literal temporaries in a coroutine frame).
-std::string SseExecStart(const Json& op) {
-  return Sse({{"type", "start"}, {"command", op["command"]}, {"timestamp", IsoNow()}});
+std::string SseExecStart(const std::string& command) {
+  return Sse({{"type", "start"}, {"command", command}, {"timestamp", IsoNow()}});
 }
 std::string SseExecOutput(const Json& event) {
   std::string type = StrOf(event, "type");
@@ -80,14 +83,302 @@ HttpResponse SpliceContent(const Json& res, std::string_view content, bool base6
   return out;
 }
 
-// Copies the request's sessionId into an agent op. Without one, requests use
-// the sandbox's "default" session, as in Cloudflare's server.
-void CopySession(Fields& f, Json* op) {
-  auto s = f.Id("sessionId");
-  (*op)["sessionId"] = s && !s->empty() ? *s : "default";
+Task<HttpResponse> Answered(HttpResponse res) { co_return res; }
+
+// /api/execute: a command run to its end (or, with background:true, a process
+// started as by /api/process/start).
+using ExecuteOp = std::variant<agent::ExecOp, agent::ProcessStartOp>;
+
+agent::ExecOp BuildExec(RouteInput& in) {
+  agent::ExecOp op;
+  op.command = in.f.Command("command");
+  op.session_id = SessionOf(in.f);
+  if (in.body.contains("env")) op.env = in.f.EnvMap("env");
+  op.cwd = in.f.OptStr("cwd");
+  op.timeout_ms = in.f.Int("timeoutMs", 1, agent::kMaxTimeoutMs);
+  return op;
 }
 
+ExecuteOp BuildExecute(RouteInput& in) {
+  agent::ExecOp exec = BuildExec(in);
+  if (in.f.Bool("background")) return BuildProcessStart(in);
+  return exec;
+}
+
+Task<HttpResponse> Execute(RouteInput& in, AgentPtr agent, agent::ExecOp op) {
+  CollectOptions o;
+  if (op.timeout_ms) o.timeout = std::chrono::milliseconds(*op.timeout_ms) + std::chrono::seconds(10);
+  else o.timeout = std::nullopt;
+  o.max_bytes = SIZE_MAX;  // only output is held, within max_output
+  o.max_output = kMaxExecOutput;
+  o.cancel_with = &in.req;  // a client that left stops its command and frees its session
+  int64_t started = NowUnixMs();
+  const Json request = agent::ToJson(op);  // named: a temporary would not survive the co_await (GCC 12)
+  auto got = co_await Collect(agent, request, o);
+  if (!got.ok()) co_return ErrorResponse(got.error());
+  if (got->overflow != Collected::Overflow::kNone)  // returning cancelled the command
+    co_return ErrorResponse("OUTPUT_TOO_LARGE",
+                            fmt::format("the command wrote more than {} bytes to stdout and stderr, the limit of "
+                                        "/api/execute; it was stopped. Use /api/execute/stream, or redirect "
+                                        "its output to a file",
+                                        kMaxExecOutput),
+                            {{"limit", kMaxExecOutput}, {"command", op.command}});
+  if (auto e = AgentError(got->reply)) co_return AgentErrorResponse(*e);
+  auto reply = agent::ParseExecReply(got->reply);
+  if (!reply.ok()) co_return ErrorResponse(MalformedAnswer(reply.error()));
+  std::string& err = got->output[1];
+  if (reply->timed_out)
+    err += fmt::format("{}Command timed out{}", err.empty() || err.back() == '\n' ? "" : "\n",
+                       op.timeout_ms ? fmt::format(" after {}ms", *op.timeout_ms) : "");
+  Json res = Success({{"exitCode", reply->exit_code}, {"stdout", std::move(got->output[0])}, {"stderr", std::move(err)},
+                      {"command", op.command}, {"duration", NowUnixMs() - started}});
+  res["success"] = reply->exit_code == 0;
+  res["sessionId"] = *op.session_id;
+  co_return JsonResponse(res);
+}
+
+Task<HttpResponse> AnswerExecute(RouteInput& in, AgentPtr agent, ExecuteOp op) {
+  if (auto* start = std::get_if<agent::ProcessStartOp>(&op))
+    return AnswerProcessStart(in, std::move(agent), std::move(*start));
+  return Execute(in, std::move(agent), std::get<agent::ExecOp>(std::move(op)));
+}
+
+Task<HttpResponse> ExecuteStream(RouteInput&, AgentPtr agent, agent::ExecOp op) {
+  SseMapping map{SseExecOutput, SseExecFinal, [](const std::string& m) { return SseExecError(m, ""); },
+                 SseExecStart(op.command), std::nullopt};
+  return Answered(SseResponse([agent, op = agent::ToJson(op), map](BodyStream& out) -> Task<void> {
+    co_await StartAndRelay(agent, op, out, map);
+  }));
+}
+
+agent::FileReadOp BuildRead(RouteInput& in) {
+  agent::FileReadOp op;
+  op.path = in.f.Str("path", true);
+  op.session_id = SessionOf(in.f);
+  if (auto enc = in.f.OptStr("encoding")) {
+    if (*enc != "utf-8" && *enc != "utf8" && *enc != "base64") in.f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
+    op.encoding = *enc == "base64" ? "base64" : "utf-8";
+  }
+  op.max_bytes = kMaxFileBytes;
+  op.raw_data = true;  // the content as Data frames, encoded once below (older agents send chunk events)
+  return op;
+}
+
+Task<HttpResponse> Read(RouteInput& in, AgentPtr agent, agent::FileReadOp op) {
+  CollectOptions o;
+  o.max_bytes = SIZE_MAX;  // only the content is held, within max_content
+  o.max_content = kMaxFileBytes;
+  o.accept_data = true;
+  o.cancel_with = &in.req;
+  const Json request = agent::ToJson(op);
+  auto got = co_await Collect(agent, request, o);
+  if (!got.ok()) co_return ErrorResponse(got.error());
+  if (got->overflow != Collected::Overflow::kNone)
+    co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op.path}});
+  if (auto e = AgentError(got->reply)) co_return AgentErrorResponse(*e);
+  agent::FileMetadata meta;  // an agent that sent none: an empty text file
+  meta.encoding = "utf-8";
+  if (!got->metadata.is_null()) {
+    auto m = agent::ParseFileMetadata(got->metadata);
+    if (!m.ok()) co_return ErrorResponse(MalformedAnswer(m.error()));
+    meta = std::move(*m);
+  }
+  bool base64 = meta.encoding == "base64";
+  Json res = Success({{"path", op.path},
+                      {"content", got->raw_content ? "" : std::move(got->content)},
+                      {"encoding", base64 ? "base64" : "utf-8"},
+                      {"isBinary", meta.is_binary},
+                      {"mimeType", meta.mime_type},
+                      {"size", meta.size}});
+  if (!got->raw_content) co_return JsonResponse(res);
+  co_return SpliceContent(res, got->content, base64);
+}
+
+// /api/read/stream: no size limit, no raw data (the agent's chunk events are relayed).
+agent::FileReadOp BuildReadStream(RouteInput& in) {
+  agent::FileReadOp op;
+  op.path = in.f.Str("path", true);
+  op.session_id = SessionOf(in.f);
+  return op;
+}
+
+Task<HttpResponse> ReadStream(RouteInput&, AgentPtr agent, agent::FileReadOp op) {
+  SseMapping map{SseReadEvent, SseReadFinal, [](const std::string& m) { return SseReadError(m, ""); }, "",
+                 kOpTimeout};
+  return Answered(SseResponse([agent, op = agent::ToJson(op), map](BodyStream& out) -> Task<void> {
+    co_await StartAndRelay(agent, op, out, map);
+  }));
+}
+
+// /api/write: the raw bytes follow the op as one Data frame (no second JSON
+// escaping or base64 in the agent).
+struct WriteOp {
+  agent::FileWriteOp op;
+  std::string data;
+};
+
+WriteOp BuildWrite(RouteInput& in) {
+  Fields& f = in.f;
+  WriteOp w;
+  w.op.path = f.Str("path", true);
+  if (!in.body.contains("content")) f.Fail("missing required field 'content'");
+  std::string content = f.Str("content");
+  std::string enc = f.Str("encoding", false, "utf-8");
+  if (enc == "utf8") enc = "utf-8";
+  if (enc != "utf-8" && enc != "base64") f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
+  w.op.session_id = SessionOf(f);
+  w.op.content_in_data = true;
+  if (!f.ok()) return w;
+  // The decoded size, padding counted (a file of exactly the limit is allowed).
+  size_t pad = enc == "base64" && content.ends_with('=') ? (content.ends_with("==") ? 2 : 1) : 0;
+  int64_t size = static_cast<int64_t>(enc == "base64" ? content.size() / 4 * 3 - std::min(pad, content.size() / 4 * 3)
+                                                      : content.size());
+  if (size > kMaxFileBytes) {
+    in.Refuse(ErrorResponse("FILE_TOO_LARGE",
+                            fmt::format("file content is {} bytes; the limit is {} bytes", size, kMaxFileBytes),
+                            {{"path", w.op.path}}));
+  } else if (enc == "base64") {
+    auto raw = Base64Decode(content);
+    if (!raw) in.Refuse(ErrorResponse("VALIDATION_FAILED", "field 'content' is not valid base64"));
+    else w.data = std::move(*raw);
+  } else {
+    w.data = std::move(content);
+  }
+  return w;
+}
+
+Task<HttpResponse> Write(RouteInput&, AgentPtr agent, WriteOp w) {
+  const Json request = agent::ToJson(w.op);
+  const std::optional<std::string> data = std::move(w.data);
+  auto reply = co_await Call(agent, request, data);
+  if (!reply.ok()) co_return ErrorResponse(reply.error());
+  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
+  co_return JsonResponse(Success({{"path", w.op.path}}));
+}
+
+agent::SessionCreateOp BuildSessionCreate(RouteInput& in) {
+  Fields& f = in.f;
+  agent::SessionCreateOp op;
+  auto sid = f.Id("id");
+  if (sid && sid->empty()) f.Fail(IdProblem("id", *sid));
+  op.id = sid.value_or(fmt::format("session_{}", NowUnixMs()));
+  if (in.body.contains("env")) op.env = f.EnvMap("env");
+  op.cwd = f.OptStr("cwd");
+  op.command_timeout_ms = f.Int("commandTimeoutMs", 1, agent::kMaxTimeoutMs);
+  op.user = f.OptStr("user");  // cove extension: "root" or "user"
+  if (op.user && *op.user != "root" && *op.user != "user") f.Fail("field 'user' must be \"root\" or \"user\"");
+  return op;
+}
+Json SessionCreated(const agent::SessionCreateOp& op, const Json&) {
+  return {{"id", op.id}, {"message", "Session created"}, {"data", {{"id", op.id}}}, {"containerPlacementId", nullptr}};
+}
+
+agent::SessionDeleteOp BuildSessionDelete(RouteInput& in) { return {in.f.Id("sessionId", true).value_or("")}; }
+Json SessionDeleted(const agent::SessionDeleteOp& op, const Json&) { return {{"sessionId", op.id}}; }
+
+agent::SessionListOp BuildSessionList(RouteInput&) { return {}; }
+Json SessionList(const agent::SessionListOp&, const Json& r) {
+  Json list = Json::array();
+  if (auto it = r.find("sessions"); it != r.end() && it->is_array())
+    for (const auto& s : *it)
+      if (s.is_string()) list.push_back(s);
+  return {{"data", std::move(list)}};
+}
+
+template <class Op>
+Op BuildPathOp(RouteInput& in) {
+  Op op;
+  op.path = in.f.Str("path", true);
+  op.session_id = SessionOf(in.f);
+  return op;
+}
+Json FileDeleted(const agent::FileDeleteOp& op, const Json&) { return {{"path", op.path}}; }
+Json FileExists(const agent::FileExistsOp& op, const Json& r) {
+  auto it = r.find("exists");
+  return {{"path", op.path}, {"exists", it != r.end() && it->is_boolean() && it->get<bool>()}};
+}
+
+agent::FileRenameOp BuildRename(RouteInput& in) {
+  agent::FileRenameOp op;
+  op.old_path = in.f.Str("oldPath", true);
+  op.new_path = in.f.Str("newPath", true);
+  op.session_id = SessionOf(in.f);
+  return op;
+}
+Json Renamed(const agent::FileRenameOp& op, const Json&) { return {{"path", op.old_path}, {"newPath", op.new_path}}; }
+
+agent::FileMoveOp BuildMove(RouteInput& in) {
+  agent::FileMoveOp op;
+  op.source_path = in.f.Str("sourcePath", true);
+  op.destination_path = in.f.Str("destinationPath", true);
+  op.session_id = SessionOf(in.f);
+  return op;
+}
+Json Moved(const agent::FileMoveOp& op, const Json&) {
+  return {{"path", op.source_path}, {"newPath", op.destination_path}};
+}
+
+agent::FileMkdirOp BuildMkdir(RouteInput& in) {
+  agent::FileMkdirOp op;
+  op.path = in.f.Str("path", true);
+  op.recursive = in.f.Bool("recursive");
+  op.session_id = SessionOf(in.f);
+  return op;
+}
+Json Made(const agent::FileMkdirOp& op, const Json&) { return {{"path", op.path}, {"recursive", op.recursive}}; }
+
+agent::FileListOp BuildList(RouteInput& in) {
+  agent::FileListOp op;
+  op.path = in.f.Str("path", true);
+  if (auto it = in.body.find("options"); it != in.body.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      in.f.Fail("field 'options' must be an object");
+    } else {
+      Fields of(*it);
+      op.recursive = of.Bool("recursive");
+      op.include_hidden = of.Bool("includeHidden");
+      if (!of.ok()) in.f.Fail("options: " + of.problem());
+    }
+  }
+  op.session_id = SessionOf(in.f);
+  return op;
+}
+Json Listed(const agent::FileListOp& op, const Json& r) {
+  Json files = Json::array();
+  if (auto it = r.find("files"); it != r.end() && it->is_array()) files = *it;
+  size_t count = files.size();
+  return {{"path", op.path}, {"files", std::move(files)}, {"count", count}};
+}
+
+Route Static(std::string_view method, std::string_view path, HttpResponse (*answer)()) {
+  return {method, path, [answer](RouteInput&, Manager&) { return Answered(answer()); }};
+}
+HttpResponse Pong() { return JsonResponse(Success({{"status", "healthy"}, {"message", "pong"}})); }
+HttpResponse Version() { return JsonResponse(Success({{"version", kVersion}})); }
+
 }  // namespace
+
+std::vector<Route> SessionAndFileRoutes() {
+  using namespace agent;
+  return {
+      Static("GET", "/api/ping", Pong),
+      Static("GET", "/api/version", Version),
+      AgentRoute<SessionListOp>("GET", "/api/session/list", BuildSessionList, SessionList),
+      AgentRoute<SessionCreateOp>("POST", "/api/session/create", BuildSessionCreate, SessionCreated),
+      AgentRoute<SessionDeleteOp>("POST", "/api/session/delete", BuildSessionDelete, SessionDeleted),
+      AgentRoute<ExecuteOp>("POST", "/api/execute", BuildExecute, AnswerExecute),
+      AgentRoute<ExecOp>("POST", "/api/execute/stream", BuildExec, ExecuteStream),
+      AgentRoute<FileReadOp>("POST", "/api/read", BuildRead, Read),
+      AgentRoute<FileReadOp>("POST", "/api/read/stream", BuildReadStream, ReadStream),
+      AgentRoute<WriteOp>("POST", "/api/write", BuildWrite, Write),
+      AgentRoute<FileDeleteOp>("POST", "/api/delete", BuildPathOp<FileDeleteOp>, FileDeleted),
+      AgentRoute<FileExistsOp>("POST", "/api/exists", BuildPathOp<FileExistsOp>, FileExists),
+      AgentRoute<FileRenameOp>("POST", "/api/rename", BuildRename, Renamed),
+      AgentRoute<FileMoveOp>("POST", "/api/move", BuildMove, Moved),
+      AgentRoute<FileMkdirOp>("POST", "/api/mkdir", BuildMkdir, Made),
+      AgentRoute<FileListOp>("POST", "/api/list-files", BuildList, Listed),
+  };
+}
 
 Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id, const std::string& rest) {
   if (rest == "/" && req.method == "GET") {
@@ -99,280 +390,13 @@ Task<HttpResponse> CompatRoutes::Handle(HttpRequest& req, const std::string& id,
     if (!agent.ok()) co_return ErrorResponse(agent.error());
     co_return res;
   }
-  if (rest.rfind("/api/", 0) != 0) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
-  const std::string route = rest.substr(4);  // "/execute", "/read", ...
-  static constexpr std::pair<std::string_view, std::string_view> kRoutes[] = {
-      {"/ping", "GET"},          {"/version", "GET"},      {"/session/list", "GET"},
-      {"/session/create", "POST"}, {"/session/delete", "POST"}, {"/execute", "POST"},
-      {"/execute/stream", "POST"}, {"/read", "POST"},        {"/read/stream", "POST"},
-      {"/write", "POST"},        {"/delete", "POST"},      {"/exists", "POST"},
-      {"/rename", "POST"},       {"/move", "POST"},        {"/mkdir", "POST"},
-      {"/list-files", "POST"}, {"/git/checkout", "POST"}, {"/port-watch", "POST"},
-      {"/watch", "POST"}, {"/watch/check", "POST"}};
-  if (route.rfind("/process/", 0) == 0) co_return co_await Processes(req, id, route);
-  if (route == "/contexts" || route.rfind("/contexts/", 0) == 0 || route == "/execute/code" ||
-      route == "/interpreter/health")
-    co_return co_await Interpreter(req, id, route);
-  auto known = std::find_if(std::begin(kRoutes), std::end(kRoutes), [&](const auto& r) { return r.first == route; });
-  if (known == std::end(kRoutes)) co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
-  if (known->second != req.method)
-    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " +
-                                                      std::string(known->second));
-
-  if (route == "/ping")
-    co_return JsonResponse(Success({{"status", "healthy"}, {"message", "pong"}}));
-  if (route == "/version") co_return JsonResponse(Success({{"version", kVersion}}));
-  if (route == "/git/checkout") co_return co_await GitCheckout(req, id);
-  if (route == "/port-watch") co_return co_await PortWatch(req, id);
-  if (route == "/watch" || route == "/watch/check") co_return co_await Watch(req, id, route == "/watch/check");
-
-  Json body;
-  if (req.method == "POST") {
-    if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
-  }
-  Fields f(body);
-  Json op;
-  std::optional<std::string> data;  // raw payload sent after the op (file writes)
-  // Build the agent op for the route; validation first, so bad input changes nothing.
-  enum class Kind { kSimple, kExec, kExecStream, kRead, kReadStream } kind = Kind::kSimple;
-  if (route == "/session/create") {
-    auto sid = f.Id("id");
-    if (sid && sid->empty()) f.Fail(IdProblem("id", *sid));
-    op = {{"op", "session.create"}, {"id", sid.value_or(fmt::format("session_{}", NowUnixMs()))}};
-    if (body.contains("env")) op["env"] = f.EnvMap("env");
-    if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
-    if (auto t = f.Int("commandTimeoutMs", 1, int64_t{1} << 40)) op["commandTimeoutMs"] = *t;
-    if (auto user = f.OptStr("user")) {  // cove extension: "root" or "user"
-      if (*user != "root" && *user != "user") f.Fail("field 'user' must be \"root\" or \"user\"");
-      op["user"] = *user;
-    }
-  } else if (route == "/session/delete") {
-    op = {{"op", "session.delete"}, {"id", f.Id("sessionId", true).value_or("")}};
-  } else if (route == "/session/list") {
-    op = {{"op", "session.list"}};
-  } else if (route == "/execute" || route == "/execute/stream") {
-    op = {{"op", "exec"}, {"command", f.Command("command")}};
-    CopySession(f, &op);
-    if (body.contains("env")) op["env"] = f.EnvMap("env");
-    if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
-    if (auto t = f.Int("timeoutMs", 1, int64_t{1} << 40)) op["timeoutMs"] = *t;
-    kind = route == "/execute" ? Kind::kExec : Kind::kExecStream;
-    if (route == "/execute" && f.Bool("background")) {  // answers like /api/process/start
-      Json start = ProcessStartOp(f, body);
-      if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-      auto agent_r = co_await manager_->Agent(id, true, req.arrival);
-      if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-      co_return co_await StartProcess(std::move(*agent_r), std::move(start));
-    }
-  } else if (route == "/read" || route == "/read/stream") {
-    op = {{"op", "file.read"}, {"path", f.Str("path", true)}};
-    CopySession(f, &op);
-    if (route == "/read") {
-      if (auto enc = f.OptStr("encoding")) {
-        if (*enc != "utf-8" && *enc != "utf8" && *enc != "base64")
-          f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
-        op["encoding"] = *enc == "base64" ? "base64" : "utf-8";
-      }
-      op["maxBytes"] = kMaxFileBytes;
-      kind = Kind::kRead;
-    } else {
-      kind = Kind::kReadStream;
-    }
-  } else if (route == "/write") {
-    std::string path = f.Str("path", true);
-    if (!body.contains("content")) f.Fail("missing required field 'content'");
-    std::string content = f.Str("content");
-    std::string enc = f.Str("encoding", false, "utf-8");
-    if (enc == "utf8") enc = "utf-8";
-    if (enc != "utf-8" && enc != "base64") f.Fail("field 'encoding' must be 'utf-8' or 'base64'");
-    if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-    // The decoded size, padding counted (a file of exactly the limit is allowed).
-    size_t pad = enc == "base64" && content.ends_with('=') ? (content.ends_with("==") ? 2 : 1) : 0;
-    int64_t size = static_cast<int64_t>(enc == "base64" ? content.size() / 4 * 3 - std::min(pad, content.size() / 4 * 3)
-                                                        : content.size());
-    if (size > kMaxFileBytes)
-      co_return ErrorResponse("FILE_TOO_LARGE", fmt::format("file content is {} bytes; the limit is {} bytes", size, kMaxFileBytes),
-                              {{"path", path}});
-    if (enc == "base64") {
-      auto raw = Base64Decode(content);
-      if (!raw) co_return ErrorResponse("VALIDATION_FAILED", "field 'content' is not valid base64");
-      data = std::move(*raw);
-    } else {
-      data = std::move(content);
-    }
-    // The raw bytes follow as one Data frame: no second JSON escaping or base64 in the agent.
-    op = {{"op", "file.write"}, {"path", path}, {"contentInData", true}};
-    CopySession(f, &op);
-  } else if (route == "/delete" || route == "/exists") {
-    op = {{"op", route == "/delete" ? "file.delete" : "file.exists"}, {"path", f.Str("path", true)}};
-    CopySession(f, &op);
-  } else if (route == "/rename") {
-    op = {{"op", "file.rename"}, {"oldPath", f.Str("oldPath", true)}, {"newPath", f.Str("newPath", true)}};
-    CopySession(f, &op);
-  } else if (route == "/move") {
-    op = {{"op", "file.move"}, {"sourcePath", f.Str("sourcePath", true)},
-          {"destinationPath", f.Str("destinationPath", true)}};
-    CopySession(f, &op);
-  } else if (route == "/mkdir") {
-    op = {{"op", "file.mkdir"}, {"path", f.Str("path", true)}, {"recursive", f.Bool("recursive")}};
-    CopySession(f, &op);
-  } else if (route == "/list-files") {
-    op = {{"op", "file.list"}, {"path", f.Str("path", true)}};
-    if (auto it = body.find("options"); it != body.end() && !it->is_null()) {
-      if (!it->is_object()) {
-        f.Fail("field 'options' must be an object");
-      } else {
-        Fields of(*it);
-        op["recursive"] = of.Bool("recursive");
-        op["includeHidden"] = of.Bool("includeHidden");
-        if (!of.ok()) f.Fail("options: " + of.problem());
-      }
-    }
-    CopySession(f, &op);
-  }
-  if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-
-  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
-  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-  std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
-
-  switch (kind) {
-    case Kind::kExec: co_return co_await Execute(req, agent, op);
-    case Kind::kExecStream: co_return ExecuteStream(agent, op);
-    case Kind::kRead: co_return co_await Read(req, agent, op);
-    case Kind::kReadStream: co_return ReadStream(agent, op);
-    case Kind::kSimple: break;
-  }
-
-  auto reply = co_await Call(agent, op, data);
-  if (!reply.ok()) co_return ErrorResponse(reply.error());
-  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
-  const Json& r = *reply;
-  const std::string o = op["op"];
-  if (o == "session.create") {
-    std::string sid = op["id"];
-    co_return JsonResponse(Success({{"id", sid}, {"message", "Session created"}, {"data", {{"id", sid}}},
-                                    {"containerPlacementId", nullptr}}));
-  }
-  if (o == "session.delete") co_return JsonResponse(Success({{"sessionId", op["id"]}}));
-  if (o == "session.list") {
-    Json list = r.contains("sessions") && r["sessions"].is_array() ? r["sessions"] : Json::array();
-    co_return JsonResponse(Success({{"data", list}}));
-  }
-  if (o == "file.write" || o == "file.delete") co_return JsonResponse(Success({{"path", op["path"]}}));
-  if (o == "file.exists") co_return JsonResponse(Success({{"path", op["path"]}, {"exists", BoolOf(r, "exists")}}));
-  if (o == "file.rename")
-    co_return JsonResponse(Success({{"path", op["oldPath"]}, {"newPath", op["newPath"]}}));
-  if (o == "file.move")
-    co_return JsonResponse(Success({{"path", op["sourcePath"]}, {"newPath", op["destinationPath"]}}));
-  if (o == "file.mkdir")
-    co_return JsonResponse(Success({{"path", op["path"]}, {"recursive", op["recursive"]}}));
-  // file.list
-  Json files = r.contains("files") && r["files"].is_array() ? r["files"] : Json::array();
-  size_t count = files.size();
-  co_return JsonResponse(Success({{"path", op["path"]}, {"files", std::move(files)}, {"count", count}}));
-}
-
-Task<HttpResponse> CompatRoutes::Execute(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
-  auto call_r = agent->Start(op);
-  if (!call_r.ok()) co_return ErrorResponse(call_r.error());
-  auto call = std::move(*call_r);
-  CancelOnHangUp(req, call);  // a client that left stops its command and frees its session
-  auto deadline = op.contains("timeoutMs") ? Clock::now() + std::chrono::milliseconds(op["timeoutMs"].get<int64_t>()) +
-                                                 std::chrono::seconds(10)
-                                           : Clock::time_point::max();
-  std::string out, err;
-  int64_t started = NowUnixMs();
-  for (;;) {
-    auto m = co_await call->Next(deadline);
-    if (!m.ok()) co_return ErrorResponse(m.error());
-    if (!m->final) {
-      std::string type = StrOf(m->body, "type");
-      std::string* dst = type == "stdout" ? &out : type == "stderr" ? &err : nullptr;
-      if (!dst) continue;
-      std::string data = StrOf(m->body, "data");
-      if (out.size() + err.size() + data.size() > kMaxExecOutput)  // returning cancels the command
-        co_return ErrorResponse("OUTPUT_TOO_LARGE",
-                                fmt::format("the command wrote more than {} bytes to stdout and stderr, the limit of "
-                                            "/api/execute; it was stopped. Use /api/execute/stream, or redirect "
-                                            "its output to a file",
-                                            kMaxExecOutput),
-                                {{"limit", kMaxExecOutput}, {"command", op["command"]}});
-      *dst += data;
-      continue;
-    }
-    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
-    int64_t code = IntOf(m->body, "exitCode", -1);
-    if (BoolOf(m->body, "timedOut"))
-      err += fmt::format("{}Command timed out after {}ms", err.empty() || err.back() == '\n' ? "" : "\n",
-                         op["timeoutMs"].get<int64_t>());
-    Json res = Success({{"exitCode", code}, {"stdout", std::move(out)}, {"stderr", std::move(err)},
-                        {"command", op["command"]}, {"duration", NowUnixMs() - started}});
-    res["success"] = code == 0;
-    if (op.contains("sessionId")) res["sessionId"] = op["sessionId"];
-    co_return JsonResponse(res);
-  }
-}
-
-HttpResponse CompatRoutes::ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op) {
-  SseMapping map{SseExecOutput, SseExecFinal, [](const std::string& m) { return SseExecError(m, ""); },
-                 SseExecStart(op), std::nullopt};
-  return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
-    co_await StartAndRelay(agent, op, out, map);
-  });
-}
-
-Task<HttpResponse> CompatRoutes::Read(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op) {
-  op["rawData"] = true;  // the content as Data frames, encoded once below (older agents send chunk events)
-  auto call_r = agent->Start(op);
-  if (!call_r.ok()) co_return ErrorResponse(call_r.error());
-  auto call = std::move(*call_r);
-  call->AcceptData();
-  CancelOnHangUp(req, call);
-  auto deadline = Clock::now() + kOpTimeout;
-  Json meta = Json::object();
-  std::string content;
-  bool raw = false;
-  for (;;) {
-    auto m = co_await call->Next(deadline);
-    if (!m.ok()) co_return ErrorResponse(m.error());
-    if (m->final) {
-      if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
-      break;
-    }
-    if (m->raw) {
-      raw = true;
-      if (content.size() + m->data.size() > static_cast<size_t>(kMaxFileBytes))
-        co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
-      content += m->data;
-      continue;
-    }
-    std::string type = StrOf(m->body, "type");
-    if (type == "metadata") meta = m->body;
-    if (type == "chunk") {
-      content += StrOf(m->body, "data");
-      if (content.size() > kMaxFileBytes * 2)
-        co_return ErrorResponse("FILE_TOO_LARGE", "file is larger than the read limit", {{"path", op["path"]}});
-    }
-  }
-  bool binary = BoolOf(meta, "isBinary");
-  bool base64 = StrOf(meta, "encoding") == "base64";
-  Json res = Success({{"path", op["path"]},
-                      {"content", raw ? "" : std::move(content)},
-                      {"encoding", base64 ? "base64" : "utf-8"},
-                      {"isBinary", binary},
-                      {"mimeType", StrOf(meta, "mimeType")},
-                      {"size", IntOf(meta, "size")}});
-  if (!raw) co_return JsonResponse(res);
-  co_return SpliceContent(res, content, base64);
-}
-
-HttpResponse CompatRoutes::ReadStream(std::shared_ptr<AgentConnection> agent, Json op) {
-  SseMapping map{SseReadEvent, SseReadFinal, [](const std::string& m) { return SseReadError(m, ""); }, "",
-                 kOpTimeout};
-  return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
-    co_await StartAndRelay(agent, op, out, map);
-  });
+  static const std::vector<Route> kTable = [] {
+    std::vector<Route> all;
+    for (auto part : {SessionAndFileRoutes, ProcessRoutes, InterpreterRoutes, GitRoutes, PortRoutes, WatchRoutes})
+      for (Route& r : part()) all.push_back(std::move(r));
+    return all;
+  }();
+  co_return co_await ServeRoute(kTable, *manager_, req, id, rest);
 }
 
 }  // namespace cove::api

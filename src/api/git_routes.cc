@@ -3,10 +3,12 @@
 // to the reference's GIT_* codes (git's stderr and exit code in the context).
 #include <fmt/format.h>
 
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
+#include "api/collector.h"
 #include "api/fields.h"
-#include "api/routes.h"
+#include "api/route_table.h"
 #include "base/shell_quote.h"
 
 namespace cove::api {
@@ -53,66 +55,83 @@ std::string GitErrorCode(const std::string& err) {
   return "GIT_OPERATION_FAILED";
 }
 
-}  // namespace
+// A clone to run: the exec op and what the answer names.
+struct GitClone {
+  agent::ExecOp op;
+  std::string url, branch, target;
+  int64_t timeout = 0;
+};
 
-Task<HttpResponse> CompatRoutes::GitCheckout(HttpRequest& req, const std::string& id) {
-  Json body;
-  if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
-  Fields f(body);
-  std::string url = f.Str("repoUrl", true);
-  std::string branch = f.Str("branch");
-  std::string target = f.Str("targetDir");
+GitClone BuildClone(RouteInput& in) {
+  Fields& f = in.f;
+  GitClone g;
+  g.url = f.Str("repoUrl", true);
+  g.branch = f.Str("branch");
+  g.target = f.Str("targetDir");
   auto depth = f.Int("depth", 1, 1 << 30);
-  int64_t timeout = f.Int("timeoutMs", 1, int64_t{1} << 40).value_or(kDefaultCloneTimeoutMs);
-  auto session = f.Id("sessionId");
-  if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-  if (auto why = CheckRepoUrl(url); !why.empty()) co_return ErrorResponse("INVALID_GIT_URL", why, {{"repoUrl", url}});
-  if (!branch.empty() && (branch[0] == '-' || branch.find_first_of(" \t\n~^:?*[\\") != std::string::npos))
-    co_return ErrorResponse("VALIDATION_FAILED", "branch is not a valid git branch name", {{"branch", branch}});
-  if (target.empty()) target = "/workspace/" + RepoName(url);
-  if (target.find('\0') != std::string::npos) co_return ErrorResponse("VALIDATION_FAILED", "targetDir contains NUL");
-
+  g.timeout = f.Int("timeoutMs", 1, agent::kMaxTimeoutMs).value_or(kDefaultCloneTimeoutMs);
+  g.op.session_id = SessionOf(f);
+  if (!f.ok()) return g;
+  const std::string& url = g.url;
+  const std::string& branch = g.branch;
+  if (auto why = CheckRepoUrl(url); !why.empty()) {
+    in.Refuse(ErrorResponse("INVALID_GIT_URL", why, {{"repoUrl", url}}));
+    return g;
+  }
+  if (!branch.empty() && (branch[0] == '-' || branch.find_first_of(" \t\n~^:?*[\\") != std::string::npos)) {
+    in.Refuse(ErrorResponse("VALIDATION_FAILED", "branch is not a valid git branch name", {{"branch", branch}}));
+    return g;
+  }
+  if (g.target.empty()) g.target = "/workspace/" + RepoName(url);
+  if (g.target.find('\0') != std::string::npos) {
+    in.Refuse(ErrorResponse("VALIDATION_FAILED", "targetDir contains NUL"));
+    return g;
+  }
   std::string cmd = "git clone --quiet --filter=blob:none";
   if (!branch.empty()) cmd += " --branch " + ShellQuote(branch);
   if (depth) cmd += fmt::format(" --depth {}", *depth);
-  cmd += " -- " + ShellQuote(url) + " " + ShellQuote(target) + " && git -C " + ShellQuote(target) +
+  cmd += " -- " + ShellQuote(url) + " " + ShellQuote(g.target) + " && git -C " + ShellQuote(g.target) +
          " rev-parse --abbrev-ref HEAD";
-  Json op = {{"op", "exec"}, {"command", cmd}, {"timeoutMs", timeout},
-             {"sessionId", session && !session->empty() ? *session : "default"},
-             {"env", {{"GIT_TERMINAL_PROMPT", "0"}}}};
-
-  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
-  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-  auto call = (*agent_r)->Start(op);
-  if (!call.ok()) co_return ErrorResponse(call.error());
-  CancelOnHangUp(req, *call);
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout) + std::chrono::seconds(10);
-  std::string out, err;
-  for (;;) {
-    auto m = co_await (*call)->Next(deadline);
-    if (!m.ok()) co_return ErrorResponse(m.error());
-    if (!m->final) {
-      std::string type = StrOf(m->body, "type");
-      std::string& dst = type == "stdout" ? out : err;
-      if (dst.size() < (64 << 10)) dst += StrOf(m->body, "data");
-      continue;
-    }
-    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
-    int64_t code = IntOf(m->body, "exitCode", -1);
-    if (code != 0) {
-      bool timed_out = BoolOf(m->body, "timedOut");
-      std::string gcode = timed_out ? "GIT_OPERATION_FAILED" : GitErrorCode(err);
-      std::string first = err.substr(0, err.find('\n'));
-      std::string msg = timed_out ? fmt::format("git clone timed out after {}ms", timeout)
-                                  : fmt::format("git clone of {} failed: {}", url, first.empty() ? "exit " + std::to_string(code) : first);
-      co_return ErrorResponse(gcode, msg, {{"repoUrl", url}, {"branch", branch}, {"targetDir", target},
-                                           {"exitCode", code}, {"stderr", err}});
-    }
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    std::string checked_out = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
-    co_return JsonResponse(Success({{"repoUrl", url}, {"branch", branch.empty() ? checked_out : branch},
-                                    {"targetDir", target}}));
-  }
+  g.op.command = std::move(cmd);
+  g.op.timeout_ms = g.timeout;
+  g.op.env = agent::EnvVars{{"GIT_TERMINAL_PROMPT", "0"}};
+  return g;
 }
+
+Task<HttpResponse> Clone(RouteInput& in, AgentPtr agent, GitClone g) {
+  const std::string& url = g.url;
+  const std::string& branch = g.branch;
+  const std::string& target = g.target;
+  CollectOptions o;
+  o.timeout = std::chrono::milliseconds(g.timeout) + std::chrono::seconds(10);
+  o.max_bytes = SIZE_MAX;        // only output is held, within keep_per_stream
+  o.keep_per_stream = 64 << 10;  // enough for git's message and the branch name
+  o.cancel_with = &in.req;
+  const Json request = agent::ToJson(g.op);
+  auto got = co_await Collect(agent, request, o);
+  if (!got.ok()) co_return ErrorResponse(got.error());
+  if (auto e = AgentError(got->reply)) co_return AgentErrorResponse(*e);
+  auto reply = agent::ParseExecReply(got->reply);
+  if (!reply.ok()) co_return ErrorResponse(MalformedAnswer(reply.error()));
+  std::string& out = got->output[0];
+  const std::string& err = got->output[1];
+  int64_t code = reply->exit_code;
+  if (code != 0) {
+    std::string gcode = reply->timed_out ? "GIT_OPERATION_FAILED" : GitErrorCode(err);
+    std::string first = err.substr(0, err.find('\n'));
+    std::string msg = reply->timed_out ? fmt::format("git clone timed out after {}ms", g.timeout)
+                                       : fmt::format("git clone of {} failed: {}", url, first.empty() ? "exit " + std::to_string(code) : first);
+    co_return ErrorResponse(gcode, msg, {{"repoUrl", url}, {"branch", branch}, {"targetDir", target},
+                                         {"exitCode", code}, {"stderr", err}});
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  std::string checked_out = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  co_return JsonResponse(Success({{"repoUrl", url}, {"branch", branch.empty() ? checked_out : branch},
+                                  {"targetDir", target}}));
+}
+
+}  // namespace
+
+std::vector<Route> GitRoutes() { return {AgentRoute<GitClone>("POST", "/api/git/checkout", BuildClone, Clone)}; }
 
 }  // namespace cove::api

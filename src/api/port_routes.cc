@@ -1,9 +1,12 @@
 // /api/port-watch (reference route #19, behind Process.waitForPort): the agent
 // polls the port inside the sandbox; coved relays its answer as SSE.
+#include <algorithm>
+
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/fields.h"
-#include "api/routes.h"
+#include "api/route_table.h"
 
 namespace cove::api {
 namespace {
@@ -30,35 +33,38 @@ std::string SsePortError(const std::string& message, int64_t port) {
   return Sse({{"type", "error"}, {"port", port}, {"error", message}});
 }
 
-}  // namespace
-
-Task<HttpResponse> CompatRoutes::PortWatch(HttpRequest& req, const std::string& id) {
-  Json body;
-  if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
-  Fields f(body);
-  if (!body.contains("port")) f.Fail("missing required field 'port'");
-  int64_t port = f.Int("port", 1, 65535).value_or(0);
-  std::string mode = f.Str("mode", false, "http");
-  if (mode != "http" && mode != "tcp") f.Fail("field 'mode' must be 'http' or 'tcp'");
-  Json op = {{"op", "port.watch"}, {"port", port}, {"mode", mode}, {"path", f.Str("path", false, "/")}};
-  if (auto v = f.Int("statusMin", 100, 599)) op["statusMin"] = *v;
-  if (auto v = f.Int("statusMax", 100, 599)) op["statusMax"] = *v;
-  if (auto v = f.Int("interval", 0, int64_t{1} << 40)) op["interval"] = std::clamp<int64_t>(*v, 100, 10000);
+agent::PortWatchOp BuildPortWatch(RouteInput& in) {
+  Fields& f = in.f;
+  agent::PortWatchOp op;
+  if (!in.body.contains("port")) f.Fail("missing required field 'port'");
+  op.port = f.Int("port", 1, 65535).value_or(0);
+  op.mode = f.Str("mode", false, "http");
+  if (op.mode != "http" && op.mode != "tcp") f.Fail("field 'mode' must be 'http' or 'tcp'");
+  op.path = f.Str("path", false, "/");
+  op.status_min = f.Int("statusMin", 100, 599);
+  op.status_max = f.Int("statusMax", 100, 599);
+  if (auto v = f.Int("interval", 0, agent::kMaxTimeoutMs)) op.interval = std::clamp<int64_t>(*v, 100, 10000);
   if (auto pid = f.OptStr("processId")) {
     if (auto why = ProcessIdProblem("processId", *pid); !why.empty()) f.Fail(why);
-    op["processId"] = *pid;
+    op.process_id = *pid;
   }
-  if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+  return op;
+}
 
-  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
-  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-  std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
+Task<HttpResponse> PortWatch(RouteInput&, AgentPtr agent, agent::PortWatchOp op) {
+  int64_t port = op.port;
   SseMapping map{[port](const Json& e) { return SsePortEvent(e, port); },
                  [port](const Json& r) { return SsePortFinal(r, port); },
                  [port](const std::string& m) { return SsePortError(m, port); }, "", std::nullopt};
-  co_return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
+  co_return SseResponse([agent, op = agent::ToJson(op), map](BodyStream& out) -> Task<void> {
     co_await StartAndRelay(agent, op, out, map);
   });
+}
+
+}  // namespace
+
+std::vector<Route> PortRoutes() {
+  return {AgentRoute<agent::PortWatchOp>("POST", "/api/port-watch", BuildPortWatch, PortWatch)};
 }
 
 }  // namespace cove::api

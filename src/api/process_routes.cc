@@ -3,22 +3,26 @@
 // /api/execute with background:true. The processes live in cove-agent.
 #include <fmt/format.h>
 
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/fields.h"
-#include "api/routes.h"
+#include "api/route_table.h"
 #include "base/time.h"
 #include "base/utf8.h"
 
 namespace cove::api {
 namespace {
 
-// A process record from the agent, rebuilt field by field (the agent is not trusted).
-Json ProcessInfo(const Json& p) {
-  Json out = {{"id", StrOf(p, "id")}, {"pid", IntOf(p, "pid")}, {"command", StrOf(p, "command")},
-              {"status", StrOf(p, "status")}, {"startTime", StrOf(p, "startTime")}};
-  if (auto end = StrOf(p, "endTime"); !end.empty()) out["endTime"] = end;
-  if (p.contains("exitCode") && p["exitCode"].is_number_integer()) out["exitCode"] = p["exitCode"];
+// A process record from the agent, rebuilt from its typed reading (the agent
+// is not trusted); nullopt when malformed.
+std::optional<Json> ProcessInfoJson(const Json& p) {
+  auto info = agent::ParseProcessInfo(p);
+  if (!info.ok()) return std::nullopt;
+  Json out = {{"id", info->id}, {"pid", info->pid.value_or(0)}, {"command", info->command},
+              {"status", info->status}, {"startTime", info->start_time}};
+  if (info->end_time && !info->end_time->empty()) out["endTime"] = *info->end_time;
+  if (info->exit_code) out["exitCode"] = *info->exit_code;
   return out;
 }
 
@@ -58,118 +62,22 @@ std::string SseProcessError(const std::string& message, const std::string& proce
   return Sse({{"type", "error"}, {"processId", process_id}, {"error", message}, {"timestamp", IsoNow()}});
 }
 
-bool ValidProcessId(const std::string& id) { return ProcessIdProblem("processId", id).empty(); }
-
 // The tail of a getProcessLogs body after its output fields.
 std::string LogsTail(const Json& reply) {
   return fmt::format("\"stdoutDropped\":{},\"stderrDropped\":{},\"success\":true,\"timestamp\":\"{}\"}}",
                      IntOf(reply, "stdoutDropped"), IntOf(reply, "stderrDropped"), IsoNow());
 }
 
-}  // namespace
-
-Json CompatRoutes::ProcessStartOp(Fields& f, const Json& body) {
-  Json op = {{"op", "process.start"}, {"command", f.Command("command")}};
-  auto s = f.Id("sessionId");
-  op["sessionId"] = s && !s->empty() ? *s : "default";
-  if (auto pid = f.OptStr("processId")) {
-    if (auto why = ProcessIdProblem("processId", *pid); !why.empty()) f.Fail(why);
-    op["processId"] = *pid;
-  }
-  if (body.contains("env")) op["env"] = f.EnvMap("env");
-  if (auto cwd = f.OptStr("cwd")) op["cwd"] = *cwd;
-  if (auto t = f.Int("timeoutMs", 1, int64_t{1} << 40)) op["timeoutMs"] = *t;
-  (void)f.OptStr("encoding");
-  (void)f.Bool("autoCleanup");
-  return op;
+// The "process" of a process.get reply ({} when missing or malformed).
+Json ProcessOf(const Json& reply) {
+  auto it = reply.find("process");
+  if (it == reply.end()) return Json::object();
+  return ProcessInfoJson(*it).value_or(Json::object());
 }
 
-Task<HttpResponse> CompatRoutes::StartProcess(std::shared_ptr<AgentConnection> agent, Json op) {
-  auto reply = co_await Call(agent, op);
-  if (!reply.ok()) co_return ErrorResponse(reply.error());
-  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
-  co_return JsonResponse(Success({{"processId", StrOf(*reply, "processId")},
-                                  {"pid", IntOf(*reply, "pid")},
-                                  {"command", op["command"]}}));
-}
-
-Task<HttpResponse> CompatRoutes::Processes(HttpRequest& req, const std::string& id, const std::string& route) {
-  // route: "/process/start", "/process/list", "/process/kill-all", "/process/{pid}[/logs|/stream]"
-  std::string rest = route.substr(std::string("/process/").size());
-  std::string pid, tail;
-  if (size_t slash = rest.find('/'); slash != std::string::npos) {
-    pid = rest.substr(0, slash);
-    tail = rest.substr(slash);
-  } else {
-    pid = rest;
-  }
-  std::string want;  // the method the path accepts
-  Json op;
-  enum class Kind { kStart, kList, kKillAll, kGet, kKill, kLogs, kStream } kind;
-  if (pid == "start" && tail.empty()) {
-    want = "POST";
-    kind = Kind::kStart;
-  } else if (pid == "list" && tail.empty()) {
-    want = "GET";
-    kind = Kind::kList;
-    op = {{"op", "process.list"}};
-    if (auto it = req.query.find("status"); it != req.query.end()) op["status"] = it->second;
-  } else if (pid == "kill-all" && tail.empty()) {
-    want = "DELETE";
-    kind = Kind::kKillAll;
-    op = {{"op", "process.killAll"}};
-  } else if (ValidProcessId(pid) && (tail.empty() || tail == "/logs" || tail == "/stream")) {
-    kind = tail == "/logs" ? Kind::kLogs : tail == "/stream" ? Kind::kStream
-           : req.method == "DELETE" ? Kind::kKill : Kind::kGet;
-    want = kind == Kind::kKill ? "DELETE" : "GET";
-    const char* name = kind == Kind::kLogs ? "process.logs" : kind == Kind::kStream ? "process.stream"
-                       : kind == Kind::kKill ? "process.kill" : "process.get";
-    op = {{"op", name}, {"processId", pid}};
-  } else {
-    co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
-  }
-  if (req.method != want)
-    co_return ErrorResponse("METHOD_NOT_ALLOWED", req.method + " is not allowed on " + req.path + "; use " + want);
-  if (kind == Kind::kStart) {
-    Json body;
-    if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
-    Fields f(body);
-    op = ProcessStartOp(f, body);
-    if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
-  }
-
-  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
-  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-  std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
-  if (kind == Kind::kStart) co_return co_await StartProcess(agent, op);
-  if (kind == Kind::kStream) co_return co_await StreamProcess(agent, pid);
-  if (kind == Kind::kLogs) co_return co_await ProcessLogs(agent, pid);
-
-  auto reply = co_await Call(agent, op);
-  if (!reply.ok()) co_return ErrorResponse(reply.error());
-  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
-  const Json& r = *reply;
-  switch (kind) {
-    case Kind::kList: {
-      Json list = Json::array();
-      if (r.contains("processes") && r["processes"].is_array())
-        for (const auto& p : r["processes"]) list.push_back(ProcessInfo(p));
-      co_return JsonResponse(Success({{"processes", std::move(list)}}));
-    }
-    case Kind::kKillAll: co_return JsonResponse(Success({{"cleanedCount", IntOf(r, "cleanedCount")}}));
-    case Kind::kGet: {
-      Json p = r.contains("process") && r["process"].is_object() ? ProcessInfo(r["process"]) : Json::object();
-      co_return JsonResponse(Success({{"process", std::move(p)}}));
-    }
-    case Kind::kKill: co_return JsonResponse(Success({{"processId", pid}}));
-    default: break;
-  }
-  co_return ErrorResponse("INTERNAL_ERROR", "unhandled process route");
-}
-
-Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> agent, std::string pid) {
-  Json op = {{"op", "process.logs"}, {"processId", pid}};
-  auto started = agent->Start(op);
+Task<HttpResponse> ProcessLogs(RouteInput&, AgentPtr agent, agent::ProcessLogsOp op) {
+  std::string pid = op.process_id;
+  auto started = agent->Start(agent::ToJson(op));
   if (!started.ok()) co_return ErrorResponse(started.error());
   std::shared_ptr<AgentConnection::Call> call = std::move(*started);
   auto first = co_await call->Next(Clock::now() + kOpTimeout);
@@ -226,15 +134,15 @@ Task<HttpResponse> CompatRoutes::ProcessLogs(std::shared_ptr<AgentConnection> ag
   co_return res;
 }
 
-Task<HttpResponse> CompatRoutes::StreamProcess(std::shared_ptr<AgentConnection> agent, std::string pid) {
+Task<HttpResponse> StreamProcess(RouteInput&, AgentPtr agent, agent::ProcessStreamOp stream) {
   // The process must exist before the stream starts (a missing one is a plain 404).
-  Json get = {{"op", "process.get"}, {"processId", pid}};
+  std::string pid = stream.process_id;
+  const Json get = agent::ToJson(agent::ProcessGetOp{pid});
   auto info = co_await Call(agent, get);
   if (!info.ok()) co_return ErrorResponse(info.error());
   if (auto e = AgentError(*info)) co_return AgentErrorResponse(*e);
-  Json process = info->contains("process") && (*info)["process"].is_object() ? ProcessInfo((*info)["process"])
-                                                                            : Json::object();
-  Json op = {{"op", "process.stream"}, {"processId", pid}};
+  Json process = ProcessOf(*info);
+  Json op = agent::ToJson(stream);
   SseMapping map{[pid](const Json& e) { return SseProcessEvent(e, pid); },
                  [pid](const Json& r) { return SseProcessFinal(r, pid); },
                  [pid](const std::string& m) { return SseProcessError(m, pid); }, SseProcessInfo(process),
@@ -242,6 +150,82 @@ Task<HttpResponse> CompatRoutes::StreamProcess(std::shared_ptr<AgentConnection> 
   co_return SseResponse([agent, op, map](BodyStream& out) -> Task<void> {
     co_await StartAndRelay(agent, op, out, map);
   });
+}
+
+agent::ProcessGetOp BuildProcessRef(RouteInput& in) {
+  const std::string& pid = in.params.at(0);
+  // An id that cannot be a process's is no route at all.
+  if (!ProcessIdProblem("processId", pid).empty())
+    in.Refuse(ErrorResponse("NOT_FOUND", "no route for " + in.req.method + " " + in.req.path));
+  return {pid};
+}
+template <class Op>
+Op BuildProcessRefAs(RouteInput& in) {
+  Op op;
+  op.process_id = BuildProcessRef(in).process_id;
+  return op;
+}
+
+agent::ProcessListOp BuildProcessList(RouteInput& in) {
+  agent::ProcessListOp op;
+  if (auto it = in.req.query.find("status"); it != in.req.query.end()) op.status = it->second;
+  return op;
+}
+Json ProcessList(const agent::ProcessListOp&, const Json& r) {
+  Json list = Json::array();
+  if (auto it = r.find("processes"); it != r.end() && it->is_array())
+    for (const auto& p : *it)
+      if (auto info = ProcessInfoJson(p)) list.push_back(std::move(*info));
+  return {{"processes", std::move(list)}};
+}
+
+agent::ProcessKillAllOp BuildKillAll(RouteInput&) { return {}; }
+Json KilledAll(const agent::ProcessKillAllOp&, const Json& r) { return {{"cleanedCount", IntOf(r, "cleanedCount")}}; }
+
+Json ProcessGot(const agent::ProcessGetOp&, const Json& r) { return {{"process", ProcessOf(r)}}; }
+Json ProcessKilled(const agent::ProcessKillOp& op, const Json&) { return {{"processId", op.process_id}}; }
+
+}  // namespace
+
+agent::ProcessStartOp BuildProcessStart(RouteInput& in) {
+  Fields& f = in.f;
+  agent::ProcessStartOp op;
+  op.command = f.Command("command");
+  op.session_id = SessionOf(f);
+  if (auto pid = f.OptStr("processId")) {
+    if (auto why = ProcessIdProblem("processId", *pid); !why.empty()) f.Fail(why);
+    op.process_id = *pid;
+  }
+  if (in.body.contains("env")) op.env = f.EnvMap("env");
+  op.cwd = f.OptStr("cwd");
+  op.timeout_ms = f.Int("timeoutMs", 1, agent::kMaxTimeoutMs);
+  (void)f.OptStr("encoding");
+  (void)f.Bool("autoCleanup");
+  return op;
+}
+
+Task<HttpResponse> AnswerProcessStart(RouteInput&, AgentPtr agent, agent::ProcessStartOp op) {
+  const Json request = agent::ToJson(op);
+  auto reply = co_await Call(agent, request);
+  if (!reply.ok()) co_return ErrorResponse(reply.error());
+  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
+  auto started = agent::ParseProcessStartReply(*reply);
+  if (!started.ok()) co_return ErrorResponse(MalformedAnswer(started.error()));
+  co_return JsonResponse(Success({{"processId", started->process_id}, {"pid", started->pid}, {"command", op.command}}));
+}
+
+std::vector<Route> ProcessRoutes() {
+  using namespace agent;
+  return {
+      AgentRoute<ProcessStartOp>("POST", "/api/process/start", BuildProcessStart, AnswerProcessStart),
+      AgentRoute<ProcessListOp>("GET", "/api/process/list", BuildProcessList, ProcessList),
+      AgentRoute<ProcessKillAllOp>("DELETE", "/api/process/kill-all", BuildKillAll, KilledAll),
+      AgentRoute<ProcessGetOp>("GET", "/api/process/{id}", BuildProcessRef, ProcessGot),
+      AgentRoute<ProcessKillOp>("DELETE", "/api/process/{id}", BuildProcessRefAs<ProcessKillOp>, ProcessKilled),
+      AgentRoute<ProcessLogsOp>("GET", "/api/process/{id}/logs", BuildProcessRefAs<ProcessLogsOp>, ProcessLogs),
+      AgentRoute<ProcessStreamOp>("GET", "/api/process/{id}/stream", BuildProcessRefAs<ProcessStreamOp>,
+                                  StreamProcess),
+  };
 }
 
 }  // namespace cove::api

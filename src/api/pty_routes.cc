@@ -2,6 +2,7 @@
 // PTY itself in cove-agent (one per session, created lazily, kept when a
 // client leaves). Binary frames carry terminal bytes both ways; text frames
 // carry JSON: ready/exit/error from coved, resize from the client.
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/routes.h"
@@ -77,8 +78,9 @@ Task<HttpResponse> CompatRoutes::Terminal(HttpRequest& req, const std::string& i
   int cols = QueryInt(req, "cols", 80, 1, 1000, &bad);
   int rows = QueryInt(req, "rows", 24, 1, 1000, &bad);
   if (bad) co_return ErrorResponse("VALIDATION_FAILED", "cols and rows must be integers from 1 to 1000");
-  Json op = {{"op", "pty.attach"}, {"sessionId", session}, {"cols", cols}, {"rows", rows}};
-  if (req.query.count("shell") && !req.query["shell"].empty()) op["shell"] = req.query["shell"];
+  agent::PtyAttachOp attach{session, cols, rows, std::nullopt};
+  if (req.query.count("shell") && !req.query["shell"].empty()) attach.shell = req.query["shell"];
+  Json op = agent::ToJson(attach);
 
   auto agent_r = co_await manager_->Agent(id, true, req.arrival);
   if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
@@ -111,7 +113,7 @@ Task<HttpResponse> CompatRoutes::Terminal(HttpRequest& req, const std::string& i
       if (ctl.is_object() && ctl.value("type", "") == "resize" && ctl["cols"].is_number_integer() &&
           ctl["rows"].is_number_integer() && ctl["cols"] >= 1 && ctl["cols"] <= 1000 && ctl["rows"] >= 1 &&
           ctl["rows"] <= 1000) {
-        Json resize = {{"op", "pty.resize"}, {"sessionId", session}, {"cols", ctl["cols"]}, {"rows", ctl["rows"]}};
+        const Json resize = agent::ToJson(agent::PtyResizeOp{session, ctl["cols"], ctl["rows"]});
         co_await Call(agent, resize);
         continue;
       }

@@ -34,32 +34,13 @@ class NativeRoutes {
 class CompatRoutes {
  public:
   explicit CompatRoutes(Manager* manager) : manager_(manager) {}
-  // rest: the path after /v1/sandboxes/{id} ("" or "/" or "/api/...").
+  // rest: the path after /v1/sandboxes/{id} ("" or "/" or "/api/..."), served
+  // from the route table (route_table.h).
   Task<HttpResponse> Handle(HttpRequest& req, const std::string& id, const std::string& rest);
   // The terminal WebSocket of a sandbox (/v1/sandboxes/{id}/ws/pty).
   Task<HttpResponse> Terminal(HttpRequest& req, const std::string& id);
 
  private:
-  using Json = nlohmann::json;
-  static Task<HttpResponse> Execute(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op);
-  static HttpResponse ExecuteStream(std::shared_ptr<AgentConnection> agent, Json op);
-  static Task<HttpResponse> Read(const HttpRequest& req, std::shared_ptr<AgentConnection> agent, Json op);
-  static HttpResponse ReadStream(std::shared_ptr<AgentConnection> agent, Json op);
-  // git_routes.cc
-  Task<HttpResponse> GitCheckout(HttpRequest& req, const std::string& id);
-  // port_routes.cc
-  Task<HttpResponse> PortWatch(HttpRequest& req, const std::string& id);
-  // watch_routes.cc: /api/watch (check = false) and /api/watch/check
-  Task<HttpResponse> Watch(HttpRequest& req, const std::string& id, bool check);
-  // interpreter_routes.cc: /api/contexts..., /api/execute/code, /api/interpreter/health
-  Task<HttpResponse> Interpreter(HttpRequest& req, const std::string& id, const std::string& route);
-  // process_routes.cc
-  Task<HttpResponse> Processes(HttpRequest& req, const std::string& id, const std::string& route);
-  static Json ProcessStartOp(Fields& f, const Json& body);
-  static Task<HttpResponse> StartProcess(std::shared_ptr<AgentConnection> agent, Json op);
-  static Task<HttpResponse> StreamProcess(std::shared_ptr<AgentConnection> agent, std::string pid);
-  // getProcessLogs: a large answer is relayed as it arrives (never held whole).
-  static Task<HttpResponse> ProcessLogs(std::shared_ptr<AgentConnection> agent, std::string pid);
   Manager* manager_;
 };
 

@@ -1,27 +1,31 @@
 // File watching (reference routes #36 and #37): /api/watch streams inotify
 // events from cove-agent as SSE; /api/watch/check answers change cursors.
+#include "agent/ops.h"
 #include "api/agent_reply.h"
 #include "api/errors.h"
 #include "api/fields.h"
-#include "api/routes.h"
+#include "api/route_table.h"
 
 namespace cove::api {
 namespace {
 
-// Reads a list of strings (globs or event names); false with a problem noted.
-void StrList(Fields& f, const Json& body, const char* key, Json* op) {
+// Reads a list of strings (globs or event names); nullopt when absent or with a problem noted.
+std::optional<agent::Strings> StrList(Fields& f, const Json& body, const char* key) {
   auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return;
+  if (it == body.end() || it->is_null()) return std::nullopt;
   if (!it->is_array() || it->size() > 256) {
     f.Fail(std::string("field '") + key + "' must be a list of at most 256 strings");
-    return;
+    return std::nullopt;
   }
-  for (const auto& v : *it)
+  agent::Strings list;
+  for (const auto& v : *it) {
     if (!v.is_string() || v.get_ref<const std::string&>().size() > 4096) {
       f.Fail(std::string("field '") + key + "' must be a list of strings");
-      return;
+      return std::nullopt;
     }
-  (*op)[key] = *it;
+    list.push_back(v.get<std::string>());
+  }
+  return list;
 }
 
 std::string SseWatchEvent(const Json& e) {
@@ -41,37 +45,42 @@ std::string SseWatchFinal(const Json& reply) {
 
 std::string SseWatchError(const std::string& message) { return Sse({{"type", "error"}, {"error", message}}); }
 
-}  // namespace
+// The fields fs.watch and fs.check share.
+template <class Op>
+Op BuildWatched(RouteInput& in) {
+  Fields& f = in.f;
+  Op op;
+  op.path = f.Str("path", true);
+  op.recursive = f.Bool("recursive", true);
+  op.session_id = SessionOf(f);
+  op.include = StrList(f, in.body, "include");
+  op.exclude = StrList(f, in.body, "exclude");
+  return op;
+}
 
-Task<HttpResponse> CompatRoutes::Watch(HttpRequest& req, const std::string& id, bool check) {
-  Json body;
-  if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
-  Fields f(body);
-  Json op = {{"op", check ? "fs.check" : "fs.watch"}, {"path", f.Str("path", true)},
-             {"recursive", f.Bool("recursive", true)}};
-  auto s = f.Id("sessionId");
-  op["sessionId"] = s && !s->empty() ? *s : "default";
-  StrList(f, body, "include", &op);
-  StrList(f, body, "exclude", &op);
-  if (!check) StrList(f, body, "events", &op);
-  if (op.contains("include") && op.contains("exclude")) f.Fail("'include' and 'exclude' cannot be used together");
-  if (check)
-    if (auto since = f.OptStr("since")) op["since"] = *since;
-  if (!f.ok()) co_return ErrorResponse("VALIDATION_FAILED", f.problem());
+agent::FsWatchOp BuildWatch(RouteInput& in) {
+  auto op = BuildWatched<agent::FsWatchOp>(in);
+  op.events = StrList(in.f, in.body, "events");
+  if (op.include && op.exclude) in.f.Fail("'include' and 'exclude' cannot be used together");
+  return op;
+}
 
-  auto agent_r = co_await manager_->Agent(id, true, req.arrival);
-  if (!agent_r.ok()) co_return ErrorResponse(agent_r.error());
-  std::shared_ptr<AgentConnection> agent = std::move(*agent_r);
-  if (check) {
-    auto reply = co_await Call(agent, op);
-    if (!reply.ok()) co_return ErrorResponse(reply.error());
-    if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
-    Json out = Success({{"status", StrOf(*reply, "status")}, {"version", StrOf(*reply, "version")}});
-    if (auto reason = StrOf(*reply, "reason"); !reason.empty()) out["reason"] = reason;
-    co_return JsonResponse(out);
-  }
-  // The watch is established (or refused) before the stream starts, so errors are plain answers.
-  auto call_r = agent->Start(op);
+agent::FsCheckOp BuildCheck(RouteInput& in) {
+  auto op = BuildWatched<agent::FsCheckOp>(in);
+  if (op.include && op.exclude) in.f.Fail("'include' and 'exclude' cannot be used together");
+  op.since = in.f.OptStr("since");
+  return op;
+}
+
+Json Checked(const agent::FsCheckOp&, const Json& r) {
+  Json out = {{"status", StrOf(r, "status")}, {"version", StrOf(r, "version")}};
+  if (auto reason = StrOf(r, "reason"); !reason.empty()) out["reason"] = reason;
+  return out;
+}
+
+// The watch is established (or refused) before the stream starts, so errors are plain answers.
+Task<HttpResponse> Watch(RouteInput&, AgentPtr agent, agent::FsWatchOp op) {
+  auto call_r = agent->Start(agent::ToJson(op));
   if (!call_r.ok()) co_return ErrorResponse(call_r.error());
   auto call = std::move(*call_r);
   auto first = co_await call->Next(Clock::now() + kOpTimeout);
@@ -83,6 +92,13 @@ Task<HttpResponse> CompatRoutes::Watch(HttpRequest& req, const std::string& id, 
   }
   SseMapping map{SseWatchEvent, SseWatchFinal, SseWatchError, SseWatchEvent(first->body), std::nullopt};
   co_return SseResponse([call, map](BodyStream& out) -> Task<void> { co_await RelayToSse(call, out, map); });
+}
+
+}  // namespace
+
+std::vector<Route> WatchRoutes() {
+  return {AgentRoute<agent::FsWatchOp>("POST", "/api/watch", BuildWatch, Watch),
+          AgentRoute<agent::FsCheckOp>("POST", "/api/watch/check", BuildCheck, Checked)};
 }
 
 }  // namespace cove::api
