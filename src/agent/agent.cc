@@ -29,36 +29,6 @@ namespace cove::agent {
 namespace {
 
 constexpr int kMarkerFd = 9;
-// Session commands longer than kInlineCommandMax go to the shell through a
-// script file, because bash reads a pipe one byte per read(2).
-constexpr const char* kNoSession = "__DISABLE_SESSION__";
-
-const std::vector<std::pair<std::string, std::string>> kDefaultEnv = {
-    {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-    {"HOME", "/root"},
-    {"TERM", "xterm-256color"},
-    {"LANG", "C.UTF-8"},
-};
-
-int ExitCodeOf(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
-
-bool MakePipe(UniqueFd* r, UniqueFd* w, bool nonblock_read) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return false;
-  r->Reset(p[0]);
-  w->Reset(p[1]);
-  if (nonblock_read) fcntl(p[0], F_SETFL, O_NONBLOCK);
-  return true;
-}
-
-std::string ReadSmallFile(const char* path) {
-  auto r = sys::ReadFile(path, 4 << 20);
-  return r.ok() ? *r : std::string();
-}
 
 }  // namespace
 
@@ -289,6 +259,12 @@ void Agent::Reply(const Chan& c, const json& j) {
   SendFrame(c, FrameType::kReply, Dump(j));
 }
 
+void Agent::ReplyRaw(const Chan& c, std::string_view payload) {
+  if (!Live(c)) return;
+  CloseChannel(c.id);
+  SendFrame(c, FrameType::kReply, payload);
+}
+
 void Agent::SetCancel(const Chan& c, std::function<void()> fn) {
   if (!Live(c)) return;
   auto it = open_.find(c.id);
@@ -299,6 +275,13 @@ bool Agent::Starved(const Chan& c) const {
   if (!Live(c)) return false;
   auto it = open_.find(c.id);
   return it != open_.end() && it->second.credit <= 0;
+}
+
+std::optional<int64_t> Agent::Credit(const Chan& c) const {
+  if (!Live(c)) return std::nullopt;
+  auto it = open_.find(c.id);
+  if (it == open_.end()) return std::nullopt;
+  return it->second.credit;
 }
 
 bool Agent::HoldOutput(uint64_t token, const Chan* c) {
@@ -442,115 +425,7 @@ void Agent::HandleRequest(const Chan& c, json& req) {
 }
 
 // ---------------------------------------------------------------------------
-// Output
-
-bool Agent::PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max) {
-  char buf[kReadChunk];
-  ssize_t n;
-  do {
-    n = read(fd, buf, std::min(max, sizeof buf));
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return false;
-  if (n < 0) return errno == EAGAIN;
-  if (!c || !Live(*c)) return true;  // nobody to tell: discard
-  std::string ev;
-  ev.reserve(static_cast<size_t>(n) + 64);
-  ev += "{\"type\":\"";
-  ev += type;
-  ev += "\",\"data\":\"";
-  size_t before = ev.size();
-  dec->Append(std::string_view(buf, static_cast<size_t>(n)), &ev);
-  if (ev.size() == before) return true;
-  ev += "\"}";
-  Event(*c, ev);
-  return true;
-}
-
-void Agent::Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c) {
-  if (fd < 0) return;
-  int avail = 0;
-  if (ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0) return;
-  size_t left = static_cast<size_t>(avail);
-  while (left > 0) {
-    size_t want = std::min(left, kReadChunk);
-    if (!PumpOnce(fd, type, dec, c, want)) break;
-    left -= want;
-  }
-}
-
-void Agent::FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c) {
-  for (auto [dec, type] : {std::pair{out, "stdout"}, std::pair{err, "stderr"}}) {
-    if (!dec->has_pending()) continue;
-    std::string ev = std::string("{\"type\":\"") + type + "\",\"data\":\"";
-    dec->Finish(&ev);
-    ev += "\"}";
-    if (c) Event(*c, ev);
-  }
-}
-
-void Agent::OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec,
-                             const Chan* c) {
-  if (HoldOutput(*token, c)) return;  // the command blocks on its pipe meanwhile
-  if (!PumpOnce(fd, type, dec, c, kReadChunk)) {
-    // EOF: every writer is gone. Stop watching; the fd is closed with its owner.
-    loop_.Unwatch(*token);
-    *token = 0;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Sessions
-
-bool Agent::ParseIdentity(const std::string& user, Identity* out, json* err) {
-  if (user.empty() || user == "root") return true;
-  std::string passwd = ReadSmallFile("/etc/passwd");
-  auto e = FindPasswd(passwd, user);
-  if (!e) {
-    if (user != "user") {
-      *err = ValidationError("unknown user '" + user + "'", "user");
-      return false;
-    }
-    e = PasswdEntry{"user", 1000, 1000, "/home/user", "/bin/bash"};
-  }
-  out->set = e->uid != 0 || e->gid != 0;
-  out->uid = e->uid;
-  out->gid = e->gid;
-  out->name = e->name;
-  out->home = e->home.empty() ? "/" : e->home;
-  out->groups = FindGroups(ReadSmallFile("/etc/group"), user);
-  if (std::find(out->groups.begin(), out->groups.end(), out->gid) == out->groups.end())
-    out->groups.push_back(out->gid);
-  return true;
-}
-
-std::vector<std::string> Agent::BuildEnv(const std::vector<std::pair<std::string, std::string>>& extra,
-                                         const Identity* ident) const {
-  std::vector<std::pair<std::string, std::string>> kv = kDefaultEnv;
-  auto set = [&](const std::string& k, const std::string& v) {
-    for (auto& p : kv) {
-      if (p.first == k) {
-        p.second = v;
-        return;
-      }
-    }
-    kv.emplace_back(k, v);
-  };
-  for (const auto& e : cfg_.env) {
-    size_t eq = e.find('=');
-    if (eq == std::string::npos) continue;
-    set(e.substr(0, eq), e.substr(eq + 1));
-  }
-  if (ident && !ident->name.empty()) {
-    set("HOME", ident->home);
-    set("USER", ident->name);
-    set("LOGNAME", ident->name);
-  }
-  for (const auto& [k, v] : extra) set(k, v);
-  std::vector<std::string> out;
-  out.reserve(kv.size());
-  for (auto& [k, v] : kv) out.push_back(k + "=" + v);
-  return out;
-}
 
 Agent::Session* Agent::GetOrCreateSession(const std::string& id) {
   auto it = sessions_.find(id);
@@ -640,7 +515,7 @@ Status Agent::SpawnShell(Session* s) {
   s->mark = std::move(mark_r);
   s->mark_buf.clear();
   std::string id = s->id;
-  children_[pid] = [this, id](int status) { OnShellExit(id, status); };
+  children_.Add(pid, [this, id](int status) { OnShellExit(id, status); });
   s->out_tok = loop_.Watch(s->out.get(), EPOLLIN, [this, id](uint32_t) {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return;
@@ -669,7 +544,7 @@ void Agent::CloseShell(Session* s, bool kill) {
       ::kill(s->pid, SIGKILL);
     }
     // Its exit status is no longer ours to report: reap it as an orphan.
-    children_.erase(s->pid);
+    children_.Forget(s->pid);
   }
   s->pid = -1;
   loop_.Unwatch(s->out_tok);
@@ -1013,7 +888,7 @@ void Agent::RunSessionless(ExecJob job) {
   p->started_ns = MonotonicNs();
   Proc* raw = p.get();
   procs_.emplace(id, std::move(p));
-  children_[raw->pid] = [this, id](int status) { OnProcExit(id, status); };
+  children_.Add(raw->pid, [this, id](int status) { OnProcExit(id, status); });
   raw->out_tok = loop_.Watch(raw->out.get(), EPOLLIN, [this, id](uint32_t) {
     auto it = procs_.find(id);
     if (it == procs_.end()) return;
@@ -1080,20 +955,7 @@ void Agent::OnSignal() {
       stop_ = true;
     }
   }
-  if (chld) ReapChildren();
-}
-
-void Agent::ReapChildren() {
-  for (;;) {
-    int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
-    auto it = children_.find(pid);
-    if (it == children_.end()) continue;  // an orphan (or a shell we gave up on)
-    auto fn = std::move(it->second);
-    children_.erase(it);
-    fn(status);
-  }
+  if (chld) children_.Reap();
 }
 
 void Agent::Shutdown() {
@@ -1126,7 +988,7 @@ void Agent::Shutdown() {
     }
     ::kill(-1, SIGKILL);
   }
-  ReapChildren();
+  children_.Reap();
   if (!run_dir_.empty()) {
     // Leftover scripts of killed commands.
     std::string cmd = run_dir_;

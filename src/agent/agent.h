@@ -17,9 +17,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/child_env.h"
+#include "agent/children.h"
+#include "agent/config.h"
 #include "agent/files.h"
 #include "agent/frame.h"
+#include "agent/link.h"
 #include "agent/loop.h"
+#include "agent/output_pipe.h"
 #include "agent/process_log.h"
 #include "agent/reply.h"
 #include "agent/util.h"
@@ -27,42 +32,7 @@
 
 namespace cove::agent {
 
-inline constexpr const char* kAgentVersion = "0.1.0";
-// Bytes read from a child's pipe or socket at a time.
-inline constexpr size_t kReadChunk = 64 << 10;
-
-struct AgentConfig {
-  int listen_fd = 3;              // listening unix stream socket (borrowed for life)
-  std::string workspace = "/workspace";
-  std::string default_user;       // user of implicit sessions and sessionless commands ("" = root)
-  std::vector<std::string> env;   // base environment of every child, "K=V"
-  std::string bash;               // path of bash, or "" if none
-  std::string sh = "/bin/sh";
-  std::string run_dir;            // private dir for large command scripts ("" = auto)
-  size_t out_high = 8 << 20;      // pause command output above this many unsent bytes
-  size_t out_low = 2 << 20;       // resume below
-  // After killing a timed-out/cancelled command's processes, the shell is
-  // checked every kill_check_ms; it is replaced when it has had no new
-  // processes for kill_quiet_rounds checks without finishing the command
-  // (a builtin loop), or after kill_max_ms in any case.
-  int64_t kill_check_ms = 100;
-  int kill_quiet_rounds = 4;
-  int64_t kill_max_ms = 3000;
-  // Background processes (process.*): output held in memory per stream (the
-  // newest), output kept on disk per process beyond that (process_log.h), and
-  // the time between SIGTERM (or the requested signal) and SIGKILL of process.kill.
-  size_t process_buffer = 1 << 20;
-  uint64_t process_log_limit = kProcessLogDiskLimit;
-  int64_t process_kill_grace_ms = 5000;
-  size_t max_finished_processes = 1024;
-  // Code-interpreter runners (docs/interpreter.md), read-only in the sandbox.
-  std::string interpreter_dir = "/opt/cove/interpreter";
-  // A timed-out execution gets SIGINT; if it is still running this long
-  // after, its runner is killed (the context then reports a crash).
-  int64_t interrupt_grace_ms = 3000;
-};
-
-class Agent {
+class Agent : private Link {
  public:
   explicit Agent(AgentConfig cfg);
   ~Agent();
@@ -70,23 +40,12 @@ class Agent {
   int Run();
 
  private:
-  struct Chan {
-    uint64_t gen = 0;  // connection generation the channel belongs to
-    uint32_t id = 0;
-  };
   // An open channel of the current connection: how to stop its work, its
   // send credit (frame.h), and the output watches paused until it has credit.
   struct Channel {
     std::function<void()> cancel;
     int64_t credit = 0;  // coved grants the first window after the request
     std::vector<uint64_t> paused;
-  };
-  struct Identity {
-    bool set = false;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-    std::string name, home;
   };
   struct SessionSpec {
     std::vector<std::pair<std::string, std::string>> env;
@@ -328,43 +287,43 @@ class Agent {
   void OnConnEvent(uint32_t events);
   void HandleFrame(Frame f);
   void HandleRequest(const Chan& c, json& req);
-  bool Live(const Chan& c) const { return conn_.valid() && c.gen == gen_; }
-  void SendFrame(const Chan& c, FrameType t, std::string_view payload);
-  void Event(const Chan& c, std::string_view payload) { SendFrame(c, FrameType::kEvent, payload); }
-  void Reply(const Chan& c, const json& j);
+  // Link (link.h).
+  bool Live(const Chan& c) const override { return conn_.valid() && c.gen == gen_; }
+  void SendFrame(const Chan& c, FrameType t, std::string_view payload) override;
+  void Reply(const Chan& c, const json& j) override;
+  void ReplyRaw(const Chan& c, std::string_view payload) override;
+  void SetCancel(const Chan& c, std::function<void()> fn) override;
+  bool Blocked() const override { return conn_.valid() && Pending() > cfg_.out_high; }
+  bool Starved(const Chan& c) const override;
+  bool HoldOutput(uint64_t token, const Chan* c) override;
+  std::optional<int64_t> Credit(const Chan& c) const override;
+
   void Flush();
   size_t Pending() const { return out_.size() - out_off_; }
-  // The connection is backed up: no producer may send.
-  bool Blocked() const { return conn_.valid() && Pending() > cfg_.out_high; }
-  // c is open and has used up its credit: its producers wait for a Window frame.
-  bool Starved(const Chan& c) const;
-  // Events for c must wait (Blocked or Starved).
-  bool Held(const Chan& c) const { return Blocked() || Starved(c); }
-  // If events for c (null: output is discarded) must wait, pauses the output
-  // watch `token` until they may flow again and returns true.
-  bool HoldOutput(uint64_t token, const Chan* c);
   void OnWindow(uint32_t channel, std::string_view payload);
   // Forgets an open channel, resuming the output it held paused.
   void CloseChannel(uint32_t channel);
-  void SetCancel(const Chan& c, std::function<void()> fn);
 
-  // Output pipes.
-  // Reads up to `max` bytes from fd (one read) and emits them as `type`
-  // events on c. Returns false on EOF or error.
-  bool PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max);
-  // Reads everything currently buffered in fd (FIONREAD), emitting it.
-  void Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c);
-  void FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c);
-  void OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec,
-                        const Chan* c);
+  // Output pipes (output_pipe.h).
+  bool PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max) {
+    return agent::PumpOnce(*this, fd, type, dec, c, max);
+  }
+  void Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c) { agent::Drain(*this, fd, type, dec, c); }
+  void FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c) {
+    agent::FinishStreams(*this, out, err, c);
+  }
+  void OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec, const Chan* c) {
+    agent::OnOutputReadable(*this, loop_, token, fd, type, dec, c);
+  }
 
   // Sessions.
   Session* GetOrCreateSession(const std::string& id);
   json CreateSession(const json& req);
   json DeleteSession(const json& req);
-  bool ParseIdentity(const std::string& user, Identity* out, json* err);
   std::vector<std::string> BuildEnv(const std::vector<std::pair<std::string, std::string>>& extra,
-                                    const Identity* ident) const;
+                                    const Identity* ident) const {
+    return agent::BuildEnv(cfg_.env, extra, ident);
+  }
   Status SpawnShell(Session* s);
   void CloseShell(Session* s, bool kill);
   void StartNext(Session* s);
@@ -405,7 +364,6 @@ class Agent {
   bool PumpLogs(LogsTask* t);  // false once answered
   std::string ProcessLogPrefix(uint64_t n);
   void EvictFinished();
-  void ReplyRaw(const Chan& c, std::string_view payload);
 
   // Port watches (watch.cc).
   void StartPortWatch(const Chan& c, const json& req);
@@ -448,7 +406,6 @@ class Agent {
 
   // Children and signals.
   void OnSignal();
-  void ReapChildren();
   void Shutdown();
 
   std::string RunDir();
@@ -475,7 +432,7 @@ class Agent {
   std::unordered_map<uint64_t, std::unique_ptr<Proc>> procs_;
   uint64_t next_proc_ = 1;
   std::deque<ReadTask> reads_;
-  std::unordered_map<pid_t, std::function<void(int)>> children_;
+  Children children_;
   std::string run_dir_;
 
   std::map<std::string, std::unique_ptr<BgProc>> bg_;

@@ -403,7 +403,7 @@ bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
   r->pid = *pid;
   r->state = RunnerState::kStarting;
   pid_t p = *pid;
-  children_[p] = [this, p](int status) { NoteRunnerExit(p, status); };
+  children_.Add(p, [this, p](int status) { NoteRunnerExit(p, status); });
   WatchRunner(r);
   return true;
 }
@@ -457,9 +457,9 @@ bool Agent::EnsureZygote(std::string* err) {
   }
   z->pid = *pid;
   pid_t p = *pid;
-  children_[p] = [this, p](int status) {
+  children_.Add(p, [this, p](int status) {
     if (zygote_ && zygote_->pid == p) StopZygote("the python zygote " + DescribeExit(status));
-  };
+  });
   z->tok = loop_.Watch(z->sock.get(), EPOLLIN, [this](uint32_t) { OnZygoteReadable(); });
   int efd = z->err.get();
   z->err_tok = loop_.Watch(efd, EPOLLIN, [this, efd](uint32_t) {
@@ -550,7 +550,7 @@ void Agent::OnZygoteReadable() {
     return;
   }
   r->pid = pid;
-  children_[pid] = [this, pid](int status) { NoteRunnerExit(pid, status); };
+  children_.Add(pid, [this, pid](int status) { NoteRunnerExit(pid, status); });
 }
 
 void Agent::StopZygote(const std::string& why) {

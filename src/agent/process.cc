@@ -32,14 +32,7 @@ namespace {
 constexpr size_t kChunkMax = kLogRecordMax;  // raw bytes read at a time and per event
 // process.logs answers in one frame when the log holds at most this much.
 constexpr uint64_t kInlineLogs = 128 << 10;
-constexpr const char* kNoSession = "__DISABLE_SESSION__";
 constexpr const char* kStreamName[2] = {"stdout", "stderr"};
-
-int ExitCodeOf(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
 
 std::string DefaultProcessId() {
   static const char kAlnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -62,12 +55,6 @@ bool ValidStatus(const std::string& s) {
 }
 
 }  // namespace
-
-void Agent::ReplyRaw(const Chan& c, std::string_view payload) {
-  if (!Live(c)) return;
-  CloseChannel(c.id);
-  SendFrame(c, FrameType::kReply, payload);
-}
 
 json Agent::BgInfo(const BgProc& p) const {
   json j = {{"id", p.id},
@@ -255,7 +242,7 @@ json Agent::StartBgProcess(const json& req) {
   p->pid = *pid;
   BgProc* raw = p.get();
   bg_.emplace(id, std::move(p));
-  children_[raw->pid] = [this, id](int status) { OnBgExit(id, status); };
+  children_.Add(raw->pid, [this, id](int status) { OnBgExit(id, status); });
   for (int i = 0; i < 2; ++i)
     raw->tok[i] = loop_.Watch(raw->fd[i].get(), EPOLLIN, [this, id, i](uint32_t) { OnBgReadable(id, i); });
   if (timeout.value_or(0) > 0) {

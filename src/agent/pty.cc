@@ -29,7 +29,6 @@ constexpr size_t kPtyRing = 256 << 10;          // replay buffer per PTY
 constexpr size_t kPtyEvent = 32 << 10;          // raw bytes per output event
 constexpr size_t kPtyInputMax = 1 << 20;        // input waiting for the master
 constexpr size_t kPtyClientMax = 4 << 20;       // unsent output per channel
-constexpr const char* kNoSession = "__DISABLE_SESSION__";
 
 
 const char* SignalName(int sig) {
@@ -201,7 +200,7 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
     p->pid = *pid;
     p->master = std::move(master);
     p->tok = loop_.Watch(p->master.get(), EPOLLIN, [this, sid](uint32_t ev) { OnPtyEvent(sid, ev); });
-    children_[*pid] = [this, sid](int status) { OnPtyExit(sid, status); };
+    children_.Add(*pid, [this, sid](int status) { OnPtyExit(sid, status); });
     ptys_.emplace(sid, std::move(np));
   }
 
