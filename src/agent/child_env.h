@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,17 @@ bool ParseIdentity(const std::string& user, Identity* out, json* err);
 std::vector<std::string> BuildEnv(const std::vector<std::string>& base,
                                   const std::vector<std::pair<std::string, std::string>>& extra,
                                   const Identity* ident);
+// What a child started in a session (a terminal, a background process)
+// inherits from it: the shell's current directory (else the session's), its
+// user and its environment. Looking an unknown session up creates it, like
+// file ops do.
+struct SessionContext {
+  std::string cwd;
+  Identity ident;
+  std::vector<std::pair<std::string, std::string>> env;
+};
+using SessionLookup = std::function<SessionContext(const std::string& session_id)>;
+
 // A shell-style exit code: the status, or 128 + the signal.
 int ExitCodeOf(int status);
 // A close-on-exec pipe, its read end optionally non-blocking.
