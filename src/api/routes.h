@@ -49,7 +49,7 @@ class CompatRoutes {
   Task<HttpResponse> GitCheckout(HttpRequest& req, const std::string& id);
   // port_routes.cc
   Task<HttpResponse> PortWatch(HttpRequest& req, const std::string& id);
-  // watch_routes.cc: /api/watch (check = false) and /api/watch/check
+  // file_watch_routes.cc: /api/watch (check = false) and /api/watch/check
   Task<HttpResponse> Watch(HttpRequest& req, const std::string& id, bool check);
   // interpreter_routes.cc: /api/contexts..., /api/execute/code, /api/interpreter/health
   Task<HttpResponse> Interpreter(HttpRequest& req, const std::string& id, const std::string& route);
