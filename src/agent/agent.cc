@@ -5,7 +5,6 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,81 +16,10 @@
 #include <filesystem>
 
 #include "base/json_parse.h"
-#include "agent/limits.h"
-#include "agent/proc.h"
-#include "agent/shell_command.h"
 #include "base/log.h"
-#include "base/shell_quote.h"
 #include "base/time.h"
-#include "sys/io.h"
 
 namespace cove::agent {
-namespace {
-
-constexpr int kMarkerFd = 9;
-// Session commands longer than kInlineCommandMax go to the shell through a
-// script file, because bash reads a pipe one byte per read(2).
-constexpr const char* kNoSession = "__DISABLE_SESSION__";
-
-const std::vector<std::pair<std::string, std::string>> kDefaultEnv = {
-    {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-    {"HOME", "/root"},
-    {"TERM", "xterm-256color"},
-    {"LANG", "C.UTF-8"},
-};
-
-int ExitCodeOf(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
-
-bool MakePipe(UniqueFd* r, UniqueFd* w, bool nonblock_read) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return false;
-  r->Reset(p[0]);
-  w->Reset(p[1]);
-  if (nonblock_read) fcntl(p[0], F_SETFL, O_NONBLOCK);
-  return true;
-}
-
-std::string ReadSmallFile(const char* path) {
-  auto r = sys::ReadFile(path, 4 << 20);
-  return r.ok() ? *r : std::string();
-}
-
-}  // namespace
-
-// Parses a JSON object of string values; false on anything else.
-bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
-                  json* err) {
-  auto it = req.find(key);
-  if (it == req.end() || it->is_null()) return true;
-  if (!it->is_object()) {
-    *err = ValidationError(std::string("field '") + key + "' must be an object of strings", key);
-    return false;
-  }
-  for (auto& [k, v] : it->items()) {
-    if (!IsShellName(k)) {
-      *err = ValidationError("invalid environment variable name '" + k + "'", key);
-      return false;
-    }
-    if (v.is_string()) {
-      std::string s = v.get<std::string>();
-      if (s.find('\0') != std::string::npos) {
-        *err = ValidationError("environment value of '" + k + "' contains NUL", key);
-        return false;
-      }
-      out->emplace_back(k, std::move(s));
-    } else if (v.is_number() || v.is_boolean()) {
-      out->emplace_back(k, v.dump());
-    } else {
-      *err = ValidationError("environment value of '" + k + "' must be a string", key);
-      return false;
-    }
-  }
-  return true;
-}
 
 Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {
   start_ns_ = MonotonicNs();
@@ -103,6 +31,31 @@ Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {
   sigfd_.Reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   loop_.Watch(sigfd_.get(), EPOLLIN, [this](uint32_t) { OnSignal(); });
   listen_tok_ = loop_.Watch(cfg_.listen_fd, EPOLLIN, [this](uint32_t) { OnAccept(); });
+  PartEnv env{cfg_, loop_, *this, children_, devnull_.get(), run_dir_};
+  commands_ = std::make_unique<Commands>(env);
+  sessions_ = std::make_unique<Sessions>(env, *commands_);
+  auto file_ctx = [this](const json& req) { return sessions_->MakeFileCtx(req); };
+  auto session = [this](const std::string& sid) { return sessions_->Context(sid); };
+  file_ops_ = std::make_unique<FileOps>(env, file_ctx);
+  processes_ = std::make_unique<Processes>(env, session, [this](const std::string& id, std::optional<int> code) {
+    port_watches_->OnProcessExit(id, code);
+  });
+  port_watches_ = std::make_unique<PortWatches>(env, [this](const std::string& id) {
+    std::optional<PortWatches::ProcessState> state;
+    if (auto p = processes_->Find(id)) state = PortWatches::ProcessState{p->exited, p->exit_code};
+    return state;
+  });
+  file_watches_ = std::make_unique<FileWatches>(env, file_ctx);
+  terminals_ = std::make_unique<Terminals>(env, session);
+  code_contexts_ = std::make_unique<CodeContexts>(env);
+  parts_ = {file_ops_.get(),     sessions_.get(),     commands_.get(),  processes_.get(),
+            port_watches_.get(), file_watches_.get(), terminals_.get(), code_contexts_.get()};
+  routes_ = {{"exec", sessions_.get()},           {"session.create", sessions_.get()},
+             {"session.delete", sessions_.get()}, {"session.list", sessions_.get()},
+             {"process.", processes_.get()},      {"port.watch", port_watches_.get()},
+             {"fs.watch", file_watches_.get()},   {"fs.check", file_watches_.get()},
+             {"pty.", terminals_.get()},          {"context.", code_contexts_.get()},
+             {"file.", file_ops_.get()}};
 }
 
 Agent::~Agent() = default;
@@ -117,29 +70,11 @@ int Agent::Run() {
   std::error_code ec;
   std::filesystem::remove_all(RunDir() + "/logs", ec);
   while (!stop_) {
-    // Streaming file reads run between polls while the connection keeps up.
+    // Parts that keep their own queues (file reads, process followers, file
+    // watches, terminals) send between polls while the connection keeps up.
     bool busy = false;
-    if (!reads_.empty() && !Blocked()) {
-      ReadTask t = std::move(reads_.front());
-      reads_.pop_front();
-      if (Live(t.chan) && Starved(t.chan)) {
-        reads_.push_back(std::move(t));  // its consumer is slow: the others go on
-      } else if (Live(t.chan)) {
-        auto ch = open_.find(t.chan.id);
-        size_t budget = ch == open_.end() ? 1 << 20 : std::clamp<int64_t>(ch->second.credit, 64 << 10, 1 << 20);
-        EmitFn data = [&](std::string bytes) { SendFrame(t.chan, FrameType::kData, bytes); };
-        auto reply = t.reader->Step([&](std::string ev) { Event(t.chan, ev); }, budget, &data);
-        if (reply) {
-          Reply(t.chan, *reply);
-        } else {
-          reads_.push_back(std::move(t));
-        }
-      }
-      busy = std::any_of(reads_.begin(), reads_.end(), [this](const ReadTask& r) { return !Starved(r.chan); });
-    }
-    if (bg_lagging_ && !Blocked()) PumpAllFollowers();
-    if (fs_lagging_ && !Blocked()) PumpAllFsWatches();
-    if (pty_lagging_ && !Blocked()) PumpAllPtys();
+    for (Part* p : parts_)
+      if (!Blocked()) busy |= p->Pump();
     Flush();
     loop_.RunOnce(busy ? 0 : -1);
     Flush();
@@ -181,19 +116,12 @@ void Agent::DropConnection(const char* why) {
   ++gen_;  // every channel of the old connection is now dead
   decoder_.reset();
   while (!open_.empty()) CloseChannel(open_.begin()->first);
-  pending_writes_.clear();
   std::string().swap(out_);
   out_off_ = 0;
   // Output paused for backpressure flows (and is discarded) again.
   for (uint64_t t : paused_) loop_.Resume(t);
   paused_.clear();
-  reads_.clear();
-  for (auto& [id, p] : bg_) p->followers.clear();
-  bg_logs_.clear();
-  bg_lagging_ = false;
-  DropPtyClients();
-  StopAllPortWatches();
-  StopAllFsStreams();
+  for (Part* p : parts_) p->OnConnectionLost();
   malloc_trim(0);
 }
 
@@ -267,15 +195,10 @@ void Agent::HandleFrame(Frame f) {
     case FrameType::kData: {
       // file.write with contentInData takes one frame, the content; an
       // attached pty.attach channel takes keystrokes.
-      auto it = pending_writes_.find(f.channel);
-      if (it == pending_writes_.end()) {
-        if (PtyInput(f.channel, f.payload)) return;
-        log::Debug("ignoring data frame on channel {}", f.channel);
-        return;
-      }
-      PendingWrite w = std::move(it->second);
-      pending_writes_.erase(it);
-      return Reply(c, FileWrite(w.ctx, w.req, &f.payload));
+      if (file_ops_->Data(c, &f.payload)) return;
+      if (terminals_->Input(f.channel, f.payload)) return;
+      log::Debug("ignoring data frame on channel {}", f.channel);
+      return;
     }
     default:
       return DropConnection("agent-bound frame of a coved-bound type");
@@ -303,6 +226,12 @@ void Agent::Reply(const Chan& c, const json& j) {
   SendFrame(c, FrameType::kReply, Dump(j));
 }
 
+void Agent::ReplyRaw(const Chan& c, std::string_view payload) {
+  if (!Live(c)) return;
+  CloseChannel(c.id);
+  SendFrame(c, FrameType::kReply, payload);
+}
+
 void Agent::SetCancel(const Chan& c, std::function<void()> fn) {
   if (!Live(c)) return;
   auto it = open_.find(c.id);
@@ -313,6 +242,13 @@ bool Agent::Starved(const Chan& c) const {
   if (!Live(c)) return false;
   auto it = open_.find(c.id);
   return it != open_.end() && it->second.credit <= 0;
+}
+
+std::optional<int64_t> Agent::Credit(const Chan& c) const {
+  if (!Live(c)) return std::nullopt;
+  auto it = open_.find(c.id);
+  if (it == open_.end()) return std::nullopt;
+  return it->second.credit;
 }
 
 bool Agent::HoldOutput(uint64_t token, const Chan* c) {
@@ -338,7 +274,7 @@ void Agent::OnWindow(uint32_t channel, std::string_view payload) {
   for (uint64_t t : ch.paused) loop_.Resume(t);
   ch.paused.clear();
   // Producers that keep their own queues look again.
-  bg_lagging_ = fs_lagging_ = pty_lagging_ = true;
+  for (Part* p : parts_) p->OnCredit();
 }
 
 void Agent::CloseChannel(uint32_t channel) {
@@ -385,699 +321,17 @@ void Agent::HandleRequest(const Chan& c, json& req) {
     return Reply(c, ValidationError("missing field 'op'", "op"));
   const std::string& op = op_it->get_ref<const std::string&>();
   if (op == "hello") {
-    json ids = json::array();
-    for (auto& [id, s] : sessions_) ids.push_back(id);
     return Reply(c, json{{"version", kAgentVersion},
                          {"pid", getpid()},
-                         {"sessions", ids},
+                         {"sessions", sessions_->Ids()},
                          {"window", kChannelWindow},  // this agent honours Window frames
                          {"uptimeMs", (MonotonicNs() - start_ns_) / 1000000}});
   }
-  if (op == "exec") return HandleExec(c, req);
-  if (op == "session.create") return Reply(c, CreateSession(req));
-  if (op == "session.delete") return Reply(c, DeleteSession(req));
-  if (op.rfind("process.", 0) == 0) return HandleProcessOp(c, op, req);
-  if (op == "port.watch") return StartPortWatch(c, req);
-  if (op == "fs.watch") return StartFsWatch(c, req);
-  if (op == "fs.check") return FsCheck(c, req);
-  if (op.rfind("pty.", 0) == 0) return HandlePtyOp(c, op, req);
-  if (op.rfind("context.", 0) == 0) return HandleContextOp(c, op, req);
-  if (op == "session.list") {
-    json ids = json::array();
-    for (auto& [id, s] : sessions_) ids.push_back(id);
-    return Reply(c, json{{"sessions", ids}});
+  for (const Route& r : routes_) {
+    bool prefix = r.op.back() == '.';
+    if (prefix ? op.rfind(r.op, 0) == 0 : op == r.op) return r.part->Handle(c, op, req);
   }
-  if (op.rfind("file.", 0) == 0) {
-    json err;
-    std::string sid;
-    if (!GetString(req, "sessionId", false, &sid, &err)) return Reply(c, err);
-    FileCtx ctx = MakeFileCtx(req);
-    if (op == "file.read") {
-      auto r = FileReader::Open(ctx, req);
-      if (auto* e = std::get_if<json>(&r)) return Reply(c, *e);
-      reads_.push_back(ReadTask{c, std::move(std::get<0>(r))});
-      uint64_t gen = c.gen;
-      uint32_t id = c.id;
-      SetCancel(c, [this, gen, id] {
-        for (auto it = reads_.begin(); it != reads_.end(); ++it) {
-          if (it->chan.gen == gen && it->chan.id == id) {
-            Chan ch = it->chan;
-            reads_.erase(it);
-            Reply(ch, json{{"type", "complete"}, {"bytesRead", 0}, {"cancelled", true}});
-            return;
-          }
-        }
-      });
-      return;
-    }
-    if (op == "file.write") {
-      if (auto it = req.find("contentInData"); it != req.end() && it->is_boolean() && it->get<bool>()) {
-        // The content follows as a data frame on this channel.
-        pending_writes_[c.id] = PendingWrite{std::move(ctx), std::move(req)};
-        uint32_t id = c.id;
-        SetCancel(c, [this, c, id] {
-          if (pending_writes_.erase(id))
-            Reply(c, ErrorReply("OPERATION_INTERRUPTED", "file.write cancelled before its data arrived"));
-        });
-        return;
-      }
-      return Reply(c, FileWrite(ctx, req));
-    }
-    if (op == "file.delete") return Reply(c, FileDelete(ctx, req));
-    if (op == "file.rename") return Reply(c, FileRename(ctx, req));
-    if (op == "file.move") return Reply(c, FileMove(ctx, req));
-    if (op == "file.mkdir") return Reply(c, FileMkdir(ctx, req));
-    if (op == "file.exists") return Reply(c, FileExists(ctx, req));
-    if (op == "file.list") {
-      return Reply(c, FileList(ctx, req, [&](std::string ev) { Event(c, ev); }));
-    }
-  }
-  Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
-}
-
-// ---------------------------------------------------------------------------
-// Output
-
-bool Agent::PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max) {
-  char buf[kReadChunk];
-  ssize_t n;
-  do {
-    n = read(fd, buf, std::min(max, sizeof buf));
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return false;
-  if (n < 0) return errno == EAGAIN;
-  if (!c || !Live(*c)) return true;  // nobody to tell: discard
-  std::string ev;
-  ev.reserve(static_cast<size_t>(n) + 64);
-  ev += "{\"type\":\"";
-  ev += type;
-  ev += "\",\"data\":\"";
-  size_t before = ev.size();
-  dec->Append(std::string_view(buf, static_cast<size_t>(n)), &ev);
-  if (ev.size() == before) return true;
-  ev += "\"}";
-  Event(*c, ev);
-  return true;
-}
-
-void Agent::Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c) {
-  if (fd < 0) return;
-  int avail = 0;
-  if (ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0) return;
-  size_t left = static_cast<size_t>(avail);
-  while (left > 0) {
-    size_t want = std::min(left, kReadChunk);
-    if (!PumpOnce(fd, type, dec, c, want)) break;
-    left -= want;
-  }
-}
-
-void Agent::FinishStreams(Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c) {
-  for (auto [dec, type] : {std::pair{out, "stdout"}, std::pair{err, "stderr"}}) {
-    if (!dec->has_pending()) continue;
-    std::string ev = std::string("{\"type\":\"") + type + "\",\"data\":\"";
-    dec->Finish(&ev);
-    ev += "\"}";
-    if (c) Event(*c, ev);
-  }
-}
-
-void Agent::OnOutputReadable(uint64_t* token, int fd, const char* type, Utf8JsonStream* dec,
-                             const Chan* c) {
-  if (HoldOutput(*token, c)) return;  // the command blocks on its pipe meanwhile
-  if (!PumpOnce(fd, type, dec, c, kReadChunk)) {
-    // EOF: every writer is gone. Stop watching; the fd is closed with its owner.
-    loop_.Unwatch(*token);
-    *token = 0;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Sessions
-
-bool Agent::ParseIdentity(const std::string& user, Identity* out, json* err) {
-  if (user.empty() || user == "root") return true;
-  std::string passwd = ReadSmallFile("/etc/passwd");
-  auto e = FindPasswd(passwd, user);
-  if (!e) {
-    if (user != "user") {
-      *err = ValidationError("unknown user '" + user + "'", "user");
-      return false;
-    }
-    e = PasswdEntry{"user", 1000, 1000, "/home/user", "/bin/bash"};
-  }
-  out->set = e->uid != 0 || e->gid != 0;
-  out->uid = e->uid;
-  out->gid = e->gid;
-  out->name = e->name;
-  out->home = e->home.empty() ? "/" : e->home;
-  out->groups = FindGroups(ReadSmallFile("/etc/group"), user);
-  if (std::find(out->groups.begin(), out->groups.end(), out->gid) == out->groups.end())
-    out->groups.push_back(out->gid);
-  return true;
-}
-
-std::vector<std::string> Agent::BuildEnv(const std::vector<std::pair<std::string, std::string>>& extra,
-                                         const Identity* ident) const {
-  std::vector<std::pair<std::string, std::string>> kv = kDefaultEnv;
-  auto set = [&](const std::string& k, const std::string& v) {
-    for (auto& p : kv) {
-      if (p.first == k) {
-        p.second = v;
-        return;
-      }
-    }
-    kv.emplace_back(k, v);
-  };
-  for (const auto& e : cfg_.env) {
-    size_t eq = e.find('=');
-    if (eq == std::string::npos) continue;
-    set(e.substr(0, eq), e.substr(eq + 1));
-  }
-  if (ident && !ident->name.empty()) {
-    set("HOME", ident->home);
-    set("USER", ident->name);
-    set("LOGNAME", ident->name);
-  }
-  for (const auto& [k, v] : extra) set(k, v);
-  std::vector<std::string> out;
-  out.reserve(kv.size());
-  for (auto& [k, v] : kv) out.push_back(k + "=" + v);
-  return out;
-}
-
-Agent::Session* Agent::GetOrCreateSession(const std::string& id) {
-  auto it = sessions_.find(id);
-  if (it != sessions_.end()) return it->second.get();
-  auto s = std::make_unique<Session>();
-  s->id = id;
-  s->spec.cwd = cfg_.workspace;
-  json ignored;  // an unknown default user leaves the session as root
-  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &s->spec.ident, &ignored);
-  Session* p = s.get();
-  sessions_.emplace(id, std::move(s));
-  return p;
-}
-
-json Agent::CreateSession(const json& req) {
-  json err;
-  std::string id, cwd, user;
-  SessionSpec spec;
-  std::optional<uint64_t> timeout;
-  if (!GetString(req, "id", true, &id, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
-      !GetString(req, "user", false, &user, &err) || !GetEnvObject(req, "env", &spec.env, &err) ||
-      !GetUint(req, "commandTimeoutMs", &timeout, &err))
-    return err;
-  spec.default_timeout_ms = std::min<uint64_t>(timeout.value_or(0), 365ull * 24 * 3600 * 1000);
-  if (id.empty() || id == kNoSession) return ValidationError("invalid session id", "id");
-  if (sessions_.count(id))
-    return ErrorReply("SESSION_ALREADY_EXISTS", "session '" + id + "' already exists",
-                      json{{"sessionId", id}});
-  if (!ParseIdentity(user.empty() ? cfg_.default_user : user, &spec.ident, &err)) return err;
-  spec.cwd = cwd.empty() ? cfg_.workspace : ResolvePath(cfg_.workspace, cwd);
-  if (!IsDirectory(spec.cwd))
-    return ErrorReply("FILE_NOT_FOUND", "session cwd is not a directory: " + spec.cwd,
-                      json{{"path", spec.cwd}, {"operation", "session.create"}});
-  Session* s = GetOrCreateSession(id);
-  s->spec = std::move(spec);
-  if (auto st = SpawnShell(s); !st.ok()) {
-    sessions_.erase(id);
-    return ErrorReply("COMMAND_EXECUTION_ERROR", "cannot start session shell: " + st.error().ToString(),
-                      json{{"sessionId", id}});
-  }
-  return json{{"id", id}};
-}
-
-json Agent::DeleteSession(const json& req) {
-  json err;
-  std::string id;
-  if (!GetString(req, "id", false, &id, &err)) return err;
-  if (id.empty() && !GetString(req, "sessionId", true, &id, &err)) return err;
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return json{{"id", id}, {"existed", false}};
-  Session* s = it->second.get();
-  CloseShell(s, true);
-  json gone = ErrorReply("SESSION_DESTROYED", "session '" + id + "' was deleted", json{{"sessionId", id}});
-  if (s->cur) Reply(s->cur->chan, gone);
-  for (auto& j : s->queue) Reply(j.chan, gone);
-  if (s->timer) loop_.CancelTimer(s->timer);
-  if (!s->cmd_file.empty()) unlink(s->cmd_file.c_str());
-  sessions_.erase(it);
-  return json{{"id", id}};
-}
-
-Status Agent::SpawnShell(Session* s) {
-  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w, mark_r, mark_w;
-  if (!MakePipe(&in_r, &in_w, false) || !MakePipe(&out_r, &out_w, true) ||
-      !MakePipe(&err_r, &err_w, true) || !MakePipe(&mark_r, &mark_w, true))
-    return SysError("pipe2");
-  fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
-  SpawnSpec sp;
-  s->bash = !cfg_.bash.empty();
-  sp.path = s->bash ? cfg_.bash : cfg_.sh;
-  sp.argv = s->bash ? std::vector<std::string>{"bash", "--norc", "--noprofile"}
-                    : std::vector<std::string>{"sh"};
-  sp.env = BuildEnv(s->spec.env, &s->spec.ident);
-  sp.cwd = IsDirectory(s->spec.cwd) ? s->spec.cwd : (IsDirectory(cfg_.workspace) ? cfg_.workspace : "/");
-  sp.fds = {{in_r.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {mark_w.get(), kMarkerFd}};
-  if (s->spec.ident.set) {
-    sp.set_ids = true;
-    sp.uid = s->spec.ident.uid;
-    sp.gid = s->spec.ident.gid;
-    sp.groups = s->spec.ident.groups;
-  }
-  COVE_ASSIGN_OR_RETURN(pid_t pid, Spawn(sp));
-  s->pid = pid;
-  s->in = std::move(in_w);
-  s->out = std::move(out_r);
-  s->err = std::move(err_r);
-  s->mark = std::move(mark_r);
-  s->mark_buf.clear();
-  std::string id = s->id;
-  children_[pid] = [this, id](int status) { OnShellExit(id, status); };
-  s->out_tok = loop_.Watch(s->out.get(), EPOLLIN, [this, id](uint32_t) {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) return;
-    Session* x = it->second.get();
-    OnOutputReadable(&x->out_tok, x->out.get(), "stdout", &x->out_dec, x->cur ? &x->cur->chan : nullptr);
-  });
-  s->err_tok = loop_.Watch(s->err.get(), EPOLLIN, [this, id](uint32_t) {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) return;
-    Session* x = it->second.get();
-    OnOutputReadable(&x->err_tok, x->err.get(), "stderr", &x->err_dec, x->cur ? &x->cur->chan : nullptr);
-  });
-  s->mark_tok = loop_.Watch(s->mark.get(), EPOLLIN, [this, id](uint32_t) { OnMarker(id); });
-  if (s->bash) {
-    std::string init = "shopt -s expand_aliases 2>/dev/null\n";
-    ssize_t unused = write(s->in.get(), init.data(), init.size());
-    (void)unused;
-  }
-  return OkStatus();
-}
-
-void Agent::CloseShell(Session* s, bool kill) {
-  if (s->pid > 0) {
-    if (kill) {
-      KillDescendants(s->pid, 0);
-      ::kill(s->pid, SIGKILL);
-    }
-    // Its exit status is no longer ours to report: reap it as an orphan.
-    children_.erase(s->pid);
-  }
-  s->pid = -1;
-  loop_.Unwatch(s->out_tok);
-  loop_.Unwatch(s->err_tok);
-  loop_.Unwatch(s->mark_tok);
-  s->out_tok = s->err_tok = s->mark_tok = 0;
-  s->in.Reset();
-  s->out.Reset();
-  s->err.Reset();
-  s->mark.Reset();
-  s->mark_buf.clear();
-}
-
-void Agent::StartNext(Session* s) {
-  while (!s->exiting && !s->cur && !s->queue.empty()) {
-    if (s->pid < 0) {
-      if (auto st = SpawnShell(s); !st.ok()) {
-        ExecJob j = std::move(s->queue.front());
-        s->queue.pop_front();
-        Reply(j.chan, ErrorReply("COMMAND_EXECUTION_ERROR",
-                                 "cannot start session shell: " + st.error().ToString(),
-                                 json{{"sessionId", s->id}}));
-        continue;
-      }
-    }
-    s->cur = std::move(s->queue.front());
-    s->queue.pop_front();
-    ExecJob& j = *s->cur;
-    s->cur_seq = ++s->seq;
-    s->kill = Kill::kNone;
-    s->out_dec = Utf8JsonStream();
-    s->err_dec = Utf8JsonStream();
-
-    std::string body;  // what eval runs
-    if (j.command.size() > kInlineCommandMax) {
-      std::string dir = RunDir();
-      std::string path = dir + "/cmd-" + std::to_string(getpid()) + "-" + std::to_string(s->cur_seq) +
-                         "-" + std::to_string(reinterpret_cast<uintptr_t>(s) & 0xffffff);
-      UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400));
-      int err = fd ? 0 : errno;
-      if (fd) {
-        if (auto st = sys::WriteAll(fd.get(), j.command); !st.ok()) err = st.error().sys_errno;
-      }
-      if (err != 0) {
-        unlink(path.c_str());
-        // A full disk is the caller's to fix, like a failed file write.
-        const char* code = err == EDQUOT || err == ENOSPC ? FileCodeForErrno(err) : "COMMAND_EXECUTION_ERROR";
-        Reply(j.chan, ErrorReply(code, std::string("cannot stage command script: ") + strerror(err),
-                                 json{{"sessionId", s->id}, {"errno", err}}));
-        s->cur.reset();
-        continue;
-      }
-      if (s->spec.ident.set && fchown(fd.get(), s->spec.ident.uid, s->spec.ident.gid) != 0) {
-        // The shell then cannot read it and reports the error itself.
-      }
-      s->cmd_file = path;
-      body = s->bash ? "builtin eval \"$(< " + ShellQuote(path) + ")\""
-                     : "eval \"$(cat " + ShellQuote(path) + ")\"";
-    } else {
-      body = (s->bash ? "builtin eval " : "eval ") + ShellQuote(j.command);
-    }
-    if (j.has_cwd || !j.env.empty()) {
-      // Per-command cwd/env: a subshell, so nothing persists.
-      std::string pre;
-      if (j.has_cwd) pre += "cd -- " + ShellQuote(j.cwd) + " || exit 1; ";
-      for (auto& [k, v] : j.env) pre += "export " + k + "=" + ShellQuote(v) + "; ";
-      body = "( " + pre + body + "\n)";
-    }
-    std::string line = "{ " + body + "\n} </dev/null " + std::to_string(kMarkerFd) + ">&-; " +
-                       (s->bash ? "builtin printf" : "printf") + " '%s %s\\n' " +
-                       std::to_string(s->cur_seq) + " \"$?\" >&" + std::to_string(kMarkerFd) + "\n";
-    s->start_ticks = BootTicksNow();
-    s->started_ns = MonotonicNs();
-    // The shell has consumed everything written before (it printed the last
-    // marker), so the pipe is empty and this small write does not block.
-    if (!sys::WriteAll(s->in.get(), line).ok()) {
-      // The shell is gone; its SIGCHLD completes this command.
-    }
-    std::string id = s->id;
-    uint64_t timeout = j.timeout_ms.value_or(s->spec.default_timeout_ms);
-    if (timeout > 0) {
-      s->timer = loop_.AddTimer(s->started_ns + static_cast<int64_t>(timeout) * 1000000,
-                                [this, id] { KillSessionCommand(id, Kill::kTimeout); });
-    }
-    uint64_t gen = j.chan.gen;
-    uint32_t cid = j.chan.id;
-    SetCancel(j.chan, [this, id, cid, gen] { CancelSessionJob(id, cid, gen); });
-  }
-}
-
-void Agent::OnMarker(const std::string& id) {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
-  Session* s = it->second.get();
-  if (!ReadMarkers(s)) {
-    // The shell closed it (exiting); its SIGCHLD does the rest.
-    loop_.Unwatch(s->mark_tok);
-    s->mark_tok = 0;
-  }
-}
-
-bool Agent::ReadMarkers(Session* s) {
-  char buf[256];
-  ssize_t n = s->mark ? read(s->mark.get(), buf, sizeof buf) : 0;
-  if (n <= 0) return n < 0 && errno == EAGAIN;
-  s->mark_buf.append(buf, static_cast<size_t>(n));
-  size_t nl;
-  while ((nl = s->mark_buf.find('\n')) != std::string::npos) {
-    std::string line = s->mark_buf.substr(0, nl);
-    s->mark_buf.erase(0, nl + 1);
-    unsigned long long seq = 0;
-    int code = 0;
-    if (sscanf(line.c_str(), "%llu %d", &seq, &code) != 2) continue;
-    if (s->cur && seq == s->cur_seq) CompleteSession(s, code, false, false);
-  }
-  return true;
-}
-
-void Agent::CompleteSession(Session* s, int code, bool terminated, bool reset) {
-  if (!s->cur) return;
-  Chan c = s->cur->chan;
-  Drain(s->out.get(), "stdout", &s->out_dec, &c);
-  Drain(s->err.get(), "stderr", &s->err_dec, &c);
-  FinishStreams(&s->out_dec, &s->err_dec, &c);
-  json r = {{"type", "complete"}, {"exitCode", code}};
-  if (s->kill == Kill::kTimeout) {
-    r["exitCode"] = 124;
-    r["timedOut"] = true;
-  } else if (s->kill == Kill::kCancel) {
-    r["exitCode"] = 130;
-    r["cancelled"] = true;
-  }
-  if (terminated) r["sessionTerminated"] = true;
-  if (reset) r["sessionReset"] = true;
-  r["durationMs"] = (MonotonicNs() - s->started_ns) / 1000000;
-  Reply(c, r);
-  if (s->timer) loop_.CancelTimer(s->timer);
-  s->timer = 0;
-  if (!s->cmd_file.empty()) {
-    unlink(s->cmd_file.c_str());
-    s->cmd_file.clear();
-  }
-  s->cur.reset();
-  s->kill = Kill::kNone;
-  StartNext(s);
-}
-
-void Agent::OnShellExit(const std::string& id, int status) {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
-  Session* s = it->second.get();
-  s->pid = -1;  // already reaped
-  // A command that finished just before the shell died completes normally.
-  s->exiting = true;
-  while (s->mark && ReadMarkers(s) && s->cur) {
-    int avail = 0;
-    if (ioctl(s->mark.get(), FIONREAD, &avail) != 0 || avail == 0) break;
-  }
-  s->exiting = false;
-  if (s->cur) {
-    Chan c = s->cur->chan;
-    Drain(s->out.get(), "stdout", &s->out_dec, &c);
-    Drain(s->err.get(), "stderr", &s->err_dec, &c);
-  }
-  bool killed = s->kill != Kill::kNone;
-  CloseShell(s, false);
-  if (s->cur) {
-    // A timed-out/cancelled command whose shell died is a reset; otherwise
-    // the command ended the shell (`exit 3`).
-    CompleteSession(s, ExitCodeOf(status), !killed, killed);
-  } else {
-    StartNext(s);
-  }
-}
-
-void Agent::KillSessionCommand(const std::string& id, Kill why) {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
-  Session* s = it->second.get();
-  if (!s->cur || s->pid < 0) return;
-  if (s->timer) loop_.CancelTimer(s->timer);
-  s->kill = why;
-  s->kill_started_ns = MonotonicNs();
-  s->quiet_rounds = 0;
-  KillDescendants(s->pid, s->start_ticks);
-  s->timer = loop_.AddTimer(MonotonicNs() + cfg_.kill_check_ms * 1000000, [this, id] { OnKillGrace(id); });
-}
-
-void Agent::OnKillGrace(const std::string& id) {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
-  Session* s = it->second.get();
-  s->timer = 0;
-  if (!s->cur) return;
-  // Still no marker. Kill whatever the command started since; when nothing
-  // is left for several checks (the shell itself is busy in a builtin loop
-  // or blocked in a builtin), or after a bound, replace the shell.
-  if (KillDescendants(s->pid, s->start_ticks) > 0) {
-    s->quiet_rounds = 0;
-  } else {
-    ++s->quiet_rounds;
-  }
-  bool give_up = s->quiet_rounds >= cfg_.kill_quiet_rounds ||
-                 MonotonicNs() - s->kill_started_ns >= cfg_.kill_max_ms * 1000000;
-  if (!give_up) {
-    s->timer = loop_.AddTimer(MonotonicNs() + cfg_.kill_check_ms * 1000000, [this, id] { OnKillGrace(id); });
-    return;
-  }
-  log::Info("session {}: shell did not finish the killed command; replacing it", id);
-  Chan c = s->cur->chan;
-  Drain(s->out.get(), "stdout", &s->out_dec, &c);
-  Drain(s->err.get(), "stderr", &s->err_dec, &c);
-  CloseShell(s, true);
-  CompleteSession(s, 137, false, true);
-}
-
-void Agent::CancelSessionJob(const std::string& id, uint32_t chan_id, uint64_t gen) {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
-  Session* s = it->second.get();
-  if (s->cur && s->cur->chan.id == chan_id && s->cur->chan.gen == gen) {
-    if (s->kill == Kill::kNone) KillSessionCommand(id, Kill::kCancel);
-    return;
-  }
-  for (auto q = s->queue.begin(); q != s->queue.end(); ++q) {
-    if (q->chan.id == chan_id && q->chan.gen == gen) {
-      Chan c = q->chan;
-      s->queue.erase(q);
-      Reply(c, json{{"type", "complete"}, {"exitCode", 130}, {"cancelled", true}});
-      return;
-    }
-  }
-}
-
-std::string Agent::SessionCwd(const std::string& session_id) {
-  if (session_id.empty() || session_id == kNoSession) return cfg_.workspace;
-  auto it = sessions_.find(session_id);
-  if (it == sessions_.end()) {
-    // Created on first use; a shell starts with the first exec.
-    return GetOrCreateSession(session_id)->spec.cwd;
-  }
-  Session* s = it->second.get();
-  if (s->pid > 0) {
-    std::string cwd = ProcessCwd(s->pid);
-    if (!cwd.empty() && cwd[0] == '/') return cwd;
-  }
-  return s->spec.cwd;
-}
-
-FileCtx Agent::MakeFileCtx(const json& req) {
-  FileCtx ctx;
-  std::string sid;
-  json err;
-  GetString(req, "sessionId", false, &sid, &err);
-  ctx.base = SessionCwd(sid);
-  if (!sid.empty()) {
-    auto it = sessions_.find(sid);
-    if (it != sessions_.end() && it->second->spec.ident.set)
-      ctx.owner = std::pair{it->second->spec.ident.uid, it->second->spec.ident.gid};
-  }
-  return ctx;
-}
-
-// ---------------------------------------------------------------------------
-// Exec
-
-void Agent::HandleExec(const Chan& c, const json& req) {
-  json err;
-  ExecJob job;
-  job.chan = c;
-  std::string sid;
-  std::optional<uint64_t> timeout;
-  if (!GetString(req, "command", true, &job.command, &err) ||
-      !GetString(req, "sessionId", false, &sid, &err) || !GetEnvObject(req, "env", &job.env, &err) ||
-      !GetUint(req, "timeoutMs", &timeout, &err))
-    return Reply(c, err);
-  if (req.contains("cwd") && !req["cwd"].is_null()) {
-    if (!GetString(req, "cwd", true, &job.cwd, &err)) return Reply(c, err);
-    job.has_cwd = !job.cwd.empty();
-  }
-  if (job.command.find('\0') != std::string::npos)
-    return Reply(c, ValidationError("command contains a NUL byte", "command"));
-  if (auto why = CommandSizeProblem(job.command.size()); !why.empty()) return Reply(c, ValidationError(why, "command"));
-  if (job.cwd.find('\0') != std::string::npos)
-    return Reply(c, ValidationError("cwd contains a NUL byte", "cwd"));
-  constexpr uint64_t kMaxTimeoutMs = 365ull * 24 * 3600 * 1000;  // no overflow below
-  if (timeout) job.timeout_ms = std::min(*timeout, kMaxTimeoutMs);
-  if (sid.empty() || sid == kNoSession) return RunSessionless(std::move(job));
-  Session* s = GetOrCreateSession(sid);
-  s->queue.push_back(std::move(job));
-  uint64_t gen = c.gen;
-  uint32_t cid = c.id;
-  SetCancel(c, [this, sid, cid, gen] { CancelSessionJob(sid, cid, gen); });
-  StartNext(s);
-}
-
-void Agent::RunSessionless(ExecJob job) {
-  UniqueFd out_r, out_w, err_r, err_w;
-  if (!MakePipe(&out_r, &out_w, true) || !MakePipe(&err_r, &err_w, true))
-    return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "pipe2 failed"));
-  SpawnSpec sp;
-  sp.path = cfg_.bash.empty() ? cfg_.sh : cfg_.bash;
-  Identity ident;
-  json ignored;
-  if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
-  sp.env = BuildEnv(job.env, ident.set ? &ident : nullptr);
-  if (ident.set) {
-    sp.set_ids = true;
-    sp.uid = ident.uid;
-    sp.gid = ident.gid;
-    sp.groups = ident.groups;
-  }
-  sp.cwd = job.has_cwd ? ResolvePath(cfg_.workspace, job.cwd)
-                       : (IsDirectory(cfg_.workspace) ? cfg_.workspace : "/");
-  sp.fds = {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}};
-  UniqueFd script;
-  if (auto st = PrepareShellCommand(job.command, !cfg_.bash.empty(), &sp, &script); !st.ok())
-    return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR", "cannot stage command: " + st.error().ToString()));
-  auto pid = Spawn(sp);
-  script.Reset();
-  if (!pid.ok()) {
-    if (pid.error().sys_errno != 0 && pid.error().message.rfind("chdir", 0) == 0) {
-      // Like the session path (`cd` in a subshell): exit 1 with a message.
-      std::string msg = "cove-agent: cd: " + sp.cwd + ": " + strerror(pid.error().sys_errno) + "\n";
-      std::string ev = "{\"type\":\"stderr\",\"data\":\"";
-      AppendJsonUtf8(msg, &ev);
-      ev += "\"}";
-      Event(job.chan, ev);
-      return Reply(job.chan, json{{"type", "complete"}, {"exitCode", 1}, {"durationMs", 0}});
-    }
-    return Reply(job.chan, ErrorReply("COMMAND_EXECUTION_ERROR",
-                                      "cannot start command: " + pid.error().ToString()));
-  }
-  auto p = std::make_unique<Proc>();
-  uint64_t id = next_proc_++;
-  p->id = id;
-  p->pid = *pid;
-  p->chan = job.chan;
-  p->out = std::move(out_r);
-  p->err = std::move(err_r);
-  p->started_ns = MonotonicNs();
-  Proc* raw = p.get();
-  procs_.emplace(id, std::move(p));
-  children_[raw->pid] = [this, id](int status) { OnProcExit(id, status); };
-  raw->out_tok = loop_.Watch(raw->out.get(), EPOLLIN, [this, id](uint32_t) {
-    auto it = procs_.find(id);
-    if (it == procs_.end()) return;
-    Proc* x = it->second.get();
-    OnOutputReadable(&x->out_tok, x->out.get(), "stdout", &x->out_dec, &x->chan);
-  });
-  raw->err_tok = loop_.Watch(raw->err.get(), EPOLLIN, [this, id](uint32_t) {
-    auto it = procs_.find(id);
-    if (it == procs_.end()) return;
-    Proc* x = it->second.get();
-    OnOutputReadable(&x->err_tok, x->err.get(), "stderr", &x->err_dec, &x->chan);
-  });
-  if (job.timeout_ms.value_or(0) > 0) {
-    raw->timer = loop_.AddTimer(raw->started_ns + static_cast<int64_t>(*job.timeout_ms) * 1000000,
-                                [this, id] { KillProc(id, Kill::kTimeout); });
-  }
-  SetCancel(job.chan, [this, id] { KillProc(id, Kill::kCancel); });
-}
-
-void Agent::KillProc(uint64_t id, Kill why) {
-  auto it = procs_.find(id);
-  if (it == procs_.end()) return;
-  Proc* p = it->second.get();
-  if (p->kill == Kill::kNone) p->kill = why;
-  // Its own process group (setsid), plus anything that left the group.
-  KillDescendants(p->pid, 0);
-  ::kill(-p->pid, SIGKILL);
-}
-
-void Agent::OnProcExit(uint64_t id, int status) {
-  auto it = procs_.find(id);
-  if (it == procs_.end()) return;
-  Proc* p = it->second.get();
-  Drain(p->out.get(), "stdout", &p->out_dec, &p->chan);
-  Drain(p->err.get(), "stderr", &p->err_dec, &p->chan);
-  FinishStreams(&p->out_dec, &p->err_dec, &p->chan);
-  json r = {{"type", "complete"}, {"exitCode", ExitCodeOf(status)}};
-  if (p->kill == Kill::kTimeout) {
-    r["exitCode"] = 124;
-    r["timedOut"] = true;
-  } else if (p->kill == Kill::kCancel) {
-    r["exitCode"] = 130;
-    r["cancelled"] = true;
-  }
-  r["durationMs"] = (MonotonicNs() - p->started_ns) / 1000000;
-  Reply(p->chan, r);
-  if (p->timer) loop_.CancelTimer(p->timer);
-  loop_.Unwatch(p->out_tok);
-  loop_.Unwatch(p->err_tok);
-  procs_.erase(it);
+  Reply(c, UnknownOp(op));
 }
 
 // ---------------------------------------------------------------------------
@@ -1094,41 +348,12 @@ void Agent::OnSignal() {
       stop_ = true;
     }
   }
-  if (chld) ReapChildren();
-}
-
-void Agent::ReapChildren() {
-  for (;;) {
-    int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
-    auto it = children_.find(pid);
-    if (it == children_.end()) continue;  // an orphan (or a shell we gave up on)
-    auto fn = std::move(it->second);
-    children_.erase(it);
-    fn(status);
-  }
+  if (chld) children_.Reap();
 }
 
 void Agent::Shutdown() {
   Flush();
-  for (auto& [id, s] : sessions_) CloseShell(s.get(), true);
-  for (auto& [id, p] : procs_) {
-    KillDescendants(p->pid, 0);
-    ::kill(-p->pid, SIGKILL);
-  }
-  for (auto& [id, p] : bg_) {
-    if (p->exited) continue;
-    KillDescendants(p->pid, 0);
-    ::kill(-p->pid, SIGKILL);
-  }
-  for (auto& [id, p] : ptys_) {
-    KillDescendants(p->pid, 0);
-    ::kill(-p->pid, SIGKILL);
-  }
-  for (auto& [id, r] : contexts_) KillRunner(r.get());
-  for (auto& [family, r] : spares_) KillRunner(r.get());
-  if (zygote_) ::kill(-zygote_->pid, SIGKILL);
+  for (Part* p : parts_) p->Shutdown();
   if (getpid() == 1) {
     // Everything in the sandbox gets a chance to exit cleanly.
     ::kill(-1, SIGTERM);
@@ -1140,7 +365,7 @@ void Agent::Shutdown() {
     }
     ::kill(-1, SIGKILL);
   }
-  ReapChildren();
+  children_.Reap();
   if (!run_dir_.empty()) {
     // Leftover scripts of killed commands.
     std::string cmd = run_dir_;

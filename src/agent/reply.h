@@ -106,7 +106,7 @@ inline bool GetPath(const json& req, const char* key, std::string* out, json* er
 }
 
 // An optional object of environment variables (string, number or boolean
-// values; names must be shell names). Defined in agent.cc.
+// values; names must be shell names). Defined in child_env.cc.
 bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
                   json* err);
 

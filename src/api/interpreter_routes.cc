@@ -1,6 +1,6 @@
 // Code interpreter (reference routes #28-#32 and section 4): /api/contexts,
 // /api/execute/code, /api/interpreter/health. cove-agent runs the contexts
-// (agent/interpreter.cc); coved validates, forwards and turns the agent's
+// (agent/code_context.cc); coved validates, forwards and turns the agent's
 // events into Cloudflare's SSE events (stdout, stderr, result, error,
 // execution_complete). Extensions: GET /api/contexts/{id},
 // POST /api/contexts/{id}/restart and /interrupt.

@@ -1,7 +1,7 @@
 // The compatible API's routes as one table: each route is one entry {method,
 // path pattern, build the agent op from the validated request, answer}, and a
 // request is matched once. The route files (compat_routes.cc, process_routes.cc,
-// interpreter_routes.cc, git_routes.cc, port_routes.cc, watch_routes.cc) each
+// interpreter_routes.cc, git_routes.cc, port_routes.cc, file_watch_routes.cc) each
 // contribute their entries.
 #pragma once
 
@@ -114,7 +114,7 @@ std::vector<Route> ProcessRoutes();         // process_routes.cc
 std::vector<Route> InterpreterRoutes();     // interpreter_routes.cc
 std::vector<Route> GitRoutes();             // git_routes.cc
 std::vector<Route> PortRoutes();            // port_routes.cc
-std::vector<Route> WatchRoutes();           // watch_routes.cc
+std::vector<Route> WatchRoutes();           // file_watch_routes.cc
 
 // Shared by /api/process/start and /api/execute with background:true (process_routes.cc).
 agent::ProcessStartOp BuildProcessStart(RouteInput& in);

@@ -13,7 +13,7 @@
 #include "daemon/egress.h"
 #include "io/connection_limits.h"
 #include "manager/images.h"
-#include "manager/isolation_runtime.h"
+#include "manager/kernel_sandbox_host.h"
 #include "manager/manager.h"
 #include "manager/store.h"
 #include "preview/preview_server.h"
@@ -149,8 +149,8 @@ int Run(const Config& c) {
   egress_config.sealed = c.network == "sealed";
   egress_config.state_dir = c.state_dir;
   egress_config.connection_caps = caps;
-  // The runtime needs the networks, the networks the proxy's ports, and the
-  // manager the runtime: the proxy finds sandboxes through the manager once it exists.
+  // The sandbox host needs the networks, the networks the proxy's ports, and the
+  // manager the sandbox host: the proxy finds sandboxes through the manager once it exists.
   Manager* manager_ptr = nullptr;
   auto find_by_slot = [&manager_ptr](uint32_t slot) {
     return manager_ptr ? manager_ptr->FindBySlot(slot) : nullptr;
@@ -160,22 +160,22 @@ int Run(const Config& c) {
     log::Error("cannot set up sandbox networking: {}", egress.error().ToString());
     return 1;
   }
-  auto runtime = IsolationRuntime::Open(c.state_dir, agent, &images, (*egress)->networks());
-  if (!runtime.ok()) {
-    log::Error("cannot set up isolation: {}", runtime.error().ToString());
+  auto sandbox_host = KernelSandboxHost::Open(c.state_dir, agent, &images, (*egress)->networks());
+  if (!sandbox_host.ok()) {
+    log::Error("cannot set up isolation: {}", sandbox_host.error().ToString());
     return 1;
   }
-  (*runtime)->SetTrustedCa((*egress)->ca_certificate_pem());
+  (*sandbox_host)->SetTrustedCa((*egress)->ca_certificate_pem());
   std::string interpreter = c.interpreter_dir.empty() ? DefaultInterpreterDir() : c.interpreter_dir;
   if (interpreter != "none") {
     std::error_code ec;
     if (fs::is_directory(interpreter, ec)) {
-      (*runtime)->SetInterpreterDir(interpreter);
+      (*sandbox_host)->SetInterpreterDir(interpreter);
     } else {
       log::Warn("no code-interpreter runners at {} (--interpreter-dir): code contexts are unavailable", interpreter);
     }
   }
-  Manager manager(io.get_executor(), store->get(), runtime->get());
+  Manager manager(io.get_executor(), store->get(), sandbox_host->get());
   manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
   api::EgressRoutes egress_routes(&manager, (*egress)->directory(), (*egress)->denials(), (*egress)->sealed());
@@ -247,7 +247,7 @@ int Run(const Config& c) {
   (*egress)->Shutdown(manager.Empty());
   manager_ptr = nullptr;
   if (manager.Empty()) {
-    if (auto s = (*runtime)->ReleaseHostResources(); !s.ok())
+    if (auto s = (*sandbox_host)->ReleaseHostResources(); !s.ok())
       log::Warn("cannot release coved's host resources: {}", s.error().ToString());
   }
   return 0;

@@ -27,7 +27,7 @@
 #include "isolation/default_image.h"
 #include "isolation/id_range.h"
 #include "isolation/layer_store.h"
-#include "isolation/runtime.h"
+#include "isolation/running_sandbox.h"
 #include "isolation/validate.h"
 #include "sys/fs.h"
 #include "sys/unique_fd.h"
@@ -100,14 +100,14 @@ int main(int argc, char** argv) {
   IsolationHost host{&*cgroups, &*layers};
   // Residues of jails that died without cleaning up (SIGKILL): an id whose
   // lock nobody holds is stale. Ours is stale too, since we hold its lock.
-  if (auto ids = SandboxRuntime::ListResidues(host); ids.ok()) {
+  if (auto ids = RunningSandbox::ListResidues(host); ids.ok()) {
     for (const std::string& other : *ids) {
       UniqueFd l;
       if (other != id) {
         l.Reset(open((state + "/jail-" + other + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
         if (!l || flock(l.get(), LOCK_EX | LOCK_NB) != 0) continue;
       }
-      (void)SandboxRuntime::CleanUp(host, PersistedSandbox{other, -1, 0, 0});
+      (void)RunningSandbox::CleanUp(host, PersistedSandbox{other, -1, 0, 0});
     }
   }
 
@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
   CreateOptions co;
   co.idmap_image = !no_idmap;
   co.timings = &t;
-  auto rt = SandboxRuntime::Create(host, spec, {}, co);
+  auto rt = RunningSandbox::Create(host, spec, {}, co);
   if (!rt.ok()) return Fail(rt.error());
   if (timings)
     std::fprintf(stderr,

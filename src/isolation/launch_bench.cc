@@ -24,7 +24,7 @@
 #include "isolation/default_image.h"
 #include "isolation/id_range.h"
 #include "isolation/layer_store.h"
-#include "isolation/runtime.h"
+#include "isolation/running_sandbox.h"
 #include "sys/fs.h"
 
 using namespace cove;
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
       co.idmap_image = var.idmap;
       co.timings = &t;
       auto t0 = Clock::now();
-      auto rt = SandboxRuntime::Create(host, spec, {}, co);
+      auto rt = RunningSandbox::Create(host, spec, {}, co);
       auto t1 = Clock::now();
       if (!rt.ok()) {
         std::fprintf(stderr, "create: %s\n", rt.error().ToString().c_str());
@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
           CreateOptions co;
           co.timings = &t;
           auto t0 = Clock::now();
-          auto rt = SandboxRuntime::Create(host, spec, {}, co);
+          auto rt = RunningSandbox::Create(host, spec, {}, co);
           auto t1 = Clock::now();
           if (!rt.ok()) return;
           {

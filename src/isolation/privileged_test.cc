@@ -26,7 +26,7 @@
 #include "isolation/id_range.h"
 #include "isolation/image_import.h"
 #include "isolation/layer_store.h"
-#include "isolation/runtime.h"
+#include "isolation/running_sandbox.h"
 #include "sys/fs.h"
 #include "sys/io.h"
 #include "sys/process.h"
@@ -101,7 +101,7 @@ class Sandbox : public ::testing::Test {
     // Nothing of any sandbox is left: no cgroup, no layer, no host mount.
     // (Only ours: other cove processes on this host may have sandboxes of their own.)
     const std::string mine = "priv-" + std::to_string(getpid()) + "-";
-    auto res = SandboxRuntime::ListResidues(host());
+    auto res = RunningSandbox::ListResidues(host());
     ASSERT_TRUE(res.ok());
     for (const auto& id : *res) EXPECT_NE(id.rfind(mine, 0), 0u) << "layer left behind: " << id;
     auto cgs = cgroups_->List();
@@ -142,7 +142,7 @@ class Sandbox : public ::testing::Test {
 
   // Runs `sh -c script` in a fresh sandbox with output on a pipe (fd 3), then destroys it.
   RunResult Run(const std::string& script, Limits limits = Limits{}, std::string* id_out = nullptr,
-                std::function<void(SandboxRuntime&)> while_running = nullptr) {
+                std::function<void(RunningSandbox&)> while_running = nullptr) {
     RunResult r;
     std::string id = NewId();
     if (id_out) *id_out = id;
@@ -154,7 +154,7 @@ class Sandbox : public ::testing::Test {
     UniqueFd rd(p[0]), wr(p[1]);
     SandboxSpec spec = Spec(id, {"/bin/sh", "-c", "exec >&3 2>&3 3>&-; " + script}, lease->host_id_base());
     spec.limits = limits;
-    auto rt = SandboxRuntime::Create(host(), spec, {wr.get()});
+    auto rt = RunningSandbox::Create(host(), spec, {wr.get()});
     EXPECT_TRUE(rt.ok()) << rt.error().ToString();
     if (!rt.ok()) return r;
     wr.Reset();
@@ -346,7 +346,7 @@ TEST_F(Sandbox, SandboxRootIsNotHostRoot) {
   auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 200);
   ASSERT_TRUE(lease.ok());
   id = NewId();
-  auto rt = SandboxRuntime::Create(host(), Spec(id, {"/bin/sleep", "30"}, lease->host_id_base()), {});
+  auto rt = RunningSandbox::Create(host(), Spec(id, {"/bin/sleep", "30"}, lease->host_id_base()), {});
   ASSERT_TRUE(rt.ok()) << rt.error().ToString();
   std::string status = Slurp("/proc/" + std::to_string(rt->pid()) + "/status");
   std::string base = std::to_string(lease->host_id_base());
@@ -371,7 +371,7 @@ TEST_F(Sandbox, ForkBombStopsAtPidsLimit) {
   uint64_t peak = 0;
   // (After the bomb, forks fail: the shell only uses builtins and exec.)
   auto r = Run("(for i in $(seq 200); do sleep 30 & done) 2>/dev/null; echo still-here; exec sleep 2", l, nullptr,
-               [&](SandboxRuntime& rt) {
+               [&](RunningSandbox& rt) {
                  for (int i = 0; i < 30; ++i) {
                    auto u = rt.cgroup().ReadUsage();
                    if (u.ok()) peak = std::max(peak, u->pids_current);
@@ -388,7 +388,7 @@ TEST_F(Sandbox, MemoryHogIsKilledInsideOnly) {
   l.memory_bytes = 64 << 20;
   uint64_t ooms = 0;
   auto r = Run("python3 -c 'x = bytearray(512 << 20); print(\"allocated\")'; echo rc=$?", l, nullptr,
-               [&](SandboxRuntime& rt) {
+               [&](RunningSandbox& rt) {
                  for (int i = 0; i < 100 && ooms == 0; ++i) {
                    std::this_thread::sleep_for(50ms);
                    if (auto u = rt.cgroup().ReadUsage(); u.ok()) ooms = u->oom_kills;
@@ -405,7 +405,7 @@ TEST_F(Sandbox, CpuQuotaAndUsageAccounting) {
   Limits l;
   l.cpu_millis = 200;
   CgroupUsage last;
-  auto r = Run("timeout 1 sh -c 'while :; do :; done'; echo done", l, nullptr, [&](SandboxRuntime& rt) {
+  auto r = Run("timeout 1 sh -c 'while :; do :; done'; echo done", l, nullptr, [&](RunningSandbox& rt) {
     for (int i = 0; i < 300; ++i) {
       if (auto u = rt.cgroup().ReadUsage(); u.ok()) last = *u;
       if (rt.PollExit().value().has_value()) break;
@@ -450,7 +450,7 @@ TEST_F(Sandbox, AgentIsExecutedFromTheHostThroughAnFd) {
     if (pid == 0) {
       dup2(wr.get(), 1);
       spec.inherit_stdio = true;
-      auto rt = SandboxRuntime::Create(host(), spec, {});
+      auto rt = RunningSandbox::Create(host(), spec, {});
       if (!rt.ok()) _exit(100);
       auto st = rt->WaitExit(10s);
       (void)rt->Destroy();
@@ -470,13 +470,13 @@ TEST_F(Sandbox, AgentIsExecutedFromTheHostThroughAnFd) {
 TEST_F(Sandbox, LaunchErrorsArePreciseAndLeaveNothing) {
   auto lease = IdSlotLease::Acquire(kDefaultIdSlotLockDir, 300);
   ASSERT_TRUE(lease.ok());
-  auto rt = SandboxRuntime::Create(host(), Spec(NewId(), {"no-such-command-xyz"}, lease->host_id_base()), {});
+  auto rt = RunningSandbox::Create(host(), Spec(NewId(), {"no-such-command-xyz"}, lease->host_id_base()), {});
   ASSERT_FALSE(rt.ok());
   EXPECT_EQ(rt.error().sys_errno, ENOENT);
   EXPECT_EQ(rt.error().context.at("step"), "exec command");
   SandboxSpec bad_agent = Spec(NewId(), {"agent"}, lease->host_id_base());
   bad_agent.agent_path = "/nonexistent/agent";
-  rt = SandboxRuntime::Create(host(), bad_agent, {});
+  rt = RunningSandbox::Create(host(), bad_agent, {});
   ASSERT_FALSE(rt.ok());
   EXPECT_EQ(rt.error().code, ErrorCode::kNotFound);
   // TearDown checks that no cgroup or layer is left.
@@ -488,28 +488,28 @@ TEST_F(Sandbox, AdoptAfterRestartAndCleanUp) {
   std::string id = NewId();
   PersistedSandbox rec;
   {
-    auto rt = SandboxRuntime::Create(host(), Spec(id, {"/bin/sleep", "60"}, lease->host_id_base()), {});
+    auto rt = RunningSandbox::Create(host(), Spec(id, {"/bin/sleep", "60"}, lease->host_id_base()), {});
     ASSERT_TRUE(rt.ok()) << rt.error().ToString();
     rec = rt->persisted();
-    // The runtime object goes away as if coved restarted; the sandbox keeps running.
+    // The RunningSandbox object goes away as if coved restarted; the sandbox keeps running.
   }
   EXPECT_EQ(rec.id, id);
   EXPECT_EQ(kill(rec.pid, 0), 0);
   PersistedSandbox wrong = rec;
   wrong.start_time_ticks += 1;
-  EXPECT_EQ(SandboxRuntime::Adopt(host(), wrong).error().code, ErrorCode::kNotFound);
-  auto adopted = SandboxRuntime::Adopt(host(), rec);
+  EXPECT_EQ(RunningSandbox::Adopt(host(), wrong).error().code, ErrorCode::kNotFound);
+  auto adopted = RunningSandbox::Adopt(host(), rec);
   ASSERT_TRUE(adopted.ok()) << adopted.error().ToString();
   EXPECT_EQ(adopted->pid(), rec.pid);
   auto polled = adopted->PollExit();
   ASSERT_TRUE(polled.ok());
   EXPECT_FALSE(polled->has_value());
   // CleanUp from the record alone kills and removes everything.
-  ASSERT_TRUE(SandboxRuntime::CleanUp(host(), rec).ok());
+  ASSERT_TRUE(RunningSandbox::CleanUp(host(), rec).ok());
   EXPECT_TRUE(sys::PidfdWaitExit(adopted->pidfd(), 1000ms).value());
   waitpid(rec.pid, nullptr, WNOHANG);  // we are still its parent in this test
-  EXPECT_EQ(SandboxRuntime::Adopt(host(), rec).error().code, ErrorCode::kNotFound);
-  ASSERT_TRUE(SandboxRuntime::CleanUp(host(), rec).ok());  // idempotent
+  EXPECT_EQ(RunningSandbox::Adopt(host(), rec).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(RunningSandbox::CleanUp(host(), rec).ok());  // idempotent
 }
 
 TEST_F(Sandbox, JoinsAPreMadeNetworkNamespace) {
@@ -528,7 +528,7 @@ TEST_F(Sandbox, JoinsAPreMadeNetworkNamespace) {
   UniqueFd rd(p[0]), wr(p[1]);
   SandboxSpec spec = Spec(NewId(), {"/bin/sh", "-c", "readlink /proc/self/ns/net >&3"}, lease->host_id_base());
   spec.netns_fd = netns.get();
-  auto rt = SandboxRuntime::Create(host(), spec, {wr.get()});
+  auto rt = RunningSandbox::Create(host(), spec, {wr.get()});
   ASSERT_TRUE(rt.ok()) << rt.error().ToString();
   wr.Reset();
   readlink("/proc/thread-self/ns/net", mine_after, sizeof mine_after);
@@ -591,7 +591,7 @@ TEST_F(Sandbox, ImportedImageRunsAStaticAgent) {
   spec.agent_path = COVE_STATIC_PROBE_PATH;
   CreateOptions co;
   co.default_layout = false;
-  auto rt = SandboxRuntime::Create(host(), spec, {wr.get()}, co);
+  auto rt = RunningSandbox::Create(host(), spec, {wr.get()}, co);
   ASSERT_TRUE(rt.ok()) << rt.error().ToString();
   wr.Reset();
   auto out = sys::ReadAll(rd.get(), 4096);
@@ -610,7 +610,7 @@ TEST_F(Sandbox, ImportedImageRunsAStaticAgent) {
   ASSERT_TRUE(evil.ok()) << evil.error().ToString();
   spec.id = NewId();
   spec.image = *evil;
-  auto bad = SandboxRuntime::Create(host(), spec, {}, co);
+  auto bad = RunningSandbox::Create(host(), spec, {}, co);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().context.at("step"), "mkdir /proc") << bad.error().ToString();
   (void)sys::RemoveTree(src);
@@ -633,7 +633,7 @@ TEST_F(Sandbox, ConcurrentCreatesAreIndependent) {
         int p[2];
         if (pipe2(p, O_CLOEXEC) != 0) return;
         UniqueFd rd(p[0]), wr(p[1]);
-        auto rt = SandboxRuntime::Create(host(), Spec(id, {"/bin/sh", "-c", "hostname >&3"}, lease->host_id_base()),
+        auto rt = RunningSandbox::Create(host(), Spec(id, {"/bin/sh", "-c", "hostname >&3"}, lease->host_id_base()),
                                          {wr.get()});
         if (!rt.ok()) { errors[t] = rt.error().ToString(); return; }
         wr.Reset();

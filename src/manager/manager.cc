@@ -16,8 +16,8 @@ namespace {
 constexpr auto kAgentHelloTimeout = std::chrono::seconds(5);
 }  // namespace
 
-Manager::Manager(asio::any_io_executor ex, Store* store, Runtime* runtime, size_t worker_threads)
-    : ex_(std::move(ex)), store_(store), runtime_(runtime), pool_(worker_threads) {}
+Manager::Manager(asio::any_io_executor ex, Store* store, SandboxHost* host, size_t worker_threads)
+    : ex_(std::move(ex)), store_(store), host_(host), pool_(worker_threads) {}
 
 Manager::~Manager() {
   for (auto& [_, e] : entries_) {
@@ -36,7 +36,7 @@ Result<uint32_t> Manager::AllocateSlot() {
   uint32_t hint = 0;
   while (used_slots_.count(hint)) ++hint;
   for (;;) {
-    COVE_ASSIGN_OR_RETURN(uint32_t slot, runtime_->ReserveSlot(hint));
+    COVE_ASSIGN_OR_RETURN(uint32_t slot, host_->ReserveSlot(hint));
     if (used_slots_.insert(slot).second) return slot;
     hint = slot + 1;  // held by us already (a failed sandbox keeps its slot): look further
   }
@@ -45,7 +45,7 @@ Result<uint32_t> Manager::AllocateSlot() {
 void Manager::FreeSlot(uint32_t slot) {
   used_slots_.erase(slot);
   id_by_slot_.erase(slot);
-  runtime_->ReleaseSlot(slot);
+  host_->ReleaseSlot(slot);
 }
 
 Task<void> Manager::Adopt() {
@@ -57,7 +57,7 @@ Task<void> Manager::Adopt() {
   std::vector<std::string> known;
   for (const auto& r : *records) known.push_back(r.id);
   auto clean = [this, known] {
-    runtime_->CleanLeftovers(known);
+    host_->CleanLeftovers(known);
     return true;
   };
   co_await OffThread<bool>(pool_, ex_, clean);
@@ -65,7 +65,7 @@ Task<void> Manager::Adopt() {
   std::vector<std::pair<SandboxRecord, std::function<void()>>> to_reap;
   for (auto& r : *records) {
     used_slots_.insert(r.slot);  // until its reaper is done, or the sandbox is deleted
-    if (auto s = runtime_->ClaimSlot(r.slot); !s.ok())
+    if (auto s = host_->ClaimSlot(r.slot); !s.ok())
       log::Error("sandbox {}: cannot claim its id slot {} again: {}", r.id, r.slot, s.error().ToString());
     if (r.state == SandboxState::kDeleting) {
       // Deleted before coved stopped; its reaper had not finished.
@@ -82,7 +82,7 @@ Task<void> Manager::Adopt() {
       to_reap.emplace_back(r, nullptr);  // finishes a clean-up that coved's stop interrupted (idempotent)
       continue;
     }
-    auto is_alive = [this, r] { return runtime_->IsAlive(r); };
+    auto is_alive = [this, r] { return host_->IsAlive(r); };
     bool alive = r.state == SandboxState::kRunning && co_await OffThread<bool>(pool_, ex_, is_alive);
     if (alive) {
       auto agent = co_await ConnectAgent(entry);
@@ -100,7 +100,7 @@ Task<void> Manager::Adopt() {
     }
     to_reap.emplace_back(entry->record, nullptr);
   }
-  auto finish = [this] { return runtime_->FinishAdoption(); };
+  auto finish = [this] { return host_->FinishAdoption(); };
   auto sealed = co_await OffThread<Status>(pool_, ex_, finish);
   if (!sealed.ok()) log::Error("cannot seal sandbox networks; new sandboxes will fail: {}", sealed.error().ToString());
   for (auto& [record, done] : to_reap) reaper_.Reap(record, std::move(done));
@@ -175,9 +175,9 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
   if (entry->destroying) co_return Abandon(entry, deleted);
   Persist(entry->record);  // a crash from here on is cleaned up by Adopt
   SandboxRecord copy = entry->record;
-  auto start = [this, copy] { return runtime_->Start(copy); };
+  auto start = [this, copy] { return host_->Start(copy); };
   int64_t t0 = MonotonicNs();
-  auto started = co_await OffThread<Result<Runtime::Started>>(pool_, ex_, start);
+  auto started = co_await OffThread<Result<SandboxHost::Started>>(pool_, ex_, start);
   int64_t t1 = MonotonicNs();
   if (!started.ok()) {  // nothing of it is left
     (void)store_->RemoveSandbox(entry->record.id);
@@ -207,7 +207,7 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
 }
 
 Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared_ptr<Entry> entry) {
-  auto conn = co_await AgentConnection::Connect(ex_, runtime_->AgentSocketPath(entry->record), entry->record.id,
+  auto conn = co_await AgentConnection::Connect(ex_, host_->AgentSocketPath(entry->record), entry->record.id,
                                                 kAgentHelloTimeout, AgentConnection::kPingInterval, flow_budget_);
   if (!conn.ok()) co_return std::move(conn).error();
   std::weak_ptr<Entry> weak = entry;
@@ -222,7 +222,7 @@ Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared
 namespace {
 
 // " (status N)" or " (signal N)" of an exited child behind a pidfd, without
-// reaping it (the runtime does); empty when unknown (not our child).
+// reaping it (the sandbox host does); empty when unknown (not our child).
 // True when the child behind pidfd has certainly not exited (false when it
 // has, or when it is not our child, e.g. adopted after a restart).
 bool StillRunning(int pidfd) {
@@ -335,7 +335,7 @@ Task<Status> Manager::Destroy(std::string id) {
     // Every process gets SIGKILL now (through the cgroup, frozen first where
     // needed); waiting for them to die and removing the rest is the reaper's.
     SandboxRecord rec = entry->record;
-    auto kill = [this, rec] { return runtime_->Kill(rec); };
+    auto kill = [this, rec] { return host_->Kill(rec); };
     if (auto s = co_await OffThread<Status>(pool_, ex_, kill); !s.ok())
       log::Warn("sandbox {}: kill: {} (the reaper tries again)", id, s.error().ToString());
   }

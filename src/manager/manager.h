@@ -10,7 +10,7 @@
 // the reaper (kCreateWaitsForReaper, then kUnavailable).
 //
 // Threading: all methods run on the io executor given at construction; the
-// blocking kernel work (Runtime) runs on a private worker pool.
+// blocking kernel work (SandboxHost) runs on a private worker pool.
 #pragma once
 
 #include <map>
@@ -23,7 +23,7 @@
 #include "manager/agent_connection.h"
 #include "manager/async_signal.h"
 #include "manager/reaper.h"
-#include "manager/runtime.h"
+#include "manager/sandbox_host.h"
 #include "manager/store.h"
 #include "manager/tombstones.h"
 
@@ -45,7 +45,7 @@ class Manager {
   // The FlowBudget of all agent connections: 1024 channel windows.
   static constexpr size_t kAgentOutputBudget = 256 << 20;
 
-  Manager(asio::any_io_executor ex, Store* store, Runtime* runtime, size_t worker_threads = 4);
+  Manager(asio::any_io_executor ex, Store* store, SandboxHost* host, size_t worker_threads = 4);
   ~Manager();
 
   // At start-up: adopt every stored running sandbox that is still alive, clean up the others.
@@ -55,7 +55,7 @@ class Manager {
   // sandbox whose create was interrupted by a coved stop is replaced.
   // Errors: kInvalidArgument (bad id/type/image), kAlreadyExists, kCancelled
   // (deleted while being created), kUnavailable (the previous sandbox of this
-  // id is still being removed), or the runtime's error.
+  // id is still being removed), or the sandbox host's error.
   Task<Result<SandboxRecord>> Create(CreateRequest request);
   std::optional<SandboxRecord> Get(const std::string& id) const;
   std::vector<SandboxRecord> List() const;
@@ -97,7 +97,7 @@ class Manager {
   // How long a create waits for the reaper of an old sandbox of the same id.
   static constexpr auto kCreateWaitsForReaper = std::chrono::seconds(30);
 
-  // Images known to the runtime's image store are checked by the caller; this
+  // Images known to the sandbox host's image store are checked by the caller; this
   // is the set of names accepted by Create.
   void SetImageChecker(std::function<bool(const std::string&)> fn) { image_exists_ = std::move(fn); }
 
@@ -139,9 +139,9 @@ class Manager {
 
   asio::any_io_executor ex_;
   Store* store_;
-  Runtime* runtime_;
+  SandboxHost* host_;
   asio::thread_pool pool_;
-  Reaper reaper_{ex_, pool_, runtime_};
+  Reaper reaper_{ex_, pool_, host_};
   Tombstones tombstones_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::set<uint32_t> used_slots_;

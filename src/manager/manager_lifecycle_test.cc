@@ -1,6 +1,6 @@
 // The Manager's lifecycle contracts (docs/architecture.md "Life of a sandbox",
 // docs/api.md "Native lifecycle" and "Deleting"), driven through its public
-// API over a FakeRuntime that runs the real cove-agent, unprivileged.
+// API over a FakeSandboxHost that runs the real cove-agent, unprivileged.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "manager/fake_runtime.h"
+#include "manager/fake_sandbox_host.h"
 #include "manager/manager.h"
 #include "manager/store.h"
 #include "sys/proc_stat.h"
@@ -17,7 +17,7 @@ namespace cove {
 namespace {
 
 using namespace std::chrono_literals;
-using Op = FakeRuntime::Op;
+using Op = FakeSandboxHost::Op;
 using AgentResult = Result<std::shared_ptr<AgentConnection>>;
 
 template <typename T>
@@ -50,17 +50,17 @@ class ManagerLifecycleTest : public ::testing::Test {
     auto store = Store::Open(dir_ + "/cove.db");
     ASSERT_TRUE(store.ok()) << store.error().ToString();
     store_ = std::move(*store);
-    runtime_ = std::make_unique<FakeRuntime>(COVE_AGENT_BIN);
-    manager_ = std::make_unique<Manager>(io_.get_executor(), store_.get(), runtime_.get(), 2);
+    host_ = std::make_unique<FakeSandboxHost>(COVE_AGENT_BIN);
+    manager_ = std::make_unique<Manager>(io_.get_executor(), store_.get(), host_.get(), 2);
     ASSERT_TRUE(Await(manager_->Adopt()));
   }
 
   void TearDown() override {
-    runtime_->Release(Op::kStart);
-    runtime_->Release(Op::kDestroy);
+    host_->Release(Op::kStart);
+    host_->Release(Op::kDestroy);
     manager_.reset();
     io_.poll();
-    runtime_.reset();
+    host_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -122,11 +122,11 @@ class ManagerLifecycleTest : public ::testing::Test {
   void StopCoved() {
     manager_.reset();
     io_.poll();
-    runtime_->ForgetSlots();
+    host_->ForgetSlots();
   }
   // coved starts over the same state.
   void StartCoved() {
-    manager_ = std::make_unique<Manager>(io_.get_executor(), store_.get(), runtime_.get(), 2);
+    manager_ = std::make_unique<Manager>(io_.get_executor(), store_.get(), host_.get(), 2);
     ASSERT_TRUE(Await(manager_->Adopt()));
   }
   void Restart() {
@@ -139,7 +139,7 @@ class ManagerLifecycleTest : public ::testing::Test {
   // Work on the manager's pool is not io's: io must not stop while it runs.
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::unique_ptr<Store> store_;
-  std::unique_ptr<FakeRuntime> runtime_;
+  std::unique_ptr<FakeSandboxHost> host_;
   std::unique_ptr<Manager> manager_;
 };
 
@@ -154,7 +154,7 @@ TEST_F(ManagerLifecycleTest, CreateRunsTheAgentAndPersistsItsPid) {
   EXPECT_EQ(r->state, SandboxState::kRunning);
   ASSERT_GT(r->pid, 0);
   EXPECT_FALSE(ProcessGone(r->pid));
-  EXPECT_TRUE(runtime_->held_slots().count(r->slot));
+  EXPECT_TRUE(host_->held_slots().count(r->slot));
   auto stored = Stored("a");
   ASSERT_TRUE(stored);
   EXPECT_EQ(stored->state, SandboxState::kRunning);
@@ -179,31 +179,31 @@ TEST_F(ManagerLifecycleTest, GetOrCreateCreatesOnceForConcurrentRequests) {
   auto third = GetOrCreate("g");
   ASSERT_TRUE(third.ok());
   EXPECT_EQ(*third, ***first);
-  EXPECT_EQ(runtime_->calls(Op::kStart), 1);
+  EXPECT_EQ(host_->calls(Op::kStart), 1);
   ASSERT_TRUE(manager_->Get("g"));
   EXPECT_EQ(manager_->Get("g")->state, SandboxState::kRunning);
 
   auto plain = Await(AgentOf(manager_.get(), "missing", false, Arrive()));
   EXPECT_EQ(plain.error().code, ErrorCode::kNotFound) << "without create_if_missing nothing is created";
-  EXPECT_EQ(runtime_->calls(Op::kStart), 1);
+  EXPECT_EQ(host_->calls(Op::kStart), 1);
 }
 
 TEST_F(ManagerLifecycleTest, FailedStartLeavesNoRecordAndReleasesItsSlot) {
-  runtime_->FailStarts(MakeError(ErrorCode::kResourceExhausted, "no room for it"));
+  host_->FailStarts(MakeError(ErrorCode::kResourceExhausted, "no room for it"));
   auto r = Create("f");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted) << "the runtime's error is returned";
+  EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted) << "the sandbox host's error is returned";
   EXPECT_FALSE(manager_->Get("f"));
   EXPECT_TRUE(manager_->List().empty());
   EXPECT_FALSE(Stored("f"));
-  EXPECT_TRUE(runtime_->held_slots().empty());
+  EXPECT_TRUE(host_->held_slots().empty());
   EXPECT_TRUE(manager_->Empty());
   auto via_route = GetOrCreate("f");
   EXPECT_EQ(via_route.error().code, ErrorCode::kResourceExhausted);
   EXPECT_FALSE(Stored("f"));
-  EXPECT_TRUE(runtime_->held_slots().empty());
+  EXPECT_TRUE(host_->held_slots().empty());
 
-  runtime_->FailStarts(std::nullopt);
+  host_->FailStarts(std::nullopt);
   auto again = Create("f");
   ASSERT_TRUE(again.ok()) << again.error().ToString();
   EXPECT_EQ(again->slot, 0u) << "the failed creates gave their slot back";
@@ -227,17 +227,17 @@ TEST_F(ManagerLifecycleTest, AgentDeathFailsTheSandboxUntilItIsDeleted) {
   EXPECT_EQ(later.error().code, ErrorCode::kFailedPrecondition);
   EXPECT_EQ(Await(AgentOf(manager_.get(), "d", false, Arrive())).error().code, ErrorCode::kFailedPrecondition);
   EXPECT_EQ(Create("d").error().code, ErrorCode::kAlreadyExists);
-  EXPECT_EQ(runtime_->calls(Op::kStart), 1);
+  EXPECT_EQ(host_->calls(Op::kStart), 1);
   EXPECT_EQ(Await(ExitCodeOf(*agent, "true")), -1) << "the old connection is closed";
 
   // The reaper removes what is left; the record and its slot stay until the DELETE.
-  ASSERT_TRUE(RunUntil([&] { return runtime_->destroyed("d") == 1; }));
+  ASSERT_TRUE(RunUntil([&] { return host_->destroyed("d") == 1; }));
   EXPECT_TRUE(Stored("d"));
-  EXPECT_TRUE(runtime_->held_slots().count(r->slot));
+  EXPECT_TRUE(host_->held_slots().count(r->slot));
   ASSERT_TRUE(Delete("d").ok());
   EXPECT_FALSE(manager_->Get("d"));
   ASSERT_TRUE(RunUntil([&] { return !Stored("d"); }));
-  ASSERT_TRUE(RunUntil([&] { return runtime_->held_slots().empty(); }));
+  ASSERT_TRUE(RunUntil([&] { return host_->held_slots().empty(); }));
 }
 
 TEST_F(ManagerLifecycleTest, DeleteAnswersWhileDestroyFailsAndTheReaperRetries) {
@@ -245,41 +245,41 @@ TEST_F(ManagerLifecycleTest, DeleteAnswersWhileDestroyFailsAndTheReaperRetries) 
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   auto agent = GetOrCreate("x");
   ASSERT_TRUE(agent.ok());
-  runtime_->Hold(Op::kDestroy);  // Runtime::Destroy does not return until released
+  host_->Hold(Op::kDestroy);  // SandboxHost::Destroy does not return until released
   ASSERT_TRUE(Delete("x").ok());
 
   EXPECT_FALSE(manager_->Get("x"));
   EXPECT_TRUE(manager_->List().empty());
   ASSERT_TRUE(Stored("x"));
   EXPECT_EQ(Stored("x")->state, SandboxState::kDeleting);
-  EXPECT_TRUE(runtime_->held_slots().count(r->slot)) << "the slot is freed only when nothing is left";
+  EXPECT_TRUE(host_->held_slots().count(r->slot)) << "the slot is freed only when nothing is left";
   EXPECT_FALSE(manager_->Empty());
   Json req = {{"op", "exec"}, {"command", "true"}};
   auto call = Await((*agent)->Request(req, 30s));
   ASSERT_FALSE(call.ok());
   EXPECT_EQ(call.error().code, ErrorCode::kNotFound) << call.error().message;
   EXPECT_TRUE(RunUntil([&] { return ProcessGone(r->pid); })) << "DELETE sent SIGKILL before answering";
-  EXPECT_EQ(runtime_->destroyed("x"), 0);
+  EXPECT_EQ(host_->destroyed("x"), 0);
 
-  runtime_->FailDestroys(2);
-  runtime_->Release(Op::kDestroy);
+  host_->FailDestroys(2);
+  host_->Release(Op::kDestroy);
   ASSERT_TRUE(RunUntil([&] { return !Stored("x"); }));
-  EXPECT_EQ(runtime_->calls(Op::kDestroy), 3);
-  EXPECT_EQ(runtime_->destroyed("x"), 1);
-  EXPECT_EQ(runtime_->events(),
+  EXPECT_EQ(host_->calls(Op::kDestroy), 3);
+  EXPECT_EQ(host_->destroyed("x"), 1);
+  EXPECT_EQ(host_->events(),
             (std::vector<std::string>{"start x", "destroy-failed x", "destroy-failed x", "destroy x"}));
-  EXPECT_TRUE(runtime_->held_slots().empty());
+  EXPECT_TRUE(host_->held_slots().empty());
   EXPECT_TRUE(manager_->Empty());
 }
 
 TEST_F(ManagerLifecycleTest, CreateOfADeletedIdWaitsForItsReaper) {
   ASSERT_TRUE(Create("w").ok());
-  runtime_->FailDestroys(3);
+  host_->FailDestroys(3);
   ASSERT_TRUE(Delete("w").ok());
   auto again = Create("w");
   ASSERT_TRUE(again.ok()) << again.error().ToString();
   EXPECT_EQ(again->state, SandboxState::kRunning);
-  EXPECT_EQ(runtime_->events(), (std::vector<std::string>{"start w", "destroy-failed w", "destroy-failed w",
+  EXPECT_EQ(host_->events(), (std::vector<std::string>{"start w", "destroy-failed w", "destroy-failed w",
                                                           "destroy-failed w", "destroy w", "start w"}));
 }
 
@@ -292,12 +292,12 @@ TEST_F(ManagerLifecycleTest, RequestThatArrivedBeforeTheDeleteNeverRecreates) {
   EXPECT_EQ(stale.error().code, ErrorCode::kNotFound);
   EXPECT_NE(stale.error().message.find("was deleted"), std::string::npos) << stale.error().message;
   EXPECT_FALSE(manager_->Get("t"));
-  EXPECT_EQ(runtime_->calls(Op::kStart), 1);
+  EXPECT_EQ(host_->calls(Op::kStart), 1);
 
   // One that arrives after the DELETE answered creates it again.
   auto fresh = GetOrCreate("t");
   ASSERT_TRUE(fresh.ok()) << fresh.error().ToString();
-  EXPECT_EQ(runtime_->calls(Op::kStart), 2);
+  EXPECT_EQ(host_->calls(Op::kStart), 2);
   // Tombstones only stop creating: the early request now finds the running sandbox.
   EXPECT_TRUE(Await(AgentOf(manager_.get(), "t", true, early)).ok());
 }
@@ -306,20 +306,20 @@ TEST_F(ManagerLifecycleTest, DeleteOfAnUnknownIdBuriesItToo) {
   auto early = Arrive();
   ASSERT_TRUE(Delete("u").ok());
   EXPECT_EQ(Await(AgentOf(manager_.get(), "u", true, early)).error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(runtime_->calls(Op::kStart), 0);
+  EXPECT_EQ(host_->calls(Op::kStart), 0);
   // An explicit create always may.
   EXPECT_TRUE(Create("u").ok());
 }
 
 TEST_F(ManagerLifecycleTest, RequestsJoinedToACreateThatIsDeletedGetNotFound) {
-  runtime_->Hold(Op::kStart);
+  host_->Hold(Op::kStart);
   auto creator = Spawn(AgentOf(manager_.get(), "j", true, Arrive()));
-  ASSERT_TRUE(RunUntil([&] { return runtime_->calls(Op::kStart) == 1; }));
+  ASSERT_TRUE(RunUntil([&] { return host_->calls(Op::kStart) == 1; }));
   auto joiner = Spawn(AgentOf(manager_.get(), "j", true, Arrive()));
   auto deleted = Spawn(manager_->Destroy("j"));
   for (int i = 0; i < 20; ++i) io_.poll();  // the DELETE waits for the create in flight
   EXPECT_FALSE(deleted->has_value());
-  runtime_->Release(Op::kStart);
+  host_->Release(Op::kStart);
   ASSERT_TRUE(RunUntil([&] { return creator->has_value() && joiner->has_value() && deleted->has_value(); }));
   EXPECT_TRUE((*deleted)->ok());
   ASSERT_FALSE((*creator)->ok());
@@ -327,9 +327,9 @@ TEST_F(ManagerLifecycleTest, RequestsJoinedToACreateThatIsDeletedGetNotFound) {
   ASSERT_FALSE((*joiner)->ok());
   EXPECT_EQ((*joiner)->error().code, ErrorCode::kNotFound) << (*joiner)->error().message;
   EXPECT_FALSE(manager_->Get("j"));
-  ASSERT_TRUE(RunUntil([&] { return !Stored("j") && runtime_->destroyed("j") == 1; }));
-  EXPECT_EQ(runtime_->calls(Op::kStart), 1);
-  EXPECT_TRUE(runtime_->held_slots().empty());
+  ASSERT_TRUE(RunUntil([&] { return !Stored("j") && host_->destroyed("j") == 1; }));
+  EXPECT_EQ(host_->calls(Op::kStart), 1);
+  EXPECT_TRUE(host_->held_slots().empty());
 }
 
 TEST_F(ManagerLifecycleTest, RestartAdoptsRunningSandboxesAndFinishesDeletions) {
@@ -337,13 +337,13 @@ TEST_F(ManagerLifecycleTest, RestartAdoptsRunningSandboxesAndFinishesDeletions) 
   ASSERT_TRUE(keep.ok()) << keep.error().ToString();
   auto gone = Create("gone");
   ASSERT_TRUE(gone.ok()) << gone.error().ToString();
-  runtime_->FailDestroys(1 << 30);
+  host_->FailDestroys(1 << 30);
   ASSERT_TRUE(Delete("gone").ok());
-  ASSERT_TRUE(RunUntil([&] { return runtime_->calls(Op::kDestroy) >= 1; }));
+  ASSERT_TRUE(RunUntil([&] { return host_->calls(Op::kDestroy) >= 1; }));
 
   Restart();
-  runtime_->FailDestroys(0);
-  auto known = runtime_->last_known_ids();
+  host_->FailDestroys(0);
+  auto known = host_->last_known_ids();
   std::sort(known.begin(), known.end());
   EXPECT_EQ(known, (std::vector<std::string>{"gone", "keep"}));
   auto adopted = manager_->Get("keep");
@@ -356,9 +356,9 @@ TEST_F(ManagerLifecycleTest, RestartAdoptsRunningSandboxesAndFinishesDeletions) 
 
   EXPECT_FALSE(manager_->Get("gone")) << "a deleting record stays hidden";
   ASSERT_TRUE(RunUntil([&] { return !Stored("gone"); }));
-  EXPECT_GE(runtime_->destroyed("gone"), 1);
-  EXPECT_EQ(runtime_->held_slots(), (std::set<uint32_t>{keep->slot}));
-  EXPECT_EQ(runtime_->calls(Op::kStart), 2);
+  EXPECT_GE(host_->destroyed("gone"), 1);
+  EXPECT_EQ(host_->held_slots(), (std::set<uint32_t>{keep->slot}));
+  EXPECT_EQ(host_->calls(Op::kStart), 2);
 }
 
 TEST_F(ManagerLifecycleTest, RestartFailsSandboxesWhosePidOneIsGone) {
@@ -373,14 +373,14 @@ TEST_F(ManagerLifecycleTest, RestartFailsSandboxesWhosePidOneIsGone) {
   EXPECT_EQ(failed->state, SandboxState::kFailed);
   EXPECT_FALSE(failed->interrupted_create);
   EXPECT_EQ(GetOrCreate("dead").error().code, ErrorCode::kFailedPrecondition) << "not replaced";
-  ASSERT_TRUE(RunUntil([&] { return runtime_->destroyed("dead") == 1; })) << "the reaper cleans up after it";
+  ASSERT_TRUE(RunUntil([&] { return host_->destroyed("dead") == 1; })) << "the reaper cleans up after it";
 }
 
 TEST_F(ManagerLifecycleTest, InterruptedCreateIsReplacedByTheNextCreate) {
   for (const char* id : {"ic1", "ic2"}) {
     SandboxRecord r;
     r.id = id;
-    r.state = SandboxState::kCreating;  // coved stopped during Runtime::Start
+    r.state = SandboxState::kCreating;  // coved stopped during SandboxHost::Start
     r.slot = id == std::string("ic1") ? 5 : 6;
     ASSERT_TRUE(store_->PutSandbox(r).ok());
   }
@@ -392,8 +392,8 @@ TEST_F(ManagerLifecycleTest, InterruptedCreateIsReplacedByTheNextCreate) {
     EXPECT_TRUE(failed->interrupted_create);
     EXPECT_TRUE(Stored(id)->interrupted_create);
   }
-  ASSERT_TRUE(RunUntil([&] { return runtime_->destroyed("ic1") == 1 && runtime_->destroyed("ic2") == 1; }));
-  EXPECT_EQ(runtime_->held_slots(), (std::set<uint32_t>{5, 6}));
+  ASSERT_TRUE(RunUntil([&] { return host_->destroyed("ic1") == 1 && host_->destroyed("ic2") == 1; }));
+  EXPECT_EQ(host_->held_slots(), (std::set<uint32_t>{5, 6}));
 
   auto via_route = GetOrCreate("ic1");  // the get-or-create of the compatible routes
   ASSERT_TRUE(via_route.ok()) << via_route.error().ToString();
@@ -401,9 +401,9 @@ TEST_F(ManagerLifecycleTest, InterruptedCreateIsReplacedByTheNextCreate) {
   auto via_post = Create("ic2");  // POST /v1/sandboxes
   ASSERT_TRUE(via_post.ok()) << via_post.error().ToString();
   EXPECT_EQ(via_post->state, SandboxState::kRunning);
-  ASSERT_TRUE(RunUntil([&] { return runtime_->held_slots().size() == 2; })) << "the old slots are released";
-  EXPECT_FALSE(runtime_->held_slots().count(5));
-  EXPECT_FALSE(runtime_->held_slots().count(6));
+  ASSERT_TRUE(RunUntil([&] { return host_->held_slots().size() == 2; })) << "the old slots are released";
+  EXPECT_FALSE(host_->held_slots().count(5));
+  EXPECT_FALSE(host_->held_slots().count(6));
 }
 
 }  // namespace

@@ -11,8 +11,8 @@ constexpr auto kLongestRetry = std::chrono::seconds(30);
 constexpr auto kRetryWhenAwaited = std::chrono::milliseconds(200);
 }  // namespace
 
-Reaper::Reaper(asio::any_io_executor ex, asio::thread_pool& pool, Runtime* runtime)
-    : ex_(std::move(ex)), pool_(pool), runtime_(runtime), alive_(std::make_shared<bool>(true)) {}
+Reaper::Reaper(asio::any_io_executor ex, asio::thread_pool& pool, SandboxHost* host)
+    : ex_(std::move(ex)), pool_(pool), host_(host), alive_(std::make_shared<bool>(true)) {}
 
 Reaper::~Reaper() {
   *alive_ = false;
@@ -65,7 +65,7 @@ Task<void> Reaper::Run(std::shared_ptr<Job> job) {
   auto alive = alive_;
   asio::thread_pool& pool = pool_;
   asio::any_io_executor ex = ex_;
-  Runtime* runtime = runtime_;
+  SandboxHost* host = host_;
   const std::string id = job->record.id;
   for (int attempt = 1;; ++attempt) {
     if (attempt > 1) {
@@ -74,7 +74,7 @@ Task<void> Reaper::Run(std::shared_ptr<Job> job) {
       if (!*alive) co_return;
     }
     const SandboxRecord rec = job->record;
-    auto destroy = [runtime, rec] { return runtime->Destroy(rec); };
+    auto destroy = [host, rec] { return host->Destroy(rec); };
     Status s = co_await OffThread<Status>(pool, ex, destroy);
     if (!*alive) co_return;
     if (s.ok()) {

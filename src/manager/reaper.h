@@ -1,6 +1,6 @@
 // Reaper: finishes removing sandboxes in the background. Whatever is left of a
 // sandbox (processes, cgroups, layer, agent socket, network) is removed by
-// Runtime::Destroy; when that fails (pid 1 or the cgroup slow to die, e.g.
+// SandboxHost::Destroy; when that fails (pid 1 or the cgroup slow to die, e.g.
 // under memory pressure) the reaper tries again with backoff until it is all
 // gone, logging only the first failure and then at every doubling of the
 // attempts. Nothing is forgotten if coved stops first: the caller keeps the
@@ -16,15 +16,15 @@
 #include <vector>
 
 #include "manager/async_signal.h"
-#include "manager/runtime.h"
+#include "manager/sandbox_host.h"
 
 namespace cove {
 
 class Reaper {
  public:
   using Clock = AsyncSignal::Clock;
-  // pool and runtime are borrowed and must outlive the reaper's work.
-  Reaper(asio::any_io_executor ex, asio::thread_pool& pool, Runtime* runtime);
+  // pool and host are borrowed and must outlive the reaper's work.
+  Reaper(asio::any_io_executor ex, asio::thread_pool& pool, SandboxHost* host);
   ~Reaper();
 
   // Starts removing what is left of `record`, or joins the removal already
@@ -55,7 +55,7 @@ class Reaper {
 
   asio::any_io_executor ex_;
   asio::thread_pool& pool_;
-  Runtime* runtime_;
+  SandboxHost* host_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;
   std::shared_ptr<bool> alive_;  // false once the reaper is destroyed
 };

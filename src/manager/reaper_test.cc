@@ -9,12 +9,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A runtime whose Destroy fails until `fail_first` attempts have been made, as
-// the isolation runtime's does while a sandbox's processes are still dying
+// A sandbox host whose Destroy fails until `fail_first` attempts have been made, as
+// the kernel sandbox host's does while a sandbox's processes are still dying
 // (which a test cannot make happen on cue).
-class SlowToDieRuntime : public Runtime {
+class SlowToDieHost : public SandboxHost {
  public:
-  explicit SlowToDieRuntime(int fail_first) : fail_first_(fail_first) {}
+  explicit SlowToDieHost(int fail_first) : fail_first_(fail_first) {}
   Result<Started> Start(const SandboxRecord&) override { return MakeError(ErrorCode::kInternal, "unused"); }
   bool IsAlive(const SandboxRecord&) override { return false; }
   Status Kill(const SandboxRecord&) override { return OkStatus(); }
@@ -60,15 +60,15 @@ TEST(ReaperTest, BackoffDoublesUpToHalfAMinute) {
 TEST(ReaperTest, RetriesUntilNothingIsLeftThenRunsEveryDone) {
   asio::io_context io;
   asio::thread_pool pool(1);
-  SlowToDieRuntime runtime(2);
-  Reaper reaper(io.get_executor(), pool, &runtime);
+  SlowToDieHost host(2);
+  Reaper reaper(io.get_executor(), pool, &host);
   int done = 0;
   reaper.Reap(Record("a"), [&] { ++done; });
   reaper.Reap(Record("a"), [&] { ++done; });  // joins the first
   EXPECT_TRUE(reaper.Busy("a"));
   EXPECT_FALSE(reaper.Busy("b"));
   RunUntil(io, [&] { return reaper.empty(); });
-  EXPECT_EQ(runtime.attempts(), 3);
+  EXPECT_EQ(host.attempts(), 3);
   EXPECT_EQ(done, 2);
   EXPECT_FALSE(reaper.Busy("a"));
   EXPECT_TRUE(reaper.empty());
@@ -78,8 +78,8 @@ TEST(ReaperTest, RetriesUntilNothingIsLeftThenRunsEveryDone) {
 TEST(ReaperTest, WaitersAreWokenWhenDoneOrAtTheirDeadline) {
   asio::io_context io;
   asio::thread_pool pool(1);
-  SlowToDieRuntime runtime(4);  // with the backoff alone: 0.25 + 0.5 + 1 + 2 s
-  Reaper reaper(io.get_executor(), pool, &runtime);
+  SlowToDieHost host(4);  // with the backoff alone: 0.25 + 0.5 + 1 + 2 s
+  Reaper reaper(io.get_executor(), pool, &host);
   bool released = false;
   reaper.Reap(Record("a"), [&] { released = true; });
   std::optional<bool> short_wait, long_wait;
@@ -93,7 +93,7 @@ TEST(ReaperTest, WaitersAreWokenWhenDoneOrAtTheirDeadline) {
   ASSERT_TRUE(short_wait && long_wait);
   EXPECT_FALSE(*short_wait);
   EXPECT_TRUE(*long_wait);
-  EXPECT_EQ(runtime.attempts(), 5);
+  EXPECT_EQ(host.attempts(), 5);
   pool.join();
 }
 

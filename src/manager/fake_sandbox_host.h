@@ -1,4 +1,4 @@
-// FakeRuntime: a Runtime for tests of the Manager that need no root and no
+// FakeSandboxHost: a SandboxHost for tests of the Manager that need no root and no
 // namespaces, yet is real where it can be. Start() runs the real cove-agent
 // binary as an ordinary child process (unisolated, in its own process group,
 // with a workspace in a private temporary directory), listening on
@@ -21,18 +21,18 @@
 #include <string>
 #include <vector>
 
-#include "manager/runtime.h"
+#include "manager/sandbox_host.h"
 #include "sys/unique_fd.h"
 
 namespace cove {
 
-class FakeRuntime : public Runtime {
+class FakeSandboxHost : public SandboxHost {
  public:
   // agent_path: the cove-agent binary. Creates its temporary directory.
-  explicit FakeRuntime(std::string agent_path);
-  ~FakeRuntime() override;
-  FakeRuntime(const FakeRuntime&) = delete;
-  FakeRuntime& operator=(const FakeRuntime&) = delete;
+  explicit FakeSandboxHost(std::string agent_path);
+  ~FakeSandboxHost() override;
+  FakeSandboxHost(const FakeSandboxHost&) = delete;
+  FakeSandboxHost& operator=(const FakeSandboxHost&) = delete;
 
   Result<Started> Start(const SandboxRecord& record) override;
   bool IsAlive(const SandboxRecord& record) override;

@@ -1,4 +1,4 @@
-#include "manager/isolation_runtime.h"
+#include "manager/kernel_sandbox_host.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -43,8 +43,8 @@ Result<UniqueFd> SealedCopy(const std::string& path) {
 
 }  // namespace
 
-IsolationRuntime::IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers,
-                                   std::string run_dir, UniqueFd agent, Images* images, SandboxNetworks* networks)
+KernelSandboxHost::KernelSandboxHost(isolation::CgroupManager cgroups, isolation::LayerStore layers,
+                                     std::string run_dir, UniqueFd agent, Images* images, SandboxNetworks* networks)
     : cgroups_(std::move(cgroups)),
       layers_(std::move(layers)),
       run_dir_(std::move(run_dir)),
@@ -56,9 +56,9 @@ IsolationRuntime::IsolationRuntime(isolation::CgroupManager cgroups, isolation::
   host_.layers = &layers_;
 }
 
-Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::string& state_dir,
-                                                                 std::string agent_path, Images* images,
-                                                                 SandboxNetworks* networks) {
+Result<std::unique_ptr<KernelSandboxHost>> KernelSandboxHost::Open(const std::string& state_dir,
+                                                                   std::string agent_path, Images* images,
+                                                                   SandboxNetworks* networks) {
   COVE_ASSIGN_OR_RETURN(auto cgroups, isolation::CgroupManager::OpenHost(isolation::CgroupGroupForState(state_dir)));
   COVE_ASSIGN_OR_RETURN(auto layers, isolation::LayerStore::Open(state_dir));
   std::string run_dir = state_dir + "/run";
@@ -66,16 +66,16 @@ Result<std::unique_ptr<IsolationRuntime>> IsolationRuntime::Open(const std::stri
   std::filesystem::create_directories(run_dir, ec);
   if (ec || ::chmod(run_dir.c_str(), 0700) != 0) return SysError("create " + run_dir);
   COVE_ASSIGN_OR_RETURN(UniqueFd agent, SealedCopy(agent_path));
-  return std::unique_ptr<IsolationRuntime>(
-      new IsolationRuntime(std::move(cgroups), std::move(layers), run_dir, std::move(agent), images, networks));
+  return std::unique_ptr<KernelSandboxHost>(
+      new KernelSandboxHost(std::move(cgroups), std::move(layers), run_dir, std::move(agent), images, networks));
 }
 
-std::string IsolationRuntime::AgentSocketPath(const SandboxRecord& record) {
+std::string KernelSandboxHost::AgentSocketPath(const SandboxRecord& record) {
   // Short and in a directory only root can enter; unix socket paths are limited to 107 bytes.
   return run_dir_ + "/" + std::to_string(record.slot) + ".sock";
 }
 
-isolation::PersistedSandbox IsolationRuntime::Persisted(const SandboxRecord& record) const {
+isolation::PersistedSandbox KernelSandboxHost::Persisted(const SandboxRecord& record) const {
   isolation::PersistedSandbox p;
   p.id = record.id;
   p.pid = record.pid > 0 ? record.pid : -1;
@@ -103,7 +103,7 @@ Result<UniqueFd> ListenUnix(const std::string& path) {
 
 }  // namespace
 
-void IsolationRuntime::SetTrustedCa(std::string pem) {
+void KernelSandboxHost::SetTrustedCa(std::string pem) {
   trusted_ca_pem_ = std::move(pem);
   ca_bundle_pem_.clear();
   if (trusted_ca_pem_.empty()) return;
@@ -114,7 +114,7 @@ void IsolationRuntime::SetTrustedCa(std::string pem) {
   ca_bundle_pem_ += trusted_ca_pem_;
 }
 
-Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
+Result<SandboxHost::Started> KernelSandboxHost::Start(const SandboxRecord& record) {
   COVE_ASSIGN_OR_RETURN(isolation::Image image, images_->Resolve(record.image));
   COVE_ASSIGN_OR_RETURN(uid_t base, isolation::HostIdBaseForSlot(record.slot));
   isolation::SandboxSpec spec;
@@ -151,7 +151,7 @@ Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
   options.default_layout = record.image == "default";
   isolation::CreateOptions::Timings timings;
   options.timings = &timings;
-  auto rt = isolation::SandboxRuntime::Create(host_, std::move(spec), {listener.get()}, options);
+  auto rt = isolation::RunningSandbox::Create(host_, std::move(spec), {listener.get()}, options);
   if (!rt.ok()) {
     ::unlink(socket_path.c_str());
     return std::move(rt).error();
@@ -167,7 +167,7 @@ Result<Runtime::Started> IsolationRuntime::Start(const SandboxRecord& record) {
   return started;
 }
 
-bool IsolationRuntime::IsAlive(const SandboxRecord& record) {
+bool KernelSandboxHost::IsAlive(const SandboxRecord& record) {
   {
     std::lock_guard lock(mu_);
     if (auto it = live_.find(record.id); it != live_.end()) {
@@ -175,23 +175,23 @@ bool IsolationRuntime::IsAlive(const SandboxRecord& record) {
       return exited.ok() && !exited->has_value();
     }
   }
-  auto rt = isolation::SandboxRuntime::Adopt(host_, Persisted(record));
+  auto rt = isolation::RunningSandbox::Adopt(host_, Persisted(record));
   if (!rt.ok()) return false;
   std::lock_guard lock(mu_);
   live_.insert_or_assign(record.id, std::move(*rt));
   return true;
 }
 
-Status IsolationRuntime::Kill(const SandboxRecord& record) {
+Status KernelSandboxHost::Kill(const SandboxRecord& record) {
   {
     std::lock_guard lock(mu_);
     if (auto it = live_.find(record.id); it != live_.end()) return it->second.Kill();
   }
-  return isolation::SandboxRuntime::Kill(host_, Persisted(record));
+  return isolation::RunningSandbox::Kill(host_, Persisted(record));
 }
 
-Status IsolationRuntime::Destroy(const SandboxRecord& record) {
-  std::optional<isolation::SandboxRuntime> rt;
+Status KernelSandboxHost::Destroy(const SandboxRecord& record) {
+  std::optional<isolation::RunningSandbox> rt;
   {
     std::lock_guard lock(mu_);
     if (auto it = live_.find(record.id); it != live_.end()) {
@@ -199,7 +199,7 @@ Status IsolationRuntime::Destroy(const SandboxRecord& record) {
       live_.erase(it);
     }
   }
-  Status s = rt ? rt->Destroy() : isolation::SandboxRuntime::CleanUp(host_, Persisted(record));
+  Status s = rt ? rt->Destroy() : isolation::RunningSandbox::CleanUp(host_, Persisted(record));
   if (!s.ok() && rt) {
     // Keep it (and pid 1's pidfd) for the next attempt, which reaps pid 1:
     // dropped now, coved's child would stay a zombie.
@@ -211,7 +211,7 @@ Status IsolationRuntime::Destroy(const SandboxRecord& record) {
   return s;
 }
 
-Result<uint32_t> IsolationRuntime::ReserveSlot(uint32_t hint) {
+Result<uint32_t> KernelSandboxHost::ReserveSlot(uint32_t hint) {
   if (networks_) {
     COVE_ASSIGN_OR_RETURN(auto reserved, networks_->Reserve(hint));
     uint32_t slot = reserved.lease.slot();
@@ -227,14 +227,14 @@ Result<uint32_t> IsolationRuntime::ReserveSlot(uint32_t hint) {
   return slot;
 }
 
-Status IsolationRuntime::ClaimSlot(uint32_t slot) {
+Status KernelSandboxHost::ClaimSlot(uint32_t slot) {
   COVE_ASSIGN_OR_RETURN(auto lease, isolation::IdSlotLease::AcquireExact(isolation::kDefaultIdSlotLockDir, slot));
   std::lock_guard lock(mu_);
   slots_.insert_or_assign(slot, std::move(lease));
   return OkStatus();
 }
 
-void IsolationRuntime::ReleaseSlot(uint32_t slot) {
+void KernelSandboxHost::ReleaseSlot(uint32_t slot) {
   std::optional<net::SandboxNetwork> unused;
   {
     std::lock_guard lock(mu_);
@@ -249,7 +249,7 @@ void IsolationRuntime::ReleaseSlot(uint32_t slot) {
   slots_.erase(slot);
 }
 
-Result<net::SandboxNetwork> IsolationRuntime::TakeNetwork(uint32_t slot) {
+Result<net::SandboxNetwork> KernelSandboxHost::TakeNetwork(uint32_t slot) {
   {
     std::lock_guard lock(mu_);
     if (auto it = reserved_networks_.find(slot); it != reserved_networks_.end()) {
@@ -261,7 +261,7 @@ Result<net::SandboxNetwork> IsolationRuntime::TakeNetwork(uint32_t slot) {
   return networks_->BuildForSlot(slot);
 }
 
-Status IsolationRuntime::FinishAdoption() {
+Status KernelSandboxHost::FinishAdoption() {
   if (!networks_) return OkStatus();
   std::vector<uint32_t> held;
   {
@@ -271,7 +271,7 @@ Status IsolationRuntime::FinishAdoption() {
   return networks_->Seal(held);
 }
 
-Status IsolationRuntime::ReleaseHostResources() {
+Status KernelSandboxHost::ReleaseHostResources() {
   COVE_TRY(layers_.Unmount());
   // A sandbox cgroup removed just before can keep its parent busy for a moment.
   Status removed = cgroups_.RemoveGroup();
@@ -282,8 +282,8 @@ Status IsolationRuntime::ReleaseHostResources() {
   return removed;
 }
 
-void IsolationRuntime::CleanLeftovers(const std::vector<std::string>& known_ids) {
-  auto residues = isolation::SandboxRuntime::ListResidues(host_);
+void KernelSandboxHost::CleanLeftovers(const std::vector<std::string>& known_ids) {
+  auto residues = isolation::RunningSandbox::ListResidues(host_);
   if (!residues.ok()) {
     log::Warn("cannot list leftover sandboxes: {}", residues.error().ToString());
     return;
@@ -292,7 +292,7 @@ void IsolationRuntime::CleanLeftovers(const std::vector<std::string>& known_ids)
     if (std::find(known_ids.begin(), known_ids.end(), id) != known_ids.end()) continue;
     isolation::PersistedSandbox p;
     p.id = id;
-    if (auto s = isolation::SandboxRuntime::CleanUp(host_, p); !s.ok())
+    if (auto s = isolation::RunningSandbox::CleanUp(host_, p); !s.ok())
       log::Warn("cannot clean up leftovers of sandbox {}: {}", id, s.error().ToString());
     else
       log::Info("cleaned up leftovers of sandbox {}", id);

@@ -1,6 +1,6 @@
-// Runtime: the kernel side of a sandbox's life, as blocking calls that the
+// SandboxHost: the kernel side of a sandbox's life, as blocking calls that the
 // manager runs on its worker threads. The isolation-backed implementation is
-// IsolationRuntime (isolation_runtime.h).
+// KernelSandboxHost (kernel_sandbox_host.h).
 #pragma once
 
 #include <string>
@@ -11,9 +11,9 @@
 
 namespace cove {
 
-class Runtime {
+class SandboxHost {
  public:
-  virtual ~Runtime() = default;
+  virtual ~SandboxHost() = default;
 
   struct Started {
     int pid = 0;

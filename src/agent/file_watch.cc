@@ -1,7 +1,5 @@
-// fs.watch and fs.check of cove-agent (docs/agent-protocol.md, "File
-// watches"): native inotify, one inotify fd per watch, read from the event
-// loop. Recursive watches add directories as they appear (and scan them
-// once, so files created before their watch existed are still reported).
+#include "agent/file_watch.h"
+
 #include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
@@ -12,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "agent/agent.h"
+#include "agent/util.h"
 #include "base/log.h"
 #include "base/time.h"
 
@@ -139,7 +137,7 @@ std::string Join(const std::string& dir, std::string_view name) {
 
 }  // namespace
 
-bool Agent::ParseFsWatch(const json& req, bool check, FsWatch* w, json* err) {
+bool FileWatches::ParseFsWatch(const json& req, bool check, FsWatch* w, json* err) {
   std::string path;
   if (!GetPath(req, "path", &path, err) || !GetBool(req, "recursive", &w->recursive, err)) return false;
   bool inc = false, exc = false;
@@ -172,12 +170,12 @@ bool Agent::ParseFsWatch(const json& req, bool check, FsWatch* w, json* err) {
       }
     }
   }
-  FileCtx ctx = MakeFileCtx(req);
+  FileCtx ctx = file_ctx_(req);
   w->root = ResolvePath(ctx.base, path);
   return true;
 }
 
-bool Agent::OpenFsWatch(FsWatch* w, json* err) {
+bool FileWatches::OpenFsWatch(FsWatch* w, json* err) {
   struct stat st;
   if (stat(w->root.c_str(), &st) != 0) {
     int e = errno;
@@ -215,7 +213,7 @@ bool Agent::OpenFsWatch(FsWatch* w, json* err) {
 
 // Watches the subdirectories of `dir` (already watched) recursively; with
 // scan_events, reports everything found as created.
-void Agent::AddFsDir(FsWatch* w, const std::string& dir, bool scan_events, int depth) {
+void FileWatches::AddFsDir(FsWatch* w, const std::string& dir, bool scan_events, int depth) {
   if (depth > kMaxDepth) return;
   DIR* d = opendir(dir.c_str());
   if (!d) return;
@@ -246,7 +244,7 @@ void Agent::AddFsDir(FsWatch* w, const std::string& dir, bool scan_events, int d
   }
 }
 
-void Agent::RemoveFsDirTree(FsWatch* w, const std::string& dir) {
+void FileWatches::RemoveFsDirTree(FsWatch* w, const std::string& dir) {
   std::string prefix = dir + "/";
   for (auto it = w->dirs.begin(); it != w->dirs.end();) {
     if (it->first == dir || it->first.compare(0, prefix.size(), prefix) == 0) {
@@ -259,7 +257,7 @@ void Agent::RemoveFsDirTree(FsWatch* w, const std::string& dir) {
   }
 }
 
-void Agent::RenameFsDirTree(FsWatch* w, const std::string& from, const std::string& to) {
+void FileWatches::RenameFsDirTree(FsWatch* w, const std::string& from, const std::string& to) {
   std::string prefix = from + "/";
   std::vector<std::pair<std::string, int>> moved;
   for (auto it = w->dirs.begin(); it != w->dirs.end();) {
@@ -276,7 +274,7 @@ void Agent::RenameFsDirTree(FsWatch* w, const std::string& from, const std::stri
   }
 }
 
-void Agent::FsEmit(FsWatch* w, const char* type, const std::string& path, bool is_dir) {
+void FileWatches::FsEmit(FsWatch* w, const char* type, const std::string& path, bool is_dir) {
   std::string rel = Relative(w->root, path);
   if (!w->file.empty()) {
     if (rel != w->file) return;
@@ -321,7 +319,7 @@ void Agent::FsEmit(FsWatch* w, const char* type, const std::string& path, bool i
                                {"timestamp", IsoNow()}}));
 }
 
-void Agent::OnFsReadable(uint64_t num) {
+void FileWatches::OnFsReadable(uint64_t num) {
   auto wit = fs_watches_.find(num);
   if (wit == fs_watches_.end()) return;
   FsWatch* w = wit->second.get();
@@ -426,7 +424,7 @@ void Agent::OnFsReadable(uint64_t num) {
   }
 }
 
-bool Agent::PumpFsWatch(FsWatch* w) {
+bool FileWatches::PumpFsWatch(FsWatch* w) {
   if (!Live(w->chan)) {
     w->queue.clear();
     return false;
@@ -449,7 +447,7 @@ bool Agent::PumpFsWatch(FsWatch* w) {
   return false;
 }
 
-void Agent::PumpAllFsWatches() {
+void FileWatches::PumpAllFsWatches() {
   fs_lagging_ = false;
   bool lag = false;
   for (auto& [num, w] : fs_watches_)
@@ -457,7 +455,7 @@ void Agent::PumpAllFsWatches() {
   fs_lagging_ = lag;
 }
 
-void Agent::FinishFsWatch(uint64_t num, const json* reply) {
+void FileWatches::FinishFsWatch(uint64_t num, const json* reply) {
   auto it = fs_watches_.find(num);
   if (it == fs_watches_.end()) return;
   std::unique_ptr<FsWatch> w = std::move(it->second);
@@ -475,7 +473,7 @@ void Agent::FinishFsWatch(uint64_t num, const json* reply) {
   }
 }
 
-void Agent::StopAllFsStreams() {
+void FileWatches::OnConnectionLost() {
   std::vector<uint64_t> nums;
   for (auto& [num, w] : fs_watches_)
     if (!w->check) nums.push_back(num);
@@ -483,7 +481,23 @@ void Agent::StopAllFsStreams() {
   fs_lagging_ = false;
 }
 
-void Agent::StartFsWatch(const Chan& c, const json& req) {
+FileWatches::FileWatches(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx)
+    : Part(env), file_ctx_(std::move(file_ctx)) {}
+
+FileWatches::~FileWatches() = default;
+
+void FileWatches::Handle(const Chan& c, const std::string& op, json& req) {
+  if (op == "fs.watch") return StartFsWatch(c, req);
+  if (op == "fs.check") return FsCheck(c, req);
+  Reply(c, UnknownOp(op));
+}
+
+bool FileWatches::Pump() {
+  if (fs_lagging_) PumpAllFsWatches();
+  return false;
+}
+
+void FileWatches::StartFsWatch(const Chan& c, const json& req) {
   auto w = std::make_unique<FsWatch>();
   json err;
   if (!ParseFsWatch(req, false, w.get(), &err)) return Reply(c, err);
@@ -502,7 +516,7 @@ void Agent::StartFsWatch(const Chan& c, const json& req) {
   });
 }
 
-void Agent::FsCheck(const Chan& c, const json& req) {
+void FileWatches::FsCheck(const Chan& c, const json& req) {
   auto w = std::make_unique<FsWatch>();
   json err;
   std::string since;

@@ -1,4 +1,4 @@
-#include "manager/fake_runtime.h"
+#include "manager/fake_sandbox_host.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -33,12 +33,12 @@ Result<UniqueFd> Listen(const std::string& path) {
 
 }  // namespace
 
-FakeRuntime::FakeRuntime(std::string agent_path) : agent_path_(std::move(agent_path)) {
-  std::string tmpl = (fs::temp_directory_path() / "cove-fake-runtime-XXXXXX").string();
+FakeSandboxHost::FakeSandboxHost(std::string agent_path) : agent_path_(std::move(agent_path)) {
+  std::string tmpl = (fs::temp_directory_path() / "cove-fake-sandbox-host-XXXXXX").string();
   if (::mkdtemp(tmpl.data())) dir_ = tmpl;
 }
 
-FakeRuntime::~FakeRuntime() {
+FakeSandboxHost::~FakeSandboxHost() {
   for (auto& [pid, agent] : agents_) {
     ::killpg(pid, SIGKILL);
     (void)sys::PidfdSignal(agent.pidfd.get(), SIGKILL);
@@ -50,30 +50,30 @@ FakeRuntime::~FakeRuntime() {
   }
 }
 
-std::string FakeRuntime::AgentSocketPath(const SandboxRecord& record) {
+std::string FakeSandboxHost::AgentSocketPath(const SandboxRecord& record) {
   return dir_ + "/" + std::to_string(record.slot) + ".sock";
 }
 
-std::string FakeRuntime::SlotDir(uint32_t slot) const { return dir_ + "/" + std::to_string(slot); }
+std::string FakeSandboxHost::SlotDir(uint32_t slot) const { return dir_ + "/" + std::to_string(slot); }
 
-void FakeRuntime::Enter(Op op, std::unique_lock<std::mutex>& lock) {
+void FakeSandboxHost::Enter(Op op, std::unique_lock<std::mutex>& lock) {
   ++calls_[op];
   released_.wait(lock, [&] { return !held_.count(op); });
 }
 
-Result<Runtime::Started> FakeRuntime::Start(const SandboxRecord& record) {
+Result<SandboxHost::Started> FakeSandboxHost::Start(const SandboxRecord& record) {
   {
     std::unique_lock lock(mu_);
     Enter(Op::kStart, lock);
     if (start_error_) return *start_error_;
   }
-  if (dir_.empty()) return MakeError(ErrorCode::kInternal, "fake runtime: no temporary directory");
+  if (dir_.empty()) return MakeError(ErrorCode::kInternal, "fake sandbox host: no temporary directory");
   if (::access(agent_path_.c_str(), X_OK) != 0) return SysError("access " + agent_path_);
   const std::string home = SlotDir(record.slot);
   std::error_code ec;
   fs::remove_all(home, ec);
   fs::create_directories(home + "/ws", ec);
-  if (ec) return MakeError(ErrorCode::kInternal, "fake runtime: mkdir " + home + ": " + ec.message());
+  if (ec) return MakeError(ErrorCode::kInternal, "fake sandbox host: mkdir " + home + ": " + ec.message());
   COVE_ASSIGN_OR_RETURN(UniqueFd listener, Listen(AgentSocketPath(record)));
 
   // Everything the child needs is built before fork: it may only make async-signal-safe calls.
@@ -104,7 +104,7 @@ Result<Runtime::Started> FakeRuntime::Start(const SandboxRecord& record) {
   if (!pidfd.ok() || !stat.ok()) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    return MakeError(ErrorCode::kInternal, "fake runtime: cannot watch the agent it started");
+    return MakeError(ErrorCode::kInternal, "fake sandbox host: cannot watch the agent it started");
   }
   agent.pidfd = std::move(*pidfd);
   agent.start_ticks = stat->start_time_ticks;
@@ -114,7 +114,7 @@ Result<Runtime::Started> FakeRuntime::Start(const SandboxRecord& record) {
   return Started{pid, agents_[pid].start_ticks};
 }
 
-bool FakeRuntime::IsAlive(const SandboxRecord& record) {
+bool FakeSandboxHost::IsAlive(const SandboxRecord& record) {
   {
     std::lock_guard lock(mu_);
     auto it = agents_.find(record.pid);
@@ -124,7 +124,7 @@ bool FakeRuntime::IsAlive(const SandboxRecord& record) {
   return stat.ok() && stat->state != 'Z' && stat->start_time_ticks == record.start_ticks;
 }
 
-Status FakeRuntime::Kill(const SandboxRecord& record) {
+Status FakeSandboxHost::Kill(const SandboxRecord& record) {
   std::lock_guard lock(mu_);
   auto it = agents_.find(record.pid);
   if (it == agents_.end()) return OkStatus();  // never signal a pid that is not our agent
@@ -133,7 +133,7 @@ Status FakeRuntime::Kill(const SandboxRecord& record) {
   return OkStatus();
 }
 
-Status FakeRuntime::Destroy(const SandboxRecord& record) {
+Status FakeSandboxHost::Destroy(const SandboxRecord& record) {
   std::optional<Agent> agent;
   {
     std::unique_lock lock(mu_);
@@ -149,7 +149,7 @@ Status FakeRuntime::Destroy(const SandboxRecord& record) {
     if (destroy_failures_ > 0) {
       --destroy_failures_;
       events_.push_back("destroy-failed " + record.id);
-      return MakeError(ErrorCode::kTimeout, "fake runtime: sandbox " + record.id + " is still dying");
+      return MakeError(ErrorCode::kTimeout, "fake sandbox host: sandbox " + record.id + " is still dying");
     }
   }
   if (agent) {
@@ -157,7 +157,7 @@ Status FakeRuntime::Destroy(const SandboxRecord& record) {
     if (!exited.ok() || !*exited || !sys::PidfdTryReap(agent->pidfd.get()).ok()) {
       std::lock_guard lock(mu_);
       agents_[record.pid] = std::move(*agent);  // tried again by the next call
-      return MakeError(ErrorCode::kTimeout, "fake runtime: the agent of " + record.id + " did not exit");
+      return MakeError(ErrorCode::kTimeout, "fake sandbox host: the agent of " + record.id + " did not exit");
     }
   }
   ::unlink(AgentSocketPath(record).c_str());
@@ -169,7 +169,7 @@ Status FakeRuntime::Destroy(const SandboxRecord& record) {
   return OkStatus();
 }
 
-Result<uint32_t> FakeRuntime::ReserveSlot(uint32_t hint) {
+Result<uint32_t> FakeSandboxHost::ReserveSlot(uint32_t hint) {
   std::lock_guard lock(mu_);
   uint32_t slot = hint;
   while (slots_.count(slot)) ++slot;
@@ -177,38 +177,38 @@ Result<uint32_t> FakeRuntime::ReserveSlot(uint32_t hint) {
   return slot;
 }
 
-Status FakeRuntime::ClaimSlot(uint32_t slot) {
+Status FakeSandboxHost::ClaimSlot(uint32_t slot) {
   std::lock_guard lock(mu_);
   if (!slots_.insert(slot).second) return MakeError(ErrorCode::kAlreadyExists, "slot held");
   return OkStatus();
 }
 
-void FakeRuntime::ReleaseSlot(uint32_t slot) {
+void FakeSandboxHost::ReleaseSlot(uint32_t slot) {
   std::lock_guard lock(mu_);
   slots_.erase(slot);
 }
 
-void FakeRuntime::CleanLeftovers(const std::vector<std::string>& known_ids) {
+void FakeSandboxHost::CleanLeftovers(const std::vector<std::string>& known_ids) {
   std::lock_guard lock(mu_);
   known_ids_ = known_ids;
 }
 
-void FakeRuntime::FailStarts(std::optional<Error> error) {
+void FakeSandboxHost::FailStarts(std::optional<Error> error) {
   std::lock_guard lock(mu_);
   start_error_ = std::move(error);
 }
 
-void FakeRuntime::FailDestroys(int n) {
+void FakeSandboxHost::FailDestroys(int n) {
   std::lock_guard lock(mu_);
   destroy_failures_ = n;
 }
 
-void FakeRuntime::Hold(Op op) {
+void FakeSandboxHost::Hold(Op op) {
   std::lock_guard lock(mu_);
   held_.insert(op);
 }
 
-void FakeRuntime::Release(Op op) {
+void FakeSandboxHost::Release(Op op) {
   {
     std::lock_guard lock(mu_);
     held_.erase(op);
@@ -216,34 +216,34 @@ void FakeRuntime::Release(Op op) {
   released_.notify_all();
 }
 
-int FakeRuntime::calls(Op op) const {
+int FakeSandboxHost::calls(Op op) const {
   std::lock_guard lock(mu_);
   auto it = calls_.find(op);
   return it == calls_.end() ? 0 : it->second;
 }
 
-int FakeRuntime::destroyed(const std::string& id) const {
+int FakeSandboxHost::destroyed(const std::string& id) const {
   std::lock_guard lock(mu_);
   auto it = destroyed_.find(id);
   return it == destroyed_.end() ? 0 : it->second;
 }
 
-std::vector<std::string> FakeRuntime::events() const {
+std::vector<std::string> FakeSandboxHost::events() const {
   std::lock_guard lock(mu_);
   return events_;
 }
 
-std::set<uint32_t> FakeRuntime::held_slots() const {
+std::set<uint32_t> FakeSandboxHost::held_slots() const {
   std::lock_guard lock(mu_);
   return slots_;
 }
 
-std::vector<std::string> FakeRuntime::last_known_ids() const {
+std::vector<std::string> FakeSandboxHost::last_known_ids() const {
   std::lock_guard lock(mu_);
   return known_ids_;
 }
 
-void FakeRuntime::ForgetSlots() {
+void FakeSandboxHost::ForgetSlots() {
   std::lock_guard lock(mu_);
   slots_.clear();
 }

@@ -1,4 +1,4 @@
-#include "isolation/runtime.h"
+#include "isolation/running_sandbox.h"
 
 #include <signal.h>
 
@@ -47,7 +47,7 @@ std::counting_semaphore<1024>& CreateGate() {
 }
 }  // namespace
 
-Result<SandboxRuntime> SandboxRuntime::Create(const IsolationHost& host, SandboxSpec spec,
+Result<RunningSandbox> RunningSandbox::Create(const IsolationHost& host, SandboxSpec spec,
                                               const std::vector<int>& pass_fds,
                                               const CreateOptions& options) {
   CreateGate().acquire();
@@ -75,7 +75,7 @@ Result<SandboxRuntime> SandboxRuntime::Create(const IsolationHost& host, Sandbox
   remove_cgroup.Release();
   remove_layer.Release();
   PersistedSandbox rec{spec.id, l.pid, l.start_time_ticks, spec.host_id_base};
-  SandboxRuntime rt(host, std::move(rec), std::move(cg));
+  RunningSandbox rt(host, std::move(rec), std::move(cg));
   rt.pidfd_ = std::move(l.pidfd);
   rt.sandbox_dir_ = spec.sandbox_dir;
   if (options.timings) {
@@ -86,17 +86,17 @@ Result<SandboxRuntime> SandboxRuntime::Create(const IsolationHost& host, Sandbox
   return rt;
 }
 
-Result<SandboxRuntime> SandboxRuntime::Adopt(const IsolationHost& host, const PersistedSandbox& record) {
+Result<RunningSandbox> RunningSandbox::Adopt(const IsolationHost& host, const PersistedSandbox& record) {
   COVE_TRY(ValidateSandboxId(record.id));
   COVE_ASSIGN_OR_RETURN(UniqueFd fd, OpenIfSameProcess(record));
   COVE_ASSIGN_OR_RETURN(SandboxCgroup cg, host.cgroups->Adopt(record.id));
-  SandboxRuntime rt(host, record, std::move(cg));
+  RunningSandbox rt(host, record, std::move(cg));
   rt.pidfd_ = std::move(fd);
   rt.sandbox_dir_ = host.layers->LayerDir(record.id);
   return rt;
 }
 
-Status SandboxRuntime::CleanUp(const IsolationHost& host, const PersistedSandbox& record) {
+Status RunningSandbox::CleanUp(const IsolationHost& host, const PersistedSandbox& record) {
   COVE_TRY(ValidateSandboxId(record.id));
   auto cg = host.cgroups->Adopt(record.id);
   if (!cg.ok() && cg.error().code != ErrorCode::kNotFound) return std::move(cg).error();
@@ -112,7 +112,7 @@ Status SandboxRuntime::CleanUp(const IsolationHost& host, const PersistedSandbox
   return host.layers->RemoveLayer(record.id);
 }
 
-Status SandboxRuntime::Kill(const IsolationHost& host, const PersistedSandbox& record) {
+Status RunningSandbox::Kill(const IsolationHost& host, const PersistedSandbox& record) {
   COVE_TRY(ValidateSandboxId(record.id));
   if (auto fd = OpenIfSameProcess(record); fd.ok()) (void)sys::PidfdSignal(fd->get(), SIGKILL);
   auto cg = host.cgroups->Adopt(record.id);
@@ -120,11 +120,11 @@ Status SandboxRuntime::Kill(const IsolationHost& host, const PersistedSandbox& r
   return cg->KillAll();
 }
 
-Result<std::vector<std::string>> SandboxRuntime::ListResidues(const IsolationHost& host) {
+Result<std::vector<std::string>> RunningSandbox::ListResidues(const IsolationHost& host) {
   return host.layers->List();
 }
 
-Result<std::optional<int>> SandboxRuntime::PollExit() {
+Result<std::optional<int>> RunningSandbox::PollExit() {
   if (exit_status_) return exit_status_;
   if (!pidfd_) return std::optional<int>(-1);
   auto r = sys::PidfdTryReap(pidfd_.get());
@@ -142,7 +142,7 @@ Result<std::optional<int>> SandboxRuntime::PollExit() {
   return std::move(r).error();
 }
 
-Result<int> SandboxRuntime::WaitExit(std::chrono::milliseconds timeout) {
+Result<int> RunningSandbox::WaitExit(std::chrono::milliseconds timeout) {
   if (exit_status_) return *exit_status_;
   if (pidfd_) {
     COVE_ASSIGN_OR_RETURN(bool exited, sys::PidfdWaitExit(pidfd_.get(), timeout));
@@ -153,7 +153,7 @@ Result<int> SandboxRuntime::WaitExit(std::chrono::milliseconds timeout) {
   return *st;
 }
 
-Status SandboxRuntime::Kill() {
+Status RunningSandbox::Kill() {
   if (destroyed_) return OkStatus();
   // Killing pid 1 of the pid namespace makes the kernel kill everything in it;
   // the cgroup kill catches anything that is not (it all should be).
@@ -161,7 +161,7 @@ Status SandboxRuntime::Kill() {
   return cgroup_.KillAll();
 }
 
-Status SandboxRuntime::Destroy(std::chrono::milliseconds timeout) {
+Status RunningSandbox::Destroy(std::chrono::milliseconds timeout) {
   if (destroyed_) return OkStatus();
   auto deadline = Clock::now() + timeout;
   (void)Kill();

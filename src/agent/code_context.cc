@@ -1,12 +1,5 @@
-// Code-interpreter contexts of cove-agent: context.create/list/get/delete/
-// restart/interrupt/run/health (docs/agent-protocol.md, docs/interpreter.md).
-//
-// A context is one runner process (python_runner.py or node_runner.js from
-// the read-only runner directory). Python contexts are forked by a zygote
-// that has already imported everything; JavaScript and TypeScript contexts
-// take a pre-started Node runner (the spare), and a new spare is started at
-// once. Runners are untrusted: their control lines are bounded and checked,
-// and a runner that misbehaves is killed and its context reported crashed.
+#include "agent/code_context.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -19,9 +12,9 @@
 
 #include <cstring>
 
-#include "agent/agent.h"
-#include "base/json_parse.h"
 #include "agent/proc.h"
+#include "agent/util.h"
+#include "base/json_parse.h"
 #include "base/log.h"
 #include "base/time.h"
 
@@ -132,7 +125,17 @@ bool MakeOutputPipe(UniqueFd* r, UniqueFd* w) {
 // ---------------------------------------------------------------------------
 // Ops
 
-void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& req) {
+CodeContexts::CodeContexts(const PartEnv& env) : Part(env) {}
+
+CodeContexts::~CodeContexts() = default;
+
+void CodeContexts::Shutdown() {
+  for (auto& [id, r] : contexts_) KillRunner(r.get());
+  for (auto& [family, r] : spares_) KillRunner(r.get());
+  if (zygote_) ::kill(-zygote_->pid, SIGKILL);
+}
+
+void CodeContexts::Handle(const Chan& c, const std::string& op, json& req) {
   if (op == "context.create") return CreateContext(c, req);
   if (op == "context.run") return RunCode(c, req);
   if (op == "context.list") {
@@ -189,7 +192,7 @@ void Agent::HandleContextOp(const Chan& c, const std::string& op, const json& re
   Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
 }
 
-void Agent::CreateContext(const Chan& c, const json& req) {
+void CodeContexts::CreateContext(const Chan& c, const json& req) {
   json err;
   std::string language, cwd;
   std::vector<std::pair<std::string, std::string>> env;
@@ -221,7 +224,7 @@ void Agent::CreateContext(const Chan& c, const json& req) {
   StartRunner(raw);
 }
 
-void Agent::RunCode(const Chan& c, const json& req) {
+void CodeContexts::RunCode(const Chan& c, const json& req) {
   json err;
   std::string id, code, language;
   std::optional<uint64_t> timeout;
@@ -273,7 +276,7 @@ void Agent::RunCode(const Chan& c, const json& req) {
   StartNextRun(r);
 }
 
-json Agent::ContextInfo(const Runner& r) const {
+json CodeContexts::ContextInfo(const Runner& r) const {
   const char* status = "starting";
   switch (r.state) {
     case RunnerState::kIdle: status = "ready"; break;
@@ -292,7 +295,7 @@ json Agent::ContextInfo(const Runner& r) const {
 // ---------------------------------------------------------------------------
 // Starting runners
 
-void Agent::StartRunner(Runner* r) {
+void CodeContexts::StartRunner(Runner* r) {
   ++r->start_attempts;
   std::string err;
   const bool python = r->language == "python";
@@ -357,7 +360,7 @@ void Agent::StartRunner(Runner* r) {
   EnsureSpare(family);
 }
 
-Result<pid_t> Agent::SpawnInterpreter(const std::vector<const char*>& programs, const char* runner,
+Result<pid_t> CodeContexts::SpawnInterpreter(const std::vector<const char*>& programs, const char* runner,
                                        std::vector<std::string> args, std::vector<std::pair<int, int>> fds) {
   Identity ident;
   json ignored;
@@ -387,7 +390,7 @@ Result<pid_t> Agent::SpawnInterpreter(const std::vector<const char*>& programs, 
   return *pid;
 }
 
-bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
+bool CodeContexts::SpawnNodeRunner(Runner* r, std::string* err) {
   UniqueFd ctl_child, out_w, err_w;
   if (!MakeSocketPair(SOCK_STREAM, &r->ctl, &ctl_child) || !MakeOutputPipe(&r->out, &out_w) ||
       !MakeOutputPipe(&r->err, &err_w)) {
@@ -395,7 +398,7 @@ bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
     return false;
   }
   auto pid = SpawnInterpreter({"node", "nodejs"}, "node_runner.js", {},
-                              {{devnull_.get(), 0}, {out_w.get(), 1}, {err_w.get(), 2}, {ctl_child.get(), 3}});
+                              {{devnull_, 0}, {out_w.get(), 1}, {err_w.get(), 2}, {ctl_child.get(), 3}});
   if (!pid.ok()) {
     *err = pid.error().message;
     return false;
@@ -403,12 +406,12 @@ bool Agent::SpawnNodeRunner(Runner* r, std::string* err) {
   r->pid = *pid;
   r->state = RunnerState::kStarting;
   pid_t p = *pid;
-  children_[p] = [this, p](int status) { NoteRunnerExit(p, status); };
+  children_.Add(p, [this, p](int status) { NoteRunnerExit(p, status); });
   WatchRunner(r);
   return true;
 }
 
-void Agent::EnsureSpare(const std::string& family) {
+void CodeContexts::EnsureSpare(const std::string& family) {
   if (spares_.count(family)) return;
   auto s = std::make_unique<Runner>();
   s->context_id = kSparePrefix + family;
@@ -430,7 +433,7 @@ void Agent::EnsureSpare(const std::string& family) {
   spares_.emplace(family, std::move(s));
 }
 
-void Agent::NoteRunnerExit(pid_t pid, int status) {
+void CodeContexts::NoteRunnerExit(pid_t pid, int status) {
   Runner* found = nullptr;
   for (auto& [id, r] : contexts_)
     if (r->pid == pid && r->state != RunnerState::kDead) found = r.get();
@@ -441,7 +444,7 @@ void Agent::NoteRunnerExit(pid_t pid, int status) {
   if (found->eof_timer) RunnerDied(found, "the runner " + found->death);
 }
 
-bool Agent::EnsureZygote(std::string* err) {
+bool CodeContexts::EnsureZygote(std::string* err) {
   if (zygote_) return true;
   auto z = std::make_unique<Zygote>();
   UniqueFd sock_child, err_w;
@@ -450,16 +453,16 @@ bool Agent::EnsureZygote(std::string* err) {
     return false;
   }
   auto pid = SpawnInterpreter({"python3"}, "python_runner.py", {"--zygote"},
-                              {{devnull_.get(), 0}, {devnull_.get(), 1}, {err_w.get(), 2}, {sock_child.get(), 3}});
+                              {{devnull_, 0}, {devnull_, 1}, {err_w.get(), 2}, {sock_child.get(), 3}});
   if (!pid.ok()) {
     *err = pid.error().message;
     return false;
   }
   z->pid = *pid;
   pid_t p = *pid;
-  children_[p] = [this, p](int status) {
+  children_.Add(p, [this, p](int status) {
     if (zygote_ && zygote_->pid == p) StopZygote("the python zygote " + DescribeExit(status));
-  };
+  });
   z->tok = loop_.Watch(z->sock.get(), EPOLLIN, [this](uint32_t) { OnZygoteReadable(); });
   int efd = z->err.get();
   z->err_tok = loop_.Watch(efd, EPOLLIN, [this, efd](uint32_t) {
@@ -478,7 +481,7 @@ bool Agent::EnsureZygote(std::string* err) {
   return true;
 }
 
-void Agent::ZygoteFork(Runner* r) {
+void CodeContexts::ZygoteFork(Runner* r) {
   UniqueFd ctl_child, out_w, err_w;
   if (!MakeSocketPair(SOCK_STREAM, &r->ctl, &ctl_child) || !MakeOutputPipe(&r->out, &out_w) ||
       !MakeOutputPipe(&r->err, &err_w))
@@ -507,7 +510,7 @@ void Agent::ZygoteFork(Runner* r) {
   WatchRunner(r);
 }
 
-void Agent::OnZygoteReadable() {
+void CodeContexts::OnZygoteReadable() {
   char buf[65536];
   ssize_t n = recv(zygote_->sock.get(), buf, sizeof buf, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -550,10 +553,10 @@ void Agent::OnZygoteReadable() {
     return;
   }
   r->pid = pid;
-  children_[pid] = [this, pid](int status) { NoteRunnerExit(pid, status); };
+  children_.Add(pid, [this, pid](int status) { NoteRunnerExit(pid, status); });
 }
 
-void Agent::StopZygote(const std::string& why) {
+void CodeContexts::StopZygote(const std::string& why) {
   if (!zygote_) return;
   std::unique_ptr<Zygote> z = std::move(zygote_);
   loop_.Unwatch(z->tok);
@@ -577,7 +580,7 @@ void Agent::StopZygote(const std::string& why) {
 // ---------------------------------------------------------------------------
 // Runner I/O
 
-Agent::Runner* Agent::FindRunner(const std::string& context_id) {
+CodeContexts::Runner* CodeContexts::FindRunner(const std::string& context_id) {
   if (context_id.rfind(kSparePrefix, 0) == 0) {
     auto it = spares_.find(context_id.substr(std::strlen(kSparePrefix)));
     return it == spares_.end() ? nullptr : it->second.get();
@@ -586,9 +589,9 @@ Agent::Runner* Agent::FindRunner(const std::string& context_id) {
   return it == contexts_.end() ? nullptr : it->second.get();
 }
 
-bool Agent::IsSpare(const Runner& r) { return r.context_id.rfind(kSparePrefix, 0) == 0; }
+bool CodeContexts::IsSpare(const Runner& r) { return r.context_id.rfind(kSparePrefix, 0) == 0; }
 
-void Agent::WatchRunner(Runner* r) {
+void CodeContexts::WatchRunner(Runner* r) {
   std::string id = r->context_id;
   r->ctl_tok = loop_.Watch(r->ctl.get(), EPOLLIN, [this, id](uint32_t) {
     if (Runner* r = FindRunner(id)) OnRunnerControl(r);
@@ -601,7 +604,7 @@ void Agent::WatchRunner(Runner* r) {
   });
 }
 
-void Agent::OnRunnerOutput(Runner* r, int stream) {
+void CodeContexts::OnRunnerOutput(Runner* r, int stream) {
   uint64_t* tok = stream == 0 ? &r->out_tok : &r->err_tok;
   int fd = stream == 0 ? r->out.get() : r->err.get();
   if (r->cur && Live(r->cur->chan)) {
@@ -624,7 +627,7 @@ void Agent::OnRunnerOutput(Runner* r, int stream) {
   AppendBounded(&r->log, std::string_view(buf, static_cast<size_t>(n)));
 }
 
-void Agent::DrainRunnerOutput(Runner* r) {
+void CodeContexts::DrainRunnerOutput(Runner* r) {
   for (int stream = 0; stream < 2; ++stream) {
     int fd = stream == 0 ? r->out.get() : r->err.get();
     if (fd < 0) continue;
@@ -641,7 +644,7 @@ void Agent::DrainRunnerOutput(Runner* r) {
   }
 }
 
-void Agent::OnRunnerControl(Runner* r) {
+void CodeContexts::OnRunnerControl(Runner* r) {
   const std::string id = r->context_id;
   const uint64_t incarnation = r->incarnation;
   char buf[kReadChunk];
@@ -682,7 +685,7 @@ void Agent::OnRunnerControl(Runner* r) {
   }
 }
 
-void Agent::SendInit(Runner* r) {
+void CodeContexts::SendInit(Runner* r) {
   Identity ident;
   json ignored;
   if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
@@ -700,7 +703,7 @@ void Agent::SendInit(Runner* r) {
   }
 }
 
-void Agent::OnRunnerMessage(Runner* r, const json& msg) {
+void CodeContexts::OnRunnerMessage(Runner* r, const json& msg) {
   auto t = msg.find("type");
   if (t == msg.end() || !t->is_string()) return;
   const std::string& type = t->get_ref<const std::string&>();
@@ -770,7 +773,7 @@ void Agent::OnRunnerMessage(Runner* r, const json& msg) {
 // ---------------------------------------------------------------------------
 // Executions
 
-void Agent::StartNextRun(Runner* r) {
+void CodeContexts::StartNextRun(Runner* r) {
   while (r->state == RunnerState::kIdle && !r->queue.empty()) {
     CodeRun run = std::move(r->queue.front());
     r->queue.pop_front();
@@ -808,7 +811,7 @@ void Agent::StartNextRun(Runner* r) {
   }
 }
 
-void Agent::FinishRun(Runner* r, const json* error_event) {
+void CodeContexts::FinishRun(Runner* r, const json* error_event) {
   loop_.CancelTimer(r->timer);
   r->timer = 0;
   loop_.CancelTimer(r->interrupt_timer);
@@ -838,7 +841,7 @@ void Agent::FinishRun(Runner* r, const json* error_event) {
 // that lands just before the code enters a blocking call (CPython runs its
 // handler only between bytecodes) is otherwise seen only when the call returns.
 // Runners ignore a SIGINT that arrives after the code has finished.
-void Agent::InterruptRun(Runner* r) {
+void CodeContexts::InterruptRun(Runner* r) {
   SignalGroup(r->pid, SIGINT);
   if (r->interrupt_timer) return;
   std::string id = r->context_id;
@@ -852,14 +855,14 @@ void Agent::InterruptRun(Runner* r) {
   });
 }
 
-void Agent::KillRunner(Runner* r) {
+void CodeContexts::KillRunner(Runner* r) {
   if (r->pid > 0 && r->state != RunnerState::kDead) {
     SignalGroup(r->pid, SIGKILL);
     ::kill(r->pid, SIGKILL);
   }
 }
 
-void Agent::RunnerDied(Runner* r, std::string why) {
+void CodeContexts::RunnerDied(Runner* r, std::string why) {
   if (r->state == RunnerState::kDead) return;
   if (r->ctl) DrainRunnerOutput(r);
   for (uint64_t* t : {&r->ctl_tok, &r->out_tok, &r->err_tok}) {

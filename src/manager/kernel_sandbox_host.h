@@ -1,4 +1,4 @@
-// IsolationRuntime: the Runtime built on isolation/ (namespaces, overlay
+// KernelSandboxHost: the SandboxHost built on isolation/ (namespaces, overlay
 // layers with quotas, cgroups, seccomp). Thread-safe.
 #pragma once
 
@@ -10,20 +10,20 @@
 #include "isolation/cgroup.h"
 #include "isolation/id_range.h"
 #include "isolation/layer_store.h"
-#include "isolation/runtime.h"
+#include "isolation/running_sandbox.h"
 #include "manager/images.h"
-#include "manager/runtime.h"
+#include "manager/sandbox_host.h"
 #include "manager/sandbox_networks.h"
 #include "sys/unique_fd.h"
 
 namespace cove {
 
-class IsolationRuntime : public Runtime {
+class KernelSandboxHost : public SandboxHost {
  public:
   // state_dir: coved's state directory (layers/ and run/ are created in it).
   // networks: null for sandboxes with loopback only; else borrowed, outlives this.
-  static Result<std::unique_ptr<IsolationRuntime>> Open(const std::string& state_dir, std::string agent_path,
-                                                        Images* images, SandboxNetworks* networks = nullptr);
+  static Result<std::unique_ptr<KernelSandboxHost>> Open(const std::string& state_dir, std::string agent_path,
+                                                         Images* images, SandboxNetworks* networks = nullptr);
 
   // coved's interception CA (PEM; empty: none): sandboxes with a sealed
   // network get it in their trust store (LayerSeed) and TrustEnvironment().
@@ -49,8 +49,8 @@ class IsolationRuntime : public Runtime {
   Status ReleaseHostResources();
 
  private:
-  IsolationRuntime(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,
-                   UniqueFd agent, Images* images, SandboxNetworks* networks);
+  KernelSandboxHost(isolation::CgroupManager cgroups, isolation::LayerStore layers, std::string run_dir,
+                    UniqueFd agent, Images* images, SandboxNetworks* networks);
   // The network for a sandbox about to start in `slot`: reserved with the slot, or built now.
   Result<net::SandboxNetwork> TakeNetwork(uint32_t slot);
   isolation::PersistedSandbox Persisted(const SandboxRecord& record) const;
@@ -64,7 +64,7 @@ class IsolationRuntime : public Runtime {
   std::string interpreter_dir_;
   Images* images_;
   std::mutex mu_;
-  std::map<std::string, isolation::SandboxRuntime> live_;  // created or adopted by this process
+  std::map<std::string, isolation::RunningSandbox> live_;  // created or adopted by this process
   std::map<uint32_t, isolation::IdSlotLease> slots_;       // id slots held by this process
   SandboxNetworks* networks_;
   std::string trusted_ca_pem_;  // SetTrustedCa

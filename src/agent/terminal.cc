@@ -1,11 +1,5 @@
-// PTY terminals of cove-agent: pty.attach / pty.resize (docs/agent-protocol.md,
-// "PTY terminals"); coved's /ws/pty.
-//
-// One PTY per session id, created by the first attach: the shell runs as a
-// session leader with the PTY's slave side as its controlling terminal, in
-// the session's cwd, env and identity. The master is always read (output goes
-// into a ring of the newest kPtyRing bytes and into each attached channel's
-// bounded queue), so neither the shell nor the agent ever waits for coved.
+#include "agent/terminal.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -18,8 +12,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "agent/agent.h"
 #include "agent/proc.h"
+#include "agent/util.h"
 #include "base/log.h"
 
 namespace cove::agent {
@@ -29,7 +23,6 @@ constexpr size_t kPtyRing = 256 << 10;          // replay buffer per PTY
 constexpr size_t kPtyEvent = 32 << 10;          // raw bytes per output event
 constexpr size_t kPtyInputMax = 1 << 20;        // input waiting for the master
 constexpr size_t kPtyClientMax = 4 << 20;       // unsent output per channel
-constexpr const char* kNoSession = "__DISABLE_SESSION__";
 
 
 const char* SignalName(int sig) {
@@ -107,7 +100,23 @@ bool GetSize(const json& req, const char* key, uint64_t dflt, bool required, uin
 
 }  // namespace
 
-void Agent::HandlePtyOp(const Chan& c, const std::string& op, const json& req) {
+Terminals::Terminals(const PartEnv& env, SessionLookup session) : Part(env), session_(std::move(session)) {}
+
+Terminals::~Terminals() = default;
+
+bool Terminals::Pump() {
+  if (pty_lagging_) PumpAllPtys();
+  return false;
+}
+
+void Terminals::Shutdown() {
+  for (auto& [id, p] : ptys_) {
+    KillDescendants(p->pid, 0);
+    ::kill(-p->pid, SIGKILL);
+  }
+}
+
+void Terminals::Handle(const Chan& c, const std::string& op, json& req) {
   if (op == "pty.attach") return PtyAttach(c, req);
   if (op != "pty.resize")
     return Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
@@ -128,7 +137,7 @@ void Agent::HandlePtyOp(const Chan& c, const std::string& op, const json& req) {
   Reply(c, json::object());
 }
 
-void Agent::PtyAttach(const Chan& c, const json& req) {
+void Terminals::PtyAttach(const Chan& c, const json& req) {
   json err;
   std::string sid, shell;
   uint16_t cols = 80, rows = 24;
@@ -143,12 +152,12 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
   if (it != ptys_.end()) {
     p = it->second.get();
   } else {
-    std::string cwd = SessionCwd(sid);  // creates an unknown session, like file ops
+    SessionContext s = session_(sid);  // creates an unknown session, like file ops
+    std::string cwd = s.cwd;
     if (!IsDirectory(cwd)) cwd = IsDirectory(cfg_.workspace) ? cfg_.workspace : "/";
-    Session* s = GetOrCreateSession(sid);
-    auto extra = s->spec.env;
+    auto extra = s.env;
     extra.emplace_back("TERM", "xterm-256color");
-    std::vector<std::string> env = BuildEnv(extra, &s->spec.ident);
+    std::vector<std::string> env = BuildEnv(extra, &s.ident);
 
     std::string path;
     if (shell.empty()) {
@@ -181,11 +190,11 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
     sp.path = path;
     sp.argv = {BaseName(path)};
     sp.env = std::move(env);
-    if (s->spec.ident.set) {
+    if (s.ident.set) {
       sp.set_ids = true;
-      sp.uid = s->spec.ident.uid;
-      sp.gid = s->spec.ident.gid;
-      sp.groups = s->spec.ident.groups;
+      sp.uid = s.ident.uid;
+      sp.gid = s.ident.gid;
+      sp.groups = s.ident.groups;
     }
     sp.cwd = cwd;
     sp.fds = {{slave.get(), 0}, {slave.get(), 1}, {slave.get(), 2}};
@@ -201,7 +210,7 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
     p->pid = *pid;
     p->master = std::move(master);
     p->tok = loop_.Watch(p->master.get(), EPOLLIN, [this, sid](uint32_t ev) { OnPtyEvent(sid, ev); });
-    children_[*pid] = [this, sid](int status) { OnPtyExit(sid, status); };
+    children_.Add(*pid, [this, sid](int status) { OnPtyExit(sid, status); });
     ptys_.emplace(sid, std::move(np));
   }
 
@@ -216,7 +225,7 @@ void Agent::PtyAttach(const Chan& c, const json& req) {
   SetCancel(c, [this, sid, gen, cid] { PtyDetach(sid, gen, cid); });
 }
 
-void Agent::PtyDetach(const std::string& sid, uint64_t gen, uint32_t chan_id) {
+void Terminals::PtyDetach(const std::string& sid, uint64_t gen, uint32_t chan_id) {
   auto it = ptys_.find(sid);
   if (it == ptys_.end()) return;
   auto& cl = it->second->clients;
@@ -231,13 +240,13 @@ void Agent::PtyDetach(const std::string& sid, uint64_t gen, uint32_t chan_id) {
   }
 }
 
-void Agent::DropPtyClients() {
+void Terminals::OnConnectionLost() {
   for (auto& [sid, p] : ptys_) p->clients.clear();
   pty_chans_.clear();
   pty_lagging_ = false;
 }
 
-bool Agent::PtyInput(uint32_t chan_id, std::string_view data) {
+bool Terminals::Input(uint32_t chan_id, std::string_view data) {
   auto ci = pty_chans_.find(chan_id);
   if (ci == pty_chans_.end()) return false;
   auto it = ptys_.find(ci->second);
@@ -263,11 +272,11 @@ bool Agent::PtyInput(uint32_t chan_id, std::string_view data) {
   return true;
 }
 
-void Agent::PtyWatchMask(Pty* p) {
+void Terminals::PtyWatchMask(Pty* p) {
   if (p->tok) loop_.Modify(p->tok, p->in.empty() ? uint32_t{EPOLLIN} : uint32_t{EPOLLIN | EPOLLOUT});
 }
 
-void Agent::OnPtyEvent(const std::string& sid, uint32_t events) {
+void Terminals::OnPtyEvent(const std::string& sid, uint32_t events) {
   auto it = ptys_.find(sid);
   if (it == ptys_.end()) return;
   Pty* p = it->second.get();
@@ -281,7 +290,7 @@ void Agent::OnPtyEvent(const std::string& sid, uint32_t events) {
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) PtyRead(p);
 }
 
-void Agent::PtyRead(Pty* p) {
+void Terminals::PtyRead(Pty* p) {
   char buf[kPtyEvent];
   for (int i = 0; i < 8; ++i) {
     ssize_t n = read(p->master.get(), buf, sizeof buf);
@@ -315,7 +324,7 @@ void Agent::PtyRead(Pty* p) {
   if (PumpPty(p, false)) pty_lagging_ = true;
 }
 
-bool Agent::PumpPty(Pty* p, bool force) {
+bool Terminals::PumpPty(Pty* p, bool force) {
   bool lag = false;
   for (auto& c : p->clients) {
     while (!c.q.empty()) {
@@ -332,13 +341,13 @@ bool Agent::PumpPty(Pty* p, bool force) {
   return lag;
 }
 
-void Agent::PumpAllPtys() {
+void Terminals::PumpAllPtys() {
   bool lag = false;
   for (auto& [sid, p] : ptys_) lag |= PumpPty(p.get(), false);
   pty_lagging_ = lag;
 }
 
-void Agent::OnPtyExit(const std::string& sid, int status) {
+void Terminals::OnPtyExit(const std::string& sid, int status) {
   auto it = ptys_.find(sid);
   if (it == ptys_.end()) return;
   Pty* p = it->second.get();

@@ -1,12 +1,5 @@
-// Background processes of cove-agent: process.start/list/get/kill/killAll/
-// logs/stream/cleanup (docs/agent-protocol.md, "Background processes").
-//
-// A background process is `bash -c CMD` in its own session and process
-// group, a direct child of the agent. Its pipes are always read: output goes
-// into its ProcessLog (memory, then spill files on the sandbox's disk, up to a
-// limit), so a flooding process never waits for anyone; process.logs and
-// process.stream read the log, with flow control per channel, and are told how
-// much the log no longer holds.
+#include "agent/processes.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -19,10 +12,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "agent/agent.h"
 #include "agent/limits.h"
 #include "agent/proc.h"
 #include "agent/shell_command.h"
+#include "agent/util.h"
 #include "base/log.h"
 #include "base/time.h"
 
@@ -32,14 +25,7 @@ namespace {
 constexpr size_t kChunkMax = kLogRecordMax;  // raw bytes read at a time and per event
 // process.logs answers in one frame when the log holds at most this much.
 constexpr uint64_t kInlineLogs = 128 << 10;
-constexpr const char* kNoSession = "__DISABLE_SESSION__";
 constexpr const char* kStreamName[2] = {"stdout", "stderr"};
-
-int ExitCodeOf(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
 
 std::string DefaultProcessId() {
   static const char kAlnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -63,13 +49,37 @@ bool ValidStatus(const std::string& s) {
 
 }  // namespace
 
-void Agent::ReplyRaw(const Chan& c, std::string_view payload) {
-  if (!Live(c)) return;
-  CloseChannel(c.id);
-  SendFrame(c, FrameType::kReply, payload);
+Processes::Processes(const PartEnv& env, SessionLookup session, ExitFn on_exit)
+    : Part(env), session_(std::move(session)), on_exit_(std::move(on_exit)) {}
+
+Processes::~Processes() = default;
+
+std::optional<Processes::State> Processes::Find(const std::string& id) const {
+  auto it = bg_.find(id);
+  if (it == bg_.end()) return std::nullopt;
+  return State{it->second->exited, it->second->exit_code};
 }
 
-json Agent::BgInfo(const BgProc& p) const {
+void Processes::OnConnectionLost() {
+  for (auto& [id, p] : bg_) p->followers.clear();
+  bg_logs_.clear();
+  bg_lagging_ = false;
+}
+
+bool Processes::Pump() {
+  if (bg_lagging_) PumpAllFollowers();
+  return false;
+}
+
+void Processes::Shutdown() {
+  for (auto& [id, p] : bg_) {
+    if (p->exited) continue;
+    KillDescendants(p->pid, 0);
+    ::kill(-p->pid, SIGKILL);
+  }
+}
+
+json Processes::BgInfo(const BgProc& p) const {
   json j = {{"id", p.id},
             {"pid", p.pid > 0 ? json(p.pid) : json(nullptr)},
             {"command", p.command},
@@ -80,7 +90,7 @@ json Agent::BgInfo(const BgProc& p) const {
   return j;
 }
 
-void Agent::HandleProcessOp(const Chan& c, const std::string& op, const json& req) {
+void Processes::Handle(const Chan& c, const std::string& op, json& req) {
   json err;
   if (op == "process.start") return Reply(c, StartBgProcess(req));
   if (op == "process.list") {
@@ -165,7 +175,7 @@ void Agent::HandleProcessOp(const Chan& c, const std::string& op, const json& re
   PumpFollowers(p);
 }
 
-json Agent::StartBgProcess(const json& req) {
+json Processes::StartBgProcess(const json& req) {
   json err;
   std::string command, id, sid, cwd;
   std::vector<std::pair<std::string, std::string>> env;
@@ -198,10 +208,10 @@ json Agent::StartBgProcess(const json& req) {
     if (!cfg_.default_user.empty()) ParseIdentity(cfg_.default_user, &ident, &ignored);
     base = IsDirectory(cfg_.workspace) ? cfg_.workspace : "/";
   } else {
-    base = SessionCwd(sid);  // creates an unknown session, like file ops
-    Session* s = GetOrCreateSession(sid);
-    ident = s->spec.ident;
-    full_env = s->spec.env;
+    SessionContext s = session_(sid);  // creates an unknown session, like file ops
+    base = s.cwd;
+    ident = s.ident;
+    full_env = s.env;
   }
   for (auto& kv : env) full_env.push_back(std::move(kv));
   std::string dir = cwd.empty() ? base : ResolvePath(base, cwd);
@@ -234,7 +244,7 @@ json Agent::StartBgProcess(const json& req) {
     sp.groups = ident.groups;
   }
   sp.cwd = dir;
-  sp.fds = {{devnull_.get(), 0}, {w[0].get(), 1}, {w[1].get(), 2}};
+  sp.fds = {{devnull_, 0}, {w[0].get(), 1}, {w[1].get(), 2}};
   sp.setsid = true;
   UniqueFd script;
   Status staged = PrepareShellCommand(command, !cfg_.bash.empty(), &sp, &script);
@@ -255,7 +265,7 @@ json Agent::StartBgProcess(const json& req) {
   p->pid = *pid;
   BgProc* raw = p.get();
   bg_.emplace(id, std::move(p));
-  children_[raw->pid] = [this, id](int status) { OnBgExit(id, status); };
+  children_.Add(raw->pid, [this, id](int status) { OnBgExit(id, status); });
   for (int i = 0; i < 2; ++i)
     raw->tok[i] = loop_.Watch(raw->fd[i].get(), EPOLLIN, [this, id, i](uint32_t) { OnBgReadable(id, i); });
   if (timeout.value_or(0) > 0) {
@@ -271,7 +281,7 @@ json Agent::StartBgProcess(const json& req) {
   return json{{"processId", id}, {"pid", raw->pid}, {"command", command}, {"startTime", IsoTimestamp(raw->start_ms)}};
 }
 
-void Agent::OnBgReadable(const std::string& id, int i) {
+void Processes::OnBgReadable(const std::string& id, int i) {
   auto it = bg_.find(id);
   if (it == bg_.end()) return;
   BgProc* p = it->second.get();
@@ -286,7 +296,7 @@ void Agent::OnBgReadable(const std::string& id, int i) {
   if (!p->followers.empty()) PumpFollowers(p);
 }
 
-void Agent::BgCloseStream(BgProc* p, int i) {
+void Processes::BgCloseStream(BgProc* p, int i) {
   loop_.Unwatch(p->tok[i]);
   p->tok[i] = 0;
   p->fd[i].Reset();
@@ -297,7 +307,7 @@ void Agent::BgCloseStream(BgProc* p, int i) {
   }
 }
 
-void Agent::BgAppend(BgProc* p, int i, std::string_view data, bool raw) {
+void Processes::BgAppend(BgProc* p, int i, std::string_view data, bool raw) {
   std::string joined;
   std::string_view part = data;
   if (!raw) {
@@ -314,9 +324,9 @@ void Agent::BgAppend(BgProc* p, int i, std::string_view data, bool raw) {
   if (!part.empty()) p->log->Append(i, part);
 }
 
-std::string Agent::ProcessLogPrefix(uint64_t n) { return RunDir() + "/logs/" + std::to_string(n) + "."; }
+std::string Processes::ProcessLogPrefix(uint64_t n) { return RunDir() + "/logs/" + std::to_string(n) + "."; }
 
-void Agent::OnBgExit(const std::string& id, int status) {
+void Processes::OnBgExit(const std::string& id, int status) {
   auto it = bg_.find(id);
   if (it == bg_.end()) return;
   BgProc* p = it->second.get();
@@ -348,11 +358,11 @@ void Agent::OnBgExit(const std::string& id, int status) {
   log::Info("process {} (pid {}) {}: exit code {}", id, p->pid, p->status, *p->exit_code);
   bg_finished_.push_back(id);
   PumpFollowers(p);
-  OnBgExitWatches(*p);
+  on_exit_(p->id, p->exit_code);
   EvictFinished();
 }
 
-void Agent::KillBg(BgProc* p, int sig, bool timeout) {
+void Processes::KillBg(BgProc* p, int sig, bool timeout) {
   if (p->exited) return;
   if (!p->killed) {
     p->killed = true;
@@ -410,7 +420,7 @@ std::string OutputEvent(int stream, std::string_view text) {
 
 }  // namespace
 
-bool Agent::PumpFollower(BgProc* p, Follower* f) {
+bool Processes::PumpFollower(BgProc* p, Follower* f) {
   if (!Live(f->chan)) return false;
   const ProcessLog::State& st = p->log->state();
   if (f->cur.at < st.Head()) {  // the log no longer holds what it was to read next
@@ -440,7 +450,7 @@ bool Agent::PumpFollower(BgProc* p, Follower* f) {
   return false;
 }
 
-bool Agent::PumpFollowers(BgProc* p) {
+bool Processes::PumpFollowers(BgProc* p) {
   for (size_t i = 0; i < p->followers.size();) {
     if (PumpFollower(p, &p->followers[i])) {
       ++i;
@@ -453,7 +463,7 @@ bool Agent::PumpFollowers(BgProc* p) {
   return lag;
 }
 
-void Agent::PumpAllFollowers() {
+void Processes::PumpAllFollowers() {
   bg_lagging_ = false;
   for (size_t i = 0; i < bg_logs_.size();) {
     if (Blocked()) {
@@ -484,7 +494,7 @@ std::string LogsReplyTail(const ProcessLog::State& st) {
 
 }  // namespace
 
-void Agent::BgLogs(const Chan& c, BgProc* p) {
+void Processes::BgLogs(const Chan& c, BgProc* p) {
   auto snap = p->log->Snapshot();
   std::string head = "{\"processId\":" + Dump(json(p->id)) + ",\"stdout\":\"";
   if (snap->end - snap->Head() <= kInlineLogs) {
@@ -526,7 +536,7 @@ void Agent::BgLogs(const Chan& c, BgProc* p) {
   }
 }
 
-bool Agent::PumpLogs(LogsTask* t) {
+bool Processes::PumpLogs(LogsTask* t) {
   if (!Live(t->chan)) return false;
   for (;;) {
     if (Held(t->chan)) return true;
@@ -546,7 +556,7 @@ bool Agent::PumpLogs(LogsTask* t) {
   }
 }
 
-void Agent::EvictFinished() {
+void Processes::EvictFinished() {
   while (bg_finished_.size() > cfg_.max_finished_processes) {
     std::string id = bg_finished_.front();
     bg_finished_.pop_front();

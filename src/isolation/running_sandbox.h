@@ -1,13 +1,13 @@
-// SandboxRuntime: one running sandbox as coved sees it. It ties the layer,
+// RunningSandbox: one running sandbox as coved sees it. It ties the layer,
 // the cgroup and pid 1 together for create, destroy, and for finding them
 // again after a coved restart.
 //
-//   create:   SandboxRuntime::Create(host, spec, pass_fds) -> persist persisted()
-//   destroy:  runtime.Destroy()
+//   create:   RunningSandbox::Create(host, spec, pass_fds) -> persist persisted()
+//   destroy:  sandbox.Destroy()
 //   restart:  for each persisted record: Adopt(host, rec); if it fails, CleanUp(host, rec)
 //             then for each id in ListResidues(host) not in the records: CleanUp(host, {id})
 //
-// Dropping a SandboxRuntime leaves the sandbox running (it must survive a
+// Dropping a RunningSandbox leaves the sandbox running (it must survive a
 // coved restart); Destroy() ends it. While coved is the parent, keep the
 // object until pid 1 is reaped (WaitExit/PollExit/Destroy), or it stays a zombie.
 // Objects are not thread-safe; different sandboxes may be used from different threads.
@@ -37,7 +37,7 @@ struct PersistedSandbox {
   uid_t host_id_base = 0;
 };
 
-// The host-wide pieces, opened once by coved and borrowed by every runtime.
+// The host-wide pieces, opened once by coved and borrowed by every RunningSandbox.
 struct IsolationHost {
   const CgroupManager* cgroups = nullptr;
   const LayerStore* layers = nullptr;
@@ -52,24 +52,24 @@ struct CreateOptions {
   }* timings = nullptr;           // optional out
 };
 
-class SandboxRuntime {
+class RunningSandbox {
  public:
-  SandboxRuntime(SandboxRuntime&&) = default;
-  SandboxRuntime& operator=(SandboxRuntime&&) = default;
+  RunningSandbox(RunningSandbox&&) = default;
+  RunningSandbox& operator=(RunningSandbox&&) = default;
 
   // Creates the layer (spec.sandbox_dir is set from it) and the cgroup, then
   // launches pid 1. On failure everything created is removed again.
-  static Result<SandboxRuntime> Create(const IsolationHost& host, SandboxSpec spec,
+  static Result<RunningSandbox> Create(const IsolationHost& host, SandboxSpec spec,
                                        const std::vector<int>& pass_fds, const CreateOptions& options = {});
   // Re-attaches to a running sandbox: kNotFound if pid 1 is gone or the pid
   // now belongs to another process (start time differs), or if its cgroup is
   // missing. Changes nothing.
-  static Result<SandboxRuntime> Adopt(const IsolationHost& host, const PersistedSandbox& record);
+  static Result<RunningSandbox> Adopt(const IsolationHost& host, const PersistedSandbox& record);
   // Kills whatever is left of a sandbox (a live pid 1 only if its start time
   // matches) and removes its cgroup and layer. Idempotent; for crash leftovers.
   // An error (processes slow to die) leaves the rest for a later call.
   static Status CleanUp(const IsolationHost& host, const PersistedSandbox& record);
-  // Kill() for a sandbox no SandboxRuntime holds (after a restart).
+  // Kill() for a sandbox no RunningSandbox holds (after a restart).
   static Status Kill(const IsolationHost& host, const PersistedSandbox& record);
   // Ids that have a layer in host.layers (i.e. belong to this coved's state
   // dir). Create makes the layer before the cgroup and Destroy/CleanUp remove
@@ -98,7 +98,7 @@ class SandboxRuntime {
   Status Destroy(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
  private:
-  SandboxRuntime(const IsolationHost& host, PersistedSandbox record, SandboxCgroup cgroup)
+  RunningSandbox(const IsolationHost& host, PersistedSandbox record, SandboxCgroup cgroup)
       : host_(host), record_(std::move(record)), cgroup_(std::move(cgroup)) {}
   IsolationHost host_;
   PersistedSandbox record_;

@@ -1,7 +1,5 @@
-// port.watch of cove-agent (docs/agent-protocol.md, "Port watches"): polls
-// 127.0.0.1:port from the event loop (non-blocking connect, epoll, timers)
-// until it accepts a connection (tcp) or answers an HTTP GET with a status
-// in range (http), or until the watched background process exits.
+#include "agent/port_watch.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -11,7 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "agent/agent.h"
+#include "agent/util.h"
 #include "base/time.h"
 
 namespace cove::agent {
@@ -71,7 +69,17 @@ int ParseStatusLine(const std::string& buf, bool eof) {
 
 }  // namespace
 
-void Agent::StartPortWatch(const Chan& c, const json& req) {
+PortWatches::PortWatches(const PartEnv& env, ProcessLookup find_process)
+    : Part(env), find_process_(std::move(find_process)) {}
+
+PortWatches::~PortWatches() = default;
+
+void PortWatches::Handle(const Chan& c, const std::string& op, json& req) {
+  if (op == "port.watch") return StartPortWatch(c, req);
+  Reply(c, UnknownOp(op));
+}
+
+void PortWatches::StartPortWatch(const Chan& c, const json& req) {
   json err;
   std::optional<int64_t> port, smin, smax, interval;
   std::string mode = "http", path = "/", pid;
@@ -91,12 +99,11 @@ void Agent::StartPortWatch(const Chan& c, const json& req) {
     return Reply(c, ValidationError("path must start with '/' and contain no spaces or control characters", "path"));
   int lo = static_cast<int>(smin.value_or(200)), hi = static_cast<int>(smax.value_or(399));
   if (lo > hi) return Reply(c, ValidationError("statusMin is greater than statusMax", "statusMin"));
-  const BgProc* proc = nullptr;
+  std::optional<ProcessState> proc;
   if (!pid.empty()) {
-    auto it = bg_.find(pid);
-    if (it == bg_.end())
+    proc = find_process_(pid);
+    if (!proc)
       return Reply(c, ErrorReply("PROCESS_NOT_FOUND", "process '" + pid + "' not found", json{{"processId", pid}}));
-    proc = it->second.get();
   }
 
   Event(c, Dump(json{{"type", "watching"}, {"port", *port}}));
@@ -124,7 +131,7 @@ void Agent::StartPortWatch(const Chan& c, const json& req) {
   PortAttempt(id);
 }
 
-void Agent::PortAttempt(uint64_t id) {
+void PortWatches::PortAttempt(uint64_t id) {
   auto it = port_watches_.find(id);
   if (it == port_watches_.end()) return;
   PortWatch* w = it->second.get();
@@ -157,7 +164,7 @@ void Agent::PortAttempt(uint64_t id) {
   w->tok = loop_.Watch(fd, EPOLLOUT, [this, id](uint32_t ev) { OnPortEvent(id, ev); });
 }
 
-void Agent::OnPortEvent(uint64_t id, uint32_t events) {
+void PortWatches::OnPortEvent(uint64_t id, uint32_t events) {
   auto it = port_watches_.find(id);
   if (it == port_watches_.end()) return;
   PortWatch* w = it->second.get();
@@ -198,7 +205,7 @@ void Agent::OnPortEvent(uint64_t id, uint32_t events) {
   PortAttemptFailed(w);
 }
 
-void Agent::ClosePortAttempt(PortWatch* w) {
+void PortWatches::ClosePortAttempt(PortWatch* w) {
   loop_.Unwatch(w->tok);
   w->tok = 0;
   if (w->timeout) loop_.CancelTimer(w->timeout);
@@ -209,7 +216,7 @@ void Agent::ClosePortAttempt(PortWatch* w) {
   std::string().swap(w->wbuf);
 }
 
-void Agent::PortAttemptFailed(PortWatch* w) {
+void PortWatches::PortAttemptFailed(PortWatch* w) {
   ClosePortAttempt(w);
   if (w->next) return;
   int64_t at = std::max(w->attempt_start_ns + w->interval_ms * 1000000, MonotonicNs());
@@ -217,7 +224,7 @@ void Agent::PortAttemptFailed(PortWatch* w) {
   w->next = loop_.AddTimer(at, [this, id] { PortAttempt(id); });
 }
 
-void Agent::FinishPortWatch(uint64_t id, const json* reply) {
+void PortWatches::FinishPortWatch(uint64_t id, const json* reply) {
   auto it = port_watches_.find(id);
   if (it == port_watches_.end()) return;
   std::unique_ptr<PortWatch> w = std::move(it->second);
@@ -227,20 +234,20 @@ void Agent::FinishPortWatch(uint64_t id, const json* reply) {
   if (reply) Reply(w->chan, *reply);
 }
 
-void Agent::OnBgExitWatches(const BgProc& p) {
+void PortWatches::OnProcessExit(const std::string& process_id, std::optional<int> exit_code) {
   std::vector<uint64_t> ids;
   for (auto& [id, w] : port_watches_)
-    if (w->process_id == p.id) ids.push_back(id);
+    if (w->process_id == process_id) ids.push_back(id);
   for (uint64_t id : ids) {
     int port = port_watches_[id]->port;
     json r{{"type", "process_exited"},
            {"port", port},
-           {"exitCode", p.exit_code ? json(*p.exit_code) : json(nullptr)}};
+           {"exitCode", exit_code ? json(*exit_code) : json(nullptr)}};
     FinishPortWatch(id, &r);
   }
 }
 
-void Agent::StopAllPortWatches() {
+void PortWatches::OnConnectionLost() {
   std::vector<uint64_t> ids;
   for (auto& [id, w] : port_watches_) ids.push_back(id);
   for (uint64_t id : ids) FinishPortWatch(id, nullptr);

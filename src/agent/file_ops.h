@@ -1,0 +1,48 @@
+// FileOps: the file.* ops (docs/agent-protocol.md, "Files") on their
+// channels; the operations themselves are files.h. Most answer at once;
+// file.read streams between polls while the connection keeps up (a slow
+// consumer's read waits, the others go on); file.write with contentInData
+// waits for its content in the channel's data frame.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "agent/files.h"
+#include "agent/part.h"
+
+namespace cove::agent {
+
+class FileOps : public Part {
+ public:
+  // file_ctx: the base directory (and owner) of a request's paths.
+  FileOps(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx);
+  ~FileOps() override;
+
+  void Handle(const Chan& c, const std::string& op, json& req) override;  // file.*
+  // A data frame on c: the content of a file.write waiting for it (then
+  // answered). False if no file.write waits on c.
+  bool Data(const Chan& c, std::string* payload);
+  void OnConnectionLost() override;  // drops reads and writes in progress
+  bool Pump() override;              // one step of the next file.read
+
+ private:
+  struct PendingWrite {  // file.write waiting for its data frame
+    FileCtx ctx;
+    json req;
+  };
+  struct ReadTask {
+    Chan chan;
+    std::unique_ptr<FileReader> reader;
+  };
+
+  std::function<FileCtx(const json&)> file_ctx_;
+  std::unordered_map<uint32_t, PendingWrite> pending_writes_;
+  std::deque<ReadTask> reads_;
+};
+
+}  // namespace cove::agent

@@ -1,0 +1,29 @@
+// The output pipes of the agent's children (session shells, sessionless
+// commands, code runners), streamed to a channel as
+// {"type": "stdout"|"stderr", "data": text} events, text decoded as UTF-8
+// across reads (base/utf8.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "agent/link.h"
+#include "agent/loop.h"
+#include "base/utf8.h"
+
+namespace cove::agent {
+
+// Reads up to `max` bytes from fd (one read) and emits them as `type`
+// events on c (null or dead: discarded). Returns false on EOF or error.
+bool PumpOnce(Link& link, int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max);
+// Reads everything currently buffered in fd (FIONREAD), emitting it.
+void Drain(Link& link, int fd, const char* type, Utf8JsonStream* dec, const Chan* c);
+// Emits what the decoders hold back (an incomplete UTF-8 tail) when the streams end.
+void FinishStreams(Link& link, Utf8JsonStream* out, Utf8JsonStream* err, const Chan* c);
+// The output watch `*token` of fd is readable: pumps it unless events for c
+// must wait (Link::HoldOutput pauses the watch); on EOF unwatches it and
+// sets *token to 0.
+void OnOutputReadable(Link& link, EventLoop& loop, uint64_t* token, int fd, const char* type,
+                      Utf8JsonStream* dec, const Chan* c);
+
+}  // namespace cove::agent
