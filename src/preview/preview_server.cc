@@ -12,7 +12,7 @@
 #include "preview/host_route.h"
 #include "preview/relay.h"
 #include "preview/sandbox_dialer.h"
-#include "proxy/cancel_at.h"
+#include "io/cancel_at.h"
 
 namespace cove::preview {
 namespace {
@@ -111,7 +111,7 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     }
     if (self->tls_context) {
       {
-        proxy::CancelAt guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
+        io::CancelAt guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
         co_await TlsHandshake(*stream, ec);
       }
       if (ec || slot->shed()) co_return;

@@ -1,8 +1,8 @@
 #include "preview/relay.h"
 
 #include "base/log.h"
-#include "preview/chunked_scanner.h"
-#include "proxy/cancel_at.h"
+#include "http/chunked_scanner.h"
+#include "io/cancel_at.h"
 
 namespace cove::preview {
 namespace {
@@ -43,7 +43,7 @@ Task<Relay::HeadStatus> Relay::ReadHead(ByteStream& from, std::string& buf, std:
   auto deadline = Clock::now() + timeout;
   std::string tmp(16 * 1024, '\0');
   for (;;) {
-    if (size_t end = FindHeadEnd(buf); end > 0) {
+    if (size_t end = http::FindHeadEnd(buf); end > 0) {
       if (end > kMaxHead) co_return HeadStatus::kTooLarge;
       *head = buf.substr(0, end);
       buf.erase(0, end);
@@ -53,7 +53,7 @@ Task<Relay::HeadStatus> Relay::ReadHead(ByteStream& from, std::string& buf, std:
     IoError ec;
     size_t n = 0;
     {
-      proxy::CancelAt guard(from.socket(), deadline);
+      io::CancelAt guard(from.socket(), deadline);
       n = co_await from.ReadSome(asio::buffer(tmp), ec);
     }
     if (ec || n == 0) co_return HeadStatus::kClosed;
@@ -61,13 +61,13 @@ Task<Relay::HeadStatus> Relay::ReadHead(ByteStream& from, std::string& buf, std:
   }
 }
 
-Task<bool> Relay::RelayBody(ByteStream& from, std::string& buf, ByteStream& to, Framing framing) {
+Task<bool> Relay::RelayBody(ByteStream& from, std::string& buf, ByteStream& to, http::Framing framing) {
   IoError ec;
   std::string tmp(kChunk, '\0');
   switch (framing.kind) {
-    case BodyKind::kNone:
+    case http::BodyKind::kNone:
       co_return true;
-    case BodyKind::kLength: {
+    case http::BodyKind::kLength: {
       uint64_t remaining = framing.length;
       if (!buf.empty()) {
         size_t take = static_cast<size_t>(std::min<uint64_t>(remaining, buf.size()));
@@ -86,8 +86,8 @@ Task<bool> Relay::RelayBody(ByteStream& from, std::string& buf, ByteStream& to, 
       }
       co_return true;
     }
-    case BodyKind::kChunked: {
-      ChunkedScanner scanner;
+    case http::BodyKind::kChunked: {
+      http::ChunkedScanner scanner;
       if (!buf.empty()) {
         auto used = scanner.Feed(buf);
         if (!used.ok()) co_return false;
@@ -108,7 +108,7 @@ Task<bool> Relay::RelayBody(ByteStream& from, std::string& buf, ByteStream& to, 
       }
       co_return true;
     }
-    case BodyKind::kUntilClose: {
+    case http::BodyKind::kUntilClose: {
       if (!buf.empty()) {
         co_await to.WriteAll(asio::buffer(buf), ec);
         if (ec) co_return false;
@@ -126,7 +126,7 @@ Task<bool> Relay::RelayBody(ByteStream& from, std::string& buf, ByteStream& to, 
   co_return false;
 }
 
-Task<void> Relay::RequestBody(std::shared_ptr<Relay> self, Framing framing) {
+Task<void> Relay::RequestBody(std::shared_ptr<Relay> self, http::Framing framing) {
   bool ok = co_await RelayBody(*self->client_, self->cbuf_, *self->upstream_, framing);
   self->body_ok_ = ok;
   self->body_done_ = true;
@@ -155,12 +155,12 @@ Task<void> Relay::Run(std::shared_ptr<Relay> self) {
       break;
     }
     if (status != HeadStatus::kOk) break;
-    auto request = ParseRequestHead(text);
+    auto request = http::ParseRequestHead(text);
     if (!request.ok() || request->Count("host") != 1) {
       co_await self->SendSimple(400, "Bad Request", false);
       break;
     }
-    HttpHead head = std::move(*request);
+    http::HttpHead head = std::move(*request);
     bool more = co_await self->Exchange(self, std::move(head));
     if (!more || self->closed_) break;
   }
@@ -168,25 +168,25 @@ Task<void> Relay::Run(std::shared_ptr<Relay> self) {
   self->host_->Unbind(self.get());
 }
 
-Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
-  auto framing = RequestFraming(req);
+Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, http::HttpHead req) {
+  auto framing = http::RequestFraming(req);
   if (!framing.ok()) {
     co_await SendSimple(400, "Bad Request", false);
     co_return false;
   }
   std::string host = req.Get("host");
   auto target = host_->Resolve(host);
-  bool client_keep = KeepAlive(req);
+  bool client_keep = http::KeepAlive(req);
   if (!target) {
     // One answer for every reason, so that nothing about sandboxes, ports or tokens leaks.
-    bool keep = client_keep && framing->kind == BodyKind::kNone;
+    bool keep = client_keep && framing->kind == http::BodyKind::kNone;
     co_await SendSimple(404, "Not Found", keep);
     co_return keep;
   }
   bool upgrade = req.HasToken("connection", "upgrade") && req.Has("upgrade");
   std::string method = req.method;
   int client_minor = req.version_minor;
-  StripHopByHop(req, upgrade);
+  http::StripHopByHop(req, upgrade);
   for (const char* h : {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}) req.Remove(h);
   req.Add("X-Forwarded-For", client_address_);
   req.Add("X-Forwarded-Host", host);
@@ -219,7 +219,7 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
     co_await upstream_->WriteAll(asio::buffer(head_text), ec);
     HeadStatus status = HeadStatus::kClosed;
     if (!ec) {
-      if (framing->kind != BodyKind::kNone) {
+      if (framing->kind != http::BodyKind::kNone) {
         body_done_ = false;
         body_ok_ = false;
         asio::co_spawn(ex_, RequestBody(self, *framing), asio::detached);
@@ -227,7 +227,7 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
       for (;;) {
         status = co_await ReadHead(*upstream_, ubuf_, kUpstreamHead, &response_text);
         if (status != HeadStatus::kOk || closed_) break;
-        auto parsed = ParseResponseHead(response_text);
+        auto parsed = http::ParseResponseHead(response_text);
         if (!parsed.ok() || parsed->status < 100 || parsed->status >= 200 || parsed->status == 101) break;
         // Informational (100 Continue, 103 Early Hints): forwarded; the final answer follows.
         reused = false;
@@ -238,7 +238,7 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
     if (closed_) co_return false;
     if (status == HeadStatus::kOk) break;
     // A kept-alive upstream the server closed meanwhile: retry once on a fresh one.
-    if (attempt == 0 && reused && framing->kind == BodyKind::kNone && status == HeadStatus::kClosed) {
+    if (attempt == 0 && reused && framing->kind == http::BodyKind::kNone && status == HeadStatus::kClosed) {
       DropUpstream();
       continue;
     }
@@ -246,29 +246,29 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
     co_return false;
   }
 
-  auto response = ParseResponseHead(response_text);
+  auto response = http::ParseResponseHead(response_text);
   if (!response.ok()) {
     co_await SendSimple(502, "Bad Gateway", false);
     co_return false;
   }
-  HttpHead resp = std::move(*response);
+  http::HttpHead resp = std::move(*response);
   IoError ec;
   if (resp.status == 101) {
-    if (!upgrade || framing->kind != BodyKind::kNone) co_return false;
+    if (!upgrade || framing->kind != http::BodyKind::kNone) co_return false;
     std::string out = resp.SerializeResponse();
     co_await client_->WriteAll(asio::buffer(out), ec);
     if (ec) co_return false;
     co_await Tunnel(self);
     co_return false;
   }
-  auto rframing = ResponseFraming(resp, method);
+  auto rframing = http::ResponseFraming(resp, method);
   if (!rframing.ok()) {
     co_await SendSimple(502, "Bad Gateway", false);
     co_return false;
   }
-  bool upstream_keep = KeepAlive(resp) && rframing->kind != BodyKind::kUntilClose;
-  bool keep = client_keep && rframing->kind != BodyKind::kUntilClose;
-  StripHopByHop(resp, false);
+  bool upstream_keep = http::KeepAlive(resp) && rframing->kind != http::BodyKind::kUntilClose;
+  bool keep = client_keep && rframing->kind != http::BodyKind::kUntilClose;
+  http::StripHopByHop(resp, false);
   resp.version_minor = 1;  // this hop is HTTP/1.1 whatever the server speaks
   if (!keep) resp.Add("Connection", "close");
   else if (client_minor == 0) resp.Add("Connection", "keep-alive");
@@ -288,8 +288,8 @@ Task<void> Relay::Pump(std::shared_ptr<Relay> self, bool to_upstream) {
   ByteStream& from = to_upstream ? *self->client_ : *self->upstream_;
   ByteStream& to = to_upstream ? *self->upstream_ : *self->client_;
   std::string& pending = to_upstream ? self->cbuf_ : self->ubuf_;
-  Framing raw;
-  raw.kind = BodyKind::kUntilClose;
+  http::Framing raw;
+  raw.kind = http::BodyKind::kUntilClose;
   bool ok = co_await RelayBody(from, pending, to, raw);
   if (ok) to.ShutdownSend();
   else self->Close();

@@ -18,7 +18,7 @@
 #include "manager/async_signal.h"
 #include "manager/sandbox_record.h"
 #include "preview/byte_stream.h"
-#include "preview/http_head.h"
+#include "http/http_head.h"
 
 namespace cove::preview {
 
@@ -62,12 +62,12 @@ class Relay : public std::enable_shared_from_this<Relay> {
  private:
   enum class HeadStatus { kOk, kClosed, kTooLarge };
   static Task<HeadStatus> ReadHead(ByteStream& from, std::string& buf, std::chrono::seconds timeout, std::string* head);
-  static Task<bool> RelayBody(ByteStream& from, std::string& buf, ByteStream& to, Framing framing);
-  static Task<void> RequestBody(std::shared_ptr<Relay> self, Framing framing);
+  static Task<bool> RelayBody(ByteStream& from, std::string& buf, ByteStream& to, http::Framing framing);
+  static Task<void> RequestBody(std::shared_ptr<Relay> self, http::Framing framing);
   static Task<void> Pump(std::shared_ptr<Relay> self, bool to_upstream);
   Task<void> SendSimple(int status, std::string_view reason, bool keep_alive);
   // Serves one request; false when the connection must end.
-  Task<bool> Exchange(std::shared_ptr<Relay> self, HttpHead request);
+  Task<bool> Exchange(std::shared_ptr<Relay> self, http::HttpHead request);
   Task<void> Tunnel(std::shared_ptr<Relay> self);
   void DropUpstream();
 

@@ -1,9 +1,9 @@
-#include "preview/http_head.h"
+#include "http/http_head.h"
 
 #include <algorithm>
 #include <cstring>
 
-namespace cove::preview {
+namespace cove::http {
 namespace {
 
 bool IEquals(std::string_view a, std::string_view b) {
@@ -247,4 +247,4 @@ void StripHopByHop(HttpHead& head, bool keep_upgrade) {
   if (keep_upgrade) head.Add("Connection", "upgrade");
 }
 
-}  // namespace cove::preview
+}  // namespace cove::http
