@@ -12,6 +12,9 @@ namespaces (tests/e2e/netlab: nothing leaves the machine).
                      with coved's CA, re-encrypted to nginx)
   preview URL:       wrk in coved's namespace -> coved's preview listener -> nginx inside the
                      sandbox, against the same wrk straight to the sandbox's address
+  tunnel:            one large download (curl, 256 MiB) through tunnels coved does not
+                     intercept: raw TCP (port 8080, a rule listing it), transparent TLS and
+                     CONNECT, against the same download direct; MB/s, the median of 3
 
 Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
 connections. Keep-alive, and a new connection per request (Connection: close).
@@ -36,7 +39,8 @@ from helpers import Api, Coved, make_base_dir  # noqa: E402
 from netlab.lab import NetLab  # noqa: E402
 
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
-ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # 1k, 1m, https or preview
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # 1k, 1m, https, preview or tunnel
+BIG_MB = 256
 _DEFAULT_BASELINE = "/work/wt-base/build/bin/coved"
 BASELINE = (sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv
             else _DEFAULT_BASELINE if os.path.exists(_DEFAULT_BASELINE) else "none")
@@ -47,10 +51,11 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off; keepalive_requests 1000000;
   server {{
-    listen 198.51.100.20:80; listen 198.51.100.20:443 ssl;
+    listen 198.51.100.20:80; listen 198.51.100.20:443 ssl; listen 198.51.100.20:8080;
     ssl_certificate {cert}; ssl_certificate_key {key};
     location = /1k {{ return 200 "{body}"; }}
     location /1m {{ root {dir}; }}
+    location /big {{ root {dir}; }}
   }}
 }}
 """
@@ -102,6 +107,10 @@ def main():
     try:
         with open(os.path.join(base, "1m"), "wb") as f:
             f.write(os.urandom(1 << 20))
+        with open(os.path.join(base, "big"), "wb") as f:
+            chunk = os.urandom(1 << 20)
+            for _ in range(BIG_MB):
+                f.write(chunk)
         with open(os.path.join(base, "nginx.conf"), "w") as f:
             f.write(NGINX_CONF.format(dir=base, cert=lab.world_cert, key=lab.world_key, body="x" * 1024))
         procs.append(subprocess.Popen(["ip", "netns", "exec", lab.world, "nginx", "-c", os.path.join(base, "nginx.conf")],
@@ -113,6 +122,7 @@ def main():
                                       stderr=subprocess.DEVNULL, start_new_session=True))
         builds = ([("baseline", BASELINE)] if BASELINE != "none" else []) + [("this build", helpers.COVED)]
         rows = []
+        downloads = []  # (label, path, MB/s)
         for label, binary in builds:
             helpers.COVED = binary
             state = os.path.join(base, "state-" + label.replace(" ", "-"))
@@ -192,6 +202,34 @@ def main():
                         thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
                         rows.append((label, "preview 1k", "keep-alive" if keep else "new connection", name, lat, thr))
 
+            # One large download through tunnels coved does not intercept.
+            if ONLY in ("", "tunnel"):
+                def median_speed(run, args):
+                    speeds = []
+                    for _ in range(3):
+                        out = run(["curl", "-sk", "-o", "/dev/null", "-w", "%{speed_download}"] + args)
+                        speeds.append(float(out.strip().split()[-1]) / 1e6)
+                    return sorted(speeds)[1]
+
+                def curl_lab(args):
+                    return subprocess.run(["ip", "netns", "exec", lab.lab] + args, capture_output=True, text=True).stdout
+
+                def curl_sandbox(args):
+                    cmd = " ".join(f"'{a}'" for a in args)
+                    return api.exec(sid, cmd, session="__DISABLE_SESSION__", timeout=600)["stdout"]
+
+                r = api.request("PUT", f"/v1/sandboxes/{sid}/egress",
+                                json_body={"rules": [{"host": "bench.test", "ports": [8080]}]})
+                assert r.status_code == 200, r.text
+                for name, run, args in (
+                        ("direct (HTTP, port 8080)", curl_lab, ["http://198.51.100.20:8080/big"]),
+                        ("coved raw TCP tunnel (port 8080)", curl_sandbox, ["http://bench.test:8080/big"]),
+                        ("direct (HTTPS)", curl_lab, ["https://198.51.100.20/big"]),
+                        ("coved transparent TLS tunnel", curl_sandbox, ["https://bench.test/big"]),
+                        ("coved CONNECT tunnel", curl_sandbox, ["--proxy", proxy, "https://bench.test/big"])):
+                    downloads.append((label, name, median_speed(run, args)))
+                api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
+
             for s in api.list_ids():
                 api.delete(f"/v1/sandboxes/{s}")
             c.stop()
@@ -208,6 +246,12 @@ def main():
             err = f" ({lat['errors'] or thr['errors']})" if (lat['errors'] or thr['errors']) else ""
             print(f"| {label} | {size} | {mode} | {name}{err} | {lat['p50']:.3f} | {lat['p99']:.3f} | {thr['rps']:.0f} | "
                   f"{thr['mbs']:.1f} | {rel} |")
+        if downloads:
+            print()
+            print(f"| coved | one {BIG_MB} MiB download | MB/s (median of 3) |")
+            print("|---|---|---|")
+            for label, name, mbs in downloads:
+                print(f"| {label} | {name} | {mbs:.0f} |")
     finally:
         if c:
             for s in api.list_ids():

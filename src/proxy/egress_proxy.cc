@@ -27,6 +27,7 @@
 
 #include "base/log.h"
 #include "io/listener.h"
+#include "io/splice_pump.h"
 #include "proxy/asio_address.h"
 #include "proxy/http_target.h"
 #include "proxy/original_dst.h"
@@ -732,32 +733,43 @@ class Connection : public std::enable_shared_from_this<Connection> {
     asio::co_spawn(client_.get_executor(), Pump(self, false), asio::detached);
   }
 
-  // One direction of a tunnel: read, then write it all, then read again.
+  // One direction of a tunnel, until its source ends (the half-close is
+  // passed on) or either side fails (the connection closes). Between plain
+  // sockets the bytes move with splice(2) and never enter coved; a TLS side
+  // (interception) goes through a read/write loop.
   static Task<void> Pump(std::shared_ptr<Connection> self, bool client_to_upstream) {
     HopStream& from = client_to_upstream ? self->client_ : self->upstream_;
     HopStream& to = client_to_upstream ? self->upstream_ : self->client_;
+    std::optional<io::SplicePump> splice;
+    if (!from.tls() && !to.tls()) splice = io::SplicePump::Open();
+    error_code ec;
+    if (splice) {
+      ec = co_await splice->Run(from.socket(), to.socket(), [connection = self.get()] { connection->Touch(); });
+    } else {
+      ec = co_await self->Copy(from, to);
+    }
+    if (!ec) {
+      error_code ignored;
+      to.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    } else {
+      self->Close();
+    }
+    if (++self->pumps_done_ == 2) self->Close();
+  }
+
+  // Reads, then writes it all, then reads again; empty at the source's EOF.
+  Task<error_code> Copy(HopStream& from, HopStream& to) {
     std::vector<char> buffer(kRelayChunk);
     while (true) {
       error_code ec;
       size_t n = co_await from.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
-      self->Touch();
-      if (ec == asio::error::eof) {
-        error_code ignored;
-        to.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        break;
-      }
-      if (ec) {
-        self->Close();
-        break;
-      }
+      Touch();
+      if (ec == asio::error::eof) co_return error_code();
+      if (ec) co_return ec;
       co_await asio::async_write(to, asio::buffer(buffer.data(), n), asio::redirect_error(asio::use_awaitable, ec));
-      self->Touch();
-      if (ec) {
-        self->Close();
-        break;
-      }
+      Touch();
+      if (ec) co_return ec;
     }
-    if (++self->pumps_done_ == 2) self->Close();
   }
 
   // ---- HTTP ----
