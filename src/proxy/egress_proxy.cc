@@ -26,12 +26,15 @@
 #include <openssl/x509v3.h>
 
 #include "base/log.h"
+#include "http/hop_by_hop.h"
 #include "io/listener.h"
 #include "io/splice_pump.h"
 #include "proxy/asio_address.h"
+#include "proxy/egress_decision.h"
+#include "proxy/header_injection.h"
+#include "proxy/hop_stream.h"
 #include "proxy/http_target.h"
 #include "proxy/original_dst.h"
-#include "proxy/secret_templates.h"
 #include "proxy/tls_client_hello.h"
 
 namespace cove::proxy {
@@ -43,106 +46,6 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 namespace ssl = asio::ssl;
-
-// The next layer of an intercepted client's TLS stream: first the bytes the
-// proxy already read (the ClientHello it looked at), then the socket.
-class PrefixedSocket {
- public:
-  using executor_type = tcp::socket::executor_type;
-  using lowest_layer_type = tcp::socket::lowest_layer_type;
-  PrefixedSocket(tcp::socket& socket, std::string prefix) : socket_(&socket), prefix_(std::move(prefix)) {}
-  executor_type get_executor() { return socket_->get_executor(); }
-  lowest_layer_type& lowest_layer() { return socket_->lowest_layer(); }
-  const lowest_layer_type& lowest_layer() const { return socket_->lowest_layer(); }
-
-  template <class Buffers, class Token>
-  auto async_read_some(const Buffers& buffers, Token&& token) {
-    auto init = [this](auto handler, const Buffers& b) {
-      if (prefix_.empty()) {
-        socket_->async_read_some(b, std::move(handler));
-        return;
-      }
-      size_t n = asio::buffer_copy(b, asio::buffer(prefix_));
-      prefix_.erase(0, n);
-      auto ex = asio::get_associated_executor(handler, socket_->get_executor());
-      asio::post(ex, [h = std::move(handler), n]() mutable { std::move(h)(error_code(), n); });
-    };
-    return asio::async_initiate<Token, void(error_code, size_t)>(init, token, buffers);
-  }
-  template <class Buffers, class Token>
-  auto async_write_some(const Buffers& buffers, Token&& token) {
-    return socket_->async_write_some(buffers, std::forward<Token>(token));
-  }
-
- private:
-  tcp::socket* socket_;
-  std::string prefix_;
-};
-
-using TlsStream = ssl::stream<PrefixedSocket>;
-
-// One side of a proxied connection: a TCP socket, and once TLS was set up on
-// it (interception), the TLS stream over it. Reads and writes go through TLS
-// when there is one. Must not move once TLS is started.
-class HopStream {
- public:
-  using executor_type = tcp::socket::executor_type;
-  explicit HopStream(tcp::socket socket) : socket_(std::move(socket)) {}
-  explicit HopStream(const executor_type& ex) : socket_(ex) {}
-  HopStream(const HopStream&) = delete;
-  HopStream& operator=(const HopStream&) = delete;
-
-  executor_type get_executor() { return socket_.get_executor(); }
-  tcp::socket& socket() { return socket_; }
-  bool tls() const { return tls_ != nullptr; }
-  TlsStream& tls_stream() { return *tls_; }
-  // Starts TLS on the socket; `prefix` holds bytes already read from it.
-  TlsStream& StartTls(ssl::context& context, std::string prefix) {
-    tls_ = std::make_unique<TlsStream>(PrefixedSocket(socket_, std::move(prefix)), context);
-    return *tls_;
-  }
-  // A new, closed socket without TLS.
-  void Reset() {
-    tls_.reset();
-    error_code ignored;
-    socket_.close(ignored);
-    socket_ = tcp::socket(socket_.get_executor());
-  }
-
-  template <class Buffers, class Token>
-  auto async_read_some(const Buffers& buffers, Token&& token) {
-    auto init = [this](auto handler, const Buffers& b) {
-      if (tls_) {
-        // A peer that closes without close_notify ends its stream like EOF
-        // (what frames a body read until the connection closes).
-        auto ex = asio::get_associated_executor(handler, socket_.get_executor());
-        auto done = [h = std::move(handler)](error_code ec, size_t n) mutable {
-          if (ec == ssl::error::stream_truncated) ec = asio::error::eof;
-          std::move(h)(ec, n);
-        };
-        tls_->async_read_some(b, asio::bind_executor(ex, std::move(done)));
-      } else {
-        socket_.async_read_some(b, std::move(handler));
-      }
-    };
-    return asio::async_initiate<Token, void(error_code, size_t)>(init, token, buffers);
-  }
-  template <class Buffers, class Token>
-  auto async_write_some(const Buffers& buffers, Token&& token) {
-    auto init = [this](auto handler, const Buffers& b) {
-      if (tls_) {
-        tls_->async_write_some(b, std::move(handler));
-      } else {
-        socket_.async_write_some(b, std::move(handler));
-      }
-    };
-    return asio::async_initiate<Token, void(error_code, size_t)>(init, token, buffers);
-  }
-
- private:
-  tcp::socket socket_;
-  std::unique_ptr<TlsStream> tls_;
-};
 
 constexpr size_t kRelayChunk = 64 << 10;
 // Bodies are streamed, never held: no limit. (Boost 1.74's parser treats
@@ -185,56 +88,12 @@ void RewriteHopByHop(Fields& fields) {
   std::vector<std::string> named;
   for (auto token : http::token_list(fields[http::field::connection])) named.emplace_back(token.data(), token.size());
   for (const auto& name : named) {
-    // Framing and the target host are not the sender's to drop.
-    if (!AsciiIEquals(name, "transfer-encoding") && !AsciiIEquals(name, "content-length") && !AsciiIEquals(name, "host")) {
-      fields.erase(name);
-    }
+    if (cove::http::ConnectionMayDrop(name)) fields.erase(name);
   }
-  for (auto field : {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
-                     http::field::proxy_authorization, http::field::proxy_authenticate, http::field::te,
-                     http::field::trailer, http::field::upgrade}) {
-    fields.erase(field);
-  }
+  for (std::string_view name : cove::http::kHopByHopFields) fields.erase(boost::beast::string_view(name.data(), name.size()));
   auto via = fields[http::field::via];
   std::string value = via.empty() ? std::string(kVia) : std::string(via.data(), via.size()) + ", " + kVia;
   fields.set(http::field::via, value);
-}
-
-// Decide, plus what only the proxy knows: a tunnel (no method: CONNECT,
-// transparent TLS or raw TCP) honours a rule that needs interception only on
-// port 443 and when the proxy can intercept (it then intercepts and decides
-// again per request), and a tunnel to a port other than 80/443 is raw TCP,
-// allowed only by a rule that lists the port.
-Decision DecideForProxy(const EgressPolicy& policy, const Destination& dest, bool can_intercept) {
-  Decision decision = Decide(policy, dest);
-  const HostRule* rule = decision.rule;
-  if (!decision.allow && dest.method.empty() && can_intercept && dest.port == 443 && rule && !rule->allow &&
-      (!rule->methods.empty() || !rule->path_prefix.empty())) {
-    // A rule that denies only some methods or paths: whether the rest may go
-    // is what the policy says without it; if so the proxy intercepts (the
-    // rule needs it) and decides each request.
-    EgressPolicy others = policy;
-    others.rules.erase(others.rules.begin() + (rule - policy.rules.data()));
-    Decision rest = DecideForProxy(others, dest, can_intercept);
-    if (rest.allow) {
-      rest.rule = rule;  // not into `others`: interception follows from it
-      rest.reason = "rule " + rule->host.text + " denies some requests: intercepted, decided per request";
-      return rest;
-    }
-    return decision;
-  }
-  if (!decision.allow || !dest.method.empty()) return decision;
-  if (rule && rule->NeedsInterception()) {
-    if (!can_intercept || dest.port != 443) {
-      decision.allow = false;
-      decision.reason = "the rule for " + rule->host.text + " needs TLS interception (port 443, coved's CA)";
-    }
-  } else if (dest.port != 80 && dest.port != 443 &&
-             !(rule && std::find(rule->ports.begin(), rule->ports.end(), dest.port) != rule->ports.end())) {
-    decision.allow = false;
-    decision.reason = "raw TCP to port " + std::to_string(dest.port) + " needs a rule that lists the port";
-  }
-  return decision;
 }
 
 // The protocol a request asks to switch to ("Connection: upgrade" plus
@@ -550,7 +409,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string key = HostPort(host, port);
     if (upstream_.socket().is_open() && upstream_key_ == key) {
       Destination dest{host, port, upstream_address_, method, path};
-      Decision decision = DecideForProxy(policy, dest, state_->can_intercept());
+      Decision decision = DecideEgress(policy, dest, state_->can_intercept());
       result.address = upstream_address_.ToString();
       result.reused = decision.allow;
       result.outcome = decision.allow ? Admission::Outcome::kAllowed : Admission::Outcome::kDenied;
@@ -567,7 +426,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (closed_) co_return result;
       if (!resolved.ok()) {
         Destination dest{host, port, std::nullopt, method, path};
-        Decision decision = DecideForProxy(policy, dest, state_->can_intercept());
+        Decision decision = DecideEgress(policy, dest, state_->can_intercept());
         if (!decision.allow) {
           result.reason = decision.reason;
           co_return result;
@@ -586,7 +445,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string connect_error;
     for (const IpAddress& address : addresses) {
       Destination dest{host, port, address, method, path};
-      Decision decision = DecideForProxy(policy, dest, state_->can_intercept());
+      Decision decision = DecideEgress(policy, dest, state_->can_intercept());
       if (!decision.allow) {
         if (!first_denial) {
           first_denial.emplace();
@@ -636,8 +495,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Describe(Admission& admission, const Decision& decision, const std::string& host, uint16_t port,
                 const std::string& method) {
     if (decision.rule) admission.set_headers = decision.rule->set_headers;
-    if (!method.empty() || port != 443 || !state_->can_intercept()) return;
-    admission.intercept = (decision.rule && decision.rule->NeedsInterception()) || state_->Secrets()->BindsHost(host);
+    if (!method.empty()) return;
+    admission.intercept = InterceptsTunnel(decision, host, port, state_->can_intercept(), *state_->Secrets());
   }
 
   // TLS to the upstream of an intercepted connection, verified against the
@@ -815,64 +674,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     co_await SendError(status, reason, std::move(body), keep_alive);
   }
 
-  // Puts secrets into a request the proxy sees (plain HTTP, intercepted
-  // HTTPS): placeholders of secrets bound to the destination host are
-  // replaced in header values and the target; then the deciding rule's
-  // header templates are set. Returns why the request must not go (a
-  // placeholder for another host: an exfiltration attempt; a template naming
-  // a missing secret), or empty.
-  std::string ApplySecrets(http::request<http::buffer_body>& req, HttpTarget& target,
-                           const std::vector<std::pair<std::string, std::string>>& set_headers) {
-    auto secrets = state_->Secrets();
-    const std::string& host = target.authority.host;
-    if (secrets->HasPlaceholders()) {
-      std::vector<std::pair<std::string, std::vector<std::string>>> rewritten;
-      for (const auto& field : req) {
-        std::string value(field.value().data(), field.value().size());
-        PlaceholderOutcome out = ReplacePlaceholders(value, host, *secrets);
-        if (!out.exfiltration.empty()) {
-          return "exfiltration attempt: the placeholder of secret " + out.exfiltration + " was sent to " + host +
-                 ", a host it is not bound to";
-        }
-        if (!out.replaced) continue;
-        std::string name(field.name_string().data(), field.name_string().size());
-        auto it = std::find_if(rewritten.begin(), rewritten.end(),
-                               [&](const auto& e) { return AsciiIEquals(e.first, name); });
-        if (it == rewritten.end()) {
-          rewritten.emplace_back(name, std::vector<std::string>());
-          it = rewritten.end() - 1;
-        }
-        it->second.push_back(std::move(value));
-      }
-      PlaceholderOutcome in_target = ReplacePlaceholders(target.origin_form, host, *secrets);
-      if (!in_target.exfiltration.empty()) {
-        return "exfiltration attempt: the placeholder of secret " + in_target.exfiltration + " was sent to " + host +
-               ", a host it is not bound to";
-      }
-      for (const auto& [name, values] : rewritten) {
-        // Fields with the name but without a placeholder keep their values.
-        std::vector<std::string> all;
-        size_t next = 0;
-        for (auto it = req.find(name); it != req.end() && AsciiIEquals(std::string_view(it->name_string().data(), it->name_string().size()), name);
-             ++it) {
-          std::string value(it->value().data(), it->value().size());
-          all.push_back(value.find("cove-placeholder-") != std::string::npos && next < values.size() ? values[next++]
-                                                                                                   : value);
-        }
-        req.erase(name);
-        for (const auto& v : all) req.insert(name, v);
-      }
-    }
-    for (const auto& [name, tmpl] : set_headers) {
-      auto value = ExpandSecretTemplate(tmpl, *secrets);
-      if (!value.ok()) return "setHeaders " + name + ": " + value.error().message + " (request not sent)";
-      if (value->find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
-        return "setHeaders " + name + ": the value is not fit for a header (request not sent)";
-      req.set(name, *value);
-    }
-    return std::string();
-  }
-
   // Serves HTTP/1.1 requests on the client connection until either side
   // ends it. `original` is set on the transparent listener.
   Task<void> ServeHttp(std::optional<OriginalDestination> original) {
@@ -962,7 +763,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         continue;
       }
 
-      std::string secret_problem = ApplySecrets(req, *target, admission.set_headers);
+      std::string secret_problem = InjectSecrets(req, target->origin_form, target->authority.host,
+                                                admission.set_headers, *state_->Secrets());
       if (!secret_problem.empty()) {
         bool keep = keep_client && !has_body;
         std::string what = method + " " + scheme + destination + target->origin_form;
