@@ -84,7 +84,7 @@ Result<tcp::socket> SandboxDialer::SocketIn(int netns_fd) {
   return sock;
 }
 
-Task<Result<std::unique_ptr<ByteStream>>> SandboxDialer::Connect(const SandboxRecord& record, uint16_t port) {
+Task<Result<std::unique_ptr<io::ByteStream>>> SandboxDialer::Connect(const SandboxRecord& record, uint16_t port) {
   auto netns = NetnsOf(record);
   if (!netns.ok()) co_return std::move(netns).error();
   std::vector<asio::ip::address_v4> targets{asio::ip::address_v4::loopback()};
@@ -103,7 +103,7 @@ Task<Result<std::unique_ptr<ByteStream>>> SandboxDialer::Connect(const SandboxRe
     }
     if (!ec) {
       sock->set_option(tcp::no_delay(true), ec);
-      std::unique_ptr<ByteStream> stream = MakeTcpStream(std::move(*sock));
+      std::unique_ptr<io::ByteStream> stream = io::MakeTcpStream(std::move(*sock));
       co_return stream;
     }
     last_error = ec.message();
