@@ -14,7 +14,8 @@ namespaces (tests/e2e/netlab: nothing leaves the machine).
                      sandbox, against the same wrk straight to the sandbox's address
   tunnel:            one large download (curl, 256 MiB) through tunnels coved does not
                      intercept: raw TCP (port 8080, a rule listing it), transparent TLS and
-                     CONNECT, each right after the same download direct; medians of 5 pairs
+                     CONNECT, each right after the same download direct; medians of 5 pairs,
+                     and coved's CPU time (user + system) per GiB tunnelled
 
 Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
 connections. Keep-alive, and a new connection per request (Connection: close).
@@ -98,6 +99,13 @@ def parse_wrk(out):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     return {"p50": ms(lat["50"]), "p99": ms(lat["99"]), "rps": rps, "mbs": float(mbs.group(1)) * scale,
             "errors": errors.group(0) if errors else ""}
+
+
+def coved_cpu(coved):
+    """coved's CPU seconds so far (user + system, all threads)."""
+    with open(f"/proc/{coved.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -226,10 +234,16 @@ def main():
                         ("raw TCP tunnel (port 8080)", plain, ["http://bench.test:8080/big"]),
                         ("transparent TLS tunnel", tls, ["https://bench.test/big"]),
                         ("CONNECT tunnel", tls, ["--proxy", proxy, "https://bench.test/big"])):
-                    pairs = [(speed(curl_lab, direct_args), speed(curl_sandbox, args)) for _ in range(DOWNLOADS)]
+                    pairs, cpu = [], 0.0
+                    for _ in range(DOWNLOADS):
+                        direct = speed(curl_lab, direct_args)
+                        before = coved_cpu(c)
+                        tunnelled = speed(curl_sandbox, args)
+                        cpu += coved_cpu(c) - before
+                        pairs.append((direct, tunnelled))
                     median = lambda xs: sorted(xs)[len(xs) // 2]
                     downloads.append((label, name, median([d for d, _ in pairs]), median([t for _, t in pairs]),
-                                      median([t / d for d, t in pairs])))
+                                      median([t / d for d, t in pairs]), cpu / (BIG_MB * DOWNLOADS / 1024)))
                 api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
 
             for s in api.list_ids():
@@ -250,10 +264,10 @@ def main():
                   f"{thr['mbs']:.1f} | {rel} |")
         if downloads:
             print()
-            print(f"| coved | one {BIG_MB} MiB download through | MB/s direct | MB/s tunnelled | tunnelled / direct |")
-            print("|---|---|---|---|---|")
-            for label, name, direct, tunnelled, ratio in downloads:
-                print(f"| {label} | {name} | {direct:.0f} | {tunnelled:.0f} | {100 * ratio:.0f}% |")
+            print(f"| coved | one {BIG_MB} MiB download through | MB/s direct | MB/s tunnelled | tunnelled / direct | coved CPU s per GiB |")
+            print("|---|---|---|---|---|---|")
+            for label, name, direct, tunnelled, ratio, cpu in downloads:
+                print(f"| {label} | {name} | {direct:.0f} | {tunnelled:.0f} | {100 * ratio:.0f}% | {cpu:.2f} |")
     finally:
         if c:
             for s in api.list_ids():
