@@ -13,7 +13,7 @@
 #include "base/log_throttle.h"
 #include "io/listener.h"
 #include "io/refuse.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 #include "http/http_head.h"
 
 namespace cove::api {

@@ -10,7 +10,7 @@
 #include "api/errors.h"
 #include "api/target.h"
 #include "base/json_limits.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 
 namespace cove::api {
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "io/connection_registry.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 #include "manager/sandbox_record.h"
 #include "io/byte_stream.h"
 #include "http/http_head.h"
