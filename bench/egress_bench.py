@@ -12,6 +12,10 @@ namespaces (tests/e2e/netlab: nothing leaves the machine).
                      with coved's CA, re-encrypted to nginx)
   preview URL:       wrk in coved's namespace -> coved's preview listener -> nginx inside the
                      sandbox, against the same wrk straight to the sandbox's address
+  tunnel:            one large download (curl, 256 MiB) through tunnels coved does not
+                     intercept: raw TCP (port 8080, a rule listing it), transparent TLS and
+                     CONNECT, each right after the same download direct; medians of 5 pairs,
+                     and coved's CPU time (user + system) per GiB tunnelled
 
 Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
 connections. Keep-alive, and a new connection per request (Connection: close).
@@ -36,7 +40,9 @@ from helpers import Api, Coved, make_base_dir  # noqa: E402
 from netlab.lab import NetLab  # noqa: E402
 
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
-ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # 1k, 1m, https or preview
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""  # 1k, 1m, https, preview or tunnel
+BIG_MB = 256
+DOWNLOADS = 5  # pairs (direct, tunnelled) per tunnel; medians reported
 _DEFAULT_BASELINE = "/work/wt-base/build/bin/coved"
 BASELINE = (sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv
             else _DEFAULT_BASELINE if os.path.exists(_DEFAULT_BASELINE) else "none")
@@ -47,10 +53,11 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off; keepalive_requests 1000000;
   server {{
-    listen 198.51.100.20:80; listen 198.51.100.20:443 ssl;
+    listen 198.51.100.20:80; listen 198.51.100.20:443 ssl; listen 198.51.100.20:8080;
     ssl_certificate {cert}; ssl_certificate_key {key};
     location = /1k {{ return 200 "{body}"; }}
     location /1m {{ root {dir}; }}
+    location /big {{ root {dir}; }}
   }}
 }}
 """
@@ -94,6 +101,13 @@ def parse_wrk(out):
             "errors": errors.group(0) if errors else ""}
 
 
+def coved_cpu(coved):
+    """coved's CPU seconds so far (user + system, all threads)."""
+    with open(f"/proc/{coved.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     base = make_base_dir("cove-egress-bench-")
     lab = NetLab(base).up()
@@ -102,6 +116,10 @@ def main():
     try:
         with open(os.path.join(base, "1m"), "wb") as f:
             f.write(os.urandom(1 << 20))
+        with open(os.path.join(base, "big"), "wb") as f:
+            chunk = os.urandom(1 << 20)
+            for _ in range(BIG_MB):
+                f.write(chunk)
         with open(os.path.join(base, "nginx.conf"), "w") as f:
             f.write(NGINX_CONF.format(dir=base, cert=lab.world_cert, key=lab.world_key, body="x" * 1024))
         procs.append(subprocess.Popen(["ip", "netns", "exec", lab.world, "nginx", "-c", os.path.join(base, "nginx.conf")],
@@ -113,6 +131,7 @@ def main():
                                       stderr=subprocess.DEVNULL, start_new_session=True))
         builds = ([("baseline", BASELINE)] if BASELINE != "none" else []) + [("this build", helpers.COVED)]
         rows = []
+        downloads = []  # (label, path, MB/s)
         for label, binary in builds:
             helpers.COVED = binary
             state = os.path.join(base, "state-" + label.replace(" ", "-"))
@@ -192,6 +211,41 @@ def main():
                         thr = parse_wrk(in_lab(["--latency", "-t2", "-c16", f"-d{SECONDS}s"] + hdr + extra + [url]))
                         rows.append((label, "preview 1k", "keep-alive" if keep else "new connection", name, lat, thr))
 
+            # One large download through tunnels coved does not intercept.
+            if ONLY in ("", "tunnel"):
+                def speed(run, args):
+                    out = run(["curl", "-sk", "-o", "/dev/null", "-w", "%{speed_download}"] + args)
+                    return float(out.strip().split()[-1]) / 1e6
+
+                def curl_lab(args):
+                    return subprocess.run(["ip", "netns", "exec", lab.lab] + args, capture_output=True, text=True).stdout
+
+                def curl_sandbox(args):
+                    cmd = " ".join(f"'{a}'" for a in args)
+                    return api.exec(sid, cmd, session="__DISABLE_SESSION__", timeout=600)["stdout"]
+
+                r = api.request("PUT", f"/v1/sandboxes/{sid}/egress",
+                                json_body={"rules": [{"host": "bench.test", "ports": [8080]}]})
+                assert r.status_code == 200, r.text
+                # Each tunnelled download right after the direct one it is compared
+                # with, so that load from elsewhere taxes both alike.
+                plain, tls = ["http://198.51.100.20:8080/big"], ["https://198.51.100.20/big"]
+                for name, direct_args, args in (
+                        ("raw TCP tunnel (port 8080)", plain, ["http://bench.test:8080/big"]),
+                        ("transparent TLS tunnel", tls, ["https://bench.test/big"]),
+                        ("CONNECT tunnel", tls, ["--proxy", proxy, "https://bench.test/big"])):
+                    pairs, cpu = [], 0.0
+                    for _ in range(DOWNLOADS):
+                        direct = speed(curl_lab, direct_args)
+                        before = coved_cpu(c)
+                        tunnelled = speed(curl_sandbox, args)
+                        cpu += coved_cpu(c) - before
+                        pairs.append((direct, tunnelled))
+                    median = lambda xs: sorted(xs)[len(xs) // 2]
+                    downloads.append((label, name, median([d for d, _ in pairs]), median([t for _, t in pairs]),
+                                      median([t / d for d, t in pairs]), cpu / (BIG_MB * DOWNLOADS / 1024)))
+                api.request("DELETE", f"/v1/sandboxes/{sid}/egress")
+
             for s in api.list_ids():
                 api.delete(f"/v1/sandboxes/{s}")
             c.stop()
@@ -208,6 +262,12 @@ def main():
             err = f" ({lat['errors'] or thr['errors']})" if (lat['errors'] or thr['errors']) else ""
             print(f"| {label} | {size} | {mode} | {name}{err} | {lat['p50']:.3f} | {lat['p99']:.3f} | {thr['rps']:.0f} | "
                   f"{thr['mbs']:.1f} | {rel} |")
+        if downloads:
+            print()
+            print(f"| coved | one {BIG_MB} MiB download through | MB/s direct | MB/s tunnelled | tunnelled / direct | coved CPU s per GiB |")
+            print("|---|---|---|---|---|---|")
+            for label, name, direct, tunnelled, ratio, cpu in downloads:
+                print(f"| {label} | {name} | {direct:.0f} | {tunnelled:.0f} | {100 * ratio:.0f}% | {cpu:.2f} |")
     finally:
         if c:
             for s in api.list_ids():

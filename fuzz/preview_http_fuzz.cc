@@ -1,4 +1,4 @@
-// The preview listener's parsers (src/preview/): request and response heads,
+// The HTTP/1 parsers (src/http/) and the preview host names (src/preview/): request and response heads,
 // message framing, chunked bodies and preview host names, all fed by clients
 // on the network or by servers inside sandboxes.
 //
@@ -10,11 +10,12 @@
 #include <string>
 
 #include "fuzz.h"
-#include "preview/chunked_scanner.h"
+#include "http/chunked_scanner.h"
 #include "preview/host_route.h"
-#include "preview/http_head.h"
+#include "http/http_head.h"
 
 using namespace cove::preview;
+using namespace cove::http;
 
 namespace {
 

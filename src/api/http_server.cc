@@ -13,8 +13,8 @@
 #include "base/log_throttle.h"
 #include "io/listener.h"
 #include "io/refuse.h"
-#include "manager/async_signal.h"
-#include "preview/http_head.h"
+#include "io/async_signal.h"
+#include "http/http_head.h"
 
 namespace cove::api {
 namespace beast = boost::beast;
@@ -191,12 +191,12 @@ struct HttpServer::Impl {
   // next request on the connection (request smuggling).
   static Status CheckFraming(const http::request_parser<http::empty_body>& parser) {
     const auto& h = parser.get();
-    preview::HttpHead head;
+    cove::http::HttpHead head;
     head.version_minor = h.version() % 10;
     for (const auto& f : h)
       if (f.name() == http::field::transfer_encoding || f.name() == http::field::content_length)
         head.Add(std::string(f.name_string()), std::string(f.value()));
-    auto framing = preview::RequestFraming(head);
+    auto framing = cove::http::RequestFraming(head);
     if (!framing.ok()) return std::move(framing).error();
     return OkStatus();
   }

@@ -12,7 +12,7 @@
 #include "base/json_limits.h"
 #include "base/json_parse.h"
 #include "base/utf8.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 
 namespace cove::api {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <deque>
 
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 
 namespace cove::api {
 namespace {

@@ -27,7 +27,7 @@
 
 #include "agent/frame.h"
 #include "base/error.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 #include "manager/flow_budget.h"
 
 namespace cove {

@@ -7,7 +7,7 @@
 #include "base/log.h"
 #include "isolation/default_image.h"
 #include "isolation/image_import.h"
-#include "manager/off_thread.h"
+#include "io/off_thread.h"
 
 namespace cove {
 

@@ -8,7 +8,7 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "manager/instance_types.h"
-#include "manager/off_thread.h"
+#include "io/off_thread.h"
 #include "manager/sandbox_id.h"
 
 namespace cove {

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "manager/agent_connection.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 #include "manager/reaper.h"
 #include "manager/sandbox_host.h"
 #include "manager/store.h"

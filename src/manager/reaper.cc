@@ -1,7 +1,7 @@
 #include "manager/reaper.h"
 
 #include "base/log.h"
-#include "manager/off_thread.h"
+#include "io/off_thread.h"
 
 namespace cove {
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 #include "manager/sandbox_host.h"
 
 namespace cove {

@@ -12,9 +12,11 @@
 #include "preview/host_route.h"
 #include "preview/relay.h"
 #include "preview/sandbox_dialer.h"
-#include "proxy/cancel_at.h"
+#include "io/cancel_at.h"
 
 namespace cove::preview {
+
+using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
@@ -46,7 +48,7 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     return std::nullopt;
   }
 
-  Task<Result<std::unique_ptr<ByteStream>>> Dial(Target target) override {
+  Task<Result<std::unique_ptr<io::ByteStream>>> Dial(Target target) override {
     auto r = co_await dialer.Connect(target.record, target.port);
     co_return r;
   }
@@ -101,8 +103,8 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     auto remote = socket.remote_endpoint(ec);
     std::string address = ec ? "unknown" : remote.address().to_string();
     socket.set_option(tcp::no_delay(true), ec);
-    std::unique_ptr<ByteStream> stream =
-        self->tls_context ? MakeTlsStream(std::move(socket), *self->tls_context) : MakeTcpStream(std::move(socket));
+    std::unique_ptr<io::ByteStream> stream =
+        self->tls_context ? io::MakeTlsStream(std::move(socket), *self->tls_context) : io::MakeTcpStream(std::move(socket));
     // Idle until its first request head is read (the TLS handshake included).
     auto slot = self->registry->Admit(address, [raw = stream.get()] { raw->Close(); });
     if (!slot) {
@@ -111,8 +113,8 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     }
     if (self->tls_context) {
       {
-        proxy::CancelAt guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
-        co_await TlsHandshake(*stream, ec);
+        io::CancelAt guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
+        co_await io::TlsHandshake(*stream, ec);
       }
       if (ec || slot->shed()) co_return;
     }
@@ -143,7 +145,7 @@ Result<std::unique_ptr<PreviewServer>> PreviewServer::Listen(asio::any_io_execut
   if (o.tls_cert_file.empty() != o.tls_key_file.empty())
     return MakeError(ErrorCode::kInvalidArgument, "--preview-tls-cert and --preview-tls-key go together");
   if (!o.tls_cert_file.empty()) {
-    COVE_ASSIGN_OR_RETURN(impl->tls_context, MakeTlsContext(o.tls_cert_file, o.tls_key_file));
+    COVE_ASSIGN_OR_RETURN(impl->tls_context, io::MakeTlsContext(o.tls_cert_file, o.tls_key_file));
   }
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(o.listen_host, ec);

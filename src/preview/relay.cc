@@ -1,14 +1,12 @@
 #include "preview/relay.h"
 
 #include "base/log.h"
-#include "preview/chunked_scanner.h"
-#include "proxy/cancel_at.h"
+#include "http/message_relay.h"
 
 namespace cove::preview {
 namespace {
 
 constexpr size_t kMaxHead = 64 * 1024;
-constexpr size_t kChunk = 64 * 1024;
 constexpr auto kClientIdle = std::chrono::seconds(120);
 constexpr auto kUpstreamHead = std::chrono::seconds(600);  // long polls
 constexpr auto kTunnelDrain = std::chrono::seconds(30);
@@ -17,7 +15,7 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-Relay::Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<ByteStream> client,
+Relay::Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<io::ByteStream> client,
              std::string client_address, bool tls, io::ConnectionRegistry::Slot slot)
     : ex_(ex), host_(host), client_(std::move(client)), client_address_(std::move(client_address)), tls_(tls),
       changed_(ex), slot_(std::move(slot)) {
@@ -38,96 +36,8 @@ void Relay::DropUpstream() {
   ubuf_.clear();
 }
 
-Task<Relay::HeadStatus> Relay::ReadHead(ByteStream& from, std::string& buf, std::chrono::seconds timeout,
-                                        std::string* head) {
-  auto deadline = Clock::now() + timeout;
-  std::string tmp(16 * 1024, '\0');
-  for (;;) {
-    if (size_t end = FindHeadEnd(buf); end > 0) {
-      if (end > kMaxHead) co_return HeadStatus::kTooLarge;
-      *head = buf.substr(0, end);
-      buf.erase(0, end);
-      co_return HeadStatus::kOk;
-    }
-    if (buf.size() > kMaxHead) co_return HeadStatus::kTooLarge;
-    IoError ec;
-    size_t n = 0;
-    {
-      proxy::CancelAt guard(from.socket(), deadline);
-      n = co_await from.ReadSome(asio::buffer(tmp), ec);
-    }
-    if (ec || n == 0) co_return HeadStatus::kClosed;
-    buf.append(tmp.data(), n);
-  }
-}
-
-Task<bool> Relay::RelayBody(ByteStream& from, std::string& buf, ByteStream& to, Framing framing) {
-  IoError ec;
-  std::string tmp(kChunk, '\0');
-  switch (framing.kind) {
-    case BodyKind::kNone:
-      co_return true;
-    case BodyKind::kLength: {
-      uint64_t remaining = framing.length;
-      if (!buf.empty()) {
-        size_t take = static_cast<size_t>(std::min<uint64_t>(remaining, buf.size()));
-        co_await to.WriteAll(asio::buffer(buf.data(), take), ec);
-        if (ec) co_return false;
-        buf.erase(0, take);
-        remaining -= take;
-      }
-      while (remaining > 0) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, tmp.size()));
-        size_t n = co_await from.ReadSome(asio::buffer(tmp.data(), want), ec);
-        if (ec || n == 0) co_return false;
-        co_await to.WriteAll(asio::buffer(tmp.data(), n), ec);
-        if (ec) co_return false;
-        remaining -= n;
-      }
-      co_return true;
-    }
-    case BodyKind::kChunked: {
-      ChunkedScanner scanner;
-      if (!buf.empty()) {
-        auto used = scanner.Feed(buf);
-        if (!used.ok()) co_return false;
-        size_t take = *used;
-        co_await to.WriteAll(asio::buffer(buf.data(), take), ec);
-        if (ec) co_return false;
-        buf.erase(0, take);
-      }
-      while (!scanner.done()) {
-        size_t n = co_await from.ReadSome(asio::buffer(tmp), ec);
-        if (ec || n == 0) co_return false;
-        auto used = scanner.Feed(std::string_view(tmp.data(), n));
-        if (!used.ok()) co_return false;
-        size_t take = *used;
-        co_await to.WriteAll(asio::buffer(tmp.data(), take), ec);
-        if (ec) co_return false;
-        if (take < n) buf.append(tmp.data() + take, n - take);
-      }
-      co_return true;
-    }
-    case BodyKind::kUntilClose: {
-      if (!buf.empty()) {
-        co_await to.WriteAll(asio::buffer(buf), ec);
-        if (ec) co_return false;
-        buf.clear();
-      }
-      for (;;) {
-        size_t n = co_await from.ReadSome(asio::buffer(tmp), ec);
-        if (ec == asio::error::eof) co_return true;
-        if (ec || n == 0) co_return false;
-        co_await to.WriteAll(asio::buffer(tmp.data(), n), ec);
-        if (ec) co_return false;
-      }
-    }
-  }
-  co_return false;
-}
-
-Task<void> Relay::RequestBody(std::shared_ptr<Relay> self, Framing framing) {
-  bool ok = co_await RelayBody(*self->client_, self->cbuf_, *self->upstream_, framing);
+Task<void> Relay::RequestBody(std::shared_ptr<Relay> self, http::Framing framing) {
+  bool ok = co_await http::RelayBody(*self->client_, self->cbuf_, *self->upstream_, framing);
   self->body_ok_ = ok;
   self->body_done_ = true;
   self->changed_.Notify();
@@ -139,7 +49,7 @@ Task<void> Relay::SendSimple(int status, std::string_view reason, bool keep_aliv
       "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n"
       "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: {}\r\n\r\n{}",
       status, reason, body.size(), keep_alive ? "keep-alive" : "close", body);
-  IoError ec;
+  io::IoError ec;
   co_await client_->WriteAll(asio::buffer(text), ec);
 }
 
@@ -147,20 +57,21 @@ Task<void> Relay::Run(std::shared_ptr<Relay> self) {
   for (;;) {
     std::string text;
     self->slot_.Idle();
-    HeadStatus status = co_await ReadHead(*self->client_, self->cbuf_, kClientIdle, &text);
+    http::HeadStatus status =
+        co_await http::ReadHead(*self->client_, self->cbuf_, Clock::now() + kClientIdle, kMaxHead, &text);
     self->slot_.Busy();
     if (self->closed_) break;
-    if (status == HeadStatus::kTooLarge) {
+    if (status == http::HeadStatus::kTooLarge) {
       co_await self->SendSimple(431, "Request Header Fields Too Large", false);
       break;
     }
-    if (status != HeadStatus::kOk) break;
-    auto request = ParseRequestHead(text);
+    if (status != http::HeadStatus::kOk) break;
+    auto request = http::ParseRequestHead(text);
     if (!request.ok() || request->Count("host") != 1) {
       co_await self->SendSimple(400, "Bad Request", false);
       break;
     }
-    HttpHead head = std::move(*request);
+    http::HttpHead head = std::move(*request);
     bool more = co_await self->Exchange(self, std::move(head));
     if (!more || self->closed_) break;
   }
@@ -168,25 +79,25 @@ Task<void> Relay::Run(std::shared_ptr<Relay> self) {
   self->host_->Unbind(self.get());
 }
 
-Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
-  auto framing = RequestFraming(req);
+Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, http::HttpHead req) {
+  auto framing = http::RequestFraming(req);
   if (!framing.ok()) {
     co_await SendSimple(400, "Bad Request", false);
     co_return false;
   }
   std::string host = req.Get("host");
   auto target = host_->Resolve(host);
-  bool client_keep = KeepAlive(req);
+  bool client_keep = http::KeepAlive(req);
   if (!target) {
     // One answer for every reason, so that nothing about sandboxes, ports or tokens leaks.
-    bool keep = client_keep && framing->kind == BodyKind::kNone;
+    bool keep = client_keep && framing->kind == http::BodyKind::kNone;
     co_await SendSimple(404, "Not Found", keep);
     co_return keep;
   }
   bool upgrade = req.HasToken("connection", "upgrade") && req.Has("upgrade");
   std::string method = req.method;
   int client_minor = req.version_minor;
-  StripHopByHop(req, upgrade);
+  http::StripHopByHop(req, upgrade);
   for (const char* h : {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}) req.Remove(h);
   req.Add("X-Forwarded-For", client_address_);
   req.Add("X-Forwarded-Host", host);
@@ -215,19 +126,19 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
       upstream_ = std::move(*conn);
       upstream_key_ = target->Key();
     }
-    IoError ec;
+    io::IoError ec;
     co_await upstream_->WriteAll(asio::buffer(head_text), ec);
-    HeadStatus status = HeadStatus::kClosed;
+    http::HeadStatus status = http::HeadStatus::kClosed;
     if (!ec) {
-      if (framing->kind != BodyKind::kNone) {
+      if (framing->kind != http::BodyKind::kNone) {
         body_done_ = false;
         body_ok_ = false;
         asio::co_spawn(ex_, RequestBody(self, *framing), asio::detached);
       }
       for (;;) {
-        status = co_await ReadHead(*upstream_, ubuf_, kUpstreamHead, &response_text);
-        if (status != HeadStatus::kOk || closed_) break;
-        auto parsed = ParseResponseHead(response_text);
+        status = co_await http::ReadHead(*upstream_, ubuf_, Clock::now() + kUpstreamHead, kMaxHead, &response_text);
+        if (status != http::HeadStatus::kOk || closed_) break;
+        auto parsed = http::ParseResponseHead(response_text);
         if (!parsed.ok() || parsed->status < 100 || parsed->status >= 200 || parsed->status == 101) break;
         // Informational (100 Continue, 103 Early Hints): forwarded; the final answer follows.
         reused = false;
@@ -236,9 +147,9 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
       }
     }
     if (closed_) co_return false;
-    if (status == HeadStatus::kOk) break;
+    if (status == http::HeadStatus::kOk) break;
     // A kept-alive upstream the server closed meanwhile: retry once on a fresh one.
-    if (attempt == 0 && reused && framing->kind == BodyKind::kNone && status == HeadStatus::kClosed) {
+    if (attempt == 0 && reused && framing->kind == http::BodyKind::kNone && status == http::HeadStatus::kClosed) {
       DropUpstream();
       continue;
     }
@@ -246,36 +157,36 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
     co_return false;
   }
 
-  auto response = ParseResponseHead(response_text);
+  auto response = http::ParseResponseHead(response_text);
   if (!response.ok()) {
     co_await SendSimple(502, "Bad Gateway", false);
     co_return false;
   }
-  HttpHead resp = std::move(*response);
-  IoError ec;
+  http::HttpHead resp = std::move(*response);
+  io::IoError ec;
   if (resp.status == 101) {
-    if (!upgrade || framing->kind != BodyKind::kNone) co_return false;
+    if (!upgrade || framing->kind != http::BodyKind::kNone) co_return false;
     std::string out = resp.SerializeResponse();
     co_await client_->WriteAll(asio::buffer(out), ec);
     if (ec) co_return false;
     co_await Tunnel(self);
     co_return false;
   }
-  auto rframing = ResponseFraming(resp, method);
+  auto rframing = http::ResponseFraming(resp, method);
   if (!rframing.ok()) {
     co_await SendSimple(502, "Bad Gateway", false);
     co_return false;
   }
-  bool upstream_keep = KeepAlive(resp) && rframing->kind != BodyKind::kUntilClose;
-  bool keep = client_keep && rframing->kind != BodyKind::kUntilClose;
-  StripHopByHop(resp, false);
+  bool upstream_keep = http::KeepAlive(resp) && rframing->kind != http::BodyKind::kUntilClose;
+  bool keep = client_keep && rframing->kind != http::BodyKind::kUntilClose;
+  http::StripHopByHop(resp, false);
   resp.version_minor = 1;  // this hop is HTTP/1.1 whatever the server speaks
   if (!keep) resp.Add("Connection", "close");
   else if (client_minor == 0) resp.Add("Connection", "keep-alive");
   std::string out = resp.SerializeResponse();
   co_await client_->WriteAll(asio::buffer(out), ec);
   if (ec) co_return false;
-  bool ok = co_await RelayBody(*upstream_, ubuf_, *client_, *rframing);
+  bool ok = co_await http::RelayBody(*upstream_, ubuf_, *client_, *rframing);
   if (!ok || closed_) co_return false;
   // The server answered before reading the whole request body: this
   // connection cannot carry another request.
@@ -285,12 +196,12 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, HttpHead req) {
 }
 
 Task<void> Relay::Pump(std::shared_ptr<Relay> self, bool to_upstream) {
-  ByteStream& from = to_upstream ? *self->client_ : *self->upstream_;
-  ByteStream& to = to_upstream ? *self->upstream_ : *self->client_;
+  io::ByteStream& from = to_upstream ? *self->client_ : *self->upstream_;
+  io::ByteStream& to = to_upstream ? *self->upstream_ : *self->client_;
   std::string& pending = to_upstream ? self->cbuf_ : self->ubuf_;
-  Framing raw;
-  raw.kind = BodyKind::kUntilClose;
-  bool ok = co_await RelayBody(from, pending, to, raw);
+  http::Framing raw;
+  raw.kind = http::BodyKind::kUntilClose;
+  bool ok = co_await http::RelayBody(from, pending, to, raw);
   if (ok) to.ShutdownSend();
   else self->Close();
   --self->pumps_;

@@ -15,10 +15,10 @@
 #include <string>
 
 #include "io/connection_registry.h"
-#include "manager/async_signal.h"
+#include "io/async_signal.h"
 #include "manager/sandbox_record.h"
-#include "preview/byte_stream.h"
-#include "preview/http_head.h"
+#include "io/byte_stream.h"
+#include "http/http_head.h"
 
 namespace cove::preview {
 
@@ -37,7 +37,7 @@ class RelayHost {
   virtual ~RelayHost() = default;
   // The exposed port a Host header names; nullopt for anything not exposed.
   virtual std::optional<Target> Resolve(const std::string& host) = 0;
-  virtual Task<Result<std::unique_ptr<ByteStream>>> Dial(Target target) = 0;
+  virtual Task<Result<std::unique_ptr<io::ByteStream>>> Dial(Target target) = 0;
   // Counts the relay as a connection of target's sandbox (it is closed when
   // the sandbox goes or the port is unexposed); false when over the limit.
   virtual bool Bind(const std::shared_ptr<Relay>& relay, const Target& target) = 0;
@@ -49,7 +49,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   // `slot` counts the client connection in the listener's registry: the
   // relay marks it idle while waiting for a request head (shedding it closes
   // the relay), busy otherwise.
-  Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<ByteStream> client, std::string client_address,
+  Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<io::ByteStream> client, std::string client_address,
         bool tls, io::ConnectionRegistry::Slot slot);
   // Serves the connection until it ends.
   static Task<void> Run(std::shared_ptr<Relay> self);
@@ -60,21 +60,18 @@ class Relay : public std::enable_shared_from_this<Relay> {
   uint16_t bound_port = 0;
 
  private:
-  enum class HeadStatus { kOk, kClosed, kTooLarge };
-  static Task<HeadStatus> ReadHead(ByteStream& from, std::string& buf, std::chrono::seconds timeout, std::string* head);
-  static Task<bool> RelayBody(ByteStream& from, std::string& buf, ByteStream& to, Framing framing);
-  static Task<void> RequestBody(std::shared_ptr<Relay> self, Framing framing);
+  static Task<void> RequestBody(std::shared_ptr<Relay> self, http::Framing framing);
   static Task<void> Pump(std::shared_ptr<Relay> self, bool to_upstream);
   Task<void> SendSimple(int status, std::string_view reason, bool keep_alive);
   // Serves one request; false when the connection must end.
-  Task<bool> Exchange(std::shared_ptr<Relay> self, HttpHead request);
+  Task<bool> Exchange(std::shared_ptr<Relay> self, http::HttpHead request);
   Task<void> Tunnel(std::shared_ptr<Relay> self);
   void DropUpstream();
 
   asio::any_io_executor ex_;
   RelayHost* host_;
-  std::unique_ptr<ByteStream> client_;
-  std::unique_ptr<ByteStream> upstream_;
+  std::unique_ptr<io::ByteStream> client_;
+  std::unique_ptr<io::ByteStream> upstream_;
   std::string client_address_;
   bool tls_;
   std::string upstream_key_;

@@ -6,7 +6,7 @@
 
 #include "base/log.h"
 #include "net/netns.h"
-#include "proxy/cancel_at.h"
+#include "io/cancel_at.h"
 #include "sys/proc_stat.h"
 #include "sys/process.h"
 
@@ -84,7 +84,7 @@ Result<tcp::socket> SandboxDialer::SocketIn(int netns_fd) {
   return sock;
 }
 
-Task<Result<std::unique_ptr<ByteStream>>> SandboxDialer::Connect(const SandboxRecord& record, uint16_t port) {
+Task<Result<std::unique_ptr<io::ByteStream>>> SandboxDialer::Connect(const SandboxRecord& record, uint16_t port) {
   auto netns = NetnsOf(record);
   if (!netns.ok()) co_return std::move(netns).error();
   std::vector<asio::ip::address_v4> targets{asio::ip::address_v4::loopback()};
@@ -98,12 +98,12 @@ Task<Result<std::unique_ptr<ByteStream>>> SandboxDialer::Connect(const SandboxRe
     if (!sock.ok()) co_return std::move(sock).error();
     boost::system::error_code ec;
     {
-      proxy::CancelAt guard(*sock, std::chrono::steady_clock::now() + kConnectTimeout);
+      io::CancelAt guard(*sock, std::chrono::steady_clock::now() + kConnectTimeout);
       co_await sock->async_connect(tcp::endpoint(addr, port), asio::redirect_error(asio::use_awaitable, ec));
     }
     if (!ec) {
       sock->set_option(tcp::no_delay(true), ec);
-      std::unique_ptr<ByteStream> stream = MakeTcpStream(std::move(*sock));
+      std::unique_ptr<io::ByteStream> stream = io::MakeTcpStream(std::move(*sock));
       co_return stream;
     }
     last_error = ec.message();

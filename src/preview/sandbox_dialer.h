@@ -21,10 +21,12 @@
 
 #include "manager/sandbox_record.h"
 #include "net/address_plan.h"
-#include "preview/byte_stream.h"
+#include "io/byte_stream.h"
 #include "sys/unique_fd.h"
 
 namespace cove::preview {
+
+using tcp = asio::ip::tcp;
 
 class SandboxDialer {
  public:
@@ -33,7 +35,7 @@ class SandboxDialer {
   ~SandboxDialer();
 
   // kUnavailable when the sandbox's process is gone or nothing listens.
-  Task<Result<std::unique_ptr<ByteStream>>> Connect(const SandboxRecord& record, uint16_t port);
+  Task<Result<std::unique_ptr<io::ByteStream>>> Connect(const SandboxRecord& record, uint16_t port);
 
  private:
   struct Entry {

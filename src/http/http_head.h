@@ -14,7 +14,7 @@
 
 #include "base/error.h"
 
-namespace cove::preview {
+namespace cove::http {
 
 struct HttpHead {
   // Request: method, target. Response: status, reason.
@@ -68,4 +68,4 @@ bool KeepAlive(const HttpHead& head);
 // framed). With keep_upgrade, "Connection: upgrade" and Upgrade stay.
 void StripHopByHop(HttpHead& head, bool keep_upgrade);
 
-}  // namespace cove::preview
+}  // namespace cove::http

@@ -1,8 +1,8 @@
-#include "preview/byte_stream.h"
+#include "io/byte_stream.h"
 
 #include <boost/asio/ssl.hpp>
 
-namespace cove::preview {
+namespace cove::io {
 namespace {
 
 class TcpStream : public ByteStream {
@@ -78,4 +78,4 @@ Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const std::string& ce
   return ctx;
 }
 
-}  // namespace cove::preview
+}  // namespace cove::io

@@ -15,7 +15,7 @@
 
 #include "io/asio.h"
 
-namespace cove::proxy {
+namespace cove::io {
 
 template <typename IoObject>
 class CancelAt {
@@ -44,4 +44,4 @@ class CancelAt {
   std::shared_ptr<bool> armed_;
 };
 
-}  // namespace cove::proxy
+}  // namespace cove::io

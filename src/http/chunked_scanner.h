@@ -9,7 +9,7 @@
 
 #include "base/error.h"
 
-namespace cove::preview {
+namespace cove::http {
 
 class ChunkedScanner {
  public:
@@ -28,4 +28,4 @@ class ChunkedScanner {
   size_t trailer_bytes_ = 0;  // of all trailers
 };
 
-}  // namespace cove::preview
+}  // namespace cove::http

@@ -1,7 +1,7 @@
-// ByteStream: one side of a relayed connection as plain bytes, so that the
-// preview proxy treats TCP and TLS clients (and TCP upstreams) alike. All
-// operations run on the stream's executor; at most one read and one write may
-// be pending at a time. Close() ends pending operations (operation_aborted).
+// ByteStream: one side of a relayed connection as plain bytes, so that a
+// relay treats TCP and TLS clients (and TCP upstreams) alike. All operations
+// run on the stream's executor; at most one read and one write may be
+// pending at a time. Close() ends pending operations (operation_aborted).
 #pragma once
 
 #include <memory>
@@ -14,7 +14,7 @@ namespace boost::asio::ssl {
 class context;
 }
 
-namespace cove::preview {
+namespace cove::io {
 
 using tcp = asio::ip::tcp;
 using IoError = boost::system::error_code;
@@ -41,4 +41,4 @@ Task<void> TlsHandshake(ByteStream& stream, IoError& ec);
 // A TLS server context from PEM files (certificate chain, private key).
 Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const std::string& cert_file, const std::string& key_file);
 
-}  // namespace cove::preview
+}  // namespace cove::io

@@ -1,6 +1,6 @@
-#include "preview/chunked_scanner.h"
+#include "http/chunked_scanner.h"
 
-namespace cove::preview {
+namespace cove::http {
 namespace {
 
 constexpr size_t kMaxLine = 8 * 1024;
@@ -101,4 +101,4 @@ Result<size_t> ChunkedScanner::Feed(std::string_view data) {
   return i;
 }
 
-}  // namespace cove::preview
+}  // namespace cove::http

@@ -1,17 +1,13 @@
-#include "preview/http_head.h"
+#include "http/http_head.h"
 
 #include <algorithm>
 #include <cstring>
 
-namespace cove::preview {
-namespace {
+#include "base/ascii.h"
+#include "http/hop_by_hop.h"
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
+namespace cove::http {
+namespace {
 
 bool IsTokenChar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
@@ -69,7 +65,7 @@ Result<uint64_t> ContentLength(const HttpHead& head) {
   std::string first;
   bool seen = false;
   for (const auto& [k, v] : head.headers) {
-    if (!IEquals(k, "content-length")) continue;
+    if (!AsciiIEquals(k, "content-length")) continue;
     if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
       return Bad("bad Content-Length");
     if (seen && v != first) return Bad("conflicting Content-Length headers");
@@ -83,27 +79,27 @@ Result<uint64_t> ContentLength(const HttpHead& head) {
 
 std::string HttpHead::Get(std::string_view name) const {
   for (const auto& [k, v] : headers)
-    if (IEquals(k, name)) return v;
+    if (AsciiIEquals(k, name)) return v;
   return {};
 }
 
 bool HttpHead::Has(std::string_view name) const { return Count(name) > 0; }
 
 size_t HttpHead::Count(std::string_view name) const {
-  return static_cast<size_t>(std::count_if(headers.begin(), headers.end(), [&](const auto& h) { return IEquals(h.first, name); }));
+  return static_cast<size_t>(std::count_if(headers.begin(), headers.end(), [&](const auto& h) { return AsciiIEquals(h.first, name); }));
 }
 
 void HttpHead::Remove(std::string_view name) {
-  std::erase_if(headers, [&](const auto& h) { return IEquals(h.first, name); });
+  std::erase_if(headers, [&](const auto& h) { return AsciiIEquals(h.first, name); });
 }
 
 bool HttpHead::HasToken(std::string_view name, std::string_view token) const {
   for (const auto& [k, v] : headers) {
-    if (!IEquals(k, name)) continue;
+    if (!AsciiIEquals(k, name)) continue;
     std::string_view rest = v;
     while (!rest.empty()) {
       size_t comma = rest.find(',');
-      if (IEquals(Trim(rest.substr(0, comma)), token)) return true;
+      if (AsciiIEquals(Trim(rest.substr(0, comma)), token)) return true;
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }
@@ -181,7 +177,7 @@ Result<Framing> RequestFraming(const HttpHead& head) {
     if (head.Has("content-length")) return Bad("both Transfer-Encoding and Content-Length");
     // RFC 9112 §6.1: an HTTP/1.0 request's framing is then faulty.
     if (head.version_minor == 0) return Bad("Transfer-Encoding in an HTTP/1.0 request");
-    if (head.Count("transfer-encoding") != 1 || !IEquals(Trim(head.Get("transfer-encoding")), "chunked"))
+    if (head.Count("transfer-encoding") != 1 || !AsciiIEquals(Trim(head.Get("transfer-encoding")), "chunked"))
       return Bad("unsupported Transfer-Encoding");
     f.kind = BodyKind::kChunked;
     return f;
@@ -197,16 +193,16 @@ Result<Framing> RequestFraming(const HttpHead& head) {
 
 Result<Framing> ResponseFraming(const HttpHead& head, std::string_view request_method) {
   Framing f;
-  if (head.status < 200 || head.status == 204 || head.status == 304 || IEquals(request_method, "HEAD")) return f;
-  if (IEquals(request_method, "CONNECT") && head.status < 300) return Bad("CONNECT is not relayed");
+  if (head.status < 200 || head.status == 204 || head.status == 304 || AsciiIEquals(request_method, "HEAD")) return f;
+  if (AsciiIEquals(request_method, "CONNECT") && head.status < 300) return Bad("CONNECT is not relayed");
   if (head.Has("transfer-encoding")) {
     // The final coding decides; anything else is read until the server closes.
     std::string te;
     for (const auto& [k, v] : head.headers)
-      if (IEquals(k, "transfer-encoding")) te = v;
+      if (AsciiIEquals(k, "transfer-encoding")) te = v;
     std::string_view last = te;
     if (size_t comma = last.rfind(','); comma != std::string_view::npos) last = last.substr(comma + 1);
-    f.kind = IEquals(Trim(last), "chunked") ? BodyKind::kChunked : BodyKind::kUntilClose;
+    f.kind = AsciiIEquals(Trim(last), "chunked") ? BodyKind::kChunked : BodyKind::kUntilClose;
     return f;
   }
   if (head.Has("content-length")) {
@@ -227,7 +223,7 @@ bool KeepAlive(const HttpHead& head) {
 void StripHopByHop(HttpHead& head, bool keep_upgrade) {
   std::vector<std::string> named;
   for (const auto& [k, v] : head.headers) {
-    if (!IEquals(k, "connection")) continue;
+    if (!AsciiIEquals(k, "connection")) continue;
     std::string_view rest = v;
     while (!rest.empty()) {
       size_t comma = rest.find(',');
@@ -238,13 +234,10 @@ void StripHopByHop(HttpHead& head, bool keep_upgrade) {
     }
   }
   for (const auto& n : named)
-    if (!IEquals(n, "transfer-encoding") && !IEquals(n, "content-length") && !IEquals(n, "host") &&
-        !(keep_upgrade && IEquals(n, "upgrade")))
-      head.Remove(n);
-  for (const char* h : {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-                        "te", "trailer", "upgrade"})
-    if (!(keep_upgrade && IEquals(h, "upgrade"))) head.Remove(h);
+    if (ConnectionMayDrop(n) && !(keep_upgrade && AsciiIEquals(n, "upgrade"))) head.Remove(n);
+  for (std::string_view h : kHopByHopFields)
+    if (!(keep_upgrade && h == "upgrade")) head.Remove(h);
   if (keep_upgrade) head.Add("Connection", "upgrade");
 }
 
-}  // namespace cove::preview
+}  // namespace cove::http
