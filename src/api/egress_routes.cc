@@ -48,7 +48,7 @@ Task<HttpResponse> EgressRoutes::Handle(HttpRequest& req, const std::string& id,
     std::shared_ptr<const proxy::EgressPolicy> stored;  // null: the default policy
     if (req.method == "PUT") {
       Json body;
-      if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+      if (auto p = ParseJsonObject(req, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
       auto parsed = Parse(body);
       if (!parsed.ok()) co_return ErrorResponse("VALIDATION_FAILED", parsed.error().message);
       stored = std::move(*parsed);

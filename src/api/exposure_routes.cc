@@ -55,7 +55,7 @@ Task<HttpResponse> ExposureRoutes::Handle(HttpRequest& req, const std::string& i
   }
   if (rest == "/ports" && req.method == "POST") {
     Json body;
-    if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+    if (auto p = ParseJsonObject(req, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
     if (!body.contains("port") || !body["port"].is_number_integer())
       co_return ErrorResponse("INVALID_PORT", "port must be an integer from 1024 to 65535");
     int64_t port = body["port"].get<int64_t>();

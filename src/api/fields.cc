@@ -27,6 +27,14 @@ std::string ParseJsonObject(const std::string& body, Json* out) {
   return {};
 }
 
+std::string ParseJsonObject(HttpRequest& req, Json* out) {
+  if (!req.json_body) return ParseJsonObject(req.body, out);
+  *out = std::move(*req.json_body);
+  req.json_body.reset();
+  if (!out->is_object()) return "request body must be a JSON object";
+  return {};
+}
+
 const Json* Fields::Find(const char* key, bool required) {
   auto it = o_.find(key);
   if (it == o_.end() || it->is_null()) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "api/http.h"
+
 namespace cove::api {
 
 using Json = nlohmann::json;
@@ -34,6 +36,8 @@ std::string ProcessIdProblem(std::string_view field, std::string_view id);
 // Parses a request body that must be a JSON object (an empty body is {}).
 // Returns an empty string on success, else what is wrong.
 std::string ParseJsonObject(const std::string& body, Json* out);
+// The same for a request: its json_body when it came parsed (taken), else its body.
+std::string ParseJsonObject(HttpRequest& req, Json* out);
 
 class Fields {
  public:

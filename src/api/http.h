@@ -2,6 +2,8 @@
 // the only Beast TU) and the API handlers, so that handlers stay cheap to compile.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -50,6 +52,7 @@ struct HttpRequest {
   std::map<std::string, std::string> query;    // decoded query parameters
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;                            // in memory, or:
+  std::optional<nlohmann::json> json_body;     // already parsed (a /ws frame's body): read instead of `body``
   std::string body_file;                       // path of the spooled body (large uploads)
   std::shared_ptr<ClientLink> client = std::make_shared<ClientLink>();
   Tombstones::Arrival arrival;                 // when coved read its head (HttpServerOptions::on_head)

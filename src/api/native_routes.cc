@@ -61,7 +61,7 @@ Task<HttpResponse> NativeRoutes::Sandboxes(HttpRequest& req, const std::string& 
     }
     if (req.method != "POST") co_return MethodNotAllowed(req);
     Json body;
-    if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+    if (auto p = ParseJsonObject(req, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
     Fields f(body);
     f.OnlyKnown({"id", "image", "instanceType", "limits", "env", "labels", "user", "egress"});
     CreateRequest cr;

@@ -53,7 +53,7 @@ Task<HttpResponse> ServeRoute(std::span<const Route> routes, Manager& manager, H
   RouteInput in(req, sandbox);
   in.params = std::move(m.params);
   if (req.method == "POST") {
-    if (auto p = ParseJsonObject(req.body, &in.body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+    if (auto p = ParseJsonObject(req, &in.body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
   }
   co_return co_await m.route->serve(in, manager);
 }

@@ -58,7 +58,7 @@ Task<HttpResponse> SecretRoutes::Handle(HttpRequest& req, const std::string& nam
     co_return JsonResponse(body);
   }
   Json body;
-  if (auto p = ParseJsonObject(req.body, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
+  if (auto p = ParseJsonObject(req, &body); !p.empty()) co_return ErrorResponse("VALIDATION_FAILED", p);
   for (const auto& [key, unused] : body.items()) {
     if (key != "value" && key != "placeholder" && key != "hosts")
       co_return ErrorResponse("VALIDATION_FAILED", "unknown field " + key);

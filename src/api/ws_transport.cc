@@ -184,7 +184,7 @@ Task<void> ServeControlSocket(WebSocket& ws, std::function<Task<HttpResponse>(Ht
           sub.headers[name] = it.value().get<std::string>();
         }
     sub.headers["authorization"] = authorization;
-    if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.body = Dump(*b);
+    if (auto b = frame.find("body"); b != frame.end() && !b->is_null()) sub.json_body = std::move(*b);
     ++mux->inflight;
     mux->requests[KeyOf(id)] = sub.client;  // streamed answers listen on it too (FrameStream::OnClientGone)
     asio::co_spawn(ex, ServeOne(mux, handle, std::move(sub), id), asio::detached);
