@@ -2,6 +2,7 @@
 
 #include "api/errors.h"
 #include "base/time.h"
+#include "base/utf8.h"
 
 namespace cove::api {
 namespace {
@@ -49,6 +50,24 @@ HttpResponse AgentErrorResponse(const Json& envelope) {
 
 std::string Sse(const Json& event) {
   return "data: " + event.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
+
+std::string SseOutput(std::string_view type, std::string_view data,
+                      std::initializer_list<std::pair<std::string_view, std::string_view>> more) {
+  std::string sse;
+  sse.reserve(data.size() + data.size() / 8 + 64);
+  auto field = [&](std::string_view key, std::string_view value) {
+    sse += sse.empty() ? "data: {\"" : ",\"";
+    sse += key;
+    sse += "\":\"";
+    AppendJsonUtf8(value, &sse);
+    sse += '"';
+  };
+  field("type", type);
+  field("data", data);
+  for (const auto& [key, value] : more) field(key, value);
+  sse += "}\n\n";
+  return sse;
 }
 
 HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body) {

@@ -5,9 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "api/collector.h"
 #include "api/http.h"
@@ -33,6 +36,10 @@ Error MalformedAnswer(const Error& parse_error);
 
 // One SSE event: "data: <json>\n\n".
 std::string Sse(const Json& event);
+// The SSE event {"type":TYPE,"data":DATA,KEY:VALUE...} (all strings) built as
+// text: output, the bulk of a stream, is escaped once, straight into it.
+std::string SseOutput(std::string_view type, std::string_view data,
+                      std::initializer_list<std::pair<std::string_view, std::string_view>> more = {});
 HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body);
 // Adds success:true and a timestamp.
 Json Success(Json j);

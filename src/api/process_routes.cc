@@ -33,15 +33,8 @@ std::string SseProcessInfo(const Json& info) {
 
 std::string SseProcessEvent(const Json& event, const std::string& process_id) {
   std::string type = StrOf(event, "type");
-  if (type == "stdout" || type == "stderr") {
-    // Output is most of a stream: escaped straight into the event, no JSON value built.
-    std::string sse = "data: {\"type\":\"" + type + "\",\"data\":\"";
-    AppendJsonUtf8(StrOf(event, "data"), &sse);
-    sse += "\",\"processId\":\"";
-    AppendJsonUtf8(process_id, &sse);
-    sse += "\",\"timestamp\":\"" + IsoNow() + "\"}\n\n";
-    return sse;
-  }
+  if (type == "stdout" || type == "stderr")
+    return SseOutput(type, StrOf(event, "data"), {{"processId", process_id}, {"timestamp", IsoNow()}});
   if (type == "dropped")  // older output no longer held in the process's buffers
     return Sse({{"type", "dropped"}, {"stdout", IntOf(event, "stdout")}, {"stderr", IntOf(event, "stderr")},
                 {"processId", process_id}, {"timestamp", IsoNow()}});
