@@ -8,6 +8,7 @@
 
 #include "agent/util.h"
 #include "agent/reply.h"
+#include "base/shell_quote.h"
 #include "sys/io.h"
 
 namespace cove::agent {

@@ -135,7 +135,8 @@ void CodeContexts::Shutdown() {
   if (zygote_) ::kill(-zygote_->pid, SIGKILL);
 }
 
-void CodeContexts::Handle(const Chan& c, const std::string& op, json& req) {
+void CodeContexts::Handle(const Chan& c, AnyOp& any, json& req) {
+  const std::string op(OpName(any));
   if (op == "context.create") return CreateContext(c, req);
   if (op == "context.run") return RunCode(c, req);
   if (op == "context.list") {

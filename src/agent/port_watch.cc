@@ -74,7 +74,8 @@ PortWatches::PortWatches(const PartEnv& env, ProcessLookup find_process)
 
 PortWatches::~PortWatches() = default;
 
-void PortWatches::Handle(const Chan& c, const std::string& op, json& req) {
+void PortWatches::Handle(const Chan& c, AnyOp& any, json& req) {
+  const std::string op(OpName(any));
   if (op == "port.watch") return StartPortWatch(c, req);
   Reply(c, UnknownOp(op));
 }

@@ -116,7 +116,8 @@ void Terminals::Shutdown() {
   }
 }
 
-void Terminals::Handle(const Chan& c, const std::string& op, json& req) {
+void Terminals::Handle(const Chan& c, AnyOp& any, json& req) {
+  const std::string op(OpName(any));
   if (op == "pty.attach") return PtyAttach(c, req);
   if (op != "pty.resize")
     return Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
