@@ -53,7 +53,7 @@ class PortWatches : public Part {
     std::string wbuf, rbuf;  // request left to send, response read so far
   };
 
-  void StartPortWatch(const Chan& c, const json& req);
+  void StartPortWatch(const Chan& c, const PortWatchOp& op);
   void PortAttempt(uint64_t id);
   void OnPortEvent(uint64_t id, uint32_t events);
   void PortAttemptFailed(PortWatch* w);

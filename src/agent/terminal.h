@@ -55,7 +55,7 @@ class Terminals : public Part {
     std::vector<PtyClient> clients;
   };
 
-  void PtyAttach(const Chan& c, const json& req);
+  void PtyAttach(const Chan& c, const PtyAttachOp& op);
   void OnPtyEvent(const std::string& sid, uint32_t events);
   void PtyRead(Pty* p);
   void PtyWatchMask(Pty* p);
