@@ -185,7 +185,7 @@ std::optional<std::string> ShellUnquote(std::string_view w) {
 void Shell(cove::fuzz::Input& in) {
   std::string_view s = in.Field();
   FUZZ_CHECK(ShellUnquote(cove::ShellQuote(s)) == std::string(s));
-  if (agent::IsShellName(s)) {
+  if (cove::IsShellName(s)) {
     FUZZ_CHECK(!s.empty() && !(s[0] >= '0' && s[0] <= '9'));
     for (char c : s) FUZZ_CHECK(c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
   }

@@ -327,9 +327,17 @@ void Agent::HandleRequest(const Chan& c, json& req) {
                          {"window", kChannelWindow},  // this agent honours Window frames
                          {"uptimeMs", (MonotonicNs() - start_ns_) / 1000000}});
   }
+  // Parsed once here: the parts take the typed op.
+  auto parsed = ParseAnyOp(req);
+  if (!parsed.ok()) {
+    const Error& e = parsed.error();
+    if (e.context.count("op")) return Reply(c, UnknownOp(op));
+    auto field = e.context.find("field");
+    return Reply(c, ValidationError(e.message, field != e.context.end() ? field->second : ""));
+  }
   for (const Route& r : routes_) {
     bool prefix = r.op.back() == '.';
-    if (prefix ? op.rfind(r.op, 0) == 0 : op == r.op) return r.part->Handle(c, op, req);
+    if (prefix ? op.rfind(r.op, 0) == 0 : op == r.op) return r.part->Handle(c, *parsed, req);
   }
   Reply(c, UnknownOp(op));
 }

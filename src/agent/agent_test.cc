@@ -507,6 +507,22 @@ TEST_F(AgentTest, SessionCreateDeleteErrors) {
   EXPECT_EQ(r.reply["sessions"], json::array());
 }
 
+// A refused field is VALIDATION_FAILED naming the field; unknown keys are ignored.
+TEST_F(AgentTest, ValidationNamesTheField) {
+  for (auto [req, field] : std::vector<std::pair<json, std::string>>{
+           {{{"op", "exec"}, {"command", "x"}, {"env", {{"A B", "1"}}}}, "env"},
+           {{{"op", "exec"}, {"command", ""}}, "command"},
+           {{{"op", "session.delete"}, {"sessionId", "a"}}, "id"},
+           {{{"op", "process.kill"}, {"processId", "p"}, {"signal", 65}}, "signal"},
+           {{{"op", "process.start"}, {"command", "true"}, {"timeoutMs", -1}}, "timeoutMs"}}) {
+    auto r = c_->Call(req);
+    EXPECT_EQ(r.Code(), "VALIDATION_FAILED") << req.dump();
+    EXPECT_EQ(r.reply["error"]["context"]["field"], field) << req.dump();
+  }
+  auto r = c_->Call({{"op", "exec"}, {"command", "echo ok"}, {"fromANewerCoved", {1, 2}}});
+  EXPECT_EQ(r.Out(), "ok\n");
+}
+
 TEST_F(AgentTest, UserSession) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
   auto r = c_->Call({{"op", "session.create"}, {"id", "u"}, {"user", "user"}, {"cwd", "/tmp"}});

@@ -79,37 +79,6 @@ std::vector<std::string> BuildEnv(const std::vector<std::string>& base,
   return out;
 }
 
-// Parses a JSON object of string values; false on anything else.
-bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
-                  json* err) {
-  auto it = req.find(key);
-  if (it == req.end() || it->is_null()) return true;
-  if (!it->is_object()) {
-    *err = ValidationError(std::string("field '") + key + "' must be an object of strings", key);
-    return false;
-  }
-  for (auto& [k, v] : it->items()) {
-    if (!IsShellName(k)) {
-      *err = ValidationError("invalid environment variable name '" + k + "'", key);
-      return false;
-    }
-    if (v.is_string()) {
-      std::string s = v.get<std::string>();
-      if (s.find('\0') != std::string::npos) {
-        *err = ValidationError("environment value of '" + k + "' contains NUL", key);
-        return false;
-      }
-      out->emplace_back(k, std::move(s));
-    } else if (v.is_number() || v.is_boolean()) {
-      out->emplace_back(k, v.dump());
-    } else {
-      *err = ValidationError("environment value of '" + k + "' must be a string", key);
-      return false;
-    }
-  }
-  return true;
-}
-
 int ExitCodeOf(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "agent/proc.h"
 #include "agent/util.h"
@@ -135,15 +136,15 @@ void CodeContexts::Shutdown() {
   if (zygote_) ::kill(-zygote_->pid, SIGKILL);
 }
 
-void CodeContexts::Handle(const Chan& c, const std::string& op, json& req) {
-  if (op == "context.create") return CreateContext(c, req);
-  if (op == "context.run") return RunCode(c, req);
-  if (op == "context.list") {
+void CodeContexts::Handle(const Chan& c, AnyOp& any, json& req) {
+  if (auto* create = std::get_if<ContextCreateOp>(&any)) return CreateContext(c, *create);
+  if (auto* run = std::get_if<ContextRunOp>(&any)) return RunCode(c, *run);
+  if (std::holds_alternative<ContextListOp>(any)) {
     json list = json::array();
     for (const auto& [id, r] : contexts_) list.push_back(ContextInfo(*r));
     return Reply(c, json{{"contexts", std::move(list)}});
   }
-  if (op == "context.health") {
+  if (std::holds_alternative<ContextHealthOp>(any)) {
     std::vector<std::string> env = BuildEnv({}, nullptr);
     auto has = [&](const char* file) { return access((cfg_.interpreter_dir + "/" + file).c_str(), R_OK) == 0; };
     bool python = has("python_runner.py") && !FindProgram("python3", env).empty();
@@ -151,9 +152,16 @@ void CodeContexts::Handle(const Chan& c, const std::string& op, json& req) {
     return Reply(c, json{{"python", python}, {"javascript", node}, {"typescript", node},
                          {"contexts", contexts_.size()}});
   }
-  json err;
-  std::string id;
-  if (!GetString(req, "contextId", true, &id, &err)) return Reply(c, err);
+  // The ops that name one context (ContextGetOp and the ops derived from it).
+  const std::string* named = std::visit(
+      [](auto& o) -> const std::string* {
+        if constexpr (std::is_base_of_v<ContextGetOp, std::decay_t<decltype(o)>>) return &o.context_id;
+        else return nullptr;
+      },
+      any);
+  if (!named) return Part::Handle(c, any, req);
+  const std::string id = *named;
+  const std::string_view op = OpName(any);
   auto it = contexts_.find(id);
   if (it == contexts_.end())
     return Reply(c, ErrorReply("CONTEXT_NOT_FOUND", "context '" + id + "' does not exist", json{{"contextId", id}}));
@@ -189,16 +197,13 @@ void CodeContexts::Handle(const Chan& c, const std::string& op, json& req) {
     StartRunner(r);
     return;
   }
-  Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
+  Part::Handle(c, any, req);
 }
 
-void CodeContexts::CreateContext(const Chan& c, const json& req) {
-  json err;
-  std::string language, cwd;
+void CodeContexts::CreateContext(const Chan& c, const ContextCreateOp& op) {
+  std::string language = op.language.value_or(""), cwd = op.cwd.value_or("");
   std::vector<std::pair<std::string, std::string>> env;
-  if (!GetString(req, "language", false, &language, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
-      !GetEnvObject(req, "env", &env, &err))
-    return Reply(c, err);
+  if (op.env) env.assign(op.env->begin(), op.env->end());
   std::string lang = NormalizeLanguage(language);
   if (lang.empty())
     return Reply(c, ValidationError("unsupported language '" + language +
@@ -224,13 +229,11 @@ void CodeContexts::CreateContext(const Chan& c, const json& req) {
   StartRunner(raw);
 }
 
-void CodeContexts::RunCode(const Chan& c, const json& req) {
-  json err;
-  std::string id, code, language;
+void CodeContexts::RunCode(const Chan& c, ContextRunOp& op) {
+  const std::string id = op.context_id, language = op.language.value_or("");
+  std::string code = std::move(op.code);
   std::optional<uint64_t> timeout;
-  if (!GetString(req, "contextId", true, &id, &err) || !GetString(req, "code", true, &code, &err) ||
-      !GetString(req, "language", false, &language, &err) || !GetUint(req, "timeoutMs", &timeout, &err))
-    return Reply(c, err);
+  if (op.timeout_ms) timeout = static_cast<uint64_t>(*op.timeout_ms);
   auto it = contexts_.find(id);
   if (it == contexts_.end())
     return Reply(c, ErrorReply("CONTEXT_NOT_FOUND", "context '" + id + "' does not exist", json{{"contextId", id}}));

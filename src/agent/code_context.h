@@ -31,7 +31,7 @@ class CodeContexts : public Part {
   explicit CodeContexts(const PartEnv& env);
   ~CodeContexts() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // context.*
+  void Handle(const Chan& c, AnyOp& any, json& req) override;  // context.*
   void Shutdown() override;  // kills the runners and the zygote
 
  private:
@@ -83,8 +83,8 @@ class CodeContexts : public Part {
     uint64_t err_tok = 0;
     std::string log;
   };
-  void CreateContext(const Chan& c, const json& req);
-  void RunCode(const Chan& c, const json& req);
+  void CreateContext(const Chan& c, const ContextCreateOp& op);
+  void RunCode(const Chan& c, ContextRunOp& op);
   // Starts (or restarts) a context's process, from the spare when there is
   // one. When the language is unavailable the opener is answered and the
   // context removed (r is then gone).

@@ -10,7 +10,8 @@ FileOps::FileOps(const PartEnv& env, std::function<FileCtx(const json& req)> fil
 
 FileOps::~FileOps() = default;
 
-void FileOps::Handle(const Chan& c, const std::string& op, json& req) {
+void FileOps::Handle(const Chan& c, AnyOp& any, json& req) {
+  const std::string op(OpName(any));
   json err;
   std::string sid;
   if (!GetString(req, "sessionId", false, &sid, &err)) return Reply(c, err);

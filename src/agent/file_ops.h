@@ -23,7 +23,7 @@ class FileOps : public Part {
   FileOps(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx);
   ~FileOps() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // file.*
+  void Handle(const Chan& c, AnyOp& any, json& req) override;  // file.*
   // A data frame on c: the content of a file.write waiting for it (then
   // answered). False if no file.write waits on c.
   bool Data(const Chan& c, std::string* payload);

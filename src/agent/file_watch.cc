@@ -486,7 +486,8 @@ FileWatches::FileWatches(const PartEnv& env, std::function<FileCtx(const json& r
 
 FileWatches::~FileWatches() = default;
 
-void FileWatches::Handle(const Chan& c, const std::string& op, json& req) {
+void FileWatches::Handle(const Chan& c, AnyOp& any, json& req) {
+  const std::string op(OpName(any));
   if (op == "fs.watch") return StartFsWatch(c, req);
   if (op == "fs.check") return FsCheck(c, req);
   Reply(c, UnknownOp(op));

@@ -28,7 +28,7 @@ class FileWatches : public Part {
   FileWatches(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx);
   ~FileWatches() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // fs.watch, fs.check
+  void Handle(const Chan& c, AnyOp& any, json& req) override;  // fs.watch, fs.check
   void OnConnectionLost() override;  // ends the fs.watch streams
   void OnCredit() override { fs_lagging_ = true; }
   bool Pump() override;

@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "agent/limits.h"
+#include "base/shell_quote.h"
 
 namespace cove::agent {
 namespace {
@@ -47,6 +48,7 @@ class Reader {
     } else {
       if (absent) {
         problem_ = std::string("missing field '") + key + "'";
+        field_ = key;
         return;
       }
       Read(key, *it, &value, rule);
@@ -54,10 +56,13 @@ class Reader {
   }
 
   const std::string& problem() const { return problem_; }
+  // The key of the field with the problem.
+  const char* field() const { return field_; }
 
  private:
   bool Fail(const char* key, const std::string& what) {
     problem_ = std::string("field '") + key + "' must be " + what;
+    field_ = key;
     return false;
   }
 
@@ -96,6 +101,7 @@ class Reader {
         if (s.empty() || nul) return Fail(key, "a non-empty command without NUL");
         if (auto why = CommandSizeProblem(s.size()); !why.empty()) {
           problem_ = why;
+          field_ = key;
           return false;
         }
         break;
@@ -116,10 +122,13 @@ class Reader {
     return true;
   }
 
+  // Names are shell names; values are strings without NUL.
   bool Read(const char* key, const Json& j, EnvVars* out, Rule) {
     if (!j.is_object()) return Fail(key, "an object of strings");
     for (const auto& [name, value] : j.items()) {
-      if (!value.is_string()) return Fail(key, "an object of strings");
+      if (!IsShellName(name)) return Fail(key, "an object of variables ('" + name + "' is not a variable name)");
+      if (!value.is_string() || value.get_ref<const std::string&>().find('\0') != std::string::npos)
+        return Fail(key, "an object of strings without NUL (the value of '" + name + "' is not)");
       (*out)[name] = value.get<std::string>();
     }
     return true;
@@ -136,6 +145,7 @@ class Reader {
 
   const Json& o_;
   std::string problem_;
+  const char* field_ = "";
 };
 
 // A reply or event of shape T (its Fields), read strictly.
@@ -172,7 +182,7 @@ Result<Op> ParseOp(const Json& request) {
   Op op;
   Reader r(request);
   Op::Fields(op, r);
-  if (!r.problem().empty()) return MakeError(ErrorCode::kInvalidArgument, r.problem());
+  if (!r.problem().empty()) return MakeError(ErrorCode::kInvalidArgument, r.problem()).With("field", r.field());
   return op;
 }
 
@@ -181,10 +191,10 @@ Result<Op> ParseOp(const Json& request) {
   X(ExecOp) X(SessionCreateOp) X(SessionDeleteOp) X(SessionListOp) X(FileReadOp) \
   X(FileWriteOp) X(FileDeleteOp) X(FileExistsOp) X(FileRenameOp) X(FileMoveOp) \
   X(FileMkdirOp) X(FileListOp) X(ProcessStartOp) X(ProcessListOp) X(ProcessGetOp) \
-  X(ProcessLogsOp) X(ProcessStreamOp) X(ProcessKillOp) X(ProcessKillAllOp) X(PortWatchOp) \
-  X(FsWatchOp) X(FsCheckOp) X(PtyAttachOp) X(PtyResizeOp) X(ContextHealthOp) \
-  X(ContextListOp) X(ContextCreateOp) X(ContextRunOp) X(ContextGetOp) X(ContextRestartOp) \
-  X(ContextInterruptOp) X(ContextDeleteOp)
+  X(ProcessLogsOp) X(ProcessStreamOp) X(ProcessKillOp) X(ProcessKillAllOp) X(ProcessCleanupOp) \
+  X(PortWatchOp) X(FsWatchOp) X(FsCheckOp) X(PtyAttachOp) X(PtyResizeOp) \
+  X(ContextHealthOp) X(ContextListOp) X(ContextCreateOp) X(ContextRunOp) X(ContextGetOp) \
+  X(ContextRestartOp) X(ContextInterruptOp) X(ContextDeleteOp)
 #define COVE_INSTANTIATE(Op) \
   template Json ToJson<Op>(const Op&); \
   template Result<Op> ParseOp<Op>(const Json&);
@@ -200,7 +210,7 @@ namespace {
 template <size_t I = 0>
 Result<AnyOp> ParseAlternative(const Json& request, std::string_view name) {
   if constexpr (I == std::variant_size_v<AnyOp>) {
-    return MakeError(ErrorCode::kInvalidArgument, "unknown op '" + std::string(name) + "'");
+    return MakeError(ErrorCode::kInvalidArgument, "unknown op '" + std::string(name) + "'").With("op", std::string(name));
   } else {
     using Op = std::variant_alternative_t<I, AnyOp>;
     if (name != Op::kOp) return ParseAlternative<I + 1>(request, name);
@@ -217,6 +227,10 @@ Result<AnyOp> ParseAnyOp(const Json& request) {
   auto name = request.find("op");
   if (name == request.end() || !name->is_string()) return MakeError(ErrorCode::kInvalidArgument, "missing field 'op'");
   return ParseAlternative(request, name->get_ref<const std::string&>());
+}
+
+std::string_view OpName(const AnyOp& op) {
+  return std::visit([](const auto& o) { return std::string_view(std::decay_t<decltype(o)>::kOp); }, op);
 }
 
 std::string_view TypeOf(const Json& message) {

@@ -8,7 +8,8 @@
 // list: a field of type T is required, std::optional<T> may be absent (or
 // null), a bool may be absent (keeping its default). Parsing is strict and
 // never throws: a wrong type, a value out of its bounds or a missing required
-// field is kInvalidArgument naming the field. Keys not listed are ignored (an
+// field is kInvalidArgument naming the field (in the message, and as the
+// error's context "field"; an unknown op has context "op"). Keys not listed are ignored (an
 // older peer may send fields a newer one dropped).
 #pragma once
 
@@ -27,7 +28,7 @@
 namespace cove::agent {
 
 using Json = nlohmann::json;
-using EnvVars = std::map<std::string, std::string>;
+using EnvVars = std::map<std::string, std::string>;  // names are shell names, values have no NUL
 using Strings = std::vector<std::string>;
 
 // What a field's value must be, besides its type.
@@ -258,6 +259,13 @@ struct ProcessKillAllOp {
   static void Fields(S&, V&) {}
 };
 
+// Removes the finished processes.
+struct ProcessCleanupOp {
+  static constexpr std::string_view kOp = "process.cleanup";
+  template <class S, class V>
+  static void Fields(S&, V&) {}
+};
+
 struct PortWatchOp {
   static constexpr std::string_view kOp = "port.watch";
   int64_t port = 0;
@@ -400,7 +408,7 @@ struct ContextDeleteOp : ContextGetOp {
 using AnyOp = std::variant<ExecOp, SessionCreateOp, SessionDeleteOp, SessionListOp, FileReadOp, FileWriteOp,
                            FileDeleteOp, FileExistsOp, FileRenameOp, FileMoveOp, FileMkdirOp, FileListOp,
                            ProcessStartOp, ProcessListOp, ProcessGetOp, ProcessLogsOp, ProcessStreamOp,
-                           ProcessKillOp, ProcessKillAllOp, PortWatchOp, FsWatchOp, FsCheckOp, PtyAttachOp,
+                           ProcessKillOp, ProcessKillAllOp, ProcessCleanupOp, PortWatchOp, FsWatchOp, FsCheckOp, PtyAttachOp,
                            PtyResizeOp, ContextHealthOp, ContextListOp, ContextCreateOp, ContextRunOp, ContextGetOp,
                            ContextRestartOp, ContextInterruptOp, ContextDeleteOp>;
 
@@ -413,6 +421,8 @@ template <class Op>
 Result<Op> ParseOp(const Json& request);
 // A request of any op (an unknown "op" is kInvalidArgument).
 Result<AnyOp> ParseAnyOp(const Json& request);
+// The "op" of `op` (its kOp).
+std::string_view OpName(const AnyOp& op);
 
 // ---- Replies and events (agent -> coved), untrusted ----
 

@@ -118,6 +118,26 @@ TEST(OpsTest, ErrorsNameTheField) {
   auto m = ParseOp<FileRenameOp>(Json::parse(R"({"op":"file.rename","oldPath":"/a"})"));
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.error().message, "missing field 'newPath'");
+  EXPECT_EQ(m.error().context.at("field"), "newPath");
+  auto u = ParseAnyOp(Json::parse(R"({"op":"file.nope"})"));
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ(u.error().context.at("op"), "file.nope");
+  EXPECT_EQ(u.error().context.count("field"), 0u);
+}
+
+TEST(OpsTest, EnvNamesAreVariablesAndValuesStrings) {
+  EXPECT_TRUE(ParseOp<ExecOp>(Json{{"op", "exec"}, {"command", "x"}, {"env", {{"_A1", "v"}}}}).ok());
+  for (const Json& env : {Json{{"A B", "1"}}, Json{{"1A", "1"}}, Json{{"", "1"}}, Json{{"A", 1}},
+                          Json{{"A", std::string("a\0b", 3)}}}) {
+    auto r = ParseOp<ExecOp>(Json{{"op", "exec"}, {"command", "x"}, {"env", env}});
+    ASSERT_FALSE(r.ok()) << env.dump();
+    EXPECT_EQ(r.error().context.at("field"), "env") << env.dump();
+  }
+}
+
+TEST(OpsTest, OpNameIsTheWireName) {
+  EXPECT_EQ(OpName(AnyOp(FileExistsOp{})), "file.exists");
+  EXPECT_EQ(OpName(AnyOp(ContextDeleteOp{})), "context.delete");
 }
 
 // Values of every JSON type: a hostile agent may send any of them anywhere.

@@ -19,6 +19,7 @@
 #include "agent/config.h"
 #include "agent/link.h"
 #include "agent/loop.h"
+#include "agent/ops.h"
 #include "agent/output_pipe.h"
 #include "base/utf8.h"
 
@@ -48,10 +49,12 @@ class Part {
   Part(const Part&) = delete;
   Part& operator=(const Part&) = delete;
 
-  // Serves a request with an op this part is routed (agent.cc); c is
-  // answered now or later (a Cancel frame runs what SetCancel installed).
-  // The default answers that the op is unknown.
-  virtual void Handle(const Chan& c, const std::string& op, json& req);
+  // Serves a request with an op this part is routed (agent.cc), parsed
+  // (ops.h) into `op`; c is answered now or later (a Cancel frame runs what
+  // SetCancel installed). `req` is the request as received, read only by
+  // the parts whose handlers do not take typed ops yet. The default answers
+  // that the op is unknown.
+  virtual void Handle(const Chan& c, AnyOp& op, json& req);
   // The connection dropped: all its channels are dead; forget what is kept per channel.
   virtual void OnConnectionLost() {}
   // A channel got credit: producers that keep their own queues look again.

@@ -18,37 +18,6 @@ namespace {
 constexpr size_t kMaxResponse = 8 << 10;  // bytes of a response read at most
 constexpr int64_t kMaxAttemptMs = 5000;
 
-// Optional integer field in [lo, hi].
-bool GetIntIn(const json& req, const char* key, int64_t lo, int64_t hi, std::optional<int64_t>* out,
-              json* err) {
-  auto it = req.find(key);
-  if (it == req.end() || it->is_null()) return true;
-  bool ok = false;
-  int64_t v = 0;
-  if (it->is_number_integer()) {
-    if (it->is_number_unsigned()) {
-      uint64_t u = it->get<uint64_t>();
-      ok = u <= static_cast<uint64_t>(hi);
-      v = static_cast<int64_t>(std::min<uint64_t>(u, static_cast<uint64_t>(hi)));
-    } else {
-      v = it->get<int64_t>();
-      ok = true;
-    }
-  } else if (it->is_number_float()) {
-    double d = it->get<double>();
-    ok = d == static_cast<double>(static_cast<int64_t>(d)) && d > -1e15 && d < 1e15;
-    v = ok ? static_cast<int64_t>(d) : 0;
-  }
-  if (!ok || v < lo || v > hi) {
-    *err = ValidationError(std::string("field '") + key + "' must be an integer from " + std::to_string(lo) +
-                               " to " + std::to_string(hi),
-                           key);
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
 // Status code of a status line "HTTP/x.y NNN ...", or -1 while incomplete
 // (more data may follow), or 0 if it is not one.
 int ParseStatusLine(const std::string& buf, bool eof) {
@@ -74,30 +43,20 @@ PortWatches::PortWatches(const PartEnv& env, ProcessLookup find_process)
 
 PortWatches::~PortWatches() = default;
 
-void PortWatches::Handle(const Chan& c, const std::string& op, json& req) {
-  if (op == "port.watch") return StartPortWatch(c, req);
-  Reply(c, UnknownOp(op));
+void PortWatches::Handle(const Chan& c, AnyOp& any, json& req) {
+  if (auto* watch = std::get_if<PortWatchOp>(&any)) return StartPortWatch(c, *watch);
+  Part::Handle(c, any, req);
 }
 
-void PortWatches::StartPortWatch(const Chan& c, const json& req) {
-  json err;
-  std::optional<int64_t> port, smin, smax, interval;
-  std::string mode = "http", path = "/", pid;
-  if (!req.contains("port") || req["port"].is_null())
-    return Reply(c, ValidationError("missing field 'port'", "port"));
-  if (!GetIntIn(req, "port", 1, 65535, &port, &err) || !GetString(req, "mode", false, &mode, &err) ||
-      !GetString(req, "path", false, &path, &err) || !GetIntIn(req, "statusMin", 100, 599, &smin, &err) ||
-      !GetIntIn(req, "statusMax", 100, 599, &smax, &err) ||
-      !GetIntIn(req, "interval", INT64_MIN / 2, INT64_MAX / 2, &interval, &err) ||
-      !GetString(req, "processId", false, &pid, &err))
-    return Reply(c, err);
-  if (mode != "http" && mode != "tcp")
-    return Reply(c, ValidationError("mode must be 'http' or 'tcp'", "mode"));
+// port 1-65535, mode http or tcp, statuses 100-599, interval >= 0 (ops.h).
+void PortWatches::StartPortWatch(const Chan& c, const PortWatchOp& op) {
+  const int64_t port = op.port;
+  std::string mode = op.mode.value_or("http"), path = op.path.value_or("/"), pid = op.process_id.value_or("");
   if (path.empty()) path = "/";
   if (path[0] != '/' || path.size() > 2048 ||
       std::any_of(path.begin(), path.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f; }))
     return Reply(c, ValidationError("path must start with '/' and contain no spaces or control characters", "path"));
-  int lo = static_cast<int>(smin.value_or(200)), hi = static_cast<int>(smax.value_or(399));
+  int lo = static_cast<int>(op.status_min.value_or(200)), hi = static_cast<int>(op.status_max.value_or(399));
   if (lo > hi) return Reply(c, ValidationError("statusMin is greater than statusMax", "statusMin"));
   std::optional<ProcessState> proc;
   if (!pid.empty()) {
@@ -106,22 +65,22 @@ void PortWatches::StartPortWatch(const Chan& c, const json& req) {
       return Reply(c, ErrorReply("PROCESS_NOT_FOUND", "process '" + pid + "' not found", json{{"processId", pid}}));
   }
 
-  Event(c, Dump(json{{"type", "watching"}, {"port", *port}}));
+  Event(c, Dump(json{{"type", "watching"}, {"port", port}}));
   if (proc && proc->exited) {
     return Reply(c, json{{"type", "process_exited"},
-                         {"port", *port},
+                         {"port", port},
                          {"exitCode", proc->exit_code ? json(*proc->exit_code) : json(nullptr)}});
   }
   auto w = std::make_unique<PortWatch>();
   w->id = next_port_watch_++;
   w->chan = c;
-  w->port = static_cast<int>(*port);
+  w->port = static_cast<int>(port);
   w->http = mode == "http";
   w->path = path;
   w->status_min = lo;
   w->status_max = hi;
   w->process_id = pid;
-  w->interval_ms = std::clamp<int64_t>(interval.value_or(500), 100, 10000);
+  w->interval_ms = std::clamp<int64_t>(op.interval.value_or(500), 100, 10000);
   uint64_t id = w->id;
   port_watches_.emplace(id, std::move(w));
   SetCancel(c, [this, id] {

@@ -29,7 +29,7 @@ class PortWatches : public Part {
   PortWatches(const PartEnv& env, ProcessLookup find_process);
   ~PortWatches() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // port.watch
+  void Handle(const Chan& c, AnyOp& any, json& req) override;  // port.watch
   void OnConnectionLost() override;
   // Background process `process_id` exited: its watches answer process_exited.
   void OnProcessExit(const std::string& process_id, std::optional<int> exit_code);
@@ -53,7 +53,7 @@ class PortWatches : public Part {
     std::string wbuf, rbuf;  // request left to send, response read so far
   };
 
-  void StartPortWatch(const Chan& c, const json& req);
+  void StartPortWatch(const Chan& c, const PortWatchOp& op);
   void PortAttempt(uint64_t id);
   void OnPortEvent(uint64_t id, uint32_t events);
   void PortAttemptFailed(PortWatch* w);

@@ -90,12 +90,10 @@ json Processes::BgInfo(const BgProc& p) const {
   return j;
 }
 
-void Processes::Handle(const Chan& c, const std::string& op, json& req) {
-  json err;
-  if (op == "process.start") return Reply(c, StartBgProcess(req));
-  if (op == "process.list") {
-    std::string want;
-    if (!GetString(req, "status", false, &want, &err)) return Reply(c, err);
+void Processes::Handle(const Chan& c, AnyOp& any, json& req) {
+  if (auto* start = std::get_if<ProcessStartOp>(&any)) return Reply(c, StartBgProcess(*start));
+  if (auto* list = std::get_if<ProcessListOp>(&any)) {
+    std::string want = list->status.value_or("");
     if (!want.empty() && !ValidStatus(want))
       return Reply(c, ValidationError("invalid status '" + want + "'", "status"));
     std::vector<const BgProc*> v;
@@ -107,7 +105,7 @@ void Processes::Handle(const Chan& c, const std::string& op, json& req) {
     for (const BgProc* p : v) arr.push_back(BgInfo(*p));
     return Reply(c, json{{"processes", std::move(arr)}});
   }
-  if (op == "process.killAll") {
+  if (std::holds_alternative<ProcessKillAllOp>(any)) {
     int n = 0;
     for (auto& [id, p] : bg_) {
       if (p->exited || p->killed) continue;
@@ -116,7 +114,7 @@ void Processes::Handle(const Chan& c, const std::string& op, json& req) {
     }
     return Reply(c, json{{"cleanedCount", n}});
   }
-  if (op == "process.cleanup") {
+  if (std::holds_alternative<ProcessCleanupOp>(any)) {
     int n = 0;
     for (auto it = bg_.begin(); it != bg_.end();) {
       if (!it->second->exited) {
@@ -136,25 +134,23 @@ void Processes::Handle(const Chan& c, const std::string& op, json& req) {
     bg_finished_.clear();
     return Reply(c, json{{"cleanedCount", n}});
   }
+  // The ops that name one process.
   std::string id;
-  if (!GetString(req, "processId", true, &id, &err)) return Reply(c, err);
+  if (auto* get = std::get_if<ProcessGetOp>(&any)) id = get->process_id;
+  else if (auto* kill = std::get_if<ProcessKillOp>(&any)) id = kill->process_id;
+  else if (auto* logs = std::get_if<ProcessLogsOp>(&any)) id = logs->process_id;
+  else if (auto* stream = std::get_if<ProcessStreamOp>(&any)) id = stream->process_id;
+  else return Part::Handle(c, any, req);
   auto it = bg_.find(id);
-  if (it == bg_.end() || (op != "process.get" && op != "process.kill" && op != "process.logs" &&
-                          op != "process.stream")) {
-    if (op != "process.get" && op != "process.kill" && op != "process.logs" && op != "process.stream")
-      return Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
+  if (it == bg_.end())
     return Reply(c, ErrorReply("PROCESS_NOT_FOUND", "process '" + id + "' not found", json{{"processId", id}}));
-  }
   BgProc* p = it->second.get();
-  if (op == "process.get") return Reply(c, json{{"process", BgInfo(*p)}});
-  if (op == "process.kill") {
-    std::optional<uint64_t> sig;
-    if (!GetUint(req, "signal", &sig, &err)) return Reply(c, err);
-    if (sig && (*sig < 1 || *sig > 64)) return Reply(c, ValidationError("invalid signal number", "signal"));
-    if (!p->exited) KillBg(p, sig ? static_cast<int>(*sig) : SIGTERM, false);
+  if (std::holds_alternative<ProcessGetOp>(any)) return Reply(c, json{{"process", BgInfo(*p)}});
+  if (auto* kill = std::get_if<ProcessKillOp>(&any)) {
+    if (!p->exited) KillBg(p, kill->signal ? static_cast<int>(*kill->signal) : SIGTERM, false);
     return Reply(c, json{{"processId", id}});
   }
-  if (op == "process.logs") return BgLogs(c, p);
+  if (std::holds_alternative<ProcessLogsOp>(any)) return BgLogs(c, p);
   // process.stream
   p->followers.push_back(Follower{c});
   uint64_t gen = c.gen;
@@ -175,22 +171,14 @@ void Processes::Handle(const Chan& c, const std::string& op, json& req) {
   PumpFollowers(p);
 }
 
-json Processes::StartBgProcess(const json& req) {
-  json err;
-  std::string command, id, sid, cwd;
+json Processes::StartBgProcess(ProcessStartOp& op) {
+  // command: non-empty, no NUL, within the size limit; ids: 1-256 bytes without NUL (ops.h).
+  std::string command = std::move(op.command), id = op.process_id.value_or(""),
+              sid = op.session_id.value_or(""), cwd = op.cwd.value_or("");
   std::vector<std::pair<std::string, std::string>> env;
-  std::optional<uint64_t> timeout;
-  if (!GetString(req, "command", true, &command, &err) || !GetString(req, "processId", false, &id, &err) ||
-      !GetString(req, "sessionId", false, &sid, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
-      !GetEnvObject(req, "env", &env, &err) || !GetUint(req, "timeoutMs", &timeout, &err))
-    return err;
-  if (command.empty()) return ValidationError("command is empty", "command");
-  if (command.find('\0') != std::string::npos)
-    return ValidationError("command contains a NUL byte", "command");
-  if (auto why = CommandSizeProblem(command.size()); !why.empty()) return ValidationError(why, "command");
+  if (op.env) env.assign(op.env->begin(), op.env->end());
+  std::optional<int64_t> timeout = op.timeout_ms;
   if (cwd.find('\0') != std::string::npos) return ValidationError("cwd contains a NUL byte", "cwd");
-  if (id.size() > 256 || id.find('\0') != std::string::npos)
-    return ValidationError("invalid processId", "processId");
   if (id.empty()) {
     do id = DefaultProcessId();
     while (bg_.count(id));
@@ -407,7 +395,7 @@ void Processes::KillBg(BgProc* p, int sig, bool timeout) {
 
 namespace {
 
-std::string OutputEvent(int stream, std::string_view text) {
+std::string OutputEventText(int stream, std::string_view text) {
   std::string ev;
   ev.reserve(text.size() + 40);
   ev += "{\"type\":\"";
@@ -441,7 +429,7 @@ bool Processes::PumpFollower(BgProc* p, Follower* f) {
     std::string_view text;
     if (!f->reader.Next(st, &f->cur, &stream, &text)) break;
     f->pos[stream] += text.size();
-    Event(f->chan, OutputEvent(stream, text));
+    Event(f->chan, OutputEventText(stream, text));
   }
   if (!p->exited) return true;
   Reply(f->chan, json{{"type", "exit"},
@@ -552,7 +540,7 @@ bool Processes::PumpLogs(LogsTask* t) {
                             LogsReplyTail(*t->snap));
       return false;
     }
-    if (stream == t->pass) Event(t->chan, OutputEvent(stream, text));
+    if (stream == t->pass) Event(t->chan, OutputEventText(stream, text));
   }
 }
 

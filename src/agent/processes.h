@@ -36,7 +36,7 @@ class Processes : public Part {
   Processes(const PartEnv& env, SessionLookup session, ExitFn on_exit);
   ~Processes() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // process.*
+  void Handle(const Chan& c, AnyOp& any, json& req) override;  // process.*
   void OnConnectionLost() override;  // drops followers and pending logs answers
   void OnCredit() override { bg_lagging_ = true; }
   bool Pump() override;
@@ -81,7 +81,7 @@ class Processes : public Part {
     std::vector<Follower> followers;
     uint64_t timer = 0;
   };
-  json StartBgProcess(const json& req);
+  json StartBgProcess(ProcessStartOp& op);
   json BgInfo(const BgProc& p) const;
   void OnBgReadable(const std::string& id, int stream);
   void BgAppend(BgProc* p, int stream, std::string_view data, bool raw);

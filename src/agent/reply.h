@@ -105,11 +105,6 @@ inline bool GetPath(const json& req, const char* key, std::string* out, json* er
   return true;
 }
 
-// An optional object of environment variables (string, number or boolean
-// values; names must be shell names). Defined in child_env.cc.
-bool GetEnvObject(const json& req, const char* key, std::vector<std::pair<std::string, std::string>>* out,
-                  json* err);
-
 // Serialises a reply/event: compact, invalid UTF-8 replaced.
 inline std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 

@@ -29,12 +29,12 @@ Sessions::Sessions(const PartEnv& env, Commands& commands) : Part(env), commands
 
 Sessions::~Sessions() = default;
 
-void Sessions::Handle(const Chan& c, const std::string& op, json& req) {
-  if (op == "exec") return HandleExec(c, req);
-  if (op == "session.create") return Reply(c, CreateSession(req));
-  if (op == "session.delete") return Reply(c, DeleteSession(req));
-  if (op == "session.list") return Reply(c, json{{"sessions", Ids()}});
-  Reply(c, UnknownOp(op));
+void Sessions::Handle(const Chan& c, AnyOp& op, json&) {
+  if (auto* exec = std::get_if<ExecOp>(&op)) return HandleExec(c, *exec);
+  if (auto* create = std::get_if<SessionCreateOp>(&op)) return Reply(c, CreateSession(*create));
+  if (auto* del = std::get_if<SessionDeleteOp>(&op)) return Reply(c, DeleteSession(*del));
+  if (std::holds_alternative<SessionListOp>(op)) return Reply(c, json{{"sessions", Ids()}});
+  Reply(c, UnknownOp(std::string(OpName(op))));
 }
 
 void Sessions::Shutdown() {
@@ -69,17 +69,14 @@ Sessions::Session* Sessions::GetOrCreateSession(const std::string& id) {
   return p;
 }
 
-json Sessions::CreateSession(const json& req) {
+json Sessions::CreateSession(SessionCreateOp& op) {
   json err;
-  std::string id, cwd, user;
+  const std::string& id = op.id;
+  std::string cwd = op.cwd.value_or(""), user = op.user.value_or("");
   SessionSpec spec;
-  std::optional<uint64_t> timeout;
-  if (!GetString(req, "id", true, &id, &err) || !GetString(req, "cwd", false, &cwd, &err) ||
-      !GetString(req, "user", false, &user, &err) || !GetEnvObject(req, "env", &spec.env, &err) ||
-      !GetUint(req, "commandTimeoutMs", &timeout, &err))
-    return err;
-  spec.default_timeout_ms = std::min<uint64_t>(timeout.value_or(0), 365ull * 24 * 3600 * 1000);
-  if (id.empty() || id == kNoSession) return ValidationError("invalid session id", "id");
+  if (op.env) spec.env.assign(op.env->begin(), op.env->end());
+  spec.default_timeout_ms = std::min<uint64_t>(op.command_timeout_ms.value_or(0), 365ull * 24 * 3600 * 1000);
+  if (id == kNoSession) return ValidationError("invalid session id", "id");
   if (sessions_.count(id))
     return ErrorReply("SESSION_ALREADY_EXISTS", "session '" + id + "' already exists",
                       json{{"sessionId", id}});
@@ -98,11 +95,8 @@ json Sessions::CreateSession(const json& req) {
   return json{{"id", id}};
 }
 
-json Sessions::DeleteSession(const json& req) {
-  json err;
-  std::string id;
-  if (!GetString(req, "id", false, &id, &err)) return err;
-  if (id.empty() && !GetString(req, "sessionId", true, &id, &err)) return err;
+json Sessions::DeleteSession(const SessionDeleteOp& op) {
+  const std::string& id = op.id;
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return json{{"id", id}, {"existed", false}};
   Session* s = it->second.get();
@@ -437,27 +431,18 @@ FileCtx Sessions::MakeFileCtx(const json& req) {
   return ctx;
 }
 
-void Sessions::HandleExec(const Chan& c, const json& req) {
-  json err;
+void Sessions::HandleExec(const Chan& c, ExecOp& op) {
   ExecJob job;
   job.chan = c;
-  std::string sid;
-  std::optional<uint64_t> timeout;
-  if (!GetString(req, "command", true, &job.command, &err) ||
-      !GetString(req, "sessionId", false, &sid, &err) || !GetEnvObject(req, "env", &job.env, &err) ||
-      !GetUint(req, "timeoutMs", &timeout, &err))
-    return Reply(c, err);
-  if (req.contains("cwd") && !req["cwd"].is_null()) {
-    if (!GetString(req, "cwd", true, &job.cwd, &err)) return Reply(c, err);
-    job.has_cwd = !job.cwd.empty();
-  }
-  if (job.command.find('\0') != std::string::npos)
-    return Reply(c, ValidationError("command contains a NUL byte", "command"));
-  if (auto why = CommandSizeProblem(job.command.size()); !why.empty()) return Reply(c, ValidationError(why, "command"));
+  std::string sid = op.session_id.value_or("");
+  job.command = std::move(op.command);  // non-empty, no NUL, within the size limit (ops.h)
+  if (op.env) job.env.assign(op.env->begin(), op.env->end());
+  job.cwd = op.cwd.value_or("");
+  job.has_cwd = !job.cwd.empty();
   if (job.cwd.find('\0') != std::string::npos)
     return Reply(c, ValidationError("cwd contains a NUL byte", "cwd"));
-  constexpr uint64_t kMaxTimeoutMs = 365ull * 24 * 3600 * 1000;  // no overflow below
-  if (timeout) job.timeout_ms = std::min(*timeout, kMaxTimeoutMs);
+  constexpr uint64_t kMaxExecTimeoutMs = 365ull * 24 * 3600 * 1000;  // no overflow below
+  if (op.timeout_ms) job.timeout_ms = std::min<uint64_t>(*op.timeout_ms, kMaxExecTimeoutMs);
   if (sid.empty() || sid == kNoSession) return commands_.RunSessionless(std::move(job));
   Session* s = GetOrCreateSession(sid);
   s->queue.push_back(std::move(job));

@@ -37,7 +37,7 @@ class Sessions : public Part {
   Sessions(const PartEnv& env, Commands& commands);
   ~Sessions() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // exec, session.*
+  void Handle(const Chan& c, AnyOp& op, json& req) override;  // exec, session.*
   void Shutdown() override;  // kills every shell and what it runs
 
   // Session ids, in order.
@@ -79,10 +79,10 @@ class Sessions : public Part {
     std::string cmd_file;
   };
 
-  void HandleExec(const Chan& c, const json& req);
+  void HandleExec(const Chan& c, ExecOp& op);
   Session* GetOrCreateSession(const std::string& id);
-  json CreateSession(const json& req);
-  json DeleteSession(const json& req);
+  json CreateSession(SessionCreateOp& op);
+  json DeleteSession(const SessionDeleteOp& op);
   Status SpawnShell(Session* s);
   void CloseShell(Session* s, bool kill);
   void StartNext(Session* s);

@@ -80,24 +80,6 @@ bool OpenPty(UniqueFd* master, UniqueFd* slave, std::string* err) {
   return true;
 }
 
-bool GetSize(const json& req, const char* key, uint64_t dflt, bool required, uint16_t* out, json* err) {
-  std::optional<uint64_t> v;
-  if (!GetUint(req, key, &v, err)) return false;
-  if (!v) {
-    if (required) {
-      *err = ValidationError(std::string("missing field '") + key + "'", key);
-      return false;
-    }
-    v = dflt;
-  }
-  if (*v < 1 || *v > 1000) {
-    *err = ValidationError(std::string("field '") + key + "' must be 1-1000", key);
-    return false;
-  }
-  *out = static_cast<uint16_t>(*v);
-  return true;
-}
-
 }  // namespace
 
 Terminals::Terminals(const PartEnv& env, SessionLookup session) : Part(env), session_(std::move(session)) {}
@@ -116,36 +98,29 @@ void Terminals::Shutdown() {
   }
 }
 
-void Terminals::Handle(const Chan& c, const std::string& op, json& req) {
-  if (op == "pty.attach") return PtyAttach(c, req);
-  if (op != "pty.resize")
-    return Reply(c, ErrorReply("VALIDATION_FAILED", "unknown op '" + op + "'", json{{"op", op}}));
-  json err;
-  std::string sid;
-  uint16_t cols = 0, rows = 0;
-  if (!GetString(req, "sessionId", true, &sid, &err) || !GetSize(req, "cols", 0, true, &cols, &err) ||
-      !GetSize(req, "rows", 0, true, &rows, &err))
-    return Reply(c, err);
+void Terminals::Handle(const Chan& c, AnyOp& any, json& req) {
+  if (auto* attach = std::get_if<PtyAttachOp>(&any)) return PtyAttach(c, *attach);
+  auto* resize = std::get_if<PtyResizeOp>(&any);
+  if (!resize) return Part::Handle(c, any, req);
+  // cols and rows: 1-1000 (ops.h).
+  const std::string& sid = resize->session_id;
   auto it = ptys_.find(sid);
   if (it == ptys_.end())
     return Reply(c, ErrorReply("PTY_NOT_FOUND", "no PTY for session '" + sid + "'", json{{"sessionId", sid}}));
   winsize ws{};
-  ws.ws_col = cols;
-  ws.ws_row = rows;
+  ws.ws_col = static_cast<uint16_t>(resize->cols);
+  ws.ws_row = static_cast<uint16_t>(resize->rows);
   if (ioctl(it->second->master.get(), TIOCSWINSZ, &ws) != 0)
     return Reply(c, ErrorReply("INTERNAL_ERROR", std::string("TIOCSWINSZ: ") + strerror(errno)));
   Reply(c, json::object());
 }
 
-void Terminals::PtyAttach(const Chan& c, const json& req) {
-  json err;
-  std::string sid, shell;
-  uint16_t cols = 80, rows = 24;
-  if (!GetString(req, "sessionId", true, &sid, &err) || !GetString(req, "shell", false, &shell, &err) ||
-      !GetSize(req, "cols", 80, false, &cols, &err) || !GetSize(req, "rows", 24, false, &rows, &err))
-    return Reply(c, err);
-  if (sid.empty() || sid == kNoSession || sid.find('\0') != std::string::npos)
-    return Reply(c, ValidationError("invalid sessionId", "sessionId"));
+// sessionId: 1-256 bytes without NUL; cols and rows 1-1000 (ops.h).
+void Terminals::PtyAttach(const Chan& c, const PtyAttachOp& op) {
+  const std::string& sid = op.session_id;
+  std::string shell = op.shell.value_or("");
+  uint16_t cols = static_cast<uint16_t>(op.cols.value_or(80)), rows = static_cast<uint16_t>(op.rows.value_or(24));
+  if (sid == kNoSession) return Reply(c, ValidationError("invalid sessionId", "sessionId"));
 
   Pty* p = nullptr;
   auto it = ptys_.find(sid);

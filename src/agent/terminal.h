@@ -29,7 +29,7 @@ class Terminals : public Part {
   Terminals(const PartEnv& env, SessionLookup session);
   ~Terminals() override;
 
-  void Handle(const Chan& c, const std::string& op, json& req) override;  // pty.*
+  void Handle(const Chan& c, AnyOp& any, json& req) override;  // pty.*
   // A data frame on channel chan_id: keystrokes for the PTY it is attached
   // to. False if it is not an attached channel.
   bool Input(uint32_t chan_id, std::string_view data);
@@ -55,7 +55,7 @@ class Terminals : public Part {
     std::vector<PtyClient> clients;
   };
 
-  void PtyAttach(const Chan& c, const json& req);
+  void PtyAttach(const Chan& c, const PtyAttachOp& op);
   void OnPtyEvent(const std::string& sid, uint32_t events);
   void PtyRead(Pty* p);
   void PtyWatchMask(Pty* p);

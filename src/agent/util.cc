@@ -6,17 +6,6 @@
 
 namespace cove::agent {
 
-bool IsShellName(std::string_view s) {
-  if (s.empty()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    bool digit = c >= '0' && c <= '9';
-    if (!(alpha || (i > 0 && digit))) return false;
-  }
-  return true;
-}
-
 std::string ResolvePath(std::string_view base, std::string_view path) {
   std::string joined;
   if (!path.empty() && path[0] == '/') {

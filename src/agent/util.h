@@ -17,9 +17,6 @@
 
 namespace cove::agent {
 
-// A valid shell variable name ([A-Za-z_][A-Za-z0-9_]*).
-bool IsShellName(std::string_view s);
-
 // Lexically normalises `path` (absolute, or relative to the absolute `base`):
 // collapses "//", "." and "..", never climbs above "/". No symlinks resolved.
 std::string ResolvePath(std::string_view base, std::string_view path);

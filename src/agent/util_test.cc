@@ -99,15 +99,6 @@ TEST(TextDetectionTest, Utf8AndNul) {
   EXPECT_FALSE(d2.Finish());
 }
 
-TEST(ShellNameTest, LettersDigitsAndUnderscoresNotLeadingDigits) {
-  EXPECT_TRUE(IsShellName("PATH"));
-  EXPECT_TRUE(IsShellName("_a1"));
-  EXPECT_FALSE(IsShellName("1a"));
-  EXPECT_FALSE(IsShellName("A-B"));
-  EXPECT_FALSE(IsShellName("A=B"));
-  EXPECT_FALSE(IsShellName(""));
-}
-
 TEST(PathTest, ResolvesLexically) {
   EXPECT_EQ(ResolvePath("/workspace", "a/b.txt"), "/workspace/a/b.txt");
   EXPECT_EQ(ResolvePath("/workspace", "/etc/passwd"), "/etc/passwd");

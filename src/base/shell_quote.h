@@ -11,4 +11,7 @@ namespace cove {
 // each ' written as '\''. The empty word is ''.
 std::string ShellQuote(std::string_view word);
 
+// A valid shell variable name ([A-Za-z_][A-Za-z0-9_]*).
+bool IsShellName(std::string_view s);
+
 }  // namespace cove

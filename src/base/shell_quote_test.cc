@@ -22,5 +22,14 @@ TEST(ShellQuoteTest, EverythingElseIsSingleQuoted) {
   EXPECT_EQ(ShellQuote("\xC3\xA9"), "'\xC3\xA9'");
 }
 
+TEST(ShellNameTest, LettersDigitsAndUnderscoresNotLeadingDigits) {
+  EXPECT_TRUE(IsShellName("PATH"));
+  EXPECT_TRUE(IsShellName("_a1"));
+  EXPECT_FALSE(IsShellName("1a"));
+  EXPECT_FALSE(IsShellName("A-B"));
+  EXPECT_FALSE(IsShellName("A=B"));
+  EXPECT_FALSE(IsShellName(""));
+}
+
 }  // namespace
 }  // namespace cove
