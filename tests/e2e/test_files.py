@@ -60,20 +60,24 @@ def test_32_mib_binary_round_trip_via_base64(api, sb):
     api.sh(sb, "rm /workspace/big.bin")
 
 
-def test_agent_returns_transfer_memory_when_idle(api, sb):
+def test_agent_returns_transfer_memory_when_idle(api):
     """The agent keeps large transfer buffers while busy, and gives them back once idle:
-    thousands of idle sandboxes must stay small."""
-    agent = api.info(sb)["pid"]
-    api.sh(sb, "true")
-    idle = rss(agent)
-    data = os.urandom(16 * MiB)
-    for _ in range(2):
-        api.call(sb, "write", {"path": "/workspace/t16.bin", "content": b64(data), "encoding": "base64"},
-                 timeout=300)
-        assert len(api.call(sb, "read", {"path": "/workspace/t16.bin"}, timeout=300)["content"]) > 16 * MiB
-    api.sh(sb, "rm /workspace/t16.bin")
-    assert wait_until(lambda: rss(agent) - idle < 4 * MiB, 30), \
-        f"the agent still holds {(rss(agent) - idle) >> 20} MiB more than when idle"
+    thousands of idle sandboxes must stay small. A sandbox of its own, so that its idle
+    size is not what earlier tests left."""
+    sid = unique_id("idle-mem")
+    agent = api.create(id=sid)["pid"]
+    try:
+        api.sh(sid, "true")
+        idle = rss(agent)
+        data = os.urandom(16 * MiB)
+        for _ in range(2):
+            api.call(sid, "write", {"path": "/workspace/t16.bin", "content": b64(data), "encoding": "base64"},
+                     timeout=300)
+            assert len(api.call(sid, "read", {"path": "/workspace/t16.bin"}, timeout=300)["content"]) > 16 * MiB
+        assert wait_until(lambda: rss(agent) - idle < 4 * MiB, 30,
+                          what="the agent's memory back within 4 MiB of its idle size")
+    finally:
+        api.destroy(sid)
 
 
 def test_1_mib_text_round_trip_keeps_every_character(api, sb):
