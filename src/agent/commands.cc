@@ -108,16 +108,7 @@ void Commands::OnProcExit(uint64_t id, int status) {
   Drain(p->out.get(), "stdout", &p->out_dec, &p->chan);
   Drain(p->err.get(), "stderr", &p->err_dec, &p->chan);
   FinishStreams(&p->out_dec, &p->err_dec, &p->chan);
-  json r = {{"type", "complete"}, {"exitCode", ExitCodeOf(status)}};
-  if (p->kill == Kill::kTimeout) {
-    r["exitCode"] = 124;
-    r["timedOut"] = true;
-  } else if (p->kill == Kill::kCancel) {
-    r["exitCode"] = 130;
-    r["cancelled"] = true;
-  }
-  r["durationMs"] = (MonotonicNs() - p->started_ns) / 1000000;
-  Reply(p->chan, r);
+  Reply(p->chan, CompleteReply(ExitCodeOf(status), p->kill, p->started_ns));
   if (p->timer) loop_.CancelTimer(p->timer);
   loop_.Unwatch(p->out_tok);
   loop_.Unwatch(p->err_tok);

@@ -292,17 +292,9 @@ void Sessions::CompleteSession(Session* s, int code, bool terminated, bool reset
   Drain(s->out.get(), "stdout", &s->out_dec, &c);
   Drain(s->err.get(), "stderr", &s->err_dec, &c);
   FinishStreams(&s->out_dec, &s->err_dec, &c);
-  json r = {{"type", "complete"}, {"exitCode", code}};
-  if (s->kill == Kill::kTimeout) {
-    r["exitCode"] = 124;
-    r["timedOut"] = true;
-  } else if (s->kill == Kill::kCancel) {
-    r["exitCode"] = 130;
-    r["cancelled"] = true;
-  }
+  json r = CompleteReply(code, s->kill, s->started_ns);
   if (terminated) r["sessionTerminated"] = true;
   if (reset) r["sessionReset"] = true;
-  r["durationMs"] = (MonotonicNs() - s->started_ns) / 1000000;
   Reply(c, r);
   if (s->timer) loop_.CancelTimer(s->timer);
   s->timer = 0;
