@@ -93,6 +93,21 @@ TEST(FieldsTest, ParsesOnlyObjects) {
   EXPECT_NE(ParseJsonObject(std::string("\x00\xff\xfe", 3), &j), "");
 }
 
+TEST(FieldsTest, TakesABodyThatArrivedParsed) {
+  HttpRequest req;  // a /ws frame's body: already a value, never text
+  req.json_body = Json{{"k", "v"}};
+  Json j;
+  EXPECT_EQ(ParseJsonObject(req, &j), "");
+  EXPECT_EQ(j, (Json{{"k", "v"}}));
+  EXPECT_FALSE(req.json_body) << "taken, not copied";
+  req.json_body = Json::array({1, 2});
+  EXPECT_EQ(ParseJsonObject(req, &j), "request body must be a JSON object");
+  HttpRequest text;
+  text.body = "{\"a\":1}";
+  EXPECT_EQ(ParseJsonObject(text, &j), "");
+  EXPECT_EQ(j, (Json{{"a", 1}}));
+}
+
 TEST(FieldsTest, KeepsFirstProblem) {
   Json j = {{"path", 5}, {"recursive", "yes"}};
   Fields f(j);
