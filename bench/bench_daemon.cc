@@ -30,7 +30,7 @@ int FreePort() {
 
 }  // namespace
 
-BenchDaemon::BenchDaemon(const std::string& coved_path) {
+BenchDaemon::BenchDaemon(const std::string& coved_path, const std::vector<std::string>& args) {
   static int instance = 0;
   state_ = std::filesystem::temp_directory_path() /
            ("cove-bench-" + std::to_string(getpid()) + "-" + std::to_string(instance++));
@@ -43,9 +43,13 @@ BenchDaemon::BenchDaemon(const std::string& coved_path) {
     std::string log = state_.string() + ".log";
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 2);
-    std::string listen = "127.0.0.1:" + std::to_string(port_);
-    execl(coved.c_str(), "coved", "--listen", listen.c_str(), "--preview-listen", "127.0.0.1:0", "--state-dir",
-          state_.c_str(), nullptr);
+    std::vector<std::string> argv = {"coved", "--listen", "127.0.0.1:" + std::to_string(port_),
+                                     "--preview-listen", "127.0.0.1:0", "--state-dir", state_.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> c_argv;
+    for (auto& a : argv) c_argv.push_back(a.data());
+    c_argv.push_back(nullptr);
+    execv(coved.c_str(), c_argv.data());
     _exit(127);
   }
   for (int i = 0; i < 500; ++i) {

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "bench/mini_http.h"
 
@@ -15,8 +16,8 @@ namespace cove::bench {
 class BenchDaemon {
  public:
   // coved: the binary to run (its cove-agent is the one next to it); empty
-  // means the coved next to this benchmark binary.
-  explicit BenchDaemon(const std::string& coved = "");
+  // means the coved next to this benchmark binary. args: more coved options.
+  explicit BenchDaemon(const std::string& coved = "", const std::vector<std::string>& args = {});
   ~BenchDaemon();
   BenchDaemon(const BenchDaemon&) = delete;
   BenchDaemon& operator=(const BenchDaemon&) = delete;

@@ -2,6 +2,7 @@
 
 #include "api/errors.h"
 #include "api/routes.h"
+#include "api/serve_on.h"
 #include "api/terminal_page.h"
 #include "api/ws_transport.h"
 #include "manager/sandbox_id.h"
@@ -85,12 +86,17 @@ Task<HttpResponse> Api::Dispatch(HttpRequest& req) {
       };
       co_return res;
     }
-    if (!id.empty() && rest == "/ws/pty") co_return co_await compat_.Terminal(req, id);
+    // What talks to the sandbox's agent runs on its shard.
+    if (!id.empty() && rest == "/ws/pty") {
+      Handler terminal = [this, &id](HttpRequest& r) { return compat_.Terminal(r, id); };
+      co_return co_await ServeOn(manager_->ExecutorOf(id), req, terminal);
+    }
     if (!id.empty() && rest == "/terminal") co_return TerminalPage(req);
     if (!id.empty() && (rest == "/egress" || rest == "/egress/denials")) co_return co_await egress_->Handle(req, id, rest);
     if (!id.empty() && ports_ && (rest == "/ports" || rest.starts_with("/ports/")))
       co_return co_await ports_->Handle(req, id, rest);
-    co_return co_await compat_.Handle(req, id, rest);
+    Handler compat = [this, &id, &rest](HttpRequest& r) { return compat_.Handle(r, id, rest); };
+    co_return co_await ServeOn(manager_->ExecutorOf(id), req, compat);
   }
   if (secrets_ && SplitPrefix(req.path, "/v1/secrets", &id, &rest) && rest.empty())
     co_return co_await secrets_->Handle(req, id);

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "daemon/egress.h"
 #include "io/connection_limits.h"
+#include "io/shards.h"
 #include "manager/images.h"
 #include "manager/kernel_sandbox_host.h"
 #include "manager/manager.h"
@@ -38,6 +39,7 @@ struct Config {
   std::string preview_tls_cert, preview_tls_key;
   size_t max_connections_per_listener = 0;  // 0: derived from RLIMIT_NOFILE
   size_t max_connections_per_address = 0;
+  size_t io_threads = 0;  // 0: one per CPU
 };
 
 // The connection caps of every listener: the flags, else derived from the
@@ -134,6 +136,8 @@ int Run(const Config& c) {
   }
 
   asio::io_context io(1);
+  // Declared before everything bound to the shards' io_contexts, so destroyed after it.
+  io::Shards shards(io, c.io_threads ? c.io_threads : io::Shards::DefaultCount());
   Images images(io.get_executor(), c.state_dir + "/images");
   if (auto s = images.Init(); !s.ok()) {
     log::Error("cannot prepare images: {}", s.error().ToString());
@@ -176,6 +180,7 @@ int Run(const Config& c) {
     }
   }
   Manager manager(io.get_executor(), store->get(), sandbox_host->get());
+  manager.UseShards(&shards);
   manager_ptr = &manager;
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
   api::EgressRoutes egress_routes(&manager, (*egress)->directory(), (*egress)->denials(), (*egress)->sealed());
@@ -232,6 +237,7 @@ int Run(const Config& c) {
       io.stop();
     }, asio::detached);
   });
+  shards.Start();
   asio::co_spawn(io, [&]() -> Task<void> {
     co_await manager.Adopt();
     (*server)->Start();
@@ -240,10 +246,11 @@ int Run(const Config& c) {
               c.preview_domain, (*preview_server)->port());
     log::Info("coved listening on {}:{} (state {}, token in {}/api-token)", hopts.listen_host, (*server)->port(),
               c.state_dir, c.state_dir);
-    log::Info("connection caps: {} per listener, {} per client address (sandbox, for the egress proxy)",
-              caps.max_connections, caps.max_per_key);
+    log::Info("connection caps: {} per listener, {} per client address (sandbox, for the egress proxy); "
+              "{} io threads", caps.max_connections, caps.max_per_key, shards.size());
   }, asio::detached);
   io.run();
+  shards.Stop();
   (*egress)->Shutdown(manager.Empty());
   manager_ptr = nullptr;
   if (manager.Empty()) {
@@ -289,6 +296,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections-per-address", c.max_connections_per_address,
                  "open connections per listener from one client address (for the egress proxy: one sandbox) "
                  "(default: a quarter of --max-connections-per-listener)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--io-threads", c.io_threads,
+                 "io threads (shards): each sandbox's agent connection and API handlers run on one, chosen by "
+                 "its id (default: one per CPU)")
       ->check(CLI::PositiveNumber);
   app.add_option("--upstream-ca", c.egress.upstream_ca, "PEM file of extra CAs that intercepted upstreams' "
                  "certificates may chain to (besides /etc/ssl/certs)")->check(CLI::ExistingFile);

@@ -12,11 +12,13 @@
 // read, and pings and other calls go on. An agent that sends beyond a call's
 // credit violates the protocol.
 //
-// Threading: every method runs on the connection's executor (coved's io thread).
+// Threading: every method runs on the connection's executor (its sandbox's
+// shard, io/shards.h), except alive() and executor(), which any thread may call.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -116,6 +118,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   Task<Result<Json>> Request(const Json& request, Clock::duration timeout);
 
   bool alive() const { return alive_; }
+  asio::any_io_executor executor() { return socket_.get_executor(); }
   const Json& hello() const { return hello_; }
   // Closes the connection; pending and later calls fail with `code` and `reason`
   // (kNotFound when the sandbox was deleted: the request answers 404, not 502).
@@ -154,7 +157,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   AsyncSignal drained_signal_;  // a call's queue shrank
   asio::steady_timer ping_timer_;
   Clock::duration ping_interval_ = kPingInterval;
-  bool alive_ = true;
+  std::atomic<bool> alive_{true};
   bool flow_control_ = false;  // the agent said it honours Window frames
   std::shared_ptr<FlowBudget> budget_;
   Error closed_{ErrorCode::kUnavailable, 0, "agent connection is closed", {}};  // what calls get once closed

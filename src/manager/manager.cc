@@ -17,8 +17,22 @@ constexpr auto kAgentHelloTimeout = std::chrono::seconds(5);
 }  // namespace
 
 Manager::Manager(asio::any_io_executor ex, Store* store, SandboxHost* host, size_t worker_threads)
-    : ex_(std::move(ex)), store_(store), host_(host), pool_(worker_threads) {}
+    : ex_(std::move(ex)), store_(store), host_(host), pool_(worker_threads) {
+  UseShards(nullptr);
+}
 
+void Manager::UseShards(const io::Shards* shards) {
+  shards_ = shards;
+  size_t n = shards ? shards->size() : 1;
+  shard_.clear();
+  for (size_t i = 0; i < n; ++i)
+    shard_.push_back(std::make_unique<Shard>(
+        Shard{shards ? shards->at(i) : ex_, std::make_shared<FlowBudget>(kAgentOutputBudget / n), {}}));
+}
+
+asio::any_io_executor Manager::ExecutorOf(const std::string& id) const { return shard_[ShardIndex(id)]->ex; }
+
+// The shards have stopped (or there is one): connections are closed from here.
 Manager::~Manager() {
   for (auto& [_, e] : entries_) {
     if (e->agent) e->agent->Close();
@@ -206,14 +220,35 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
   co_return entry->record;
 }
 
+namespace {
+
+// On the sandbox's shard: connects, and sets the failure handler before
+// anything else runs there.
+Task<Result<std::shared_ptr<AgentConnection>>> ConnectHere(std::string path, std::string id,
+                                                           std::shared_ptr<FlowBudget> budget,
+                                                           std::function<void(const Error&)> on_failure) {
+  auto ex = co_await asio::this_coro::executor;
+  auto conn = co_await AgentConnection::Connect(ex, std::move(path), std::move(id), kAgentHelloTimeout,
+                                                AgentConnection::kPingInterval, std::move(budget));
+  if (conn.ok()) (*conn)->SetFailureHandler(std::move(on_failure));
+  co_return conn;
+}
+
+Task<void> Noop() { co_return; }
+
+}  // namespace
+
 Task<Result<std::shared_ptr<AgentConnection>>> Manager::ConnectAgent(std::shared_ptr<Entry> entry) {
-  auto conn = co_await AgentConnection::Connect(ex_, host_->AgentSocketPath(entry->record), entry->record.id,
-                                                kAgentHelloTimeout, AgentConnection::kPingInterval, flow_budget_);
-  if (!conn.ok()) co_return std::move(conn).error();
   std::weak_ptr<Entry> weak = entry;
-  (*conn)->SetFailureHandler([this, weak](const Error& e) {
-    if (auto en = weak.lock(); en && !en->destroying) MarkFailed(en, e.message, true);
-  });
+  auto on_failure = [this, weak](const Error& e) {  // on the agent's shard
+    asio::post(ex_, [this, weak, e] {
+      if (auto en = weak.lock(); en && !en->destroying) MarkFailed(en, e.message, true);
+    });
+  };
+  const Shard& shard = *shard_[ShardIndex(entry->record.id)];
+  auto conn = co_await io::RunOn(shard.ex, ConnectHere(host_->AgentSocketPath(entry->record), entry->record.id,
+                                                       shard.budget, on_failure));
+  if (!conn.ok()) co_return std::move(conn).error();
   entry->agent = *conn;
   WatchPid(entry);
   co_return *conn;
@@ -270,9 +305,8 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
   entry->record.state = SandboxState::kFailed;
   entry->record.failure = std::move(why);
   // Calls in flight get what later requests get (Agent: kFailedPrecondition).
-  if (entry->agent)
-    entry->agent->Close("sandbox " + entry->record.id + " failed: " + entry->record.failure,
-                        ErrorCode::kFailedPrecondition);
+  PostCloseAgent(entry, "sandbox " + entry->record.id + " failed: " + entry->record.failure,
+                 ErrorCode::kFailedPrecondition);
   if (entry->pid_watch) entry->pid_watch->close();
   Persist(entry->record);
   entry->ready.Notify();
@@ -281,7 +315,7 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
 
 void Manager::Retire(std::shared_ptr<Entry> entry, const std::string& why) {
   entry->destroying = true;
-  if (entry->agent) entry->agent->Close(why, ErrorCode::kNotFound);
+  PostCloseAgent(entry, why, ErrorCode::kNotFound);
   if (entry->pid_watch) entry->pid_watch->close();
   entry->record.state = SandboxState::kDeleting;
   Persist(entry->record);  // a restarted coved reaps it again
@@ -328,7 +362,7 @@ Task<Status> Manager::Destroy(std::string id) {
   const std::string why = "sandbox " + id + " was deleted";
   const bool ours = present();  // else the create retired it already
   if (ours) {
-    if (entry->agent) entry->agent->Close(why, ErrorCode::kNotFound);
+    co_await CloseAgent(entry, why, ErrorCode::kNotFound);
     if (entry->pid_watch) entry->pid_watch->close();
   }
   if (entry->record.pid > 0) {
@@ -370,8 +404,36 @@ Status Manager::SetPorts(const std::string& id, std::vector<PortExposure> ports)
   return OkStatus();
 }
 
+void Manager::PostCloseAgent(const std::shared_ptr<Entry>& entry, std::string why, ErrorCode code) {
+  if (!entry->agent) return;
+  Shard* shard = shard_[ShardIndex(entry->record.id)].get();
+  asio::post(shard->ex, [shard, agent = entry->agent, id = entry->record.id, why = std::move(why), code] {
+    agent->Close(why, code);
+    if (auto it = shard->agents.find(id); it != shard->agents.end() && it->second.lock() == agent)
+      shard->agents.erase(it);
+  });
+}
+
+Task<void> Manager::CloseAgent(std::shared_ptr<Entry> entry, std::string why, ErrorCode code) {
+  PostCloseAgent(entry, std::move(why), code);
+  // What is posted to a shard runs in order: once this no-op ran there, so did the close.
+  co_await io::RunOn(shard_[ShardIndex(entry->record.id)]->ex, Noop());
+}
+
 Task<Result<std::shared_ptr<AgentConnection>>> Manager::Agent(const std::string& id, bool create_if_missing,
                                                               const Tombstones::Arrival& arrival) {
+  Shard& shard = *shard_[ShardIndex(id)];
+  if (auto it = shard.agents.find(id); it != shard.agents.end()) {
+    if (auto agent = it->second.lock(); agent && agent->alive()) co_return agent;
+    shard.agents.erase(it);
+  }
+  auto agent = co_await io::RunOn(ex_, AgentAtHome(id, create_if_missing, arrival));
+  if (agent.ok()) shard.agents[id] = *agent;
+  co_return agent;
+}
+
+Task<Result<std::shared_ptr<AgentConnection>>> Manager::AgentAtHome(const std::string& id, bool create_if_missing,
+                                                                    const Tombstones::Arrival& arrival) {
   const Error deleted = MakeError(ErrorCode::kNotFound, "sandbox " + id + " was deleted");
   auto it = entries_.find(id);
   if (it == entries_.end() || (create_if_missing && Replaceable(*it->second))) {

@@ -9,8 +9,11 @@
 // freed. A create of an id whose old sandbox is still being reaped waits for
 // the reaper (kCreateWaitsForReaper, then kUnavailable).
 //
-// Threading: all methods run on the io executor given at construction; the
-// blocking kernel work (SandboxHost) runs on a private worker pool.
+// Threading: all methods run on the io executor given at construction (the
+// home shard), except Agent and ExecutorOf; the blocking kernel work
+// (SandboxHost) runs on a private worker pool. With UseShards, each sandbox's
+// agent connection lives on the shard of its id (io/shards.h): the Manager
+// reaches it only by posting there, and Agent is called on that shard.
 #pragma once
 
 #include <map>
@@ -22,6 +25,7 @@
 
 #include "manager/agent_connection.h"
 #include "io/async_signal.h"
+#include "io/shards.h"
 #include "manager/reaper.h"
 #include "manager/sandbox_host.h"
 #include "manager/store.h"
@@ -50,6 +54,12 @@ class Manager {
 
   // At start-up: adopt every stored running sandbox that is still alive, clean up the others.
   Task<void> Adopt();
+  // Spreads agent connections over `shards` (before Adopt; null: all on the
+  // home executor). Each shard gets its share of kAgentOutputBudget.
+  void UseShards(const io::Shards* shards);
+  // Where the sandbox `id`'s agent connection lives and its API handlers run
+  // (any thread; a function of the id alone).
+  asio::any_io_executor ExecutorOf(const std::string& id) const;
 
   // Validates and creates a sandbox; waits until its agent answers. A failed
   // sandbox whose create was interrupted by a coved stop is replaced.
@@ -85,6 +95,8 @@ class Manager {
   // unless it was deleted after `arrival` (kNotFound): a request sent before
   // a DELETE answered never brings the sandbox back.
   // Errors: kNotFound, kFailedPrecondition (sandbox failed), kUnavailable.
+  // Runs on ExecutorOf(id), where the connection lives: a live connection is
+  // answered there from the shard's own table; else it asks the home shard.
   Task<Result<std::shared_ptr<AgentConnection>>> Agent(const std::string& id, bool create_if_missing,
                                                        const Tombstones::Arrival& arrival);
 
@@ -113,6 +125,14 @@ class Manager {
 
   Task<Result<SandboxRecord>> Launch(std::shared_ptr<Entry> entry);
   Task<Result<std::shared_ptr<AgentConnection>>> ConnectAgent(std::shared_ptr<Entry> entry);
+  // Agent's work on the home shard.
+  Task<Result<std::shared_ptr<AgentConnection>>> AgentAtHome(const std::string& id, bool create_if_missing,
+                                                             const Tombstones::Arrival& arrival);
+  // Closes an entry's agent connection on its shard and drops it from that
+  // shard's table; returns once done (calls in flight have failed).
+  Task<void> CloseAgent(std::shared_ptr<Entry> entry, std::string why, ErrorCode code);
+  // The same, not waiting (from the synchronous paths).
+  void PostCloseAgent(const std::shared_ptr<Entry>& entry, std::string why, ErrorCode code);
   void WatchPid(const std::shared_ptr<Entry>& entry);
   void AwaitPidExit(const std::shared_ptr<Entry>& entry);
   // Marks a sandbox failed (persisted, with the reason); clean_up also hands
@@ -147,8 +167,16 @@ class Manager {
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, std::string> id_by_slot_;  // sandboxes that hold a slot
   std::function<bool(const std::string&)> image_exists_;
-  // Agent output held in coved for all sandboxes together (flow_budget.h).
-  std::shared_ptr<FlowBudget> flow_budget_ = std::make_shared<FlowBudget>(kAgentOutputBudget);
+  // What each shard owns, touched only on that shard: its share of the agent
+  // output coved holds (flow_budget.h), and its live agent connections by id.
+  struct Shard {
+    asio::any_io_executor ex;
+    std::shared_ptr<FlowBudget> budget;
+    std::map<std::string, std::weak_ptr<AgentConnection>> agents;
+  };
+  size_t ShardIndex(const std::string& id) const { return shards_ ? shards_->IndexOf(id) : 0; }
+  const io::Shards* shards_ = nullptr;
+  std::vector<std::unique_ptr<Shard>> shard_;
 };
 
 }  // namespace cove

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "manager/fake_sandbox_host.h"
 #include "manager/manager.h"
@@ -56,6 +58,7 @@ class ManagerLifecycleTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (shards_) shards_->Stop();  // before the manager: connections are closed from here
     host_->Release(Op::kStart);
     host_->Release(Op::kDestroy);
     manager_.reset();
@@ -140,6 +143,7 @@ class ManagerLifecycleTest : public ::testing::Test {
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::unique_ptr<Store> store_;
   std::unique_ptr<FakeSandboxHost> host_;
+  std::unique_ptr<io::Shards> shards_;  // outlives the manager
   std::unique_ptr<Manager> manager_;
 };
 
@@ -237,6 +241,57 @@ TEST_F(ManagerLifecycleTest, AgentDeathFailsTheSandboxUntilItIsDeleted) {
   ASSERT_TRUE(Delete("d").ok());
   EXPECT_FALSE(manager_->Get("d"));
   ASSERT_TRUE(RunUntil([&] { return !Stored("d"); }));
+  ASSERT_TRUE(RunUntil([&] { return host_->held_slots().empty(); }));
+}
+
+// With shards, each sandbox's agent connection lives on the shard of its id;
+// Agent is called there (as the API's handlers do) and answers it from there.
+Task<AgentResult> AgentThere(Manager* m, std::string id, std::shared_ptr<Tombstones::Arrival> arrival) {
+  co_return co_await io::RunOn(m->ExecutorOf(id), AgentOf(m, id, true, arrival));
+}
+Task<int> ExitCodeThere(std::shared_ptr<AgentConnection> agent, std::string command) {
+  co_return co_await io::RunOn(agent->executor(), ExitCodeOf(agent, command));
+}
+
+TEST_F(ManagerLifecycleTest, ShardedConnectionsLiveOnTheirShardAndAnswerThere) {
+  shards_ = std::make_unique<io::Shards>(io_, 3);
+  shards_->Start();
+  manager_->UseShards(shards_.get());
+  std::set<size_t> used;
+  std::map<std::string, std::shared_ptr<AgentConnection>> agents;
+  for (std::string id : {"s0", "s1", "s2", "s3", "s4", "s5"}) {
+    auto agent = Await(AgentThere(manager_.get(), id, Arrive()));
+    ASSERT_TRUE(agent.ok()) << agent.error().ToString();
+    EXPECT_TRUE((*agent)->executor() == manager_->ExecutorOf(id));
+    EXPECT_TRUE(manager_->ExecutorOf(id) == shards_->For(id));
+    used.insert(shards_->IndexOf(id));
+    EXPECT_EQ(Await(ExitCodeThere(*agent, "exit 3")), 3);
+    // Asked again on its shard: the same connection, from the shard's own table.
+    auto again = Await(AgentThere(manager_.get(), id, Arrive()));
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, *agent);
+    agents[id] = *agent;
+  }
+  EXPECT_GE(used.size(), 2u);
+  EXPECT_EQ(host_->calls(Op::kStart), 6);
+
+  // A DELETE answers once the connection on its shard is closed.
+  ASSERT_TRUE(Delete("s0").ok());
+  EXPECT_FALSE(agents["s0"]->alive());
+  EXPECT_EQ(Await(ExitCodeThere(agents["s0"], "true")), -1);
+  // A request after it creates the id again, with a new connection.
+  auto recreated = Await(AgentThere(manager_.get(), "s0", Arrive()));
+  ASSERT_TRUE(recreated.ok());
+  EXPECT_NE(*recreated, agents["s0"]);
+
+  // An agent that dies on its shard fails its sandbox at home.
+  auto pid = manager_->Get("s1")->pid;
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(RunUntil([&] { return manager_->Get("s1") && manager_->Get("s1")->state == SandboxState::kFailed; }));
+  auto later = Await(AgentThere(manager_.get(), "s1", Arrive()));
+  ASSERT_FALSE(later.ok());
+  EXPECT_EQ(later.error().code, ErrorCode::kFailedPrecondition);
+  for (std::string id : {"s0", "s1", "s2", "s3", "s4", "s5"}) ASSERT_TRUE(Delete(id).ok());
   ASSERT_TRUE(RunUntil([&] { return host_->held_slots().empty(); }));
 }
 
