@@ -4,8 +4,8 @@
 //
 // For each --io-threads value (default: 1 and this machine's CPU count), one
 // coved of this build with K standard-1 sandboxes:
-//   - session exec round trips/s, 64 clients over the K sandboxes (each
-//     client its own connection and session), and 64 clients on one sandbox;
+//   - session exec round trips/s: 1 client; 64 clients over the K sandboxes
+//     (each client its own connection and session); 64 clients on one sandbox;
 //   - streaming: K clients at once, each reading 64 MB of output of a command
 //     in its own sandbox as SSE (/api/execute/stream), in MB/s of output.
 // The machine's CPUs are shared with the sandboxes' shells and agents, so the
@@ -30,9 +30,9 @@ namespace {
 
 std::string Sandbox(int i) { return "/v1/sandboxes/bench-cores-" + std::to_string(i); }
 
-// Round trips per second of 64 clients spread over `sandboxes` sandboxes.
-double RoundTrips(const BenchDaemon& d, int sandboxes, int seconds) {
-  constexpr int kClients = 64;
+// Round trips per second of `clients` clients spread over `sandboxes` sandboxes.
+double RoundTrips(const BenchDaemon& d, int clients, int sandboxes, int seconds) {
+  const int kClients = clients;
   std::vector<MiniHttp> conns;
   std::vector<std::string> paths, bodies;
   for (int i = 0; i < kClients; ++i) {
@@ -85,7 +85,7 @@ double Streaming(const BenchDaemon& d, int sandboxes) {
 
 struct Row {
   int threads;
-  double spread, one, stream;
+  double single, spread, one, stream;
 };
 
 Row Measure(int io_threads, int sandboxes, int seconds) {
@@ -98,9 +98,10 @@ Row Measure(int io_threads, int sandboxes, int seconds) {
       exit(1);
     }
   }
-  Row r{io_threads, 0, 0, 0};
-  r.spread = RoundTrips(d, sandboxes, seconds);
-  r.one = RoundTrips(d, 1, seconds);
+  Row r{io_threads, 0, 0, 0, 0};
+  r.single = RoundTrips(d, 1, 1, seconds);
+  r.spread = RoundTrips(d, 64, sandboxes, seconds);
+  r.one = RoundTrips(d, 64, 1, seconds);
   r.stream = Streaming(d, sandboxes);
   return r;
 }
@@ -125,10 +126,11 @@ int Main(int argc, char** argv) {
   }
   std::vector<Row> rows;
   for (int t : counts) rows.push_back(Measure(t, sandboxes, seconds));
-  printf("| coved --io-threads | exec/s, 64 clients over %d sandboxes | exec/s, 64 clients on 1 sandbox "
-         "| output streamed, %d sandboxes at once, MB/s |\n|---|---|---|---|\n",
+  printf("| coved --io-threads | exec/s, 1 client | exec/s, 64 clients over %d sandboxes | exec/s, 64 clients on 1 "
+         "sandbox | output streamed, %d sandboxes at once, MB/s |\n|---|---|---|---|---|\n",
          sandboxes, sandboxes);
-  for (const auto& r : rows) printf("| %d | %.0f | %.0f | %.0f |\n", r.threads, r.spread, r.one, r.stream);
+  for (const auto& r : rows)
+    printf("| %d | %.0f | %.0f | %.0f | %.0f |\n", r.threads, r.single, r.spread, r.one, r.stream);
   printf("\n%ld CPUs; load before the run: see /proc/loadavg\n", sysconf(_SC_NPROCESSORS_ONLN));
   return 0;
 }

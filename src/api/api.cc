@@ -75,7 +75,11 @@ Task<HttpResponse> Api::Dispatch(HttpRequest& req) {
       if (auto why = CheckSandboxId(id); !why.empty())
         co_return ErrorResponse("VALIDATION_FAILED", why, {{"id", id}});
     }
-    if (rest.empty()) co_return co_await native_.Sandboxes(req, id);
+    // The registry's routes run at home, with the Manager.
+    if (rest.empty()) {
+      Handler native = [this, &id](HttpRequest& r) { return native_.Sandboxes(r, id); };
+      co_return co_await ServeOn(manager_->executor(), req, native);
+    }
     if (!id.empty() && (rest == "/ws" || rest == "/api/ws")) {
       if (!upgrade) co_return ErrorResponse("VALIDATION_FAILED", "this route needs a WebSocket upgrade");
       HttpResponse res;
@@ -92,16 +96,25 @@ Task<HttpResponse> Api::Dispatch(HttpRequest& req) {
       co_return co_await ServeOn(manager_->ExecutorOf(id), req, terminal);
     }
     if (!id.empty() && rest == "/terminal") co_return TerminalPage(req);
-    if (!id.empty() && (rest == "/egress" || rest == "/egress/denials")) co_return co_await egress_->Handle(req, id, rest);
-    if (!id.empty() && ports_ && (rest == "/ports" || rest.starts_with("/ports/")))
-      co_return co_await ports_->Handle(req, id, rest);
+    if (!id.empty() && (rest == "/egress" || rest == "/egress/denials")) {
+      Handler egress = [this, &id, &rest](HttpRequest& r) { return egress_->Handle(r, id, rest); };
+      co_return co_await ServeOn(manager_->executor(), req, egress);
+    }
+    if (!id.empty() && ports_ && (rest == "/ports" || rest.starts_with("/ports/"))) {
+      Handler ports = [this, &id, &rest](HttpRequest& r) { return ports_->Handle(r, id, rest); };
+      co_return co_await ServeOn(manager_->executor(), req, ports);
+    }
     Handler compat = [this, &id, &rest](HttpRequest& r) { return compat_.Handle(r, id, rest); };
     co_return co_await ServeOn(manager_->ExecutorOf(id), req, compat);
   }
-  if (secrets_ && SplitPrefix(req.path, "/v1/secrets", &id, &rest) && rest.empty())
-    co_return co_await secrets_->Handle(req, id);
-  if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty())
-    co_return co_await native_.ImageRoutes(req, id);
+  if (secrets_ && SplitPrefix(req.path, "/v1/secrets", &id, &rest) && rest.empty()) {
+    Handler secrets = [this, &id](HttpRequest& r) { return secrets_->Handle(r, id); };
+    co_return co_await ServeOn(manager_->executor(), req, secrets);
+  }
+  if (SplitPrefix(req.path, "/v1/images", &id, &rest) && rest.empty()) {
+    Handler images = [this, &id](HttpRequest& r) { return native_.ImageRoutes(r, id); };
+    co_return co_await ServeOn(manager_->executor(), req, images);
+  }
   co_return ErrorResponse("NOT_FOUND", "no route for " + req.method + " " + req.path);
 }
 

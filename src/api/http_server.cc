@@ -201,19 +201,41 @@ struct HttpServer::Impl {
     return OkStatus();
   }
 
-  Task<void> Serve(tcp::socket socket) {
-    boost::system::error_code remote_ec;
-    auto remote = socket.remote_endpoint(remote_ec);
-    std::string address = remote_ec ? "unknown" : remote.address().to_string();
-    beast::tcp_stream stream(std::move(socket));
-    auto slot = registry->Admit(address, [&stream] {
-      boost::system::error_code ignored;
-      stream.socket().close(ignored);
-    });
+  // On the accepting executor: counts the connection (or refuses it) and
+  // hands it to the executor that serves it.
+  void Accept(tcp::socket socket) {
+    boost::system::error_code ec;
+    auto remote = socket.remote_endpoint(ec);
+    std::string address = ec ? "unknown" : remote.address().to_string();
+    // Shedding may come from another thread than the connection's: it shuts
+    // the socket down, and the connection closes it when its read ends.
+    auto slot = registry->Admit(address, [fd = socket.native_handle()] { ::shutdown(fd, SHUT_RDWR); });
     if (!slot) {
-      RefuseConnection(stream.socket(), address);
-      co_return;
+      RefuseConnection(socket, address);
+      return;
     }
+    asio::any_io_executor there = options.connection_executor ? options.connection_executor() : ex;
+    if (there != ex) {
+      auto protocol = socket.local_endpoint(ec).protocol();
+      int fd = ec ? -1 : socket.release(ec);
+      if (ec) return;  // the connection is gone already
+      tcp::socket moved(there);
+      moved.assign(protocol, fd, ec);
+      if (ec) {
+        ::close(fd);
+        return;
+      }
+      socket = std::move(moved);
+    }
+    asio::co_spawn(there, Serve(std::move(socket), std::move(*slot)), asio::detached);
+  }
+
+  Task<void> Serve(tcp::socket socket, io::ConnectionRegistry::Slot admitted) {
+    boost::system::error_code remote_ec;
+    beast::tcp_stream stream(std::move(socket));
+    // Declared after the stream, so uncounted before its descriptor closes (a
+    // shed from another thread never shuts down a reused descriptor).
+    std::optional<io::ConnectionRegistry::Slot> slot(std::move(admitted));
     stream.socket().set_option(tcp::no_delay(true), remote_ec);
     beast::flat_buffer buffer;
     bool linger = false;  // an error answer ends the connection; input may be unread
@@ -318,7 +340,9 @@ struct HttpServer::Impl {
       }
       if (!spooled.empty()) ::unlink(spooled.c_str());
       if (res.websocket && upgrade) {
-        BeastWebSocket ws(std::move(stream), ex);
+        // Busy, so never shed while `ws` (which closes the descriptor first) lives.
+        asio::any_io_executor here = stream.get_executor();
+        BeastWebSocket ws(std::move(stream), here);
         if (co_await ws.Accept(*upgrade)) {
           co_await res.websocket(ws);
           co_await ws.Close();
@@ -400,8 +424,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Listen(asio::any_io_executor ex,
 
 void HttpServer::Start() {
   Impl* impl = impl_.get();
-  impl->listener->Start(
-      [impl](tcp::socket socket) { asio::co_spawn(impl->ex, impl->Serve(std::move(socket)), asio::detached); });
+  impl->listener->Start([impl](tcp::socket socket) { impl->Accept(std::move(socket)); });
 }
 
 uint16_t HttpServer::port() const { return impl_->listener->local_endpoint().port(); }

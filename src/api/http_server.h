@@ -1,4 +1,5 @@
-// HttpServer: HTTP/1.1 with keep-alive and chunked streaming on one io executor.
+// HttpServer: HTTP/1.1 with keep-alive and chunked streaming. It accepts on
+// one io executor and serves each connection on one (connection_executor).
 // Bodies up to max_body_bytes are read into memory; requests for which
 // spool_to_file(request head) is true may send up to max_spooled_bytes, written
 // to a temporary file in spool_dir (deleted after the handler returns).
@@ -27,8 +28,11 @@ struct HttpServerOptions {
   size_t max_connections = 1024;
   size_t max_connections_per_address = 256;
   // Called once a request's head has been read, before its body (coved
-  // stamps the request's arrival there).
+  // stamps the request's arrival there). Runs on the connection's executor.
   std::function<void(HttpRequest&)> on_head;
+  // Where each new connection is served (coved: its io threads in turn,
+  // io/shards.h); null: the server's own executor. The handler runs there.
+  std::function<asio::any_io_executor()> connection_executor;
 };
 
 class HttpServer {

@@ -7,15 +7,26 @@
 namespace cove::api {
 namespace {
 
+// Owns `value` and destroys it on `ex`, whichever thread lets go last: what a
+// handler leaves in its answer (agent calls, connections) belongs to its shard.
+template <typename T>
+std::shared_ptr<T> DestroyedOn(asio::any_io_executor ex, T value) {
+  return std::shared_ptr<T>(new T(std::move(value)), [ex](T* p) { asio::post(ex, [p] { delete p; }); });
+}
+
+// Tells the handler's ClientLink (made by DestroyedOn(ex, ...)) on `ex`, when
+// the connection's says the client went away, for as long as that one lives.
+std::function<void()> TellThere(asio::any_io_executor ex, std::shared_ptr<ClientLink> there) {
+  return [ex, there = std::move(there)] { asio::post(ex, [there] { there->SetGone(); }); };
+}
+
 // A BodyStream on the handler's executor, writing through the connection's.
 class HopStream : public BodyStream {
  public:
   // On the connection's executor.
   HopStream(BodyStream& out, asio::any_io_executor conn, asio::any_io_executor ex)
-      : out_(out), conn_(std::move(conn)), client_(std::make_shared<ClientLink>()) {
-    out_.OnClientGone([ex = std::move(ex), client = client_] {
-      asio::post(ex, [client] { client->SetGone(); });
-    });
+      : out_(out), conn_(std::move(conn)), client_(DestroyedOn(ex, ClientLink())) {
+    out_.OnClientGone(TellThere(ex, client_));
   }
   Task<bool> Write(std::string data) override { return io::RunOn(conn_, WriteThere(&out_, std::move(data))); }
   void OnClientGone(std::function<void()> fn) override { client_->OnGone(std::move(fn)); }
@@ -66,24 +77,24 @@ Task<HttpResponse> ServeOn(asio::any_io_executor ex, HttpRequest& req, const Han
   if (ex == conn) co_return co_await handler(req);
   // The handler's side of the client, told when the connection's side is.
   auto conn_client = req.client;
-  auto client = std::make_shared<ClientLink>();
-  conn_client->OnGone([ex, client] { asio::post(ex, [client] { client->SetGone(); }); });
-  req.client = client;
+  req.client = DestroyedOn(ex, ClientLink());
+  conn_client->OnGone(TellThere(ex, req.client));
   HttpResponse res = co_await io::RunOn(ex, HandleThere(&handler, &req));
   req.client = conn_client;
+  // The stream and WebSocket functions (and what they hold) run and die there.
   if (res.stream) {
-    res.stream = [inner = std::move(res.stream), ex](BodyStream& out) -> Task<void> {
+    res.stream = [inner = DestroyedOn(ex, std::move(res.stream)), ex](BodyStream& out) -> Task<void> {
       asio::any_io_executor conn = co_await asio::this_coro::executor;
       HopStream hop(out, conn, ex);
-      co_await io::RunOn(ex, StreamThere(&inner, &hop));
+      co_await io::RunOn(ex, StreamThere(inner.get(), &hop));
       hop.Finish();
     };
   }
   if (res.websocket) {
-    res.websocket = [inner = std::move(res.websocket), ex](WebSocket& ws) -> Task<void> {
+    res.websocket = [inner = DestroyedOn(ex, std::move(res.websocket)), ex](WebSocket& ws) -> Task<void> {
       asio::any_io_executor conn = co_await asio::this_coro::executor;
       HopWebSocket hop(ws, conn);
-      co_await io::RunOn(ex, WebSocketThere(&inner, &hop));
+      co_await io::RunOn(ex, WebSocketThere(inner.get(), &hop));
     };
   }
   co_return res;

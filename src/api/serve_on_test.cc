@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -90,6 +91,35 @@ TEST(ServeOnTest, TheClientGoingAwayReachesTheHandlerThere) {
   f.conn.run();
   EXPECT_TRUE(gone);
   EXPECT_NE(gone_thread, f.conn_thread);
+}
+
+// Records the thread that destroys it.
+struct DestroyProbe {
+  std::atomic<std::thread::id>* where;
+  ~DestroyProbe() { where->store(std::this_thread::get_id()); }
+};
+
+TEST(ServeOnTest, WhatTheAnswerHoldsDiesThereEvenIfItsStreamNeverRuns) {
+  Fixture f;
+  std::atomic<std::thread::id> destroyed{};
+  std::thread::id handler_thread;
+  Handler handler = [&](HttpRequest&) -> Task<HttpResponse> {
+    handler_thread = std::this_thread::get_id();
+    auto held = std::make_shared<DestroyProbe>(&destroyed);  // as an agent call would be
+    HttpResponse res;
+    res.stream = [held](BodyStream&) -> Task<void> { co_return; };
+    co_return res;
+  };
+  asio::co_spawn(f.conn, [&]() -> Task<void> {
+    HttpRequest req;
+    HttpResponse res = co_await ServeOn(f.shards.at(1), req, handler);
+    res = HttpResponse{};  // the client went away before the stream started
+    for (int i = 0; i < 1000 && destroyed.load() == std::thread::id(); ++i)
+      co_await io::RunOn(f.shards.at(1), []() -> Task<void> { co_return; }());
+  }, asio::detached);
+  f.conn.run();
+  EXPECT_EQ(destroyed.load(), handler_thread);
+  EXPECT_NE(destroyed.load(), f.conn_thread);
 }
 
 TEST(ServeOnTest, OnTheConnectionsOwnExecutorTheHandlerIsCalledInPlace) {

@@ -221,6 +221,8 @@ int Run(const Config& c) {
   hopts.max_connections = caps.max_connections;
   hopts.max_connections_per_address = caps.max_per_key;
   hopts.on_head = [&manager](api::HttpRequest& req) { req.arrival = manager.Arrive(); };
+  // Connections go to the io threads in turn (accepted at home).
+  hopts.connection_executor = [&shards, next = size_t{0}]() mutable { return shards.at(next++ % shards.size()); };
   auto server = api::HttpServer::Listen(io.get_executor(), hopts,
                                         [&api](api::HttpRequest& req) { return api.Handle(req); });
   if (!server.ok()) {

@@ -10,7 +10,7 @@
 // the reaper (kCreateWaitsForReaper, then kUnavailable).
 //
 // Threading: all methods run on the io executor given at construction (the
-// home shard), except Agent and ExecutorOf; the blocking kernel work
+// home shard), except Agent, Arrive, executor and ExecutorOf; the blocking kernel work
 // (SandboxHost) runs on a private worker pool. With UseShards, each sandbox's
 // agent connection lives on the shard of its id (io/shards.h): the Manager
 // reaches it only by posting there, and Agent is called on that shard.
@@ -57,6 +57,8 @@ class Manager {
   // Spreads agent connections over `shards` (before Adopt; null: all on the
   // home executor). Each shard gets its share of kAgentOutputBudget.
   void UseShards(const io::Shards* shards);
+  // The home executor (any thread).
+  asio::any_io_executor executor() const { return ex_; }
   // Where the sandbox `id`'s agent connection lives and its API handlers run
   // (any thread; a function of the id alone).
   asio::any_io_executor ExecutorOf(const std::string& id) const;

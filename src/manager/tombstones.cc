@@ -13,6 +13,7 @@ Tombstones::Arrival& Tombstones::Arrival::operator=(Arrival&& o) noexcept {
 
 void Tombstones::Arrival::Release() {
   if (!state_) return;
+  std::lock_guard lock(state_->mu);
   if (auto it = state_->live.find(seq_); it != state_->live.end()) state_->live.erase(it);
   state_->Prune();
   state_.reset();
@@ -21,11 +22,13 @@ void Tombstones::Arrival::Release() {
 Tombstones::Tombstones() : state_(std::make_shared<State>()) {}
 
 Tombstones::Arrival Tombstones::Arrive() {
+  std::lock_guard lock(state_->mu);
   state_->live.insert(state_->seq);
   return Arrival(state_, state_->seq);
 }
 
 void Tombstones::Bury(const std::string& id) {
+  std::lock_guard lock(state_->mu);
   uint64_t seq = ++state_->seq;
   if (auto it = state_->graves.find(id); it != state_->graves.end()) {
     state_->by_seq.erase(it->second);
@@ -39,11 +42,15 @@ void Tombstones::Bury(const std::string& id) {
 
 bool Tombstones::BuriedSince(const std::string& id, const Arrival& arrival) const {
   if (!arrival.stamped()) return false;
+  std::lock_guard lock(state_->mu);
   auto it = state_->graves.find(id);
   return it != state_->graves.end() && it->second > arrival.seq_;
 }
 
-size_t Tombstones::size() const { return state_->graves.size(); }
+size_t Tombstones::size() const {
+  std::lock_guard lock(state_->mu);
+  return state_->graves.size();
+}
 
 void Tombstones::State::Prune() {
   // A grave matters only to arrivals older than it; later ones may create the id again.

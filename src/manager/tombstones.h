@@ -10,14 +10,15 @@
 // create it again, as Cloudflare's getSandbox does.
 //
 // Graves are kept only while a request that arrived before them is alive, so
-// memory is bounded by what is in flight. Single-threaded (coved's io thread);
-// an Arrival may outlive its Tombstones.
+// memory is bounded by what is in flight. Thread-safe (one mutex: requests
+// arrive on every io thread); an Arrival may outlive its Tombstones.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <set>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace cove {
@@ -56,6 +57,7 @@ class Tombstones {
 
  private:
   struct State {
+    std::mutex mu;                           // guards what follows
     uint64_t seq = 0;                        // sequence of the last burial
     std::multiset<uint64_t> live;            // sequences of the arrivals alive
     std::map<std::string, uint64_t> graves;  // id -> sequence of its burial
