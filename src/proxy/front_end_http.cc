@@ -193,35 +193,36 @@ Task<bool> EgressConnection::Exchange(const std::string& head_text, const std::s
     co_return false;
   }
 
-  io::IoError ec;
+  // A 101 (plan empty) switches to a tunnel; anything else is a final answer.
+  std::optional<http::ResponsePlan> plan;
   if (resp.status == 101) {
     if (!upgrade || !http::PrepareSwitch(resp)) {
       co_await SendError(502, "upgrade", "cove egress proxy: upstream switched protocols unasked\n", false);
       co_return false;
     }
-    AddVia(resp);
-    std::string out = resp.SerializeResponse();
-    co_await client_.WriteAll(asio::buffer(out), ec);
-    if (ec) co_return false;
-    Touch();
+  } else {
+    auto prepared = http::PrepareResponse(resp, method, client_minor, keep_client);
+    if (!prepared.ok()) {
+      CloseUpstream();
+      std::string reason = "upstream " + destination + " failed: " + prepared.error().message;
+      co_await SendError(502, reason, "cove egress proxy: " + reason + "\n", false);
+      co_return false;
+    }
+    plan = *prepared;
+  }
+  AddVia(resp);
+  std::string out = resp.SerializeResponse();
+  io::IoError ec;
+  co_await client_.WriteAll(asio::buffer(out), ec);
+  if (ec) co_return false;
+  Touch();
+  if (!plan) {
     // What either side sent after its head goes first, then the tunnel.
     std::string to_upstream = std::exchange(cbuf_, std::string());
     std::string to_client = std::exchange(ubuf_, std::string());
     co_await StartTunnel(std::move(to_upstream), std::move(to_client));
     co_return false;
   }
-  auto plan = http::PrepareResponse(resp, method, client_minor, keep_client);
-  if (!plan.ok()) {
-    CloseUpstream();
-    std::string reason = "upstream " + destination + " failed: " + plan.error().message;
-    co_await SendError(502, reason, "cove egress proxy: " + reason + "\n", false);
-    co_return false;
-  }
-  AddVia(resp);
-  std::string out = resp.SerializeResponse();
-  co_await client_.WriteAll(asio::buffer(out), ec);
-  if (ec) co_return false;
-  Touch();
   http::BodyEnd end = plan->rechunk ? co_await http::RelayBodyAsChunked(upstream_, ubuf_, client_, touch)
                                     : co_await http::RelayBody(upstream_, ubuf_, client_, plan->framing, touch);
   if (end != http::BodyEnd::kDone) co_return false;
