@@ -237,7 +237,7 @@ void StripHopByHop(HttpHead& head, bool keep_upgrade) {
     if (ConnectionMayDrop(n) && !(keep_upgrade && AsciiIEquals(n, "upgrade"))) head.Remove(n);
   for (std::string_view h : kHopByHopFields)
     if (!(keep_upgrade && h == "upgrade")) head.Remove(h);
-  if (keep_upgrade) head.Add("Connection", "upgrade");
+  if (keep_upgrade) head.Add("Connection", "Upgrade");
 }
 
 }  // namespace cove::http

@@ -65,7 +65,7 @@ bool KeepAlive(const HttpHead& head);
 // Removes the hop-by-hop headers: Connection and those it names, Keep-Alive,
 // Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE, Trailer and
 // Upgrade. Transfer-Encoding stays (the relay forwards bodies as they are
-// framed). With keep_upgrade, "Connection: upgrade" and Upgrade stay.
+// framed). With keep_upgrade, Upgrade stays and "Connection: Upgrade" is set.
 void StripHopByHop(HttpHead& head, bool keep_upgrade);
 
 }  // namespace cove::http

@@ -15,12 +15,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "base/testing/wait_until.h"
 #include "isolation/cgroup.h"
 #include "isolation/default_image.h"
 #include "isolation/id_range.h"
@@ -29,6 +31,7 @@
 #include "isolation/running_sandbox.h"
 #include "sys/fs.h"
 #include "sys/io.h"
+#include "sys/proc_stat.h"
 #include "sys/process.h"
 
 namespace cove::isolation {
@@ -372,11 +375,13 @@ TEST_F(Sandbox, ForkBombStopsAtPidsLimit) {
   // (After the bomb, forks fail: the shell only uses builtins and exec.)
   auto r = Run("(for i in $(seq 200); do sleep 30 & done) 2>/dev/null; echo still-here; exec sleep 2", l, nullptr,
                [&](RunningSandbox& rt) {
-                 for (int i = 0; i < 30; ++i) {
-                   auto u = rt.cgroup().ReadUsage();
-                   if (u.ok()) peak = std::max(peak, u->pids_current);
-                   std::this_thread::sleep_for(50ms);
-                 }
+                 // Sampled until the shell is done (2 s after the bomb).
+                 cove::testing::WaitUntil(
+                     [&] {
+                       if (auto u = rt.cgroup().ReadUsage(); u.ok()) peak = std::max(peak, u->pids_current);
+                       return rt.PollExit().value().has_value();
+                     },
+                     "the shell to exit after the fork bomb");
                });
   EXPECT_GT(peak, 32u);
   EXPECT_LE(peak, 64u);
@@ -389,10 +394,12 @@ TEST_F(Sandbox, MemoryHogIsKilledInsideOnly) {
   uint64_t ooms = 0;
   auto r = Run("python3 -c 'x = bytearray(512 << 20); print(\"allocated\")'; echo rc=$?", l, nullptr,
                [&](RunningSandbox& rt) {
-                 for (int i = 0; i < 100 && ooms == 0; ++i) {
-                   std::this_thread::sleep_for(50ms);
-                   if (auto u = rt.cgroup().ReadUsage(); u.ok()) ooms = u->oom_kills;
-                 }
+                 cove::testing::WaitUntil(
+                     [&] {
+                       if (auto u = rt.cgroup().ReadUsage(); u.ok()) ooms = u->oom_kills;
+                       return ooms > 0;
+                     },
+                     "the OOM kill inside the sandbox");
                });
   EXPECT_EQ(r.exit_code(), 0);  // pid 1 (the shell) survived
   EXPECT_NE(r.out.find("rc=137"), std::string::npos) << r.out;
@@ -406,11 +413,12 @@ TEST_F(Sandbox, CpuQuotaAndUsageAccounting) {
   l.cpu_millis = 200;
   CgroupUsage last;
   auto r = Run("timeout 1 sh -c 'while :; do :; done'; echo done", l, nullptr, [&](RunningSandbox& rt) {
-    for (int i = 0; i < 300; ++i) {
-      if (auto u = rt.cgroup().ReadUsage(); u.ok()) last = *u;
-      if (rt.PollExit().value().has_value()) break;
-      std::this_thread::sleep_for(10ms);
-    }
+    cove::testing::WaitUntil(
+        [&] {
+          if (auto u = rt.cgroup().ReadUsage(); u.ok()) last = *u;
+          return rt.PollExit().value().has_value();
+        },
+        "the busy loop to end");
   });
   EXPECT_EQ(r.out, "done\n");
   EXPECT_GT(last.cpu_usage_ns, 100'000'000u);
@@ -675,6 +683,17 @@ std::pair<int, std::string> RunJail(const std::string& state, const std::vector<
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out.ok() ? *out : ""};
 }
 
+// Whether a child of `parent` runs a program named `comm`.
+bool ChildNamed(pid_t parent, const std::string& comm) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto stat = sys::ReadProcStat(name);
+    if (stat.ok() && stat->ppid == parent && Slurp("/proc/" + name + "/comm") == comm + "\n") return true;
+  }
+  return false;
+}
+
 bool JailCgroupExists(const std::string& id) {
   auto m = CgroupManager::OpenHost("cove-jail");
   return m.ok() && m->Adopt(id).ok();
@@ -705,10 +724,8 @@ TEST_F(Sandbox, JailCleansUpOnSignal) {
     execl(COVE_JAIL_PATH, COVE_JAIL_PATH, "--state", js.c_str(), "--id", id.c_str(), "--", "sleep", "60", nullptr);
     _exit(99);
   }
-  // Wait until the sandbox exists, then interrupt the jail.
-  for (int i = 0; i < 500 && !sys::PathExists(JailLayerDir(id) + "/upper/workspace"); ++i)
-    std::this_thread::sleep_for(10ms);
-  std::this_thread::sleep_for(50ms);
+  // Wait until the sandbox runs its command (the jail's child is `sleep`), then interrupt the jail.
+  cove::testing::WaitUntil([&] { return ChildNamed(pid, "sleep"); }, "the jail's sandbox to run sleep");
   kill(pid, SIGTERM);
   int st = 0;
   waitpid(pid, &st, 0);
@@ -759,8 +776,8 @@ TEST(LayerStoreLifecycle, UnmountReleasesLoopDeviceAndMount) {
     ASSERT_TRUE(ls->Unmount().ok());
   }
   EXPECT_EQ(Slurp("/proc/self/mountinfo").find(" " + state), std::string::npos);
-  for (int i = 0; i < 100 && LoopDevicesOf(image) != 0; ++i) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(LoopDevicesOf(image), 0);
+  // The kernel releases an autoclear loop device after the unmount, not with it.
+  cove::testing::WaitUntil([&] { return LoopDevicesOf(image) == 0; }, "the loop device to go", 5s);
   EXPECT_TRUE(sys::RemoveTree(state).ok());
 }
 
@@ -786,10 +803,8 @@ TEST(LayerStoreLifecycle, OrphanedMountsOfDeletedStateDirsAreDetached) {
   ASSERT_TRUE(mp.ok());
   EXPECT_FALSE(*mp);
   ASSERT_TRUE(ls2->Unmount().ok());
-  for (int i = 0; i < 200 && (LoopDevicesOf(state + "/layers.img") + LoopDevicesOf(other + "/layers.img")) != 0; ++i)
-    std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(LoopDevicesOf(state + "/layers.img"), 0);
-  EXPECT_EQ(LoopDevicesOf(other + "/layers.img"), 0);
+  cove::testing::WaitUntil([&] { return LoopDevicesOf(state + "/layers.img") == 0; }, "the orphan's loop device to go", 5s);
+  cove::testing::WaitUntil([&] { return LoopDevicesOf(other + "/layers.img") == 0; }, "the loop device to go", 5s);
   EXPECT_TRUE(sys::RemoveTree(state).ok());
   EXPECT_TRUE(sys::RemoveTree(other).ok());
 }

@@ -24,7 +24,11 @@ std::string ElementsScript(const char* verb, const std::string& table, const San
 // Input: sandboxes reach coved's proxy and DNS ports only, nothing else on
 // the host; nobody else connects to those ports. Replies are exempt from that
 // last rule: a host socket whose own (ephemeral) port happens to equal one of
-// them must still get its answers.
+// them must still get its answers. And the rule drops only what would reach a
+// socket bound to the wildcard address, as coved's listeners are (0.0.0.0):
+// a table outlives a coved that was killed, and its port numbers go back to
+// the kernel's pool, so a program that later listens on 127.0.0.1 at one of
+// them (a test's server) must not have its connections dropped.
 // Every packet on the host passes these hooks, loopback included: each hook
 // tests membership of `links` once and jumps to a chain of the sandbox rules,
 // so the host's own traffic pays one set lookup per hook, not one per rule.
@@ -56,8 +60,8 @@ std::string FirewallScript(const std::string& table, const FirewallConfig& p, co
       "    type filter hook input priority filter; policy accept;\n"
       "    iifname @links jump from_sandbox\n"
       "    ct direction reply accept\n"
-      "    tcp dport {{ {1}, {2}, {3} }} drop\n"
-      "    udp dport {3} drop\n"
+      "    tcp dport {{ {1}, {2}, {3} }} socket wildcard 1 drop\n"
+      "    udp dport {3} socket wildcard 1 drop\n"
       "  }}\n"
       "  chain forward {{\n"
       "    type filter hook forward priority filter; policy accept;\n"

@@ -234,5 +234,45 @@ TEST_F(NetworkTest, HostSocketsOnCovedsPortNumbersGetTheirReplies) {
   a->Destroy();
 }
 
+// The table of a coved that was killed stays: its port numbers must not stop
+// a program that listens on a specific address at one of them (only sockets
+// bound to the wildcard address, as coved's are, are guarded).
+TEST_F(NetworkTest, AStaleTableDropsNothingBoundToASpecificAddress) {
+  uint16_t transparent = 0, explicit_port = 0, dns = 0;
+  { UniqueFd probe = Listen(SOCK_STREAM, &transparent); }
+  { UniqueFd probe = Listen(SOCK_STREAM, &explicit_port); }
+  { UniqueFd probe = Listen(SOCK_DGRAM, &dns); }
+  FirewallConfig config{transparent, explicit_port, dns, 0xc0fe, "10.200.0.0/16"};
+  auto fw = Firewall::Install("cove_nettest_stale", config, {});
+  ASSERT_TRUE(fw.ok()) << fw.error().ToString();
+  auto connect_within = [](uint16_t port, int ms) {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in sa = Addr(Ip("127.0.0.1"), port);
+    ::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    pollfd p{s.get(), POLLOUT, 0};
+    int err = -1;
+    socklen_t len = sizeof err;
+    return ::poll(&p, 1, ms) == 1 && ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+  };
+  {
+    UniqueFd local(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in at = Addr(Ip("127.0.0.1"), explicit_port);
+    ASSERT_EQ(::bind(local.get(), reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+    ASSERT_EQ(::listen(local.get(), 4), 0);
+    EXPECT_TRUE(connect_within(explicit_port, 5000)) << "a SYN to 127.0.0.1:" << explicit_port << " was dropped";
+  }
+  {
+    // A wildcard listener on the same port (what coved's would be) stays guarded.
+    UniqueFd wild(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    ::setsockopt(wild.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in at = Addr(in_addr{INADDR_ANY}, explicit_port);
+    ASSERT_EQ(::bind(wild.get(), reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+    ASSERT_EQ(::listen(wild.get(), 4), 0);
+    EXPECT_FALSE(connect_within(explicit_port, 300));
+  }
+  ASSERT_TRUE((*fw)->Uninstall().ok());
+}
+
 }  // namespace
 }  // namespace cove::net

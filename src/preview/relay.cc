@@ -1,6 +1,7 @@
 #include "preview/relay.h"
 
 #include "base/log.h"
+#include "http/forwarding.h"
 #include "http/message_relay.h"
 
 namespace cove::preview {
@@ -37,8 +38,8 @@ void Relay::DropUpstream() {
 }
 
 Task<void> Relay::RequestBody(std::shared_ptr<Relay> self, http::Framing framing) {
-  bool ok = co_await http::RelayBody(*self->client_, self->cbuf_, *self->upstream_, framing);
-  self->body_ok_ = ok;
+  http::BodyEnd end = co_await http::RelayBody(*self->client_, self->cbuf_, *self->upstream_, framing);
+  self->body_ok_ = end == http::BodyEnd::kDone;
   self->body_done_ = true;
   self->changed_.Notify();
 }
@@ -94,21 +95,17 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, http::HttpHead req) {
     co_await SendSimple(404, "Not Found", keep);
     co_return keep;
   }
-  bool upgrade = req.HasToken("connection", "upgrade") && req.Has("upgrade");
+  bool upgrade = http::WantsUpgrade(req);
   std::string method = req.method;
   int client_minor = req.version_minor;
-  http::StripHopByHop(req, upgrade);
+  http::PrepareRequest(req, upgrade, client_keep);
   for (const char* h : {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}) req.Remove(h);
   req.Add("X-Forwarded-For", client_address_);
   req.Add("X-Forwarded-Host", host);
   req.Add("X-Forwarded-Proto", tls_ ? "https" : "http");
-  if (!upgrade) {
-    if (!client_keep) req.Add("Connection", "close");
-    else if (client_minor == 0) req.Add("Connection", "keep-alive");
-  }
   std::string head_text = req.SerializeRequest();
 
-  std::string response_text;
+  http::HttpHead resp;
   bool reused = upstream_ && upstream_key_ == target->Key();
   for (int attempt = 0;; ++attempt) {
     if (!upstream_ || upstream_key_ != target->Key()) {
@@ -135,16 +132,10 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, http::HttpHead req) {
         body_ok_ = false;
         asio::co_spawn(ex_, RequestBody(self, *framing), asio::detached);
       }
-      for (;;) {
-        status = co_await http::ReadHead(*upstream_, ubuf_, Clock::now() + kUpstreamHead, kMaxHead, &response_text);
-        if (status != http::HeadStatus::kOk || closed_) break;
-        auto parsed = http::ParseResponseHead(response_text);
-        if (!parsed.ok() || parsed->status < 100 || parsed->status >= 200 || parsed->status == 101) break;
-        // Informational (100 Continue, 103 Early Hints): forwarded; the final answer follows.
-        reused = false;
-        co_await client_->WriteAll(asio::buffer(response_text), ec);
-        if (ec) co_return false;
-      }
+      bool interim = false;
+      status = co_await http::ReadResponseHead(*upstream_, ubuf_, kUpstreamHead, kMaxHead, *client_, &resp, &interim);
+      // Once an interim answer went to the client, the request is not sent again.
+      if (interim) reused = false;
     }
     if (closed_) co_return false;
     if (status == http::HeadStatus::kOk) break;
@@ -157,42 +148,31 @@ Task<bool> Relay::Exchange(std::shared_ptr<Relay> self, http::HttpHead req) {
     co_return false;
   }
 
-  auto response = http::ParseResponseHead(response_text);
-  if (!response.ok()) {
-    co_await SendSimple(502, "Bad Gateway", false);
-    co_return false;
-  }
-  http::HttpHead resp = std::move(*response);
   io::IoError ec;
   if (resp.status == 101) {
-    if (!upgrade || framing->kind != http::BodyKind::kNone) co_return false;
+    if (!upgrade || framing->kind != http::BodyKind::kNone || !http::PrepareSwitch(resp)) co_return false;
     std::string out = resp.SerializeResponse();
     co_await client_->WriteAll(asio::buffer(out), ec);
     if (ec) co_return false;
     co_await Tunnel(self);
     co_return false;
   }
-  auto rframing = http::ResponseFraming(resp, method);
-  if (!rframing.ok()) {
+  auto plan = http::PrepareResponse(resp, method, client_minor, client_keep);
+  if (!plan.ok()) {
     co_await SendSimple(502, "Bad Gateway", false);
     co_return false;
   }
-  bool upstream_keep = http::KeepAlive(resp) && rframing->kind != http::BodyKind::kUntilClose;
-  bool keep = client_keep && rframing->kind != http::BodyKind::kUntilClose;
-  http::StripHopByHop(resp, false);
-  resp.version_minor = 1;  // this hop is HTTP/1.1 whatever the server speaks
-  if (!keep) resp.Add("Connection", "close");
-  else if (client_minor == 0) resp.Add("Connection", "keep-alive");
   std::string out = resp.SerializeResponse();
   co_await client_->WriteAll(asio::buffer(out), ec);
   if (ec) co_return false;
-  bool ok = co_await http::RelayBody(*upstream_, ubuf_, *client_, *rframing);
-  if (!ok || closed_) co_return false;
+  http::BodyEnd end = plan->rechunk ? co_await http::RelayBodyAsChunked(*upstream_, ubuf_, *client_)
+                                    : co_await http::RelayBody(*upstream_, ubuf_, *client_, plan->framing);
+  if (end != http::BodyEnd::kDone || closed_) co_return false;
   // The server answered before reading the whole request body: this
   // connection cannot carry another request.
   if (!body_done_ || !body_ok_) co_return false;
-  if (!upstream_keep) DropUpstream();
-  co_return keep;
+  if (!plan->keep_upstream) DropUpstream();
+  co_return plan->keep_client;
 }
 
 Task<void> Relay::Pump(std::shared_ptr<Relay> self, bool to_upstream) {
@@ -201,8 +181,8 @@ Task<void> Relay::Pump(std::shared_ptr<Relay> self, bool to_upstream) {
   std::string& pending = to_upstream ? self->cbuf_ : self->ubuf_;
   http::Framing raw;
   raw.kind = http::BodyKind::kUntilClose;
-  bool ok = co_await http::RelayBody(from, pending, to, raw);
-  if (ok) to.ShutdownSend();
+  http::BodyEnd end = co_await http::RelayBody(from, pending, to, raw);
+  if (end == http::BodyEnd::kDone) to.ShutdownSend();
   else self->Close();
   --self->pumps_;
   self->changed_.Notify();

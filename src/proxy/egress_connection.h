@@ -26,20 +26,18 @@
 #include <vector>
 
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
+#include "http/http_head.h"
 #include "io/connection_registry.h"
 #include "io/listener.h"
 #include "proxy/egress_proxy.h"
 #include "proxy/hop_stream.h"
+#include "proxy/http_target.h"
 #include "proxy/original_dst.h"
 #include "proxy/tls_client_hello.h"
 
 namespace cove::proxy::egress {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
@@ -107,12 +105,6 @@ struct EgressFlow {
   uint16_t port = 0;
   std::optional<IpAddress> preferred;  // the original destination's address (transparent listener)
   std::string initial;                 // bytes already read from the sandbox, to go on first
-};
-
-// How a relay of one message ended.
-struct RelayResult {
-  error_code ec;
-  bool reading_failed = false;  // the error came from the side being read
 };
 
 class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
@@ -219,27 +211,22 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
   // Serves HTTP/1.1 requests on the client connection until either side
   // ends it. `original` is set on the transparent listener.
   Task<void> ServeHttp(std::optional<OriginalDestination> original);
-  enum class ResponseEnd { kDone, kClose, kNoResponse, kSwitchedProtocols };
-  // Relays the upstream's interim responses and its final response to the
-  // client. kNoResponse when the upstream sent nothing valid before any byte
-  // went to the client (the caller answers); kClose when the client
-  // connection must end; kSwitchedProtocols after a 101 to a request that
-  // asked for an upgrade. `keep_client` is cleared when the response cannot be
-  // framed for keep-alive.
-  Task<ResponseEnd> RelayResponse(beast::flat_buffer& upstream_buffer, bool head, unsigned client_version,
-                                  bool& keep_client, bool upgrade_requested, bool* keep_upstream);
-  // Streams one message (header, then body pieces as they arrive) from `from`
-  // to `to`; reads the next piece only after the previous one was written.
-  template <bool kIsRequest>
-  Task<RelayResult> RelayMessage(http::parser<kIsRequest, http::buffer_body>& parser, HopStream& from,
-                                 beast::flat_buffer& from_buffer, HopStream& to);
+  // Relays one allowed request (its head rewritten for the upstream as
+  // `head_text`) and its response through http/'s relay; false when the
+  // client connection must end.
+  Task<bool> Exchange(const std::string& head_text, const std::string& method, int client_minor,
+                      http::Framing framing, bool keep_client, bool upgrade, bool may_retry,
+                      const HttpTarget& target, std::optional<IpAddress> preferred);
 
   // ---- CONNECT (front_end_connect.cc) ----
-  Task<void> ServeConnect(http::request<http::buffer_body>& req, beast::flat_buffer& client_buffer);
+  // `req` is a CONNECT request read from the client; what followed it is in cbuf_.
+  Task<void> ServeConnect(const http::HttpHead& req);
 
   std::shared_ptr<ProxyState> state_;
   HopStream client_;
   HopStream upstream_;
+  std::string cbuf_;  // read ahead from the client (HTTP), past the head being served
+  std::string ubuf_;  // read ahead from the upstream (HTTP)
   asio::steady_timer idle_timer_;
   asio::steady_timer connect_timer_;
   std::chrono::steady_clock::time_point deadline_;

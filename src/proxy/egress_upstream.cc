@@ -188,6 +188,7 @@ void EgressConnection::CloseUpstream() {
   error_code ignored;
   upstream_.Reset();
   upstream_key_.clear();
+  ubuf_.clear();
 }
 
 }  // namespace cove::proxy::egress

@@ -7,8 +7,8 @@
 
 namespace cove::proxy::egress {
 
-Task<void> EgressConnection::ServeConnect(http::request<http::buffer_body>& req, beast::flat_buffer& client_buffer) {
-  std::string_view target_text(req.target().data(), req.target().size());
+Task<void> EgressConnection::ServeConnect(const http::HttpHead& req) {
+  std::string_view target_text = req.target;
   auto authority = ParseAuthority(target_text, 0);
   std::string destination(target_text.substr(0, 256));
   if (!authority) {
@@ -16,10 +16,9 @@ Task<void> EgressConnection::ServeConnect(http::request<http::buffer_body>& req,
     co_return;
   }
   destination = HostPort(authority->host, authority->port);
-  if (req.count(http::field::host) > 0) {
-    auto value = req[http::field::host];
-    auto host = ParseAuthority(std::string_view(value.data(), value.size()), authority->port);
-    if (req.count(http::field::host) > 1 || !host || host->host != authority->host ||
+  if (size_t hosts = req.Count("host"); hosts > 0) {
+    auto host = ParseAuthority(req.Get("host"), authority->port);
+    if (hosts > 1 || !host || host->host != authority->host ||
         host->port != authority->port) {
       co_await DenyRequest(destination, "", "Host header differs from the CONNECT target",
                            "CONNECT " + destination, 400, false);
@@ -41,9 +40,7 @@ Task<void> EgressConnection::ServeConnect(http::request<http::buffer_body>& req,
   co_await asio::async_write(client_, asio::buffer(established), asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
   Touch();
-  auto pending = client_buffer.data();
-  std::string initial(static_cast<const char*>(pending.data()), pending.size());
-  client_buffer.consume(pending.size());
+  std::string initial = std::exchange(cbuf_, std::string());
   if (authority->port == 443) {
     // No domain fronting: the TLS server name must be the CONNECT host.
     ClientHelloScan scan = co_await ReadClientHello(initial);

@@ -12,6 +12,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "io/asio.h"
+#include "io/byte_stream.h"
 
 namespace cove::proxy {
 
@@ -56,8 +57,10 @@ using TlsStream = ssl::stream<PrefixedSocket>;
 
 // One side of a proxied connection: a TCP socket, and once TLS was set up on
 // it (interception), the TLS stream over it. Reads and writes go through TLS
-// when there is one. Must not move once TLS is started.
-class HopStream {
+// when there is one. Must not move once TLS is started. As an
+// io::ByteStream it is what the HTTP relay (http/message_relay.h) reads and
+// writes; ShutdownSend passes a half-close on only without TLS.
+class HopStream : public io::ByteStream {
  public:
   using executor_type = asio::ip::tcp::socket::executor_type;
   explicit HopStream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
@@ -66,7 +69,8 @@ class HopStream {
   HopStream& operator=(const HopStream&) = delete;
 
   executor_type get_executor() { return socket_.get_executor(); }
-  asio::ip::tcp::socket& socket() { return socket_; }
+  asio::ip::tcp::socket& socket() override { return socket_; }
+
   bool tls() const { return tls_ != nullptr; }
   TlsStream& tls_stream() { return *tls_; }
   // Starts TLS on the socket; `prefix` holds bytes already read from it.
@@ -110,6 +114,24 @@ class HopStream {
       }
     };
     return asio::async_initiate<Token, void(boost::system::error_code, size_t)>(init, token, buffers);
+  }
+
+  // io::ByteStream (after the templates it uses)
+  Task<size_t> ReadSome(asio::mutable_buffer buf, io::IoError& ec) override {
+    size_t n = co_await async_read_some(buf, asio::redirect_error(asio::use_awaitable, ec));
+    co_return n;
+  }
+  Task<void> WriteAll(asio::const_buffer buf, io::IoError& ec) override {
+    co_await asio::async_write(*this, buf, asio::redirect_error(asio::use_awaitable, ec));
+  }
+  void ShutdownSend() override {
+    if (tls_) return;
+    io::IoError ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  }
+  void Close() override {
+    io::IoError ignored;
+    socket_.close(ignored);
   }
 
  private:
