@@ -39,7 +39,9 @@ class FileOps : public Part {
     std::unique_ptr<FileReader> reader;
   };
 
+  // Opens the file and queues its read (Pump sends it); a Cancel answers at once.
   void StartRead(const Chan& c, const FileReadOp& op);
+  // Writes now, or with contentInData keeps op until its data frame (Data).
   void Write(const Chan& c, FileWriteOp& op);
 
   FileCtxOf file_ctx_;
