@@ -34,7 +34,7 @@ Agent::Agent(AgentConfig cfg) : cfg_(std::move(cfg)) {
   PartEnv env{cfg_, loop_, *this, children_, devnull_.get(), run_dir_};
   commands_ = std::make_unique<Commands>(env);
   sessions_ = std::make_unique<Sessions>(env, *commands_);
-  auto file_ctx = [this](const json& req) { return sessions_->MakeFileCtx(req); };
+  FileCtxOf file_ctx = [this](const std::optional<std::string>& sid) { return sessions_->MakeFileCtx(sid); };
   auto session = [this](const std::string& sid) { return sessions_->Context(sid); };
   file_ops_ = std::make_unique<FileOps>(env, file_ctx);
   processes_ = std::make_unique<Processes>(env, session, [this](const std::string& id, std::optional<int> code) {
@@ -179,7 +179,7 @@ void Agent::HandleFrame(Frame f) {
       std::string().swap(f.payload);  // free it now (move-assign would keep the buffer)
       if (!req || !req->is_object())
         return Reply(c, ErrorReply("VALIDATION_FAILED", "request is not a JSON object"));
-      HandleRequest(c, *req);
+      HandleRequest(c, std::move(*req));
       return;
     }
     case FrameType::kCancel: {
@@ -315,31 +315,29 @@ void Agent::Flush() {
   }
 }
 
-void Agent::HandleRequest(const Chan& c, json& req) {
-  auto op_it = req.find("op");
-  if (op_it == req.end() || !op_it->is_string())
-    return Reply(c, ValidationError("missing field 'op'", "op"));
-  const std::string& op = op_it->get_ref<const std::string&>();
-  if (op == "hello") {
+void Agent::HandleRequest(const Chan& c, json req) {
+  auto parsed = ParseAnyOp(req);
+  json().swap(req);  // the op holds what its part needs (a large write's content once, not twice)
+  if (!parsed.ok()) {
+    const Error& e = parsed.error();
+    if (auto op = e.context.find("op"); op != e.context.end()) return Reply(c, UnknownOp(op->second));
+    auto field = e.context.find("field");
+    return Reply(c, ValidationError(e.message, field != e.context.end() ? field->second : ""));
+  }
+  AnyOp& op = *parsed;
+  if (std::holds_alternative<HelloOp>(op)) {
     return Reply(c, json{{"version", kAgentVersion},
                          {"pid", getpid()},
                          {"sessions", sessions_->Ids()},
                          {"window", kChannelWindow},  // this agent honours Window frames
                          {"uptimeMs", (MonotonicNs() - start_ns_) / 1000000}});
   }
-  // Parsed once here: the parts take the typed op.
-  auto parsed = ParseAnyOp(req);
-  if (!parsed.ok()) {
-    const Error& e = parsed.error();
-    if (e.context.count("op")) return Reply(c, UnknownOp(op));
-    auto field = e.context.find("field");
-    return Reply(c, ValidationError(e.message, field != e.context.end() ? field->second : ""));
-  }
+  std::string_view name = OpName(op);
   for (const Route& r : routes_) {
     bool prefix = r.op.back() == '.';
-    if (prefix ? op.rfind(r.op, 0) == 0 : op == r.op) return r.part->Handle(c, *parsed, req);
+    if (prefix ? name.starts_with(r.op) : name == r.op) return r.part->Handle(c, op);
   }
-  Reply(c, UnknownOp(op));
+  Reply(c, UnknownOp(std::string(name)));
 }
 
 // ---------------------------------------------------------------------------

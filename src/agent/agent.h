@@ -3,7 +3,8 @@
 //
 // It serves one coved connection at a time on a listening socket: it reads
 // frames, keeps the open channels and their credit (docs/agent-protocol.md),
-// and hands each request to the part (part.h) that serves its op: Sessions
+// parses each request once into its typed op (ops.h) and hands the op to the
+// part (part.h) that serves it: Sessions
 // (persistent shells and exec), Commands (sessionless exec), FileOps,
 // Processes (background processes), PortWatches, FileWatches, Terminals
 // (PTYs) and CodeContexts (code interpreter). It reaps every child and
@@ -68,7 +69,9 @@ class Agent : private Link {
   void DropConnection(const char* why);
   void OnConnEvent(uint32_t events);
   void HandleFrame(Frame f);
-  void HandleRequest(const Chan& c, json& req);
+  // Parses `req` into its op (ops.h), lets go of it, and hands the op to
+  // the part that serves it (hello is the agent's own).
+  void HandleRequest(const Chan& c, json req);
   void Flush();
   size_t Pending() const { return out_.size() - out_off_; }
   void OnWindow(uint32_t channel, std::string_view payload);

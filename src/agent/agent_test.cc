@@ -514,13 +514,38 @@ TEST_F(AgentTest, ValidationNamesTheField) {
            {{{"op", "exec"}, {"command", ""}}, "command"},
            {{{"op", "session.delete"}, {"sessionId", "a"}}, "id"},
            {{{"op", "process.kill"}, {"processId", "p"}, {"signal", 65}}, "signal"},
-           {{{"op", "process.start"}, {"command", "true"}, {"timeoutMs", -1}}, "timeoutMs"}}) {
+           {{{"op", "process.start"}, {"command", "true"}, {"timeoutMs", -1}}, "timeoutMs"},
+           {{{"path", "f"}}, "op"},
+           // Files and file watches: by their types (ops.h), then by what their handlers check.
+           {{{"op", "file.write"}, {"path", "p"}}, "content"},
+           {{{"op", "file.write"}, {"path", "p"}, {"content", 1}}, "content"},
+           {{{"op", "file.write"}, {"path", "p"}, {"content", "!!"}, {"encoding", "base64"}}, "content"},
+           {{{"op", "file.write"}, {"path", "p"}, {"content", "x"}, {"encoding", "latin1"}}, "encoding"},
+           {{{"op", "file.write"}, {"path", "p"}, {"contentInData", "yes"}}, "contentInData"},
+           {{{"op", "file.read"}, {"path", "f"}, {"maxBytes", -1}}, "maxBytes"},
+           {{{"op", "file.read"}, {"path", "f"}, {"rawData", 1}}, "rawData"},
+           {{{"op", "file.read"}, {"path", std::string("a\0b", 3)}}, "path"},
+           {{{"op", "file.delete"}, {"path", ""}}, "path"},
+           {{{"op", "file.exists"}, {"path", "f"}, {"sessionId", ""}}, "sessionId"},
+           {{{"op", "file.move"}, {"sourcePath", "a"}}, "destinationPath"},
+           {{{"op", "file.mkdir"}, {"path", "m"}, {"recursive", "yes"}}, "recursive"},
+           {{{"op", "file.list"}, {"path", "."}, {"includeHidden", 1}}, "includeHidden"},
+           {{{"op", "fs.watch"}, {"path", "."}, {"events", json::array()}}, "events"},
+           {{{"op", "fs.watch"}, {"path", "."}, {"events", {"open"}}}, "events"},
+           {{{"op", "fs.watch"}, {"path", "."}, {"include", {"[ab].txt"}}}, "include"},
+           {{{"op", "fs.watch"}, {"path", "."}, {"include", {"a"}}, {"exclude", {"b"}}}, "include"},
+           {{{"op", "fs.watch"}, {"path", "."}, {"exclude", {""}}}, "exclude"},
+           {{{"op", "fs.check"}, {"path", "."}, {"exclude", "x"}}, "exclude"},
+           {{{"op", "fs.check"}, {"path", "."}, {"since", 5}}, "since"}}) {
     auto r = c_->Call(req);
     EXPECT_EQ(r.Code(), "VALIDATION_FAILED") << req.dump();
     EXPECT_EQ(r.reply["error"]["context"]["field"], field) << req.dump();
   }
   auto r = c_->Call({{"op", "exec"}, {"command", "echo ok"}, {"fromANewerCoved", {1, 2}}});
   EXPECT_EQ(r.Out(), "ok\n");
+  r = c_->Call({{"op", "file.nope"}, {"path", "f"}});
+  EXPECT_EQ(r.Code(), "VALIDATION_FAILED");
+  EXPECT_EQ(r.reply["error"]["context"]["op"], "file.nope");
 }
 
 TEST_F(AgentTest, UserSession) {
@@ -758,7 +783,7 @@ TEST_F(AgentTest, FileList) {
   EXPECT_EQ(files[2]["type"], "directory");
   EXPECT_EQ(r.reply["count"], 3);
 
-  r = c_->Call({{"op", "file.list"}, {"path", "d"}, {"options", {{"recursive", true}, {"includeHidden", true}}}});
+  r = c_->Call({{"op", "file.list"}, {"path", "d"}, {"recursive", true}, {"includeHidden", true}});
   std::vector<std::string> rel;
   for (auto& f : r.reply["files"]) rel.push_back(f["relativePath"]);
   EXPECT_EQ(rel, (std::vector<std::string>{".hidden", "f.txt", "ln", "sub", "sub/g.sh"}));

@@ -48,13 +48,18 @@ Frame RecvFrame() {
 }
 
 // Sends a request; returns the reply and the total payload bytes of events.
+// Grants the channel's window, as coved does, and returns the credit of
+// every event at once, as a consumer that keeps up.
 json Call(const json& req, size_t* event_bytes = nullptr, std::string* data = nullptr) {
   uint32_t ch = ++g_ch;
   std::string wire = EncodeFrame(ch, FrameType::kRequest, req.dump());
+  EncodeFrame(ch, FrameType::kWindow, EncodeWindow(kChannelWindow), &wire);
   if (write(g_fd, wire.data(), wire.size()) != static_cast<ssize_t>(wire.size())) exit(1);
   for (;;) {
     Frame f = RecvFrame();
     if (f.type == FrameType::kReply) return json::parse(f.payload);
+    std::string grant = EncodeFrame(ch, FrameType::kWindow, EncodeWindow(static_cast<uint32_t>(f.payload.size())));
+    if (write(g_fd, grant.data(), grant.size()) != static_cast<ssize_t>(grant.size())) exit(1);
     if (event_bytes) *event_bytes += f.payload.size();
     if (data) *data += json::parse(f.payload).value("data", "");
   }
@@ -166,6 +171,7 @@ int main(int argc, char** argv) {
     std::string raw_req = json{{"op", "file.write"}, {"path", "big2"}, {"contentInData", true}}.dump();
     std::string wire = EncodeFrame(++g_ch, FrameType::kRequest, raw_req);
     EncodeFrame(g_ch, FrameType::kData, big, &wire);
+    EncodeFrame(g_ch, FrameType::kWindow, EncodeWindow(kChannelWindow), &wire);
     t0 = MonotonicNs();
     if (write(g_fd, wire.data(), wire.size()) != static_cast<ssize_t>(wire.size())) return 1;
     Frame rf = RecvFrame();

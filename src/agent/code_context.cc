@@ -136,7 +136,7 @@ void CodeContexts::Shutdown() {
   if (zygote_) ::kill(-zygote_->pid, SIGKILL);
 }
 
-void CodeContexts::Handle(const Chan& c, AnyOp& any, json& req) {
+void CodeContexts::Handle(const Chan& c, AnyOp& any) {
   if (auto* create = std::get_if<ContextCreateOp>(&any)) return CreateContext(c, *create);
   if (auto* run = std::get_if<ContextRunOp>(&any)) return RunCode(c, *run);
   if (std::holds_alternative<ContextListOp>(any)) {
@@ -159,7 +159,7 @@ void CodeContexts::Handle(const Chan& c, AnyOp& any, json& req) {
         else return nullptr;
       },
       any);
-  if (!named) return Part::Handle(c, any, req);
+  if (!named) return Part::Handle(c, any);
   const std::string id = *named;
   const std::string_view op = OpName(any);
   auto it = contexts_.find(id);
@@ -197,7 +197,7 @@ void CodeContexts::Handle(const Chan& c, AnyOp& any, json& req) {
     StartRunner(r);
     return;
   }
-  Part::Handle(c, any, req);
+  Part::Handle(c, any);
 }
 
 void CodeContexts::CreateContext(const Chan& c, const ContextCreateOp& op) {

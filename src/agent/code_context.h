@@ -31,7 +31,7 @@ class CodeContexts : public Part {
   explicit CodeContexts(const PartEnv& env);
   ~CodeContexts() override;
 
-  void Handle(const Chan& c, AnyOp& any, json& req) override;  // context.*
+  void Handle(const Chan& c, AnyOp& any) override;  // context.*
   void Shutdown() override;  // kills the runners and the zygote
 
  private:

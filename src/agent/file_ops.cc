@@ -5,57 +5,52 @@
 
 namespace cove::agent {
 
-FileOps::FileOps(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx)
-    : Part(env), file_ctx_(std::move(file_ctx)) {}
+FileOps::FileOps(const PartEnv& env, FileCtxOf file_ctx) : Part(env), file_ctx_(std::move(file_ctx)) {}
 
 FileOps::~FileOps() = default;
 
-void FileOps::Handle(const Chan& c, AnyOp& any, json& req) {
-  const std::string op(OpName(any));
-  json err;
-  std::string sid;
-  if (!GetString(req, "sessionId", false, &sid, &err)) return Reply(c, err);
-  FileCtx ctx = file_ctx_(req);
-  if (op == "file.read") {
-    auto r = FileReader::Open(ctx, req);
-    if (auto* e = std::get_if<json>(&r)) return Reply(c, *e);
-    reads_.push_back(ReadTask{c, std::move(std::get<0>(r))});
-    uint64_t gen = c.gen;
-    uint32_t id = c.id;
-    SetCancel(c, [this, gen, id] {
-      for (auto it = reads_.begin(); it != reads_.end(); ++it) {
-        if (it->chan.gen == gen && it->chan.id == id) {
-          Chan ch = it->chan;
-          reads_.erase(it);
-          Reply(ch, json{{"type", "complete"}, {"bytesRead", 0}, {"cancelled", true}});
-          return;
-        }
+void FileOps::Handle(const Chan& c, AnyOp& any) {
+  auto ctx = [this](const auto& op) { return file_ctx_(op.session_id); };
+  if (auto* op = std::get_if<FileReadOp>(&any)) return StartRead(c, *op);
+  if (auto* op = std::get_if<FileWriteOp>(&any)) return Write(c, *op);
+  if (auto* op = std::get_if<FileDeleteOp>(&any)) return Reply(c, FileDelete(ctx(*op), *op));
+  if (auto* op = std::get_if<FileRenameOp>(&any)) return Reply(c, FileRename(ctx(*op), *op));
+  if (auto* op = std::get_if<FileMoveOp>(&any)) return Reply(c, FileMove(ctx(*op), *op));
+  if (auto* op = std::get_if<FileMkdirOp>(&any)) return Reply(c, FileMkdir(ctx(*op), *op));
+  if (auto* op = std::get_if<FileExistsOp>(&any)) return Reply(c, FileExists(ctx(*op), *op));
+  if (auto* op = std::get_if<FileListOp>(&any))
+    return Reply(c, FileList(ctx(*op), *op, [&](std::string ev) { Event(c, ev); }));
+  Part::Handle(c, any);
+}
+
+void FileOps::StartRead(const Chan& c, const FileReadOp& op) {
+  auto r = FileReader::Open(file_ctx_(op.session_id), op);
+  if (auto* e = std::get_if<json>(&r)) return Reply(c, *e);
+  reads_.push_back(ReadTask{c, std::move(std::get<0>(r))});
+  uint64_t gen = c.gen;
+  uint32_t id = c.id;
+  SetCancel(c, [this, gen, id] {
+    for (auto it = reads_.begin(); it != reads_.end(); ++it) {
+      if (it->chan.gen == gen && it->chan.id == id) {
+        Chan ch = it->chan;
+        reads_.erase(it);
+        Reply(ch, json{{"type", "complete"}, {"bytesRead", 0}, {"cancelled", true}});
+        return;
       }
-    });
-    return;
-  }
-  if (op == "file.write") {
-    if (auto it = req.find("contentInData"); it != req.end() && it->is_boolean() && it->get<bool>()) {
-      // The content follows as a data frame on this channel.
-      pending_writes_[c.id] = PendingWrite{std::move(ctx), std::move(req)};
-      uint32_t id = c.id;
-      SetCancel(c, [this, c, id] {
-        if (pending_writes_.erase(id))
-          Reply(c, ErrorReply("OPERATION_INTERRUPTED", "file.write cancelled before its data arrived"));
-      });
-      return;
     }
-    return Reply(c, FileWrite(ctx, req));
-  }
-  if (op == "file.delete") return Reply(c, FileDelete(ctx, req));
-  if (op == "file.rename") return Reply(c, FileRename(ctx, req));
-  if (op == "file.move") return Reply(c, FileMove(ctx, req));
-  if (op == "file.mkdir") return Reply(c, FileMkdir(ctx, req));
-  if (op == "file.exists") return Reply(c, FileExists(ctx, req));
-  if (op == "file.list") {
-    return Reply(c, FileList(ctx, req, [&](std::string ev) { Event(c, ev); }));
-  }
-  Reply(c, UnknownOp(op));
+  });
+}
+
+void FileOps::Write(const Chan& c, FileWriteOp& op) {
+  FileCtx ctx = file_ctx_(op.session_id);
+  if (!op.content_in_data) return Reply(c, FileWrite(ctx, op));
+  // The content follows as a data frame on this channel.
+  pending_writes_[c.id] = PendingWrite{std::move(ctx), std::move(op)};
+  uint32_t id = c.id;
+  SetCancel(c, [this, c, id] {
+    if (pending_writes_.erase(id))
+      Reply(c, ErrorReply("OPERATION_INTERRUPTED", "file.write cancelled before its data arrived"));
+  });
 }
 
 bool FileOps::Data(const Chan& c, std::string* payload) {
@@ -63,7 +58,7 @@ bool FileOps::Data(const Chan& c, std::string* payload) {
   if (it == pending_writes_.end()) return false;
   PendingWrite w = std::move(it->second);
   pending_writes_.erase(it);
-  Reply(c, FileWrite(w.ctx, w.req, payload));
+  Reply(c, FileWrite(w.ctx, w.op, payload));
   return true;
 }
 

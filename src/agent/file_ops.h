@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -19,11 +18,11 @@ namespace cove::agent {
 
 class FileOps : public Part {
  public:
-  // file_ctx: the base directory (and owner) of a request's paths.
-  FileOps(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx);
+  // file_ctx: the base directory (and owner) of an op's paths.
+  FileOps(const PartEnv& env, FileCtxOf file_ctx);
   ~FileOps() override;
 
-  void Handle(const Chan& c, AnyOp& any, json& req) override;  // file.*
+  void Handle(const Chan& c, AnyOp& any) override;  // file.*
   // A data frame on c: the content of a file.write waiting for it (then
   // answered). False if no file.write waits on c.
   bool Data(const Chan& c, std::string* payload);
@@ -33,14 +32,19 @@ class FileOps : public Part {
  private:
   struct PendingWrite {  // file.write waiting for its data frame
     FileCtx ctx;
-    json req;
+    FileWriteOp op;
   };
   struct ReadTask {
     Chan chan;
     std::unique_ptr<FileReader> reader;
   };
 
-  std::function<FileCtx(const json&)> file_ctx_;
+  // Opens the file and queues its read (Pump sends it); a Cancel answers at once.
+  void StartRead(const Chan& c, const FileReadOp& op);
+  // Writes now, or with contentInData keeps op until its data frame (Data).
+  void Write(const Chan& c, FileWriteOp& op);
+
+  FileCtxOf file_ctx_;
   std::unordered_map<uint32_t, PendingWrite> pending_writes_;
   std::deque<ReadTask> reads_;
 };

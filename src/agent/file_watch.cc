@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "agent/util.h"
 #include "base/log.h"
@@ -96,19 +97,19 @@ bool Excluded(const std::vector<std::string>& exclude, const std::string& rel) {
   return false;
 }
 
-bool GetGlobs(const json& req, const char* key, std::vector<std::string>* out, bool* given, json* err) {
-  auto it = req.find(key);
-  if (it == req.end() || it->is_null()) return true;
-  if (!it->is_array() || it->size() > kMaxGlobs) {
+// Checks a glob list (absent: *given stays false) and copies it to *out.
+bool TakeGlobs(const std::optional<Strings>& globs, const char* key, std::vector<std::string>* out, bool* given,
+               json* err) {
+  if (!globs) return true;
+  if (globs->size() > kMaxGlobs) {
     *err = ValidationError(std::string("field '") + key + "' must be an array of glob strings", key);
     return false;
   }
-  for (auto& g : *it) {
-    if (!g.is_string() || g.get<std::string>().empty() || g.get<std::string>().size() > 1024) {
+  for (const std::string& s : *globs) {
+    if (s.empty() || s.size() > 1024) {
       *err = ValidationError(std::string("field '") + key + "' must be an array of glob strings", key);
       return false;
     }
-    const std::string& s = g.get_ref<const std::string&>();
     for (char ch : s) {
       if (ch == '[' || ch == ']' || ch == '{' || ch == '}' || ch == '\\' || ch == '\0') {
         *err = ValidationError(std::string("globs in '") + key + "' may only use '*', '**' and '?'", key);
@@ -137,11 +138,12 @@ std::string Join(const std::string& dir, std::string_view name) {
 
 }  // namespace
 
-bool FileWatches::ParseFsWatch(const json& req, bool check, FsWatch* w, json* err) {
-  std::string path;
-  if (!GetPath(req, "path", &path, err) || !GetBool(req, "recursive", &w->recursive, err)) return false;
+template <class Op>
+bool FileWatches::SetUpFsWatch(const Op& op, FsWatch* w, json* err) {
+  w->recursive = op.recursive;
   bool inc = false, exc = false;
-  if (!GetGlobs(req, "include", &w->include, &inc, err) || !GetGlobs(req, "exclude", &w->exclude, &exc, err))
+  if (!TakeGlobs(op.include, "include", &w->include, &inc, err) ||
+      !TakeGlobs(op.exclude, "exclude", &w->exclude, &exc, err))
     return false;
   if (inc && exc) {
     *err = ValidationError("include and exclude cannot be used together", "include");
@@ -149,18 +151,17 @@ bool FileWatches::ParseFsWatch(const json& req, bool check, FsWatch* w, json* er
   }
   if (!exc && !inc) w->exclude = kDefaultExclude;
   w->events = kAllEvents;
-  if (!check) {
-    auto it = req.find("events");
-    if (it != req.end() && !it->is_null()) {
-      if (!it->is_array() || it->empty()) {
+  if constexpr (std::is_same_v<Op, FsWatchOp>) {
+    if (op.events) {
+      if (op.events->empty()) {
         *err = ValidationError("field 'events' must be a non-empty array of event types", "events");
         return false;
       }
       w->events = 0;
-      for (auto& e : *it) {
+      for (const std::string& e : *op.events) {
         int bit = -1;
         for (int i = 0; i < 6; ++i)
-          if (e.is_string() && e.get<std::string>() == kEvTypes[i].name) bit = i;
+          if (e == kEvTypes[i].name) bit = i;
         if (bit < 0) {
           *err = ValidationError(
               "events must be among create, modify, delete, move_from, move_to, attrib", "events");
@@ -170,8 +171,7 @@ bool FileWatches::ParseFsWatch(const json& req, bool check, FsWatch* w, json* er
       }
     }
   }
-  FileCtx ctx = file_ctx_(req);
-  w->root = ResolvePath(ctx.base, path);
+  w->root = ResolvePath(file_ctx_(op.session_id).base, op.path);
   return true;
 }
 
@@ -481,16 +481,14 @@ void FileWatches::OnConnectionLost() {
   fs_lagging_ = false;
 }
 
-FileWatches::FileWatches(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx)
-    : Part(env), file_ctx_(std::move(file_ctx)) {}
+FileWatches::FileWatches(const PartEnv& env, FileCtxOf file_ctx) : Part(env), file_ctx_(std::move(file_ctx)) {}
 
 FileWatches::~FileWatches() = default;
 
-void FileWatches::Handle(const Chan& c, AnyOp& any, json& req) {
-  const std::string op(OpName(any));
-  if (op == "fs.watch") return StartFsWatch(c, req);
-  if (op == "fs.check") return FsCheck(c, req);
-  Reply(c, UnknownOp(op));
+void FileWatches::Handle(const Chan& c, AnyOp& any) {
+  if (auto* op = std::get_if<FsWatchOp>(&any)) return StartFsWatch(c, *op);
+  if (auto* op = std::get_if<FsCheckOp>(&any)) return FsCheck(c, *op);
+  Part::Handle(c, any);
 }
 
 bool FileWatches::Pump() {
@@ -498,10 +496,10 @@ bool FileWatches::Pump() {
   return false;
 }
 
-void FileWatches::StartFsWatch(const Chan& c, const json& req) {
+void FileWatches::StartFsWatch(const Chan& c, const FsWatchOp& op) {
   auto w = std::make_unique<FsWatch>();
   json err;
-  if (!ParseFsWatch(req, false, w.get(), &err)) return Reply(c, err);
+  if (!SetUpFsWatch(op, w.get(), &err)) return Reply(c, err);
   w->num = next_fs_watch_++;
   w->id = std::to_string(w->num);
   w->id.insert(0, 1, 'w');
@@ -517,12 +515,11 @@ void FileWatches::StartFsWatch(const Chan& c, const json& req) {
   });
 }
 
-void FileWatches::FsCheck(const Chan& c, const json& req) {
+void FileWatches::FsCheck(const Chan& c, const FsCheckOp& op) {
   auto w = std::make_unique<FsWatch>();
   json err;
-  std::string since;
-  if (!ParseFsWatch(req, true, w.get(), &err) || !GetString(req, "since", false, &since, &err))
-    return Reply(c, err);
+  if (!SetUpFsWatch(op, w.get(), &err)) return Reply(c, err);
+  const std::string since = op.since.value_or("");
   w->check = true;
   std::string key = Dump(json{{"path", w->root}, {"recursive", w->recursive}, {"include", w->include},
                               {"exclude", w->exclude}});

@@ -9,7 +9,6 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,11 +23,11 @@ namespace cove::agent {
 
 class FileWatches : public Part {
  public:
-  // file_ctx: the base directory (and owner) a request's paths are relative to.
-  FileWatches(const PartEnv& env, std::function<FileCtx(const json& req)> file_ctx);
+  // file_ctx: the base directory (and owner) an op's paths are relative to.
+  FileWatches(const PartEnv& env, FileCtxOf file_ctx);
   ~FileWatches() override;
 
-  void Handle(const Chan& c, AnyOp& any, json& req) override;  // fs.watch, fs.check
+  void Handle(const Chan& c, AnyOp& any) override;  // fs.watch, fs.check
   void OnConnectionLost() override;  // ends the fs.watch streams
   void OnCredit() override { fs_lagging_ = true; }
   bool Pump() override;
@@ -62,10 +61,13 @@ class FileWatches : public Part {
     uint64_t floor = 0;  // cursors below this are expired
     std::deque<uint64_t> log;
   };
-  void StartFsWatch(const Chan& c, const json& req);
-  void FsCheck(const Chan& c, const json& req);
-  // Parses the common fields; on error returns false and sets *err.
-  bool ParseFsWatch(const json& req, bool check, FsWatch* w, json* err);
+  void StartFsWatch(const Chan& c, const FsWatchOp& op);
+  void FsCheck(const Chan& c, const FsCheckOp& op);
+  // Sets up *w from the fields fs.watch and fs.check share (and fs.watch's
+  // events), checking what their types do not say; on error returns false
+  // and sets *err.
+  template <class Op>
+  bool SetUpFsWatch(const Op& op, FsWatch* w, json* err);
   bool OpenFsWatch(FsWatch* w, json* err);
   void AddFsDir(FsWatch* w, const std::string& dir, bool scan_events, int depth);
   void RemoveFsDirTree(FsWatch* w, const std::string& dir);
@@ -76,8 +78,7 @@ class FileWatches : public Part {
   void PumpAllFsWatches();
   void FinishFsWatch(uint64_t num, const json* reply);
 
-
-  std::function<FileCtx(const json&)> file_ctx_;
+  FileCtxOf file_ctx_;
   std::map<uint64_t, std::unique_ptr<FsWatch>> fs_watches_;
   std::unordered_map<std::string, uint64_t> check_keys_;  // fs.check key -> watch num
   uint64_t next_fs_watch_ = 1;

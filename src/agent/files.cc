@@ -233,29 +233,22 @@ struct Lister {
 
 }  // namespace
 
-json FileWrite(const FileCtx& ctx, json& req, const std::string* data_frame) {
-  json err;
-  std::string path_in, encoding;
-  bool in_data = false;
-  if (!GetPath(req, "path", &path_in, &err) || !GetString(req, "encoding", false, &encoding, &err) ||
-      !GetBool(req, "contentInData", &in_data, &err))
-    return err;
-  if (in_data) {
+json FileWrite(const FileCtx& ctx, FileWriteOp& op, const std::string* data_frame) {
+  if (op.content_in_data) {
     if (!data_frame) return ValidationError("contentInData needs a data frame", "contentInData");
-    return WriteFileData(ctx, path_in, *data_frame);
+    return WriteFileData(ctx, op.path, *data_frame);
   }
-  auto it = req.find("content");
-  if (it == req.end() || !it->is_string()) return ValidationError("missing string field 'content'", "content");
-  // Take the (possibly huge) string out of the request instead of copying it.
-  std::string content = std::move(it->get_ref<std::string&>());
-  if (encoding == "base64") {
+  if (!op.content) return ValidationError("missing string field 'content'", "content");
+  // Take the (possibly huge) string out of the op instead of copying it.
+  std::string content = std::move(*op.content);
+  op.content.reset();
+  if (op.encoding == "base64") {
     auto d = Base64DecodeLenient(content);
     std::string().swap(content);
     if (!d) return ValidationError("content is not valid base64", "content");
-    return WriteFileData(ctx, path_in, *d);
+    return WriteFileData(ctx, op.path, *d);
   }
-  if (encoding.empty() || encoding == "utf-8" || encoding == "utf8") return WriteFileData(ctx, path_in, content);
-  return ValidationError("encoding must be 'utf-8' or 'base64'", "encoding");
+  return WriteFileData(ctx, op.path, content);  // utf-8 (ops.h allows no other encoding)
 }
 
 json WriteFileData(const FileCtx& ctx, const std::string& path_in, std::string_view data) {
@@ -307,11 +300,8 @@ json WriteFileData(const FileCtx& ctx, const std::string& path_in, std::string_v
   return json{{"path", path}, {"bytesWritten", data.size()}};
 }
 
-json FileDelete(const FileCtx& ctx, const json& req) {
-  json err;
-  std::string p;
-  if (!GetPath(req, "path", &p, &err)) return err;
-  std::string path = Resolve(ctx, p);
+json FileDelete(const FileCtx& ctx, const FileDeleteOp& op) {
+  std::string path = Resolve(ctx, op.path);
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) return FsError(errno, "file.delete", path);
   if (S_ISDIR(st.st_mode)) return FsError(EISDIR, "file.delete", path);
@@ -319,57 +309,35 @@ json FileDelete(const FileCtx& ctx, const json& req) {
   return json{{"path", path}};
 }
 
-json FileRename(const FileCtx& ctx, const json& req) {
-  json err;
-  std::string a, b;
-  if (!GetPath(req, "oldPath", &a, &err) || !GetPath(req, "newPath", &b, &err)) return err;
-  return MoveImpl(ctx, a, b, "file.rename");
+json FileRename(const FileCtx& ctx, const FileRenameOp& op) {
+  return MoveImpl(ctx, op.old_path, op.new_path, "file.rename");
 }
 
-json FileMove(const FileCtx& ctx, const json& req) {
-  json err;
-  std::string a, b;
-  if (!GetPath(req, "sourcePath", &a, &err) || !GetPath(req, "destinationPath", &b, &err))
-    return err;
-  return MoveImpl(ctx, a, b, "file.move");
+json FileMove(const FileCtx& ctx, const FileMoveOp& op) {
+  return MoveImpl(ctx, op.source_path, op.destination_path, "file.move");
 }
 
-json FileMkdir(const FileCtx& ctx, const json& req) {
-  json err;
-  std::string p;
-  bool recursive = false;
-  if (!GetPath(req, "path", &p, &err) || !GetBool(req, "recursive", &recursive, &err)) return err;
-  std::string path = Resolve(ctx, p);
-  if (recursive) {
+json FileMkdir(const FileCtx& ctx, const FileMkdirOp& op) {
+  std::string path = Resolve(ctx, op.path);
+  if (op.recursive) {
     if (int e = MkdirAll(ctx, path); e != 0) return FsError(e, "file.mkdir", path);
   } else {
     if (mkdir(path.c_str(), 0755) != 0) return FsError(errno, "file.mkdir", path);
     Chown(ctx, path);
   }
-  return json{{"path", path}, {"recursive", recursive}};
+  return json{{"path", path}, {"recursive", op.recursive}};
 }
 
-json FileList(const FileCtx& ctx, const json& req, const EmitFn& emit) {
-  json err;
-  std::string p;
-  bool recursive = false, hidden = false;
-  if (!GetPath(req, "path", &p, &err) || !GetBool(req, "recursive", &recursive, &err) ||
-      !GetBool(req, "includeHidden", &hidden, &err))
-    return err;
-  // The HTTP shape nests them in "options"; accept both.
-  if (auto it = req.find("options"); it != req.end() && it->is_object()) {
-    if (!GetBool(*it, "recursive", &recursive, &err) || !GetBool(*it, "includeHidden", &hidden, &err))
-      return err;
-  }
-  std::string path = Resolve(ctx, p);
+json FileList(const FileCtx& ctx, const FileListOp& op, const EmitFn& emit) {
+  std::string path = Resolve(ctx, op.path);
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return FsError(errno, "file.list", path);
   if (!S_ISDIR(st.st_mode)) return FsError(ENOTDIR, "file.list", path);
   if (access(path.c_str(), R_OK | X_OK) != 0) return FsError(errno, "file.list", path);
   Lister l;
   l.root = path;
-  l.recursive = recursive;
-  l.hidden = hidden;
+  l.recursive = op.recursive;
+  l.hidden = op.include_hidden;
   l.emit = &emit;
   l.Walk(path);
   json reply = {{"path", path}, {"files", std::move(l.batch)}, {"count", l.count}};
@@ -377,30 +345,21 @@ json FileList(const FileCtx& ctx, const json& req, const EmitFn& emit) {
   return reply;
 }
 
-json FileExists(const FileCtx& ctx, const json& req) {
-  json err;
-  std::string p;
-  if (!GetPath(req, "path", &p, &err)) return err;
-  std::string path = Resolve(ctx, p);
+json FileExists(const FileCtx& ctx, const FileExistsOp& op) {
+  std::string path = Resolve(ctx, op.path);
   struct stat st;
   return json{{"path", path}, {"exists", stat(path.c_str(), &st) == 0}};
 }
 
-std::variant<std::unique_ptr<FileReader>, json> FileReader::Open(const FileCtx& ctx, const json& req) {
-  json err;
-  std::string p, encoding;
-  std::optional<uint64_t> max_bytes;
-  bool raw = false;
-  if (!GetPath(req, "path", &p, &err) || !GetString(req, "encoding", false, &encoding, &err) ||
-      !GetUint(req, "maxBytes", &max_bytes, &err) || !GetBool(req, "rawData", &raw, &err))
-    return err;
+std::variant<std::unique_ptr<FileReader>, json> FileReader::Open(const FileCtx& ctx, const FileReadOp& req) {
+  std::string encoding = req.encoding.value_or("");  // "", or one of kEncodings (ops.h)
   if (encoding == "utf8") encoding = "utf-8";
-  if (!encoding.empty() && encoding != "utf-8" && encoding != "base64")
-    return ValidationError("encoding must be 'utf-8' or 'base64'", "encoding");
+  std::optional<uint64_t> max_bytes;  // non-negative (ops.h)
+  if (req.max_bytes) max_bytes = static_cast<uint64_t>(*req.max_bytes);
   std::unique_ptr<FileReader> r(new FileReader());
-  r->path_ = Resolve(ctx, p);
+  r->path_ = Resolve(ctx, req.path);
   r->requested_ = encoding;
-  r->raw_ = raw;
+  r->raw_ = req.raw_data;
   const std::string op = "file.read";
   r->fd_.Reset(open(r->path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!r->fd_) return FsError(errno, op, r->path_);

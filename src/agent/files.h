@@ -1,5 +1,6 @@
 // File operations of cove-agent (docs/agent-protocol.md, file.*). Each takes
-// the request JSON and returns the reply JSON (an ErrorReply on failure).
+// its typed op (ops.h: fields already checked against their types and
+// rules) and returns the reply JSON (an ErrorReply on failure).
 // Paths are resolved lexically against FileCtx::base; the agent runs them
 // with its own credentials (root in a sandbox).
 #pragma once
@@ -13,6 +14,7 @@
 #include <string>
 #include <variant>
 
+#include "agent/ops.h"
 #include "agent/reply.h"
 #include "agent/util.h"
 #include "sys/unique_fd.h"
@@ -24,22 +26,24 @@ struct FileCtx {
   // Owner for files and directories the op creates (a non-root session).
   std::optional<std::pair<uid_t, gid_t>> owner;
 };
+// The FileCtx of an op's sessionId (absent: no session).
+using FileCtxOf = std::function<FileCtx(const std::optional<std::string>& session_id)>;
 
 // Emits one event payload (a serialised JSON object) on the op's channel.
 using EmitFn = std::function<void(std::string payload)>;
 
-// `content` is moved out of req. With contentInData:true the raw content is
-// the op's data frame (`data_frame`, null until it arrives).
-json FileWrite(const FileCtx& ctx, json& req, const std::string* data_frame = nullptr);
+// `op.content` is moved out. With contentInData the raw content is the op's
+// data frame (`data_frame`, null until it arrives).
+json FileWrite(const FileCtx& ctx, FileWriteOp& op, const std::string* data_frame = nullptr);
 // Atomically replaces path (relative to ctx.base) with data.
 json WriteFileData(const FileCtx& ctx, const std::string& path, std::string_view data);
-json FileDelete(const FileCtx& ctx, const json& req);
-json FileRename(const FileCtx& ctx, const json& req);  // oldPath/newPath
-json FileMove(const FileCtx& ctx, const json& req);    // sourcePath/destinationPath
-json FileMkdir(const FileCtx& ctx, const json& req);
+json FileDelete(const FileCtx& ctx, const FileDeleteOp& op);
+json FileRename(const FileCtx& ctx, const FileRenameOp& op);
+json FileMove(const FileCtx& ctx, const FileMoveOp& op);
+json FileMkdir(const FileCtx& ctx, const FileMkdirOp& op);
 // Large listings are sent in {type:"files", files:[...]} events first.
-json FileList(const FileCtx& ctx, const json& req, const EmitFn& emit);
-json FileExists(const FileCtx& ctx, const json& req);
+json FileList(const FileCtx& ctx, const FileListOp& op, const EmitFn& emit);
+json FileExists(const FileCtx& ctx, const FileExistsOp& op);
 
 // Largest total of entries one file.list returns (then truncated:true).
 inline constexpr size_t kMaxListEntries = 200000;
@@ -48,10 +52,10 @@ inline constexpr size_t kMaxListEntries = 200000;
 // or buffers unboundedly: Step() emits up to about `budget` bytes of events.
 class FileReader {
  public:
-  // Validates the request and opens the file; on failure returns the error reply.
-  static std::variant<std::unique_ptr<FileReader>, json> Open(const FileCtx& ctx, const json& req);
+  // Opens the file of `op`; on failure returns the error reply.
+  static std::variant<std::unique_ptr<FileReader>, json> Open(const FileCtx& ctx, const FileReadOp& op);
   // Emits metadata/chunk events; returns the final reply once done.
-  // With `rawData:true` in the request and `data` given, the content goes to
+  // With `op.raw_data` and `data` given, the content goes to
   // `data` as raw bytes (a Data frame each) instead of chunk events.
   std::optional<json> Step(const EmitFn& emit, size_t budget, const EmitFn* data = nullptr);
 

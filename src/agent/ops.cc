@@ -188,7 +188,7 @@ Result<Op> ParseOp(const Json& request) {
 
 // Every op of AnyOp (checked below).
 #define COVE_EACH_OP(X) \
-  X(ExecOp) X(SessionCreateOp) X(SessionDeleteOp) X(SessionListOp) X(FileReadOp) \
+  X(HelloOp) X(ExecOp) X(SessionCreateOp) X(SessionDeleteOp) X(SessionListOp) X(FileReadOp) \
   X(FileWriteOp) X(FileDeleteOp) X(FileExistsOp) X(FileRenameOp) X(FileMoveOp) \
   X(FileMkdirOp) X(FileListOp) X(ProcessStartOp) X(ProcessListOp) X(ProcessGetOp) \
   X(ProcessLogsOp) X(ProcessStreamOp) X(ProcessKillOp) X(ProcessKillAllOp) X(ProcessCleanupOp) \
@@ -225,7 +225,8 @@ Result<AnyOp> ParseAlternative(const Json& request, std::string_view name) {
 Result<AnyOp> ParseAnyOp(const Json& request) {
   if (!request.is_object()) return MakeError(ErrorCode::kInvalidArgument, "a request must be a JSON object");
   auto name = request.find("op");
-  if (name == request.end() || !name->is_string()) return MakeError(ErrorCode::kInvalidArgument, "missing field 'op'");
+  if (name == request.end() || !name->is_string())
+    return MakeError(ErrorCode::kInvalidArgument, "missing field 'op'").With("field", "op");
   return ParseAlternative(request, name->get_ref<const std::string&>());
 }
 

@@ -54,6 +54,13 @@ inline constexpr std::string_view kPortModes[] = {"http", "tcp"};
 
 // ---- Ops (coved -> agent) ----
 
+// The agent's version, sessions and window (also coved's ping).
+struct HelloOp {
+  static constexpr std::string_view kOp = "hello";
+  template <class S, class V>
+  static void Fields(S&, V&) {}
+};
+
 struct ExecOp {
   static constexpr std::string_view kOp = "exec";
   std::string command;
@@ -405,7 +412,7 @@ struct ContextDeleteOp : ContextGetOp {
   static constexpr std::string_view kOp = "context.delete";
 };
 
-using AnyOp = std::variant<ExecOp, SessionCreateOp, SessionDeleteOp, SessionListOp, FileReadOp, FileWriteOp,
+using AnyOp = std::variant<HelloOp, ExecOp, SessionCreateOp, SessionDeleteOp, SessionListOp, FileReadOp, FileWriteOp,
                            FileDeleteOp, FileExistsOp, FileRenameOp, FileMoveOp, FileMkdirOp, FileListOp,
                            ProcessStartOp, ProcessListOp, ProcessGetOp, ProcessLogsOp, ProcessStreamOp,
                            ProcessKillOp, ProcessKillAllOp, ProcessCleanupOp, PortWatchOp, FsWatchOp, FsCheckOp, PtyAttachOp,
@@ -419,7 +426,8 @@ Json ToJson(const AnyOp& op);
 // A request whose "op" must be Op::kOp.
 template <class Op>
 Result<Op> ParseOp(const Json& request);
-// A request of any op (an unknown "op" is kInvalidArgument).
+// A request of any op (an unknown "op" is kInvalidArgument with context
+// "op"; a missing one, with context "field" "op").
 Result<AnyOp> ParseAnyOp(const Json& request);
 // The "op" of `op` (its kOp).
 std::string_view OpName(const AnyOp& op);

@@ -125,6 +125,126 @@ TEST(OpsTest, ErrorsNameTheField) {
   EXPECT_EQ(u.error().context.count("field"), 0u);
 }
 
+// The problem of parsing `text` (which must fail): {message, field}.
+std::pair<std::string, std::string> Refusal(const char* text) {
+  auto r = ParseAnyOp(Json::parse(text));
+  if (r.ok()) return {"parsed", ""};
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << text;
+  auto field = r.error().context.find("field");
+  return {r.error().message, field == r.error().context.end() ? "" : field->second};
+}
+
+TEST(OpsTest, FileOpsNameTheMissingOrMistypedField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"op":"file.read"})", "path"},
+      {R"({"op":"file.read","path":null})", "path"},
+      {R"({"op":"file.read","path":7})", "path"},
+      {R"({"op":"file.read","path":"/a","maxBytes":"10"})", "maxBytes"},
+      {R"({"op":"file.read","path":"/a","maxBytes":1.5})", "maxBytes"},
+      {R"({"op":"file.read","path":"/a","maxBytes":-1})", "maxBytes"},
+      {R"({"op":"file.read","path":"/a","encoding":5})", "encoding"},
+      {R"({"op":"file.read","path":"/a","sessionId":7})", "sessionId"},
+      {R"({"op":"file.write","content":"x"})", "path"},
+      {R"({"op":"file.write","path":"/a","content":5})", "content"},
+      {R"({"op":"file.write","path":"/a","content":"x","encoding":"latin1"})", "encoding"},
+      {R"({"op":"file.write","path":"/a","contentInData":1})", "contentInData"},
+      {R"({"op":"file.delete","path":""})", "path"},
+      {R"({"op":"file.exists","path":["/a"]})", "path"},
+      {R"({"op":"file.rename","newPath":"/b"})", "oldPath"},
+      {R"({"op":"file.rename","oldPath":"/a","newPath":""})", "newPath"},
+      {R"({"op":"file.move","sourcePath":"/a"})", "destinationPath"},
+      {R"({"op":"file.move","sourcePath":{},"destinationPath":"/b"})", "sourcePath"},
+      {R"({"op":"file.mkdir","path":"/a","recursive":"true"})", "recursive"},
+      {R"({"op":"file.list","path":"/a","includeHidden":1})", "includeHidden"},
+      {R"({"op":"file.list","path":"/a","recursive":[]})", "recursive"},
+  };
+  for (auto [text, field] : cases) {
+    auto [message, named] = Refusal(text);
+    EXPECT_EQ(named, field) << text << ": " << message;
+    EXPECT_NE(message.find(field), std::string::npos) << text << ": " << message;
+  }
+  EXPECT_EQ(Refusal(R"({"op":"file.read","path":"/a","encoding":"latin1"})").first,
+            "field 'encoding' must be one of 'utf-8', 'utf8', 'base64'");
+  EXPECT_EQ(Refusal(R"({"op":"file.move","sourcePath":"/a"})").first, "missing field 'destinationPath'");
+  EXPECT_EQ(Refusal(R"({"op":"file.list","path":"/a","recursive":"yes"})").first, "field 'recursive' must be a boolean");
+}
+
+TEST(OpsTest, WatchOpsNameTheMissingOrMistypedField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"op":"fs.watch"})", "path"},
+      {R"({"op":"fs.watch","path":"/a","recursive":"no"})", "recursive"},
+      {R"({"op":"fs.watch","path":"/a","include":"*.js"})", "include"},
+      {R"({"op":"fs.watch","path":"/a","exclude":[null]})", "exclude"},
+      {R"({"op":"fs.watch","path":"/a","events":["create",1]})", "events"},
+      {R"({"op":"fs.watch","path":"/a","sessionId":""})", "sessionId"},
+      {R"({"op":"fs.check","path":""})", "path"},
+      {R"({"op":"fs.check","path":"/a","since":5})", "since"},
+      {R"({"op":"fs.check","path":"/a","include":[1]})", "include"},
+  };
+  for (auto [text, field] : cases) {
+    auto [message, named] = Refusal(text);
+    EXPECT_EQ(named, field) << text << ": " << message;
+  }
+  EXPECT_EQ(Refusal(R"({"op":"fs.watch","path":"/a","include":"*.js"})").first,
+            "field 'include' must be a list of strings");
+}
+
+TEST(OpsTest, FileAndWatchOpsRoundTripEveryField) {
+  FileReadOp read;
+  read.path = "a.txt";
+  read.session_id = "s";
+  read.encoding = "base64";
+  read.max_bytes = 1 << 20;
+  read.raw_data = true;
+  auto r = ParseOp<FileReadOp>(ToJson(read));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(ToJson(*r), Json::parse(
+      R"({"op":"file.read","path":"a.txt","sessionId":"s","encoding":"base64","maxBytes":1048576,"rawData":true})"));
+  FsCheckOp check;
+  check.path = "/w";
+  check.recursive = false;
+  check.include = Strings{"*.ts"};
+  check.since = "c1:4";
+  auto c = ParseOp<FsCheckOp>(ToJson(check));
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(c->recursive);
+  EXPECT_EQ(c->include, Strings{"*.ts"});
+  EXPECT_EQ(c->since, "c1:4");
+  // Absent or null optionals stay empty; bools keep their defaults; unknown keys are ignored.
+  auto w = ParseOp<FileWriteOp>(Json::parse(R"({"op":"file.write","path":"/a","content":null,"contentInData":null,"options":{"x":1}})"));
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_FALSE(w->content.has_value());
+  EXPECT_FALSE(w->content_in_data);
+  auto l = ParseOp<FileListOp>(Json::parse(R"({"op":"file.list","path":"/a","recursive":true})"));
+  ASSERT_TRUE(l.ok());
+  EXPECT_TRUE(l->recursive);
+  EXPECT_FALSE(l->include_hidden);
+}
+
+TEST(OpsTest, UnknownAndMissingOpsAreNamed) {
+  for (const char* name : {"file.copy", "fs.unwatch", "FILE.READ", "file.read ", "file."}) {
+    auto r = ParseAnyOp(Json{{"op", name}, {"path", "/a"}});
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.error().message, "unknown op '" + std::string(name) + "'");
+    EXPECT_EQ(r.error().context.at("op"), name);
+  }
+  for (const char* text : {R"({"path":"/a"})", R"({"op":null})", R"({"op":["file.read"]})"}) {
+    auto [message, field] = Refusal(text);
+    EXPECT_EQ(message, "missing field 'op'") << text;
+    EXPECT_EQ(field, "op") << text;
+  }
+  // A parser of one op refuses every other.
+  EXPECT_FALSE(ParseOp<FileDeleteOp>(Json::parse(R"({"op":"file.exists","path":"/a"})")).ok());
+  EXPECT_FALSE(ParseOp<FsWatchOp>(Json::parse(R"({"op":"fs.check","path":"/a"})")).ok());
+}
+
+TEST(OpsTest, HelloIsAnOpWithoutFields) {
+  EXPECT_EQ(ToJson(HelloOp{}), Json::parse(R"({"op":"hello"})"));
+  auto r = ParseAnyOp(Json::parse(R"({"op":"hello","fromANewerCoved":1})"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(std::holds_alternative<HelloOp>(*r));
+}
+
 TEST(OpsTest, EnvNamesAreVariablesAndValuesStrings) {
   EXPECT_TRUE(ParseOp<ExecOp>(Json{{"op", "exec"}, {"command", "x"}, {"env", {{"_A1", "v"}}}}).ok());
   for (const Json& env : {Json{{"A B", "1"}}, Json{{"1A", "1"}}, Json{{"", "1"}}, Json{{"A", 1}},

@@ -2,6 +2,6 @@
 
 namespace cove::agent {
 
-void Part::Handle(const Chan& c, AnyOp& op, json&) { Reply(c, UnknownOp(std::string(OpName(op)))); }
+void Part::Handle(const Chan& c, AnyOp& op) { Reply(c, UnknownOp(std::string(OpName(op)))); }
 
 }  // namespace cove::agent

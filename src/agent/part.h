@@ -1,8 +1,8 @@
 // Part: one concept of cove-agent (sessions, sessionless commands,
 // background processes, port watches, file watches, terminals, code
 // contexts, file operations). A part owns its state; Agent owns the
-// connection and drives the parts: it hands each the requests of its ops
-// (Handle) and tells it about the connection and the loop (the hooks below).
+// connection and drives the parts: it hands each its ops, typed (Handle),
+// and tells it about the connection and the loop (the hooks below).
 // A part answers through the Link, watches fds and sets timers on the
 // EventLoop, and registers the children it starts in Children.
 #pragma once
@@ -49,12 +49,12 @@ class Part {
   Part(const Part&) = delete;
   Part& operator=(const Part&) = delete;
 
-  // Serves a request with an op this part is routed (agent.cc), parsed
-  // (ops.h) into `op`; c is answered now or later (a Cancel frame runs what
-  // SetCancel installed). `req` is the request as received, read only by
-  // the parts whose handlers do not take typed ops yet. The default answers
-  // that the op is unknown.
-  virtual void Handle(const Chan& c, AnyOp& op, json& req);
+  // Serves an op this part is routed (agent.cc), parsed and checked (ops.h);
+  // the part may move what it keeps out of `op`. c is answered now or later
+  // (a Cancel frame runs what SetCancel installed); data frames on c come
+  // through the part's own entry (FileOps::Data, Terminals::Input). The
+  // default answers that the op is unknown.
+  virtual void Handle(const Chan& c, AnyOp& op);
   // The connection dropped: all its channels are dead; forget what is kept per channel.
   virtual void OnConnectionLost() {}
   // A channel got credit: producers that keep their own queues look again.

@@ -43,9 +43,9 @@ PortWatches::PortWatches(const PartEnv& env, ProcessLookup find_process)
 
 PortWatches::~PortWatches() = default;
 
-void PortWatches::Handle(const Chan& c, AnyOp& any, json& req) {
+void PortWatches::Handle(const Chan& c, AnyOp& any) {
   if (auto* watch = std::get_if<PortWatchOp>(&any)) return StartPortWatch(c, *watch);
-  Part::Handle(c, any, req);
+  Part::Handle(c, any);
 }
 
 // port 1-65535, mode http or tcp, statuses 100-599, interval >= 0 (ops.h).

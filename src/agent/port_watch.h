@@ -29,7 +29,7 @@ class PortWatches : public Part {
   PortWatches(const PartEnv& env, ProcessLookup find_process);
   ~PortWatches() override;
 
-  void Handle(const Chan& c, AnyOp& any, json& req) override;  // port.watch
+  void Handle(const Chan& c, AnyOp& any) override;  // port.watch
   void OnConnectionLost() override;
   // Background process `process_id` exited: its watches answer process_exited.
   void OnProcessExit(const std::string& process_id, std::optional<int> exit_code);

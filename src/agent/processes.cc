@@ -90,7 +90,7 @@ json Processes::BgInfo(const BgProc& p) const {
   return j;
 }
 
-void Processes::Handle(const Chan& c, AnyOp& any, json& req) {
+void Processes::Handle(const Chan& c, AnyOp& any) {
   if (auto* start = std::get_if<ProcessStartOp>(&any)) return Reply(c, StartBgProcess(*start));
   if (auto* list = std::get_if<ProcessListOp>(&any)) {
     std::string want = list->status.value_or("");
@@ -140,7 +140,7 @@ void Processes::Handle(const Chan& c, AnyOp& any, json& req) {
   else if (auto* kill = std::get_if<ProcessKillOp>(&any)) id = kill->process_id;
   else if (auto* logs = std::get_if<ProcessLogsOp>(&any)) id = logs->process_id;
   else if (auto* stream = std::get_if<ProcessStreamOp>(&any)) id = stream->process_id;
-  else return Part::Handle(c, any, req);
+  else return Part::Handle(c, any);
   auto it = bg_.find(id);
   if (it == bg_.end())
     return Reply(c, ErrorReply("PROCESS_NOT_FOUND", "process '" + id + "' not found", json{{"processId", id}}));

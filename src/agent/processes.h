@@ -36,7 +36,7 @@ class Processes : public Part {
   Processes(const PartEnv& env, SessionLookup session, ExitFn on_exit);
   ~Processes() override;
 
-  void Handle(const Chan& c, AnyOp& any, json& req) override;  // process.*
+  void Handle(const Chan& c, AnyOp& any) override;  // process.*
   void OnConnectionLost() override;  // drops followers and pending logs answers
   void OnCredit() override { bg_lagging_ = true; }
   bool Pump() override;

@@ -29,12 +29,12 @@ Sessions::Sessions(const PartEnv& env, Commands& commands) : Part(env), commands
 
 Sessions::~Sessions() = default;
 
-void Sessions::Handle(const Chan& c, AnyOp& op, json&) {
+void Sessions::Handle(const Chan& c, AnyOp& op) {
   if (auto* exec = std::get_if<ExecOp>(&op)) return HandleExec(c, *exec);
   if (auto* create = std::get_if<SessionCreateOp>(&op)) return Reply(c, CreateSession(*create));
   if (auto* del = std::get_if<SessionDeleteOp>(&op)) return Reply(c, DeleteSession(*del));
   if (std::holds_alternative<SessionListOp>(op)) return Reply(c, json{{"sessions", Ids()}});
-  Reply(c, UnknownOp(std::string(OpName(op))));
+  Part::Handle(c, op);
 }
 
 void Sessions::Shutdown() {
@@ -409,11 +409,9 @@ std::string Sessions::SessionCwd(const std::string& session_id) {
   return s->spec.cwd;
 }
 
-FileCtx Sessions::MakeFileCtx(const json& req) {
+FileCtx Sessions::MakeFileCtx(const std::optional<std::string>& session_id) {
   FileCtx ctx;
-  std::string sid;
-  json err;
-  GetString(req, "sessionId", false, &sid, &err);
+  const std::string sid = session_id.value_or("");
   ctx.base = SessionCwd(sid);
   if (!sid.empty()) {
     auto it = sessions_.find(sid);

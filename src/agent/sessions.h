@@ -37,7 +37,7 @@ class Sessions : public Part {
   Sessions(const PartEnv& env, Commands& commands);
   ~Sessions() override;
 
-  void Handle(const Chan& c, AnyOp& op, json& req) override;  // exec, session.*
+  void Handle(const Chan& c, AnyOp& op) override;  // exec, session.*
   void Shutdown() override;  // kills every shell and what it runs
 
   // Session ids, in order.
@@ -45,9 +45,9 @@ class Sessions : public Part {
   // The cwd, user and env of session_id, which is created when unknown (SessionLookup).
   SessionContext Context(const std::string& session_id);
   // The directory a file op's relative paths start from: the cwd of the
-  // request's session (created when unknown), else the workspace; and the
-  // owner of what it creates (a non-root session's user).
-  FileCtx MakeFileCtx(const json& req);
+  // op's session (created when unknown), else the workspace; and the owner
+  // of what it creates (a non-root session's user).
+  FileCtx MakeFileCtx(const std::optional<std::string>& session_id);
 
  private:
   struct SessionSpec {

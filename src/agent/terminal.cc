@@ -98,10 +98,10 @@ void Terminals::Shutdown() {
   }
 }
 
-void Terminals::Handle(const Chan& c, AnyOp& any, json& req) {
+void Terminals::Handle(const Chan& c, AnyOp& any) {
   if (auto* attach = std::get_if<PtyAttachOp>(&any)) return PtyAttach(c, *attach);
   auto* resize = std::get_if<PtyResizeOp>(&any);
-  if (!resize) return Part::Handle(c, any, req);
+  if (!resize) return Part::Handle(c, any);
   // cols and rows: 1-1000 (ops.h).
   const std::string& sid = resize->session_id;
   auto it = ptys_.find(sid);

@@ -29,7 +29,7 @@ class Terminals : public Part {
   Terminals(const PartEnv& env, SessionLookup session);
   ~Terminals() override;
 
-  void Handle(const Chan& c, AnyOp& any, json& req) override;  // pty.*
+  void Handle(const Chan& c, AnyOp& any) override;  // pty.*
   // A data frame on channel chan_id: keystrokes for the PTY it is attached
   // to. False if it is not an attached channel.
   bool Input(uint32_t chan_id, std::string_view data);

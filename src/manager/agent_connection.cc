@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/ops.h"
 #include "base/json_limits.h"
 #include "base/json_parse.h"
 #include "base/log.h"
@@ -11,8 +12,8 @@ namespace cove {
 using agent::FrameType;
 
 namespace {
-// Built outside the coroutine: GCC 12 cannot keep the literal's array temporaries in a frame.
-Json HelloRequest() { return Json{{"op", "hello"}}; }
+// The hello request (also the ping), built outside the coroutines.
+Json HelloRequest() { return agent::ToJson(agent::HelloOp{}); }
 }  // namespace
 
 AgentConnection::Call::Call(std::shared_ptr<AgentConnection> conn, uint32_t channel)
