@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "daemon/egress.h"
 #include "io/connection_limits.h"
+#include "io/heap_keeper.h"
 #include "manager/images.h"
 #include "manager/kernel_sandbox_host.h"
 #include "manager/manager.h"
@@ -134,6 +135,7 @@ int Run(const Config& c) {
   }
 
   asio::io_context io(1);
+  io::KeepHeapForTransfers(io.get_executor());  // file bodies without a page fault per 4 KiB
   Images images(io.get_executor(), c.state_dir + "/images");
   if (auto s = images.Init(); !s.ok()) {
     log::Error("cannot prepare images: {}", s.error().ToString());
