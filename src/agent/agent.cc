@@ -298,8 +298,7 @@ void Agent::Flush() {
   }
   if (out_off_ == out_.size()) {
     if (out_.capacity() > (4 << 20)) {
-      std::string().swap(out_);
-      malloc_trim(0);
+      std::string().swap(out_);  // the heap is trimmed once the agent is idle (ArmHeapTrim)
     } else {
       out_.clear();
     }

@@ -451,7 +451,7 @@ std::optional<json> FileReader::Step(const EmitFn& emit, size_t budget, const Em
   if (raw_ && data) {
     // The file's bytes as they are: coved encodes them once, into its answer.
     while (spent < budget) {
-      if (!Read(off_, 256 << 10, &buf)) return FsError(errno, "file.read", path_);
+      if (!Read(off_, 1 << 20, &buf)) return FsError(errno, "file.read", path_);
       if (buf.empty()) return json{{"type", "complete"}, {"bytesRead", off_}};
       off_ += buf.size();
       spent += buf.size();

@@ -1,5 +1,6 @@
 #include "agent/frame.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace cove::agent {
@@ -45,6 +46,12 @@ std::optional<uint32_t> DecodeWindow(std::string_view payload) {
 
 Status FrameDecoder::Feed(std::string_view bytes) {
   if (failed_) return MakeError(ErrorCode::kInvalidArgument, "frame stream already failed");
+  if (large_) {
+    size_t take = std::min(bytes.size(), large_size_ - large_->payload.size());
+    large_->payload.append(bytes.data(), take);
+    bytes.remove_prefix(take);
+    if (bytes.empty()) return OkStatus();
+  }
   if (pos_ > 0 && pos_ == buf_.size()) {
     buf_.clear();
     pos_ = 0;
@@ -54,12 +61,31 @@ Status FrameDecoder::Feed(std::string_view bytes) {
   }
   buf_.append(bytes);
   Status st = Check();
-  if (st.ok() && buffered() >= 4) {
-    // A large frame: grow the buffer once to its final size, not by doubling.
+  if (st.ok() && !large_) StartLarge();
+  if (st.ok() && !large_ && buf_.size() - pos_ >= 4) {
+    // A frame over 64 KiB: grow the buffer once to its final size, not by doubling.
     size_t need = pos_ + 4 + GetU32(buf_.data() + pos_);
     if (need > buf_.capacity() && need - pos_ > (64 << 10)) buf_.reserve(need);
   }
   return st;
+}
+
+void FrameDecoder::StartLarge() {
+  constexpr size_t kDirectPayload = 256 << 10;
+  size_t have = buf_.size() - pos_;
+  if (have < kFrameHeaderSize) return;
+  uint32_t size = GetU32(buf_.data() + pos_);  // Check() has accepted it and the type
+  size_t payload = size - 5;
+  if (payload <= kDirectPayload || have >= 4 + size) return;  // small, or already whole
+  Frame f;
+  f.channel = GetU32(buf_.data() + pos_ + 4);
+  f.type = static_cast<FrameType>(buf_[pos_ + 8]);
+  f.payload.reserve(payload);
+  f.payload.append(buf_, pos_ + kFrameHeaderSize, std::string::npos);
+  buf_.clear();
+  pos_ = 0;
+  large_ = std::move(f);
+  large_size_ = payload;
 }
 
 Status FrameDecoder::Check() {
@@ -87,6 +113,12 @@ void FrameDecoder::ShrinkIfIdle() {
 }
 
 std::optional<Frame> FrameDecoder::Next() {
+  if (large_) {  // it came before anything in buf_
+    if (large_->payload.size() < large_size_) return std::nullopt;
+    std::optional<Frame> f = std::move(large_);
+    large_.reset();
+    return f;
+  }
   if (failed_ || buffered() < kFrameHeaderSize) return std::nullopt;
   uint32_t size = GetU32(buf_.data() + pos_);
   if (buffered() < 4 + size) return std::nullopt;

@@ -69,15 +69,20 @@ class FrameDecoder {
   // Releases the buffer's memory when nothing is buffered (after a large frame).
   void ShrinkIfIdle();
   // Bytes buffered but not yet returned as frames.
-  size_t buffered() const { return buf_.size() - pos_; }
+  size_t buffered() const { return buf_.size() - pos_ + (large_ ? kFrameHeaderSize + large_->payload.size() : 0); }
 
  private:
   Status Check();
+  void StartLarge();
 
   size_t max_payload_;
   std::string buf_;
   size_t pos_ = 0;
   bool failed_ = false;
+  // A frame larger than kDirectPayload whose header has arrived: the rest of
+  // its payload is received straight into it (not through buf_, then copied).
+  std::optional<Frame> large_;
+  size_t large_size_ = 0;  // its payload's size
 };
 
 }  // namespace cove::agent

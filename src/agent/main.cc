@@ -48,12 +48,14 @@ int main() {
   // Not dumpable: processes in the sandbox (which lack CAP_SYS_PTRACE) cannot
   // ptrace the agent, read its memory or take its fds through /proc/1.
   prctl(PR_SET_DUMPABLE, 0);
-  // Buffers of file transfers and output (up to 32 MiB) come from the heap,
-  // which keeps them while the agent is busy and is trimmed when it goes idle
-  // (Agent::NoteActivity), so a burst does not pay mmap, munmap and a page
-  // fault per 4 KiB for every buffer, and an idle agent stays small.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  // Buffers of file transfers and output (up to a 64 MiB frame from coved:
+  // no mmap of their own, as glibc caps its mmap threshold at 32 MiB) come
+  // from the heap, which keeps them while the agent is busy and is trimmed
+  // when it goes idle (Agent::NoteActivity), so a burst does not pay mmap,
+  // munmap and a page fault per 4 KiB for every buffer, and an idle agent
+  // stays small.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 160 << 20);  // above what one 32 MiB transfer holds at once
 
   // 0-2 must be open so that pipes never land on them.
   for (int fd = 0; fd < 3; ++fd) {

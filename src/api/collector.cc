@@ -8,7 +8,7 @@ namespace cove::api {
 Task<Result<Collected>> Collect(const std::shared_ptr<AgentConnection>& agent, const nlohmann::json& op,
                                 CollectOptions o, std::optional<std::string_view> data) {
   using Clock = AgentConnection::Clock;
-  auto started = agent->Start(op, data);
+  auto started = agent->Start(op, data, o.window);
   if (!started.ok()) co_return std::move(started).error();
   std::shared_ptr<AgentConnection::Call> call = std::move(*started);
   if (o.accept_data) call->AcceptData();
@@ -34,7 +34,11 @@ Task<Result<Collected>> Collect(const std::shared_ptr<AgentConnection>& agent, c
         co_return c;
       }
       c.raw_content = true;
-      c.content += m->data;
+      if (c.content.empty() && c.content.capacity() < m->data.size()) {
+        c.content = std::move(m->data);
+      } else {
+        c.content += m->data;
+      }
       continue;
     }
     nlohmann::json& b = m->body;
@@ -50,6 +54,9 @@ Task<Result<Collected>> Collect(const std::shared_ptr<AgentConnection>& agent, c
       }
       dst += out->data;
     } else if (type == "metadata") {
+      if (o.accept_data)  // the content's size, to hold it without growing (a bound, not trusted)
+        if (auto size = b.find("size"); size != b.end() && size->is_number_unsigned())
+          c.content.reserve(std::min<uint64_t>(size->get<uint64_t>(), o.max_content));
       c.metadata = std::move(b);
     } else if (type == "chunk") {
       auto it = b.find("data");

@@ -34,6 +34,7 @@ struct CollectOptions {
   // hold twice as much.
   size_t max_content = SIZE_MAX;
   bool accept_data = false;                 // the call may answer with Data frames
+  size_t window = agent::kChannelWindow;    // the credit the agent may run ahead by (AgentConnection::Start)
   const HttpRequest* cancel_with = nullptr;  // the call is cancelled if this request's client goes away
 };
 

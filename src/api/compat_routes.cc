@@ -169,6 +169,7 @@ Task<HttpResponse> Read(RouteInput& in, AgentPtr agent, agent::FileReadOp op) {
   o.max_bytes = SIZE_MAX;  // only the content is held, within max_content
   o.max_content = kMaxFileBytes;
   o.accept_data = true;
+  o.window = 4 << 20;  // the agent reads ahead while coved takes the content (held whole anyway)
   o.cancel_with = &in.req;
   const Json request = agent::ToJson(op);
   auto got = co_await Collect(agent, request, o);
@@ -222,7 +223,11 @@ WriteOp BuildWrite(RouteInput& in) {
   WriteOp w;
   w.op.path = f.Str("path", true);
   if (!in.body.contains("content")) f.Fail("missing required field 'content'");
-  std::string content = f.Str("content");
+  std::string content;  // moved out of the body: a file's size is not copied
+  if (auto it = in.body.find("content"); it != in.body.end() && it->is_string())
+    content = std::move(it->get_ref<std::string&>());
+  else
+    content = f.Str("content");  // refuses what is not a string
   std::string enc = f.Str("encoding", false, "utf-8");
   if (enc == "utf8") enc = "utf-8";
   if (enc != "utf-8" && enc != "base64") f.Fail("field 'encoding' must be 'utf-8' or 'base64'");

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "daemon/egress.h"
 #include "io/connection_limits.h"
+#include "io/heap_keeper.h"
 #include "io/shards.h"
 #include "manager/images.h"
 #include "manager/kernel_sandbox_host.h"
@@ -138,6 +139,7 @@ int Run(const Config& c) {
   asio::io_context io(1);
   // Declared before everything bound to the shards' io_contexts, so destroyed after it.
   io::Shards shards(io, c.io_threads ? c.io_threads : io::Shards::DefaultCount());
+  io::KeepHeapForTransfers(io.get_executor());  // file bodies without a page fault per 4 KiB
   Images images(io.get_executor(), c.state_dir + "/images");
   if (auto s = images.Init(); !s.ok()) {
     log::Error("cannot prepare images: {}", s.error().ToString());

@@ -20,7 +20,7 @@ AgentConnection::Call::Call(std::shared_ptr<AgentConnection> conn, uint32_t chan
     : conn_(conn), budget_(conn->budget_), channel_(channel), signal_(conn->socket_.get_executor()) {}
 
 AgentConnection::Call::~Call() {
-  if (window_open_) budget_->Release(agent::kChannelWindow);
+  if (window_open_) budget_->Release(window_);
   if (auto conn = conn_.lock()) {
     if (!replied_ && !error_ && conn->alive_)
       conn->Send(agent::EncodeFrame(channel_, FrameType::kCancel, ""));
@@ -48,17 +48,17 @@ void AgentConnection::Call::OpenWindow() {
   auto conn = conn_.lock();
   if (window_open_ || replied_ || error_ || !conn || !conn->alive_) return;
   std::weak_ptr<Call> weak = weak_from_this();
-  if (!budget_->Take(agent::kChannelWindow, [weak] {
+  if (!budget_->Take(window_, [weak] {
         if (auto call = weak.lock()) call->OpenWindow();
       }))
     return;
   window_open_ = true;
-  SendWindow(agent::kChannelWindow);
+  SendWindow(window_);
 }
 
 void AgentConnection::Call::Grant(size_t consumed) {
   ungranted_ += consumed;
-  if (window_open_ && !replied_ && ungranted_ >= agent::kChannelWindow / 4) {
+  if (window_open_ && !replied_ && ungranted_ >= window_ / 4) {
     SendWindow(ungranted_);
     ungranted_ = 0;
   }
@@ -139,12 +139,14 @@ Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
 }
 
 Result<std::shared_ptr<AgentConnection::Call>> AgentConnection::Start(const Json& request,
-                                                                       std::optional<std::string_view> data) {
+                                                                       std::optional<std::string_view> data,
+                                                                       size_t window) {
   if (!alive_) return closed_;
   if (auto full = OutboxFull()) return *full;
   uint32_t channel = next_channel_++;
   if (next_channel_ == 0) next_channel_ = 1;
   std::shared_ptr<Call> call(new Call(shared_from_this(), channel));
+  call->window_ = std::min(window, budget_->limit());  // a window over the whole budget would never open
   calls_[channel] = call.get();
   std::string payload = request.dump(-1, ' ', false, Json::error_handler_t::replace);
   std::string frame = agent::EncodeFrame(channel, FrameType::kRequest, payload);

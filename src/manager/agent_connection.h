@@ -83,7 +83,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
     std::deque<Message> queue_;
     size_t queued_bytes_ = 0;   // event bytes received, not yet taken
-    bool window_open_ = false;  // holds agent::kChannelWindow of the budget
+    size_t window_ = agent::kChannelWindow;  // the credit the agent may run ahead by
+    bool window_open_ = false;  // holds window_ of the budget
     size_t ungranted_ = 0;      // event bytes taken, credit not yet sent
     uint64_t granted_ = 0;      // credit sent, in all
     uint64_t received_ = 0;     // event bytes received, in all
@@ -113,7 +114,10 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
 
   // Opens a channel with `request` (a JSON object with "op"), followed by one
   // Data frame holding `data` when given (even if empty).
-  Result<std::shared_ptr<Call>> Start(const Json& request, std::optional<std::string_view> data = std::nullopt);
+  // `window`: the call's credit (more than agent::kChannelWindow lets a bulk
+  // transfer, like a file read into memory, run ahead of its consumer).
+  Result<std::shared_ptr<Call>> Start(const Json& request, std::optional<std::string_view> data = std::nullopt,
+                                      size_t window = agent::kChannelWindow);
   // Sends a request and waits for its reply, skipping events.
   Task<Result<Json>> Request(const Json& request, Clock::duration timeout);
 
