@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--io-threads", c.io_threads,
                  "io threads (shards): each sandbox's agent connection and API handlers run on one, chosen by "
-                 "its id (default: one per CPU)")
+                 "its id (default: half the CPUs, at least 1)")
       ->check(CLI::PositiveNumber);
   app.add_option("--upstream-ca", c.egress.upstream_ca, "PEM file of extra CAs that intercepted upstreams' "
                  "certificates may chain to (besides /etc/ssl/certs)")->check(CLI::ExistingFile);

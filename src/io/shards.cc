@@ -34,8 +34,8 @@ size_t Shards::IndexOf(std::string_view key) const { return std::hash<std::strin
 
 size_t Shards::DefaultCount() {
   cpu_set_t set;
-  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
+  size_t cpus = ::sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : std::thread::hardware_concurrency();
+  return std::max<size_t>(1, cpus / 2);
 }
 
 }  // namespace cove::io

@@ -38,7 +38,9 @@ class Shards {
   asio::any_io_executor For(std::string_view key) const { return at(IndexOf(key)); }
   size_t IndexOf(std::string_view key) const;
 
-  // The default number of shards: the CPUs coved may run on.
+  // The default number of shards: half the CPUs coved may run on (at least
+  // one); the sandboxes' own processes need the other half (docs/benchmarks.md,
+  // "Every core": on 2 CPUs, a second io thread cost more in wake-ups than it gave).
   static size_t DefaultCount();
 
  private:

@@ -53,7 +53,9 @@ def _shutdown_and_check(coved, api):
 @pytest.fixture(scope="session")
 def coved():
     base = make_base_dir("cove-e2e-")
-    c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"))
+    # Three io threads whatever the CPU count (the default is half the CPUs):
+    # every test crosses between connection, home and sandbox shards.
+    c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), args=("--io-threads", "3"))
     c.start()
     c._api = Api(c)
     _ACTIVE.append(c)
