@@ -341,6 +341,12 @@ void FileWatches::OnFsReadable(uint64_t num) {
         }
         continue;
       }
+      // A rename queues its two events together: anything but the pending
+      // directory's move_to means it left the tree, before its events count.
+      if (w->dir_move_cookie && !((ev->mask & IN_MOVED_TO) && ev->cookie == w->dir_move_cookie)) {
+        RemoveFsDirTree(w, w->dir_move_from);
+        w->dir_move_cookie = 0;
+      }
       auto dit = w->wds.find(ev->wd);
       if (dit == w->wds.end()) continue;
       std::string dir = dit->second;

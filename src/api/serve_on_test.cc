@@ -70,8 +70,8 @@ TEST(ServeOnTest, TheHandlerAndItsStreamRunThereAndTheirWritesRunOnTheConnection
 
 TEST(ServeOnTest, TheClientGoingAwayReachesTheHandlerThere) {
   Fixture f;
-  std::thread::id gone_thread;
-  bool gone = false;
+  std::atomic<std::thread::id> gone_thread{};
+  std::atomic<bool> gone{false};
   Handler handler = [&](HttpRequest& req) -> Task<HttpResponse> {
     req.client->OnGone([&] {
       gone_thread = std::this_thread::get_id();
