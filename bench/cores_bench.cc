@@ -23,6 +23,7 @@
 
 #include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
+#include "bench/session_round_trips.h"
 #include "bench/stats.h"
 
 namespace cove::bench {
@@ -32,33 +33,9 @@ std::string Sandbox(int i) { return "/v1/sandboxes/bench-cores-" + std::to_strin
 
 // Round trips per second of `clients` clients spread over `sandboxes` sandboxes.
 double RoundTrips(const BenchDaemon& d, int clients, int sandboxes, int seconds) {
-  const int kClients = clients;
-  std::vector<MiniHttp> conns;
-  std::vector<std::string> paths, bodies;
-  for (int i = 0; i < kClients; ++i) {
-    conns.push_back(d.Client());
-    paths.push_back(Sandbox(i % sandboxes) + "/api/execute");
-    bodies.push_back(R"({"command":"true","sessionId":"c)" + std::to_string(i) + "\"}");
-    if (conns.back().Call("POST", paths.back(), bodies.back()).status != 200) {
-      fprintf(stderr, "cores_bench: session %d did not start\n", i);
-      exit(1);
-    }
-  }
-  std::atomic<long> done{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i)
-    threads.emplace_back([&, i] {
-      while (!stop.load(std::memory_order_relaxed))
-        if (conns[i].Call("POST", paths[i], bodies[i]).status == 200) ++done;
-    });
-  auto t0 = Clock::now();
-  std::this_thread::sleep_for(std::chrono::seconds(seconds));
-  long n = done.load();
-  double elapsed = Ms(Clock::now() - t0) / 1000;
-  stop = true;
-  for (auto& t : threads) t.join();
-  return n / elapsed;
+  std::vector<std::string> paths;
+  for (int i = 0; i < clients; ++i) paths.push_back(Sandbox(i % sandboxes));
+  return SessionRoundTrips(d, paths, seconds);
 }
 
 // MB/s of command output, `sandboxes` streams at once, 64 MB each.

@@ -26,6 +26,7 @@
 
 #include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
+#include "bench/session_round_trips.h"
 #include "bench/stats.h"
 
 namespace cove::bench {
@@ -61,36 +62,6 @@ struct Result {
 constexpr int kClients[3] = {1, 8, 64};
 const char kSandbox[] = "/v1/sandboxes/bench-exec";
 
-// Round trips per second of `clients` threads, each running `true` in its own
-// session on its own connection for `seconds`.
-double SessionRoundTrips(const BenchDaemon& d, int clients, int seconds) {
-  std::vector<MiniHttp> conns;
-  std::vector<std::string> bodies;
-  for (int i = 0; i < clients; ++i) {
-    conns.push_back(d.Client());
-    bodies.push_back(R"({"command":"true","sessionId":"c)" + std::to_string(i) + "\"}");
-    if (conns.back().Call("POST", std::string(kSandbox) + "/api/execute", bodies.back()).status != 200) {
-      fprintf(stderr, "exec_bench: session %d did not start\n", i);
-      exit(1);
-    }
-  }
-  std::atomic<long> done{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] {
-      while (!stop.load(std::memory_order_relaxed))
-        if (conns[i].Call("POST", std::string(kSandbox) + "/api/execute", bodies[i]).status == 200) ++done;
-    });
-  auto t0 = Clock::now();
-  std::this_thread::sleep_for(std::chrono::seconds(seconds));
-  long n = done.load();
-  double elapsed = Ms(Clock::now() - t0) / 1000;
-  stop = true;
-  for (auto& t : threads) t.join();
-  return n / elapsed;
-}
-
 Result Measure(const std::string& coved, int n, int seconds) {
   Result r{coved.empty() ? "this build" : coved, {}, {}};
   BenchDaemon d(coved);
@@ -108,7 +79,7 @@ Result Measure(const std::string& coved, int n, int seconds) {
       v.push_back(Ms(Clock::now() - t0));
   }
   r.sessionless = Summarize(v);
-  for (int i = 0; i < 3; ++i) r.rps[i] = SessionRoundTrips(d, kClients[i], seconds);
+  for (int i = 0; i < 3; ++i) r.rps[i] = SessionRoundTrips(d, std::vector<std::string>(kClients[i], kSandbox), seconds);
   h.Call("DELETE", kSandbox);
   return r;
 }
