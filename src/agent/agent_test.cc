@@ -26,7 +26,10 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/config.h"
 #include "agent/frame.h"
+#include "agent/output_pipe.h"
+#include "agent/process_log.h"
 #include "agent/util.h"
 #include "base/time.h"
 
@@ -466,6 +469,8 @@ TEST_F(AgentTest, LargeOutputFullyReceived) {
     EXPECT_EQ(out.substr(out.size() - 4), "xEND");
     EXPECT_EQ(out.find_first_not_of('x'), 10000000u);
     EXPECT_EQ(r.reply["exitCode"], 0);
+    // Reads join into one event up to a bound (output_pipe.h).
+    for (auto& e : r.events) EXPECT_LE(e.dump().size(), kOutputEventJsonTarget + 6 * kReadChunk + 64);
   }
 }
 
@@ -1202,6 +1207,34 @@ TEST_F(AgentProcTest, BothStreamsSpillAndComeBackWhole) {
   auto s = c_->Call({{"op", "process.stream"}, {"processId", "two"}}, 60000);
   EXPECT_TRUE(s.Out() == YesOutput("aaaaaaa", 6000000));
   EXPECT_TRUE(s.Err() == YesOutput("bbbbbbb", 5000000));
+}
+
+TEST_F(AgentProcTest, EventsJoinRecordsOfOneStreamInOrder) {
+  // Output that waits in the log goes out in events of several records of one
+  // stream (fewer, larger events), bounded, never across a change of stream.
+  Start("yes aaaaaaa | head -c 3000000; echo -n X >&2; yes bbbbbbb | head -c 1000000", "join");
+  WaitDone("join", 60000);
+  std::string all = YesOutput("aaaaaaa", 3000000) + YesOutput("bbbbbbb", 1000000);
+  auto check = [&](const Result& r, const char* what) {
+    size_t largest = 0;
+    std::string order;  // the streams of the events, runs collapsed
+    for (auto& e : r.events) {
+      EXPECT_LE(e.dump().size(), kOutputEventJsonTarget + 6 * kLogRecordMax + 64) << what;
+      largest = std::max(largest, e["data"].get<std::string>().size());
+      char k = e["type"] == "stdout" ? 'o' : 'e';
+      if (order.empty() || order.back() != k) order += k;
+    }
+    EXPECT_GT(largest, kLogRecordMax) << what << ": one record per event";
+    return order;
+  };
+  auto s = c_->Call({{"op", "process.stream"}, {"processId", "join"}}, 60000);
+  EXPECT_EQ(check(s, "stream"), "oeo");
+  EXPECT_TRUE(s.Out() == all);
+  EXPECT_EQ(s.Err(), "X");
+  auto l = c_->Call({{"op", "process.logs"}, {"processId", "join"}}, 60000);
+  EXPECT_EQ(check(l, "logs"), "oe") << "all of stdout, then all of stderr";
+  EXPECT_TRUE(l.Out() + l.reply["stdout"].get<std::string>() == all);
+  EXPECT_EQ(l.Err() + l.reply["stderr"].get<std::string>(), "X");
 }
 
 // A small disk limit: past it the oldest output is dropped, and counted exactly.

@@ -11,26 +11,37 @@
 
 namespace cove::agent {
 
-bool PumpOnce(Link& link, int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max) {
+bool PumpOnce(Link& link, int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max, int reads) {
   char buf[kReadChunk];
-  ssize_t n;
-  do {
-    n = read(fd, buf, std::min(max, sizeof buf));
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return false;
-  if (n < 0) return errno == EAGAIN;
-  if (!c || !link.Live(*c)) return true;  // nobody to tell: discard
+  size_t want = std::min(max, sizeof buf);
+  bool live = c && link.Live(*c);  // else: nobody to tell, discard
   std::string ev;
-  ev.reserve(static_cast<size_t>(n) + 64);
-  ev += "{\"type\":\"";
-  ev += type;
-  ev += "\",\"data\":\"";
+  if (live) {
+    ev.reserve(want + want / 8 + 64);
+    ev += "{\"type\":\"";
+    ev += type;
+    ev += "\",\"data\":\"";
+  }
   size_t before = ev.size();
-  dec->Append(std::string_view(buf, static_cast<size_t>(n)), &ev);
-  if (ev.size() == before) return true;
-  ev += "\"}";
-  link.Event(*c, ev);
-  return true;
+  bool open = true;
+  for (int i = 0; i < reads; ++i) {
+    ssize_t n;
+    do {
+      n = read(fd, buf, want);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      open = n < 0 && errno == EAGAIN;
+      break;
+    }
+    if (live) dec->Append(std::string_view(buf, static_cast<size_t>(n)), &ev);
+    // A short read emptied the pipe; a full event is sent as it is.
+    if (static_cast<size_t>(n) < want || ev.size() >= kOutputEventJsonTarget) break;
+  }
+  if (ev.size() > before) {
+    ev += "\"}";
+    link.Event(*c, ev);
+  }
+  return open;
 }
 
 void Drain(Link& link, int fd, const char* type, Utf8JsonStream* dec, const Chan* c) {
@@ -58,7 +69,7 @@ void FinishStreams(Link& link, Utf8JsonStream* out, Utf8JsonStream* err, const C
 void OnOutputReadable(Link& link, EventLoop& loop, uint64_t* token, int fd, const char* type,
                       Utf8JsonStream* dec, const Chan* c) {
   if (link.HoldOutput(*token, c)) return;  // the command blocks on its pipe meanwhile
-  if (!PumpOnce(link, fd, type, dec, c, kReadChunk)) {
+  if (!PumpOnce(link, fd, type, dec, c, kReadChunk, kReadsPerWakeup)) {
     // EOF: every writer is gone. Stop watching; the fd is closed with its owner.
     loop.Unwatch(*token);
     *token = 0;

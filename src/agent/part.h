@@ -85,8 +85,8 @@ class Part {
   const std::string& RunDir() const { return run_dir_; }
 
   // Output pipes of children (output_pipe.h).
-  bool PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max) {
-    return agent::PumpOnce(link_, fd, type, dec, c, max);
+  bool PumpOnce(int fd, const char* type, Utf8JsonStream* dec, const Chan* c, size_t max, int reads = 1) {
+    return agent::PumpOnce(link_, fd, type, dec, c, max, reads);
   }
   void Drain(int fd, const char* type, Utf8JsonStream* dec, const Chan* c) {
     agent::Drain(link_, fd, type, dec, c);

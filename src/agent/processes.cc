@@ -22,7 +22,7 @@
 namespace cove::agent {
 namespace {
 
-constexpr size_t kChunkMax = kLogRecordMax;  // raw bytes read at a time and per event
+constexpr size_t kChunkMax = kLogRecordMax;  // raw bytes read at a time
 // process.logs answers in one frame when the log holds at most this much.
 constexpr uint64_t kInlineLogs = 128 << 10;
 constexpr const char* kStreamName[2] = {"stdout", "stderr"};
@@ -273,13 +273,20 @@ void Processes::OnBgReadable(const std::string& id, int i) {
   auto it = bg_.find(id);
   if (it == bg_.end()) return;
   BgProc* p = it->second.get();
+  // What the pipe holds now, in full reads (a short read means it is empty;
+  // at most kReadsPerWakeup, output_pipe.h), then the followers once: one
+  // event for it all rather than one per read.
   char buf[kChunkMax];
-  ssize_t n = read(p->fd[i].get(), buf, sizeof buf);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    BgCloseStream(p, i);
-  } else {
+  for (int reads = 0; reads < kReadsPerWakeup; ++reads) {
+    ssize_t n = read(p->fd[i].get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      BgCloseStream(p, i);
+      break;
+    }
     BgAppend(p, i, std::string_view(buf, static_cast<size_t>(n)), false);
+    if (static_cast<size_t>(n) < sizeof buf) break;
   }
   if (!p->followers.empty()) PumpFollowers(p);
 }
@@ -395,15 +402,42 @@ void Processes::KillBg(BgProc* p, int sig, bool timeout) {
 
 namespace {
 
-std::string OutputEventText(int stream, std::string_view text) {
-  std::string ev;
-  ev.reserve(text.size() + 40);
-  ev += "{\"type\":\"";
-  ev += kStreamName[stream];
-  ev += "\",\"data\":\"";
-  AppendJsonUtf8(text, &ev);
-  ev += "\"}";
-  return ev;
+// The next output event from *cur on: {"type": stream, "data": text} with the
+// text of consecutive records of one stream while its JSON is shorter than
+// kOutputEventJsonTarget (output_pipe.h).
+// `only`: the stream to read (records of the other one are skipped), or -1:
+// the stream of the next record, ending at the first record of the other.
+// Adds the raw bytes taken to *taken; false when the log has nothing more.
+bool NextOutputEvent(const ProcessLog::State& st, LogReader* reader, LogReader::Cursor* cur, int only,
+                     std::string* ev, int* stream, uint64_t* taken) {
+  int s;
+  std::string_view text;
+  for (;;) {
+    if (!reader->Next(st, cur, &s, &text)) return false;
+    if (only < 0 || s == only) break;
+  }
+  *stream = s;
+  ev->clear();
+  ev->reserve(std::min(kOutputEventJsonTarget, text.size() + text.size() / 8) + 64);
+  *ev += "{\"type\":\"";
+  *ev += kStreamName[s];
+  *ev += "\",\"data\":\"";
+  for (;;) {
+    AppendJsonUtf8(text, ev);
+    *taken += text.size();
+    if (ev->size() >= kOutputEventJsonTarget) break;
+    LogReader::Cursor before = *cur;
+    bool more;
+    while ((more = reader->Next(st, cur, &s, &text)) && s != *stream && only >= 0) {
+    }
+    if (!more) break;
+    if (s != *stream) {
+      *cur = before;  // the other stream's record comes next, in its own event
+      break;
+    }
+  }
+  *ev += "\"}";
+  return true;
 }
 
 }  // namespace
@@ -422,14 +456,15 @@ bool Processes::PumpFollower(BgProc* p, Follower* f) {
     if (dropped[0] || dropped[1])
       Event(f->chan, Dump(json{{"type", "dropped"}, {"stdout", dropped[0]}, {"stderr", dropped[1]}}));
   }
+  std::string ev;
   for (;;) {
     if (!Live(f->chan)) return false;
     if (Held(f->chan)) return true;
     int stream;
-    std::string_view text;
-    if (!f->reader.Next(st, &f->cur, &stream, &text)) break;
-    f->pos[stream] += text.size();
-    Event(f->chan, OutputEventText(stream, text));
+    uint64_t taken = 0;
+    if (!NextOutputEvent(st, &f->reader, &f->cur, -1, &ev, &stream, &taken)) break;
+    f->pos[stream] += taken;
+    Event(f->chan, ev);
   }
   if (!p->exited) return true;
   Reply(f->chan, json{{"type", "exit"},
@@ -526,11 +561,12 @@ void Processes::BgLogs(const Chan& c, BgProc* p) {
 
 bool Processes::PumpLogs(LogsTask* t) {
   if (!Live(t->chan)) return false;
+  std::string ev;
   for (;;) {
     if (Held(t->chan)) return true;
     int stream;
-    std::string_view text;
-    if (!t->reader.Next(*t->snap, &t->cur, &stream, &text)) {
+    uint64_t taken = 0;
+    if (!NextOutputEvent(*t->snap, &t->reader, &t->cur, t->pass, &ev, &stream, &taken)) {
       if (t->pass == 0) {
         t->pass = 1;
         t->cur = LogReader::Cursor{t->snap->Head(), 0};
@@ -540,7 +576,7 @@ bool Processes::PumpLogs(LogsTask* t) {
                             LogsReplyTail(*t->snap));
       return false;
     }
-    if (stream == t->pass) Event(t->chan, OutputEventText(stream, text));
+    Event(t->chan, ev);
   }
 }
 
