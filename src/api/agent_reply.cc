@@ -18,9 +18,11 @@ bool IsCode(const Json& v) {
 
 }  // namespace
 
-std::string StrOf(const Json& j, const char* key) {
+std::string StrOf(const Json& j, const char* key) { return std::string(StrView(j, key)); }
+
+std::string_view StrView(const Json& j, const char* key) {
   auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  return it != j.end() && it->is_string() ? std::string_view(it->get_ref<const std::string&>()) : std::string_view();
 }
 
 int64_t IntOf(const Json& j, const char* key, int64_t fallback) {
@@ -115,14 +117,20 @@ void CancelOnHangUp(const HttpRequest& req, const std::shared_ptr<AgentConnectio
 
 Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& out, const SseMapping& map) {
   out.OnClientGone([call] { call->Cancel(); });
-  if (!map.opening.empty() && !co_await out.Write(map.opening)) co_return;
-  for (;;) {
-    auto deadline = map.per_message_timeout ? Clock::now() + *map.per_message_timeout : Clock::time_point::max();
-    auto m = co_await call->Next(deadline);
-    std::string ev = !m.ok() ? map.error(m.error().message) : m->final ? map.final(m->body) : map.event(m->body);
-    bool last = !m.ok() || m->final;
+  std::string ev = map.opening;
+  bool last = false;
+  while (!last) {
+    // Messages that arrived while the last write was under way go out
+    // together, in one write: one chunk, one send and one wake-up of the
+    // client for all of them.
+    while (!last && (ev.empty() || (call->ready() && ev.size() < kSseCoalesceBytes))) {
+      auto deadline = map.per_message_timeout ? Clock::now() + *map.per_message_timeout : Clock::time_point::max();
+      auto m = co_await call->Next(deadline);
+      ev += !m.ok() ? map.error(m.error().message) : m->final ? map.final(m->body) : map.event(m->body);
+      last = !m.ok() || m->final;
+    }
     if (!ev.empty() && !co_await out.Write(std::move(ev))) co_return;
-    if (last) co_return;
+    ev.clear();
   }
 }
 

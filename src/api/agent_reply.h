@@ -23,6 +23,8 @@ using Clock = AgentConnection::Clock;
 
 // Typed reads of agent JSON with defaults (wrong types read as the default).
 std::string StrOf(const Json& j, const char* key);
+// The same without a copy: valid while j is unchanged.
+std::string_view StrView(const Json& j, const char* key);
 int64_t IntOf(const Json& j, const char* key, int64_t fallback = 0);
 bool BoolOf(const Json& j, const char* key);
 
@@ -44,6 +46,11 @@ HttpResponse SseResponse(std::function<Task<void>(BodyStream&)> body);
 // Adds success:true and a timestamp.
 Json Success(Json j);
 
+// Bytes of SSE events a stream gathers into one write (RelayToSse) while
+// more are queued: at most one agent call's window (agent::kChannelWindow)
+// plus one event is queued anyway.
+inline constexpr size_t kSseCoalesceBytes = 256 << 10;
+
 // How one streamed op's messages become SSE events ("" sends nothing).
 struct SseMapping {
   std::function<std::string(const Json& event)> event;
@@ -57,7 +64,8 @@ struct SseMapping {
 void CancelOnHangUp(const HttpRequest& req, const std::shared_ptr<AgentConnection::Call>& call);
 
 // Relays an open call to `out` until its reply, its loss, or the client leaving
-// (which cancels the call in the agent).
+// (which cancels the call in the agent). Events that are already queued when
+// one is written join it, in one write of up to about kSseCoalesceBytes.
 Task<void> RelayToSse(std::shared_ptr<AgentConnection::Call> call, BodyStream& out, const SseMapping& map);
 // Opens `op` on the agent, then relays it as above.
 Task<void> StartAndRelay(std::shared_ptr<AgentConnection> agent, Json op, BodyStream& out, const SseMapping& map);

@@ -31,7 +31,7 @@ std::string SseExecStart(const std::string& command) {
 std::string SseExecOutput(const Json& event) {
   std::string type = StrOf(event, "type");
   if (type != "stdout" && type != "stderr") return {};
-  return SseOutput(type, StrOf(event, "data"), {{"timestamp", IsoNow()}});
+  return SseOutput(type, StrView(event, "data"), {{"timestamp", IsoNow()}});
 }
 std::string SseExecError(const std::string& message, const std::string& code) {
   Json ev = {{"type", "error"}, {"data", message}, {"error", message}, {"timestamp", IsoNow()}};
@@ -50,7 +50,7 @@ std::string SseReadEvent(const Json& b) {
     return Sse({{"type", "metadata"}, {"mimeType", StrOf(b, "mimeType")}, {"size", IntOf(b, "size")},
                 {"isBinary", BoolOf(b, "isBinary")},
                 {"encoding", StrOf(b, "encoding") == "base64" ? "base64" : "utf-8"}});
-  if (type == "chunk") return SseOutput("chunk", StrOf(b, "data"));
+  if (type == "chunk") return SseOutput("chunk", StrView(b, "data"));
   return {};
 }
 std::string SseReadError(const std::string& message, const std::string& code) {

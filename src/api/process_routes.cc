@@ -34,7 +34,7 @@ std::string SseProcessInfo(const Json& info) {
 std::string SseProcessEvent(const Json& event, const std::string& process_id) {
   std::string type = StrOf(event, "type");
   if (type == "stdout" || type == "stderr")
-    return SseOutput(type, StrOf(event, "data"), {{"processId", process_id}, {"timestamp", IsoNow()}});
+    return SseOutput(type, StrView(event, "data"), {{"processId", process_id}, {"timestamp", IsoNow()}});
   if (type == "dropped")  // older output no longer held in the process's buffers
     return Sse({{"type", "dropped"}, {"stdout", IntOf(event, "stdout")}, {"stderr", IntOf(event, "stderr")},
                 {"processId", process_id}, {"timestamp", IsoNow()}});

@@ -65,6 +65,9 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     // rawData:true); from any other call a Data frame is a protocol violation.
     void AcceptData() { accepts_data_ = true; }
     bool finished() const { return finished_; }
+    // Next() would answer at once, without waiting: a message is queued, or
+    // the call has failed.
+    bool ready() const { return !queue_.empty() || (error_ && !finished_); }
 
    private:
     friend class AgentConnection;
