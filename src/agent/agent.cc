@@ -329,6 +329,7 @@ void Agent::HandleRequest(const Chan& c, json req) {
                          {"pid", getpid()},
                          {"sessions", sessions_->Ids()},
                          {"window", kChannelWindow},  // this agent honours Window frames
+                         {"writeFrames", true},       // file.write takes dataSize and its content in frames
                          {"uptimeMs", (MonotonicNs() - start_ns_) / 1000000}});
   }
   std::string_view name = OpName(op);

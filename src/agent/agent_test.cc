@@ -652,6 +652,57 @@ TEST_F(AgentTest, FileWriteContentInDataFrame) {
   EXPECT_FALSE(fs::exists(ws_ + "/never.bin"));
 }
 
+// With dataSize the content comes in several frames, written as they arrive;
+// the target changes only once all have arrived, and what fails leaves no
+// temporary file.
+TEST_F(AgentTest, FileWriteStreamsDataFrames) {
+  auto temps = [&] {
+    size_t n = 0;
+    for (auto& e : fs::directory_iterator(ws_))
+      if (e.path().filename().string().find(".cove-") != std::string::npos) ++n;
+    return n;
+  };
+  { std::ofstream(ws_ + "/s.bin", std::ios::binary) << "old"; }
+  std::string bin(3 << 20, '\0');
+  for (size_t i = 0; i < bin.size(); ++i) bin[i] = static_cast<char>(i * 13 + (i >> 12));
+  uint32_t ch = c_->Send({{"op", "file.write"}, {"path", "s.bin"}, {"contentInData", true}, {"dataSize", bin.size()}});
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string_view(bin).substr(0, 1 << 20)));
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string_view(bin).substr(1 << 20, 1 << 20)));
+  // Two of three frames in: the file is the old one, the rest is in a temporary file.
+  WaitUntil([&] { return temps() == 1; }, "the temporary file");
+  EXPECT_EQ(ReadFile(ws_ + "/s.bin"), "old");
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string_view(bin).substr(2 << 20)));
+  auto r = c_->Wait(ch);
+  EXPECT_EQ(r.reply["bytesWritten"], bin.size()) << r.reply;
+  EXPECT_EQ(ReadFile(ws_ + "/s.bin"), bin);
+  EXPECT_EQ(temps(), 0u);
+  // Cancelled halfway: the old file stays, the temporary file goes.
+  ch = c_->Send({{"op", "file.write"}, {"path", "s.bin"}, {"contentInData", true}, {"dataSize", 100}});
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string(60, 'x')));
+  c_->Cancel(ch);
+  EXPECT_EQ(c_->Wait(ch).Code(), "OPERATION_INTERRUPTED");
+  EXPECT_EQ(ReadFile(ws_ + "/s.bin"), bin);
+  EXPECT_EQ(temps(), 0u);
+  // More than announced: refused, nothing replaced; later frames are ignored.
+  ch = c_->Send({{"op", "file.write"}, {"path", "s.bin"}, {"contentInData", true}, {"dataSize", 10}});
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string(11, 'y')));
+  EXPECT_EQ(c_->Wait(ch).Code(), "VALIDATION_FAILED");
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string(5, 'y')));
+  EXPECT_EQ(ReadFile(ws_ + "/s.bin"), bin);
+  EXPECT_EQ(temps(), 0u);
+  // dataSize 0: an empty file, no frame needed.
+  r = c_->Call({{"op", "file.write"}, {"path", "empty"}, {"contentInData", true}, {"dataSize", 0}});
+  EXPECT_EQ(r.reply["bytesWritten"], 0) << r.reply;
+  EXPECT_EQ(ReadFile(ws_ + "/empty"), "");
+  // A connection lost mid-write removes its temporary file.
+  ch = c_->Send({{"op", "file.write"}, {"path", "lost"}, {"contentInData", true}, {"dataSize", 100}});
+  c_->SendRaw(EncodeFrame(ch, FrameType::kData, std::string(60, 'z')));
+  WaitUntil([&] { return temps() == 1; }, "the temporary file");
+  c_ = std::make_unique<Client>(sock_);  // replaces (and closes) the old connection
+  WaitUntil([&] { return temps() == 0; }, "the temporary file to go");
+  EXPECT_FALSE(fs::exists(ws_ + "/lost"));
+}
+
 TEST_F(AgentTest, FileWriteErrorsAndExistingMode) {
   c_->Call({{"op", "file.write"}, {"path", "plain"}, {"content", "x"}});
   EXPECT_EQ(c_->Call({{"op", "file.write"}, {"path", "plain/child"}, {"content", "x"}}).Code(), "NOT_DIRECTORY");

@@ -44,21 +44,36 @@ void FileOps::StartRead(const Chan& c, const FileReadOp& op) {
 void FileOps::Write(const Chan& c, FileWriteOp& op) {
   FileCtx ctx = file_ctx_(op.session_id);
   if (!op.content_in_data) return Reply(c, FileWrite(ctx, op));
-  // The content follows as a data frame on this channel.
-  pending_writes_[c.id] = PendingWrite{std::move(ctx), std::move(op)};
+  // The content follows in data frames on this channel: they go straight to the temporary file.
+  auto opened = FileWriter::Open(ctx, op.path);
+  if (auto* e = std::get_if<json>(&opened)) return Reply(c, *e);  // its data frames are then ignored
+  PendingWrite w{std::move(std::get<0>(opened)), std::nullopt};
+  if (op.data_size) w.size = static_cast<uint64_t>(*op.data_size);  // non-negative (ops.h)
+  if (w.size == 0u) return Reply(c, w.writer->Commit());
+  pending_writes_[c.id] = std::move(w);
   uint32_t id = c.id;
   SetCancel(c, [this, c, id] {
-    if (pending_writes_.erase(id))
-      Reply(c, ErrorReply("OPERATION_INTERRUPTED", "file.write cancelled before its data arrived"));
+    if (pending_writes_.erase(id))  // removes the temporary file
+      Reply(c, ErrorReply("OPERATION_INTERRUPTED", "file.write cancelled before all its data arrived"));
   });
 }
 
 bool FileOps::Data(const Chan& c, std::string* payload) {
   auto it = pending_writes_.find(c.id);
   if (it == pending_writes_.end()) return false;
-  PendingWrite w = std::move(it->second);
-  pending_writes_.erase(it);
-  Reply(c, FileWrite(w.ctx, w.op, payload));
+  PendingWrite& w = it->second;
+  std::optional<json> answer;
+  if (w.size && w.writer->written() + payload->size() > *w.size) {
+    answer = ValidationError("more data than dataSize", "dataSize");
+  } else if (auto e = w.writer->Append(*payload)) {
+    answer = std::move(e);
+  } else if (!w.size || w.writer->written() == *w.size) {
+    answer = w.writer->Commit();
+  }
+  if (answer) {
+    pending_writes_.erase(it);  // removes what is left of the temporary file
+    Reply(c, *answer);
+  }
   return true;
 }
 

@@ -2,7 +2,9 @@
 // channels; the operations themselves are files.h. Most answer at once;
 // file.read streams between polls while the connection keeps up (a slow
 // consumer's read waits, the others go on); file.write with contentInData
-// waits for its content in the channel's data frame.
+// opens its temporary file at once and writes the channel's data frames into
+// it as they arrive (dataSize bytes in all, or one frame), then replaces the
+// target; a cancel, an error or a lost connection removes the temporary file.
 #pragma once
 
 #include <cstdint>
@@ -23,16 +25,16 @@ class FileOps : public Part {
   ~FileOps() override;
 
   void Handle(const Chan& c, AnyOp& any) override;  // file.*
-  // A data frame on c: the content of a file.write waiting for it (then
-  // answered). False if no file.write waits on c.
+  // A data frame on c: content of a file.write waiting for it (answered
+  // once all has arrived, or at the first error). False if none waits on c.
   bool Data(const Chan& c, std::string* payload);
   void OnConnectionLost() override;  // drops reads and writes in progress
   bool Pump() override;              // one step of the next file.read
 
  private:
-  struct PendingWrite {  // file.write waiting for its data frame
-    FileCtx ctx;
-    FileWriteOp op;
+  struct PendingWrite {  // file.write waiting for its data frames
+    std::unique_ptr<FileWriter> writer;
+    std::optional<uint64_t> size;  // dataSize; absent: one frame
   };
   struct ReadTask {
     Chan chan;
@@ -41,7 +43,7 @@ class FileOps : public Part {
 
   // Opens the file and queues its read (Pump sends it); a Cancel answers at once.
   void StartRead(const Chan& c, const FileReadOp& op);
-  // Writes now, or with contentInData keeps op until its data frame (Data).
+  // Writes now, or with contentInData opens the file and waits for its data (Data).
   void Write(const Chan& c, FileWriteOp& op);
 
   FileCtxOf file_ctx_;

@@ -27,7 +27,9 @@ constexpr int kMaxDepth = 64;
 constexpr int64_t kCheckIdleNs = 600'000'000'000;  // fs.check watches unused for 10 min end
 
 // file.write's temp files (".NAME.cove-XXXXXX", files.cc) are not reported;
-// renaming one over its target is reported as `modify` of the target.
+// renaming one over its target, or exchanging it with its target (then
+// removing the old file under the temp name), is reported as `modify` of the
+// target.
 bool IsWriteTemp(std::string_view n) {
   return n.size() > 13 && n[0] == '.' && n.compare(n.size() - 12, 6, ".cove-") == 0;
 }
@@ -370,6 +372,13 @@ void FileWatches::OnFsReadable(uint64_t num) {
           w->temp_cookies.push_back(ev->cookie);
         }
         continue;
+      }
+      if ((ev->mask & IN_MOVED_FROM) && ev->cookie && !is_dir && p < buf + n) {
+        // file.write replaces an existing file by exchanging it with its temp
+        // file: the target's own move to the temp name is not a change.
+        auto* next = reinterpret_cast<inotify_event*>(p);
+        if ((next->mask & IN_MOVED_TO) && next->cookie == ev->cookie && next->len && IsWriteTemp(next->name))
+          continue;
       }
       if ((ev->mask & IN_MOVED_TO) && ev->cookie && !is_dir) {
         auto tc = std::find(w->temp_cookies.begin(), w->temp_cookies.end(), ev->cookie);

@@ -1,6 +1,7 @@
 #include "agent/files.h"
 
 #include <dirent.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -233,11 +234,8 @@ struct Lister {
 
 }  // namespace
 
-json FileWrite(const FileCtx& ctx, FileWriteOp& op, const std::string* data_frame) {
-  if (op.content_in_data) {
-    if (!data_frame) return ValidationError("contentInData needs a data frame", "contentInData");
-    return WriteFileData(ctx, op.path, *data_frame);
-  }
+json FileWrite(const FileCtx& ctx, FileWriteOp& op) {
+  if (op.content_in_data) return ValidationError("contentInData needs its data frames", "contentInData");
   if (!op.content) return ValidationError("missing string field 'content'", "content");
   // Take the (possibly huge) string out of the op instead of copying it.
   std::string content = std::move(*op.content);
@@ -251,53 +249,98 @@ json FileWrite(const FileCtx& ctx, FileWriteOp& op, const std::string* data_fram
   return WriteFileData(ctx, op.path, content);  // utf-8 (ops.h allows no other encoding)
 }
 
-json WriteFileData(const FileCtx& ctx, const std::string& path_in, std::string_view data) {
+json WriteFileData(const FileCtx& ctx, const std::string& path, std::string_view data) {
+  auto opened = FileWriter::Open(ctx, path);
+  if (auto* e = std::get_if<json>(&opened)) return std::move(*e);
+  auto& w = std::get<0>(opened);
+  if (auto e = w->Append(data)) return std::move(*e);
+  return w->Commit();
+}
+
+std::variant<std::unique_ptr<FileWriter>, json> FileWriter::Open(const FileCtx& ctx, const std::string& path_in) {
   const std::string op = "file.write";
-  std::string path = Resolve(ctx, path_in);
-  std::string target = path;
+  std::unique_ptr<FileWriter> w(new FileWriter());
+  w->path_ = Resolve(ctx, path_in);
+  w->target_ = w->path_;
+  const std::string& path = w->path_;
   struct stat st;
-  bool exists = false;
   if (lstat(path.c_str(), &st) == 0) {
     if (S_ISLNK(st.st_mode)) {
       // Write through the link, like `cat > link`.
       char buf[PATH_MAX];
-      if (realpath(path.c_str(), buf)) target = buf;
+      if (realpath(path.c_str(), buf)) w->target_ = buf;
     }
-    if (stat(target.c_str(), &st) == 0) {
-      exists = true;
+    if (stat(w->target_.c_str(), &st) == 0) {
+      w->replaces_ = true;
       if (S_ISDIR(st.st_mode)) return FsError(EISDIR, op, path);
     }
   }
+  const std::string& target = w->target_;
   if (target == "/") return FsError(EISDIR, op, path);
   std::string dir = DirName(target);
   if (int e = MkdirAll(ctx, dir); e != 0) return FsError(e, op, path, "cannot create parent " + dir);
   std::string tmp = dir + (dir == "/" ? "" : "/") + "." + BaseName(target) + ".cove-XXXXXX";
-  UniqueFd fd(mkostemp(tmp.data(), O_CLOEXEC));
-  if (!fd) return FsError(errno, op, path, "cannot create temporary file");
-  auto fail = [&](int e, const char* what) {
-    unlink(tmp.c_str());
-    return FsError(e, op, path, what);
-  };
+  w->fd_.Reset(mkostemp(tmp.data(), O_CLOEXEC));
+  if (!w->fd_) return FsError(errno, op, path, "cannot create temporary file");
+  w->tmp_ = std::move(tmp);
   mode_t mode;
-  if (exists) {
+  if (w->replaces_) {
     mode = st.st_mode & 07777;
-    if (fchown(fd.get(), st.st_uid, st.st_gid) != 0) {
+    if (fchown(w->fd_.get(), st.st_uid, st.st_gid) != 0) {
       // Best effort (unprivileged agent).
     }
   } else {
     mode_t mask = umask(0);
     umask(mask);
     mode = 0666 & ~mask;
-    if (ctx.owner && fchown(fd.get(), ctx.owner->first, ctx.owner->second) != 0) {
+    if (ctx.owner && fchown(w->fd_.get(), ctx.owner->first, ctx.owner->second) != 0) {
       // Best effort.
     }
   }
-  if (fchmod(fd.get(), mode) != 0) return fail(errno, "cannot chmod temporary file");
+  if (fchmod(w->fd_.get(), mode) != 0) return w->Fail(errno, "cannot chmod temporary file");
+  return w;
+}
+
+FileWriter::~FileWriter() {
+  if (!tmp_.empty()) unlink(tmp_.c_str());
+}
+
+json FileWriter::Fail(int err, const char* what) {
+  fd_.Reset();
+  if (!tmp_.empty()) unlink(tmp_.c_str());
+  tmp_.clear();
+  return FsError(err, "file.write", path_, what);
+}
+
+std::optional<json> FileWriter::Append(std::string_view bytes) {
+  if (tmp_.empty() || !fd_) return FsError(EBADF, "file.write", path_, "write already ended");
   int e = 0;
-  if (!WriteAllFd(fd.get(), data, &e)) return fail(e, "cannot write");
-  if (close(fd.Release()) != 0) return fail(errno, "cannot write");
-  if (rename(tmp.c_str(), target.c_str()) != 0) return fail(errno, "cannot replace");
-  return json{{"path", path}, {"bytesWritten", data.size()}};
+  if (!WriteAllFd(fd_.get(), bytes, &e)) return Fail(e, "cannot write");
+  written_ += bytes.size();
+  return std::nullopt;
+}
+
+json FileWriter::Commit() {
+  if (tmp_.empty() || !fd_) return FsError(EBADF, "file.write", path_, "write already ended");
+  if (close(fd_.Release()) != 0) return Fail(errno, "cannot write");
+  // Replacing an existing file by exchanging the two names, then removing the
+  // old one, is as atomic for readers as rename(2), but btrfs's rename over a
+  // non-empty file starts writeback of the new one at once (checksums and I/O
+  // in this call: ~1/8 of the agent's time on a 1 MiB write); the exchange
+  // leaves it to background writeback.
+  if (replaces_ && renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) == 0) {
+    if (unlink(tmp_.c_str()) == 0) {  // the old file
+      tmp_.clear();
+      return json{{"path", path_}, {"bytesWritten", written_}};
+    }
+    int e = errno;  // a directory took the target's place meanwhile (EISDIR): give it back
+    renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE);
+    return Fail(e, "cannot replace");
+  }
+  // A new file, or a file system without RENAME_EXCHANGE.
+  if (rename(tmp_.c_str(), target_.c_str()) != 0) return Fail(errno, "cannot replace");
+  tmp_.clear();
+  return json{{"path", path_}, {"bytesWritten", written_}};
 }
 
 json FileDelete(const FileCtx& ctx, const FileDeleteOp& op) {
@@ -426,15 +469,25 @@ bool FileReader::Read(uint64_t off, size_t n, std::string* out) {
 std::optional<json> FileReader::Step(const EmitFn& emit, size_t budget, const EmitFn* data) {
   std::string buf;
   size_t spent = 0;
+  const bool raw = raw_ && data;
   if (phase_ == Phase::kScan) {
+    bool at_end = false;
     while (off_ < size_ && !detector_.binary() && spent < 8 * budget) {
       if (!Read(off_, 1 << 20, &buf)) return FsError(errno, "file.read", path_);
-      if (buf.empty()) break;
+      if (buf.empty()) {
+        at_end = true;
+        break;
+      }
       detector_.Feed(buf);
       off_ += buf.size();
       spent += buf.size();
+      if (raw && stashed_ + buf.size() <= kMaxStash && stashed_ == off_ - buf.size()) {
+        stashed_ += buf.size();  // sent as it is, not read again
+        stash_.push_back(std::move(buf));
+        buf = std::string();
+      }
     }
-    if (off_ < size_ && !detector_.binary() && !buf.empty()) return std::nullopt;  // more to scan
+    if (off_ < size_ && !detector_.binary() && !at_end) return std::nullopt;  // more to scan
     bool binary = !detector_.Finish();
     base64_ = requested_.empty() ? binary : requested_ == "base64";
     std::string mime = MimeTypeForPath(path_);
@@ -448,10 +501,15 @@ std::optional<json> FileReader::Step(const EmitFn& emit, size_t budget, const Em
     off_ = 0;
     spent = 0;
   }
-  if (raw_ && data) {
+  if (raw) {
     // The file's bytes as they are: coved encodes them once, into its answer.
     while (spent < budget) {
-      if (!Read(off_, 1 << 20, &buf)) return FsError(errno, "file.read", path_);
+      if (!stash_.empty()) {
+        buf = std::move(stash_.front());
+        stash_.pop_front();
+      } else if (!Read(off_, 1 << 20, &buf)) {
+        return FsError(errno, "file.read", path_);
+      }
       if (buf.empty()) return json{{"type", "complete"}, {"bytesRead", off_}};
       off_ += buf.size();
       spent += buf.size();

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -32,11 +33,44 @@ using FileCtxOf = std::function<FileCtx(const std::optional<std::string>& sessio
 // Emits one event payload (a serialised JSON object) on the op's channel.
 using EmitFn = std::function<void(std::string payload)>;
 
-// `op.content` is moved out. With contentInData the raw content is the op's
-// data frame (`data_frame`, null until it arrives).
-json FileWrite(const FileCtx& ctx, FileWriteOp& op, const std::string* data_frame = nullptr);
+// `op.content` is moved out (an op without contentInData).
+json FileWrite(const FileCtx& ctx, FileWriteOp& op);
 // Atomically replaces path (relative to ctx.base) with data.
 json WriteFileData(const FileCtx& ctx, const std::string& path, std::string_view data);
+
+// One file write in progress: a temporary file beside the target that takes
+// the content as it arrives and replaces the target at Commit, so no reader
+// ever sees a partial file. Destroying it before Commit (a cancel, a lost
+// connection, a failed append) removes the temporary file. No fsync: the
+// replacement is atomic, not durable across a host crash (docs/architecture.md).
+class FileWriter {
+ public:
+  // Checks the target (not a directory), creates its parents and the
+  // temporary file; on failure returns the error reply.
+  static std::variant<std::unique_ptr<FileWriter>, json> Open(const FileCtx& ctx, const std::string& path);
+  ~FileWriter();
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+
+  // Writes the next bytes; on failure (a full disk: DISK_QUOTA_EXCEEDED)
+  // returns the error reply and the writer is spent (the temporary is gone).
+  std::optional<json> Append(std::string_view bytes);
+  // Replaces the target with what was written: the reply {path, bytesWritten}
+  // or an error. The writer is spent either way.
+  json Commit();
+  uint64_t written() const { return written_; }
+
+ private:
+  FileWriter() = default;
+  json Fail(int err, const char* what);
+
+  UniqueFd fd_;
+  std::string path_;    // as resolved, for replies
+  std::string target_;  // what is replaced (a symlink's target)
+  std::string tmp_;     // "" once renamed or removed
+  bool replaces_ = false;  // the target existed when opened
+  uint64_t written_ = 0;
+};
 json FileDelete(const FileCtx& ctx, const FileDeleteOp& op);
 json FileRename(const FileCtx& ctx, const FileRenameOp& op);
 json FileMove(const FileCtx& ctx, const FileMoveOp& op);
@@ -74,6 +108,11 @@ class FileReader {
   TextDetector detector_;
   bool base64_ = false;
   bool raw_ = false;  // rawData requested
+  // rawData: the first bytes read by the scan, kept to be sent without a
+  // second read (a file up to kMaxStash is read once).
+  static constexpr size_t kMaxStash = 4 << 20;
+  std::deque<std::string> stash_;
+  uint64_t stashed_ = 0;
   Utf8JsonStream text_;
 };
 

@@ -129,9 +129,12 @@ struct FileWriteOp {
   static constexpr std::string_view kOp = "file.write";
   std::string path;
   std::optional<std::string> session_id;
-  std::optional<std::string> content;  // or, with content_in_data, one Data frame
+  std::optional<std::string> content;  // or, with content_in_data, Data frames
   std::optional<std::string> encoding;
   bool content_in_data = false;
+  // With content_in_data: the content's size, sent in any number of Data
+  // frames (written as they arrive); absent, the content is one Data frame.
+  std::optional<int64_t> data_size;
   template <class S, class V>
   static void Fields(S& s, V& v) {
     v("path", s.path, kPath);
@@ -139,6 +142,7 @@ struct FileWriteOp {
     v("content", s.content);
     v("encoding", s.encoding, OneOf(kEncodings));
     v("contentInData", s.content_in_data);
+    v("dataSize", s.data_size, Range(0, INT64_MAX));
   }
 };
 

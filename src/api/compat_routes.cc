@@ -211,7 +211,7 @@ Task<HttpResponse> ReadStream(RouteInput&, AgentPtr agent, agent::FileReadOp op)
   }));
 }
 
-// /api/write: the raw bytes follow the op as one Data frame (no second JSON
+// /api/write: the raw bytes follow the op in Data frames (no second JSON
 // escaping or base64 in the agent).
 struct WriteOp {
   agent::FileWriteOp op;
@@ -252,13 +252,37 @@ WriteOp BuildWrite(RouteInput& in) {
   return w;
 }
 
-Task<HttpResponse> Write(RouteInput&, AgentPtr agent, WriteOp w) {
+// The content crosses in Data frames of this size (dataSize in the op), each
+// handed to the connection's writer before the next is made: the agent writes
+// one into its temporary file while the next crosses the socket.
+constexpr size_t kWriteFrame = 512 << 10;
+
+Task<HttpResponse> Write(RouteInput& in, AgentPtr agent, WriteOp w) {
+  const bool frames = agent->writes_in_frames();  // else one frame (an agent older than this coved)
+  if (frames) w.op.data_size = static_cast<int64_t>(w.data.size());
   const Json request = agent::ToJson(w.op);
-  const std::optional<std::string> data = std::move(w.data);
-  auto reply = co_await Call(agent, request, data);
-  if (!reply.ok()) co_return ErrorResponse(reply.error());
-  if (auto e = AgentError(*reply)) co_return AgentErrorResponse(*e);
-  co_return JsonResponse(Success({{"path", w.op.path}}));
+  std::optional<std::string_view> whole;
+  if (!frames) whole = w.data;
+  auto started = agent->Start(request, whole);
+  if (!started.ok()) co_return ErrorResponse(started.error());
+  std::shared_ptr<AgentConnection::Call> call = std::move(*started);
+  CancelOnHangUp(in.req, call);  // a client that left: the agent removes the temporary file
+  std::string_view rest = frames ? std::string_view(w.data) : std::string_view();
+  // An early answer (a full disk, a bad path) ends the sending: the agent ignores the rest.
+  while (!rest.empty() && !call->answered()) {
+    size_t n = std::min(rest.size(), kWriteFrame);
+    call->SendData(rest.substr(0, n));
+    rest.remove_prefix(n);
+    if (!rest.empty()) co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  }
+  const auto deadline = AgentConnection::Clock::now() + kOpTimeout;
+  for (;;) {
+    auto m = co_await call->Next(deadline);
+    if (!m.ok()) co_return ErrorResponse(m.error());
+    if (!m->final) continue;
+    if (auto e = AgentError(m->body)) co_return AgentErrorResponse(*e);
+    co_return JsonResponse(Success({{"path", w.op.path}}));
+  }
 }
 
 agent::SessionCreateOp BuildSessionCreate(RouteInput& in) {

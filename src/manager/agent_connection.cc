@@ -134,6 +134,8 @@ Task<Result<std::shared_ptr<AgentConnection>>> AgentConnection::Connect(
   }
   conn->hello_ = std::move(*hello);
   conn->flow_control_ = conn->hello_.value("window", int64_t{0}) == static_cast<int64_t>(agent::kChannelWindow);
+  auto frames = conn->hello_.find("writeFrames");  // hostile input: a wrong type is false, never a throw
+  conn->writes_in_frames_ = frames != conn->hello_.end() && frames->is_boolean() && frames->get<bool>();
   asio::co_spawn(ex, conn->PingLoop(), asio::detached);
   co_return conn;
 }

@@ -68,6 +68,8 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
     // Next() would answer at once, without waiting: a message is queued, or
     // the call has failed.
     bool ready() const { return !queue_.empty() || (error_ && !finished_); }
+    // The reply has arrived (maybe not yet taken), or the call failed.
+    bool answered() const { return replied_ || error_.has_value(); }
 
    private:
     friend class AgentConnection;
@@ -127,6 +129,9 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   bool alive() const { return alive_; }
   asio::any_io_executor executor() { return socket_.get_executor(); }
   const Json& hello() const { return hello_; }
+  // The agent takes a file.write's content in several Data frames (dataSize);
+  // an older one (adopted across an upgrade) takes exactly one.
+  bool writes_in_frames() const { return writes_in_frames_; }
   // Closes the connection; pending and later calls fail with `code` and `reason`
   // (kNotFound when the sandbox was deleted: the request answers 404, not 502).
   void Close(const std::string& reason = "agent connection is closed", ErrorCode code = ErrorCode::kUnavailable);
@@ -166,6 +171,7 @@ class AgentConnection : public std::enable_shared_from_this<AgentConnection> {
   Clock::duration ping_interval_ = kPingInterval;
   std::atomic<bool> alive_{true};
   bool flow_control_ = false;  // the agent said it honours Window frames
+  bool writes_in_frames_ = false;
   std::shared_ptr<FlowBudget> budget_;
   Error closed_{ErrorCode::kUnavailable, 0, "agent connection is closed", {}};  // what calls get once closed
   Json hello_;

@@ -4,10 +4,12 @@ import base64
 import hashlib
 import os
 import secrets
+import socket
 
 import pytest
 
 from helpers import MiB, assert_error, rss, unique_id, wait_until
+from raw_http import request_bytes, unread_by_server
 
 pytestmark = pytest.mark.files
 
@@ -341,3 +343,70 @@ def test_full_disk_quota_is_507_and_nothing_is_left_behind(api, make_sandbox):
     assert api.call(sid, "read", {"path": "/workspace/keep.txt"})["content"] == "new content"
     out = api.exec(sid, "echo staged #" + "x" * 20000)
     assert out["exitCode"] == 0 and out["stdout"] == "staged\n"
+
+
+def _write_temps(api, sid):
+    """file.write's temporary files (".NAME.cove-XXXXXX") left in /workspace."""
+    return [n for n in api.sh(sid, "ls -A /workspace").split() if ".cove-" in n]
+
+
+def test_streamed_32_mib_utf8_write_is_byte_exact(api, sb):
+    """A 32 MiB write crosses to the agent in many Data frames, cut anywhere (inside
+    multi-byte characters too): the file is the text's exact bytes, checked inside
+    the sandbox and read back; replacing it again leaves no temporary file."""
+    line = "\tcafé ∑ 🦊 \"quoted\" \\ back\\slash line\n"
+    text = (line * (32 * MiB // len(line.encode()) + 1))
+    text = text.encode()[:32 * MiB].decode("utf-8", "ignore")
+    data = text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    for _ in range(2):  # a new file, then replacing it
+        r = api.call(sb, "write", {"path": "/workspace/stream.txt", "content": text}, timeout=300)
+        assert r["success"] is True
+        assert api.sh(sb, "sha256sum /workspace/stream.txt").split()[0] == digest
+    r = api.call(sb, "read", {"path": "/workspace/stream.txt"}, timeout=300)
+    assert r["encoding"] == "utf-8" and r["size"] == len(data)
+    assert hashlib.sha256(r["content"].encode()).hexdigest() == digest
+    assert _write_temps(api, sb) == []
+    api.sh(sb, "rm /workspace/stream.txt")
+
+
+def _until_closed(s):
+    """Reads what coved still sends on s until it closes the connection: then it
+    is done with the request (and so is the agent: coved answers after it)."""
+    s.settimeout(120)
+    while s.recv(65536):
+        pass
+    s.close()
+
+
+def test_write_aborted_mid_body_leaves_no_file(api, coved, sb):
+    """A client that sends half of a 32 MiB write and goes away: no file, no
+    temporary file, and the old content of a replaced file stays."""
+    api.call(sb, "write", {"path": "/workspace/kept.txt", "content": "old"})
+    for path in ("/workspace/aborted.txt", "/workspace/kept.txt"):
+        data = request_bytes(coved, "POST", f"/v1/sandboxes/{sb}/api/write",
+                             {"path": path, "content": "y" * (32 * MiB)}, close=True)
+        s = socket.create_connection((coved.host, coved.port), timeout=60)
+        s.sendall(data[:len(data) // 2])
+        s.shutdown(socket.SHUT_WR)
+        _until_closed(s)
+    assert api.call(sb, "exists", {"path": "/workspace/aborted.txt"})["exists"] is False
+    assert api.call(sb, "read", {"path": "/workspace/kept.txt"})["content"] == "old"
+    assert _write_temps(api, sb) == []
+
+
+def test_write_whose_client_leaves_before_the_answer_is_whole_or_absent(api, coved, sb):
+    """The client sends a whole 32 MiB write and hangs up at once: coved cancels
+    the agent's write wherever it is. The file is then either absent or
+    complete, never partial, and no temporary file remains."""
+    content = "z" * (32 * MiB)
+    for i in range(3):
+        path = f"/workspace/left{i}.txt"
+        s = socket.create_connection((coved.host, coved.port), timeout=60)
+        s.sendall(request_bytes(coved, "POST", f"/v1/sandboxes/{sb}/api/write",
+                                {"path": path, "content": content}, close=True))
+        s.shutdown(socket.SHUT_WR)
+        _until_closed(s)
+        size = api.sh(sb, f"stat -c %s {path} 2>/dev/null || echo absent").strip()
+        assert size in ("absent", str(32 * MiB)), size
+        assert _write_temps(api, sb) == []
