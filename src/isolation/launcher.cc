@@ -65,6 +65,32 @@ Status WriteProcFile(const std::string& path, const std::string& value) {
   return OkStatus();
 }
 
+// Where a host dir's overlay keeps its layers: sandbox_dir/dirs/<name>, the
+// name being its sandbox path with '/' as '+' ("/usr" -> "usr").
+std::string HostDirLayers(const SandboxSpec& spec, const HostDir& d) {
+  std::string name = d.sandbox_path.substr(1);
+  for (char& ch : name)
+    if (ch == '/') ch = '+';
+  return spec.sandbox_dir + "/dirs/" + name;
+}
+
+// The host dirs' layer dirs: upper/ and work/ owned by the sandbox's root,
+// lower/ (the mount point of an idmapped lower) by ours. Kept across restarts.
+Status MakeHostDirLayers(const SandboxSpec& spec, bool volatile_upper) {
+  if (spec.image.host_dirs.empty()) return OkStatus();
+  const uid_t r = spec.host_id_base;
+  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/dirs", 0755, 0, 0));
+  for (const HostDir& d : spec.image.host_dirs) {
+    const std::string dir = HostDirLayers(spec, d);
+    COVE_TRY(sys::MkdirOwned(dir, 0755, 0, 0));
+    COVE_TRY(sys::MkdirOwned(dir + "/upper", 0755, r, r));
+    COVE_TRY(sys::MkdirOwned(dir + "/work", 0700, r, r));
+    COVE_TRY(sys::MkdirOwned(dir + "/lower", 0755, 0, 0));
+    if (volatile_upper) COVE_TRY(sys::RemoveTree(dir + "/work/work/incompat"));  // see Launch
+  }
+  return OkStatus();
+}
+
 Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pass_fds, bool volatile_upper) {
   ChildPlan p;
   p.pass_fds = pass_fds;
@@ -81,10 +107,18 @@ Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pas
       (volatile_upper ? ",volatile" : "");
   p.overlay_opts = "lowerdir=" + spec.image.lower_dir + tail;
   p.overlay_opts_idmapped = "lowerdir=" + p.lower_stage + tail;
-  for (const HostBind& b : spec.image.binds) {
+  p.volatile_upper = volatile_upper;
+  for (const HostDir& d : spec.image.host_dirs) {
+    COVE_TRY(CheckOptionSafe(d.host_path));
+    const std::string layers = HostDirLayers(spec, d);
+    p.host_dirs.push_back({d.sandbox_path.substr(1), d.host_path, layers + "/lower", layers + "/upper",
+                           layers + "/work"});
+  }
+  for (const HostBind& b : spec.read_only_binds) {
     struct stat st;
     if (::stat(b.host_path.c_str(), &st) != 0) return SysError("stat bind source " + b.host_path);
-    p.binds.push_back({b.host_path, b.sandbox_path.substr(1), S_ISDIR(st.st_mode)});
+    if (!S_ISDIR(st.st_mode)) return SysError("bind source " + b.host_path, ENOTDIR);
+    p.binds.push_back({b.host_path, b.sandbox_path.substr(1)});
   }
   p.proc_dir = p.root + "/proc";
   p.dev_dir = p.root + "/dev";
@@ -131,7 +165,8 @@ Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pas
   return p;
 }
 
-// Detached, idmapped, read-only copies of the image's lower dir and binds,
+// Detached, idmapped, read-only copies of the image's lower dir, its host dirs
+// and the read-only binds (the order of GoMsg's fds),
 // mapped through the child's user namespace. Empty if not possible.
 std::vector<UniqueFd> MakeIdmappedMounts(pid_t pid, const SandboxSpec& spec) {
   static std::atomic<bool> warned{false};
@@ -139,7 +174,8 @@ std::vector<UniqueFd> MakeIdmappedMounts(pid_t pid, const SandboxSpec& spec) {
   UniqueFd userns(::open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
   if (!userns) return {};
   std::vector<const std::string*> sources{&spec.image.lower_dir};
-  for (const auto& b : spec.image.binds) sources.push_back(&b.host_path);
+  for (const auto& d : spec.image.host_dirs) sources.push_back(&d.host_path);
+  for (const auto& b : spec.read_only_binds) sources.push_back(&b.host_path);
   for (const std::string* src : sources) {
     UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, src->c_str(),
                                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
@@ -168,7 +204,7 @@ Status SendGo(int sock, const std::vector<UniqueFd>& fds) {
   std::memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * (1 + internal::kMaxBinds))];
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * (1 + internal::kMaxHostMounts))];
   if (!fds.empty()) {
     msg.msg_control = cbuf;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
@@ -263,6 +299,7 @@ Result<Launched> Launch(const SandboxSpec& spec, const std::vector<int>& pass_fd
     // the last moments before a host crash may be lost (see launcher.h).
     COVE_TRY(sys::RemoveTree(spec.sandbox_dir + "/work/work/incompat"));
   }
+  COVE_TRY(MakeHostDirLayers(spec, options.volatile_upper));
   COVE_ASSIGN_OR_RETURN(ChildPlan plan, BuildPlan(spec, pass_fds, options.volatile_upper));
 
   UniqueFd agent_fd;

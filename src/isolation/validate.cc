@@ -38,12 +38,16 @@ Status ValidateSpec(const SandboxSpec& spec) {
   COVE_TRY(ValidateAbsolutePath(spec.cwd));
   if (!spec.agent_path.empty()) COVE_TRY(ValidateAbsolutePath(spec.agent_path));
   if (spec.argv.empty() || spec.argv[0].empty()) return MakeError(ErrorCode::kInvalidArgument, "argv is empty");
-  if (spec.image.binds.size() > 16) return MakeError(ErrorCode::kInvalidArgument, "at most 16 binds");
-  for (const HostBind& b : spec.image.binds) {
-    COVE_TRY(ValidateAbsolutePath(b.host_path));
-    COVE_TRY(ValidateAbsolutePath(b.sandbox_path));
-    if (b.sandbox_path == "/") return MakeError(ErrorCode::kInvalidArgument, "cannot bind over /");
-  }
+  if (spec.image.host_dirs.size() + spec.read_only_binds.size() > 16)
+    return MakeError(ErrorCode::kInvalidArgument, "at most 16 host dirs and binds");
+  auto check = [](const std::string& host_path, const std::string& sandbox_path) -> Status {
+    COVE_TRY(ValidateAbsolutePath(host_path));
+    COVE_TRY(ValidateAbsolutePath(sandbox_path));
+    if (sandbox_path == "/") return MakeError(ErrorCode::kInvalidArgument, "cannot mount a host dir over /");
+    return OkStatus();
+  };
+  for (const HostDir& d : spec.image.host_dirs) COVE_TRY(check(d.host_path, d.sandbox_path));
+  for (const HostBind& b : spec.read_only_binds) COVE_TRY(check(b.host_path, b.sandbox_path));
   for (const auto& e : spec.env)
     if (e.find('=') == std::string::npos) return MakeError(ErrorCode::kInvalidArgument, "env entry without '='");
   return OkStatus();

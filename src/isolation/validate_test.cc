@@ -41,10 +41,10 @@ TEST(ValidateTest, Spec) {
   bad.argv.clear();
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
-  bad.image.binds.push_back({"/usr", "/"});
+  bad.image.host_dirs.push_back({"/usr", "/"});
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
-  bad.image.binds.push_back({"/usr", "/../usr"});
+  bad.image.host_dirs.push_back({"/usr", "/../usr"});
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
   bad.env = {"NOEQUALS"};
