@@ -13,12 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "isolation/spec.h"
+
 namespace cove::isolation::internal {
 
 // Messages on the sync socket (SOCK_SEQPACKET).
 struct GoMsg {                    // parent -> child, with SCM_RIGHTS fds if idmapped
   uint8_t go = 1;
-  uint8_t idmapped = 0;           // fds: [lower, host dirs..., read-only binds...]
+  uint8_t idmapped = 0;           // fds: [lower dirs..., host dirs..., read-only binds...]
   uint8_t nfds = 0;
 };
 struct ChildMsg {                 // child -> parent
@@ -28,6 +30,7 @@ struct ChildMsg {                 // child -> parent
   char step[112] = {};
 };
 inline constexpr int kMaxHostMounts = 16;  // host dirs and read-only binds
+inline constexpr int kMaxIdmapFds = static_cast<int>(kMaxLowerDirs) + kMaxHostMounts;
 inline constexpr int kMaxPassFds = 64;
 
 struct ChildBind {
@@ -55,9 +58,9 @@ struct ChildPlan {
   bool new_netns = true;
   std::string hostname;
   std::string root;                // <sandbox_dir>/root: the overlay mount point
-  std::string lower_stage;         // <sandbox_dir>/lower: where an idmapped lower is attached
-  std::string overlay_opts;        // lowerdir = image dir
-  std::string overlay_opts_idmapped;  // lowerdir = lower_stage
+  std::vector<std::string> lower_stages;  // <sandbox_dir>/lower/<i>: where idmapped lowers are attached
+  std::string overlay_opts;        // lowerdir = the image's dirs
+  std::string overlay_opts_idmapped;  // lowerdir = lower_stages
   bool volatile_upper = false;     // "volatile" on the host dirs' overlays too
   std::vector<ChildHostDir> host_dirs;
   std::vector<ChildBind> binds;    // read-only

@@ -175,7 +175,7 @@ Result<Image> EnsureDefaultImage(const std::string& images_dir) {
   COVE_TRY(RefreshCaBundle(dir));
 
   Image image;
-  image.lower_dir = dir;
+  image.lower_dirs = {dir};
   image.host_dirs.push_back({"/usr", "/usr"});
   for (const char* lib : kLibDirs) {
     std::string host = std::string("/") + lib;

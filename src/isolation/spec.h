@@ -33,8 +33,13 @@ struct HostBind {
   std::string sandbox_path;
 };
 
+inline constexpr size_t kMaxLowerDirs = 64;
+
 struct Image {
-  std::string lower_dir;            // read-only overlay lower layer of the root (a directory on the host)
+  // The root's read-only overlay lower layers (directories on the host),
+  // topmost first: one for the default and imported images, an image's
+  // layers for a layered one (shared by every image that has them).
+  std::vector<std::string> lower_dirs;
   std::vector<HostDir> host_dirs;   // each an overlay of its own over the merged root
 };
 

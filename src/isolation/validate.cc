@@ -34,7 +34,9 @@ Status ValidateSpec(const SandboxSpec& spec) {
   if (spec.host_id_base == 0 || static_cast<uint64_t>(spec.host_id_base) + SandboxSpec::kIdRange > 0xFFFFFFFFull)
     return MakeError(ErrorCode::kInvalidArgument, "host_id_base must be nonzero and leave room for 65536 ids");
   COVE_TRY(ValidateAbsolutePath(spec.sandbox_dir));
-  COVE_TRY(ValidateAbsolutePath(spec.image.lower_dir));
+  if (spec.image.lower_dirs.empty() || spec.image.lower_dirs.size() > kMaxLowerDirs)
+    return MakeError(ErrorCode::kInvalidArgument, "an image has 1 to " + std::to_string(kMaxLowerDirs) + " lower dirs");
+  for (const std::string& l : spec.image.lower_dirs) COVE_TRY(ValidateAbsolutePath(l));
   COVE_TRY(ValidateAbsolutePath(spec.cwd));
   if (!spec.agent_path.empty()) COVE_TRY(ValidateAbsolutePath(spec.agent_path));
   if (spec.argv.empty() || spec.argv[0].empty()) return MakeError(ErrorCode::kInvalidArgument, "argv is empty");

@@ -28,7 +28,7 @@ TEST(ValidateTest, Spec) {
   s.id = "x";
   s.host_id_base = 1 << 20;
   s.sandbox_dir = "/var/lib/cove/layers/x";
-  s.image.lower_dir = "/var/lib/cove/images/default";
+  s.image.lower_dirs = {"/var/lib/cove/images/default"};
   s.argv = {"/bin/true"};
   EXPECT_TRUE(ValidateSpec(s).ok());
   auto bad = s;
