@@ -20,6 +20,7 @@ PACKAGES=(
   # the default image's tools for agents (the sandbox sees the host's /usr):
   # the Python code interpreter's rich outputs, plus git and curl above
   python3-numpy python3-pandas python3-matplotlib python3-ipython
+  python3-pip  # pip install in a sandbox (its /usr is writable, its own)
   # tests
   bubblewrap python3 python3-pytest python3-pytest-timeout python3-requests python3-yaml
   python3-jsonschema tmux

@@ -150,14 +150,47 @@ void MountReadOnly(const Ctx& c, const char* path, const char* step) {
   CHECK(c, step, Sys(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr));
 }
 
-void BindMountsAndProc(const Ctx& c, int root_fd, const int* idmap_fds, bool idmapped) {
+void SetOverlayOption(const Ctx& c, int fs, const char* key, const char* value) {
+  CHECK(c, "configure host dir overlay",
+        Sys(SYS_fsconfig, fs, value ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, key, value, 0));
+}
+
+// idmap_fds: the host dirs' idmapped trees, then the binds' (when idmapped).
+void HostMountsAndProc(const Ctx& c, int root_fd, const int* idmap_fds, bool idmapped) {
   const ChildPlan& p = *c.plan;
-  // Image binds (/usr etc.), read-only, nosuid, nodev.
+  // Host dirs (/usr etc.): each an overlay whose upper is in the sandbox's
+  // layer, mounted through an fd resolved inside the root (a symlink the
+  // sandbox left in its layer cannot send it elsewhere).
+  for (size_t i = 0; i < p.host_dirs.size(); ++i) {
+    const ChildHostDir& d = p.host_dirs[i];
+    if (idmapped)
+      CHECK(c, "attach idmapped host dir",
+            Sys(SYS_move_mount, idmap_fds[i], "", AT_FDCWD, d.lower_stage.c_str(), MOVE_MOUNT_F_EMPTY_PATH));
+    long target = OpenTargetInRoot(root_fd, d.rel_target.c_str(), true);
+    if (target < 0) Die(c, "host dir target", target);
+    long fs = Sys(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0) Die(c, "fsopen overlay", fs);
+    const int f = static_cast<int>(fs);
+    SetOverlayOption(c, f, "lowerdir", idmapped ? d.lower_stage.c_str() : d.host_path.c_str());
+    SetOverlayOption(c, f, "upperdir", d.upper.c_str());
+    SetOverlayOption(c, f, "workdir", d.work.c_str());
+    SetOverlayOption(c, f, "userxattr", nullptr);
+    if (p.volatile_upper) SetOverlayOption(c, f, "volatile", nullptr);
+    CHECK(c, "create host dir overlay", Sys(SYS_fsconfig, f, FSCONFIG_CMD_CREATE, 0, 0, 0));
+    long mnt = Sys(SYS_fsmount, f, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (mnt < 0) Die(c, "fsmount host dir overlay", mnt);
+    CHECK(c, "move host dir into root",
+          Sys(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+    Sys(SYS_close, mnt);
+    Sys(SYS_close, fs);
+    Sys(SYS_close, target);
+  }
+  // Read-only binds (cove's own files), nosuid, nodev.
   for (size_t i = 0; i < p.binds.size(); ++i) {
     const ChildBind& b = p.binds[i];
-    long target = OpenTargetInRoot(root_fd, b.rel_target.c_str(), b.is_dir);
+    long target = OpenTargetInRoot(root_fd, b.rel_target.c_str(), true);
     if (target < 0) Die(c, "bind target", target);
-    long tree = idmapped ? idmap_fds[1 + i] : -1;
+    long tree = idmapped ? idmap_fds[p.host_dirs.size() + i] : -1;
     if (tree < 0) {
       tree = Sys(SYS_open_tree, AT_FDCWD, b.host_path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
       if (tree < 0) Die(c, "open_tree bind source", tree);
@@ -289,11 +322,11 @@ void Capabilities(const Ctx& c) {
 
   // 2. Wait for the parent: id maps written, cgroups joined, rlimits set.
   GoMsg go;
-  int received[1 + kMaxBinds];
+  int received[kMaxIdmapFds];
   for (int& r : received) r = -1;
   {
     iovec iov{&go, sizeof go};
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * (1 + kMaxBinds))];
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxIdmapFds)];
     msghdr msg;
     std::memset(&msg, 0, sizeof msg);
     msg.msg_iov = &iov;
@@ -307,11 +340,13 @@ void Capabilities(const Ctx& c) {
     for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
       if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
       size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      if (k > 1 + kMaxBinds) k = 1 + kMaxBinds;
+      if (k > kMaxIdmapFds) k = kMaxIdmapFds;
       std::memcpy(received, CMSG_DATA(h), k * sizeof(int));
     }
   }
-  const bool idmapped = go.idmapped != 0 && go.nfds == 1 + p.binds.size() && received[go.nfds - 1] >= 0;
+  const size_t nlowers = p.lower_stages.size();
+  const bool idmapped = go.idmapped != 0 && go.nfds == nlowers + p.host_dirs.size() + p.binds.size() &&
+                        received[go.nfds - 1] >= 0;
   for (int& r : received) {
     if (r < 0) continue;
     long l = Lift(r, floor);
@@ -334,15 +369,15 @@ void Capabilities(const Ctx& c) {
 
   // 5. Mount namespace: nothing propagates back to the host.
   CHECK(c, "make / rprivate", Sys(SYS_mount, 0, "/", 0, MS_REC | MS_PRIVATE, 0));
-  if (idmapped)
+  for (size_t i = 0; idmapped && i < nlowers; ++i)
     CHECK(c, "attach idmapped lower layer",
-          Sys(SYS_move_mount, received[0], "", AT_FDCWD, p.lower_stage.c_str(), MOVE_MOUNT_F_EMPTY_PATH));
+          Sys(SYS_move_mount, received[i], "", AT_FDCWD, p.lower_stages[i].c_str(), MOVE_MOUNT_F_EMPTY_PATH));
   CHECK(c, "mount overlay root",
         Sys(SYS_mount, "overlay", p.root.c_str(), "overlay", MS_NOSUID | MS_NODEV,
             idmapped ? p.overlay_opts_idmapped.c_str() : p.overlay_opts.c_str()));
   long root_fd = Sys(SYS_openat, AT_FDCWD, p.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) Die(c, "open new root", root_fd);
-  BindMountsAndProc(c, static_cast<int>(root_fd), received, idmapped);
+  HostMountsAndProc(c, static_cast<int>(root_fd), received + nlowers, idmapped);
   MountDev(c, static_cast<int>(root_fd));
   MountSys(c, static_cast<int>(root_fd));
 

@@ -13,12 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "isolation/spec.h"
+
 namespace cove::isolation::internal {
 
 // Messages on the sync socket (SOCK_SEQPACKET).
 struct GoMsg {                    // parent -> child, with SCM_RIGHTS fds if idmapped
   uint8_t go = 1;
-  uint8_t idmapped = 0;           // fds: [lower, bind0, bind1, ...]
+  uint8_t idmapped = 0;           // fds: [lower dirs..., host dirs..., read-only binds...]
   uint8_t nfds = 0;
 };
 struct ChildMsg {                 // child -> parent
@@ -27,13 +29,22 @@ struct ChildMsg {                 // child -> parent
   int32_t err = 0;
   char step[112] = {};
 };
-inline constexpr int kMaxBinds = 16;
+inline constexpr int kMaxHostMounts = 16;  // host dirs and read-only binds
+inline constexpr int kMaxIdmapFds = static_cast<int>(kMaxLowerDirs) + kMaxHostMounts;
 inline constexpr int kMaxPassFds = 64;
 
 struct ChildBind {
   std::string host_path;           // source, a host path (used when not idmapped)
   std::string rel_target;          // path below the new root, without leading '/'
-  bool is_dir = true;              // the source is a directory (else a file is created as target)
+};
+
+// A host dir's overlay: lower (the host dir, or its idmapped copy attached
+// at lower_stage), upper and work in the sandbox's layer.
+struct ChildHostDir {
+  std::string rel_target;          // path below the new root, without leading '/'
+  std::string host_path;           // lowerdir when not idmapped
+  std::string lower_stage;         // lowerdir when idmapped
+  std::string upper, work;
 };
 
 struct ChildPlan {
@@ -47,10 +58,12 @@ struct ChildPlan {
   bool new_netns = true;
   std::string hostname;
   std::string root;                // <sandbox_dir>/root: the overlay mount point
-  std::string lower_stage;         // <sandbox_dir>/lower: where an idmapped lower is attached
-  std::string overlay_opts;        // lowerdir = image dir
-  std::string overlay_opts_idmapped;  // lowerdir = lower_stage
-  std::vector<ChildBind> binds;
+  std::vector<std::string> lower_stages;  // <sandbox_dir>/lower/<i>: where idmapped lowers are attached
+  std::string overlay_opts;        // lowerdir = the image's dirs
+  std::string overlay_opts_idmapped;  // lowerdir = lower_stages
+  bool volatile_upper = false;     // "volatile" on the host dirs' overlays too
+  std::vector<ChildHostDir> host_dirs;
+  std::vector<ChildBind> binds;    // read-only
   // Absolute paths below root, precomputed.
   std::string proc_dir, dev_dir, sys_dir;
   std::vector<std::string> proc_masked_files, proc_masked_dirs, proc_readonly;

@@ -18,7 +18,10 @@ namespace cove::isolation {
 
 namespace {
 
-constexpr const char* kVersion = "cove-default-image 3\n";
+constexpr const char* kVersion = "cove-default-image 4\n";
+// The host's package database: copied into the image, so that apt and dpkg in
+// a sandbox know what its /usr holds; the image is rebuilt when it changes.
+constexpr const char* kDpkgDir = "/var/lib/dpkg";
 constexpr const char* kStamp = ".default.version";  // beside the image, not inside
 constexpr const char* kCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -39,7 +42,11 @@ constexpr const char* kEtcEntries[] = {
     "ethers", "rpc", "networks", "gai.conf", "adduser.conf", "deluser.conf", "issue", "issue.net",
     "skel", "python3", "python3.11", "perl", "vim", "bash_completion.d", "fonts", "magic",
     "magic.mime", "xattr.conf", "locale.alias", "wgetrc", "gitconfig", "mtab", "terminfo",
-    "ca-certificates.conf", "mailcap", "papersize", "ucf.conf", "matplotlibrc"};
+    "ca-certificates.conf", "mailcap", "papersize", "ucf.conf", "matplotlibrc", "apt", "dpkg",
+    "debconf.conf"};
+// Directories apt and dpkg expect to find.
+constexpr const char* kPackageDirs[] = {"var/lib/apt/lists/partial", "var/cache/apt/archives/partial",
+                                        "var/log/apt", "var/cache/debconf"};
 
 // Copies a trusted host tree (files, dirs, symlinks) without following symlinks.
 Status CopyTree(const std::string& from, const std::string& to, int depth) {
@@ -101,8 +108,22 @@ Status BuildSkeleton(const std::string& dir) {
   COVE_TRY(sys::MkdirAll(dir + "/etc/ssl/certs", 0755));
   COVE_TRY(CopyTree("/etc/ssl/certs", dir + "/etc/ssl/certs", 0));
   COVE_TRY(CopyTree("/etc/ssl/openssl.cnf", dir + "/etc/ssl/openssl.cnf", 0));
+  COVE_TRY(CopyTree(kDpkgDir, dir + kDpkgDir, 0));
+  // The host's owner overrides name the host's users and groups, which a
+  // sandbox's /etc does not have (dpkg would refuse to run).
+  COVE_TRY(sys::WriteFileAs(dir + kDpkgDir + "/statoverride", "", 0644, 0, 0));
+  for (const char* d : kPackageDirs) COVE_TRY(sys::MkdirAll(dir + "/" + d, 0755));
   if (!sys::PathExists(dir + "/etc/mtab")) (void)::symlink("../proc/self/mounts", (dir + "/etc/mtab").c_str());
   return OkStatus();
+}
+
+// What identifies the host's installed packages (the dpkg status file's size
+// and modification time), or "" without dpkg.
+std::string DpkgSignature() {
+  struct stat st;
+  if (::stat((std::string(kDpkgDir) + "/status").c_str(), &st) != 0) return "";
+  return "dpkg-status " + std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec) + "\n";
 }
 
 // The bundle is a symlinked file on the host: copy its content if it changed.
@@ -133,8 +154,9 @@ Result<Image> EnsureDefaultImage(const std::string& images_dir) {
     if (errno != EINTR) return SysError("flock " + lock_path);
 
   const std::string stamp_path = images_dir + "/" + kStamp;
+  const std::string want = kVersion + DpkgSignature();
   auto stamp = sys::ReadFile(stamp_path);
-  if (!stamp.ok() || *stamp != kVersion) {
+  if (!stamp.ok() || *stamp != want) {
     std::string tmp = images_dir + "/.default-build-" + std::to_string(::getpid());
     COVE_TRY(sys::RemoveTree(tmp));
     if (::mkdir(tmp.c_str(), 0755) != 0) return SysError("mkdir " + tmp);
@@ -147,17 +169,17 @@ Result<Image> EnsureDefaultImage(const std::string& images_dir) {
     if (had_old && ::rename(dir.c_str(), old.c_str()) != 0) return SysError("rename " + dir);
     if (::rename(tmp.c_str(), dir.c_str()) != 0) return SysError("rename " + tmp);
     if (had_old) (void)sys::RemoveTree(old);
-    COVE_TRY(sys::WriteFileAs(stamp_path, kVersion, 0644, 0, 0));
+    COVE_TRY(sys::WriteFileAs(stamp_path, want, 0644, 0, 0));
     log::Info("built default image in {}", dir);
   }
   COVE_TRY(RefreshCaBundle(dir));
 
   Image image;
-  image.lower_dir = dir;
-  image.binds.push_back({"/usr", "/usr"});
+  image.lower_dirs = {dir};
+  image.host_dirs.push_back({"/usr", "/usr"});
   for (const char* lib : kLibDirs) {
     std::string host = std::string("/") + lib;
-    if (::lstat(host.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) image.binds.push_back({host, host});
+    if (::lstat(host.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) image.host_dirs.push_back({host, host});
   }
   return image;
 }

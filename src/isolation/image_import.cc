@@ -184,7 +184,7 @@ Result<Image> ImportImage(const std::string& images_dir_in, const std::string& n
   if (::rename(tmp.c_str(), final_dir.c_str()) != 0) return SysError("rename into " + final_dir);
   remove_tmp.Release();
   Image image;
-  image.lower_dir = final_dir;
+  image.lower_dirs = {final_dir};
   return image;
 }
 

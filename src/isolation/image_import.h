@@ -17,7 +17,7 @@ Status ValidateImageName(const std::string& name);
 // and device nodes are refused (the whole import fails). Ownership and modes
 // are kept numerically. Extracts into a temp dir and renames it into place:
 // a failed import leaves nothing behind. kAlreadyExists if the image exists.
-// Imported images get no host binds; their binaries run as they are (the
+// Imported images get no host dirs; their binaries run as they are (the
 // agent exec'd as pid 1 must then be static or find its libraries there).
 Result<Image> ImportImage(const std::string& images_dir, const std::string& name, const std::string& source);
 

@@ -81,8 +81,8 @@ TEST_F(ImportTest, ImportsTarball) {
                  {"etc/os-release", AE_IFREG, "ID=test\n"}});
   auto img = ImportImage(images_, "test-1", tar);
   ASSERT_TRUE(img.ok()) << img.error().ToString();
-  EXPECT_EQ(img->lower_dir, images_ + "/test-1");
-  EXPECT_TRUE(img->binds.empty());
+  EXPECT_EQ(img->lower_dirs, std::vector<std::string>{images_ + "/test-1"});
+  EXPECT_TRUE(img->host_dirs.empty());
   EXPECT_EQ(*sys::ReadFile(images_ + "/test-1/bin/hello"), "#!/bin/sh\necho hi\n");
   EXPECT_EQ(*sys::ReadFile(images_ + "/test-1/bin/again"), "#!/bin/sh\necho hi\n");
   char buf[64] = {};

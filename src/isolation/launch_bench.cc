@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
               "create99", "exit50", "layer", "cgroup", "clone", "parent", "child", "destr50", "destr99", "cpu");
   for (Variant var : {Variant{"new netns, idmapped image", false, true},
                       Variant{"pooled netns, idmapped image", true, true},
-                      Variant{"pooled netns, plain binds", true, false}}) {
+                      Variant{"pooled netns, no idmap", true, false}}) {
     Stats create, exited, destroy, layer, cgroup, clone, parent, child;
     const double cpu0 = CpuMs();
     for (int i = 0; i < n; ++i) {

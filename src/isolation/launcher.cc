@@ -46,6 +46,7 @@ constexpr const char* kDevNodes[] = {"null", "zero", "full", "random", "urandom"
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr rlim_t kNoFile = 65536;
 constexpr auto kChildTimeout = std::chrono::seconds(20);
+constexpr size_t kMaxMountData = 4096;  // mount(2) reads one page of options
 
 double Us(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::micro>(b - a).count();
@@ -65,6 +66,37 @@ Status WriteProcFile(const std::string& path, const std::string& value) {
   return OkStatus();
 }
 
+// Where the i-th lower layer of the root is attached when idmapped.
+std::string LowerStage(const SandboxSpec& spec, size_t i) {
+  return spec.sandbox_dir + "/lower/" + std::to_string(i);
+}
+
+// Where a host dir's overlay keeps its layers: sandbox_dir/dirs/<name>, the
+// name being its sandbox path with '/' as '+' ("/usr" -> "usr").
+std::string HostDirLayers(const SandboxSpec& spec, const HostDir& d) {
+  std::string name = d.sandbox_path.substr(1);
+  for (char& ch : name)
+    if (ch == '/') ch = '+';
+  return spec.sandbox_dir + "/dirs/" + name;
+}
+
+// The host dirs' layer dirs: upper/ and work/ owned by the sandbox's root,
+// lower/ (the mount point of an idmapped lower) by ours. Kept across restarts.
+Status MakeHostDirLayers(const SandboxSpec& spec, bool volatile_upper) {
+  if (spec.image.host_dirs.empty()) return OkStatus();
+  const uid_t r = spec.host_id_base;
+  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/dirs", 0755, 0, 0));
+  for (const HostDir& d : spec.image.host_dirs) {
+    const std::string dir = HostDirLayers(spec, d);
+    COVE_TRY(sys::MkdirOwned(dir, 0755, 0, 0));
+    COVE_TRY(sys::MkdirOwned(dir + "/upper", 0755, r, r));
+    COVE_TRY(sys::MkdirOwned(dir + "/work", 0700, r, r));
+    COVE_TRY(sys::MkdirOwned(dir + "/lower", 0755, 0, 0));
+    if (volatile_upper) COVE_TRY(sys::RemoveTree(dir + "/work/work/incompat"));  // see Launch
+  }
+  return OkStatus();
+}
+
 Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pass_fds, bool volatile_upper) {
   ChildPlan p;
   p.pass_fds = pass_fds;
@@ -73,18 +105,33 @@ Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pas
   p.new_netns = spec.netns_fd < 0;
   p.hostname = spec.id;
   p.root = spec.sandbox_dir + "/root";
-  p.lower_stage = spec.sandbox_dir + "/lower";
   COVE_TRY(CheckOptionSafe(spec.sandbox_dir));
-  COVE_TRY(CheckOptionSafe(spec.image.lower_dir));
+  std::string lowers, staged;
+  for (size_t i = 0; i < spec.image.lower_dirs.size(); ++i) {
+    COVE_TRY(CheckOptionSafe(spec.image.lower_dirs[i]));
+    p.lower_stages.push_back(LowerStage(spec, i));
+    lowers += (i ? ":" : "") + spec.image.lower_dirs[i];
+    staged += (i ? ":" : "") + p.lower_stages.back();
+  }
   const std::string tail =
       ",upperdir=" + spec.sandbox_dir + "/upper,workdir=" + spec.sandbox_dir + "/work,userxattr" +
       (volatile_upper ? ",volatile" : "");
-  p.overlay_opts = "lowerdir=" + spec.image.lower_dir + tail;
-  p.overlay_opts_idmapped = "lowerdir=" + p.lower_stage + tail;
-  for (const HostBind& b : spec.image.binds) {
+  p.overlay_opts = "lowerdir=" + lowers + tail;
+  p.overlay_opts_idmapped = "lowerdir=" + staged + tail;
+  if (p.overlay_opts.size() >= kMaxMountData || p.overlay_opts_idmapped.size() >= kMaxMountData)
+    return MakeError(ErrorCode::kInvalidArgument, "the image's layers do not fit in one overlay mount");
+  p.volatile_upper = volatile_upper;
+  for (const HostDir& d : spec.image.host_dirs) {
+    COVE_TRY(CheckOptionSafe(d.host_path));
+    const std::string layers = HostDirLayers(spec, d);
+    p.host_dirs.push_back({d.sandbox_path.substr(1), d.host_path, layers + "/lower", layers + "/upper",
+                           layers + "/work"});
+  }
+  for (const HostBind& b : spec.read_only_binds) {
     struct stat st;
     if (::stat(b.host_path.c_str(), &st) != 0) return SysError("stat bind source " + b.host_path);
-    p.binds.push_back({b.host_path, b.sandbox_path.substr(1), S_ISDIR(st.st_mode)});
+    if (!S_ISDIR(st.st_mode)) return SysError("bind source " + b.host_path, ENOTDIR);
+    p.binds.push_back({b.host_path, b.sandbox_path.substr(1)});
   }
   p.proc_dir = p.root + "/proc";
   p.dev_dir = p.root + "/dev";
@@ -131,15 +178,18 @@ Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pas
   return p;
 }
 
-// Detached, idmapped, read-only copies of the image's lower dir and binds,
+// Detached, idmapped, read-only copies of the image's lower dirs, its host dirs
+// and the read-only binds (the order of GoMsg's fds),
 // mapped through the child's user namespace. Empty if not possible.
 std::vector<UniqueFd> MakeIdmappedMounts(pid_t pid, const SandboxSpec& spec) {
   static std::atomic<bool> warned{false};
   std::vector<UniqueFd> fds;
   UniqueFd userns(::open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
   if (!userns) return {};
-  std::vector<const std::string*> sources{&spec.image.lower_dir};
-  for (const auto& b : spec.image.binds) sources.push_back(&b.host_path);
+  std::vector<const std::string*> sources;
+  for (const auto& l : spec.image.lower_dirs) sources.push_back(&l);
+  for (const auto& d : spec.image.host_dirs) sources.push_back(&d.host_path);
+  for (const auto& b : spec.read_only_binds) sources.push_back(&b.host_path);
   for (const std::string* src : sources) {
     UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, src->c_str(),
                                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
@@ -168,7 +218,7 @@ Status SendGo(int sock, const std::vector<UniqueFd>& fds) {
   std::memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * (1 + internal::kMaxBinds))];
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * internal::kMaxIdmapFds)];
   if (!fds.empty()) {
     msg.msg_control = cbuf;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
@@ -253,16 +303,17 @@ Result<Launched> Launch(const SandboxSpec& spec, const std::vector<int>& pass_fd
   COVE_TRY(ValidateSpec(spec));
   if (pass_fds.size() > static_cast<size_t>(internal::kMaxPassFds))
     return MakeError(ErrorCode::kInvalidArgument, "too many fds to pass");
-  for (const char* d : {"/root", "/lower"}) {
-    std::string path = spec.sandbox_dir + d;
-    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return SysError("mkdir " + path);
-  }
+  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/root", 0755, 0, 0));
+  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/lower", 0755, 0, 0));
+  for (size_t i = 0; i < spec.image.lower_dirs.size(); ++i)
+    COVE_TRY(sys::MkdirOwned(LowerStage(spec, i), 0755, 0, 0));
   if (options.volatile_upper) {
     // overlayfs leaves work/work/incompat/volatile behind and refuses to mount
     // the layer again while it exists. Removing it accepts that writes from
     // the last moments before a host crash may be lost (see launcher.h).
     COVE_TRY(sys::RemoveTree(spec.sandbox_dir + "/work/work/incompat"));
   }
+  COVE_TRY(MakeHostDirLayers(spec, options.volatile_upper));
   COVE_ASSIGN_OR_RETURN(ChildPlan plan, BuildPlan(spec, pass_fds, options.volatile_upper));
 
   UniqueFd agent_fd;

@@ -4,12 +4,13 @@
 //   P clone3(CLONE_PIDFD | NEWUSER NEWNS NEWPID NEWUTS NEWIPC [NEWNET] [INTO_CGROUP])
 //   P writes uid_map/gid_map (sandbox 0..65535 -> host_id_base..), joins C to
 //     its cgroups, sets rlimits, prepares idmapped mounts of the image (lower
-//     layer and binds, so image files owned by host root appear as root inside)
+//     layer and host dirs, so image files owned by host root appear as root inside)
 //     and sends "go" (with those mounts) over a socketpair
 //   C becomes uid/gid 0 (no supplementary groups), unshares the cgroup ns,
 //     makes / rprivate, mounts the overlay root (image lower + upper/work of
-//     sandbox_dir) on sandbox_dir/root inside its own mount ns, binds the
-//     image's host binds read-only, mounts a fresh /proc (masked like Docker),
+//     sandbox_dir) on sandbox_dir/root inside its own mount ns, mounts each of
+//     the image's host dirs as an overlay of its own (host dir lower, upper/work
+//     in sandbox_dir/dirs/<name>), mounts a fresh /proc (masked like Docker),
 //     a minimal /dev (tmpfs, host null/zero/full/random/urandom/tty, private
 //     devpts, /dev/shm), read-only /sys, pivot_root + detach of the old root,
 //     sets hostname = id, brings lo up, bounds capabilities to Docker's default
@@ -52,8 +53,8 @@ struct LaunchOptions {
   // The sandbox's cgroup, freshly created and empty; the child runs nothing
   // of its own before it is inside. Borrowed. nullptr: no cgroup (tests).
   SandboxCgroup* cgroup = nullptr;
-  // Try idmapped mounts for the image (falls back to plain binds if the
-  // kernel or file system refuses).
+  // Try idmapped mounts for the image (falls back to plain lower layers if
+  // the kernel or file system refuses: their files then appear as nobody).
   bool idmap_image = true;
   // Mount the overlay with "volatile": no syncs of the writable layer, so
   // tearing a sandbox down does not flush the whole layer file system
@@ -66,7 +67,7 @@ struct LaunchOptions {
 // Starts spec's pid 1. pass_fds (borrowed, at most 64) become fds 3, 4, ...
 // in the sandbox; every other fd is closed; stdio is /dev/null unless
 // spec.inherit_stdio. spec.sandbox_dir must contain upper/ and work/ owned by
-// host_id_base (see LayerStore), and every directory on the way to it and to
+// host_id_base (see LayerStore; Launch adds root/, lower/ and dirs/ for the host dirs), and every directory on the way to it and to
 // the image must be searchable by others (o+x). Thread-safe; the calling
 // thread briefly joins spec.netns_fd if given.
 // On error nothing is left running (the cgroup itself is the caller's).

@@ -24,6 +24,8 @@ namespace cove::isolation {
 
 namespace {
 
+using sys::MkdirOwned;
+
 constexpr uid_t kUserUid = 1000;  // "user" inside the sandbox
 
 Status EnsureSearchable(const std::string& dir) {
@@ -31,13 +33,6 @@ Status EnsureSearchable(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) return SysError("stat " + dir);
   if ((st.st_mode & 0001) == 0 && ::chmod(dir.c_str(), (st.st_mode & 07777) | 0111) != 0)
     return SysError("chmod o+x " + dir);
-  return OkStatus();
-}
-
-Status MkdirOwned(const std::string& path, mode_t mode, uid_t uid, gid_t gid) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return SysError("mkdir " + path);
-  if (::lchown(path.c_str(), uid, gid) != 0) return SysError("chown " + path);
-  if (::chmod(path.c_str(), mode) != 0) return SysError("chmod " + path);  // mkdir applies umask
   return OkStatus();
 }
 
@@ -84,6 +79,7 @@ bool IsSubvolume(const std::string& dir) {
 std::string DefaultPasswd() {
   return "root:x:0:0:root:/root:/bin/bash\n"
          "user:x:1000:1000:user:/home/user:/bin/bash\n"
+         "_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"
          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 }
 std::string DefaultGroup() {

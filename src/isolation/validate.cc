@@ -34,16 +34,22 @@ Status ValidateSpec(const SandboxSpec& spec) {
   if (spec.host_id_base == 0 || static_cast<uint64_t>(spec.host_id_base) + SandboxSpec::kIdRange > 0xFFFFFFFFull)
     return MakeError(ErrorCode::kInvalidArgument, "host_id_base must be nonzero and leave room for 65536 ids");
   COVE_TRY(ValidateAbsolutePath(spec.sandbox_dir));
-  COVE_TRY(ValidateAbsolutePath(spec.image.lower_dir));
+  if (spec.image.lower_dirs.empty() || spec.image.lower_dirs.size() > kMaxLowerDirs)
+    return MakeError(ErrorCode::kInvalidArgument, "an image has 1 to " + std::to_string(kMaxLowerDirs) + " lower dirs");
+  for (const std::string& l : spec.image.lower_dirs) COVE_TRY(ValidateAbsolutePath(l));
   COVE_TRY(ValidateAbsolutePath(spec.cwd));
   if (!spec.agent_path.empty()) COVE_TRY(ValidateAbsolutePath(spec.agent_path));
   if (spec.argv.empty() || spec.argv[0].empty()) return MakeError(ErrorCode::kInvalidArgument, "argv is empty");
-  if (spec.image.binds.size() > 16) return MakeError(ErrorCode::kInvalidArgument, "at most 16 binds");
-  for (const HostBind& b : spec.image.binds) {
-    COVE_TRY(ValidateAbsolutePath(b.host_path));
-    COVE_TRY(ValidateAbsolutePath(b.sandbox_path));
-    if (b.sandbox_path == "/") return MakeError(ErrorCode::kInvalidArgument, "cannot bind over /");
-  }
+  if (spec.image.host_dirs.size() + spec.read_only_binds.size() > 16)
+    return MakeError(ErrorCode::kInvalidArgument, "at most 16 host dirs and binds");
+  auto check = [](const std::string& host_path, const std::string& sandbox_path) -> Status {
+    COVE_TRY(ValidateAbsolutePath(host_path));
+    COVE_TRY(ValidateAbsolutePath(sandbox_path));
+    if (sandbox_path == "/") return MakeError(ErrorCode::kInvalidArgument, "cannot mount a host dir over /");
+    return OkStatus();
+  };
+  for (const HostDir& d : spec.image.host_dirs) COVE_TRY(check(d.host_path, d.sandbox_path));
+  for (const HostBind& b : spec.read_only_binds) COVE_TRY(check(b.host_path, b.sandbox_path));
   for (const auto& e : spec.env)
     if (e.find('=') == std::string::npos) return MakeError(ErrorCode::kInvalidArgument, "env entry without '='");
   return OkStatus();

@@ -12,7 +12,7 @@ namespace cove::isolation {
 Status ValidateSandboxId(std::string_view id);
 // An absolute path without "." or ".." components and without NUL.
 Status ValidateAbsolutePath(std::string_view path);
-// Everything Launch relies on: id, host id range, absolute dirs, argv, binds.
+// Everything Launch relies on: id, host id range, absolute dirs, argv, host dirs.
 Status ValidateSpec(const SandboxSpec& spec);
 
 }  // namespace cove::isolation

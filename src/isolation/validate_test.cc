@@ -28,7 +28,7 @@ TEST(ValidateTest, Spec) {
   s.id = "x";
   s.host_id_base = 1 << 20;
   s.sandbox_dir = "/var/lib/cove/layers/x";
-  s.image.lower_dir = "/var/lib/cove/images/default";
+  s.image.lower_dirs = {"/var/lib/cove/images/default"};
   s.argv = {"/bin/true"};
   EXPECT_TRUE(ValidateSpec(s).ok());
   auto bad = s;
@@ -41,10 +41,10 @@ TEST(ValidateTest, Spec) {
   bad.argv.clear();
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
-  bad.image.binds.push_back({"/usr", "/"});
+  bad.image.host_dirs.push_back({"/usr", "/"});
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
-  bad.image.binds.push_back({"/usr", "/../usr"});
+  bad.image.host_dirs.push_back({"/usr", "/../usr"});
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
   bad.env = {"NOEQUALS"};

@@ -34,8 +34,8 @@ Status Images::Init() {
     std::string name = e.path().filename();
     if (!isolation::ValidateImageName(name).ok() || !e.is_directory()) continue;
     isolation::Image img;
-    img.lower_dir = e.path().string();
-    images_[name] = {ImageInfo{name, MtimeMs(img.lower_dir)}, std::move(img)};
+    img.lower_dirs = {e.path().string()};
+    images_[name] = {ImageInfo{name, MtimeMs(e.path().string())}, std::move(img)};
   }
   return OkStatus();
 }
@@ -65,7 +65,7 @@ Task<Result<ImageInfo>> Images::Import(std::string name, std::string tar_path) {
   auto import = [this, name, tar_path] { return isolation::ImportImage(dir_, name, tar_path); };
   auto result = co_await OffThread<Result<isolation::Image>>(worker_, ex_, import);
   if (!result.ok()) co_return std::move(result).error();
-  ImageInfo info{name, MtimeMs(result->lower_dir)};
+  ImageInfo info{name, MtimeMs(result->lower_dirs.front())};
   std::lock_guard lock(mu_);
   images_[name] = {info, std::move(*result)};
   co_return info;

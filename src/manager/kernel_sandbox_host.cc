@@ -124,7 +124,7 @@ Result<SandboxHost::Started> KernelSandboxHost::Start(const SandboxRecord& recor
   spec.limits = record.limits;
   spec.agent_path = agent_path_;
   spec.argv = {"cove-agent"};
-  if (!interpreter_dir_.empty()) spec.image.binds.push_back({interpreter_dir_, kInterpreterMount});
+  if (!interpreter_dir_.empty()) spec.read_only_binds.push_back({interpreter_dir_, kInterpreterMount});
   for (const auto& [k, v] : record.env)
     if (k.rfind("COVE_", 0) != 0) spec.env.push_back(k + "=" + v);
   if (record.user == "user") spec.env.push_back("COVE_AGENT_USER=user");

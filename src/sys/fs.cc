@@ -12,6 +12,13 @@
 
 namespace cove::sys {
 
+Status MkdirOwned(const std::string& path, mode_t mode, uid_t uid, gid_t gid) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return SysError("mkdir " + path);
+  if (::lchown(path.c_str(), uid, gid) != 0) return SysError("chown " + path);
+  if (::chmod(path.c_str(), mode) != 0) return SysError("chmod " + path);  // mkdir applies umask
+  return OkStatus();
+}
+
 Status MkdirAll(const std::string& path, mode_t mode) {
   if (path.empty()) return MakeError(ErrorCode::kInvalidArgument, "empty path");
   size_t pos = 0;

@@ -18,6 +18,9 @@ Status MkdirAll(const std::string& path, mode_t mode);
 // EBUSY and leaves it). A missing path is OK. Uses a constant number of fds
 // and no recursion, so hostile deep trees cannot exhaust the caller.
 Status RemoveTree(const std::string& path);
+// mkdir (an existing directory is fine), then its owner and exact mode (the
+// umask does not apply). For paths coved owns: chmod follows a symlink.
+Status MkdirOwned(const std::string& path, mode_t mode, uid_t uid, gid_t gid);
 // Creates or replaces a regular file (not through a symlink) with the given
 // content, mode and owner.
 Status WriteFileAs(const std::string& path, std::string_view data, mode_t mode, uid_t uid,

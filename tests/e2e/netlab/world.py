@@ -5,7 +5,8 @@ the test's own, on documentation addresses, and serves
   HTTPS on 198.51.100.11:443 (certificate from the test's CA, names in ZONE)
   TCP echo on 198.51.100.12:22
   DNS on 198.51.100.53:53 (UDP) for the names in ZONE
-  static files of GIT_ROOT on 198.51.100.14:80 (git.test: bare repositories over git's dumb HTTP)
+  static files of GIT_ROOT on 198.51.100.14:80 (git.test: bare repositories over git's dumb HTTP;
+    packages.test: a Debian repository)
 
 Every request is appended to LOG (one JSON line, header values included), so
 a test can prove what an upstream received. The answer echoes header NAMES
@@ -35,6 +36,7 @@ ZONE = {
     "metadata.test": "169.254.169.254",
     "bench.test": "198.51.100.20",
     "git.test": "198.51.100.14",  # bench/egress_bench.py's nginx
+    "packages.test": "198.51.100.14",  # a Debian repository a test puts under GIT_ROOT
 }
 
 CERT, KEY, LOG, GIT_ROOT = sys.argv[1:5]
