@@ -213,10 +213,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const std::string& e : Entries("/tmp"))
       FUZZ_CHECK(e.rfind("cove-fuzz-import-", 0) == 0 || e.rfind("libFuzzerTemp.", 0) == 0);
   if (imported.ok()) {
-    FUZZ_CHECK(imported->lower_dir == images + "/img");
+    FUZZ_CHECK(imported->lower_dirs == std::vector<std::string>{images + "/img"});
     FUZZ_CHECK(Entries(images) == std::set<std::string>{"img"});
-    FUZZ_CHECK(::nftw(imported->lower_dir.c_str(), NoDevices, 16, FTW_PHYS) == 0);
-    FUZZ_CHECK(cove::sys::RemoveTree(imported->lower_dir).ok());
+    FUZZ_CHECK(::nftw(imported->lower_dirs.front().c_str(), NoDevices, 16, FTW_PHYS) == 0);
+    FUZZ_CHECK(cove::sys::RemoveTree(imported->lower_dirs.front()).ok());
   }
   FUZZ_CHECK(Entries(images).empty());
   return 0;
