@@ -28,6 +28,7 @@
 
 #include "agent/frame.h"
 #include "agent/util.h"
+#include "base/testing/wait_until.h"
 #include "base/time.h"
 
 namespace cove::agent {
@@ -50,20 +51,7 @@ struct Result {
   std::string Code() const { return reply.contains("error") ? reply["error"].value("code", "") : ""; }
 };
 
-// Polls pred every 10 ms until it holds and returns true; after timeout_ms adds a
-// failure naming what was awaited and returns false. Timeouts are generous: on a
-// loaded machine what takes a millisecond can take seconds.
-bool WaitUntil(const std::function<bool()>& pred, const std::string& what, int timeout_ms = 20000) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ADD_FAILURE() << "gave up after " << timeout_ms << " ms waiting for " << what;
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
+using cove::testing::WaitUntil;
 
 class Client {
  public:
@@ -929,7 +917,7 @@ class AgentProcTest : public AgentTest {
   json WaitDone(const std::string& id, int timeout_ms = 20000) {
     json r;
     WaitUntil([&] { return !(r = Get(id)).contains("process") || r["process"]["status"] != "running"; },
-              "process " + id + " to end", timeout_ms);
+              "process " + id + " to end", std::chrono::milliseconds(timeout_ms));
     return r;
   }
   static bool PidExists(pid_t p) {
@@ -1010,8 +998,9 @@ TEST_F(AgentProcTest, StreamBufferedLiveExit) {
   WaitUntil([&] { return logged() == "before\n"; }, "the line buffered before the streams");
   uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
   uint32_t ch2 = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
-  // The streams follow live from here (no sign of it but their frames, which Wait reads below).
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The agent serves a connection's requests in order: once a later one is
+  // answered, both streams follow live (their frames are stashed meanwhile).
+  EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
   std::ofstream(go) << "";
   for (uint32_t c : {ch, ch2}) {
     auto r = c_->Wait(c);
@@ -1112,6 +1101,15 @@ std::string YesOutput(const std::string& line, size_t n) {
   return s;
 }
 
+size_t FdCount(pid_t pid) {
+  size_t n = 0;
+  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
 // Bytes in the agent's process spill directory.
 uint64_t SpillBytes(const std::string& run_dir) {
   uint64_t n = 0;
@@ -1124,7 +1122,7 @@ uint64_t SpillBytes(const std::string& run_dir) {
 TEST_F(AgentProcTest, FloodIsKeptWholeOnDiskAndAgentStaysResponsive) {
   // 50 MB of output; nobody reads it while it runs.
   Start("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 50000000; echo -n END", "flood");
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a head start: the flood is under way
+  WaitUntil([&] { return SpillBytes(dir_ + "/run") > 0; }, "the flood to be under way (spilled to disk)");
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
   EXPECT_EQ(c_->Call({{"op", "exec"}, {"command", "echo hi"}}).Out(), "hi\n");
@@ -1162,7 +1160,8 @@ TEST_F(AgentProcTest, SlowFollowerGetsEverythingWithoutBlockingTheProcess) {
   c_->Send({{"op", "process.start"}, {"command", "yes abcdefgh | head -c 60000000; touch " + done},
             {"processId", "f2"}});
   uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "f2"}});
-  WaitUntil([&] { return fs::exists(done); }, "the process to end (is it blocked by the slow follower?)", 30000);
+  WaitUntil([&] { return fs::exists(done); }, "the process to end (is it blocked by the slow follower?)",
+            std::chrono::seconds(30));
 #ifndef __SANITIZE_ADDRESS__
   EXPECT_LT(AgentRssKb(), 48 * 1024);
 #endif
@@ -1280,8 +1279,9 @@ TEST_F(AgentProcTest, SurvivesSessionDeleteAndReconnect) {
   c_ = std::make_unique<Client>(sock_);  // replaces the connection
   ASSERT_TRUE(c_->ok());
   EXPECT_TRUE(PidExists(pid));
+  size_t connected_fds = FdCount(pid_);
   c_->Close();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the agent sees the drop first
+  WaitUntil([&] { return FdCount(pid_) < connected_fds; }, "the agent to close the dropped connection");
   c_ = std::make_unique<Client>(sock_);
   json g = WaitDone("bg");
   EXPECT_EQ(g["process"]["status"], "completed");
@@ -1315,15 +1315,6 @@ int Listen(int port) {
     return -1;
   }
   return fd;
-}
-
-size_t FdCount(pid_t pid) {
-  size_t n = 0;
-  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
-    (void)e;
-    ++n;
-  }
-  return n;
 }
 
 TEST_F(AgentTest, PortWatchTcpReadyWhenListenerAppears) {

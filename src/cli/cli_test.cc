@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/testing/wait_until.h"
 #include "cli/commands.h"
 #include "cli/http_client.h"
 #include "cli/run.h"
@@ -424,20 +425,16 @@ TEST(StdinPump, ChunksThenEndOfInputAndBackpressure) {
       }
     }, /*max_in_flight=*/4);
     ASSERT_EQ(::write(fds[1], "hello", 5), 5);
-    auto wait = [](auto pred) {
-      for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      return pred();
-    };
-    ASSERT_TRUE(wait([&] { return chunks.load() == 1; }));
+    ASSERT_TRUE(cove::testing::WaitUntil([&] { return chunks.load() == 1; }, "the first chunk"));
     // Over the bound: nothing more is read until the bytes are consumed.
     ASSERT_EQ(::write(fds[1], "world", 5), 5);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the point: a read that must not happen
     EXPECT_EQ(chunks.load(), 1u);
     pump.Consumed(5);
-    ASSERT_TRUE(wait([&] { return chunks.load() == 2; }));
+    ASSERT_TRUE(cove::testing::WaitUntil([&] { return chunks.load() == 2; }, "the second chunk, once the first was consumed"));
     pump.Consumed(5);
     ::close(fds[1]);
-    ASSERT_TRUE(wait([&] { return ended.load(); }));
+    ASSERT_TRUE(cove::testing::WaitUntil([&] { return ended.load(); }, "the end of input"));
   }
   EXPECT_EQ(got, "helloworld");
   ::close(fds[0]);

@@ -60,7 +60,7 @@ class SigintsOn:
 
     def _send(self):
         for gap in self.gaps:
-            time.sleep(gap)
+            time.sleep(gap)  # the point: interrupts at these moments of the run
             self.runner.interrupt()
 
     def join(self):
