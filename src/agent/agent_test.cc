@@ -30,6 +30,7 @@
 #include "agent/util.h"
 #include "base/testing/wait_until.h"
 #include "base/time.h"
+#include "sys/proc_stat.h"
 
 namespace cove::agent {
 namespace {
@@ -227,15 +228,8 @@ class AgentTest : public ::testing::Test {
   bool AgentAlive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
   // The parent of p; 0 once p is gone (reaped).
   static pid_t ParentOf(pid_t p) {
-    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
-    std::string s;
-    std::getline(f, s);
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
-    char state = 0;
-    int ppid = 0;
-    sscanf(s.c_str() + close + 2, "%c %d", &state, &ppid);
-    return ppid;
+    auto stat = sys::ReadProcStat(p);
+    return stat.ok() ? stat->ppid : 0;
   }
   // Whether a descendant of the agent runs the command line args (words joined by spaces).
   bool AgentRuns(const std::string& args) {
@@ -921,12 +915,8 @@ class AgentProcTest : public AgentTest {
     return r;
   }
   static bool PidExists(pid_t p) {
-    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
-    std::string s;
-    std::getline(f, s);
-    if (s.empty()) return false;
-    char state = s[s.rfind(')') + 2];
-    return state != 'Z' && state != 'X';
+    auto stat = sys::ReadProcStat(p);
+    return stat.ok() && stat->state != 'Z' && stat->state != 'X';
   }
 };
 
