@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <nftables/libnftables.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <thread>
@@ -29,17 +30,25 @@ std::string LockPath(const std::string& lock_dir, std::string_view table) {
 }
 
 // The flock of `table`'s lock file, or kAlreadyExists while someone holds it.
+// An owner that uninstalls its table unlinks the file while it holds the
+// lock: a lock won on an unlinked file is no lock (without `create`:
+// kNotFound, the table is gone; with it, a new file is made).
 Result<UniqueFd> LockTable(const std::string& lock_dir, std::string_view table, bool create) {
   std::string path = LockPath(lock_dir, table);
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600));
-  if (!fd) return SysError("open " + path);
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK)
-      return Error{ErrorCode::kAlreadyExists, EWOULDBLOCK,
-                   "firewall table " + std::string(table) + " is owned by a running process", {}};
-    return SysError("flock " + path);
+  for (;;) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600));
+    if (!fd) return SysError("open " + path);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        return Error{ErrorCode::kAlreadyExists, EWOULDBLOCK,
+                     "firewall table " + std::string(table) + " is owned by a running process", {}};
+      return SysError("flock " + path);
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd.get(), &held) != 0) return SysError("fstat " + path);
+    if (::stat(path.c_str(), &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino) return fd;
+    if (!create) return MakeError(ErrorCode::kNotFound, path + " was removed");
   }
-  return fd;
 }
 
 std::string Element(const SandboxLink& l) {
@@ -158,7 +167,13 @@ Status Firewall::Remove(const SandboxLink& link) {
   return Run(ElementsScript("add", table_, link) + ElementsScript("delete", table_, link));
 }
 
-Status Firewall::Uninstall() { return Run(fmt::format("add table inet {0}\ndelete table inet {0}\n", table_)); }
+Status Firewall::Uninstall() {
+  COVE_TRY(Run(fmt::format("add table inet {0}\ndelete table inet {0}\n", table_)));
+  // Unlinked while still locked (LockTable checks for that), so lock files
+  // do not pile up in lock_dir, one per state dir ever used.
+  if (lock_) ::unlink(LockPath(lock_dir_, table_).c_str());
+  return OkStatus();
+}
 
 Result<std::vector<std::string>> Firewall::InetTables() {
   std::lock_guard lock(mu_);

@@ -75,7 +75,7 @@ class Firewall {
   Status Add(const SandboxLink& link);
   // Idempotent.
   Status Remove(const SandboxLink& link);
-  // Deletes the table (coved stops with no sandbox left).
+  // Deletes the table and its lock file (coved stops with no sandbox left).
   Status Uninstall();
   // Deletes every other inet table whose name starts with `prefix` and whose
   // owner is gone (its lock file in this firewall's lock dir exists and

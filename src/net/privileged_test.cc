@@ -349,7 +349,9 @@ TEST(FirewallOwners, TablesOfKilledOwnersAreRemovedAndLiveOnesKept) {
   EXPECT_EQ(*removed, std::vector<std::string>{"cove_nettest_live"});
 
   EXPECT_TRUE((*unknown)->Uninstall().ok());
+  EXPECT_TRUE(std::filesystem::exists(lock_dir + "/cove_nettest_starting.lock"));
   EXPECT_TRUE((*starting)->Uninstall().ok());
+  EXPECT_FALSE(std::filesystem::exists(lock_dir + "/cove_nettest_starting.lock")) << "a clean stop leaves no lock file";
   std::filesystem::remove_all(lock_dir);
 }
 
