@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "base/base64.h"
 #include "bench/bench_daemon.h"
 #include "bench/mini_http.h"
 #include "bench/stats.h"
@@ -60,22 +61,6 @@ std::string Random(size_t n) {
     for (size_t k = 0; k < 8 && i + k < n; ++k) s[i + k] = static_cast<char>(v >> (8 * k));
   }
   return s;
-}
-
-std::string Base64(std::string_view in) {  // the client's side, outside the timed part
-  static const char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
-    out += {kA[v >> 18], kA[(v >> 12) & 63], kA[(v >> 6) & 63], kA[v & 63]};
-  }
-  if (in.size() - i == 1) out += {kA[uint8_t(in[i]) >> 2], kA[(uint8_t(in[i]) & 3) << 4], '=', '='};
-  if (in.size() - i == 2) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 8 | uint8_t(in[i + 1]);
-    out += {kA[v >> 10], kA[(v >> 4) & 63], kA[(v & 15) << 2], '='};
-  }
-  return out;
 }
 
 struct Result {
@@ -145,7 +130,7 @@ Result Measure(const std::string& coved, int n, const std::string& type) {
   pid_t agent = info.is_object() && info.contains("pid") ? info["pid"].get<pid_t>() : 0;
   auto cpu = [&] { return CpuNs(d.pid()) + (agent ? CpuNs(agent) : 0); };
   uint64_t cpu0 = 0;
-  const std::string text = Text(1 << 20), binary = Random(1 << 20), binary64 = Base64(binary);
+  const std::string text = Text(1 << 20), binary = Random(1 << 20), binary64 = Base64Encode(binary);  // the client's side, outside the timed part
   std::vector<double> utf8, b64;
   for (int i = 0; i < n + 3; ++i) {  // the first 3 of each warm up
     if (i == 3) cpu0 = cpu();

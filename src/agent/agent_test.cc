@@ -31,7 +31,9 @@
 #include "agent/output_pipe.h"
 #include "agent/process_log.h"
 #include "agent/util.h"
+#include "base/testing/wait_until.h"
 #include "base/time.h"
+#include "sys/proc_stat.h"
 
 namespace cove::agent {
 namespace {
@@ -53,20 +55,7 @@ struct Result {
   std::string Code() const { return reply.contains("error") ? reply["error"].value("code", "") : ""; }
 };
 
-// Polls pred every 10 ms until it holds and returns true; after timeout_ms adds a
-// failure naming what was awaited and returns false. Timeouts are generous: on a
-// loaded machine what takes a millisecond can take seconds.
-bool WaitUntil(const std::function<bool()>& pred, const std::string& what, int timeout_ms = 20000) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ADD_FAILURE() << "gave up after " << timeout_ms << " ms waiting for " << what;
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
+using cove::testing::WaitUntil;
 
 class Client {
  public:
@@ -242,15 +231,8 @@ class AgentTest : public ::testing::Test {
   bool AgentAlive() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
   // The parent of p; 0 once p is gone (reaped).
   static pid_t ParentOf(pid_t p) {
-    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
-    std::string s;
-    std::getline(f, s);
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
-    char state = 0;
-    int ppid = 0;
-    sscanf(s.c_str() + close + 2, "%c %d", &state, &ppid);
-    return ppid;
+    auto stat = sys::ReadProcStat(p);
+    return stat.ok() ? stat->ppid : 0;
   }
   // Whether a descendant of the agent runs the command line args (words joined by spaces).
   bool AgentRuns(const std::string& args) {
@@ -985,16 +967,12 @@ class AgentProcTest : public AgentTest {
   json WaitDone(const std::string& id, int timeout_ms = 20000) {
     json r;
     WaitUntil([&] { return !(r = Get(id)).contains("process") || r["process"]["status"] != "running"; },
-              "process " + id + " to end", timeout_ms);
+              "process " + id + " to end", std::chrono::milliseconds(timeout_ms));
     return r;
   }
   static bool PidExists(pid_t p) {
-    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
-    std::string s;
-    std::getline(f, s);
-    if (s.empty()) return false;
-    char state = s[s.rfind(')') + 2];
-    return state != 'Z' && state != 'X';
+    auto stat = sys::ReadProcStat(p);
+    return stat.ok() && stat->state != 'Z' && stat->state != 'X';
   }
 };
 
@@ -1066,8 +1044,9 @@ TEST_F(AgentProcTest, StreamBufferedLiveExit) {
   WaitUntil([&] { return logged() == "before\n"; }, "the line buffered before the streams");
   uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
   uint32_t ch2 = c_->Send({{"op", "process.stream"}, {"processId", "s"}});
-  // The streams follow live from here (no sign of it but their frames, which Wait reads below).
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The agent serves a connection's requests in order: once a later one is
+  // answered, both streams follow live (their frames are stashed meanwhile).
+  EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
   std::ofstream(go) << "";
   for (uint32_t c : {ch, ch2}) {
     auto r = c_->Wait(c);
@@ -1168,6 +1147,15 @@ std::string YesOutput(const std::string& line, size_t n) {
   return s;
 }
 
+size_t FdCount(pid_t pid) {
+  size_t n = 0;
+  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
 // Bytes in the agent's process spill directory.
 uint64_t SpillBytes(const std::string& run_dir) {
   uint64_t n = 0;
@@ -1180,7 +1168,7 @@ uint64_t SpillBytes(const std::string& run_dir) {
 TEST_F(AgentProcTest, FloodIsKeptWholeOnDiskAndAgentStaysResponsive) {
   // 50 MB of output; nobody reads it while it runs.
   Start("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 50000000; echo -n END", "flood");
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a head start: the flood is under way
+  WaitUntil([&] { return SpillBytes(dir_ + "/run") > 0; }, "the flood to be under way (spilled to disk)");
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(c_->Call({{"op", "hello"}}).reply["version"], "0.1.0");
   EXPECT_EQ(c_->Call({{"op", "exec"}, {"command", "echo hi"}}).Out(), "hi\n");
@@ -1218,7 +1206,8 @@ TEST_F(AgentProcTest, SlowFollowerGetsEverythingWithoutBlockingTheProcess) {
   c_->Send({{"op", "process.start"}, {"command", "yes abcdefgh | head -c 60000000; touch " + done},
             {"processId", "f2"}});
   uint32_t ch = c_->Send({{"op", "process.stream"}, {"processId", "f2"}});
-  WaitUntil([&] { return fs::exists(done); }, "the process to end (is it blocked by the slow follower?)", 30000);
+  WaitUntil([&] { return fs::exists(done); }, "the process to end (is it blocked by the slow follower?)",
+            std::chrono::seconds(30));
 #ifndef __SANITIZE_ADDRESS__
   EXPECT_LT(AgentRssKb(), 48 * 1024);
 #endif
@@ -1364,8 +1353,9 @@ TEST_F(AgentProcTest, SurvivesSessionDeleteAndReconnect) {
   c_ = std::make_unique<Client>(sock_);  // replaces the connection
   ASSERT_TRUE(c_->ok());
   EXPECT_TRUE(PidExists(pid));
+  size_t connected_fds = FdCount(pid_);
   c_->Close();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the agent sees the drop first
+  WaitUntil([&] { return FdCount(pid_) < connected_fds; }, "the agent to close the dropped connection");
   c_ = std::make_unique<Client>(sock_);
   json g = WaitDone("bg");
   EXPECT_EQ(g["process"]["status"], "completed");
@@ -1399,15 +1389,6 @@ int Listen(int port) {
     return -1;
   }
   return fd;
-}
-
-size_t FdCount(pid_t pid) {
-  size_t n = 0;
-  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
-    (void)e;
-    ++n;
-  }
-  return n;
 }
 
 TEST_F(AgentTest, PortWatchTcpReadyWhenListenerAppears) {

@@ -14,6 +14,7 @@
 #include "io/listener.h"
 #include "io/refuse.h"
 #include "io/async_signal.h"
+#include "io/deadline.h"
 #include "http/http_head.h"
 
 namespace cove::api {
@@ -236,12 +237,20 @@ struct HttpServer::Impl {
     // Declared after the stream, so uncounted before its descriptor closes (a
     // shed from another thread never shuts down a reused descriptor).
     std::optional<io::ConnectionRegistry::Slot> slot(std::move(admitted));
+    // The idle timeout (a head, then its body) and the linger: when it
+    // passes, the connection is shut down (not closed: the descriptor stays
+    // this connection's until it is uncounted) and what waits on it ends.
+    io::Deadline deadline(stream.get_executor(), [&stream] {
+      boost::system::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream.socket().cancel(ignored);
+    });
     stream.socket().set_option(tcp::no_delay(true), remote_ec);
     beast::flat_buffer buffer;
     bool linger = false;  // an error answer ends the connection; input may be unread
     for (;;) {
       slot->Idle();
-      stream.expires_after(kIdleTimeout);
+      deadline.Set(std::chrono::steady_clock::now() + kIdleTimeout);
       http::request_parser<http::empty_body> head;
       head.header_limit(64 * 1024);
       head.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -250,7 +259,7 @@ struct HttpServer::Impl {
       if (slot->shed()) co_return;  // closed to make room for another connection
       slot->Busy();
       if (ec) {
-        if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != beast::error::timeout &&
+        if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != asio::error::operation_aborted &&
             ec != asio::error::connection_reset) {
           log::Debug("bad request header: {}", ec.message());
           co_await SendSimple(stream, 400, ErrorJson(400, "BAD_REQUEST", "malformed HTTP request"), false);
@@ -330,7 +339,7 @@ struct HttpServer::Impl {
         linger = true;
         break;
       }
-      stream.expires_never();
+      deadline.Clear();
       auto watch = upgrade ? nullptr : WatchForHangUp(stream, req.client);
       HttpResponse res = co_await handler(req);
       if (watch) {
@@ -354,13 +363,15 @@ struct HttpServer::Impl {
     }
     boost::system::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (linger) co_await Drain(stream);
+    if (linger) {
+      deadline.Set(std::chrono::steady_clock::now() + kLingerTime);
+      co_await Drain(stream);
+    }
   }
 
-  // Reads and discards what the client still sends, until it closes, for at
-  // most kLingerTime and kLingerBytes.
+  // Reads and discards what the client still sends, until it closes, at most
+  // kLingerBytes (the caller bounds it to kLingerTime).
   static Task<void> Drain(beast::tcp_stream& stream) {
-    stream.expires_after(kLingerTime);
     std::vector<char> scratch(16 * 1024);
     size_t drained = 0;
     while (drained < kLingerBytes) {

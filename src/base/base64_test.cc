@@ -76,5 +76,42 @@ TEST(Base64, LenientDecodeSkipsWhitespaceAndMissingPadding) {
   EXPECT_FALSE(Base64DecodeLenient("Zg=\n").has_value());
 }
 
+TEST(Base64Decoder, RoundTripAllLengthsAndSplits) {
+  std::string data;
+  for (int i = 0; i < 300; ++i) data.push_back(static_cast<char>(i * 37 + 11));
+  for (size_t len = 0; len < 40; ++len) {
+    std::string in = data.substr(0, len);
+    std::string enc = Base64Encode(in);
+    EXPECT_EQ(enc.size() % 4, 0u);
+    for (size_t split = 0; split <= enc.size(); ++split) {
+      Base64Decoder d;
+      std::string out;
+      ASSERT_TRUE(d.Feed(enc.substr(0, split), &out).ok());
+      ASSERT_TRUE(d.Feed(enc.substr(split), &out).ok());
+      ASSERT_TRUE(d.Finish(&out).ok());
+      ASSERT_EQ(out, in) << "len " << len << " split " << split;
+    }
+  }
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+}
+
+TEST(Base64Decoder, ChunksEncodedSeparatelyWithPadding) {
+  Base64Decoder d;
+  std::string out;
+  for (const char* chunk : {"Zm8=", "YmE=", "cg=="}) ASSERT_TRUE(d.Feed(chunk, &out).ok());
+  ASSERT_TRUE(d.Finish(&out).ok());
+  EXPECT_EQ(out, "fobar");
+}
+
+TEST(Base64Decoder, Garbage) {
+  Base64Decoder d;
+  std::string out;
+  EXPECT_FALSE(d.Feed("ab$d", &out).ok());
+  Base64Decoder t;
+  EXPECT_TRUE(t.Feed("Zm9vY", &out).ok());
+  EXPECT_FALSE(t.Finish(&out).ok());
+}
+
 }  // namespace
 }  // namespace cove

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/testing/wait_until.h"
 #include "cli/commands.h"
 #include "cli/http_client.h"
 #include "cli/run.h"
@@ -214,45 +215,6 @@ TEST(BaseName, Forms) {
   EXPECT_EQ(BaseName("/"), "");
 }
 
-// ---------------------------------------------------------------- base64
-
-TEST(Base64, RoundTripAllLengthsAndSplits) {
-  std::string data;
-  for (int i = 0; i < 300; ++i) data.push_back(static_cast<char>(i * 37 + 11));
-  for (size_t len = 0; len < 40; ++len) {
-    std::string in = data.substr(0, len);
-    std::string enc = Base64Encode(in);
-    EXPECT_EQ(enc.size() % 4, 0u);
-    for (size_t split = 0; split <= enc.size(); ++split) {
-      Base64Decoder d;
-      std::string out;
-      ASSERT_TRUE(d.Feed(enc.substr(0, split), &out).ok());
-      ASSERT_TRUE(d.Feed(enc.substr(split), &out).ok());
-      ASSERT_TRUE(d.Finish(&out).ok());
-      ASSERT_EQ(out, in) << "len " << len << " split " << split;
-    }
-  }
-  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
-}
-
-TEST(Base64, ChunksEncodedSeparatelyWithPadding) {
-  Base64Decoder d;
-  std::string out;
-  for (const char* chunk : {"Zm8=", "YmE=", "cg=="}) ASSERT_TRUE(d.Feed(chunk, &out).ok());
-  ASSERT_TRUE(d.Finish(&out).ok());
-  EXPECT_EQ(out, "fobar");
-}
-
-TEST(Base64, Garbage) {
-  Base64Decoder d;
-  std::string out;
-  EXPECT_FALSE(d.Feed("ab$d", &out).ok());
-  Base64Decoder t;
-  EXPECT_TRUE(t.Feed("Zm9vY", &out).ok());
-  EXPECT_FALSE(t.Finish(&out).ok());
-}
-
 // ---------------------------------------------------------------- errors, URLs
 
 TEST(Errors, EnvelopeIsDecoded) {
@@ -424,20 +386,16 @@ TEST(StdinPump, ChunksThenEndOfInputAndBackpressure) {
       }
     }, /*max_in_flight=*/4);
     ASSERT_EQ(::write(fds[1], "hello", 5), 5);
-    auto wait = [](auto pred) {
-      for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      return pred();
-    };
-    ASSERT_TRUE(wait([&] { return chunks.load() == 1; }));
+    ASSERT_TRUE(cove::testing::WaitUntil([&] { return chunks.load() == 1; }, "the first chunk"));
     // Over the bound: nothing more is read until the bytes are consumed.
     ASSERT_EQ(::write(fds[1], "world", 5), 5);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the point: a read that must not happen
     EXPECT_EQ(chunks.load(), 1u);
     pump.Consumed(5);
-    ASSERT_TRUE(wait([&] { return chunks.load() == 2; }));
+    ASSERT_TRUE(cove::testing::WaitUntil([&] { return chunks.load() == 2; }, "the second chunk, once the first was consumed"));
     pump.Consumed(5);
     ::close(fds[1]);
-    ASSERT_TRUE(wait([&] { return ended.load(); }));
+    ASSERT_TRUE(cove::testing::WaitUntil([&] { return ended.load(); }, "the end of input"));
   }
   EXPECT_EQ(got, "helloworld");
   ::close(fds[0]);

@@ -78,62 +78,6 @@ std::string DescribeError(const Error& e) {
   return msg;
 }
 
-Status Base64Decoder::Feed(std::string_view in, std::string* out) {
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+' || c == '-') {
-      v = 62;
-    } else if (c == '/' || c == '_') {
-      v = 63;
-    } else if (c == '=') {
-      // Padding ends a quad: flush what it holds and start the next one.
-      if (n_ == 2) out->push_back(char(acc_ >> 4));
-      if (n_ == 3) {
-        out->push_back(char(acc_ >> 10));
-        out->push_back(char((acc_ >> 2) & 0xff));
-      }
-      if (n_ == 0 || n_ == 1) {
-        if (n_ == 1) return MakeError(ErrorCode::kInvalidArgument, "invalid base64 padding");
-        continue;  // the second '=' of "xx=="
-      }
-      acc_ = 0;
-      n_ = 0;
-      continue;
-    } else if (c == '\n' || c == '\r' || c == ' ') {
-      continue;
-    } else {
-      return MakeError(ErrorCode::kInvalidArgument, "invalid base64 data");
-    }
-    acc_ = (acc_ << 6) | uint32_t(v);
-    if (++n_ == 4) {
-      out->push_back(char(acc_ >> 16));
-      out->push_back(char((acc_ >> 8) & 0xff));
-      out->push_back(char(acc_ & 0xff));
-      acc_ = 0;
-      n_ = 0;
-    }
-  }
-  return OkStatus();
-}
-
-Status Base64Decoder::Finish(std::string* out) {
-  if (n_ == 1) return MakeError(ErrorCode::kInvalidArgument, "truncated base64 data");
-  if (n_ == 2) out->push_back(char(acc_ >> 4));
-  if (n_ == 3) {
-    out->push_back(char(acc_ >> 10));
-    out->push_back(char((acc_ >> 2) & 0xff));
-  }
-  acc_ = 0;
-  n_ = 0;
-  return OkStatus();
-}
-
 namespace {
 
 // Uploads go as one base64 JSON body; coved bounds request bodies anyway.

@@ -40,19 +40,6 @@ Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view kv);
 // Last path component ("/a/b/" -> "b"; "/" -> "").
 std::string BaseName(std::string_view path);
 
-// Incremental base64 decoder: input may be split anywhere, and padded quads
-// may appear mid-stream (a server that encodes each chunk on its own).
-// Accepts the URL-safe alphabet and ignores whitespace.
-class Base64Decoder {
- public:
-  Status Feed(std::string_view in, std::string* out);
-  Status Finish(std::string* out);
-
- private:
-  uint32_t acc_ = 0;
-  int n_ = 0;
-};
-
 // The one-line message main prints for an error: "sandbox \"x\" not found
 // (SANDBOX_NOT_FOUND)".
 std::string DescribeError(const Error& e);

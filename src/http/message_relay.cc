@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "http/chunked_scanner.h"
-#include "io/cancel_at.h"
+#include "io/deadline.h"
 
 namespace cove::http {
 namespace {
@@ -39,7 +39,7 @@ Task<HeadStatus> ReadHead(io::ByteStream& from, std::string& buf, std::chrono::s
     io::IoError ec;
     size_t n = 0;
     {
-      io::CancelAt guard(from.socket(), deadline);
+      io::Deadline guard(from.socket(), deadline);
       n = co_await from.ReadSome(asio::buffer(tmp), ec);
     }
     if (ec || n == 0) co_return HeadStatus::kClosed;

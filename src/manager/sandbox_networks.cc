@@ -36,8 +36,10 @@ Status SandboxNetworks::Seal(const std::vector<uint32_t>& adopted_slots) {
     COVE_ASSIGN_OR_RETURN(auto addrs, plan_.ForSlot(slot));
     links.push_back({net::HostVethName(slot), addrs.sandbox});
   }
-  COVE_ASSIGN_OR_RETURN(firewall_, net::Firewall::Install(options_.table, options_.ports, links));
+  COVE_ASSIGN_OR_RETURN(firewall_,
+                        net::Firewall::Install(options_.table, options_.ports, links, options_.firewall_lock_dir));
   RemoveLeftoverVeths();
+  RemoveLeftoverTables();
   std::lock_guard lock(mu_);
   stopping_ = false;
   for (size_t i = 0; i < std::max<size_t>(1, options_.pool_builders); ++i)
@@ -59,6 +61,16 @@ void SandboxNetworks::RemoveLeftoverVeths() {
     if (!lease.ok()) continue;
     if (auto s = net::DeleteLink(name); s.ok()) log::Info("deleted leftover veth {}", name);
   }
+}
+
+void SandboxNetworks::RemoveLeftoverTables() {
+  // Every coved's table is "cove_<hash of its state dir>" (daemon/egress.cc).
+  auto removed = firewall_->RemoveTablesOfDeadOwners("cove_");
+  if (!removed.ok()) {
+    log::Warn("cannot remove the firewall tables of coveds that are gone: {}", removed.error().ToString());
+    return;
+  }
+  for (const auto& table : *removed) log::Info("deleted firewall table inet {} of a coved that is gone", table);
 }
 
 Result<net::SandboxNetwork> SandboxNetworks::BuildAdmitted(uint32_t slot) {

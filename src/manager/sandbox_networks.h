@@ -30,6 +30,7 @@ struct NetworkOptions {
   net::FirewallConfig ports;               // where the firewall sends sandboxes' traffic (subnet: set by Open)
   std::string table;                      // nftables table of this coved ("cove_<hash of state dir>")
   std::string slot_lock_dir = isolation::kDefaultIdSlotLockDir;
+  std::string firewall_lock_dir = net::kDefaultFirewallLockDir;  // who owns which table (net/firewall.h)
 };
 
 // The environment that points a sandbox's programs at the explicit proxy.
@@ -48,8 +49,9 @@ class SandboxNetworks {
 
   // Installs (or atomically replaces) the firewall table with the links of the
   // sandboxes that survived a restart (their slots), deletes veths that no
-  // live holder of their id slot owns (leftovers of crashed cove processes),
-  // and starts filling the pool.
+  // live holder of their id slot owns and the tables (`cove_*`) of coveds
+  // that are gone (leftovers of crashed cove processes), and starts filling
+  // the pool.
   Status Seal(const std::vector<uint32_t>& adopted_slots);
 
   struct Reserved {
@@ -75,6 +77,7 @@ class SandboxNetworks {
   // One pool builder; `hint` spreads builders over the slots.
   void FillPool(uint32_t hint);
   void RemoveLeftoverVeths();
+  void RemoveLeftoverTables();
 
   NetworkOptions options_;
   net::AddressPlan plan_;

@@ -1,12 +1,55 @@
 #include "net/firewall.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <nftables/libnftables.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
 
 #include <fmt/format.h>
 
+#include "base/json_parse.h"
+#include "sys/fs.h"
+
 namespace cove::net {
 namespace {
+
+// Table names double as lock file names: nothing that could leave lock_dir.
+bool PlainName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+std::string LockPath(const std::string& lock_dir, std::string_view table) {
+  return lock_dir + "/" + std::string(table) + ".lock";
+}
+
+// The flock of `table`'s lock file, or kAlreadyExists while someone holds it.
+// An owner that uninstalls its table unlinks the file while it holds the
+// lock: a lock won on an unlinked file is no lock (without `create`:
+// kNotFound, the table is gone; with it, a new file is made).
+Result<UniqueFd> LockTable(const std::string& lock_dir, std::string_view table, bool create) {
+  std::string path = LockPath(lock_dir, table);
+  for (;;) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600));
+    if (!fd) return SysError("open " + path);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        return Error{ErrorCode::kAlreadyExists, EWOULDBLOCK,
+                     "firewall table " + std::string(table) + " is owned by a running process", {}};
+      return SysError("flock " + path);
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd.get(), &held) != 0) return SysError("fstat " + path);
+    if (::stat(path.c_str(), &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino) return fd;
+    if (!create) return MakeError(ErrorCode::kNotFound, path + " was removed");
+  }
+}
 
 std::string Element(const SandboxLink& l) {
   char a[INET_ADDRSTRLEN];
@@ -81,12 +124,25 @@ std::string FirewallScript(const std::string& table, const FirewallConfig& p, co
 }
 
 Result<std::unique_ptr<Firewall>> Firewall::Install(std::string table, FirewallConfig ports,
-                                                    const std::vector<SandboxLink>& links) {
+                                                    const std::vector<SandboxLink>& links,
+                                                    const std::string& lock_dir) {
+  if (!PlainName(table))
+    return MakeError(ErrorCode::kInvalidArgument, "firewall table name '" + table + "' is not letters, digits and _");
+  COVE_TRY(sys::MkdirAll(lock_dir, 0700));
+  // Another coved may hold the lock for a moment, removing the table as a
+  // dead owner's; a live owner holds it for good.
+  auto lock = LockTable(lock_dir, table, true);
+  for (int i = 0; i < 200 && !lock.ok() && lock.error().code == ErrorCode::kAlreadyExists; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    lock = LockTable(lock_dir, table, true);
+  }
+  if (!lock.ok()) return std::move(lock).error();
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
   if (!ctx) return MakeError(ErrorCode::kInternal, "nft_ctx_new failed");
   nft_ctx_buffer_output(ctx);
   nft_ctx_buffer_error(ctx);
-  std::unique_ptr<Firewall> fw(new Firewall(std::move(table), ctx));
+  std::unique_ptr<Firewall> fw(new Firewall(std::move(table), lock_dir, ctx));
+  fw->lock_ = std::move(*lock);
   COVE_TRY(fw->Run(FirewallScript(fw->table_, ports, links)));
   return fw;
 }
@@ -111,6 +167,48 @@ Status Firewall::Remove(const SandboxLink& link) {
   return Run(ElementsScript("add", table_, link) + ElementsScript("delete", table_, link));
 }
 
-Status Firewall::Uninstall() { return Run(fmt::format("add table inet {0}\ndelete table inet {0}\n", table_)); }
+Status Firewall::Uninstall() {
+  COVE_TRY(Run(fmt::format("add table inet {0}\ndelete table inet {0}\n", table_)));
+  // Unlinked while still locked (LockTable checks for that), so lock files
+  // do not pile up in lock_dir, one per state dir ever used.
+  if (lock_) ::unlink(LockPath(lock_dir_, table_).c_str());
+  return OkStatus();
+}
+
+Result<std::vector<std::string>> Firewall::InetTables() {
+  std::lock_guard lock(mu_);
+  unsigned flags = nft_ctx_output_get_flags(ctx_);
+  nft_ctx_output_set_flags(ctx_, flags | NFT_CTX_OUTPUT_JSON);
+  int rc = nft_run_cmd_from_buffer(ctx_, "list tables inet");
+  nft_ctx_output_set_flags(ctx_, flags);
+  std::string out = nft_ctx_get_output_buffer(ctx_);
+  if (rc != 0)
+    return MakeError(ErrorCode::kInternal, std::string("nftables: list tables: ") + nft_ctx_get_error_buffer(ctx_));
+  auto json = ParseJson(out);
+  if (!json || !json->is_object() || !json->contains("nftables") || !(*json)["nftables"].is_array())
+    return MakeError(ErrorCode::kInternal, "nftables: list tables: unexpected output");
+  std::vector<std::string> names;
+  for (const auto& item : (*json)["nftables"]) {
+    if (!item.is_object() || !item.contains("table")) continue;
+    const auto& t = item["table"];
+    if (t.is_object() && t.contains("name") && t["name"].is_string()) names.push_back(t["name"].get<std::string>());
+  }
+  return names;
+}
+
+Result<std::vector<std::string>> Firewall::RemoveTablesOfDeadOwners(std::string_view prefix) {
+  COVE_ASSIGN_OR_RETURN(std::vector<std::string> tables, InetTables());
+  std::vector<std::string> removed;
+  for (const auto& name : tables) {
+    if (name == table_ || !name.starts_with(prefix) || !PlainName(name)) continue;
+    // No lock file: an owner that does not take the lock (an older coved); a
+    // held one: a live owner.
+    auto lock = LockTable(lock_dir_, name, false);
+    if (!lock.ok()) continue;
+    COVE_TRY(Run(fmt::format("add table inet {0}\ndelete table inet {0}\n", name)));
+    removed.push_back(name);
+  }
+  return removed;
+}
 
 }  // namespace cove::net

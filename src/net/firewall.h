@@ -13,6 +13,13 @@
 //     connections to a sandbox (the preview router);
 //   - the proxy's upstream connections (upstream_mark) cannot reach the
 //     host's own addresses or the sandboxes.
+// The owner of a table is the process that holds the flock of
+// <lock_dir>/<table>.lock (kDefaultFirewallLockDir, shared by every cove
+// process on the host): a Firewall holds it for its life, and the kernel
+// lets it go when the owner dies, even by SIGKILL. So a table whose lock file
+// exists and nobody holds belongs to a coved that is gone, and the next coved
+// to start removes it (RemoveTablesOfDeadOwners). A table without a lock file
+// (made by an older coved) has no known owner and is left alone.
 // Thread-safe.
 #pragma once
 
@@ -25,10 +32,13 @@
 #include <vector>
 
 #include "base/error.h"
+#include "sys/unique_fd.h"
 
 struct nft_ctx;
 
 namespace cove::net {
+
+inline constexpr const char* kDefaultFirewallLockDir = "/run/cove/firewall";
 
 struct FirewallConfig {
   uint16_t transparent_proxy = 0;
@@ -52,24 +62,38 @@ std::string FirewallScript(const std::string& table, const FirewallConfig& ports
 
 class Firewall {
  public:
-  // Creates table `inet <table>` or atomically replaces an existing one (after
-  // a restart of coved: the proxy's ports may have changed) with `links`.
+  // Takes ownership of table `inet <table>` (its lock in `lock_dir`: waits a
+  // moment for a coved that is removing it as a dead one's; kAlreadyExists when
+  // a live process owns it), then creates it or atomically replaces an existing
+  // one (after a restart of coved: the proxy's ports may have changed) with
+  // `links`. `table` is letters, digits and '_'.
   static Result<std::unique_ptr<Firewall>> Install(std::string table, FirewallConfig ports,
-                                                   const std::vector<SandboxLink>& links);
+                                                   const std::vector<SandboxLink>& links,
+                                                   const std::string& lock_dir = kDefaultFirewallLockDir);
   ~Firewall();
 
   Status Add(const SandboxLink& link);
   // Idempotent.
   Status Remove(const SandboxLink& link);
-  // Deletes the table (coved stops with no sandbox left).
+  // Deletes the table and its lock file (coved stops with no sandbox left).
   Status Uninstall();
+  // Deletes every other inet table whose name starts with `prefix` and whose
+  // owner is gone (its lock file in this firewall's lock dir exists and
+  // nobody holds it; the lock is held while the table is deleted, so an owner
+  // that starts meanwhile waits and installs afresh). Returns their names.
+  Result<std::vector<std::string>> RemoveTablesOfDeadOwners(std::string_view prefix);
+  // The names of every inet table on the host.
+  Result<std::vector<std::string>> InetTables();
   const std::string& table() const { return table_; }
 
  private:
-  Firewall(std::string table, nft_ctx* ctx) : table_(std::move(table)), ctx_(ctx) {}
+  Firewall(std::string table, std::string lock_dir, nft_ctx* ctx)
+      : table_(std::move(table)), lock_dir_(std::move(lock_dir)), ctx_(ctx) {}
   Status Run(const std::string& script);
 
   std::string table_;
+  std::string lock_dir_;
+  UniqueFd lock_;  // the flock that makes this process the table's owner
   std::mutex mu_;
   nft_ctx* ctx_;
 };

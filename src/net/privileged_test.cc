@@ -2,16 +2,19 @@
 // network namespace of the test's own (made before any thread starts), so no
 // packet reaches the machine's real network.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 #include "net/firewall.h"
 #include "net/netns.h"
@@ -272,6 +275,84 @@ TEST_F(NetworkTest, AStaleTableDropsNothingBoundToASpecificAddress) {
     EXPECT_FALSE(connect_within(explicit_port, 300));
   }
   ASSERT_TRUE((*fw)->Uninstall().ok());
+}
+
+// A process that owns firewall table `table` (its lock in `lock_dir`) until
+// it is killed, as a coved does; returns its pid once the table is installed.
+pid_t TableOwner(const std::string& table, const std::string& lock_dir) {
+  int ready[2];
+  EXPECT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(ready[0]);
+    FirewallConfig config{1, 2, 3, 0xc0fe, "10.200.0.0/16"};
+    auto fw = Firewall::Install(table, config, {}, lock_dir);
+    char ok = fw.ok() ? 1 : 0;
+    if (::write(ready[1], &ok, 1) != 1 || !ok) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char ok = 0;
+  EXPECT_EQ(::read(ready[0], &ok, 1), 1);
+  EXPECT_EQ(ok, 1) << "the owner of " << table << " could not install it";
+  ::close(ready[0]);
+  return pid;
+}
+
+bool Has(const std::vector<std::string>& v, const std::string& name) {
+  return std::find(v.begin(), v.end(), name) != v.end();
+}
+
+// A coved killed with SIGKILL leaves its table; the next one to start removes
+// it, and never the table of an owner that is still running, nor one whose
+// owner is unknown (no lock file: an older coved).
+TEST(FirewallOwners, TablesOfKilledOwnersAreRemovedAndLiveOnesKept) {
+  char dir_template[] = "/tmp/cove-fwlocks-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string lock_dir = dir_template;
+  std::string unknown_lock_dir = lock_dir + "/elsewhere";
+  pid_t killed = TableOwner("cove_nettest_killed", lock_dir);
+  pid_t live = TableOwner("cove_nettest_live", lock_dir);
+  ASSERT_EQ(::kill(killed, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(killed, nullptr, 0), killed);
+  FirewallConfig config{4, 5, 6, 0xc0fe, "10.200.0.0/16"};
+  auto unknown = Firewall::Install("cove_nettest_unknown", config, {}, unknown_lock_dir);
+  ASSERT_TRUE(unknown.ok()) << unknown.error().ToString();
+  auto starting = Firewall::Install("cove_nettest_starting", config, {}, lock_dir);
+  ASSERT_TRUE(starting.ok()) << starting.error().ToString();
+  auto before = (*starting)->InetTables();
+  ASSERT_TRUE(before.ok()) << before.error().ToString();
+  EXPECT_TRUE(Has(*before, "cove_nettest_killed"));
+
+  auto removed = (*starting)->RemoveTablesOfDeadOwners("cove_nettest_");
+  ASSERT_TRUE(removed.ok()) << removed.error().ToString();
+  EXPECT_EQ(*removed, std::vector<std::string>{"cove_nettest_killed"});
+  auto after = (*starting)->InetTables();
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(Has(*after, "cove_nettest_killed"));
+  EXPECT_TRUE(Has(*after, "cove_nettest_live"));
+  EXPECT_TRUE(Has(*after, "cove_nettest_unknown"));
+  EXPECT_TRUE(Has(*after, "cove_nettest_starting"));
+
+  // A live owner's table cannot be taken over either.
+  auto takeover = Firewall::Install("cove_nettest_live", config, {}, lock_dir);
+  EXPECT_FALSE(takeover.ok());
+  if (!takeover.ok()) {
+    EXPECT_EQ(takeover.error().code, ErrorCode::kAlreadyExists) << takeover.error().ToString();
+  }
+
+  // Once that owner is killed too, its table goes the same way.
+  ASSERT_EQ(::kill(live, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(live, nullptr, 0), live);
+  removed = (*starting)->RemoveTablesOfDeadOwners("cove_nettest_");
+  ASSERT_TRUE(removed.ok()) << removed.error().ToString();
+  EXPECT_EQ(*removed, std::vector<std::string>{"cove_nettest_live"});
+
+  EXPECT_TRUE((*unknown)->Uninstall().ok());
+  EXPECT_TRUE(std::filesystem::exists(lock_dir + "/cove_nettest_starting.lock"));
+  EXPECT_TRUE((*starting)->Uninstall().ok());
+  EXPECT_FALSE(std::filesystem::exists(lock_dir + "/cove_nettest_starting.lock")) << "a clean stop leaves no lock file";
+  std::filesystem::remove_all(lock_dir);
 }
 
 }  // namespace

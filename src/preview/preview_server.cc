@@ -12,7 +12,7 @@
 #include "preview/host_route.h"
 #include "preview/relay.h"
 #include "preview/sandbox_dialer.h"
-#include "io/cancel_at.h"
+#include "io/deadline.h"
 
 namespace cove::preview {
 
@@ -113,7 +113,7 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     }
     if (self->tls_context) {
       {
-        io::CancelAt guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
+        io::Deadline guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
         co_await io::TlsHandshake(*stream, ec);
       }
       if (ec || slot->shed()) co_return;

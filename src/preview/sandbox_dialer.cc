@@ -6,7 +6,7 @@
 
 #include "base/log.h"
 #include "net/netns.h"
-#include "io/cancel_at.h"
+#include "io/deadline.h"
 #include "sys/proc_stat.h"
 #include "sys/process.h"
 
@@ -98,7 +98,7 @@ Task<Result<std::unique_ptr<io::ByteStream>>> SandboxDialer::Connect(const Sandb
     if (!sock.ok()) co_return std::move(sock).error();
     boost::system::error_code ec;
     {
-      io::CancelAt guard(*sock, std::chrono::steady_clock::now() + kConnectTimeout);
+      io::Deadline guard(*sock, std::chrono::steady_clock::now() + kConnectTimeout);
       co_await sock->async_connect(tcp::endpoint(addr, port), asio::redirect_error(asio::use_awaitable, ec));
     }
     if (!ec) {

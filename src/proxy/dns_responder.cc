@@ -12,7 +12,7 @@
 #include "base/log.h"
 #include "io/listener.h"
 #include "proxy/asio_address.h"
-#include "io/cancel_at.h"
+#include "io/deadline.h"
 #include "proxy/dns_message.h"
 
 namespace cove::proxy {
@@ -194,7 +194,7 @@ Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> s
   while (!ec && !stopped) {
     uint8_t length_bytes[2];
     {
-      io::CancelAt idle(*sock, Clock::now() + options.tcp_idle_timeout);
+      io::Deadline idle(*sock, Clock::now() + options.tcp_idle_timeout);
       slot.Idle();
       co_await asio::async_read(*sock, asio::buffer(length_bytes), asio::redirect_error(asio::use_awaitable, ec));
       slot.Busy();

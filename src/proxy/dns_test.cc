@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/cancel_at.h"
+#include "io/deadline.h"
 #include "proxy/dns_message.h"
 #include "proxy/dns_responder.h"
 #include "proxy/upstream_resolver.h"
@@ -361,7 +361,7 @@ class DnsResponderTest : public ::testing::Test {
       udp::socket sock(io);
       sock.open(udp::v4());
       sock.bind(udp::endpoint(asio::ip::make_address(from), 0));
-      io::CancelAt guard(sock, Clock::now() + 5s);
+      io::Deadline guard(sock, Clock::now() + 5s);
       udp::endpoint server(asio::ip::make_address("127.0.0.1"), port);
       boost::system::error_code ec;
       co_await sock.async_send_to(asio::buffer(query), server, asio::redirect_error(asio::use_awaitable, ec));
@@ -379,7 +379,7 @@ class DnsResponderTest : public ::testing::Test {
   Bytes AskTcpRaw(const Bytes& raw) {
     auto ask = [&]() -> Task<Bytes> {
       tcp::socket sock(io);
-      io::CancelAt guard(sock, Clock::now() + 5s);
+      io::Deadline guard(sock, Clock::now() + 5s);
       boost::system::error_code ec;
       tcp::endpoint server(asio::ip::make_address("127.0.0.1"), responder->port());
       co_await sock.async_connect(server, asio::redirect_error(asio::use_awaitable, ec));
@@ -398,7 +398,7 @@ class DnsResponderTest : public ::testing::Test {
     if (port == 0) port = responder->port();
     auto ask = [&]() -> Task<Bytes> {
       tcp::socket sock(io);
-      io::CancelAt guard(sock, Clock::now() + 5s);
+      io::Deadline guard(sock, Clock::now() + 5s);
       boost::system::error_code ec;
       tcp::endpoint server(asio::ip::make_address("127.0.0.1"), port);
       co_await sock.async_connect(server, asio::redirect_error(asio::use_awaitable, ec));
@@ -522,7 +522,7 @@ TEST_F(DnsResponderTest, MalformedQueryIsFormErr) {
   client.send_to(asio::buffer(query), udp::endpoint(asio::ip::make_address("127.0.0.1"), responder->port()));
   Bytes first;
   auto receive = [&]() -> Task<bool> {
-    io::CancelAt guard(client, Clock::now() + 5s);
+    io::Deadline guard(client, Clock::now() + 5s);
     Bytes buf(4096);
     boost::system::error_code ec;
     size_t n = co_await client.async_receive(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));

@@ -1,4 +1,4 @@
-// EgressConnection (egress_connection.h): its life (admission, watchdog,
+// EgressConnection (egress_connection.h): its life (admission, idle deadline,
 // close), TLS interception, tunnels, and the answers the proxy gives itself.
 #include "proxy/egress_connection.h"
 
@@ -40,7 +40,6 @@ bool EgressConnection::Admit() {
 }
 
 Task<void> EgressConnection::Run(std::shared_ptr<EgressConnection> self) {
-  asio::co_spawn(self->client_.get_executor(), Watchdog(self), asio::detached);
   error_code ignored;
   self->client_.socket().set_option(tcp::no_delay(true), ignored);
   if (self->transparent_) {
@@ -57,18 +56,7 @@ void EgressConnection::Close() {
   error_code ignored;
   client_.socket().close(ignored);
   upstream_.socket().close(ignored);
-  idle_timer_.cancel();
-  connect_timer_.cancel();
-}
-
-Task<void> EgressConnection::Watchdog(std::shared_ptr<EgressConnection> self) {
-  while (!self->closed_) {
-    self->idle_timer_.expires_at(self->deadline_);
-    error_code ec;
-    co_await self->idle_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (self->closed_) break;
-    if (std::chrono::steady_clock::now() >= self->deadline_) self->Close();
-  }
+  idle_.Clear();
 }
 
 Denial EgressConnection::MakeDenial(std::string destination, std::string address, std::string reason) const {
@@ -248,8 +236,7 @@ Task<void> EgressConnection::LingeringClose() {
   std::vector<char> buffer(8192);
   size_t drained = 0;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  deadline_ = std::min(deadline_, until);
-  idle_timer_.cancel();  // the watchdog re-arms for the nearer deadline
+  idle_.Set(std::min(idle_.at(), until));
   while (!closed_ && drained < (1 << 20)) {
     size_t n = co_await client_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;

@@ -9,8 +9,8 @@
 // tunnels (egress_connection.cc, tunnels of plain sockets with splice(2)), and
 // injects secrets into the requests it sees (header_injection.h).
 //
-// A connection is owned by shared_ptrs held by its coroutines (and by the
-// watchdog that enforces the idle timeout); Stop() and the watchdog close both
+// A connection is owned by shared_ptrs held by its coroutines; Stop() and the
+// idle deadline (io::Deadline, pushed on by every bit of progress) close both
 // sockets, which ends every pending operation. All of it runs on the
 // io_context's one thread: no locks.
 #pragma once
@@ -29,6 +29,7 @@
 
 #include "http/http_head.h"
 #include "io/connection_registry.h"
+#include "io/deadline.h"
 #include "io/listener.h"
 #include "proxy/egress_proxy.h"
 #include "proxy/hop_stream.h"
@@ -114,8 +115,7 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
       : state_(std::move(state)),
         client_(std::move(client)),
         upstream_(client_.get_executor()),
-        idle_timer_(client_.get_executor()),
-        connect_timer_(client_.get_executor()),
+        idle_(client_.get_executor(), [this] { Close(); }),
         transparent_(transparent),
         source_(source),
         sandbox_(std::move(sandbox)) {
@@ -133,7 +133,7 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
   void Close();
 
  private:
-  void Touch() { deadline_ = std::chrono::steady_clock::now() + state_->options.idle_timeout; }
+  void Touch() { idle_.Set(std::chrono::steady_clock::now() + state_->options.idle_timeout); }
   // Idle: waiting for (or reading) a request head or a ClientHello; may be shed.
   void Idle() {
     if (slot_) slot_->Idle();
@@ -141,7 +141,6 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
   void Busy() {
     if (slot_) slot_->Busy();
   }
-  static Task<void> Watchdog(std::shared_ptr<EgressConnection> self);
   Denial MakeDenial(std::string destination, std::string address, std::string reason) const;
 
   // ---- transparent listener (front_end_transparent.cc) ----
@@ -227,16 +226,12 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
   HopStream upstream_;
   std::string cbuf_;  // read ahead from the client (HTTP), past the head being served
   std::string ubuf_;  // read ahead from the upstream (HTTP)
-  asio::steady_timer idle_timer_;
-  asio::steady_timer connect_timer_;
-  std::chrono::steady_clock::time_point deadline_;
+  io::Deadline idle_;  // closes the connection
   bool transparent_;
   IpAddress source_;
   SandboxEgress sandbox_;     // refreshed from the lookup before each decision
   std::string upstream_key_;  // host:port the open upstream connection goes to
   IpAddress upstream_address_;
-  uint64_t connect_attempt_ = 0;
-  bool connect_timed_out_ = false;
   bool closed_ = false;
   bool tunnelling_ = false;
   bool intercepting_ = false;       // client_ speaks TLS with coved's leaf for intercept_host_

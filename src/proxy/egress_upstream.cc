@@ -153,16 +153,7 @@ Task<std::string> EgressConnection::UpstreamTls(const std::string& host) {
 
 Task<error_code> EgressConnection::ConnectUpstream(IpAddress address, uint16_t port) {
   upstream_.Reset();
-  uint64_t attempt = ++connect_attempt_;
-  connect_timer_.expires_after(state_->options.connect_timeout);
-  auto on_timeout = [self = shared_from_this(), attempt](error_code ec) {
-    if (ec || self->connect_attempt_ != attempt) return;
-    self->connect_timed_out_ = true;
-    error_code ignored;
-    self->upstream_.socket().cancel(ignored);
-  };
-  connect_timer_.async_wait(std::move(on_timeout));
-  connect_timed_out_ = false;
+  io::Deadline connect_deadline(upstream_.socket(), std::chrono::steady_clock::now() + state_->options.connect_timeout);
   tcp::endpoint endpoint(ToAsioAddress(address), port);
   error_code ec;
   upstream_.socket().open(endpoint.protocol(), ec);
@@ -170,10 +161,8 @@ Task<error_code> EgressConnection::ConnectUpstream(IpAddress address, uint16_t p
   if (!ec && mark && ::setsockopt(upstream_.socket().native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
     ec = error_code(errno, boost::system::system_category());
   if (!ec) co_await upstream_.socket().async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
-  ++connect_attempt_;
-  connect_timer_.cancel();
   Touch();
-  if (ec && connect_timed_out_) ec = asio::error::timed_out;
+  if (ec && connect_deadline.fired()) ec = asio::error::timed_out;
   if (ec) {
     error_code ignored;
     upstream_.socket().close(ignored);

@@ -33,7 +33,7 @@ Task<void> EgressConnection::ServeHttp(std::optional<OriginalDestination> origin
   while (!closed_) {
     std::string text;
     Idle();
-    http::HeadStatus status = co_await http::ReadHead(client_, cbuf_, deadline_, max_head, &text);
+    http::HeadStatus status = co_await http::ReadHead(client_, cbuf_, idle_.at(), max_head, &text);
     Busy();
     Touch();
     if (closed_) co_return;

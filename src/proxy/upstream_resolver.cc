@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 
 #include "proxy/asio_address.h"
-#include "io/cancel_at.h"
+#include "io/deadline.h"
 #include "proxy/dns_message.h"
 
 namespace cove::proxy {
@@ -212,7 +212,7 @@ Task<Result<std::vector<uint8_t>>> UpstreamResolver::AskUdp(udp::endpoint server
   sock.open(server.protocol(), ec);
   if (!ec) sock.connect(server, ec);  // the kernel then drops datagrams from any other source
   if (ec) co_return SysError("DNS socket", ec.value());
-  io::CancelAt guard(sock, deadline);
+  io::Deadline guard(sock, deadline);
   co_await sock.async_send(asio::buffer(query), asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return SysError("sending the DNS query", ec.value());
   std::vector<uint8_t> buf(kUdpReceiveBuffer);
@@ -231,7 +231,7 @@ Task<Result<std::vector<uint8_t>>> UpstreamResolver::AskUdp(udp::endpoint server
 Task<Result<std::vector<uint8_t>>> UpstreamResolver::AskTcp(udp::endpoint server, std::vector<uint8_t> query,
                                                             Clock::time_point deadline) {
   tcp::socket sock(executor_);
-  io::CancelAt guard(sock, deadline);
+  io::Deadline guard(sock, deadline);
   boost::system::error_code ec;
   tcp::endpoint target(server.address(), server.port());
   co_await sock.async_connect(target, asio::redirect_error(asio::use_awaitable, ec));

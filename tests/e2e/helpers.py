@@ -347,11 +347,17 @@ def processes_matching(ids, text):
     return found
 
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name, which may hold spaces
+    and ')': [state, ppid, ...] (field N of proc(5) at index N - 3). OSError once
+    the process is gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def pid_alive(pid):
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
+        return proc_stat(pid)[0] != "Z"
     except OSError:
         return False
 
@@ -433,8 +439,7 @@ def descendants(pid):
         if not p.isdigit():
             continue
         try:
-            with open(f"/proc/{p}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            ppid = int(proc_stat(p)[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(p))

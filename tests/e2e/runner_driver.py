@@ -15,6 +15,8 @@ import socket
 import threading
 import time
 
+from helpers import pid_alive
+
 
 class Execution:
     def __init__(self):
@@ -60,7 +62,7 @@ class SigintsOn:
 
     def _send(self):
         for gap in self.gaps:
-            time.sleep(gap)
+            time.sleep(gap)  # the point: interrupts at these moments of the run
             self.runner.interrupt()
 
     def join(self):
@@ -151,11 +153,7 @@ class Runner:
             pid, _ = os.waitpid(self.pid, os.WNOHANG)
             return pid == 0
         except ChildProcessError:  # not our child (forked by a zygote, which reaps it)
-            try:
-                with open(f"/proc/{self.pid}/stat") as f:
-                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-            except FileNotFoundError:
-                return False
+            return pid_alive(self.pid)
 
     def close(self):
         try:

@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from helpers import MiB, unique_id, wait_until
+from helpers import MiB, proc_stat, unique_id, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,7 @@ HOLD_SECONDS = 4
 
 def cpu_seconds(pid):
     """User + system CPU time of a process, all threads (/proc/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from helpers import Api, Coved, tail, unique_id, wait_until
-from netlab.harness import run, set_policy, sh_quote, start_coved, start_lab, stop_coved, stop_lab
+from netlab.harness import lab_run, run, set_policy, sh_quote, start_coved, start_lab, stop_coved, stop_lab
 
 pytestmark = pytest.mark.network
 
@@ -326,3 +326,38 @@ def test_host_wide_default_policy(lab):
         api.delete(f"/v1/sandboxes/{sid}")
     finally:
         assert c.stop() == 0, tail(c.log_path)
+
+
+def _lab_tables(lab):
+    return {line.split()[-1] for line in lab_run(lab, "nft", "list", "tables").splitlines() if "cove_" in line}
+
+
+def _another_sealed_coved(lab, name):
+    base = os.path.join(os.path.dirname(lab.ca_cert), name)
+    os.makedirs(base, exist_ok=True)
+    c = Coved(os.path.join(base, "state"), os.path.join(base, "coved.log"), host=lab.lab_addr,
+              prefix=lab.nsenter(), args=["--network", "sealed", "--dns-server", lab.WORLD_DNS])
+    c.start()
+    return c
+
+
+def test_the_table_of_a_killed_coved_is_removed_by_the_next_one(net, lab):
+    """A coved killed with SIGKILL cannot delete its firewall table; the next coved
+    to start (another state dir) does, and keeps the table of the coved that runs."""
+    running_tables = _lab_tables(lab)
+    assert running_tables, "the module's coved has a table"
+    killed = _another_sealed_coved(lab, "killed")
+    killed_tables = _lab_tables(lab) - running_tables
+    assert len(killed_tables) == 1, killed_tables
+    killed.kill9()
+    assert killed_tables <= _lab_tables(lab), "nothing but the next coved removes it"
+    following = _another_sealed_coved(lab, "following")
+    try:
+        tables = _lab_tables(lab)
+        assert not killed_tables & tables, tail(following.log_path)
+        assert running_tables <= tables
+        with open(following.log_path) as f:
+            assert "of a coved that is gone" in f.read()
+    finally:
+        assert following.stop() == 0, tail(following.log_path)
+    assert _lab_tables(lab) == running_tables

@@ -2,6 +2,7 @@
 in it (sealed networking, the world's DNS, optional extra options)."""
 
 import os
+import shlex
 import shutil
 import subprocess
 
@@ -57,5 +58,4 @@ def set_policy(api, sid, policy):
     return r.json()
 
 
-def sh_quote(s):
-    return "'" + s.replace("'", "'\"'\"'") + "'"
+sh_quote = shlex.quote

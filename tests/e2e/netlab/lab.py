@@ -125,6 +125,6 @@ if __name__ == "__main__":
           f"--network sealed --dns-server {lab.WORLD_DNS} --upstream-ca {lab.ca_cert}")
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(3600)  # the lab stays up until Ctrl-C
     except KeyboardInterrupt:
         lab.down()
