@@ -124,7 +124,8 @@ struct DnsResponder::Impl {
   size_t datagrams_in_flight = 0;  // home only (UDP)
   std::mutex mu;                   // guards the three below (TCP connections are on every shard)
   std::map<std::string, size_t> queries_in_flight;  // by sandbox id
-  std::set<std::shared_ptr<tcp::socket>> open_connections;
+  // Not owned (each is its ServeTcp's, destroyed with it on its shard).
+  std::map<tcp::socket*, std::weak_ptr<tcp::socket>> open_connections;
   std::map<std::string, NameMemory> names;  // by sandbox id
 };
 
@@ -195,7 +196,7 @@ void DnsResponder::Impl::Accept(std::shared_ptr<Impl> self, tcp::socket socket) 
   if (!slot) return;  // over the caps with none idle: the socket closes
   {
     std::lock_guard lock(mu);
-    open_connections.insert(sock);
+    open_connections[sock.get()] = sock;
   }
   asio::co_spawn(shard.executor, ServeTcp(self, sock, std::move(*slot), std::move(shard.resolver)), asio::detached);
 }
@@ -231,7 +232,7 @@ Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> s
   slot.reset();  // uncounted before its descriptor may be reused
   sock->close(ec);
   std::lock_guard lock(mu);
-  open_connections.erase(sock);
+  open_connections.erase(sock.get());
 }
 
 Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t max_size, Resolver& with) {
@@ -331,7 +332,8 @@ void DnsResponder::Impl::Stop() {
   std::vector<std::shared_ptr<tcp::socket>> open;
   {
     std::lock_guard lock(mu);
-    open.assign(open_connections.begin(), open_connections.end());
+    for (auto& [raw, weak] : open_connections)
+      if (auto sock = weak.lock()) open.push_back(std::move(sock));
   }
   // Each closes on its own shard (in place when that is this thread).
   for (auto& sock : open) {

@@ -575,11 +575,10 @@ TEST_F(DnsResponderTest, TcpConnectionsAreServedOnEveryShardWithItsResolver) {
   EXPECT_EQ(cached.get_future().get(), 1u);  // the shard resolved it itself
   EXPECT_EQ(sharded->NameForAddress("sb1", Ip("203.0.113.11")), "www.example.test");
   EXPECT_TRUE(denials.empty());
-  sharded->Stop();
+  sharded->Stop();  // the shard's connection closes there
   sharded.reset();
   guard.reset();
-  shard_io.stop();
-  shard_thread.join();
+  shard_thread.join();  // returns once the shard's connection has ended
 }
 
 TEST_F(DnsResponderTest, QueriesInFlightPerSandboxAreBounded) {
