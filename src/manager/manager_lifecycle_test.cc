@@ -282,6 +282,9 @@ TEST_F(ManagerLifecycleTest, RunningSandboxesArePublishedForTheFrontEnds) {
 
   ASSERT_EQ(::kill(r->pid, SIGKILL), 0);
   ASSERT_TRUE(RunUntil([&] { return running_.ById("p") == nullptr; }));
+  // The record is withdrawn first; the agent's close that MarkFailed posts
+  // must run while the manager lives (its closure points into the manager).
+  io_.poll();
   EXPECT_EQ(manager_->Get("p")->state, SandboxState::kFailed);
   EXPECT_EQ(running_.size(), 0u);
   EXPECT_EQ(changed->id, "p");
