@@ -18,7 +18,9 @@ namespaces (tests/e2e/netlab: nothing leaves the machine).
                      and coved's CPU time (user + system) per GiB tunnelled
 
 Latency: one connection (p50 / p99 from wrk --latency); throughput: 16
-connections. Keep-alive, and a new connection per request (Connection: close).
+connections. --io-threads N[,M...] runs this build's coved once per value
+(--io-threads N), to compare io thread counts in one sitting (default: coved's
+own default). Keep-alive, and a new connection per request (Connection: close).
 Every coved row runs twice, against a baseline coved (--baseline PATH; default
 /work/wt-base/build/bin/coved when it exists; "none" skips it) and then this
 build's, each with a fresh state dir and sandbox, so the table shows before/after.
@@ -46,6 +48,7 @@ DOWNLOADS = 5  # pairs (direct, tunnelled) per tunnel; medians reported
 _DEFAULT_BASELINE = "/work/wt-base/build/bin/coved"
 BASELINE = (sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv
             else _DEFAULT_BASELINE if os.path.exists(_DEFAULT_BASELINE) else "none")
+IO_THREADS = (sys.argv[sys.argv.index("--io-threads") + 1].split(",") if "--io-threads" in sys.argv else [""])
 
 NGINX_CONF = """
 worker_processes 2; pid {dir}/nginx.pid; error_log {dir}/nginx.err; daemon off;
@@ -129,14 +132,17 @@ def main():
         procs.append(subprocess.Popen(["ip", "netns", "exec", lab.lab, "tinyproxy", "-d", "-c",
                                        os.path.join(base, "tinyproxy.conf")], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
-        builds = ([("baseline", BASELINE)] if BASELINE != "none" else []) + [("this build", helpers.COVED)]
+        builds = ([("baseline" + (f", {n} io threads" if n else ""), BASELINE, n) for n in IO_THREADS]
+                  if BASELINE != "none" else [])
+        builds += [("this build" + (f", {n} io threads" if n else ""), helpers.COVED, n) for n in IO_THREADS]
         rows = []
         downloads = []  # (label, path, MB/s)
-        for label, binary in builds:
+        for label, binary, io_threads in builds:
             helpers.COVED = binary
-            state = os.path.join(base, "state-" + label.replace(" ", "-"))
+            state = os.path.join(base, "state-" + re.sub(r"[^a-z0-9]+", "-", label))
             c = Coved(state, state + ".log", host=lab.lab_addr,
-                      prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS, "--upstream-ca", lab.ca_cert])
+                      prefix=lab.nsenter(), args=["--dns-server", lab.WORLD_DNS, "--upstream-ca", lab.ca_cert] +
+                      (["--io-threads", io_threads] if io_threads else []))
             c.start()
             api = Api(c)
             sid = "egress-bench"

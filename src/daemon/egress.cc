@@ -16,8 +16,8 @@ std::string TableName(const std::string& state_dir) {
 
 }  // namespace
 
-Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const EgressConfig& config,
-                                              proxy::SandboxDirectory::FindBySlot find_by_slot) {
+Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const io::Shards& shards,
+                                              const EgressConfig& config, const RunningSandboxes* running) {
   std::unique_ptr<Egress> e(new Egress());
   COVE_ASSIGN_OR_RETURN(net::AddressPlan plan, net::AddressPlan::Parse(config.subnet));
   auto default_policy = std::make_shared<proxy::EgressPolicy>();
@@ -26,14 +26,20 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
     if (json.is_discarded()) return MakeError(ErrorCode::kInvalidArgument, "--egress-default is not JSON");
     COVE_ASSIGN_OR_RETURN(*default_policy, proxy::EgressPolicy::FromJson(json));
   }
-  e->directory_ = std::make_unique<proxy::SandboxDirectory>(std::move(find_by_slot), plan, default_policy);
+  e->directory_ = std::make_unique<proxy::SandboxDirectory>(running, plan, default_policy);
   COVE_ASSIGN_OR_RETURN(e->secrets_, proxy::SecretStore::Open(config.state_dir + "/secrets.json"));
   if (!config.sealed) return e;
   COVE_ASSIGN_OR_RETURN(e->ca_, proxy::CertificateAuthority::LoadOrCreate(config.state_dir + "/ca"));
 
   proxy::UpstreamResolverOptions ropts;
   ropts.servers = config.dns_servers;
-  COVE_ASSIGN_OR_RETURN(auto resolver, proxy::UpstreamResolver::Create(io.get_executor(), ropts));
+  // One resolver per shard: each runs (and caches) on its own thread.
+  std::vector<proxy::ServingShard> serving;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    COVE_ASSIGN_OR_RETURN(auto shard_resolver, proxy::UpstreamResolver::Create(shards.at(i), ropts));
+    serving.push_back(proxy::ServingShard{shards.at(i), std::move(shard_resolver)});
+  }
+  std::shared_ptr<proxy::Resolver> resolver = serving.front().resolver;  // home's
   auto* directory = e->directory_.get();
   auto* denials = &e->denials_;
   auto lookup = [directory](const proxy::IpAddress& source) { return directory->Lookup(source); };
@@ -43,6 +49,7 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
   dopts.max_tcp_connections_total = std::min(dopts.max_tcp_connections_total, config.connection_caps.max_connections);
   dopts.max_tcp_connections_per_sandbox =
       std::min(dopts.max_tcp_connections_per_sandbox, config.connection_caps.max_per_key);
+  dopts.shards = serving;
   auto dns_denied = [denials](const proxy::DnsDenial& d) {
     denials->Record(proxy::Denial{d.sandbox_id, d.name, "", "DNS: " + d.reason});
   };
@@ -58,6 +65,7 @@ Result<std::unique_ptr<Egress>> Egress::Start(asio::io_context& io, const Egress
   popts.ca = e->ca_;
   popts.upstream_ca_file = config.upstream_ca;
   popts.secrets = e->secrets_;
+  popts.shards = serving;
   auto proxy_denied = [denials](const proxy::Denial& d) { denials->Record(d); };
   COVE_ASSIGN_OR_RETURN(e->proxy_, proxy::EgressProxy::Start(io, popts, resolver, lookup, proxy_denied));
 

@@ -12,6 +12,8 @@
 
 #include "io/asio.h"
 #include "io/connection_limits.h"
+#include "io/shards.h"
+#include "manager/running_sandboxes.h"
 #include "manager/sandbox_networks.h"
 #include "proxy/denial_log.h"
 #include "proxy/dns_responder.h"
@@ -33,10 +35,13 @@ struct EgressConfig {
 
 class Egress {
  public:
-  // Starts the DNS responder and the proxy on `io` (when sealed) and opens
-  // the networks. find_by_slot is called on the io thread.
-  static Result<std::unique_ptr<Egress>> Start(asio::io_context& io, const EgressConfig& config,
-                                               proxy::SandboxDirectory::FindBySlot find_by_slot);
+  // Starts the DNS responder and the proxy (when sealed) and opens the
+  // networks. Both listen on `io` (home) and serve their connections on every
+  // shard in turn, each shard with its own upstream resolver (DNS over UDP at
+  // home). `running` (the Manager's published sandboxes) and `shards`
+  // outlive the Egress.
+  static Result<std::unique_ptr<Egress>> Start(asio::io_context& io, const io::Shards& shards,
+                                               const EgressConfig& config, const RunningSandboxes* running);
   ~Egress();
 
   SandboxNetworks* networks() { return networks_.get(); }  // null when not sealed

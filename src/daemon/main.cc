@@ -156,12 +156,10 @@ int Run(const Config& c) {
   egress_config.state_dir = c.state_dir;
   egress_config.connection_caps = caps;
   // The sandbox host needs the networks, the networks the proxy's ports, and the
-  // manager the sandbox host: the proxy finds sandboxes through the manager once it exists.
-  Manager* manager_ptr = nullptr;
-  auto find_by_slot = [&manager_ptr](uint32_t slot) {
-    return manager_ptr ? manager_ptr->FindBySlot(slot) : nullptr;
-  };
-  auto egress = Egress::Start(io, egress_config, find_by_slot);
+  // manager the sandbox host: the proxy, DNS and previews find sandboxes in
+  // what the manager publishes (from every io thread).
+  RunningSandboxes running;
+  auto egress = Egress::Start(io, shards, egress_config, &running);
   if (!egress.ok()) {
     log::Error("cannot set up sandbox networking: {}", egress.error().ToString());
     return 1;
@@ -183,7 +181,7 @@ int Run(const Config& c) {
   }
   Manager manager(io.get_executor(), store->get(), sandbox_host->get());
   manager.UseShards(&shards);
-  manager_ptr = &manager;
+  manager.PublishTo(&running);
   manager.SetImageChecker([&images](const std::string& name) { return images.Exists(name); });
   api::EgressRoutes egress_routes(&manager, (*egress)->directory(), (*egress)->denials(), (*egress)->sealed());
   preview::PreviewOptions popts;
@@ -197,8 +195,10 @@ int Run(const Config& c) {
   popts.tls_cert_file = c.preview_tls_cert;
   popts.tls_key_file = c.preview_tls_key;
   if ((*egress)->networks()) popts.plan = (*egress)->networks()->plan();
+  // Connections go to the io threads in turn (accepted at home).
+  popts.connection_executor = [&shards, next = size_t{0}]() mutable { return shards.at(next++ % shards.size()); };
   auto preview_server = preview::PreviewServer::Listen(io.get_executor(), popts,
-                                                       [&manager](const std::string& id) { return manager.Get(id); });
+                                                       [&running](const std::string& id) { return running.ById(id); });
   if (!preview_server.ok()) {
     log::Error("{}", preview_server.error().ToString());
     return 1;
@@ -256,7 +256,6 @@ int Run(const Config& c) {
   io.run();
   shards.Stop();
   (*egress)->Shutdown(manager.Empty());
-  manager_ptr = nullptr;
   if (manager.Empty()) {
     if (auto s = (*sandbox_host)->ReleaseHostResources(); !s.ok())
       log::Warn("cannot release coved's host resources: {}", s.error().ToString());

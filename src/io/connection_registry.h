@@ -10,7 +10,12 @@
 //
 // Each admitted connection holds a Slot (RAII: destroying it uncounts the
 // connection). Slots share the registry's state, so they may outlive it.
-// Single-threaded: use the registry and its slots on one thread (the io thread).
+// Thread-safe (one mutex): a connection is admitted on the thread that
+// accepts it and served on another (io/shards.h), and a new connection on
+// any thread may shed one of another thread. So a closer may run on any
+// thread: the front ends' closers shut the socket down (shutdown(2)) and
+// the connection, on its own thread, notices and closes it, uncounted first
+// so that a shed never hits a reused descriptor.
 #pragma once
 
 #include <functional>

@@ -46,6 +46,19 @@ void Manager::Persist(const SandboxRecord& r) {
     log::Error("sandbox {}: cannot persist its record: {}", r.id, s.error().ToString());
 }
 
+void Manager::Republish(Entry& entry) {
+  if (!running_) return;
+  auto it = entries_.find(entry.record.id);
+  bool shown = it != entries_.end() && it->second.get() == &entry && !entry.destroying &&
+               entry.record.state == SandboxState::kRunning;
+  if (shown) {
+    entry.published = running_->Publish(entry.record, entry.published);
+  } else {
+    running_->Withdraw(entry.published);
+    entry.published.reset();
+  }
+}
+
 Result<uint32_t> Manager::AllocateSlot() {
   uint32_t hint = 0;
   while (used_slots_.count(hint)) ++hint;
@@ -58,7 +71,6 @@ Result<uint32_t> Manager::AllocateSlot() {
 
 void Manager::FreeSlot(uint32_t slot) {
   used_slots_.erase(slot);
-  id_by_slot_.erase(slot);
   host_->ReleaseSlot(slot);
 }
 
@@ -91,7 +103,7 @@ Task<void> Manager::Adopt() {
     auto entry = std::make_shared<Entry>(ex_);
     entry->record = r;
     entries_[r.id] = entry;
-    id_by_slot_[r.slot] = r.id;
+    Republish(*entry);  // a running one is reachable while it is adopted, as before the restart
     if (r.state == SandboxState::kFailed) {
       to_reap.emplace_back(r, nullptr);  // finishes a clean-up that coved's stop interrupted (idempotent)
       continue;
@@ -163,7 +175,6 @@ Task<Result<SandboxRecord>> Manager::Create(CreateRequest req) {
   if (!slot.ok()) co_return std::move(slot).error();
   r.slot = *slot;
   r.egress = std::move(req.egress);
-  id_by_slot_[r.slot] = r.id;
   entries_[r.id] = entry;
   if (reaper_.Busy(r.id)) {
     // The previous sandbox of this id still holds its cgroup and layer names.
@@ -179,6 +190,7 @@ Error Manager::Abandon(std::shared_ptr<Entry> entry, Error e) {
   FreeSlot(entry->record.slot);
   if (auto it = entries_.find(entry->record.id); it != entries_.end() && it->second == entry) entries_.erase(it);
   entry->destroying = true;
+  Republish(*entry);
   entry->ready.Notify();
   log::Warn("sandbox {}: create failed: {}", entry->record.id, e.ToString());
   return e;
@@ -214,6 +226,7 @@ Task<Result<SandboxRecord>> Manager::Launch(std::shared_ptr<Entry> entry) {
   entry->record.state = SandboxState::kRunning;
   int64_t t2 = MonotonicNs();
   Persist(entry->record);
+  Republish(*entry);
   log::Debug("sandbox {}: running; start {} us, agent hello {} us, persist {} us", entry->record.id,
              (t1 - t0) / 1000, (t2 - t1) / 1000, (MonotonicNs() - t2) / 1000);
   entry->ready.Notify();
@@ -304,6 +317,7 @@ void Manager::MarkFailed(const std::shared_ptr<Entry>& entry, std::string why, b
   log::Warn("sandbox {}: failed: {}", entry->record.id, why);
   entry->record.state = SandboxState::kFailed;
   entry->record.failure = std::move(why);
+  Republish(*entry);
   // Calls in flight get what later requests get (Agent: kFailedPrecondition).
   PostCloseAgent(entry, "sandbox " + entry->record.id + " failed: " + entry->record.failure,
                  ErrorCode::kFailedPrecondition);
@@ -322,7 +336,7 @@ void Manager::Retire(std::shared_ptr<Entry> entry, const std::string& why) {
   const std::string id = entry->record.id;
   const uint32_t slot = entry->record.slot;
   if (auto it = entries_.find(id); it != entries_.end() && it->second == entry) entries_.erase(it);
-  if (auto it = id_by_slot_.find(slot); it != id_by_slot_.end() && it->second == id) id_by_slot_.erase(it);
+  Republish(*entry);
   reaper_.Reap(entry->record, [this, id, slot] { Release(id, slot); });
   entry->ready.Notify();
 }
@@ -357,6 +371,7 @@ Task<Status> Manager::Destroy(std::string id) {
     co_return OkStatus();
   }
   entry->destroying = true;
+  Republish(*entry);  // unreachable through the front ends from now on
   // A create in flight notices `destroying` and retires the sandbox itself.
   while (present() && entry->record.state == SandboxState::kCreating) co_await entry->ready.Wait();
   const std::string why = "sandbox " + id + " was deleted";
@@ -379,19 +394,13 @@ Task<Status> Manager::Destroy(std::string id) {
   co_return OkStatus();
 }
 
-const SandboxRecord* Manager::FindBySlot(uint32_t slot) const {
-  auto it = id_by_slot_.find(slot);
-  if (it == id_by_slot_.end()) return nullptr;
-  auto entry = entries_.find(it->second);
-  return entry == entries_.end() || entry->second->destroying ? nullptr : &entry->second->record;
-}
-
 Status Manager::SetEgress(const std::string& id, std::shared_ptr<const proxy::EgressPolicy> egress) {
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second->destroying)
     return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
   it->second->record.egress = std::move(egress);
   Persist(it->second->record);
+  Republish(*it->second);
   return OkStatus();
 }
 
@@ -401,6 +410,7 @@ Status Manager::SetPorts(const std::string& id, std::vector<PortExposure> ports)
     return MakeError(ErrorCode::kNotFound, "sandbox " + id + " not found");
   it->second->record.ports = std::move(ports);
   Persist(it->second->record);
+  Republish(*it->second);
   return OkStatus();
 }
 

@@ -27,6 +27,7 @@
 #include "io/async_signal.h"
 #include "io/shards.h"
 #include "manager/reaper.h"
+#include "manager/running_sandboxes.h"
 #include "manager/sandbox_host.h"
 #include "manager/store.h"
 #include "manager/tombstones.h"
@@ -57,6 +58,9 @@ class Manager {
   // Spreads agent connections over `shards` (before Adopt; null: all on the
   // home executor). Each shard gets its share of kAgentOutputBudget.
   void UseShards(const io::Shards* shards);
+  // Publishes the running sandboxes to `running` from now on (before Adopt;
+  // null: nowhere), for the front ends that look them up from any thread.
+  void PublishTo(RunningSandboxes* running) { running_ = running; }
   // The home executor (any thread).
   asio::any_io_executor executor() const { return ex_; }
   // Where the sandbox `id`'s agent connection lives and its API handlers run
@@ -71,10 +75,6 @@ class Manager {
   Task<Result<SandboxRecord>> Create(CreateRequest request);
   std::optional<SandboxRecord> Get(const std::string& id) const;
   std::vector<SandboxRecord> List() const;
-  // The sandbox whose network uses id slot `slot` (its source address), or
-  // null. Valid until the manager's next state change (use it at once: the
-  // egress proxy calls this for every connection, so nothing is copied).
-  const SandboxRecord* FindBySlot(uint32_t slot) const;
   // Replaces a sandbox's egress policy (null: coved's default) and persists
   // it; it applies to new connections at once. kNotFound for unknown ids.
   Status SetEgress(const std::string& id, std::shared_ptr<const proxy::EgressPolicy> egress);
@@ -123,6 +123,7 @@ class Manager {
     std::unique_ptr<asio::posix::stream_descriptor> pid_watch;
     AsyncSignal ready;  // notified when leaving kCreating
     bool destroying = false;
+    RunningSandboxes::Record published;  // what running_ shows of it (null: nothing)
   };
 
   Task<Result<SandboxRecord>> Launch(std::shared_ptr<Entry> entry);
@@ -158,6 +159,10 @@ class Manager {
   // entry, wakes its waiters; returns e.
   Error Abandon(std::shared_ptr<Entry> entry, Error e);
   void Persist(const SandboxRecord& r);
+  // Shows the entry's record in running_ when it is the registry's entry of
+  // its id, running and not being destroyed; otherwise takes it back. Called
+  // after every change of those or of the record.
+  void Republish(Entry& entry);
 
   asio::any_io_executor ex_;
   Store* store_;
@@ -167,8 +172,8 @@ class Manager {
   Tombstones tombstones_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
   std::set<uint32_t> used_slots_;
-  std::map<uint32_t, std::string> id_by_slot_;  // sandboxes that hold a slot
   std::function<bool(const std::string&)> image_exists_;
+  RunningSandboxes* running_ = nullptr;
   // What each shard owns, touched only on that shard: its share of the agent
   // output coved holds (flow_budget.h), and its live agent connections by id.
   struct Shard {

@@ -54,6 +54,7 @@ class ManagerLifecycleTest : public ::testing::Test {
     store_ = std::move(*store);
     host_ = std::make_unique<FakeSandboxHost>(COVE_AGENT_BIN);
     manager_ = std::make_unique<Manager>(io_.get_executor(), store_.get(), host_.get(), 2);
+    manager_->PublishTo(&running_);
     ASSERT_TRUE(Await(manager_->Adopt()));
   }
 
@@ -130,6 +131,7 @@ class ManagerLifecycleTest : public ::testing::Test {
   // coved starts over the same state.
   void StartCoved() {
     manager_ = std::make_unique<Manager>(io_.get_executor(), store_.get(), host_.get(), 2);
+    manager_->PublishTo(&running_);
     ASSERT_TRUE(Await(manager_->Adopt()));
   }
   void Restart() {
@@ -144,6 +146,7 @@ class ManagerLifecycleTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<FakeSandboxHost> host_;
   std::unique_ptr<io::Shards> shards_;  // outlives the manager
+  RunningSandboxes running_;            // what the front ends see; outlives the manager
   std::unique_ptr<Manager> manager_;
 };
 
@@ -242,6 +245,49 @@ TEST_F(ManagerLifecycleTest, AgentDeathFailsTheSandboxUntilItIsDeleted) {
   EXPECT_FALSE(manager_->Get("d"));
   ASSERT_TRUE(RunUntil([&] { return !Stored("d"); }));
   ASSERT_TRUE(RunUntil([&] { return host_->held_slots().empty(); }));
+}
+
+// What the front ends (egress proxy, DNS, previews) see from any thread: a
+// sandbox while it runs, with its policy and ports as they change, and
+// nothing once it failed or was deleted; a record handed out earlier stays
+// what it was for its holder. Adoption publishes again after a restart.
+TEST_F(ManagerLifecycleTest, RunningSandboxesArePublishedForTheFrontEnds) {
+  auto r = Create("p");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  auto seen = running_.ById("p");
+  ASSERT_NE(seen, nullptr);
+  EXPECT_EQ(seen->state, SandboxState::kRunning);
+  EXPECT_EQ(seen->pid, r->pid);
+  EXPECT_EQ(running_.BySlot(r->slot), seen);
+  EXPECT_EQ(seen->egress, nullptr);
+
+  auto policy = std::make_shared<const proxy::EgressPolicy>();
+  ASSERT_TRUE(manager_->SetEgress("p", policy).ok());
+  ASSERT_TRUE(manager_->SetPorts("p", {PortExposure{8080, "web", "tok", 0}}).ok());
+  auto changed = running_.BySlot(r->slot);
+  ASSERT_NE(changed, nullptr);
+  EXPECT_EQ(changed->egress, policy);
+  ASSERT_EQ(changed->ports.size(), 1u);
+  EXPECT_EQ(seen->egress, nullptr);  // the earlier copy did not change under its holder
+  EXPECT_TRUE(seen->ports.empty());
+
+  ASSERT_TRUE(Create("q").ok());
+  ASSERT_TRUE(Delete("q").ok());
+  EXPECT_EQ(running_.ById("q"), nullptr);
+
+  Restart();  // "p" is adopted
+  auto adopted = running_.ById("p");
+  ASSERT_NE(adopted, nullptr);
+  EXPECT_EQ(adopted->ports.size(), 1u);
+
+  ASSERT_EQ(::kill(r->pid, SIGKILL), 0);
+  ASSERT_TRUE(RunUntil([&] { return running_.ById("p") == nullptr; }));
+  // The record is withdrawn first; the agent's close that MarkFailed posts
+  // must run while the manager lives (its closure points into the manager).
+  io_.poll();
+  EXPECT_EQ(manager_->Get("p")->state, SandboxState::kFailed);
+  EXPECT_EQ(running_.size(), 0u);
+  EXPECT_EQ(changed->id, "p");
 }
 
 // With shards, each sandbox's agent connection lives on the shard of its id;

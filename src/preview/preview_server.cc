@@ -3,11 +3,15 @@
 #include <openssl/crypto.h>
 
 #include <boost/asio/ssl.hpp>
+#include <sys/socket.h>
+
 #include <map>
+#include <mutex>
 
 #include "base/log.h"
 #include "base/log_throttle.h"
 #include "io/listener.h"
+#include "io/move_socket.h"
 #include "io/refuse.h"
 #include "preview/host_route.h"
 #include "preview/relay.h"
@@ -41,7 +45,7 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
       if (e.port != route->port || e.token.size() != route->token.size()) continue;
       if (CRYPTO_memcmp(e.token.data(), route->token.data(), e.token.size()) != 0) return std::nullopt;
       Target t;
-      t.record = std::move(*record);
+      t.record = std::move(record);
       t.port = route->port;
       return t;
     }
@@ -49,24 +53,30 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
   }
 
   Task<Result<std::unique_ptr<io::ByteStream>>> Dial(Target target) override {
-    auto r = co_await dialer.Connect(target.record, target.port);
+    auto r = co_await dialer.Connect(*target.record, target.port);
     co_return r;
   }
 
   bool Bind(const std::shared_ptr<Relay>& relay, const Target& target) override {
-    Unbind(relay.get());
-    auto& group = by_sandbox[target.record.id];
+    std::lock_guard lock(mu);
+    UnbindLocked(relay.get());
+    auto& group = by_sandbox[target.record->id];
     if (group.size() >= options.max_connections_per_sandbox) {
-      if (group.empty()) by_sandbox.erase(target.record.id);
+      if (group.empty()) by_sandbox.erase(target.record->id);
       return false;
     }
     group[relay.get()] = relay;
-    relay->bound_id = target.record.id;
+    relay->bound_id = target.record->id;
     relay->bound_port = target.port;
     return true;
   }
 
   void Unbind(Relay* relay) override {
+    std::lock_guard lock(mu);
+    UnbindLocked(relay);
+  }
+
+  void UnbindLocked(Relay* relay) {
     if (relay->bound_id.empty()) return;
     auto it = by_sandbox.find(relay->bound_id);
     if (it != by_sandbox.end()) {
@@ -77,14 +87,21 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     relay->bound_port = 0;
   }
 
-  // Closes the relays of a sandbox (of one port, when given).
+  // Closes the relays of a sandbox (of one port, when given), each on its
+  // own thread (any thread may call this).
   void CloseSandbox(const std::string& id, std::optional<uint16_t> port) {
-    auto it = by_sandbox.find(id);
-    if (it == by_sandbox.end()) return;
     std::vector<std::shared_ptr<Relay>> victims;
-    for (auto& [raw, weak] : it->second)
-      if (auto r = weak.lock(); r && (!port || r->bound_port == *port)) victims.push_back(std::move(r));
-    for (auto& r : victims) r->Close();
+    {
+      std::lock_guard lock(mu);
+      auto it = by_sandbox.find(id);
+      if (it == by_sandbox.end()) return;
+      for (auto& [raw, weak] : it->second)
+        if (auto r = weak.lock(); r && (!port || r->bound_port == *port)) victims.push_back(std::move(r));
+    }
+    for (auto& r : victims) {
+      auto ex = r->executor();
+      asio::dispatch(ex, [r = std::move(r)] { r->Close(); });
+    }
   }
 
   // Over a cap with nothing idle to close: 503 (plain HTTP) and close, without waiting.
@@ -98,19 +115,34 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
     io::Refuse(socket, tls_context ? std::string_view() : answer);
   }
 
-  static Task<void> Serve(std::shared_ptr<Impl> self, tcp::socket socket) {
+  // At home: counts the connection (or refuses it) and hands it to the
+  // thread that serves it. Idle until its first request head is read (the
+  // TLS handshake included); a shed shuts the socket down from any thread.
+  void Accept(std::shared_ptr<Impl> self, tcp::socket socket) {
     boost::system::error_code ec;
     auto remote = socket.remote_endpoint(ec);
     std::string address = ec ? "unknown" : remote.address().to_string();
+    asio::any_io_executor there = options.connection_executor ? options.connection_executor() : ex;
+    socket = io::MoveSocket(std::move(socket), there, ec);
+    if (ec) return;
+    auto slot = registry->Admit(address, [fd = socket.native_handle()] { ::shutdown(fd, SHUT_RDWR); });
+    if (!slot) {
+      RefuseConnection(socket, address);
+      return;
+    }
+    asio::co_spawn(there, Serve(std::move(self), std::move(socket), std::move(address), std::move(*slot)),
+                   asio::detached);
+  }
+
+  static Task<void> Serve(std::shared_ptr<Impl> self, tcp::socket socket, std::string address,
+                          io::ConnectionRegistry::Slot admitted) {
+    boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
+    auto ex = socket.get_executor();
     std::unique_ptr<io::ByteStream> stream =
         self->tls_context ? io::MakeTlsStream(std::move(socket), *self->tls_context) : io::MakeTcpStream(std::move(socket));
-    // Idle until its first request head is read (the TLS handshake included).
-    auto slot = self->registry->Admit(address, [raw = stream.get()] { raw->Close(); });
-    if (!slot) {
-      self->RefuseConnection(stream->socket(), address);
-      co_return;
-    }
+    // Declared after the stream: uncounted before its descriptor closes.
+    std::optional<io::ConnectionRegistry::Slot> slot(std::move(admitted));
     if (self->tls_context) {
       {
         io::Deadline guard(stream->socket(), std::chrono::steady_clock::now() + kTlsHandshakeTimeout);
@@ -118,7 +150,7 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
       }
       if (ec || slot->shed()) co_return;
     }
-    auto relay = std::make_shared<Relay>(self->ex, self.get(), std::move(stream), address, self->tls_context != nullptr,
+    auto relay = std::make_shared<Relay>(ex, self.get(), std::move(stream), address, self->tls_context != nullptr,
                                          std::move(*slot));
     co_await Relay::Run(relay);
   }
@@ -130,6 +162,7 @@ struct PreviewServer::Impl : RelayHost, std::enable_shared_from_this<Impl> {
   std::shared_ptr<io::Listener> listener;
   SandboxDialer dialer;
   std::shared_ptr<asio::ssl::context> tls_context;
+  std::mutex mu;  // guards by_sandbox and the relays' bound_id/bound_port
   std::map<std::string, std::map<Relay*, std::weak_ptr<Relay>>> by_sandbox;
   LogThrottle refusals_log;
 };
@@ -158,7 +191,7 @@ Result<std::unique_ptr<PreviewServer>> PreviewServer::Listen(asio::any_io_execut
 void PreviewServer::Start() {
   std::weak_ptr<Impl> weak = impl_;
   impl_->listener->Start([weak](tcp::socket socket) {
-    if (auto self = weak.lock()) asio::co_spawn(self->ex, Impl::Serve(self, std::move(socket)), asio::detached);
+    if (auto self = weak.lock()) self->Accept(self, std::move(socket));
   });
 }
 

@@ -8,7 +8,15 @@
 // per client address and in all (io/listener.h: a connection waiting for its
 // next request head is closed first to make room; over a cap with nothing
 // idle, a new connection gets 503, or is just closed under TLS). Optional TLS
-// on a configured certificate. Io thread only.
+// on a configured certificate.
+//
+// Threads: accepts and counts connections on the executor given to Listen
+// (home), then serves each on connection_executor() (coved: every io thread
+// in turn), where its relay lives from start to end. The lookup is called on
+// those threads (coved: RunningSandboxes, thread-safe); what relays share
+// (the relays per sandbox, the dialer's namespace cache) is guarded by a
+// mutex, and a relay is closed only on its own thread (posted there). Listen,
+// Start, Unexposed and the destructor at home.
 #pragma once
 
 #include <functional>
@@ -33,11 +41,14 @@ struct PreviewOptions {
   size_t max_connections_per_address = 1024;   // from one client address
   size_t max_connections_per_sandbox = 256;    // relayed to one sandbox
   std::optional<net::AddressPlan> plan;  // sealed networking: also try the sandbox's eth0 address
+  // Where each new connection is served (null: the listener's executor).
+  std::function<asio::any_io_executor()> connection_executor;
 };
 
 class PreviewServer {
  public:
-  using Lookup = std::function<std::optional<SandboxRecord>(const std::string& id)>;
+  // The running sandbox `id` (null: none), called from any serving thread.
+  using Lookup = std::function<std::shared_ptr<const SandboxRecord>(const std::string& id)>;
   // Binds now (errors at start-up); serves after Start().
   static Result<std::unique_ptr<PreviewServer>> Listen(asio::any_io_executor ex, PreviewOptions options, Lookup lookup);
   ~PreviewServer();

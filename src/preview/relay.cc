@@ -1,5 +1,7 @@
 #include "preview/relay.h"
 
+#include <sys/socket.h>
+
 #include "base/log.h"
 #include "http/forwarding.h"
 #include "http/message_relay.h"
@@ -20,11 +22,12 @@ Relay::Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<io::Byte
              std::string client_address, bool tls, io::ConnectionRegistry::Slot slot)
     : ex_(ex), host_(host), client_(std::move(client)), client_address_(std::move(client_address)), tls_(tls),
       changed_(ex), slot_(std::move(slot)) {
-  slot_.SetCloser([this] { Close(); });
+  slot_->SetCloser([fd = client_->socket().native_handle()] { ::shutdown(fd, SHUT_RDWR); });
 }
 
 void Relay::Close() {
   closed_ = true;
+  slot_.reset();  // uncounted before the descriptor may be reused
   client_->Close();
   if (upstream_) upstream_->Close();
   changed_.Notify();
@@ -57,11 +60,11 @@ Task<void> Relay::SendSimple(int status, std::string_view reason, bool keep_aliv
 Task<void> Relay::Run(std::shared_ptr<Relay> self) {
   for (;;) {
     std::string text;
-    self->slot_.Idle();
+    if (self->slot_) self->slot_->Idle();
     http::HeadStatus status =
         co_await http::ReadHead(*self->client_, self->cbuf_, Clock::now() + kClientIdle, kMaxHead, &text);
-    self->slot_.Busy();
-    if (self->closed_) break;
+    if (self->slot_) self->slot_->Busy();
+    if (self->closed_ || !self->slot_ || self->slot_->shed()) break;
     if (status == http::HeadStatus::kTooLarge) {
       co_await self->SendSimple(431, "Request Header Fields Too Large", false);
       break;

@@ -24,14 +24,14 @@ namespace cove::preview {
 
 // Where a routed request goes.
 struct Target {
-  SandboxRecord record;
+  std::shared_ptr<const SandboxRecord> record;  // as published when the request was routed (never null)
   uint16_t port = 0;
-  std::string Key() const { return record.id + ":" + std::to_string(port) + ":" + std::to_string(record.pid); }
+  std::string Key() const { return record->id + ":" + std::to_string(port) + ":" + std::to_string(record->pid); }
 };
 
 class Relay;
 
-// What a relay needs from the server.
+// What a relay needs from the server; called on the relay's thread (any io thread).
 class RelayHost {
  public:
   virtual ~RelayHost() = default;
@@ -47,16 +47,19 @@ class RelayHost {
 class Relay : public std::enable_shared_from_this<Relay> {
  public:
   // `slot` counts the client connection in the listener's registry: the
-  // relay marks it idle while waiting for a request head (shedding it closes
-  // the relay), busy otherwise.
+  // relay marks it idle while waiting for a request head (shedding it shuts
+  // the client's socket down, from any thread, and the relay ends), busy
+  // otherwise. `ex` is the thread the relay runs on, from Run to its end.
   Relay(asio::any_io_executor ex, RelayHost* host, std::unique_ptr<io::ByteStream> client, std::string client_address,
         bool tls, io::ConnectionRegistry::Slot slot);
   // Serves the connection until it ends.
   static Task<void> Run(std::shared_ptr<Relay> self);
-  // Closes both sides; pending operations end.
+  // Closes both sides; pending operations end. On the relay's executor only.
   void Close();
+  const asio::any_io_executor& executor() const { return ex_; }
 
-  std::string bound_id;  // the sandbox and port of the current upstream
+  // The sandbox and port of the current upstream; the server's (under its lock).
+  std::string bound_id;
   uint16_t bound_port = 0;
 
  private:
@@ -80,7 +83,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   int pumps_ = 0;
   AsyncSignal changed_;
   bool closed_ = false;
-  io::ConnectionRegistry::Slot slot_;
+  std::optional<io::ConnectionRegistry::Slot> slot_;  // reset by Close(), before the socket closes
 };
 
 }  // namespace cove::preview

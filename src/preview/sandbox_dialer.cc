@@ -28,14 +28,23 @@ SandboxDialer::SandboxDialer(asio::any_io_executor ex, std::optional<net::Addres
 
 SandboxDialer::~SandboxDialer() {
   *alive_ = false;
-  for (auto& [_, e] : entries_) e->pidfd->close();
+  std::lock_guard lock(mu_);
+  for (auto& [_, e] : entries_)
+    if (e->watch) e->watch->close();
 }
 
-Result<int> SandboxDialer::NetnsOf(const SandboxRecord& record) {
-  if (auto it = entries_.find(record.id); it != entries_.end()) {
-    if (it->second->pid == record.pid && it->second->start_ticks == record.start_ticks) return it->second->netns.get();
-    it->second->pidfd->close();
-    entries_.erase(it);
+size_t SandboxDialer::cached() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+Result<std::shared_ptr<const UniqueFd>> SandboxDialer::NetnsOf(const SandboxRecord& record) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(record.id); it != entries_.end()) {
+      if (it->second->pid == record.pid && it->second->start_ticks == record.start_ticks) return it->second->netns;
+      // Another process than the recorded one: its watch at home drops it when it exits.
+    }
   }
   if (record.pid <= 0) return MakeError(ErrorCode::kUnavailable, "sandbox has no process");
   COVE_ASSIGN_OR_RETURN(UniqueFd pidfd, sys::PidfdOpen(record.pid));
@@ -45,36 +54,54 @@ Result<int> SandboxDialer::NetnsOf(const SandboxRecord& record) {
   if (!netns) return SysError("open the network namespace of sandbox " + record.id);
   // Still alive after the namespace was opened: it is the recorded process's.
   if (Exited(pidfd.get())) return MakeError(ErrorCode::kUnavailable, "sandbox process exited");
-  auto e = std::make_unique<Entry>();
+  auto e = std::make_shared<Entry>();
   e->pid = record.pid;
   e->start_ticks = record.start_ticks;
-  e->netns = std::move(netns);
-  e->pidfd = std::make_unique<asio::posix::stream_descriptor>(ex_, pidfd.Release());
-  Entry* raw = e.get();
-  std::string id = record.id;
-  raw->pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
-                         [this, id, raw, alive = alive_](const boost::system::error_code& ec) {
-                           if (ec || !*alive) return;
-                           auto it = entries_.find(id);
-                           if (it == entries_.end() || it->second.get() != raw) return;
-                           it->second->pidfd->close();
-                           entries_.erase(it);
-                           log::Debug("preview: sandbox {} is gone; closing its connections", id);
-                           on_gone_(id);
-                         });
-  int fd = raw->netns.get();
-  entries_[record.id] = std::move(e);
-  return fd;
+  e->netns = std::make_shared<const UniqueFd>(std::move(netns));
+  e->pidfd = std::move(pidfd);
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = entries_[record.id];
+    // Another thread cached the same process meanwhile: use that one.
+    if (slot && slot->pid == record.pid && slot->start_ticks == record.start_ticks) return slot->netns;
+    slot = e;
+  }
+  asio::post(ex_, [this, alive = alive_, id = record.id, e] {
+    if (*alive) Watch(id, e);
+  });
+  return e->netns;
 }
 
-Result<tcp::socket> SandboxDialer::SocketIn(int netns_fd) {
+void SandboxDialer::Watch(const std::string& id, const std::shared_ptr<Entry>& entry) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second != entry) return;  // replaced already: its pidfd closes with it
+  }
+  entry->watch = std::make_unique<asio::posix::stream_descriptor>(ex_, entry->pidfd.Release());
+  entry->watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                           [this, id, entry, alive = alive_](const boost::system::error_code& ec) {
+                             if (ec || !*alive) return;
+                             entry->watch->close();
+                             {
+                               std::lock_guard lock(mu_);
+                               auto it = entries_.find(id);
+                               if (it == entries_.end() || it->second != entry) return;
+                               entries_.erase(it);
+                             }
+                             log::Debug("preview: sandbox {} is gone; closing its connections", id);
+                             on_gone_(id);
+                           });
+}
+
+Result<tcp::socket> SandboxDialer::SocketIn(const asio::any_io_executor& ex, int netns_fd) {
   int fd = -1;
   COVE_TRY(net::RunInNetns(netns_fd, [&fd]() -> Status {
     fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return SysError("socket in a sandbox network namespace");
     return OkStatus();
   }));
-  tcp::socket sock(ex_);
+  tcp::socket sock(ex);
   boost::system::error_code ec;
   sock.assign(tcp::v4(), fd, ec);
   if (ec) {
@@ -85,8 +112,9 @@ Result<tcp::socket> SandboxDialer::SocketIn(int netns_fd) {
 }
 
 Task<Result<std::unique_ptr<io::ByteStream>>> SandboxDialer::Connect(const SandboxRecord& record, uint16_t port) {
-  auto netns = NetnsOf(record);
+  auto netns = NetnsOf(record);  // held until the sockets are made
   if (!netns.ok()) co_return std::move(netns).error();
+  auto ex = co_await asio::this_coro::executor;
   std::vector<asio::ip::address_v4> targets{asio::ip::address_v4::loopback()};
   if (plan_) {
     if (auto addrs = plan_->ForSlot(record.slot); addrs.ok())
@@ -94,7 +122,7 @@ Task<Result<std::unique_ptr<io::ByteStream>>> SandboxDialer::Connect(const Sandb
   }
   std::string last_error = "no address";
   for (const auto& addr : targets) {
-    auto sock = SocketIn(*netns);
+    auto sock = SocketIn(ex, (*netns)->get());
     if (!sock.ok()) co_return std::move(sock).error();
     boost::system::error_code ec;
     {

@@ -6,6 +6,7 @@
 namespace cove::proxy {
 
 void DenialLog::Record(const Denial& d) {
+  std::lock_guard lock(mu_);
   if (!by_sandbox_.count(d.sandbox_id) && by_sandbox_.size() >= max_sandboxes_) {
     auto oldest = by_sandbox_.begin();
     for (auto it = by_sandbox_.begin(); it != by_sandbox_.end(); ++it)
@@ -24,12 +25,16 @@ void DenialLog::Record(const Denial& d) {
 }
 
 std::vector<DenialLog::Entry> DenialLog::Recent(const std::string& sandbox_id, uint64_t* total) const {
+  std::lock_guard lock(mu_);
   auto it = by_sandbox_.find(sandbox_id);
   *total = it == by_sandbox_.end() ? 0 : it->second.total;
   if (it == by_sandbox_.end()) return {};
   return {it->second.recent.begin(), it->second.recent.end()};
 }
 
-void DenialLog::Forget(const std::string& sandbox_id) { by_sandbox_.erase(sandbox_id); }
+void DenialLog::Forget(const std::string& sandbox_id) {
+  std::lock_guard lock(mu_);
+  by_sandbox_.erase(sandbox_id);
+}
 
 }  // namespace cove::proxy

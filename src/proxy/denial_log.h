@@ -5,12 +5,14 @@
 // number of that sandbox's denials left out since its previous line; the
 // API keeps them all. At most `max_sandboxes` sandboxes are
 // kept: beyond, the one whose last denial is oldest is forgotten (sandboxes
-// come and go; their logs must not pile up). Single-threaded (coved's io thread).
+// come and go; their logs must not pile up). Thread-safe (one mutex): the
+// proxy's and DNS's connections record from every io thread, the API reads.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,7 @@ class DenialLog {
   };
   size_t per_sandbox_;
   size_t max_sandboxes_;
+  mutable std::mutex mu_;  // guards by_sandbox_
   std::map<std::string, PerSandbox> by_sandbox_;
 };
 

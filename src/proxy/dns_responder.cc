@@ -2,8 +2,12 @@
 // memory of dns_responder.h.
 #include "proxy/dns_responder.h"
 
+#include <sys/socket.h>
+
+#include <atomic>
 #include <list>
 #include <map>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 
@@ -11,6 +15,7 @@
 
 #include "base/log.h"
 #include "io/listener.h"
+#include "io/move_socket.h"
 #include "proxy/asio_address.h"
 #include "io/deadline.h"
 #include "proxy/dns_message.h"
@@ -96,9 +101,11 @@ struct DnsResponder::Impl {
   Task<void> UdpLoop(std::shared_ptr<Impl> self);
   Task<void> ServeDatagram(std::shared_ptr<Impl> self, Bytes query, udp::endpoint sender);
   void Accept(std::shared_ptr<Impl> self, tcp::socket socket);
-  Task<void> ServeTcp(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> sock, io::ConnectionRegistry::Slot slot);
-  // The response to one message from `source`; empty: send nothing.
-  Task<Bytes> Answer(IpAddress source, Bytes message, size_t max_size);
+  Task<void> ServeTcp(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> sock, io::ConnectionRegistry::Slot slot,
+                      std::shared_ptr<Resolver> shard_resolver);
+  // The response to one message from `source`, resolved with `with` (the
+  // resolver of the calling thread's shard); empty: send nothing.
+  Task<Bytes> Answer(IpAddress source, Bytes message, size_t max_size, Resolver& with);
   void ReportDenial(const std::string& sandbox_id, const std::string& name, const std::string& reason);
   void Stop();
 
@@ -112,10 +119,13 @@ struct DnsResponder::Impl {
   std::shared_ptr<io::ConnectionRegistry> registry;
   std::shared_ptr<io::Listener> listener;
   uint16_t port = 0;
-  bool stopped = false;
-  size_t datagrams_in_flight = 0;
+  std::atomic<bool> stopped{false};
+  size_t next_shard = 0;           // home only
+  size_t datagrams_in_flight = 0;  // home only (UDP)
+  std::mutex mu;                   // guards the three below (TCP connections are on every shard)
   std::map<std::string, size_t> queries_in_flight;  // by sandbox id
-  std::set<std::shared_ptr<tcp::socket>> open_connections;
+  // Not owned (each is its ServeTcp's, destroyed with it on its shard).
+  std::map<tcp::socket*, std::weak_ptr<tcp::socket>> open_connections;
   std::map<std::string, NameMemory> names;  // by sandbox id
 };
 
@@ -161,7 +171,7 @@ Task<void> DnsResponder::Impl::UdpLoop(std::shared_ptr<Impl> self) {
 Task<void> DnsResponder::Impl::ServeDatagram([[maybe_unused]] std::shared_ptr<Impl> self, Bytes query,
                                              udp::endpoint sender) {
   IpAddress source = FromAsioAddress(sender.address());
-  Bytes response = co_await Answer(source, std::move(query), dns::kMaxUdpSize);
+  Bytes response = co_await Answer(source, std::move(query), dns::kMaxUdpSize, *resolver);
   if (!stopped && !response.empty()) {
     boost::system::error_code ec;
     co_await udp_socket.async_send_to(asio::buffer(response), sender, asio::redirect_error(asio::use_awaitable, ec));
@@ -171,23 +181,29 @@ Task<void> DnsResponder::Impl::ServeDatagram([[maybe_unused]] std::shared_ptr<Im
 
 void DnsResponder::Impl::Accept(std::shared_ptr<Impl> self, tcp::socket socket) {
   if (stopped) return;
-  auto sock = std::make_shared<tcp::socket>(std::move(socket));
   boost::system::error_code ec;
-  tcp::endpoint peer = sock->remote_endpoint(ec);
+  tcp::endpoint peer = socket.remote_endpoint(ec);
   if (ec) return;
   std::optional<SandboxEgress> sandbox = lookup(FromAsioAddress(peer.address()));
   std::string account = sandbox ? sandbox->sandbox_id : kUnknownSource;
-  auto slot = registry->Admit(account, [raw = sock.get()] {
-    boost::system::error_code ignored;
-    raw->close(ignored);
-  });
+  ServingShard shard{udp_socket.get_executor(), resolver};
+  if (!options.shards.empty()) shard = options.shards[next_shard++ % options.shards.size()];
+  auto sock = std::make_shared<tcp::socket>(io::MoveSocket(std::move(socket), shard.executor, ec));
+  if (ec) return;
+  // A shed may come from any thread: it shuts the socket down, and ServeTcp
+  // (uncounting first) closes it.
+  auto slot = registry->Admit(account, [fd = sock->native_handle()] { ::shutdown(fd, SHUT_RDWR); });
   if (!slot) return;  // over the caps with none idle: the socket closes
-  open_connections.insert(sock);
-  asio::co_spawn(sock->get_executor(), ServeTcp(self, sock, std::move(*slot)), asio::detached);
+  {
+    std::lock_guard lock(mu);
+    open_connections[sock.get()] = sock;
+  }
+  asio::co_spawn(shard.executor, ServeTcp(self, sock, std::move(*slot), std::move(shard.resolver)), asio::detached);
 }
 
 Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> sock,
-                                         io::ConnectionRegistry::Slot slot) {
+                                         io::ConnectionRegistry::Slot admitted, std::shared_ptr<Resolver> shard_resolver) {
+  std::optional<io::ConnectionRegistry::Slot> slot(std::move(admitted));
   boost::system::error_code ec;
   tcp::endpoint peer = sock->remote_endpoint(ec);
   IpAddress source = FromAsioAddress(peer.address());
@@ -195,16 +211,16 @@ Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> s
     uint8_t length_bytes[2];
     {
       io::Deadline idle(*sock, Clock::now() + options.tcp_idle_timeout);
-      slot.Idle();
+      slot->Idle();
       co_await asio::async_read(*sock, asio::buffer(length_bytes), asio::redirect_error(asio::use_awaitable, ec));
-      slot.Busy();
-      if (ec) break;
+      slot->Busy();
+      if (ec || slot->shed()) break;
       size_t length = size_t{length_bytes[0]} << 8 | length_bytes[1];
       if (length < dns::kHeaderSize || length > options.max_tcp_message_bytes) break;
       Bytes message(length);
       co_await asio::async_read(*sock, asio::buffer(message), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
-      Bytes response = co_await Answer(source, std::move(message), dns::kMaxMessageSize);
+      Bytes response = co_await Answer(source, std::move(message), dns::kMaxMessageSize, *shard_resolver);
       if (response.empty() || stopped) break;
       Bytes framed(response.size() + 2);
       framed[0] = static_cast<uint8_t>(response.size() >> 8);
@@ -213,11 +229,13 @@ Task<void> DnsResponder::Impl::ServeTcp([[maybe_unused]] std::shared_ptr<Impl> s
       co_await asio::async_write(*sock, asio::buffer(framed), asio::redirect_error(asio::use_awaitable, ec));
     }
   }
+  slot.reset();  // uncounted before its descriptor may be reused
   sock->close(ec);
-  open_connections.erase(sock);
+  std::lock_guard lock(mu);
+  open_connections.erase(sock.get());
 }
 
-Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t max_size) {
+Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t max_size, Resolver& with) {
   Bytes nothing;
   auto id = dns::MessageId(message);
   if (!id) co_return nothing;
@@ -250,12 +268,18 @@ Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t m
   }
   if (type == dns::kTypeAaaa) co_return dns::BuildResponse(query, dns::Rcode::kNoError, no_answers, max_size);
 
-  size_t& in_flight = queries_in_flight[sandbox_id];
-  if (in_flight >= options.max_queries_per_sandbox)
-    co_return dns::BuildResponse(query, dns::Rcode::kServFail, no_answers, max_size);
-  ++in_flight;
-  Result<std::vector<IpAddress>> resolved = co_await resolver->Resolve(name, false, options.resolve_timeout);
-  if (--queries_in_flight[sandbox_id] == 0) queries_in_flight.erase(sandbox_id);
+  {
+    std::lock_guard lock(mu);
+    size_t& in_flight = queries_in_flight[sandbox_id];
+    if (in_flight >= options.max_queries_per_sandbox)
+      co_return dns::BuildResponse(query, dns::Rcode::kServFail, no_answers, max_size);
+    ++in_flight;
+  }
+  Result<std::vector<IpAddress>> resolved = co_await with.Resolve(name, false, options.resolve_timeout);
+  {
+    std::lock_guard lock(mu);
+    if (--queries_in_flight[sandbox_id] == 0) queries_in_flight.erase(sandbox_id);
+  }
   if (stopped) co_return nothing;
   if (!resolved.ok()) {
     dns::Rcode rcode = resolved.error().code == ErrorCode::kNotFound ? dns::Rcode::kNxDomain : dns::Rcode::kServFail;
@@ -267,7 +291,7 @@ Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t m
   // internal addresses through an allowed name).
   std::vector<dns::ResourceRecord> answers;
   std::string denied_reason;
-  NameMemory& memory = names[sandbox_id];
+  std::vector<IpAddress> remembered;
   for (const IpAddress& address : *resolved) {
     if (address.family != AF_INET) continue;
     Decision by_address = DecideName(*policy, name, address);
@@ -275,8 +299,13 @@ Task<Bytes> DnsResponder::Impl::Answer(IpAddress source, Bytes message, size_t m
       if (denied_reason.empty()) denied_reason = by_address.reason;
       continue;
     }
-    memory.Put(address, name, options.max_names_per_sandbox);
+    remembered.push_back(address);
     answers.push_back(dns::AddressRecord(query.question.name, address, options.answer_ttl));
+  }
+  if (!remembered.empty()) {
+    std::lock_guard lock(mu);
+    NameMemory& memory = names[sandbox_id];
+    for (const IpAddress& address : remembered) memory.Put(address, name, options.max_names_per_sandbox);
   }
   if (answers.empty()) {
     if (!denied_reason.empty()) {
@@ -296,18 +325,33 @@ void DnsResponder::Impl::ReportDenial(const std::string& sandbox_id, const std::
 }
 
 void DnsResponder::Impl::Stop() {
-  if (stopped) return;
-  stopped = true;
+  if (stopped.exchange(true)) return;
   boost::system::error_code ignored;
   udp_socket.close(ignored);
   if (listener) listener->Close();
-  for (const auto& sock : open_connections) sock->close(ignored);
+  std::vector<std::shared_ptr<tcp::socket>> open;
+  {
+    std::lock_guard lock(mu);
+    for (auto& [raw, weak] : open_connections)
+      if (auto sock = weak.lock()) open.push_back(std::move(sock));
+  }
+  // Each closes on its own shard (in place when that is this thread).
+  for (auto& sock : open) {
+    auto ex = sock->get_executor();
+    asio::dispatch(ex, [sock = std::move(sock)] {
+      boost::system::error_code ignored;
+      sock->close(ignored);
+    });
+  }
 }
 
 Result<std::unique_ptr<DnsResponder>> DnsResponder::Start(asio::io_context& io, DnsResponderOptions options,
                                                           std::shared_ptr<Resolver> resolver, SandboxLookup lookup,
                                                           DenialSink denials) {
   if (!resolver || !lookup) return MakeError(ErrorCode::kInvalidArgument, "DNS responder needs a resolver and a lookup");
+  for (const auto& shard : options.shards)
+    if (!shard.executor || !shard.resolver)
+      return MakeError(ErrorCode::kInvalidArgument, "DNS responder: each shard needs an executor and a resolver");
   auto impl = std::make_shared<Impl>(io, std::move(options), std::move(resolver), std::move(lookup), std::move(denials));
   COVE_TRY(impl->Listen());
   asio::co_spawn(io, impl->UdpLoop(impl), asio::detached);
@@ -323,12 +367,16 @@ DnsResponder::~DnsResponder() { Stop(); }
 uint16_t DnsResponder::port() const { return impl_->port; }
 
 std::optional<std::string> DnsResponder::NameForAddress(const std::string& sandbox_id, const IpAddress& address) const {
+  std::lock_guard lock(impl_->mu);
   auto it = impl_->names.find(sandbox_id);
   if (it == impl_->names.end()) return std::nullopt;
   return it->second.Get(address);
 }
 
-void DnsResponder::ForgetSandbox(const std::string& sandbox_id) { impl_->names.erase(sandbox_id); }
+void DnsResponder::ForgetSandbox(const std::string& sandbox_id) {
+  std::lock_guard lock(impl_->mu);
+  impl_->names.erase(sandbox_id);
+}
 
 void DnsResponder::Stop() { impl_->Stop(); }
 

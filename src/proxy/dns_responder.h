@@ -21,7 +21,13 @@
 // first to make room: io/listener.h), TCP message size, idle TCP
 // connections, resolution time. UDP answers fit 512
 // bytes (TC set otherwise; the client retries over TCP).
-// Runs on one io_context; use from its thread.
+// UDP is served on the io_context given to Start (home), with its resolver;
+// each TCP connection is accepted there and served on the next of
+// DnsResponderOptions::shards in turn, with that shard's resolver. What they
+// share is thread-safe (one mutex: queries in flight, the address -> name
+// memory, the open connections); the lookup and the sink are called from
+// every shard. Start, Stop and the destructor at home; NameForAddress and
+// ForgetSandbox from any thread.
 #pragma once
 
 #include <chrono>
@@ -29,12 +35,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "io/asio.h"
 #include "proxy/egress_proxy.h"
 #include "policy/egress_policy.h"
 #include "proxy/resolver.h"
+#include "proxy/serving_shard.h"
 
 namespace cove::proxy {
 
@@ -56,6 +64,9 @@ struct DnsResponderOptions {
   size_t max_tcp_connections_total = 256;
   size_t max_tcp_message_bytes = 4096;      // a bigger TCP query closes the connection
   size_t max_names_per_sandbox = 4096;      // address -> name memory
+  // Where TCP connections are served, in turn; empty: on the io_context
+  // given to Start, with the resolver given to Start.
+  std::vector<ServingShard> shards;
 };
 
 class DnsResponder {

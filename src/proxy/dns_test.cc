@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <future>
+#include <thread>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -541,6 +543,42 @@ TEST_F(DnsResponderTest, AnswersOverTcp) {
   auto a = dns::ParseUpstreamResponse(reply, id, "www.example.test", dns::kTypeA);
   ASSERT_TRUE(a.ok()) << a.error().message;
   EXPECT_EQ(a->addresses.size(), 2u);
+}
+
+// TCP connections are accepted at home and served on each shard in turn,
+// each resolving with its own shard's resolver; what a shard answered is
+// remembered for the proxy, which asks from any thread.
+TEST_F(DnsResponderTest, TcpConnectionsAreServedOnEveryShardWithItsResolver) {
+  asio::io_context shard_io;
+  auto guard = asio::make_work_guard(shard_io);
+  std::thread shard_thread([&] { shard_io.run(); });
+  UpstreamResolverOptions ro;
+  ro.servers = {upstream.address()};
+  auto shard_resolver = UpstreamResolver::Create(shard_io.get_executor(), ro);
+  ASSERT_TRUE(shard_resolver.ok());
+  DnsResponderOptions options;
+  options.bind_address = "127.0.0.1";
+  options.shards = {ServingShard{io.get_executor(), resolver},
+                    ServingShard{shard_io.get_executor(), *shard_resolver}};
+  auto sharded = StartResponder(options);
+  ASSERT_NE(sharded, nullptr);
+  // The first connection is served at home, the second on the other shard.
+  for (uint16_t id : {0x1001, 0x1002}) {
+    Bytes reply = AskTcp(*dns::BuildQuery(id, "www.example.test", dns::kTypeA), sharded->port());
+    auto a = dns::ParseUpstreamResponse(reply, id, "www.example.test", dns::kTypeA);
+    ASSERT_TRUE(a.ok()) << a.error().message;
+    EXPECT_EQ(a->addresses.size(), 2u);
+  }
+  EXPECT_EQ(resolver->cache_size(), 1u);
+  std::promise<size_t> cached;
+  asio::post(shard_io, [&] { cached.set_value((*shard_resolver)->cache_size()); });
+  EXPECT_EQ(cached.get_future().get(), 1u);  // the shard resolved it itself
+  EXPECT_EQ(sharded->NameForAddress("sb1", Ip("203.0.113.11")), "www.example.test");
+  EXPECT_TRUE(denials.empty());
+  sharded->Stop();  // the shard's connection closes there
+  sharded.reset();
+  guard.reset();
+  shard_thread.join();  // returns once the shard's connection has ended
 }
 
 TEST_F(DnsResponderTest, QueriesInFlightPerSandboxAreBounded) {

@@ -2,6 +2,8 @@
 // close), TLS interception, tunnels, and the answers the proxy gives itself.
 #include "proxy/egress_connection.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include <openssl/ssl.h>
@@ -34,8 +36,12 @@ const char* StatusText(int status) {
 
 // Counts the connection in the proxy's registry under its sandbox (Close()
 // sheds it); false when over a cap with nothing idle to make room.
+// The registry may shed it from any thread: the closer only shuts the socket
+// down, and the connection's pending read ends (Close() uncounts it before
+// closing the descriptor, so a late shed never hits a reused one).
 bool EgressConnection::Admit() {
-  slot_ = state_->registry->Admit(sandbox_.sandbox_id, [this] { Close(); });
+  slot_ = state_->registry->Admit(sandbox_.sandbox_id,
+                                  [fd = client_.socket().native_handle()] { ::shutdown(fd, SHUT_RDWR); });
   return slot_.has_value();
 }
 
@@ -53,6 +59,7 @@ Task<void> EgressConnection::Run(std::shared_ptr<EgressConnection> self) {
 void EgressConnection::Close() {
   if (closed_) return;
   closed_ = true;
+  slot_.reset();  // uncounted before its descriptor may be reused
   error_code ignored;
   client_.socket().close(ignored);
   upstream_.socket().close(ignored);

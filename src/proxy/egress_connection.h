@@ -11,14 +11,21 @@
 //
 // A connection is owned by shared_ptrs held by its coroutines; Stop() and the
 // idle deadline (io::Deadline, pushed on by every bit of progress) close both
-// sockets, which ends every pending operation. All of it runs on the
-// io_context's one thread: no locks.
+// sockets, which ends every pending operation. A connection is accepted and
+// counted at home, then runs on one shard (EgressProxyOptions::shards) from
+// its first coroutine to its end: its members need no lock. What the
+// connections of every shard share (ProxyState) is immutable after Start,
+// or thread-safe: the registry, the live set (a mutex), `stopped` (atomic),
+// the lookup, the sink, the CA, the secrets and the TLS contexts (an
+// SSL_CTX makes SSL objects on any thread once set up).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -49,9 +56,9 @@ constexpr char kVia[] = "1.1 cove-egress";
 // What the proxy shares with its connections.
 class EgressConnection;
 struct ProxyState {
-  asio::io_context& io;
+  asio::io_context& io;  // home: the listeners
   EgressProxyOptions options;
-  std::shared_ptr<Resolver> resolver;
+  std::shared_ptr<Resolver> resolver;  // home's (no options.shards)
   EgressProxy::SandboxLookup lookup;
   EgressProxy::DenialSink denials;
   // Both listeners' connections, counted per sandbox; idle (before a
@@ -59,7 +66,9 @@ struct ProxyState {
   std::shared_ptr<io::ConnectionRegistry> registry;
   std::shared_ptr<io::Listener> explicit_listener;
   std::shared_ptr<io::Listener> transparent_listener;
-  bool stopped = false;
+  std::atomic<bool> stopped{false};
+  size_t next_shard = 0;  // home only
+  std::mutex live_mu;     // guards live (connections end on every shard)
   std::unordered_map<EgressConnection*, std::weak_ptr<EgressConnection>> live;
   // Interception (options.ca set): the server side towards sandboxes (leaves
   // minted per host), the client side towards upstreams (verifying).
@@ -81,6 +90,16 @@ struct ProxyState {
         denials(std::move(sink)),
         registry(std::make_shared<io::ConnectionRegistry>(
             io::ConnectionLimits{options.max_connections, options.max_connections_per_sandbox})) {}
+
+  // Where the next connection is served (home, in turn over the shards).
+  ServingShard NextShard() {
+    if (options.shards.empty()) return ServingShard{io.get_executor(), resolver};
+    return options.shards[next_shard++ % options.shards.size()];
+  }
+  void Forget(EgressConnection* connection) {
+    std::lock_guard lock(live_mu);
+    live.erase(connection);
+  }
 
   // The sink logs it (DenialLog), once.
   void Report(const Denial& denial) {
@@ -110,9 +129,12 @@ struct EgressFlow {
 
 class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
  public:
+  // `client` is on the shard that serves it, `resolver` runs there.
   EgressConnection(std::shared_ptr<ProxyState> state, tcp::socket client, bool transparent, IpAddress source,
-                   SandboxEgress sandbox)
+                   SandboxEgress sandbox, std::shared_ptr<Resolver> resolver)
       : state_(std::move(state)),
+        resolver_(std::move(resolver)),
+        executor_(client.get_executor()),
         client_(std::move(client)),
         upstream_(client_.get_executor()),
         idle_(client_.get_executor(), [this] { Close(); }),
@@ -122,15 +144,18 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
     Touch();
   }
 
-  ~EgressConnection() { state_->live.erase(this); }
+  ~EgressConnection() { state_->Forget(this); }
 
   // Counts the connection in the proxy's registry under its sandbox (Close()
   // sheds it); false when over a cap with nothing idle to make room.
+  // Call before Run, on the accepting thread.
   bool Admit();
   const std::string& sandbox_id() const { return sandbox_.sandbox_id; }
   // Serves the connection: the front end of its listener, then the chain.
   static Task<void> Run(std::shared_ptr<EgressConnection> self);
+  // On the connection's executor only (Stop() posts it there).
   void Close();
+  const asio::any_io_executor& executor() const { return executor_; }
 
  private:
   void Touch() { idle_.Set(std::chrono::steady_clock::now() + state_->options.idle_timeout); }
@@ -141,6 +166,8 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
   void Busy() {
     if (slot_) slot_->Busy();
   }
+  // The registry shed it to make room (its socket was shut down).
+  bool shed() const { return slot_ && slot_->shed(); }
   Denial MakeDenial(std::string destination, std::string address, std::string reason) const;
 
   // ---- transparent listener (front_end_transparent.cc) ----
@@ -222,6 +249,8 @@ class EgressConnection : public std::enable_shared_from_this<EgressConnection> {
   Task<void> ServeConnect(const http::HttpHead& req);
 
   std::shared_ptr<ProxyState> state_;
+  std::shared_ptr<Resolver> resolver_;  // the shard's
+  asio::any_io_executor executor_;      // the shard's (any thread may read it)
   HopStream client_;
   HopStream upstream_;
   std::string cbuf_;  // read ahead from the client (HTTP), past the head being served

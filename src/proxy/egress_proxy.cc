@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "io/move_socket.h"
 #include "proxy/asio_address.h"
 #include "proxy/egress_connection.h"
 
@@ -20,9 +21,10 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 namespace ssl = asio::ssl;
 
-// A connection accepted on either listener: attributed to a sandbox by its
-// source address (others are closed without an answer), counted under it,
-// and served; over the caps it is closed and the sandbox's denial reported.
+// A connection accepted on either listener (at home): attributed to a
+// sandbox by its source address (others are closed without an answer),
+// counted under it, and served on the next shard; over the caps it is closed
+// and the sandbox's denial reported.
 void Accept(const std::shared_ptr<ProxyState>& state, tcp::socket socket, bool transparent) {
   if (state->stopped) return;
   error_code ec;
@@ -31,7 +33,11 @@ void Accept(const std::shared_ptr<ProxyState>& state, tcp::socket socket, bool t
   IpAddress source = FromAsioAddress(peer.address());
   auto sandbox = state->lookup(source);
   if (!sandbox || !sandbox->policy) return;  // unknown source: closed, no answer
-  auto connection = std::make_shared<EgressConnection>(state, std::move(socket), transparent, source, std::move(*sandbox));
+  ServingShard shard = state->NextShard();
+  socket = io::MoveSocket(std::move(socket), shard.executor, ec);
+  if (ec) return;
+  auto connection = std::make_shared<EgressConnection>(state, std::move(socket), transparent, source,
+                                                       std::move(*sandbox), std::move(shard.resolver));
   if (!connection->Admit()) {
     Denial denial;
     denial.sandbox_id = connection->sandbox_id();
@@ -40,8 +46,11 @@ void Accept(const std::shared_ptr<ProxyState>& state, tcp::socket socket, bool t
     state->Report(denial);
     return;  // the connection closes
   }
-  state->live[connection.get()] = connection;
-  asio::co_spawn(state->io, EgressConnection::Run(connection), asio::detached);
+  {
+    std::lock_guard lock(state->live_mu);
+    state->live[connection.get()] = connection;
+  }
+  asio::co_spawn(shard.executor, EgressConnection::Run(connection), asio::detached);
 }
 
 Status OpenListener(ProxyState& state, const asio::ip::address& address, uint16_t port, bool transparent) {
@@ -95,10 +104,17 @@ class EgressProxyImpl : public EgressProxy {
     if (state_->explicit_listener) state_->explicit_listener->Close();
     if (state_->transparent_listener) state_->transparent_listener->Close();
     std::vector<std::shared_ptr<EgressConnection>> open;
-    for (auto& [raw, weak] : state_->live) {
-      if (auto connection = weak.lock()) open.push_back(std::move(connection));
+    {
+      std::lock_guard lock(state_->live_mu);
+      for (auto& [raw, weak] : state_->live) {
+        if (auto connection = weak.lock()) open.push_back(std::move(connection));
+      }
     }
-    for (auto& connection : open) connection->Close();
+    // Each closes on its own shard (in place when that is this thread).
+    for (auto& connection : open) {
+      auto ex = connection->executor();
+      asio::dispatch(ex, [connection = std::move(connection)] { connection->Close(); });
+    }
   }
 
   Status Listen() {
@@ -133,6 +149,9 @@ Result<std::unique_ptr<EgressProxy>> EgressProxy::Start(asio::io_context& io, Eg
                                                         std::shared_ptr<Resolver> resolver, SandboxLookup lookup,
                                                         DenialSink denials) {
   if (!resolver || !lookup) return MakeError(ErrorCode::kInvalidArgument, "egress proxy: resolver and lookup required");
+  for (const auto& shard : options.shards)
+    if (!shard.executor || !shard.resolver)
+      return MakeError(ErrorCode::kInvalidArgument, "egress proxy: each shard needs an executor and a resolver");
   auto state = std::make_shared<ProxyState>(io, std::move(options), std::move(resolver), std::move(lookup),
                                             std::move(denials));
   if (state->options.ca) COVE_TRY(SetUpInterception(*state));

@@ -16,7 +16,11 @@
 // and denials are answered (HTTP 403 with a JSON/text reason for proxied HTTP,
 // a closed connection otherwise) and reported through the DenialSink.
 // Host, SNI and CONNECT target must agree (no domain fronting).
-// Runs on one io_context; bounded: header sizes, idle and connect timeouts,
+// Accepts on one io_context (home) and serves each connection on the next of
+// EgressProxyOptions::shards in turn (coved: every io thread), with that
+// shard's resolver; the lookup, the denial sink, name_for_address, the CA and
+// the secrets are called from every shard, so they must be thread-safe.
+// Bounded: header sizes, idle and connect timeouts,
 // connections per sandbox and in all (both listeners together; a connection
 // not yet past its request head, or ClientHello, is idle and closed first to
 // make room: io/listener.h).
@@ -26,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "io/asio.h"
@@ -33,6 +38,7 @@
 #include "policy/egress_policy.h"
 #include "proxy/resolver.h"
 #include "proxy/secret_store.h"
+#include "proxy/serving_shard.h"
 
 namespace cove::proxy {
 
@@ -74,6 +80,10 @@ struct EgressProxyOptions {
   std::string upstream_ca_file;
   // Secrets for header templates and placeholders (null: none).
   std::shared_ptr<SecretStore> secrets;
+  // Where connections are served, each accepted one on the next in turn
+  // (moved there with its socket). Empty: on the io_context given to Start,
+  // with the resolver given to Start.
+  std::vector<ServingShard> shards;
 };
 
 class EgressProxy {
@@ -87,9 +97,9 @@ class EgressProxy {
   virtual ~EgressProxy() = default;
   virtual uint16_t explicit_port() const = 0;
   virtual uint16_t transparent_port() const = 0;
-  // Stops accepting and closes every connection. Call Stop() and destroy the
-  // proxy on the io_context's thread (or while it is not running), before
-  // the io_context is destroyed.
+  // Stops accepting and closes every connection (on its shard: the closes
+  // are posted there). Call Stop() and destroy the proxy on the io_context's
+  // thread (or while it is not running), before the io_context is destroyed.
   virtual void Stop() = 0;
 };
 

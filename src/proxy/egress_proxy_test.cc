@@ -1,21 +1,27 @@
 // The egress proxy's explicit listener against real upstreams on loopback:
 // forwarding and header rewriting, keep-alive, chunked and streamed bodies,
 // Expect: 100-continue, CONNECT with the SNI check over a real TLS handshake,
-// denials, limits and Stop(), with the real policy (policy.cc).
+// denials, limits and Stop(), with the real policy (policy.cc). The proxy
+// accepts on the test's home io_context and serves its connections on three
+// shards in turn (io/shards.h), as coved does, each shard with its own resolver.
 #include "proxy/egress_proxy.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "base/testing/wait_until.h"
+#include "io/shards.h"
+#include "proxy/sandbox_directory.h"
 #include "proxy/testing/fake_resolver.h"
 #include "proxy/testing/upstreams.h"
 
@@ -35,6 +41,30 @@ using testing::TlsExchange;
 using testing::TlsUpstream;
 
 HostPattern Pattern(const std::string& text) { return HostPattern{text}; }
+
+// A shard's resolver: answers from the test's table and notes the threads it
+// was called on (a connection resolves on its own shard, with that shard's).
+class ShardResolver : public Resolver {
+ public:
+  explicit ShardResolver(std::shared_ptr<FakeResolver> table) : table_(std::move(table)) {}
+  Task<Result<std::vector<IpAddress>>> Resolve(std::string host, bool want_ipv6,
+                                               std::chrono::milliseconds timeout) override {
+    {
+      std::lock_guard lock(mu_);
+      threads_.insert(std::this_thread::get_id());
+    }
+    co_return co_await table_->Resolve(std::move(host), want_ipv6, timeout);
+  }
+  std::set<std::thread::id> threads() {
+    std::lock_guard lock(mu_);
+    return threads_;
+  }
+
+ private:
+  std::shared_ptr<FakeResolver> table_;
+  std::mutex mu_;
+  std::set<std::thread::id> threads_;
+};
 
 class EgressProxyTest : public ::testing::Test {
  protected:
@@ -67,6 +97,8 @@ class EgressProxyTest : public ::testing::Test {
     options.upstream_mark = 0;
     auto lookup = [this](const IpAddress&) -> std::optional<SandboxEgress> {
       std::lock_guard lock(mu_);
+      lookup_threads_.insert(std::this_thread::get_id());
+      if (directory_) return directory_->Lookup(sandbox_address_);
       if (!known_source_) return std::nullopt;
       return SandboxEgress{"sb-test", policy_};
     };
@@ -74,10 +106,23 @@ class EgressProxyTest : public ::testing::Test {
       std::lock_guard lock(mu_);
       denials_.push_back(denial);
     };
+    shards_ = std::make_unique<io::Shards>(io_, kShards);
+    shard_resolvers_.clear();
+    for (size_t i = 0; i < kShards; ++i) {
+      shard_resolvers_.push_back(std::make_shared<ShardResolver>(resolver_));
+      options.shards.push_back(ServingShard{shards_->at(i), shard_resolvers_.back()});
+    }
     auto proxy = EgressProxy::Start(io_, options, resolver_, lookup, sink);
     ASSERT_TRUE(proxy.ok()) << proxy.error().ToString();
     proxy_ = std::move(*proxy);
     thread_ = std::thread([this] { io_.run(); });
+    shards_->Start();
+    shard_threads_.clear();
+    for (size_t i = 0; i < kShards; ++i) {
+      std::promise<std::thread::id> id;
+      asio::post(shards_->at(i), [&id] { id.set_value(std::this_thread::get_id()); });
+      shard_threads_.push_back(id.get_future().get());
+    }
   }
 
   void StopProxy() {
@@ -94,7 +139,9 @@ class EgressProxyTest : public ::testing::Test {
     StopProxy();
     guard_.reset();
     if (thread_.joinable()) thread_.join();
+    if (shards_) shards_->Stop();
     proxy_.reset();
+    shards_.reset();
   }
 
   std::vector<Denial> denials() {
@@ -113,12 +160,21 @@ class EgressProxyTest : public ::testing::Test {
     for (int fd : fds_) close(fd);
   }
 
+  static constexpr size_t kShards = 3;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> guard_ = asio::make_work_guard(io_);
   std::thread thread_;
+  std::unique_ptr<io::Shards> shards_;  // shard 0 is io_
+  std::vector<std::thread::id> shard_threads_;
+  std::vector<std::shared_ptr<ShardResolver>> shard_resolvers_;
   std::shared_ptr<FakeResolver> resolver_;
+  // Set before StartProxy: sandboxes are looked up there, as coved does.
+  RunningSandboxes running_;
+  std::unique_ptr<SandboxDirectory> directory_;
+  IpAddress sandbox_address_;
   std::unique_ptr<EgressProxy> proxy_;
   std::mutex mu_;
+  std::set<std::thread::id> lookup_threads_;
   std::shared_ptr<const EgressPolicy> policy_;
   bool known_source_ = true;
   std::vector<Denial> denials_;
@@ -669,6 +725,81 @@ TEST_F(EgressProxyTest, IdleConnectionsAreClosed) {
   auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(ClosedWithoutData(fd));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+// Connections are accepted at home and served on every shard in turn: each
+// resolves on its own shard's thread with that shard's resolver, looks its
+// sandbox up again there (before deciding), and is served.
+TEST_F(EgressProxyTest, ConnectionsAreServedOnEveryShardAndFindTheirSandbox) {
+  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  StartProxy();
+  std::string authority = "web.test:" + std::to_string(up.port());
+  for (size_t i = 0; i < 2 * kShards; ++i) {
+    int fd = Client();
+    ASSERT_TRUE(SendAll(fd, Get(authority, "/" + std::to_string(i))));
+    HttpReader reader(fd);
+    auto response = reader.Read(true);
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status(), 200);
+    EXPECT_EQ(response->body, "ok");
+  }
+  std::set<std::thread::id> used;
+  for (size_t i = 0; i < kShards; ++i) {
+    auto threads = shard_resolvers_[i]->threads();
+    ASSERT_EQ(threads.size(), 1u) << "shard " << i;
+    EXPECT_EQ(*threads.begin(), shard_threads_[i]) << "shard " << i << "'s resolver ran on another thread";
+    used.insert(*threads.begin());
+  }
+  EXPECT_EQ(used.size(), kShards);
+  std::lock_guard lock(mu_);
+  for (size_t i = 1; i < kShards; ++i)
+    EXPECT_TRUE(lookup_threads_.count(shard_threads_[i])) << "no lookup on shard " << i;
+  EXPECT_TRUE(denials_.empty());
+}
+
+// A sandbox deleted while its connection lives on another thread: the
+// connection's next lookup (before its next request) finds nothing, and the
+// connection ends without reaching the upstream; what it was decided on
+// before stayed valid meanwhile (the directory hands out shared records).
+TEST_F(EgressProxyTest, ASandboxDeletedUnderAConnectionOfAnotherThreadEndsIt) {
+  HttpUpstream up("127.0.0.1", 0, HttpUpstream::Fixed("ok"));
+  // Every source maps to slot 3 of this plan: the test's clients are on loopback.
+  net::AddressPlan plan = *net::AddressPlan::Parse("10.200.0.0/15");
+  auto veth = plan.ForSlot(3);
+  ASSERT_TRUE(veth.ok());
+  IpAddress sandbox_address;
+  std::memcpy(sandbox_address.bytes, &veth->sandbox, 4);
+  directory_ = std::make_unique<SandboxDirectory>(&running_, plan, policy_);
+  SandboxRecord record;
+  record.id = "sb-shard";
+  record.slot = 3;
+  record.state = SandboxState::kRunning;
+  record.egress = policy_;
+  RunningSandboxes::Record published = running_.Publish(record, nullptr);
+  record.egress.reset();
+  sandbox_address_ = sandbox_address;  // the loopback clients stand for the sandbox
+  EgressProxyOptions options;
+  StartProxy(options);
+  std::string authority = "web.test:" + std::to_string(up.port());
+  close(ConnectTcp("127.0.0.1", proxy_->explicit_port()));  // served at home (shard 0): the next goes to shard 1
+  int fd = Client();
+  HttpReader reader(fd);
+  ASSERT_TRUE(SendAll(fd, Get(authority, "/first")));
+  auto response = reader.Read(true);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status(), 200);
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_TRUE(lookup_threads_.count(shard_threads_[1])) << "the connection did not run on shard 1";
+  }
+  // Deleted (the Manager withdraws its record) while the connection waits on its shard.
+  running_.Withdraw(published);
+  published.reset();
+  ASSERT_TRUE(SendAll(fd, Get(authority, "/second")));
+  EXPECT_TRUE(ClosedWithoutData(fd));
+  auto seen = up.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].start_line, "GET /first HTTP/1.1");
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ Task<Admission> EgressConnection::OpenUpstream(std::string host, uint16_t port, 
   if (auto literal = IpAddress::Parse(host)) {
     addresses.push_back(*literal);
   } else {
-    auto resolved = co_await state_->resolver->Resolve(host, true, state_->options.connect_timeout);
+    auto resolved = co_await resolver_->Resolve(host, true, state_->options.connect_timeout);
     if (closed_) co_return result;
     if (!resolved.ok()) {
       Destination dest{host, port, std::nullopt, method, path};

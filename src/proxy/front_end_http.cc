@@ -36,7 +36,7 @@ Task<void> EgressConnection::ServeHttp(std::optional<OriginalDestination> origin
     http::HeadStatus status = co_await http::ReadHead(client_, cbuf_, idle_.at(), max_head, &text);
     Busy();
     Touch();
-    if (closed_) co_return;
+    if (closed_ || shed()) co_return;
     if (status == http::HeadStatus::kTooLarge) {
       co_await SendError(431, "request header too large", "cove egress proxy: request header too large\n", false);
       co_return;

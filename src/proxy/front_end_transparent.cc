@@ -40,7 +40,7 @@ Task<void> EgressConnection::ServeTransparentTls(OriginalDestination original) {
   std::string literal = original.address.ToString();
   if (scan.outcome != ClientHelloScan::Outcome::kComplete) {
     // A connection that ended before its first byte is no denial.
-    if (!closed_ && !hello.empty()) {
+    if (!closed_ && !shed() && !hello.empty()) {
       state_->Report(MakeDenial(HostPort(literal, original.port), literal, "TLS: " + scan.problem));
     }
     co_return;

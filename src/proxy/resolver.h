@@ -1,7 +1,8 @@
 // Name resolution for the egress proxy and the sandboxes' DNS: coved resolves
 // every name itself (sandboxes never talk to a DNS server), against upstream
 // servers from its config (default: the nameservers of /etc/resolv.conf).
-// Runs on the caller's io_context; thread-compatible.
+// Runs on the caller's io_context; thread-compatible (the egress proxy and
+// DNS use one per io thread: proxy/serving_shard.h).
 #pragma once
 
 #include <chrono>

@@ -10,7 +10,7 @@ std::optional<SandboxEgress> SandboxDirectory::Lookup(const IpAddress& source) c
   std::memcpy(&a, source.bytes, 4);
   uint32_t slot = 0;
   if (!plan_.SlotOfSandboxAddress(a, &slot)) return std::nullopt;
-  const SandboxRecord* record = find_by_slot_(slot);
+  RunningSandboxes::Record record = running_->BySlot(slot);
   if (!record || record->state != SandboxState::kRunning) return std::nullopt;
   return SandboxEgress{record->id, PolicyOf(*record)};
 }

@@ -1,15 +1,16 @@
 // SandboxDirectory: the sandbox behind a source address of the sandboxes'
 // subnet (the packet filter guarantees the address is the sandbox's own) and
 // the egress policy in force for it. A lookup parses nothing: it hands out
-// the typed policy the sandbox's record holds (or coved's default), shared.
-// Runs on coved's io thread, as the Manager does.
+// the typed policy the sandbox's published record holds (or coved's
+// default), shared. Thread-safe: it reads the Manager's RunningSandboxes,
+// whose records stay valid while held (manager/running_sandboxes.h), so the
+// proxy's and DNS's connections look sandboxes up on every io thread.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <optional>
 
-#include "manager/sandbox_record.h"
+#include "manager/running_sandboxes.h"
 #include "net/address_plan.h"
 #include "proxy/egress_proxy.h"
 
@@ -17,10 +18,10 @@ namespace cove::proxy {
 
 class SandboxDirectory {
  public:
-  // find_by_slot: the sandbox holding an id slot (Manager::FindBySlot).
-  using FindBySlot = std::function<const SandboxRecord*(uint32_t slot)>;
-  SandboxDirectory(FindBySlot find_by_slot, net::AddressPlan plan, std::shared_ptr<const EgressPolicy> default_policy)
-      : find_by_slot_(std::move(find_by_slot)), plan_(plan), default_policy_(std::move(default_policy)) {}
+  // `running` (the Manager's, Manager::PublishTo) outlives the directory.
+  SandboxDirectory(const RunningSandboxes* running, net::AddressPlan plan,
+                   std::shared_ptr<const EgressPolicy> default_policy)
+      : running_(running), plan_(plan), default_policy_(std::move(default_policy)) {}
 
   // The running sandbox behind `source`, or nullopt.
   std::optional<SandboxEgress> Lookup(const IpAddress& source) const;
@@ -31,7 +32,7 @@ class SandboxDirectory {
   const std::shared_ptr<const EgressPolicy>& default_policy() const { return default_policy_; }
 
  private:
-  FindBySlot find_by_slot_;
+  const RunningSandboxes* running_;
   net::AddressPlan plan_;
   std::shared_ptr<const EgressPolicy> default_policy_;
 };

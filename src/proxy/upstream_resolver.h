@@ -6,8 +6,9 @@
 // A server that times out, fails or answers SERVFAIL/REFUSED is followed by
 // the next. Answers are cached, positive and negative, bounded in entries and
 // with TTLs capped. IP literals resolve to themselves without a query.
-// Runs on one executor's thread; keep it in a shared_ptr (Create) while
-// resolutions are in flight.
+// Runs on one executor's thread (not thread-safe: its sockets and cache are
+// that thread's); coved makes one per io thread (proxy/serving_shard.h).
+// Keep it in a shared_ptr (Create) while resolutions are in flight.
 #pragma once
 
 #include <chrono>
