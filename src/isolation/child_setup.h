@@ -29,8 +29,7 @@ struct ChildMsg {                 // child -> parent
   int32_t err = 0;
   char step[112] = {};
 };
-inline constexpr int kMaxHostMounts = 16;  // host dirs and read-only binds
-inline constexpr int kMaxIdmapFds = static_cast<int>(kMaxLowerDirs) + kMaxHostMounts;
+inline constexpr int kMaxIdmapFds = static_cast<int>(kMaxLowerDirs + kMaxHostMounts);
 inline constexpr int kMaxPassFds = 64;
 
 struct ChildBind {

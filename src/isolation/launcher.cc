@@ -66,6 +66,13 @@ Status WriteProcFile(const std::string& path, const std::string& value) {
   return OkStatus();
 }
 
+// A directory only coved writes (a mount point or a parent of layer dirs);
+// an existing one is fine. One system call on the create path.
+Status MkdirOurs(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return SysError("mkdir " + path);
+  return OkStatus();
+}
+
 // Where the i-th lower layer of the root is attached when idmapped.
 std::string LowerStage(const SandboxSpec& spec, size_t i) {
   return spec.sandbox_dir + "/lower/" + std::to_string(i);
@@ -85,13 +92,13 @@ std::string HostDirLayers(const SandboxSpec& spec, const HostDir& d) {
 Status MakeHostDirLayers(const SandboxSpec& spec, bool volatile_upper) {
   if (spec.image.host_dirs.empty()) return OkStatus();
   const uid_t r = spec.host_id_base;
-  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/dirs", 0755, 0, 0));
+  COVE_TRY(MkdirOurs(spec.sandbox_dir + "/dirs"));
   for (const HostDir& d : spec.image.host_dirs) {
     const std::string dir = HostDirLayers(spec, d);
-    COVE_TRY(sys::MkdirOwned(dir, 0755, 0, 0));
+    COVE_TRY(MkdirOurs(dir));
     COVE_TRY(sys::MkdirOwned(dir + "/upper", 0755, r, r));
     COVE_TRY(sys::MkdirOwned(dir + "/work", 0700, r, r));
-    COVE_TRY(sys::MkdirOwned(dir + "/lower", 0755, 0, 0));
+    COVE_TRY(MkdirOurs(dir + "/lower"));
     if (volatile_upper) COVE_TRY(sys::RemoveTree(dir + "/work/work/incompat"));  // see Launch
   }
   return OkStatus();
@@ -127,7 +134,7 @@ Result<ChildPlan> BuildPlan(const SandboxSpec& spec, const std::vector<int>& pas
     p.host_dirs.push_back({d.sandbox_path.substr(1), d.host_path, layers + "/lower", layers + "/upper",
                            layers + "/work"});
   }
-  for (const HostBind& b : spec.read_only_binds) {
+  for (const HostDir& b : spec.read_only_binds) {
     struct stat st;
     if (::stat(b.host_path.c_str(), &st) != 0) return SysError("stat bind source " + b.host_path);
     if (!S_ISDIR(st.st_mode)) return SysError("bind source " + b.host_path, ENOTDIR);
@@ -303,10 +310,9 @@ Result<Launched> Launch(const SandboxSpec& spec, const std::vector<int>& pass_fd
   COVE_TRY(ValidateSpec(spec));
   if (pass_fds.size() > static_cast<size_t>(internal::kMaxPassFds))
     return MakeError(ErrorCode::kInvalidArgument, "too many fds to pass");
-  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/root", 0755, 0, 0));
-  COVE_TRY(sys::MkdirOwned(spec.sandbox_dir + "/lower", 0755, 0, 0));
-  for (size_t i = 0; i < spec.image.lower_dirs.size(); ++i)
-    COVE_TRY(sys::MkdirOwned(LowerStage(spec, i), 0755, 0, 0));
+  COVE_TRY(MkdirOurs(spec.sandbox_dir + "/root"));
+  COVE_TRY(MkdirOurs(spec.sandbox_dir + "/lower"));
+  for (size_t i = 0; i < spec.image.lower_dirs.size(); ++i) COVE_TRY(MkdirOurs(LowerStage(spec, i)));
   if (options.volatile_upper) {
     // overlayfs leaves work/work/incompat/volatile behind and refuses to mount
     // the layer again while it exists. Removing it accepts that writes from

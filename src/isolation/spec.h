@@ -17,23 +17,19 @@ struct Limits {
   uint64_t disk_bytes = 4'000'000'000;  // writable layer; 0 = none
 };
 
-// A host directory shown at sandbox_path and writable there (e.g. /usr for the
-// default image): the read-only lower layer of an overlay of its own, whose
-// writes are copied up into the sandbox's layer (<sandbox_dir>/dirs/<name>/upper,
-// under its quota), never into the host directory.
+// A host directory shown at sandbox_path: in Image::host_dirs, writable there
+// (e.g. /usr for the default image), the read-only lower layer of an overlay of
+// its own whose writes are copied up into the sandbox's layer
+// (<sandbox_dir>/dirs/<name>/upper, under its quota), never into the host
+// directory; in SandboxSpec::read_only_binds, bound read-only (cove's own files
+// that the sandbox must not change: the code interpreter's runners).
 struct HostDir {
   std::string host_path;
   std::string sandbox_path;
 };
 
-// A host directory bound read-only into the sandbox: cove's own files that
-// the sandbox must not change (the code interpreter's runners).
-struct HostBind {
-  std::string host_path;
-  std::string sandbox_path;
-};
-
 inline constexpr size_t kMaxLowerDirs = 64;
+inline constexpr size_t kMaxHostMounts = 16;  // host dirs and read-only binds together
 
 struct Image {
   // The root's read-only overlay lower layers (directories on the host),
@@ -48,7 +44,7 @@ struct SandboxSpec {
   uid_t host_id_base = 0;          // sandbox uid/gid 0..65535 map to base..base+65535
   static constexpr uint32_t kIdRange = 65536;
   Image image;
-  std::vector<HostBind> read_only_binds;  // mounted after the image's host dirs
+  std::vector<HostDir> read_only_binds;  // mounted after the image's host dirs
   std::string sandbox_dir;         // host dir owned by coved: upper/, work/, root/ live here
   Limits limits;
   std::string agent_path;          // host path of the binary exec'd as pid 1 (via fd, not path);

@@ -40,16 +40,16 @@ Status ValidateSpec(const SandboxSpec& spec) {
   COVE_TRY(ValidateAbsolutePath(spec.cwd));
   if (!spec.agent_path.empty()) COVE_TRY(ValidateAbsolutePath(spec.agent_path));
   if (spec.argv.empty() || spec.argv[0].empty()) return MakeError(ErrorCode::kInvalidArgument, "argv is empty");
-  if (spec.image.host_dirs.size() + spec.read_only_binds.size() > 16)
-    return MakeError(ErrorCode::kInvalidArgument, "at most 16 host dirs and binds");
-  auto check = [](const std::string& host_path, const std::string& sandbox_path) -> Status {
-    COVE_TRY(ValidateAbsolutePath(host_path));
-    COVE_TRY(ValidateAbsolutePath(sandbox_path));
-    if (sandbox_path == "/") return MakeError(ErrorCode::kInvalidArgument, "cannot mount a host dir over /");
-    return OkStatus();
-  };
-  for (const HostDir& d : spec.image.host_dirs) COVE_TRY(check(d.host_path, d.sandbox_path));
-  for (const HostBind& b : spec.read_only_binds) COVE_TRY(check(b.host_path, b.sandbox_path));
+  if (spec.image.host_dirs.size() + spec.read_only_binds.size() > kMaxHostMounts)
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "at most " + std::to_string(kMaxHostMounts) + " host dirs and binds");
+  for (const auto* dirs : {&spec.image.host_dirs, &spec.read_only_binds}) {
+    for (const HostDir& d : *dirs) {
+      COVE_TRY(ValidateAbsolutePath(d.host_path));
+      COVE_TRY(ValidateAbsolutePath(d.sandbox_path));
+      if (d.sandbox_path == "/") return MakeError(ErrorCode::kInvalidArgument, "cannot mount a host dir over /");
+    }
+  }
   for (const auto& e : spec.env)
     if (e.find('=') == std::string::npos) return MakeError(ErrorCode::kInvalidArgument, "env entry without '='");
   return OkStatus();

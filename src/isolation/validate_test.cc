@@ -47,6 +47,25 @@ TEST(ValidateTest, Spec) {
   bad.image.host_dirs.push_back({"/usr", "/../usr"});
   EXPECT_FALSE(ValidateSpec(bad).ok());
   bad = s;
+  bad.read_only_binds.push_back({"/opt/runners", "/"});
+  EXPECT_FALSE(ValidateSpec(bad).ok());
+  bad = s;
+  bad.read_only_binds.push_back({"relative", "/opt/cove"});
+  EXPECT_FALSE(ValidateSpec(bad).ok());
+  bad = s;
+  bad.image.host_dirs.assign(kMaxHostMounts, {"/usr", "/usr"});
+  bad.read_only_binds.push_back({"/opt/runners", "/opt/cove"});
+  EXPECT_FALSE(ValidateSpec(bad).ok());
+  bad = s;
+  bad.image.lower_dirs.clear();
+  EXPECT_FALSE(ValidateSpec(bad).ok());
+  bad = s;
+  bad.image.lower_dirs.assign(kMaxLowerDirs + 1, "/var/lib/cove/images/default");
+  EXPECT_FALSE(ValidateSpec(bad).ok());
+  bad = s;
+  bad.image.lower_dirs.assign(kMaxLowerDirs, "/var/lib/cove/images/default");
+  EXPECT_TRUE(ValidateSpec(bad).ok());
+  bad = s;
   bad.env = {"NOEQUALS"};
   EXPECT_FALSE(ValidateSpec(bad).ok());
 }

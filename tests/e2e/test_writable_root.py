@@ -26,20 +26,14 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def sh(api, sid, command, **kw):
-    r = api.exec(sid, command, session=NOSESSION, **kw)
-    assert r["exitCode"] == 0, f"{command!r} -> {r}"
-    return r["stdout"]
-
-
 def test_every_path_is_writable_and_the_writes_stay_in_the_sandbox(api, make_sandbox):
     before = sha256(HOST_FILE)
     a, b = make_sandbox(), make_sandbox()
-    sh(api, a, "set -e; for d in /usr/local/bin /usr/bin /usr/lib /etc /opt /var/lib /root /srv; do "
+    api.sh(a, "set -e; for d in /usr/local/bin /usr/bin /usr/lib /etc /opt /var/lib /root /srv; do "
                "  echo mine > $d/cove-writable-test; done; "
                f"echo changed > {HOST_FILE}; rm /usr/bin/xargs; mkdir -p /usr/share/cove-new/a/b; "
                "ln -s /usr/bin/true /usr/local/bin/mytrue; mytrue")
-    out = sh(api, a, f"cat /usr/local/bin/cove-writable-test /opt/cove-writable-test {HOST_FILE}; "
+    out = api.sh(a, f"cat /usr/local/bin/cove-writable-test /opt/cove-writable-test {HOST_FILE}; "
                      "test -e /usr/bin/xargs || echo xargs-gone; stat -c %U /usr/local/bin/cove-writable-test")
     assert out == "mine\nmine\nchanged\nxargs-gone\nroot\n"
     # The host's /usr is unchanged, byte for byte where the sandbox wrote over it.
@@ -62,13 +56,13 @@ def test_writes_under_usr_count_in_the_disk_quota(api, make_sandbox):
     out = r["stdout"]
     assert "rc=0" not in out, out
     assert int(out.strip().splitlines()[-1]) <= quota + 8 * MiB, out
-    sh(api, sid, "rm /usr/local/fill && echo ok > /usr/local/after")
+    api.sh(sid, "rm /usr/local/fill && echo ok > /usr/local/after")
 
 
 def test_pip_installs_into_usr_local(api, make_sandbox):
     sid = make_sandbox()
     # A wheel made in the sandbox from a one-module project (no index, no network).
-    out = sh(api, sid, """set -e
+    out = api.sh(sid, """set -e
 mkdir -p /tmp/w/covehello && cd /tmp/w
 echo 'def hello(): return "hello from a wheel"' > covehello/__init__.py
 cat > setup.py <<'EOF'
@@ -85,7 +79,7 @@ cd / && python3 -c 'import covehello; print(covehello.hello(), covehello.__file_
 
 def test_npm_installs_globally_from_a_tarball(api, make_sandbox):
     sid = make_sandbox()
-    out = sh(api, sid, """set -e
+    out = api.sh(sid, """set -e
 mkdir -p /tmp/p && cd /tmp/p
 echo '{"name":"cove-hello-cli","version":"1.0.0","bin":{"cove-hello":"cli.js"}}' > package.json
 printf '#!/usr/bin/env node\\nconsole.log("hello from npm")\\n' > cli.js
