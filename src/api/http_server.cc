@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/log_throttle.h"
 #include "io/listener.h"
+#include "io/move_socket.h"
 #include "io/refuse.h"
 #include "io/async_signal.h"
 #include "io/deadline.h"
@@ -216,19 +217,9 @@ struct HttpServer::Impl {
       return;
     }
     asio::any_io_executor there = options.connection_executor ? options.connection_executor() : ex;
-    if (there != ex) {
-      auto protocol = socket.local_endpoint(ec).protocol();
-      int fd = ec ? -1 : socket.release(ec);
-      if (ec) return;  // the connection is gone already
-      tcp::socket moved(there);
-      moved.assign(protocol, fd, ec);
-      if (ec) {
-        ::close(fd);
-        return;
-      }
-      socket = std::move(moved);
-    }
-    asio::co_spawn(there, Serve(std::move(socket), std::move(*slot)), asio::detached);
+    tcp::socket moved = io::MoveSocket(std::move(socket), there, ec);
+    if (ec) return;  // the connection is gone already
+    asio::co_spawn(there, Serve(std::move(moved), std::move(*slot)), asio::detached);
   }
 
   Task<void> Serve(tcp::socket socket, io::ConnectionRegistry::Slot admitted) {
